@@ -1,0 +1,11 @@
+/* export.c: placeholder until the subcommand lands (owned by its issue). */
+#include "cmd.h"
+#include <stdio.h>
+
+int cmd_export(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "heaplab: 'export' is not available in this build yet\n");
+    return 1;
+}

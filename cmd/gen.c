@@ -1,0 +1,11 @@
+/* gen.c: placeholder until the subcommand lands (owned by its issue). */
+#include "cmd.h"
+#include <stdio.h>
+
+int cmd_gen(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "heaplab: 'gen' is not available in this build yet\n");
+    return 1;
+}

@@ -1,0 +1,166 @@
+/*
+ * trace.h: heaplab's trace library API: reading and writing finalised trace files.
+ *
+ * This is the contract between the modules: `record` (finaliser), `gen`, `import`
+ * write traces through hl_writer; `stat`, `replay`, `export`, `plot` read them through
+ * hl_reader.  The on-disk layout is documented in format.h; nothing outside traces/
+ * depends on it.
+ *
+ * Model.  A trace file holds one or more *process sections* (a recording of a program
+ * that forks or execs yields one section per process image).  A section is a process
+ * header followed by that process's events in one global order consistent with
+ * causality (a block's free always comes after its allocation, even across threads).
+ *
+ * Slots.  Addresses are not stored.  Every successful allocation (malloc, calloc,
+ * realloc's new block, memalign, ...) gets the next dense slot id of its section: the
+ * first allocation is slot 0, the next slot 1, and so on, in event order.  A free or
+ * realloc names the slot it gives back.  A slot is never reused.
+ *
+ * Errors.  Functions return 0 (or a count) on success and -1 on failure with a one-line
+ * message in struct hl_err, which names the file and, for damaged files, the byte offset.
+ */
+#ifndef HEAPLAB_TRACE_H
+#define HEAPLAB_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct hl_err {
+    char msg[512];
+};
+
+/* Operations.  Values are part of the file format: never renumber. */
+enum hl_op {
+    HL_OP_MALLOC = 1,
+    HL_OP_CALLOC = 2,        /* size = element size, aux = nmemb */
+    HL_OP_REALLOC = 3,       /* old_slot -> slot; size = new size */
+    HL_OP_FREE = 4,
+    HL_OP_POSIX_MEMALIGN = 5, /* aux = alignment */
+    HL_OP_ALIGNED_ALLOC = 6,  /* aux = alignment */
+    HL_OP_MEMALIGN = 7,       /* aux = alignment */
+    HL_OP_VALLOC = 8,
+    HL_OP_PVALLOC = 9,
+    HL_OP_REALLOCARRAY = 10,  /* old_slot -> slot; size = element size, aux = nmemb */
+    HL_OP_COUNT_ = 11
+};
+
+/* "malloc", "calloc", ... ; NULL for an unknown op.  hl_op_from_name() returns 0 for
+ * an unknown name. */
+const char *hl_op_name(int op);
+int hl_op_from_name(const char *name);
+
+#define HL_NO_SLOT UINT32_MAX
+
+/* Event flags. */
+#define HL_EV_FAILED 0x01  /* the call failed: NULL result (posix_memalign: non-zero
+                              return); no new slot (slot == HL_NO_SLOT); a failed
+                              realloc leaves old_slot live */
+#define HL_EV_UNKNOWN 0x02 /* free/realloc of a pointer this trace never saw allocated,
+                              or already freed (double free): old_slot/slot is
+                              HL_NO_SLOT for the pointer given.  Replay skips these. */
+
+struct hl_event {
+    uint64_t time_ns;  /* since the start of the process's recording */
+    uint64_t size;     /* bytes asked for; calloc/reallocarray: element size */
+    uint64_t aux;      /* calloc/reallocarray: nmemb; aligned ops: alignment; else 0 */
+    uint32_t slot;     /* allocating ops: the new block's slot (HL_NO_SLOT if failed);
+                          free: the slot freed (HL_NO_SLOT if HL_EV_UNKNOWN) */
+    uint32_t old_slot; /* realloc/reallocarray: the block passed in, HL_NO_SLOT for NULL
+                          or unknown; other ops: HL_NO_SLOT */
+    uint32_t thread;   /* dense thread index within the process; 0 is the first thread
+                          seen (normally the main thread) */
+    uint8_t op;        /* enum hl_op */
+    uint8_t flags;     /* HL_EV_* */
+};
+
+/* Total bytes an event asks for: size, or size*aux for calloc/reallocarray
+ * (saturating at UINT64_MAX on overflow). */
+uint64_t hl_event_bytes(const struct hl_event *e);
+/* True for ops that produce a new block (all but free). */
+int hl_op_allocates(int op);
+
+struct hl_process {
+    uint32_t pid, ppid;
+    uint32_t page_size;
+    uint32_t nthreads;          /* threads seen in the section */
+    uint64_t start_realtime_ns; /* CLOCK_REALTIME when recording of this process began */
+    uint64_t nevents;           /* events in the section (known from the header's
+                                   trailer once read; 0 until then when streaming) */
+    uint64_t nslots;            /* slots allocated in the section */
+    char cmdline[1024];         /* argv joined with single spaces, truncated */
+    char exe[512];              /* /proc/self/exe of the process, "" if unknown */
+};
+
+/* ---- reading ---- */
+
+struct hl_reader;
+
+/* Open a trace; fails (with the file named in err) if it is missing, not a heaplab
+ * trace, or of an unsupported version. */
+struct hl_reader *hl_reader_open(const char *path, struct hl_err *err);
+
+/* Move to the next process section and fill *p.  Returns 1 if there is one, 0 when the
+ * file has no more sections, -1 on error (damaged file). */
+int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_err *err);
+
+/* The next batch of events of the current section, decoded.  *events points into the
+ * reader's memory and stays valid until the next call.  Returns the count (> 0), 0 at the
+ * end of the section, -1 on error: a truncated or corrupted chunk is reported with the
+ * file and byte offset; all events before it have been returned. */
+ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
+                         struct hl_err *err);
+
+/* Number of process sections, and a hash of the file's contents (stable identifier for
+ * provenance: hex string, 16 characters). */
+const char *hl_reader_hash(struct hl_reader *r);
+
+void hl_reader_close(struct hl_reader *r);
+
+/* Convenience: read a whole section into a malloc'd array (*out, *n).  Returns 0 / -1. */
+int hl_reader_read_all(struct hl_reader *r, struct hl_event **out, size_t *n,
+                       struct hl_err *err);
+
+/* ---- writing ---- */
+
+struct hl_writer;
+
+/* Create (truncate) a trace file.  Writes to PATH.tmp and renames on close, so a failed
+ * write never leaves a half trace under the final name. */
+struct hl_writer *hl_writer_open(const char *path, struct hl_err *err);
+
+/* Start a process section.  p->nevents/nslots/nthreads are ignored (computed). */
+int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
+                            struct hl_err *err);
+
+/* Append one event.  Slots must follow the slot rule above: an allocating event that
+ * succeeded must carry exactly the next slot id (the writer checks and fails
+ * otherwise); frees and reallocs must name a slot allocated earlier in the section. */
+int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err *err);
+
+/* End the current section (writes its trailer). */
+int hl_writer_end_process(struct hl_writer *w, struct hl_err *err);
+
+/* Flush, close and rename into place.  Returns 0 / -1.  Always frees w. */
+int hl_writer_close(struct hl_writer *w, struct hl_err *err);
+
+/* Remove the temporary file and free w without producing a trace. */
+void hl_writer_abort(struct hl_writer *w);
+
+/* Bytes written so far (for "trace bytes" summaries). */
+uint64_t hl_writer_bytes(const struct hl_writer *w);
+
+/* ---- address -> slot mapping, for producers that see raw addresses ---- */
+
+/* Used by the record finaliser and the mtrace importer: map addresses to the slots
+ * of live blocks.  A hash map in one malloc'd table. */
+struct hl_slotmap;
+struct hl_slotmap *hl_slotmap_new(void);
+void hl_slotmap_free(struct hl_slotmap *m);
+/* Record that addr now holds slot.  Returns the previous slot if addr was already
+ * live (the producer saw an allocation of a live address), else HL_NO_SLOT. */
+uint32_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint32_t slot);
+/* Remove addr and return its slot, or HL_NO_SLOT if not live. */
+uint32_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr);
+
+#endif
