@@ -79,6 +79,13 @@ struct hl_event {
 uint64_t hl_event_bytes(const struct hl_event *e);
 /* True for ops that produce a new block (all but free). */
 int hl_op_allocates(int op);
+/* True for ops whose aux field means something (calloc, reallocarray: nmemb;
+ * posix_memalign, aligned_alloc, memalign: alignment); the others must have aux 0. */
+int hl_op_has_aux(int op);
+/* True for ops that give a block back (free, realloc, reallocarray).  Their slot
+ * (free) or old_slot (realloc, reallocarray) is HL_NO_SLOT for free(NULL) or
+ * realloc(NULL, ...) without HL_EV_UNKNOWN, and for an unknown pointer with it. */
+int hl_op_takes_block(int op);
 
 struct hl_process {
     uint32_t pid, ppid;
@@ -111,8 +118,13 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
 ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
                          struct hl_err *err);
 
-/* Number of process sections, and a hash of the file's contents (stable identifier for
- * provenance: hex string, 16 characters). */
+/* Open a trace held in memory (the bytes are not copied: buf must outlive the reader).
+ * name stands for the file in error messages. */
+struct hl_reader *hl_reader_open_mem(const void *buf, size_t len, const char *name,
+                                     struct hl_err *err);
+
+/* A hash of the file's contents (stable identifier for provenance: FNV-1a 64 of the
+ * file's bytes as a hex string, 16 characters).  Valid until hl_reader_close. */
 const char *hl_reader_hash(struct hl_reader *r);
 
 void hl_reader_close(struct hl_reader *r);
@@ -149,6 +161,9 @@ void hl_writer_abort(struct hl_writer *w);
 
 /* Bytes written so far (for "trace bytes" summaries). */
 uint64_t hl_writer_bytes(const struct hl_writer *w);
+
+/* Events per chunk from now on (1..65536, default 65536; tests use small chunks). */
+void hl_writer_set_chunk_events(struct hl_writer *w, uint32_t n);
 
 /* ---- address -> slot mapping, for producers that see raw addresses ---- */
 

@@ -1,0 +1,122 @@
+/*
+ * format.h: the on-disk layout of a finalised heaplab trace (.hlt), version 1.
+ *
+ * This header is the specification: a reader can be written from it alone.  Only the
+ * trace library (traces/writer.c, traces/reader.c) includes it; everything else goes
+ * through trace.h.  All integers are little-endian.
+ *
+ * FILE
+ *     file header (16 bytes)
+ *     section*            one per process image, in the order written
+ *
+ *   file header:
+ *     0   8  magic        "HLTRACE\0"
+ *     8   4  version      1 (HL_FORMAT_VERSION); a reader refuses other versions
+ *     12  4  reserved     0
+ *
+ * SECTION  (one process)
+ *     PROC block          the process header
+ *     CHNK block*         the events, in order, at most HL_CHUNK_MAX_EVENTS each
+ *     ENDS block          the section trailer (counts)
+ *   A file cut short (a crash, a full disk) ends inside or after some block: a reader
+ *   returns every event of the good chunks before the damage, then an error that names
+ *   the file and the byte offset of the damaged or missing block.
+ *
+ * BLOCK  (every block has the same 24-byte header, then `stored` payload bytes)
+ *     0   4  tag          "PROC", "CHNK" or "ENDS" (the four ASCII bytes in file order)
+ *     4   4  stored       payload bytes that follow the header
+ *     8   4  raw          CHNK: payload bytes after zstd decompression; else == stored
+ *     12  4  nevents      CHNK: events in the chunk (1..HL_CHUNK_MAX_EVENTS); else 0
+ *     16  4  payload_crc  CRC-32C (Castagnoli, reflected, init and final xor ~0) of
+ *                         the stored payload bytes
+ *     20  4  header_crc   CRC-32C of header bytes 0..19, so a damaged length field is
+ *                         told apart from a truncated file
+ *   Limits a reader enforces (a block beyond them is corrupt): stored and raw at most
+ *   HL_BLOCK_MAX_BYTES; PROC and ENDS payloads at most HL_META_MAX_BYTES; thread
+ *   indices below HL_MAX_THREADS; slot ids below HL_NO_SLOT (2^32 - 1).
+ *   Blocks must come in the order PROC CHNK* ENDS; anything else is corrupt.
+ *
+ * PROC payload
+ *     u32 pid, u32 ppid, u32 page_size, u64 start_realtime_ns,
+ *     u16 cmdline length + bytes (no NUL, <= 1023), u16 exe length + bytes (<= 511)
+ *
+ * ENDS payload
+ *     u64 nevents, u64 nslots, u32 nthreads (max thread index + 1, 0 if no events)
+ *   nevents must equal the sum of the section's chunk counts, and nslots the slot
+ *   count reached by its last chunk; a mismatch is corruption.
+ *
+ * CHNK payload: one zstd frame; decompressed (`raw` bytes) it is
+ *     varint first_slot    slot id of the chunk's first allocation (the section's
+ *                          allocation count before the chunk)
+ *     varint base_time     time_ns of the event before the chunk (0 for the first chunk)
+ *     varint len[5]        byte lengths of the columns THREAD, SIZE, AUX, REF, TIME
+ *     u8     opf[nevents]  column OPF: one byte per event
+ *     THREAD, SIZE, AUX, REF, TIME columns, concatenated in that order
+ *   The column lengths must add up to exactly the rest of the payload and every column
+ *   must be consumed exactly.  A chunk needs nothing from earlier chunks, so any chunk
+ *   decodes on its own (slot ids and times are absolute through first_slot, base_time).
+ *
+ *   varint: unsigned LEB128 (7 bits a byte, low first, high bit = more), at most 10
+ *   bytes; zigzag(v) = (v << 1) ^ (v >> 63) maps signed to unsigned.
+ *
+ *   OPF byte of an event:
+ *     bits 0-3  op (enum hl_op, 1..10)
+ *     bit 4     HL_EV_FAILED
+ *     bit 5     HL_EV_UNKNOWN
+ *     bit 6     NOREF: free/realloc/reallocarray names no slot and is not unknown:
+ *               free(NULL) or realloc(NULL, n) / reallocarray(NULL, ...)
+ *     bit 7     THREAD: the thread differs from the previous event's (the thread
+ *               before a chunk's first event counts as 0); its index is the next
+ *               varint of THREAD
+ *   Per event, in order, the other columns hold:
+ *     SIZE   varint size, for every op but free
+ *     AUX    varint aux, for calloc, reallocarray (nmemb) and posix_memalign,
+ *            aligned_alloc, memalign (alignment); other ops have aux 0
+ *     REF    varint (next_slot - 1 - slot) for free, and for realloc/reallocarray's
+ *            old_slot, unless UNKNOWN or NOREF is set; next_slot is the slot the next
+ *            allocation would take, so freeing the newest block costs one zero byte
+ *     TIME   varint zigzag(time_ns - previous event's time_ns), every event
+ *   Slots: an allocating op that did not fail takes slot next_slot, then next_slot
+ *   grows by one; a failed one has slot HL_NO_SLOT.  Event fields a column does not
+ *   carry are HL_NO_SLOT (slot, old_slot) or 0 (size, aux).
+ *
+ * Hash (hl_reader_hash): FNV-1a 64 over all bytes of the file, as 16 lowercase hex digits.
+ */
+#ifndef HEAPLAB_FORMAT_H
+#define HEAPLAB_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HL_FORMAT_MAGIC "HLTRACE\0"
+#define HL_FORMAT_VERSION 1u
+#define HL_FILE_HEADER_BYTES 16u
+#define HL_BLOCK_HEADER_BYTES 24u
+
+#define HL_TAG_PROC 0x434f5250u /* "PROC" read as a little-endian u32 */
+#define HL_TAG_CHNK 0x4b4e4843u /* "CHNK" */
+#define HL_TAG_ENDS 0x53444e45u /* "ENDS" */
+
+#define HL_CHUNK_MAX_EVENTS 65536u
+#define HL_BLOCK_MAX_BYTES (64u << 20)
+#define HL_META_MAX_BYTES 4096u
+#define HL_MAX_THREADS (1u << 24) /* thread indices are below this */
+
+/* OPF byte bits. */
+#define HL_OPF_OP_MASK 0x0fu
+#define HL_OPF_FAILED 0x10u
+#define HL_OPF_UNKNOWN 0x20u
+#define HL_OPF_NOREF 0x40u
+#define HL_OPF_THREAD 0x80u
+
+/* Column indices in the chunk's len[] array. */
+enum { HL_COL_THREAD, HL_COL_SIZE, HL_COL_AUX, HL_COL_REF, HL_COL_TIME, HL_NCOLS };
+
+/* CRC-32C of buf, continuing from crc (start with 0). */
+uint32_t hl_crc32c(uint32_t crc, const void *buf, size_t n);
+
+/* FNV-1a 64, continuing from h (start with HL_FNV_INIT). */
+#define HL_FNV_INIT 0xcbf29ce484222325ull
+uint64_t hl_fnv1a64(uint64_t h, const void *buf, size_t n);
+
+#endif

@@ -1,0 +1,552 @@
+/*
+ * reader.c: hl_reader, which decodes a trace file (format.h) into events.
+ *
+ * The file is mapped read-only and walked block by block.  Every length, count and
+ * index read from the file is checked before it is used (the fuzz targets in
+ * tests/fuzz/ feed this code hostile bytes): a damaged block stops the reader with an
+ * error naming the file and the block's byte offset, after every event of the good
+ * chunks before it has been returned.  Errors are sticky: once a reader has failed,
+ * every later call fails with the same message.
+ *
+ * Decoding is the hot path of replay planning and `stat`, so each chunk is
+ * decompressed into one buffer and its columns are walked in a single tight loop.
+ */
+#include "trace.h"
+#include "codec.h"
+#include "format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+/* Largest raw chunk a valid writer can produce: header varints plus the worst case of
+ * every column (writer.c).  Anything claiming more is corrupt. */
+#define RAW_MAX (16 * 10 + HL_CHUNK_MAX_EVENTS * (1 + 5 + 10 + 10 + 5 + 10))
+
+enum { ST_BETWEEN, ST_SECTION, ST_FAILED };
+
+struct block {
+    size_t off; /* of the header */
+    uint32_t tag, stored, raw, nevents;
+    const uint8_t *payload;
+};
+
+struct hl_reader {
+    char *name;
+    const uint8_t *data;
+    size_t len;
+    size_t map_len; /* non-zero if data is our mapping */
+    size_t pos;     /* offset of the next block */
+    int state;
+    struct hl_err sticky;
+    char hash[17];
+
+    /* the current section */
+    uint32_t pid;
+    uint64_t nevents;
+    uint32_t next_slot;
+    uint32_t nthreads;
+    uint64_t last_time;
+    uint8_t *live; /* bitmap of live slots, to refuse double frees */
+    size_t live_bytes;
+
+    struct hl_event *ev;
+    uint8_t *raw;
+    ZSTD_DCtx *dctx;
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(struct hl_reader *r, struct hl_err *err,
+                                                      const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(r->sticky.msg, sizeof r->sticky.msg, "%s: %s", r->name, what);
+    r->state = ST_FAILED;
+    if (err)
+        *err = r->sticky;
+    return -1;
+}
+
+static const char *tag_name(uint32_t tag)
+{
+    switch (tag) {
+    case HL_TAG_PROC:
+        return "process header";
+    case HL_TAG_CHNK:
+        return "chunk";
+    case HL_TAG_ENDS:
+        return "section trailer";
+    default:
+        return "block";
+    }
+}
+
+/* Read and check the block at r->pos (header and payload checksums, lengths). */
+static int read_block(struct hl_reader *r, struct block *b, struct hl_err *err)
+{
+    size_t off = r->pos;
+    b->off = off;
+    if (r->len - off < HL_BLOCK_HEADER_BYTES)
+        return fail(r, err, "truncated at byte offset %zu: a block header needs %u bytes, "
+                    "the file ends at %zu", off, HL_BLOCK_HEADER_BYTES, r->len);
+    const uint8_t *h = r->data + off;
+    if (hl_crc32c(0, h, 20) != hl_get_le32(h + 20))
+        return fail(r, err, "corrupted block header at byte offset %zu (checksum mismatch)", off);
+    b->tag = hl_get_le32(h);
+    b->stored = hl_get_le32(h + 4);
+    b->raw = hl_get_le32(h + 8);
+    b->nevents = hl_get_le32(h + 12);
+    if (b->tag != HL_TAG_PROC && b->tag != HL_TAG_CHNK && b->tag != HL_TAG_ENDS)
+        return fail(r, err, "corrupted block at byte offset %zu (unknown tag 0x%08x)", off, b->tag);
+    uint32_t max_raw = b->tag == HL_TAG_CHNK ? RAW_MAX : HL_META_MAX_BYTES;
+    uint32_t max_stored = b->tag == HL_TAG_CHNK ? HL_BLOCK_MAX_BYTES : HL_META_MAX_BYTES;
+    if (b->stored > max_stored || b->raw > max_raw)
+        return fail(r, err, "corrupted %s at byte offset %zu (length %u out of range)",
+                    tag_name(b->tag), off, b->stored > max_stored ? b->stored : b->raw);
+    if (b->tag != HL_TAG_CHNK && (b->raw != b->stored || b->nevents != 0))
+        return fail(r, err, "corrupted %s at byte offset %zu (bad header fields)",
+                    tag_name(b->tag), off);
+    if (b->tag == HL_TAG_CHNK && (b->nevents == 0 || b->nevents > HL_CHUNK_MAX_EVENTS))
+        return fail(r, err, "corrupted chunk at byte offset %zu (%u events out of range)", off,
+                    b->nevents);
+    if (r->len - off - HL_BLOCK_HEADER_BYTES < b->stored)
+        return fail(r, err, "truncated at byte offset %zu: the %s there needs %zu bytes, "
+                    "the file ends at %zu", off, tag_name(b->tag),
+                    (size_t)HL_BLOCK_HEADER_BYTES + b->stored, r->len);
+    b->payload = h + HL_BLOCK_HEADER_BYTES;
+    if (hl_crc32c(0, b->payload, b->stored) != hl_get_le32(h + 16))
+        return fail(r, err, "corrupted %s at byte offset %zu (checksum mismatch)",
+                    tag_name(b->tag), off);
+    r->pos = off + HL_BLOCK_HEADER_BYTES + b->stored;
+    return 0;
+}
+
+static struct hl_reader *reader_new(const char *name, struct hl_err *err)
+{
+    struct hl_reader *r = calloc(1, sizeof *r);
+    if (r) {
+        r->name = strdup(name);
+        r->ev = malloc(HL_CHUNK_MAX_EVENTS * sizeof *r->ev);
+        r->dctx = ZSTD_createDCtx();
+    }
+    if (!r || !r->name || !r->ev || !r->dctx) {
+        snprintf(err->msg, sizeof err->msg, "%s: out of memory", name);
+        hl_reader_close(r);
+        return NULL;
+    }
+    return r;
+}
+
+static struct hl_reader *check_header(struct hl_reader *r, struct hl_err *err)
+{
+    if (r->len < HL_FILE_HEADER_BYTES || memcmp(r->data, HL_FORMAT_MAGIC, 8) != 0) {
+        snprintf(err->msg, sizeof err->msg, "%s: not a heaplab trace (%s)", r->name,
+                 r->len == 0 ? "empty file"
+                 : r->len < HL_FILE_HEADER_BYTES &&
+                         memcmp(r->data, HL_FORMAT_MAGIC, r->len < 8 ? r->len : 8) == 0
+                     ? "truncated file header"
+                     : "bad magic");
+        hl_reader_close(r);
+        return NULL;
+    }
+    uint32_t v = hl_get_le32(r->data + 8);
+    if (v != HL_FORMAT_VERSION) {
+        snprintf(err->msg, sizeof err->msg,
+                 "%s: unsupported trace version %u (this heaplab reads version %u)", r->name, v,
+                 HL_FORMAT_VERSION);
+        hl_reader_close(r);
+        return NULL;
+    }
+    r->pos = HL_FILE_HEADER_BYTES;
+    return r;
+}
+
+struct hl_reader *hl_reader_open_mem(const void *buf, size_t len, const char *name,
+                                     struct hl_err *err)
+{
+    struct hl_reader *r = reader_new(name, err);
+    if (!r)
+        return NULL;
+    r->data = buf;
+    r->len = len;
+    return check_header(r, err);
+}
+
+struct hl_reader *hl_reader_open(const char *path, struct hl_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err->msg, sizeof err->msg, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err->msg, sizeof err->msg, "%s: not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    struct hl_reader *r = reader_new(path, err);
+    if (!r) {
+        close(fd);
+        return NULL;
+    }
+    if (st.st_size > 0) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            snprintf(err->msg, sizeof err->msg, "%s: cannot map: %s", path, strerror(errno));
+            close(fd);
+            hl_reader_close(r);
+            return NULL;
+        }
+        r->data = m;
+        r->len = r->map_len = (size_t)st.st_size;
+    } else {
+        r->data = (const uint8_t *)"";
+    }
+    close(fd);
+    return check_header(r, err);
+}
+
+void hl_reader_close(struct hl_reader *r)
+{
+    if (!r)
+        return;
+    if (r->map_len)
+        munmap((void *)r->data, r->map_len);
+    free(r->name);
+    free(r->ev);
+    free(r->raw);
+    free(r->live);
+    ZSTD_freeDCtx(r->dctx);
+    free(r);
+}
+
+const char *hl_reader_hash(struct hl_reader *r)
+{
+    if (!r->hash[0])
+        snprintf(r->hash, sizeof r->hash, "%016" PRIx64, hl_fnv1a64(HL_FNV_INIT, r->data, r->len));
+    return r->hash;
+}
+
+/* Skip the rest of the current section (the caller did not read all its events). */
+static int skip_section(struct hl_reader *r, struct hl_err *err)
+{
+    struct block b;
+    for (;;) {
+        if (r->pos == r->len)
+            return fail(r, err, "truncated at byte offset %zu: the section of pid %u has no "
+                        "trailer", r->pos, r->pid);
+        if (read_block(r, &b, err) < 0)
+            return -1;
+        if (b.tag == HL_TAG_ENDS)
+            break;
+        if (b.tag != HL_TAG_CHNK)
+            return fail(r, err, "corrupted file at byte offset %zu (a process header inside "
+                        "a section)", b.off);
+    }
+    r->state = ST_BETWEEN;
+    return 0;
+}
+
+/* Look ahead for the section's trailer to fill in its counts; headers only, and
+ * silently: damage is reported when the events get there. */
+static void peek_trailer(struct hl_reader *r, struct hl_process *p)
+{
+    size_t pos = r->pos;
+    while (r->len - pos >= HL_BLOCK_HEADER_BYTES) {
+        const uint8_t *h = r->data + pos;
+        if (hl_crc32c(0, h, 20) != hl_get_le32(h + 20))
+            return;
+        uint32_t tag = hl_get_le32(h), stored = hl_get_le32(h + 4);
+        if (tag != HL_TAG_CHNK && tag != HL_TAG_ENDS)
+            return;
+        if (r->len - pos - HL_BLOCK_HEADER_BYTES < stored)
+            return;
+        if (tag == HL_TAG_ENDS) {
+            if (stored != 20 || hl_crc32c(0, h + 24, 20) != hl_get_le32(h + 16))
+                return;
+            p->nevents = hl_get_le64(h + 24);
+            p->nslots = hl_get_le64(h + 32);
+            p->nthreads = hl_get_le32(h + 40);
+            return;
+        }
+        pos += HL_BLOCK_HEADER_BYTES + stored;
+    }
+}
+
+int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_err *err)
+{
+    if (r->state == ST_FAILED) {
+        *err = r->sticky;
+        return -1;
+    }
+    if (r->state == ST_SECTION && skip_section(r, err) < 0)
+        return -1;
+    if (r->pos == r->len)
+        return 0;
+    struct block b;
+    if (read_block(r, &b, err) < 0)
+        return -1;
+    if (b.tag != HL_TAG_PROC)
+        return fail(r, err, "corrupted file at byte offset %zu (a %s where a process header "
+                    "should start)", b.off, tag_name(b.tag));
+    memset(p, 0, sizeof *p);
+    const uint8_t *q = b.payload, *end = q + b.stored;
+    if (b.stored < 24)
+        return fail(r, err, "corrupted process header at byte offset %zu (too short)", b.off);
+    p->pid = hl_get_le32(q);
+    p->ppid = hl_get_le32(q + 4);
+    p->page_size = hl_get_le32(q + 8);
+    p->start_realtime_ns = hl_get_le64(q + 12);
+    q += 20;
+    char *dst[2] = {p->cmdline, p->exe};
+    size_t caps[2] = {sizeof p->cmdline, sizeof p->exe};
+    for (int i = 0; i < 2; i++) {
+        if (end - q < 2)
+            return fail(r, err, "corrupted process header at byte offset %zu (too short)", b.off);
+        size_t n = q[0] | (size_t)q[1] << 8;
+        q += 2;
+        if (n >= caps[i] || (size_t)(end - q) < n || memchr(q, 0, n))
+            return fail(r, err, "corrupted process header at byte offset %zu (bad string)", b.off);
+        memcpy(dst[i], q, n);
+        dst[i][n] = 0;
+        q += n;
+    }
+    if (q != end)
+        return fail(r, err, "corrupted process header at byte offset %zu (trailing bytes)", b.off);
+    peek_trailer(r, p);
+    r->state = ST_SECTION;
+    r->pid = p->pid;
+    r->nevents = 0;
+    r->next_slot = 0;
+    r->nthreads = 0;
+    r->last_time = 0;
+    if (r->live)
+        memset(r->live, 0, r->live_bytes);
+    return 1;
+}
+
+/* Op properties for the decoder: bit 0 has a size, 1 has aux, 2 takes a block,
+ * 3 allocates.  Zero marks an invalid op. */
+static const uint8_t op_props[16] = {
+    [HL_OP_MALLOC] = 1 | 8,
+    [HL_OP_CALLOC] = 1 | 2 | 8,
+    [HL_OP_REALLOC] = 1 | 4 | 8,
+    [HL_OP_FREE] = 4,
+    [HL_OP_POSIX_MEMALIGN] = 1 | 2 | 8,
+    [HL_OP_ALIGNED_ALLOC] = 1 | 2 | 8,
+    [HL_OP_MEMALIGN] = 1 | 2 | 8,
+    [HL_OP_VALLOC] = 1 | 8,
+    [HL_OP_PVALLOC] = 1 | 8,
+    [HL_OP_REALLOCARRAY] = 1 | 2 | 4 | 8,
+};
+
+static int live_grow(struct hl_reader *r, uint32_t s)
+{
+    size_t nb = r->live_bytes ? r->live_bytes : 4096;
+    while ((size_t)(s >> 3) >= nb)
+        nb *= 2;
+    uint8_t *nl = realloc(r->live, nb);
+    if (!nl)
+        return -1;
+    memset(nl + r->live_bytes, 0, nb - r->live_bytes);
+    r->live = nl;
+    r->live_bytes = nb;
+    return 0;
+}
+
+/* Decode one chunk's raw payload into r->ev.  Returns NULL on success or a reason. */
+static const char *decode_chunk(struct hl_reader *r, const uint8_t *raw, size_t rawlen,
+                                uint32_t n)
+{
+    const uint8_t *p = raw, *end = raw + rawlen;
+    uint64_t first_slot, base_time, len[HL_NCOLS];
+    if (hl_get_varint(&p, end, &first_slot) || hl_get_varint(&p, end, &base_time))
+        return "bad chunk header";
+    for (int c = 0; c < HL_NCOLS; c++)
+        if (hl_get_varint(&p, end, &len[c]))
+            return "bad chunk header";
+    if (first_slot != r->next_slot)
+        return "chunk does not follow the previous one (slot numbering)";
+    if (base_time != r->last_time)
+        return "chunk does not follow the previous one (time base)";
+    if ((size_t)(end - p) < n)
+        return "column lengths do not match the chunk";
+    const uint8_t *opf = p;
+    p += n;
+    const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
+    for (int c = 0; c < HL_NCOLS; c++) {
+        if ((uint64_t)(end - p) < len[c])
+            return "column lengths do not match the chunk";
+        cp[c] = p;
+        p += len[c];
+        ce[c] = p;
+    }
+    if (p != end)
+        return "column lengths do not match the chunk";
+
+    uint32_t next = r->next_slot;
+    uint64_t t = base_time;
+    uint32_t thread = 0;
+    struct hl_event *ev = r->ev;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t b = opf[i];
+        unsigned op = b & HL_OPF_OP_MASK;
+        uint8_t props = op_props[op];
+        struct hl_event *e = &ev[i];
+        uint64_t v;
+        if (!props)
+            return "unknown op";
+        e->op = (uint8_t)op;
+        e->flags = (b >> 4) & 3;
+        if (b & HL_OPF_THREAD) {
+            if (hl_get_varint(&cp[HL_COL_THREAD], ce[HL_COL_THREAD], &v) || v >= HL_MAX_THREADS)
+                return "bad thread column";
+            thread = (uint32_t)v;
+        }
+        e->thread = thread;
+        e->size = 0;
+        if ((props & 1) && hl_get_varint(&cp[HL_COL_SIZE], ce[HL_COL_SIZE], &e->size))
+            return "bad size column";
+        e->aux = 0;
+        if ((props & 2) && hl_get_varint(&cp[HL_COL_AUX], ce[HL_COL_AUX], &e->aux))
+            return "bad aux column";
+        uint32_t ref = HL_NO_SLOT;
+        if (props & 4) {
+            if ((b & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == 0) {
+                if (hl_get_varint(&cp[HL_COL_REF], ce[HL_COL_REF], &v) || v >= next)
+                    return "bad slot reference";
+                ref = next - 1 - (uint32_t)v;
+                if (!((r->live[ref >> 3] >> (ref & 7)) & 1))
+                    return "a slot given back twice";
+                if (!(b & HL_OPF_FAILED))
+                    r->live[ref >> 3] &= (uint8_t)~(1u << (ref & 7));
+            } else if ((b & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
+                return "bad op flags";
+            }
+        } else if (b & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
+            return "bad op flags";
+        }
+        if (op == HL_OP_FREE) {
+            if (b & HL_OPF_FAILED)
+                return "bad op flags";
+            e->slot = ref;
+            e->old_slot = HL_NO_SLOT;
+        } else {
+            e->old_slot = ref;
+            if (b & HL_OPF_FAILED) {
+                e->slot = HL_NO_SLOT;
+            } else {
+                if (next == HL_NO_SLOT - 1)
+                    return "too many slots";
+                if ((size_t)(next >> 3) >= r->live_bytes && live_grow(r, next) < 0)
+                    return "out of memory";
+                r->live[next >> 3] |= (uint8_t)(1u << (next & 7));
+                e->slot = next++;
+            }
+        }
+        if (hl_get_varint(&cp[HL_COL_TIME], ce[HL_COL_TIME], &v))
+            return "bad time column";
+        t += (uint64_t)hl_unzigzag(v);
+        e->time_ns = t;
+        if (thread + 1 > r->nthreads)
+            r->nthreads = thread + 1;
+    }
+    for (int c = 0; c < HL_NCOLS; c++)
+        if (cp[c] != ce[c])
+            return "column lengths do not match the events";
+    r->next_slot = next;
+    r->last_time = t;
+    return NULL;
+}
+
+ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
+                         struct hl_err *err)
+{
+    if (r->state == ST_FAILED) {
+        *err = r->sticky;
+        return -1;
+    }
+    if (r->state != ST_SECTION)
+        return 0;
+    if (r->pos == r->len)
+        return fail(r, err, "truncated at byte offset %zu: the section of pid %u has no trailer",
+                    r->pos, r->pid);
+    struct block b;
+    if (read_block(r, &b, err) < 0)
+        return -1;
+    if (b.tag == HL_TAG_PROC)
+        return fail(r, err, "truncated section at byte offset %zu: pid %u has no trailer "
+                    "before the next process header", b.off, r->pid);
+    if (b.tag == HL_TAG_ENDS) {
+        const uint8_t *q = b.payload;
+        if (b.stored != 20)
+            return fail(r, err, "corrupted section trailer at byte offset %zu (size)", b.off);
+        if (hl_get_le64(q) != r->nevents || hl_get_le64(q + 8) != r->next_slot ||
+            hl_get_le32(q + 16) != r->nthreads)
+            return fail(r, err, "corrupted section trailer at byte offset %zu (its counts do not "
+                        "match the events)", b.off);
+        r->state = ST_BETWEEN;
+        return 0;
+    }
+    if (!r->raw && !(r->raw = malloc(RAW_MAX)))
+        return fail(r, err, "out of memory");
+    size_t got = ZSTD_decompressDCtx(r->dctx, r->raw, b.raw, b.payload, b.stored);
+    if (ZSTD_isError(got) || got != b.raw)
+        return fail(r, err, "corrupted chunk at byte offset %zu (%s)", b.off,
+                    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong decompressed size");
+    const char *why = decode_chunk(r, r->raw, b.raw, b.nevents);
+    if (why)
+        return fail(r, err, "corrupted chunk at byte offset %zu (%s)", b.off, why);
+    r->nevents += b.nevents;
+    *events = r->ev;
+    return b.nevents;
+}
+
+int hl_reader_read_all(struct hl_reader *r, struct hl_event **out, size_t *n,
+                       struct hl_err *err)
+{
+    struct hl_event *all = NULL;
+    size_t cnt = 0, cap = 0;
+    const struct hl_event *ev;
+    ssize_t k;
+    while ((k = hl_reader_events(r, &ev, err)) > 0) {
+        if (cnt + (size_t)k > cap) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            while (ncap < cnt + (size_t)k)
+                ncap *= 2;
+            struct hl_event *na = realloc(all, ncap * sizeof *na);
+            if (!na) {
+                free(all);
+                fail(r, err, "out of memory");
+                *out = NULL;
+                *n = 0;
+                return -1;
+            }
+            all = na;
+            cap = ncap;
+        }
+        memcpy(all + cnt, ev, (size_t)k * sizeof *ev);
+        cnt += (size_t)k;
+    }
+    if (k < 0) {
+        free(all);
+        *out = NULL;
+        *n = 0;
+        return -1;
+    }
+    *out = all;
+    *n = cnt;
+    return 0;
+}

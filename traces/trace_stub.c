@@ -1,2 +1,0 @@
-/* placeholder: the trace library lands with the record issue */
-#include "trace.h"

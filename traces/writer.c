@@ -1,0 +1,421 @@
+/*
+ * writer.c: hl_writer, which turns a stream of events into a trace file (format.h).
+ *
+ * Events are checked against the slot rule as they arrive, encoded straight into the
+ * chunk's column buffers, and every HL_CHUNK_MAX_EVENTS events the chunk is assembled,
+ * zstd-compressed and written as one CHNK block.  The file is written as PATH.tmp and
+ * renamed on a successful close, so a failed producer never leaves a half trace under
+ * the final name.
+ *
+ * The writer also tracks which slots are live (one bit each), so that a producer bug
+ * (a double free at the slot level, a free of a slot not yet allocated) is caught here
+ * with a clear message rather than later as a crash in replay.
+ */
+#include "trace.h"
+#include "codec.h"
+#include "format.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+/* zstd level for chunks: measured on synthetic traces (scripts/bench-trace), higher
+ * levels shrink chunks by a few percent at several times the encoding cost, and
+ * decoding speed does not depend on the level. */
+#define HL_ZSTD_LEVEL 9
+
+/* Worst-case bytes per event in each column (a varint is at most 10 bytes). */
+static const size_t col_max[HL_NCOLS] = {5, 10, 10, 5, 10};
+
+struct hl_writer {
+    char *path, *tmp;
+    FILE *f;
+    uint64_t bytes;
+    int failed;
+    uint32_t chunk_max;
+
+    /* the open section */
+    int in_section;
+    uint32_t pid;
+    uint64_t nevents;
+    uint32_t next_slot;
+    uint32_t nthreads;
+    uint64_t prev_time;
+    uint8_t *live; /* bitmap: slot s is live */
+    size_t live_bytes;
+
+    /* the chunk being filled */
+    uint32_t chunk_n;
+    uint32_t chunk_first_slot;
+    uint64_t chunk_base_time;
+    uint32_t prev_thread;
+    uint8_t *opf;
+    uint8_t *col[HL_NCOLS];
+    uint8_t *colp[HL_NCOLS];
+    uint8_t *raw;
+    size_t raw_cap;
+    uint8_t *z;
+    size_t z_cap;
+    ZSTD_CCtx *cctx;
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(struct hl_writer *w, struct hl_err *err,
+                                                      const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (err)
+        snprintf(err->msg, sizeof err->msg, "%s: %s", w->path, what);
+    return -1;
+}
+
+static int write_bytes(struct hl_writer *w, const void *buf, size_t n, struct hl_err *err)
+{
+    if (w->failed)
+        return fail(w, err, "an earlier write failed");
+    if (n && fwrite(buf, 1, n, w->f) != n) {
+        w->failed = 1;
+        return fail(w, err, "write failed: %s", strerror(errno));
+    }
+    w->bytes += n;
+    return 0;
+}
+
+static int write_block(struct hl_writer *w, uint32_t tag, const uint8_t *payload,
+                       uint32_t stored, uint32_t raw, uint32_t nevents, struct hl_err *err)
+{
+    uint8_t h[HL_BLOCK_HEADER_BYTES];
+    hl_put_le32(h, tag);
+    hl_put_le32(h + 4, stored);
+    hl_put_le32(h + 8, raw);
+    hl_put_le32(h + 12, nevents);
+    hl_put_le32(h + 16, hl_crc32c(0, payload, stored));
+    hl_put_le32(h + 20, hl_crc32c(0, h, 20));
+    if (write_bytes(w, h, sizeof h, err) < 0)
+        return -1;
+    return write_bytes(w, payload, stored, err);
+}
+
+struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
+{
+    struct hl_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
+        return NULL;
+    }
+    w->chunk_max = HL_CHUNK_MAX_EVENTS;
+    w->path = strdup(path);
+    w->tmp = malloc(strlen(path) + 5);
+    w->opf = malloc(HL_CHUNK_MAX_EVENTS);
+    for (int c = 0; c < HL_NCOLS; c++)
+        w->col[c] = malloc(col_max[c] * HL_CHUNK_MAX_EVENTS);
+    w->raw_cap = 16 * 10 + HL_CHUNK_MAX_EVENTS * (1 + 5 + 10 + 10 + 5 + 10);
+    w->raw = malloc(w->raw_cap);
+    w->z_cap = ZSTD_compressBound(w->raw_cap);
+    w->z = malloc(w->z_cap);
+    w->cctx = ZSTD_createCCtx();
+    int ok = w->path && w->tmp && w->opf && w->raw && w->z && w->cctx;
+    for (int c = 0; c < HL_NCOLS; c++)
+        ok = ok && w->col[c];
+    if (!ok) {
+        snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
+        hl_writer_abort(w);
+        return NULL;
+    }
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, HL_ZSTD_LEVEL);
+    sprintf(w->tmp, "%s.tmp", path);
+    w->f = fopen(w->tmp, "wb");
+    if (!w->f) {
+        snprintf(err->msg, sizeof err->msg, "%s: cannot create: %s", w->tmp, strerror(errno));
+        hl_writer_abort(w);
+        return NULL;
+    }
+    uint8_t h[HL_FILE_HEADER_BYTES] = {0};
+    memcpy(h, HL_FORMAT_MAGIC, 8);
+    hl_put_le32(h + 8, HL_FORMAT_VERSION);
+    if (write_bytes(w, h, sizeof h, err) < 0) {
+        hl_writer_abort(w);
+        return NULL;
+    }
+    return w;
+}
+
+void hl_writer_set_chunk_events(struct hl_writer *w, uint32_t n)
+{
+    if (n < 1)
+        n = 1;
+    if (n > HL_CHUNK_MAX_EVENTS)
+        n = HL_CHUNK_MAX_EVENTS;
+    w->chunk_max = n;
+}
+
+uint64_t hl_writer_bytes(const struct hl_writer *w)
+{
+    return w->bytes;
+}
+
+static void chunk_reset(struct hl_writer *w)
+{
+    w->chunk_n = 0;
+    w->chunk_first_slot = w->next_slot;
+    w->chunk_base_time = w->prev_time;
+    w->prev_thread = 0;
+    for (int c = 0; c < HL_NCOLS; c++)
+        w->colp[c] = w->col[c];
+}
+
+static int flush_chunk(struct hl_writer *w, struct hl_err *err)
+{
+    if (w->chunk_n == 0)
+        return 0;
+    uint8_t *p = w->raw;
+    p = hl_put_varint(p, w->chunk_first_slot);
+    p = hl_put_varint(p, w->chunk_base_time);
+    for (int c = 0; c < HL_NCOLS; c++)
+        p = hl_put_varint(p, (uint64_t)(w->colp[c] - w->col[c]));
+    memcpy(p, w->opf, w->chunk_n);
+    p += w->chunk_n;
+    for (int c = 0; c < HL_NCOLS; c++) {
+        size_t n = (size_t)(w->colp[c] - w->col[c]);
+        memcpy(p, w->col[c], n);
+        p += n;
+    }
+    size_t raw = (size_t)(p - w->raw);
+    size_t zn = ZSTD_compress2(w->cctx, w->z, w->z_cap, w->raw, raw);
+    if (ZSTD_isError(zn)) {
+        w->failed = 1;
+        return fail(w, err, "zstd compression failed: %s", ZSTD_getErrorName(zn));
+    }
+    if (write_block(w, HL_TAG_CHNK, w->z, (uint32_t)zn, (uint32_t)raw, w->chunk_n, err) < 0)
+        return -1;
+    chunk_reset(w);
+    return 0;
+}
+
+int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
+                            struct hl_err *err)
+{
+    if (w->in_section && hl_writer_end_process(w, err) < 0)
+        return -1;
+    uint8_t buf[64 + sizeof p->cmdline + sizeof p->exe];
+    uint8_t *q = buf;
+    hl_put_le32(q, p->pid);
+    hl_put_le32(q + 4, p->ppid);
+    hl_put_le32(q + 8, p->page_size);
+    hl_put_le64(q + 12, p->start_realtime_ns);
+    q += 20;
+    const char *strs[2] = {p->cmdline, p->exe};
+    size_t caps[2] = {sizeof p->cmdline, sizeof p->exe};
+    for (int i = 0; i < 2; i++) {
+        size_t n = strnlen(strs[i], caps[i] - 1);
+        q[0] = (uint8_t)n;
+        q[1] = (uint8_t)(n >> 8);
+        memcpy(q + 2, strs[i], n);
+        q += 2 + n;
+    }
+    if (write_block(w, HL_TAG_PROC, buf, (uint32_t)(q - buf), (uint32_t)(q - buf), 0, err) < 0)
+        return -1;
+    w->in_section = 1;
+    w->pid = p->pid;
+    w->nevents = 0;
+    w->next_slot = 0;
+    w->nthreads = 0;
+    w->prev_time = 0;
+    if (w->live)
+        memset(w->live, 0, w->live_bytes);
+    chunk_reset(w);
+    return 0;
+}
+
+int hl_writer_end_process(struct hl_writer *w, struct hl_err *err)
+{
+    if (!w->in_section)
+        return fail(w, err, "no process section is open");
+    if (flush_chunk(w, err) < 0)
+        return -1;
+    uint8_t buf[20];
+    hl_put_le64(buf, w->nevents);
+    hl_put_le64(buf + 8, w->next_slot);
+    hl_put_le32(buf + 16, w->nthreads);
+    w->in_section = 0;
+    return write_block(w, HL_TAG_ENDS, buf, sizeof buf, sizeof buf, 0, err);
+}
+
+static int live_get(const struct hl_writer *w, uint32_t s)
+{
+    return (w->live[s >> 3] >> (s & 7)) & 1;
+}
+
+static void live_set(struct hl_writer *w, uint32_t s, int on)
+{
+    if (on)
+        w->live[s >> 3] |= (uint8_t)(1u << (s & 7));
+    else
+        w->live[s >> 3] &= (uint8_t)~(1u << (s & 7));
+}
+
+/* Check that event e may give back slot s (not HL_NO_SLOT). */
+static int check_live(struct hl_writer *w, const struct hl_event *e, uint32_t s, struct hl_err *err)
+{
+    const char *op = hl_op_name(e->op);
+    if (s >= w->next_slot)
+        return fail(w, err, "event %llu of pid %u: %s names slot %u, but only %u slots are allocated",
+                    (unsigned long long)w->nevents, w->pid, op, s, w->next_slot);
+    if (!live_get(w, s))
+        return fail(w, err, "event %llu of pid %u: %s names slot %u, which was already freed",
+                    (unsigned long long)w->nevents, w->pid, op, s);
+    return 0;
+}
+
+int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err *err)
+{
+    if (!w->in_section)
+        return fail(w, err, "event before any process section (hl_writer_begin_process)");
+    unsigned long long n = w->nevents;
+    int op = e->op;
+    const char *name = hl_op_name(op);
+    if (!name)
+        return fail(w, err, "event %llu of pid %u: unknown op %d", n, w->pid, op);
+    if (e->flags & ~(HL_EV_FAILED | HL_EV_UNKNOWN))
+        return fail(w, err, "event %llu of pid %u: unknown flags 0x%x", n, w->pid, e->flags);
+    if (e->thread >= HL_MAX_THREADS)
+        return fail(w, err, "event %llu of pid %u: thread index %u is too large", n, w->pid,
+                    e->thread);
+    if (e->aux && !hl_op_has_aux(op))
+        return fail(w, err, "event %llu of pid %u: %s must have aux 0, got %llu", n, w->pid, name,
+                    (unsigned long long)e->aux);
+    int takes = hl_op_takes_block(op), allocates = hl_op_allocates(op);
+    if ((e->flags & HL_EV_UNKNOWN) && !takes)
+        return fail(w, err, "event %llu of pid %u: %s cannot be of an unknown pointer", n, w->pid,
+                    name);
+    if ((e->flags & HL_EV_FAILED) && !allocates)
+        return fail(w, err, "event %llu of pid %u: free cannot fail", n, w->pid);
+
+    /* The slot given back (free: slot; realloc: old_slot). */
+    uint32_t ref = HL_NO_SLOT;
+    if (op == HL_OP_FREE) {
+        if (e->size)
+            return fail(w, err, "event %llu of pid %u: free must have size 0", n, w->pid);
+        if (e->old_slot != HL_NO_SLOT)
+            return fail(w, err, "event %llu of pid %u: free names its block in slot, not old_slot",
+                        n, w->pid);
+        ref = e->slot;
+    } else if (takes) {
+        ref = e->old_slot;
+    } else if (e->old_slot != HL_NO_SLOT) {
+        return fail(w, err, "event %llu of pid %u: %s must have old_slot HL_NO_SLOT", n, w->pid,
+                    name);
+    }
+    if ((e->flags & HL_EV_UNKNOWN) && ref != HL_NO_SLOT)
+        return fail(w, err, "event %llu of pid %u: %s of an unknown pointer names slot %u", n,
+                    w->pid, name, ref);
+    if (ref != HL_NO_SLOT && check_live(w, e, ref, err) < 0)
+        return -1;
+    if (allocates) {
+        if (e->flags & HL_EV_FAILED) {
+            if (e->slot != HL_NO_SLOT)
+                return fail(w, err, "event %llu of pid %u: failed %s must have slot HL_NO_SLOT, got %u",
+                            n, w->pid, name, e->slot);
+        } else if (e->slot != w->next_slot) {
+            return fail(w, err, "event %llu of pid %u: %s must take the next slot %u, got %u", n,
+                        w->pid, name, w->next_slot, e->slot);
+        } else if (w->next_slot == HL_NO_SLOT - 1) {
+            return fail(w, err, "event %llu of pid %u: too many slots in one section", n, w->pid);
+        }
+    }
+
+    /* Encode (format.h, CHNK payload). */
+    uint8_t opf = (uint8_t)(op | e->flags << 4);
+    if (takes && ref == HL_NO_SLOT && !(e->flags & HL_EV_UNKNOWN))
+        opf |= HL_OPF_NOREF;
+    if (e->thread != w->prev_thread) {
+        opf |= HL_OPF_THREAD;
+        w->colp[HL_COL_THREAD] = hl_put_varint(w->colp[HL_COL_THREAD], e->thread);
+        w->prev_thread = e->thread;
+    }
+    w->opf[w->chunk_n++] = opf;
+    if (op != HL_OP_FREE)
+        w->colp[HL_COL_SIZE] = hl_put_varint(w->colp[HL_COL_SIZE], e->size);
+    if (hl_op_has_aux(op))
+        w->colp[HL_COL_AUX] = hl_put_varint(w->colp[HL_COL_AUX], e->aux);
+    if (ref != HL_NO_SLOT)
+        w->colp[HL_COL_REF] = hl_put_varint(w->colp[HL_COL_REF], w->next_slot - 1 - ref);
+    w->colp[HL_COL_TIME] =
+        hl_put_varint(w->colp[HL_COL_TIME], hl_zigzag((int64_t)(e->time_ns - w->prev_time)));
+    w->prev_time = e->time_ns;
+
+    /* Update the section's state: realloc gives the old block back unless it failed. */
+    if (ref != HL_NO_SLOT && !(e->flags & HL_EV_FAILED))
+        live_set(w, ref, 0);
+    if (allocates && !(e->flags & HL_EV_FAILED)) {
+        uint32_t s = w->next_slot++;
+        if ((size_t)(s >> 3) >= w->live_bytes) {
+            size_t nb = w->live_bytes ? w->live_bytes * 2 : 4096;
+            uint8_t *nl = realloc(w->live, nb);
+            if (!nl) {
+                w->failed = 1;
+                return fail(w, err, "out of memory");
+            }
+            memset(nl + w->live_bytes, 0, nb - w->live_bytes);
+            w->live = nl;
+            w->live_bytes = nb;
+        }
+        live_set(w, s, 1);
+    }
+    if (e->thread + 1 > w->nthreads)
+        w->nthreads = e->thread + 1;
+    w->nevents++;
+    if (w->chunk_n >= w->chunk_max)
+        return flush_chunk(w, err);
+    return 0;
+}
+
+static void writer_free(struct hl_writer *w)
+{
+    free(w->path);
+    free(w->tmp);
+    free(w->opf);
+    for (int c = 0; c < HL_NCOLS; c++)
+        free(w->col[c]);
+    free(w->raw);
+    free(w->z);
+    free(w->live);
+    ZSTD_freeCCtx(w->cctx);
+    free(w);
+}
+
+int hl_writer_close(struct hl_writer *w, struct hl_err *err)
+{
+    int rc = 0;
+    if (w->in_section)
+        rc = hl_writer_end_process(w, err);
+    if (rc == 0 && fflush(w->f) != 0)
+        rc = fail(w, err, "write failed: %s", strerror(errno));
+    if (fclose(w->f) != 0 && rc == 0)
+        rc = fail(w, err, "write failed: %s", strerror(errno));
+    w->f = NULL;
+    if (rc == 0 && rename(w->tmp, w->path) != 0)
+        rc = fail(w, err, "cannot rename %s into place: %s", w->tmp, strerror(errno));
+    if (rc != 0)
+        unlink(w->tmp);
+    writer_free(w);
+    return rc;
+}
+
+void hl_writer_abort(struct hl_writer *w)
+{
+    if (!w)
+        return;
+    if (w->f) {
+        fclose(w->f);
+        unlink(w->tmp);
+    }
+    writer_free(w);
+}
