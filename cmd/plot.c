@@ -1,11 +1,225 @@
-/* plot.c: placeholder until the subcommand lands (owned by its issue). */
+/*
+ * plot.c: `heaplab plot`, replay results to gnuplot charts and a Markdown report.
+ *
+ * Orchestration only: read the results and timelines (plot/results.c), check that
+ * gnuplot and the chart templates are there, draw (plot/charts.c, templates in
+ * scripts/gnuplot/) and write report.md (plot/report.c).  The input files are only read.
+ */
 #include "cmd.h"
+#include "config.h"
+#include "options.h"
+#include "plot/plot.h"
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const usage[] = {
+    "heaplab plot RESULTS.csv|RESULTS.json [--timeline FILE]... -o DIR [options]",
+    "Draw replay results as charts (gnuplot, PNG and SVG) and write DIR/report.md that",
+    "embeds them with tables and provenance: grouped bars per metric (time per operation,",
+    "peak RSS, fragmentation, cache misses, page faults) with allocators side by side for",
+    "each trace and error bars from the runs' min and max; memory over time per trace",
+    "(from `heaplab replay --timeline FILE`); call latency percentiles per trace.",
+    "Metrics that were not measured are listed in the report, not drawn as zeros.",
+    "Needs gnuplot (apt-get install gnuplot-nox).  The chart data and gnuplot variables",
+    "are kept in DIR/data/ so a chart can be redrawn by hand.",
+    NULL};
+
+/* mkdir -p */
+static void make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        hl_die("%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                hl_die("%s: %s", buf, strerror(errno));
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    struct stat sb;
+    if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode))
+        hl_die("%s: not a directory", path);
+}
+
+/* The gnuplot executable: $HEAPLAB_GNUPLOT, else `gnuplot` on PATH. */
+static const char *find_gnuplot(void)
+{
+    static char out[PATH_MAX];
+    const char *env = getenv("HEAPLAB_GNUPLOT");
+    if (env && *env) {
+        if (access(env, X_OK) == 0)
+            return env;
+        hl_die("%s (HEAPLAB_GNUPLOT): not an executable", env);
+    }
+    const char *path = getenv("PATH");
+    if (path) {
+        const char *p = path;
+        while (*p) {
+            size_t n = strcspn(p, ":");
+            if (n > 0 && n < sizeof out - 9) {
+                snprintf(out, sizeof out, "%.*s/gnuplot", (int)n, p);
+                struct stat sb;
+                if (stat(out, &sb) == 0 && S_ISREG(sb.st_mode) && access(out, X_OK) == 0)
+                    return out;
+            }
+            p += n;
+            if (*p == ':')
+                p++;
+        }
+    }
+    hl_die("gnuplot not found: install it with 'apt-get install gnuplot-nox' "
+           "(the results file is unchanged and usable as it is)");
+}
+
+static int has_templates(const char *dir)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/bars.gp", dir) >= (int)sizeof p)
+        return 0;
+    return access(p, R_OK) == 0;
+}
+
+/* The chart templates: $HEAPLAB_DATADIR/gnuplot, the source tree when heaplab runs from
+ * its build tree, the installed datadir, and the source tree as a last resort. */
+static const char *find_templates(void)
+{
+    static char out[PATH_MAX];
+    const char *env = getenv("HEAPLAB_DATADIR");
+    if (env && *env) {
+        snprintf(out, sizeof out, "%s/gnuplot", env);
+        if (has_templates(out))
+            return out;
+        snprintf(out, sizeof out, "%s", env);
+        if (has_templates(out))
+            return out;
+        hl_die("%s (HEAPLAB_DATADIR): no gnuplot templates (gnuplot/bars.gp) there", env);
+    }
+    char exe[PATH_MAX];
+    snprintf(exe, sizeof exe, "%s", hl_self_exe());
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = 0;
+    char build[PATH_MAX];
+    if (!realpath(HEAPLAB_BUILD_DIR, build))
+        snprintf(build, sizeof build, "%s", HEAPLAB_BUILD_DIR);
+    const char *order[3] = {HEAPLAB_DATADIR "/gnuplot", HEAPLAB_SOURCE_DIR "/scripts/gnuplot",
+                            NULL};
+    if (strcmp(exe, build) == 0) {
+        order[0] = HEAPLAB_SOURCE_DIR "/scripts/gnuplot";
+        order[1] = HEAPLAB_DATADIR "/gnuplot";
+    }
+    for (int i = 0; order[i]; i++)
+        if (has_templates(order[i])) {
+            snprintf(out, sizeof out, "%s", order[i]);
+            return out;
+        }
+    hl_die("gnuplot templates not found in %s/gnuplot or %s/scripts/gnuplot "
+           "(set HEAPLAB_DATADIR to the folder that holds gnuplot/bars.gp)",
+           HEAPLAB_DATADIR, HEAPLAB_SOURCE_DIR);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 int cmd_plot(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "heaplab: 'plot' is not available in this build yet\n");
-    return 1;
+    const char *outdir = NULL, *normalise = NULL, *formats = "png,svg", *size = NULL;
+    struct hl_strlist timelines = {0};
+    struct hl_option opts[] = {
+        HL_OPT_STRING('o', "output", &outdir, "DIR", "write the charts and report.md here"),
+        HL_OPT_LIST('t', "timeline", &timelines, "FILE",
+                    "memory-over-time samples from `heaplab replay --timeline` (repeatable)"),
+        HL_OPT_STRING('n', "normalise", &normalise, "ALLOC",
+                      "bar charts relative to this allocator (e.g. glibc = 1.0)"),
+        HL_OPT_STRING('f', "format", &formats, "LIST", "png, svg or png,svg (the default)"),
+        HL_OPT_STRING('s', "size", &size, "WxH",
+                      "every chart's size in pixels (default: chosen from the data)"),
+        HL_OPT_END()};
+    int i = hl_parse_options(argc, argv, opts, usage, 0);
+    if (argc - i != 1)
+        hl_usage_die("plot: give one results file (CSV or JSON) (see 'heaplab plot --help')");
+    if (!outdir)
+        hl_usage_die("plot: give the output folder with -o DIR (see 'heaplab plot --help')");
+    const char *input = argv[i];
+
+    struct hl_chart_opts o = {.outdir = outdir, .normalise = normalise};
+    for (const char *p = formats; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == 3 && strncmp(p, "png", 3) == 0)
+            o.png = 1;
+        else if (n == 3 && strncmp(p, "svg", 3) == 0)
+            o.svg = 1;
+        else
+            hl_usage_die("plot: --format: unknown format '%.*s' (png, svg or png,svg)",
+                         (int)n, p);
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    if (!o.png && !o.svg)
+        hl_usage_die("plot: --format: give png, svg or png,svg");
+    if (size) {
+        char *end;
+        o.width = strtol(size, &end, 10);
+        if (*end == 'x')
+            o.height = strtol(end + 1, &end, 10);
+        if (*end || o.width < 200 || o.height < 150 || o.width > 10000 || o.height > 10000)
+            hl_usage_die("plot: --size: want WIDTHxHEIGHT in pixels, e.g. 1200x600 "
+                         "(200x150 to 10000x10000)");
+    }
+
+    struct hl_results r;
+    hl_results_read(&r, input);
+    struct hl_timelines tl = {0};
+    for (int k = 0; k < timelines.n; k++)
+        hl_timelines_read(&tl, timelines.items[k]);
+    /* Allocators seen only in timelines still get their own colour. */
+    for (int k = 0; k < tl.n; k++)
+        if (hl_results_alloc(&r, tl.t[k].alloc) < 0) {
+            r.alloc = realloc(r.alloc, (size_t)(r.nallocs + 1) * sizeof *r.alloc);
+            if (!r.alloc)
+                hl_die("out of memory");
+            r.alloc[r.nallocs++] = tl.t[k].alloc;
+            qsort(r.alloc, (size_t)r.nallocs, sizeof *r.alloc, cmp_name);
+        }
+    if (normalise) {
+        o.norm_index = hl_results_alloc(&r, normalise);
+        if (o.norm_index < 0)
+            hl_usage_die("plot: --normalise: no allocator '%s' in %s", normalise, input);
+    }
+
+    o.gnuplot = find_gnuplot();
+    o.tpldir = find_templates();
+    char datadir[PATH_MAX];
+    if (snprintf(datadir, sizeof datadir, "%s/data", outdir) >= (int)sizeof datadir)
+        hl_die("%s: path too long", outdir);
+    make_dirs(outdir);
+    make_dirs(datadir);
+    o.datadir = datadir;
+
+    struct hl_charts charts;
+    hl_charts_draw(&charts, &r, &tl, &o);
+    char report[PATH_MAX];
+    snprintf(report, sizeof report, "%s/report.md", outdir);
+    hl_report_write(report, &r, &tl, &charts, &o, input);
+
+    int drawn = 0;
+    for (int k = 0; k < charts.n; k++)
+        drawn += charts.c[k].drawn;
+    printf("wrote %s (%d charts, %d not charted)\n", report, drawn, charts.n - drawn);
+    return 0;
 }

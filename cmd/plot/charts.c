@@ -1,0 +1,669 @@
+/*
+ * charts.c: the charts of `heaplab plot`.
+ *
+ * For each chart this writes a data file and a small preamble of gnuplot variables into
+ * OUTDIR/data/, then runs `gnuplot -e 'fmt=...; outfile=...' PREAMBLE TEMPLATE` once per
+ * output format.  All drawing code lives in the templates (scripts/gnuplot/); this
+ * file only decides what is drawn: which metrics have data, units, log or linear axis,
+ * normalisation, label rotation, image size, and the colour of each allocator.
+ *
+ * Nothing unmeasured is drawn as zero: a missing value is NaN in the data file (no bar),
+ * and a metric with no value at all is not drawn; its chart records why, for the report.
+ */
+#include "plot.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const struct hl_metric hl_metrics[] = {
+    {"time", "Replay time per operation",
+     "wall time of the replay loop divided by the events replayed (median of the runs, "
+     "error bars from the fastest to the slowest run); lower is better",
+     HL_COL_TIME_NS, HL_COL_TIME_NS_MIN, HL_COL_TIME_NS_MAX, 1, 0, 0, 1},
+    {"peak-rss", "Peak RSS",
+     "peak resident memory of the replay worker above its baseline (median of the runs, "
+     "error bars min to max); lower is better",
+     HL_COL_PEAK_RSS, HL_COL_PEAK_RSS_MIN, HL_COL_PEAK_RSS_MAX, 0, 1, 0, 1},
+    {"fragmentation", "Fragmentation (peak RSS / peak live bytes)",
+     "peak RSS divided by the largest number of requested bytes alive at once; 1.0 means "
+     "no overhead; lower is better",
+     HL_COL_FRAGMENTATION, HL_COL_PEAK_RSS_MIN, HL_COL_PEAK_RSS_MAX, 0, 0, 0, 1},
+    {"instructions", "Instructions per operation",
+     "instructions executed in the replay loop divided by the events replayed; lower is "
+     "better",
+     HL_COL_INSTRUCTIONS, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
+    {"l1d-misses", "L1 data cache misses per operation",
+     "L1d misses in the replay loop divided by the events replayed; lower is better",
+     HL_COL_L1D_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
+    {"llc-misses", "Last-level cache misses per operation",
+     "LLC misses in the replay loop divided by the events replayed; lower is better",
+     HL_COL_LLC_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
+    {"dtlb-misses", "dTLB misses per operation",
+     "data TLB misses in the replay loop divided by the events replayed; lower is better",
+     HL_COL_DTLB_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
+    {"minor-faults", "Minor page faults",
+     "minor page faults of the worker during the replay (getrusage); lower is better",
+     HL_COL_MINOR_FAULTS, HL_NCOLS, HL_NCOLS, 0, 0, 0, 1},
+    {"major-faults", "Major page faults",
+     "major page faults (I/O) of the worker during the replay; lower is better",
+     HL_COL_MAJOR_FAULTS, HL_NCOLS, HL_NCOLS, 0, 0, 0, 1},
+};
+const int hl_nmetrics = sizeof hl_metrics / sizeof hl_metrics[0];
+
+/* A fixed palette, assigned by allocator name order, so one allocator has one colour
+ * in every chart of a report.  Okabe-Ito colours first: told apart with the common
+ * forms of colour blindness. */
+static const char *const palette[] = {
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C6D00",
+    "#000000", "#7F3C8D", "#11A579", "#3969AC", "#E73F74",
+};
+
+const char *hl_alloc_color(int a)
+{
+    return palette[(a < 0 ? 0 : a) % (int)(sizeof palette / sizeof palette[0])];
+}
+
+void hl_file_stem(char *out, size_t n, const char *label)
+{
+    size_t k = 0;
+    for (const char *p = label; *p && k + 1 < n; p++) {
+        char ch = *p;
+        int keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
+        if (!keep)
+            ch = '-';
+        if (ch == '-' && (k == 0 || out[k - 1] == '-'))
+            continue;
+        if (ch == '.' && k == 0)
+            continue;
+        out[k++] = ch;
+    }
+    while (k > 0 && out[k - 1] == '-')
+        k--;
+    if (k == 0 && n > 6)
+        k = (size_t)snprintf(out, n, "trace");
+    out[k] = 0;
+}
+
+double hl_metric_value(const struct hl_metric *m, const struct hl_row *row, double *lo,
+                       double *hi)
+{
+    double v = hl_row_num(row, m->col);
+    double l = m->col_min < HL_NCOLS ? hl_row_num(row, m->col_min) : NAN;
+    double h = m->col_max < HL_NCOLS ? hl_row_num(row, m->col_max) : NAN;
+    if (m->col == HL_COL_TIME_NS && isnan(v)) /* older rows: only ns/op */
+        v = hl_row_num(row, HL_COL_NS_PER_OP) * hl_row_num(row, HL_COL_OPS);
+    if (m->col == HL_COL_FRAGMENTATION) {
+        double live = hl_row_num(row, HL_COL_PEAK_LIVE);
+        if (isnan(v))
+            v = hl_row_num(row, HL_COL_PEAK_RSS) / live;
+        l = live > 0 ? l / live : NAN;
+        h = live > 0 ? h / live : NAN;
+    }
+    if (m->per_op) {
+        double ops = hl_row_num(row, HL_COL_OPS);
+        if (!(ops > 0)) {
+            v = l = h = NAN;
+            if (m->col == HL_COL_TIME_NS)
+                v = hl_row_num(row, HL_COL_NS_PER_OP);
+        } else {
+            v /= ops;
+            l /= ops;
+            h /= ops;
+        }
+    }
+    if (!isfinite(v))
+        v = NAN;
+    if (lo)
+        *lo = isfinite(l) ? l : NAN;
+    if (hi)
+        *hi = isfinite(h) ? h : NAN;
+    return v;
+}
+
+/* ---------------------------------------------------------------- running gnuplot */
+
+static FILE *open_out(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        hl_die("%s: %s", path, strerror(errno));
+    return f;
+}
+
+static void close_out(FILE *f, const char *path)
+{
+    if (ferror(f) | fclose(f))
+        hl_die("%s: write error", path);
+}
+
+/* A gnuplot string literal: single quotes, where only '' needs escaping (a newline is
+ * spliced in as a double-quoted "\n"). */
+static void gp_str(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputc('\'', f);
+        if (*s == '\n')
+            fputs("' . \"\\n\" . '", f); /* single quotes do not know \n */
+        else
+            fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+static void gp_set(FILE *f, const char *name, const char *value)
+{
+    fprintf(f, "%s = ", name);
+    gp_str(f, value);
+    fputc('\n', f);
+}
+
+static void gp_array(FILE *f, const char *name, const char *const *v, int n)
+{
+    fprintf(f, "array %s[%d]\n", name, n > 0 ? n : 1);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s[%d] = ", name, i + 1);
+        gp_str(f, v[i]);
+        fputc('\n', f);
+    }
+}
+
+/* The last non-empty line of a log file, for the one-line error. */
+static void last_line(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    out[0] = 0;
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '^')
+            p++;
+        if (*p)
+            snprintf(out, n, "%s", p);
+    }
+    fclose(f);
+}
+
+static void run_gnuplot(const struct hl_chart_opts *o, const char *tpl, const char *pre,
+                        const char *stem)
+{
+    for (int k = 0; k < 2; k++) {
+        const char *fmt = k == 0 ? "png" : "svg";
+        if (!(k == 0 ? o->png : o->svg))
+            continue;
+        char out[4096], log[4096], tplpath[4096], vars[8192];
+        snprintf(out, sizeof out, "%s/%s.%s", o->outdir, stem, fmt);
+        snprintf(log, sizeof log, "%s/%s.%s.log", o->datadir, stem, fmt);
+        snprintf(tplpath, sizeof tplpath, "%s/%s", o->tpldir, tpl);
+        FILE *mf = fmemopen(vars, sizeof vars, "w");
+        if (!mf)
+            hl_die("out of memory");
+        gp_set(mf, "fmt", fmt);
+        gp_set(mf, "outfile", out);
+        fclose(mf);
+        vars[sizeof vars - 1] = 0;
+        for (char *p = vars; *p; p++)
+            if (*p == '\n')
+                *p = ';';
+        unlink(out);
+        pid_t pid = fork();
+        if (pid < 0)
+            hl_die("fork: %s", strerror(errno));
+        if (pid == 0) {
+            int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            int nul = open("/dev/null", O_RDONLY);
+            if (fd >= 0) {
+                dup2(fd, 2);
+                dup2(fd, 1);
+            }
+            if (nul >= 0)
+                dup2(nul, 0);
+            execl(o->gnuplot, "gnuplot", "-e", vars, pre, tplpath, (char *)NULL);
+            fprintf(stderr, "cannot run %s: %s\n", o->gnuplot, strerror(errno));
+            _exit(127);
+        }
+        int st;
+        while (waitpid(pid, &st, 0) < 0)
+            if (errno != EINTR)
+                hl_die("waitpid: %s", strerror(errno));
+        struct stat sb;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || stat(out, &sb) < 0 || sb.st_size == 0) {
+            char why[512];
+            last_line(log, why, sizeof why);
+            hl_die("gnuplot failed on %s for %s.%s: %s (log: %s)", tpl, stem, fmt,
+                   why[0] ? why : "no message", log);
+        }
+        unlink(log);
+    }
+}
+
+/* The preamble every chart shares: size, template folder. */
+static FILE *preamble(const struct hl_chart_opts *o, const char *stem, char *path, size_t n,
+                      long width, long height)
+{
+    snprintf(path, n, "%s/%s.gp", o->datadir, stem);
+    FILE *f = open_out(path);
+    fprintf(f, "# Variables for one heaplab chart, written by `heaplab plot`; run as\n"
+               "#   gnuplot -e \"fmt='png'; outfile='%s.png'\" %s.gp TEMPLATE\n",
+            stem, stem);
+    gp_set(f, "tpldir", o->tpldir);
+    fprintf(f, "width = %ld\nheight = %ld\n", o->width ? o->width : width,
+            o->height ? o->height : height);
+    return f;
+}
+
+static struct hl_chart *new_chart(struct hl_charts *out)
+{
+    out->c = realloc(out->c, (size_t)(out->n + 1) * sizeof *out->c);
+    if (!out->c)
+        hl_die("out of memory");
+    struct hl_chart *c = &out->c[out->n++];
+    memset(c, 0, sizeof *c);
+    c->group = -1;
+    return c;
+}
+
+/* Bytes in a unit that keeps the largest value readable. */
+static void byte_unit(double max, const char **unit, double *div)
+{
+    if (max >= 10.0 * (1 << 30)) {
+        *unit = "GiB";
+        *div = 1 << 30;
+    } else if (max >= 10.0 * (1 << 20)) {
+        *unit = "MiB";
+        *div = 1 << 20;
+    } else {
+        *unit = "KiB";
+        *div = 1 << 10;
+    }
+}
+
+static size_t longest_group(const struct hl_results *r)
+{
+    size_t m = 0;
+    for (int g = 0; g < r->ngroups; g++)
+        if (strlen(r->group[g]) > m)
+            m = strlen(r->group[g]);
+    return m;
+}
+
+/* The counters' origin for a title: "simulated (callgrind)", "hardware counters". */
+static const char *counter_origin(const struct hl_results *r)
+{
+    int sim = 0, perf = 0;
+    for (int i = 0; i < r->nrows; i++) {
+        const char *s = r->rows[i].v[HL_COL_COUNTERS_SOURCE];
+        if (s && strcmp(s, "sim") == 0)
+            sim = 1;
+        else if (s && strcmp(s, "perf") == 0)
+            perf = 1;
+    }
+    return sim && perf ? "hardware and simulated counters"
+           : sim       ? "simulated by callgrind"
+           : perf      ? "hardware counters"
+                       : NULL;
+}
+
+/* Why a metric has no value: the counters_source reason when there is one. */
+static void missing_reason(const struct hl_results *r, const struct hl_metric *m, char *out,
+                           size_t n)
+{
+    if (m->is_counter)
+        for (int i = 0; i < r->nrows; i++) {
+            const char *s = r->rows[i].v[HL_COL_COUNTERS_SOURCE];
+            if (s && strncmp(s, "n/a", 3) == 0) {
+                snprintf(out, n, "not measured (%s)", s);
+                return;
+            }
+        }
+    if (m->col == HL_COL_DTLB_MISSES && counter_origin(r) &&
+        strcmp(counter_origin(r), "simulated by callgrind") == 0) {
+        snprintf(out, n, "not measured (the cache simulator has no TLB model)");
+        return;
+    }
+    snprintf(out, n, "not measured in any result");
+}
+
+static void bar_chart(struct hl_charts *out, const struct hl_results *r,
+                      const struct hl_metric *m, const struct hl_chart_opts *o)
+{
+    struct hl_chart *c = new_chart(out);
+    c->metric = m;
+    snprintf(c->id, sizeof c->id, "%s", m->id);
+    int ng = r->ngroups, na = r->nallocs;
+    double *v = calloc((size_t)(ng * na * 3), sizeof *v);
+    if (!v)
+        hl_die("out of memory");
+    int any = 0, nonzero = 0, have_range = 0, any_bad = 0;
+    double vmin = INFINITY, vmax = 0;
+    for (int g = 0; g < ng; g++) {
+        const struct hl_row *ref = o->normalise ? hl_results_find(r, g, o->norm_index) : NULL;
+        double refv = ref ? hl_metric_value(m, ref, NULL, NULL) : NAN;
+        for (int a = 0; a < na; a++) {
+            double *x = &v[(g * na + a) * 3];
+            const struct hl_row *row = hl_results_find(r, g, a);
+            x[0] = row ? hl_metric_value(m, row, &x[1], &x[2]) : NAN;
+            if (!isnan(x[0])) {
+                any = 1;
+                nonzero |= x[0] != 0;
+            }
+            if (o->normalise) {
+                for (int k = 0; k < 3; k++)
+                    x[k] = refv > 0 ? x[k] / refv : NAN;
+            }
+            if (isnan(x[1]) || isnan(x[2])) {
+                x[1] = x[2] = x[0];
+            } else {
+                have_range = 1;
+            }
+            for (int k = 0; k < 3; k++)
+                if (!isnan(x[k]) && x[k] > 0) {
+                    vmin = x[k] < vmin ? x[k] : vmin;
+                    vmax = x[k] > vmax ? x[k] : vmax;
+                }
+        }
+    }
+    const char *origin = m->is_counter ? counter_origin(r) : NULL;
+    snprintf(c->title, sizeof c->title, "%s%s%s%s", m->title, origin ? " (" : "",
+             origin ? origin : "", origin ? ")" : "");
+    if (!any) {
+        missing_reason(r, m, c->note, sizeof c->note);
+        free(v);
+        return;
+    }
+    if (!nonzero) {
+        snprintf(c->note, sizeof c->note, "0 in every result, so not charted");
+        free(v);
+        return;
+    }
+    if (o->normalise && !(vmax > 0)) {
+        snprintf(c->note, sizeof c->note, "no trace has a value for %s to normalise to",
+                 o->normalise);
+        free(v);
+        return;
+    }
+
+    /* Units and axis. */
+    const char *unit = NULL;
+    double div = 1;
+    char ylabel[256];
+    if (o->normalise) {
+        snprintf(ylabel, sizeof ylabel, "relative to %s (1.0 = %s, %s)", o->normalise,
+                 o->normalise, m->lower_is_better ? "lower is better" : "higher is better");
+    } else if (m->bytes) {
+        byte_unit(vmax, &unit, &div);
+        snprintf(ylabel, sizeof ylabel, "%s (%s)", m->title, unit);
+    } else if (m->col == HL_COL_TIME_NS) {
+        snprintf(ylabel, sizeof ylabel, "nanoseconds per operation");
+    } else if (m->col == HL_COL_FRAGMENTATION) {
+        snprintf(ylabel, sizeof ylabel, "peak RSS / peak live bytes");
+    } else if (m->per_op) {
+        snprintf(ylabel, sizeof ylabel, "%s", m->title);
+        char *p = strstr(ylabel, " per operation");
+        snprintf(p ? p : ylabel + strlen(ylabel), 32, " per operation");
+    } else {
+        snprintf(ylabel, sizeof ylabel, "%s (count)", m->title);
+    }
+    int logscale = !o->normalise && vmin > 0 && vmax / vmin > 100;
+    if (logscale)
+        strncat(ylabel, ", log scale", sizeof ylabel - strlen(ylabel) - 1);
+
+    char data[4096], pre[4096];
+    snprintf(data, sizeof data, "%s/%s.dat", o->datadir, m->id);
+    FILE *f = open_out(data);
+    fprintf(f, "# %s: one row per trace; per allocator: value low high bad\n# trace",
+            c->title);
+    for (int a = 0; a < na; a++)
+        fprintf(f, " %s %s.low %s.high %s.bad", r->alloc[a], r->alloc[a], r->alloc[a],
+                r->alloc[a]);
+    fputc('\n', f);
+    for (int g = 0; g < ng; g++) {
+        fputc('"', f);
+        for (const char *p = r->group[g]; *p; p++)
+            fputc(*p == '"' ? '\'' : *p, f);
+        fputc('"', f);
+        for (int a = 0; a < na; a++) {
+            for (int k = 0; k < 3; k++) {
+                double x = v[(g * na + a) * 3 + k];
+                if (isnan(x))
+                    fprintf(f, " NaN");
+                else
+                    fprintf(f, " %.6g", x / div);
+            }
+            int bad = hl_row_num(hl_results_find(r, g, a), HL_COL_VIOLATIONS) > 0;
+            any_bad |= bad;
+            fprintf(f, " %d", bad);
+        }
+        fputc('\n', f);
+    }
+    close_out(f, data);
+
+    /* Wide enough for every bar (about 18 px each) and the legend. */
+    long width = 140 + (long)ng * (na + 1) * 18 + 160;
+    width = width < 900 ? 900 : width > 2400 ? 2400 : width;
+    long per_group = ((o->width ? o->width : width) - 300) / (ng ? ng : 1);
+    int rotate = (long)longest_group(r) * 7 > per_group ? 30 : 0;
+    long height = 520 + (rotate ? (long)(longest_group(r) * 3.5) : 0);
+    height = height > 900 ? 900 : height;
+    f = preamble(o, m->id, pre, sizeof pre, width, height);
+    gp_set(f, "datafile", data);
+    char title[400];
+    snprintf(title, sizeof title, "%s%s%s%s", c->title,
+             o->normalise ? ", relative to " : "", o->normalise ? o->normalise : "",
+             any_bad ? "\n(! = the allocator broke the malloc contract on that trace)" : "");
+    gp_set(f, "chart_title", title);
+    gp_set(f, "ylabel", ylabel);
+    fprintf(f, "nalloc = %d\nntraces = %d\n", na, ng);
+    gp_array(f, "alloc_name", (const char *const *)r->alloc, na);
+    const char **colors = malloc((size_t)(na ? na : 1) * sizeof *colors);
+    for (int a = 0; a < na; a++)
+        colors[a] = hl_alloc_color(a);
+    gp_array(f, "alloc_color", colors, na);
+    free(colors);
+    fprintf(f, "errorbars = %d\nlogscale = %d\nxrotate = %d\n", have_range, logscale,
+            rotate);
+    gp_set(f, "yformat", vmin >= 1 ? "%.0s%c" : "%g");
+    fprintf(f, "na_y = %.6g\n", logscale ? vmin / div : 0.0);
+    if (o->normalise)
+        fprintf(f, "refline = 1.0\n");
+    else if (m->col == HL_COL_FRAGMENTATION)
+        fprintf(f, "refline = 1.0\n");
+    else
+        fprintf(f, "refline = NaN\n");
+    close_out(f, pre);
+    run_gnuplot(o, "bars.gp", pre, m->id);
+    c->drawn = 1;
+    free(v);
+}
+
+/* ---------------------------------------------------------------- memory over time */
+
+static int cmp_tl(const void *a, const void *b)
+{
+    const struct hl_timeline *x = *(const struct hl_timeline *const *)a;
+    const struct hl_timeline *y = *(const struct hl_timeline *const *)b;
+    return strcmp(x->alloc, y->alloc);
+}
+
+static void timeline_charts(struct hl_charts *out, const struct hl_results *r,
+                            const struct hl_timelines *tl, const struct hl_chart_opts *o)
+{
+    for (int i = 0; i < tl->n; i++) {
+        const char *trace = tl->t[i].trace;
+        int seen = 0;
+        for (int k = 0; k < i; k++)
+            seen |= strcmp(tl->t[k].trace, trace) == 0;
+        if (seen)
+            continue;
+        /* This trace's series, in allocator name order. */
+        const struct hl_timeline **s = malloc((size_t)tl->n * sizeof *s);
+        int ns = 0;
+        double maxv = 0, maxev = 0;
+        for (int k = i; k < tl->n; k++)
+            if (strcmp(tl->t[k].trace, trace) == 0) {
+                s[ns++] = &tl->t[k];
+                for (size_t p = 0; p < tl->t[k].n; p++) {
+                    if (tl->t[k].rss[p] > maxv)
+                        maxv = tl->t[k].rss[p];
+                    if (tl->t[k].live[p] > maxv)
+                        maxv = tl->t[k].live[p];
+                    if (tl->t[k].event[p] > maxev)
+                        maxev = tl->t[k].event[p];
+                }
+            }
+        qsort(s, (size_t)ns, sizeof *s, cmp_tl);
+
+        struct hl_chart *c = new_chart(out);
+        char stem[80];
+        hl_file_stem(stem, sizeof stem, trace);
+        snprintf(c->id, sizeof c->id, "memory-%s", stem);
+        for (int k = 0; k < out->n - 1; k++) /* two traces with the same stem */
+            if (strcmp(out->c[k].id, c->id) == 0)
+                if (snprintf(c->id, sizeof c->id, "memory-%s-%d", stem, i) >= (int)sizeof c->id)
+                    hl_die("%s: trace name too long", trace);
+        snprintf(c->title, sizeof c->title, "Memory over time: %s", trace);
+        for (int g = 0; g < r->ngroups; g++)
+            if (strcmp(r->group[g], trace) == 0)
+                c->group = g;
+
+        const char *unit;
+        double div, xdiv = 1;
+        const char *xunit = "events";
+        byte_unit(maxv, &unit, &div);
+        if (maxev >= 1e7) {
+            xdiv = 1e6;
+            xunit = "millions of events";
+        } else if (maxev >= 1e4) {
+            xdiv = 1e3;
+            xunit = "thousands of events";
+        }
+        char data[4096], pre[4096];
+        snprintf(data, sizeof data, "%s/%s.dat", o->datadir, c->id);
+        FILE *f = open_out(data);
+        /* index 0: the trace's live bytes (from the first series: it is the trace's, the
+         * same for every allocator); index k: allocator k's RSS. */
+        fprintf(f, "# live bytes of trace %s (%s)\n", trace, unit);
+        for (size_t p = 0; p < s[0]->n; p++)
+            fprintf(f, "%.6g %.6g\n", s[0]->event[p] / xdiv, s[0]->live[p] / div);
+        const char **names = malloc((size_t)ns * sizeof *names);
+        const char **colors = malloc((size_t)ns * sizeof *colors);
+        for (int k = 0; k < ns; k++) {
+            fprintf(f, "\n\n# RSS with %s, run %ld (%s)\n", s[k]->alloc, s[k]->run, unit);
+            for (size_t p = 0; p < s[k]->n; p++)
+                if (!isnan(s[k]->rss[p]))
+                    fprintf(f, "%.6g %.6g\n", s[k]->event[p] / xdiv, s[k]->rss[p] / div);
+            names[k] = s[k]->alloc;
+            colors[k] = hl_alloc_color(hl_results_alloc(r, s[k]->alloc));
+        }
+        close_out(f, data);
+        f = preamble(o, c->id, pre, sizeof pre, 1000, 520);
+        gp_set(f, "datafile", data);
+        gp_set(f, "chart_title", c->title);
+        gp_set(f, "unit", unit);
+        gp_set(f, "xunit", xunit);
+        fprintf(f, "nseries = %d\n", ns);
+        gp_array(f, "series_name", names, ns);
+        gp_array(f, "series_color", colors, ns);
+        close_out(f, pre);
+        run_gnuplot(o, "timeline.gp", pre, c->id);
+        c->drawn = 1;
+        free(names);
+        free(colors);
+        free(s);
+    }
+}
+
+/* ---------------------------------------------------------------- latency */
+
+static void latency_charts(struct hl_charts *out, const struct hl_results *r,
+                           const struct hl_chart_opts *o)
+{
+    static const enum hl_col cols[2][4] = {
+        {HL_COL_LAT_MALLOC_P50, HL_COL_LAT_MALLOC_P99, HL_COL_LAT_MALLOC_P999,
+         HL_COL_LAT_MALLOC_MAX},
+        {HL_COL_LAT_FREE_P50, HL_COL_LAT_FREE_P99, HL_COL_LAT_FREE_P999, HL_COL_LAT_FREE_MAX}};
+    static const char *const pct[4] = {"p50", "p99", "p99.9", "max"};
+    for (int g = 0; g < r->ngroups; g++) {
+        int have[2] = {0, 0};
+        for (int a = 0; a < r->nallocs; a++)
+            for (int op = 0; op < 2; op++)
+                for (int p = 0; p < 4; p++)
+                    if (hl_row_num(hl_results_find(r, g, a), cols[op][p]) > 0)
+                        have[op] = 1;
+        struct hl_chart *c = new_chart(out);
+        char stem[80];
+        hl_file_stem(stem, sizeof stem, r->group[g]);
+        snprintf(c->id, sizeof c->id, "latency-%s", stem);
+        for (int k = 0; k < out->n - 1; k++)
+            if (strcmp(out->c[k].id, c->id) == 0)
+                if (snprintf(c->id, sizeof c->id, "latency-%s-%d", stem, g) >= (int)sizeof c->id)
+                    hl_die("%s: trace name too long", r->group[g]);
+        snprintf(c->title, sizeof c->title, "Call latency: %s", r->group[g]);
+        c->group = g;
+        if (!have[0]) {
+            snprintf(c->note, sizeof c->note, "no latency samples for %s", r->group[g]);
+            continue;
+        }
+        char data[4096], pre[4096];
+        snprintf(data, sizeof data, "%s/%s.dat", o->datadir, c->id);
+        FILE *f = open_out(data);
+        for (int op = 0; op < 2; op++) {
+            fprintf(f, "%s# %s latency in CPU cycles; columns: percentile", op ? "\n\n" : "",
+                    op ? "free" : "malloc");
+            for (int a = 0; a < r->nallocs; a++)
+                fprintf(f, " %s", r->alloc[a]);
+            fputc('\n', f);
+            for (int p = 0; p < 4; p++) {
+                fprintf(f, "\"%s\"", pct[p]);
+                for (int a = 0; a < r->nallocs; a++) {
+                    /* 0 cycles cannot sit on a log axis; it means "below the timer's
+                     * resolution", drawn as 1. */
+                    double x = hl_row_num(hl_results_find(r, g, a), cols[op][p]);
+                    if (isnan(x))
+                        fprintf(f, " NaN");
+                    else
+                        fprintf(f, " %.6g", x < 1 ? 1 : x);
+                }
+                fputc('\n', f);
+            }
+        }
+        close_out(f, data);
+        f = preamble(o, c->id, pre, sizeof pre, have[1] ? 1100 : 800, 480);
+        gp_set(f, "datafile", data);
+        gp_set(f, "chart_title", c->title);
+        fprintf(f, "nalloc = %d\nhas_free = %d\n", r->nallocs, have[1]);
+        gp_array(f, "alloc_name", (const char *const *)r->alloc, r->nallocs);
+        const char **colors = malloc((size_t)(r->nallocs ? r->nallocs : 1) * sizeof *colors);
+        for (int a = 0; a < r->nallocs; a++)
+            colors[a] = hl_alloc_color(a);
+        gp_array(f, "alloc_color", colors, r->nallocs);
+        free(colors);
+        close_out(f, pre);
+        run_gnuplot(o, "latency.gp", pre, c->id);
+        c->drawn = 1;
+    }
+}
+
+void hl_charts_draw(struct hl_charts *out, const struct hl_results *r,
+                    const struct hl_timelines *tl, const struct hl_chart_opts *o)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < hl_nmetrics; i++)
+        bar_chart(out, r, &hl_metrics[i], o);
+    timeline_charts(out, r, tl, o);
+    latency_charts(out, r, o);
+}

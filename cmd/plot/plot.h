@@ -1,0 +1,160 @@
+/*
+ * plot.h: the data model of `heaplab plot` and its three parts.
+ *
+ *   results.c  reads replay's results (CSV or JSON, one schema) and timelines (CSV)
+ *              into the tables below, with one-line "FILE:LINE: what" errors;
+ *   charts.c   writes the charts' data files and a preamble per chart, and runs gnuplot
+ *              on the templates in scripts/gnuplot/ (it holds no gnuplot code itself);
+ *   report.c   writes report.md: provenance, tables and the embedded charts.
+ *
+ * Every value is kept as the text it was read as (NULL when unmeasured), so the report
+ * prints what replay wrote; numbers are taken with hl_row_num() when needed.
+ */
+#ifndef HEAPLAB_PLOT_H
+#define HEAPLAB_PLOT_H
+
+#include <stddef.h>
+
+/* The results schema's columns (the order of replay's CSV header). */
+#define HL_RESULT_COLUMNS(X)                                                          \
+    X(TRACE, "trace", 0) X(TRACE_HASH, "trace_hash", 0) X(PROCESS, "process", 0)       \
+    X(ALLOCATOR, "allocator", 0) X(ALLOCATOR_VERSION, "allocator_version", 0)          \
+    X(ALLOCATOR_PATH, "allocator_path", 0) X(RUNS, "runs", 1) X(OPS, "ops", 1)         \
+    X(TIME_NS, "time_ns", 1) X(TIME_NS_MIN, "time_ns_min", 1)                          \
+    X(TIME_NS_MAX, "time_ns_max", 1) X(NS_PER_OP, "ns_per_op", 1)                      \
+    X(OPS_PER_S, "ops_per_s", 1) X(PEAK_RSS, "peak_rss_bytes", 1)                      \
+    X(PEAK_RSS_MIN, "peak_rss_min", 1) X(PEAK_RSS_MAX, "peak_rss_max", 1)              \
+    X(PEAK_LIVE, "peak_live_bytes", 1) X(FRAGMENTATION, "fragmentation", 1)            \
+    X(USER_NS, "user_ns", 1) X(SYS_NS, "sys_ns", 1) X(MINOR_FAULTS, "minor_faults", 1) \
+    X(MAJOR_FAULTS, "major_faults", 1) X(INSTRUCTIONS, "instructions", 1)              \
+    X(L1D_MISSES, "l1d_misses", 1) X(LLC_MISSES, "llc_misses", 1)                      \
+    X(DTLB_MISSES, "dtlb_misses", 1) X(COUNTERS_SOURCE, "counters_source", 0)          \
+    X(LAT_MALLOC_P50, "lat_malloc_p50", 1) X(LAT_MALLOC_P99, "lat_malloc_p99", 1)      \
+    X(LAT_MALLOC_P999, "lat_malloc_p999", 1) X(LAT_MALLOC_MAX, "lat_malloc_max", 1)    \
+    X(LAT_FREE_P50, "lat_free_p50", 1) X(LAT_FREE_P99, "lat_free_p99", 1)              \
+    X(LAT_FREE_P999, "lat_free_p999", 1) X(LAT_FREE_MAX, "lat_free_max", 1)            \
+    X(VIOLATIONS, "violations", 1) X(THREADS_MODE, "threads_mode", 0)                  \
+    X(TOUCH, "touch", 0) X(TUNABLES, "tunables", 0)                                    \
+    X(HEAPLAB_VERSION, "heaplab_version", 0) X(CPU, "cpu", 0) X(KERNEL, "kernel", 0)   \
+    X(DATE, "date", 0)
+
+enum hl_col {
+#define HL_COL_ENUM(id, name, numeric) HL_COL_##id,
+    HL_RESULT_COLUMNS(HL_COL_ENUM)
+#undef HL_COL_ENUM
+    HL_NCOLS
+};
+
+struct hl_col_info {
+    const char *name;
+    int numeric; /* 1: the value must parse as a number (or be empty / "n/a...") */
+};
+extern const struct hl_col_info hl_cols[HL_NCOLS];
+
+/* One result row: one trace (process) replayed against one allocator. */
+struct hl_row {
+    char *v[HL_NCOLS]; /* text as read; NULL when unmeasured */
+    int line;          /* where it was read (for messages) */
+};
+
+struct hl_results {
+    const char *file;
+    struct hl_row *rows;
+    int nrows;
+    /* Groups on the x axis: one per distinct trace (or trace and process when a trace
+     * holds several processes), in order of first appearance. */
+    char **group;       /* label of each group */
+    int *row_group;     /* rows[i] belongs to group[row_group[i]] */
+    int ngroups;
+    /* Allocators, sorted by name: the palette is assigned in this order. */
+    char **alloc;
+    int nallocs;
+};
+
+/* Memory over time for one trace and allocator (the lowest run number read). */
+struct hl_timeline {
+    char *trace, *alloc;
+    long run;
+    double *event, *live, *rss;
+    size_t n, cap;
+};
+
+struct hl_timelines {
+    struct hl_timeline *t;
+    int n;
+};
+
+/* Read results from a .csv or .json file (by content: JSON starts with '{').
+ * Dies with "heaplab: FILE:LINE: what is wrong" on malformed input. */
+void hl_results_read(struct hl_results *r, const char *path);
+/* Append a timeline CSV's series (dies on malformed input). */
+void hl_timelines_read(struct hl_timelines *t, const char *path);
+
+/* The numeric value of a column, NaN when unmeasured. */
+double hl_row_num(const struct hl_row *row, enum hl_col col);
+/* The row of group g and allocator a, or NULL. */
+const struct hl_row *hl_results_find(const struct hl_results *r, int g, int a);
+/* Index of allocator name, or -1. */
+int hl_results_alloc(const struct hl_results *r, const char *name);
+
+/* ---- charts ---- */
+
+/* A metric drawn as grouped bars; see the table in charts.c. */
+struct hl_metric {
+    const char *id;      /* file name stem: "time" -> time.png */
+    const char *title;   /* chart and section title */
+    const char *what;    /* one sentence for the report: definition, better direction */
+    enum hl_col col, col_min, col_max; /* HL_NCOLS for none */
+    int per_op;          /* divide by ops */
+    int bytes;           /* a size in bytes (scaled to KiB/MiB/GiB) */
+    int is_counter;      /* a hardware or simulated counter (title says which) */
+    int lower_is_better;
+};
+
+struct hl_chart_opts {
+    const char *outdir;
+    const char *datadir;   /* outdir/data */
+    const char *tpldir;    /* where the templates are */
+    const char *gnuplot;   /* the gnuplot executable */
+    int png, svg;
+    long width, height;    /* 0: chosen from the data */
+    const char *normalise; /* allocator name, or NULL */
+    int norm_index;
+};
+
+/* One chart's outcome, for the report. */
+struct hl_chart {
+    char id[96];       /* file stem, e.g. "time", "memory-python-json" */
+    char title[256];
+    int drawn;         /* 0: skipped, see note */
+    char note[256];
+    const struct hl_metric *metric; /* bar charts only */
+    int group;         /* timeline and latency charts: the group (trace) */
+};
+
+struct hl_charts {
+    struct hl_chart *c;
+    int n;
+};
+
+extern const struct hl_metric hl_metrics[];
+extern const int hl_nmetrics;
+
+/* The palette colour of allocator index a (by name order). */
+const char *hl_alloc_color(int a);
+/* The metric value of a row (per op, ratio...), NaN when unmeasured; lo/hi may be NULL. */
+double hl_metric_value(const struct hl_metric *m, const struct hl_row *row, double *lo,
+                       double *hi);
+
+void hl_charts_draw(struct hl_charts *out, const struct hl_results *r,
+                    const struct hl_timelines *tl, const struct hl_chart_opts *o);
+
+/* ---- report ---- */
+void hl_report_write(const char *path, const struct hl_results *r,
+                     const struct hl_timelines *tl, const struct hl_charts *charts,
+                     const struct hl_chart_opts *o, const char *input);
+
+/* Safe file-name stem of a label ("gcc -O2" -> "gcc-O2"). */
+void hl_file_stem(char *out, size_t n, const char *label);
+
+#endif

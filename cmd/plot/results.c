@@ -1,0 +1,681 @@
+/*
+ * results.c: reading replay's results (CSV or JSON) and timelines (CSV) for `plot`.
+ *
+ * Input is untrusted: every malformed file ends in one line "heaplab: FILE:LINE: what is
+ * wrong" and exit 1, never a crash.  The CSV reader follows RFC 4180 (quoted fields may
+ * hold commas, doubled quotes and newlines); the JSON reader is a small recursive-descent
+ * parser into a tree, then mapped onto the same columns as the CSV (latency.malloc.p50
+ * becomes lat_malloc_p50), so the rest of plot sees one model.  Unknown columns and keys
+ * are ignored so that newer replay output still plots.
+ */
+#include "plot.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const struct hl_col_info hl_cols[HL_NCOLS] = {
+#define HL_COL_INFO(id, name, numeric) {name, numeric},
+    HL_RESULT_COLUMNS(HL_COL_INFO)
+#undef HL_COL_INFO
+};
+
+/* Not inlined: callers compute sizes from ints and GCC then warns about impossible
+ * ranges. */
+__attribute__((noinline)) static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p)
+        hl_die("out of memory");
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        hl_die("out of memory");
+    return d;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        hl_die("%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xrealloc(NULL, cap);
+    size_t k;
+    while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += k;
+        if (cap - n < 2)
+            buf = xrealloc(buf, cap *= 2);
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err)
+        hl_die("%s: read error", path);
+    buf[n] = 0;
+    if (memchr(buf, 0, n))
+        hl_die("%s: binary data (a NUL byte), not CSV or JSON", path);
+    *len = n;
+    return buf;
+}
+
+static int col_by_name(const char *name)
+{
+    for (int c = 0; c < HL_NCOLS; c++)
+        if (strcmp(hl_cols[c].name, name) == 0)
+            return c;
+    return -1;
+}
+
+/* A value for a numeric column: a finite number, or unmeasured (empty, or a reason such
+ * as "n/a: no hardware counters").  Returns 0 if it is neither. */
+static int numeric_ok(const char *s)
+{
+    if (!*s || strncmp(s, "n/a", 3) == 0)
+        return 1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    return end != s && !*end && !errno && isfinite(v);
+}
+
+static void set_field(struct hl_row *row, int col, const char *text, const char *file,
+                      int line)
+{
+    if (hl_cols[col].numeric && !numeric_ok(text))
+        hl_die("%s:%d: %s is not a number: '%.40s'", file, line, hl_cols[col].name, text);
+    free(row->v[col]);
+    row->v[col] = (*text && !(hl_cols[col].numeric && strncmp(text, "n/a", 3) == 0))
+                      ? xstrdup(text) : NULL;
+}
+
+/* ---------------------------------------------------------------- CSV */
+
+struct csv {
+    const char *file;
+    const char *p;
+    int line;       /* line of the current position */
+    char **f;       /* fields of the current record */
+    int nf, capf;
+    char *buf;      /* field text storage */
+    size_t nbuf, capbuf;
+};
+
+/* Read one record into c->f; returns 0 at end of input.  Blank lines are skipped. */
+static int csv_record(struct csv *c, int *record_line)
+{
+    while (*c->p == '\n' || (*c->p == '\r' && c->p[1] == '\n')) {
+        c->p += *c->p == '\r' ? 2 : 1;
+        c->line++;
+    }
+    if (!*c->p)
+        return 0;
+    *record_line = c->line;
+    c->nf = 0;
+    c->nbuf = 0;
+    size_t *starts = NULL;
+    int nstarts = 0;
+    for (;;) {
+        /* one field */
+        if (nstarts == c->capf) {
+            c->capf = c->capf ? c->capf * 2 : 64;
+            c->f = xrealloc(c->f, (size_t)c->capf * sizeof *c->f);
+        }
+        starts = xrealloc(starts, (size_t)(nstarts + 1) * sizeof *starts);
+        starts[nstarts++] = c->nbuf;
+        int quoted = *c->p == '"';
+        if (quoted)
+            c->p++;
+        for (;;) {
+            char ch = *c->p;
+            if (quoted) {
+                if (!ch)
+                    hl_die("%s:%d: unterminated quoted field", c->file, *record_line);
+                if (ch == '"') {
+                    if (c->p[1] == '"') {
+                        c->p++;
+                    } else {
+                        c->p++;
+                        ch = *c->p;
+                        if (ch != ',' && ch != '\n' && ch != '\r' && ch)
+                            hl_die("%s:%d: text after a closing quote", c->file, c->line);
+                        break;
+                    }
+                }
+                if (ch == '\n')
+                    c->line++;
+            } else {
+                if (ch == ',' || ch == '\n' || !ch || (ch == '\r' && c->p[1] == '\n'))
+                    break;
+                if (ch == '"')
+                    hl_die("%s:%d: stray quote inside an unquoted field", c->file, c->line);
+            }
+            if (c->nbuf + 2 > c->capbuf)
+                c->buf = xrealloc(c->buf, c->capbuf = c->capbuf ? c->capbuf * 2 : 4096);
+            c->buf[c->nbuf++] = *c->p++;
+        }
+        if (c->nbuf + 1 > c->capbuf)
+            c->buf = xrealloc(c->buf, c->capbuf = c->capbuf ? c->capbuf * 2 : 4096);
+        c->buf[c->nbuf++] = 0;
+        if (*c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (*c->p == '\r')
+            c->p++;
+        if (*c->p == '\n') {
+            c->p++;
+            c->line++;
+        }
+        break;
+    }
+    for (int i = 0; i < nstarts; i++)
+        c->f[i] = c->buf + starts[i];
+    c->nf = nstarts;
+    free(starts);
+    return 1;
+}
+
+static void csv_free(struct csv *c)
+{
+    free(c->f);
+    free(c->buf);
+}
+
+static void results_read_csv(struct hl_results *r, const char *path, const char *text)
+{
+    struct csv c = {.file = path, .p = text, .line = 1};
+    int line;
+    if (!csv_record(&c, &line))
+        hl_die("%s:1: empty file, expected a results CSV header", path);
+    int ncols = c.nf;
+    int *map = xrealloc(NULL, (size_t)ncols * sizeof *map);
+    int have_trace = 0, have_alloc = 0;
+    for (int i = 0; i < ncols; i++) {
+        map[i] = col_by_name(c.f[i]);
+        for (int j = 0; j < i; j++)
+            if (map[i] >= 0 && map[j] == map[i])
+                hl_die("%s:%d: column '%s' appears twice", path, line, c.f[i]);
+        have_trace |= map[i] == HL_COL_TRACE;
+        have_alloc |= map[i] == HL_COL_ALLOCATOR;
+    }
+    if (!have_trace || !have_alloc)
+        hl_die("%s:%d: not a heaplab results header (no 'trace' and 'allocator' columns)",
+               path, line);
+    while (csv_record(&c, &line)) {
+        if (c.nf != ncols)
+            hl_die("%s:%d: %d fields, the header has %d", path, line, c.nf, ncols);
+        r->rows = xrealloc(r->rows, (size_t)(r->nrows + 1) * sizeof *r->rows);
+        struct hl_row *row = &r->rows[r->nrows++];
+        memset(row, 0, sizeof *row);
+        row->line = line;
+        for (int i = 0; i < ncols; i++)
+            if (map[i] >= 0)
+                set_field(row, map[i], c.f[i], path, line);
+    }
+    free(map);
+    csv_free(&c);
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+
+struct jval {
+    enum jtype t;
+    int line;
+    char *s;              /* J_STR text, J_NUM/J_BOOL spelling */
+    int n;                /* J_ARR/J_OBJ element count */
+    char **keys;          /* J_OBJ */
+    struct jval **items;  /* J_ARR/J_OBJ */
+};
+
+struct jparser {
+    const char *file, *p;
+    int line, depth;
+};
+
+__attribute__((noreturn)) static void jfail(struct jparser *j, const char *what)
+{
+    hl_die("%s:%d: %s", j->file, j->line, what);
+}
+
+static void jspace(struct jparser *j)
+{
+    for (;;) {
+        if (*j->p == '\n')
+            j->line++;
+        else if (*j->p != ' ' && *j->p != '\t' && *j->p != '\r')
+            return;
+        j->p++;
+    }
+}
+
+static void put_utf8(char **d, unsigned cp)
+{
+    unsigned char *o = (unsigned char *)*d;
+    if (cp < 0x80) {
+        *o++ = (unsigned char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (unsigned char)(0xc0 | cp >> 6);
+        *o++ = (unsigned char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        *o++ = (unsigned char)(0xe0 | cp >> 12);
+        *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        *o++ = (unsigned char)(0x80 | (cp & 0x3f));
+    } else {
+        *o++ = (unsigned char)(0xf0 | cp >> 18);
+        *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+        *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        *o++ = (unsigned char)(0x80 | (cp & 0x3f));
+    }
+    *d = (char *)o;
+}
+
+static unsigned hex4(struct jparser *j)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char ch = *j->p++;
+        v <<= 4;
+        if (ch >= '0' && ch <= '9')
+            v |= (unsigned)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            v |= (unsigned)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F')
+            v |= (unsigned)(ch - 'A' + 10);
+        else
+            jfail(j, "bad \\u escape in a string");
+    }
+    return v;
+}
+
+static char *jstring(struct jparser *j)
+{
+    /* The decoded text is never longer than the source. */
+    const char *q = ++j->p;
+    size_t cap = 16;
+    while (*q && *q != '"') {
+        if (*q == '\\' && q[1])
+            q++;
+        q++;
+        cap++;
+    }
+    char *out = xrealloc(NULL, cap + 8), *d = out;
+    for (;;) {
+        char ch = *j->p;
+        if (!ch)
+            jfail(j, "unterminated string");
+        if ((unsigned char)ch < 0x20)
+            jfail(j, "control character inside a string");
+        j->p++;
+        if (ch == '"')
+            break;
+        if (ch != '\\') {
+            *d++ = ch;
+            continue;
+        }
+        ch = *j->p++;
+        switch (ch) {
+        case '"': case '\\': case '/': *d++ = ch; break;
+        case 'b': *d++ = '\b'; break;
+        case 'f': *d++ = '\f'; break;
+        case 'n': *d++ = '\n'; break;
+        case 'r': *d++ = '\r'; break;
+        case 't': *d++ = '\t'; break;
+        case 'u': {
+            unsigned cp = hex4(j);
+            if (cp >= 0xd800 && cp < 0xdc00 && j->p[0] == '\\' && j->p[1] == 'u') {
+                j->p += 2;
+                unsigned lo = hex4(j);
+                if (lo >= 0xdc00 && lo < 0xe000)
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            }
+            if (cp == 0)
+                jfail(j, "NUL character inside a string");
+            put_utf8(&d, cp);
+            break;
+        }
+        default:
+            jfail(j, "bad escape in a string");
+        }
+    }
+    *d = 0;
+    return out;
+}
+
+static struct jval *jvalue(struct jparser *j)
+{
+    jspace(j);
+    if (++j->depth > 64)
+        jfail(j, "nested too deeply");
+    struct jval *v = xrealloc(NULL, sizeof *v);
+    memset(v, 0, sizeof *v);
+    v->line = j->line;
+    char ch = *j->p;
+    if (ch == '{' || ch == '[') {
+        char close = ch == '{' ? '}' : ']';
+        v->t = ch == '{' ? J_OBJ : J_ARR;
+        j->p++;
+        jspace(j);
+        if (*j->p == close) {
+            j->p++;
+        } else {
+            for (;;) {
+                v->items = xrealloc(v->items, (size_t)(v->n + 1) * sizeof *v->items);
+                if (v->t == J_OBJ) {
+                    v->keys = xrealloc(v->keys, (size_t)(v->n + 1) * sizeof *v->keys);
+                    jspace(j);
+                    if (*j->p != '"')
+                        jfail(j, "expected a string key");
+                    v->keys[v->n] = jstring(j);
+                    jspace(j);
+                    if (*j->p != ':')
+                        jfail(j, "expected ':' after a key");
+                    j->p++;
+                }
+                v->items[v->n++] = jvalue(j);
+                jspace(j);
+                if (*j->p == ',') {
+                    j->p++;
+                    continue;
+                }
+                if (*j->p == close) {
+                    j->p++;
+                    break;
+                }
+                jfail(j, v->t == J_OBJ ? "expected ',' or '}'" : "expected ',' or ']'");
+            }
+        }
+    } else if (ch == '"') {
+        v->t = J_STR;
+        v->s = jstring(j);
+    } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+        char *end;
+        errno = 0;
+        double d = strtod(j->p, &end);
+        if (end == j->p || !isfinite(d))
+            jfail(j, "bad number");
+        v->t = J_NUM;
+        v->s = xrealloc(NULL, (size_t)(end - j->p) + 1);
+        memcpy(v->s, j->p, (size_t)(end - j->p));
+        v->s[end - j->p] = 0;
+        j->p = end;
+    } else if (strncmp(j->p, "true", 4) == 0 || strncmp(j->p, "false", 5) == 0) {
+        v->t = J_BOOL;
+        v->s = xstrdup(ch == 't' ? "1" : "0");
+        j->p += ch == 't' ? 4 : 5;
+    } else if (strncmp(j->p, "null", 4) == 0) {
+        v->t = J_NULL;
+        j->p += 4;
+    } else {
+        jfail(j, ch ? "expected a JSON value" : "unexpected end of file");
+    }
+    j->depth--;
+    return v;
+}
+
+static void jfree(struct jval *v)
+{
+    if (!v)
+        return;
+    for (int i = 0; i < v->n; i++) {
+        if (v->keys)
+            free(v->keys[i]);
+        jfree(v->items[i]);
+    }
+    free(v->keys);
+    free(v->items);
+    free(v->s);
+    free(v);
+}
+
+static struct jval *jget(const struct jval *o, const char *key)
+{
+    if (!o || o->t != J_OBJ)
+        return NULL;
+    for (int i = 0; i < o->n; i++)
+        if (strcmp(o->keys[i], key) == 0)
+            return o->items[i];
+    return NULL;
+}
+
+/* Set a column from a JSON scalar: null -> unmeasured; objects and arrays are wrong. */
+static void jset(struct hl_row *row, int col, const struct jval *v, const char *file)
+{
+    if (!v || v->t == J_NULL)
+        return;
+    if (v->t == J_OBJ || v->t == J_ARR)
+        hl_die("%s:%d: %s should be a number or a string", file, v->line, hl_cols[col].name);
+    set_field(row, col, v->s, file, v->line);
+}
+
+static void results_read_json(struct hl_results *r, const char *path, const char *text)
+{
+    struct jparser j = {.file = path, .p = text, .line = 1};
+    struct jval *doc = jvalue(&j);
+    jspace(&j);
+    if (*j.p)
+        jfail(&j, "text after the JSON document");
+    if (doc->t != J_OBJ)
+        hl_die("%s:%d: expected an object with a \"results\" array", path, doc->line);
+    struct jval *res = jget(doc, "results");
+    if (!res || res->t != J_ARR)
+        hl_die("%s:%d: no \"results\" array", path, res ? res->line : doc->line);
+    static const enum hl_col prov[] = {HL_COL_HEAPLAB_VERSION, HL_COL_CPU, HL_COL_KERNEL,
+                                       HL_COL_DATE};
+    for (int i = 0; i < res->n; i++) {
+        struct jval *o = res->items[i];
+        if (o->t != J_OBJ)
+            hl_die("%s:%d: a result should be an object", path, o->line);
+        r->rows = xrealloc(r->rows, (size_t)(r->nrows + 1) * sizeof *r->rows);
+        struct hl_row *row = &r->rows[r->nrows++];
+        memset(row, 0, sizeof *row);
+        row->line = o->line;
+        /* Provenance from the document, unless the result says otherwise. */
+        for (size_t k = 0; k < sizeof prov / sizeof prov[0]; k++)
+            jset(row, prov[k], jget(doc, hl_cols[prov[k]].name), path);
+        for (int k = 0; k < o->n; k++) {
+            int col = col_by_name(o->keys[k]);
+            if (col >= 0)
+                jset(row, col, o->items[k], path);
+        }
+        struct jval *lat = jget(o, "latency");
+        static const char *const ops[] = {"malloc", "free"};
+        static const char *const pct[] = {"p50", "p99", "p999", "max"};
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 4; b++) {
+                char name[32];
+                snprintf(name, sizeof name, "lat_%s_%s", ops[a], pct[b]);
+                jset(row, col_by_name(name), jget(jget(lat, ops[a]), pct[b]), path);
+            }
+        if (!row->v[HL_COL_TRACE] || !row->v[HL_COL_ALLOCATOR])
+            hl_die("%s:%d: a result without \"trace\" or \"allocator\"", path, o->line);
+    }
+    jfree(doc);
+}
+
+/* ---------------------------------------------------------------- results */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void hl_results_read(struct hl_results *r, const char *path)
+{
+    size_t len;
+    char *text = slurp(path, &len);
+    memset(r, 0, sizeof *r);
+    r->file = path;
+    const char *p = text;
+    if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
+        p += 3; /* a UTF-8 byte order mark, as spreadsheets write */
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    if (*p == '{')
+        results_read_json(r, path, text);
+    else
+        results_read_csv(r, path, p);
+    free(text);
+    if (r->nrows == 0)
+        hl_die("%s: no results (the header is there but no rows)", path);
+
+    for (int i = 0; i < r->nrows; i++)
+        if (!r->rows[i].v[HL_COL_TRACE] || !r->rows[i].v[HL_COL_ALLOCATOR])
+            hl_die("%s:%d: empty trace or allocator name", path, r->rows[i].line);
+
+    /* Groups: a trace, or trace#process where one trace holds several processes. */
+    r->row_group = xrealloc(NULL, (size_t)r->nrows * sizeof *r->row_group);
+    for (int i = 0; i < r->nrows; i++) {
+        const struct hl_row *row = &r->rows[i];
+        int multi = 0;
+        for (int k = 0; k < r->nrows; k++) {
+            const char *p1 = row->v[HL_COL_PROCESS], *p2 = r->rows[k].v[HL_COL_PROCESS];
+            if (strcmp(r->rows[k].v[HL_COL_TRACE], row->v[HL_COL_TRACE]) == 0 &&
+                strcmp(p1 ? p1 : "", p2 ? p2 : "") != 0)
+                multi = 1;
+        }
+        char label[512];
+        if (multi)
+            snprintf(label, sizeof label, "%s#%s", row->v[HL_COL_TRACE],
+                     row->v[HL_COL_PROCESS] ? row->v[HL_COL_PROCESS] : "?");
+        else
+            snprintf(label, sizeof label, "%s", row->v[HL_COL_TRACE]);
+        int g;
+        for (g = 0; g < r->ngroups; g++)
+            if (strcmp(r->group[g], label) == 0)
+                break;
+        if (g == r->ngroups) {
+            r->group = xrealloc(r->group, (size_t)(r->ngroups + 1) * sizeof *r->group);
+            r->group[r->ngroups++] = xstrdup(label);
+        }
+        r->row_group[i] = g;
+    }
+    /* Allocators in name order, so that the palette does not depend on row order. */
+    for (int i = 0; i < r->nrows; i++)
+        if (hl_results_alloc(r, r->rows[i].v[HL_COL_ALLOCATOR]) < 0) {
+            r->alloc = xrealloc(r->alloc, (size_t)(r->nallocs + 1) * sizeof *r->alloc);
+            r->alloc[r->nallocs++] = r->rows[i].v[HL_COL_ALLOCATOR];
+        }
+    qsort(r->alloc, (size_t)r->nallocs, sizeof *r->alloc, cmp_str);
+    for (int i = 0; i < r->nrows; i++)
+        for (int k = 0; k < i; k++)
+            if (r->row_group[k] == r->row_group[i] &&
+                strcmp(r->rows[k].v[HL_COL_ALLOCATOR], r->rows[i].v[HL_COL_ALLOCATOR]) == 0)
+                hl_die("%s:%d: a second result for trace '%s' and allocator '%s' (line %d)",
+                       path, r->rows[i].line, r->group[r->row_group[i]],
+                       r->rows[i].v[HL_COL_ALLOCATOR], r->rows[k].line);
+}
+
+int hl_results_alloc(const struct hl_results *r, const char *name)
+{
+    for (int a = 0; a < r->nallocs; a++)
+        if (strcmp(r->alloc[a], name) == 0)
+            return a;
+    return -1;
+}
+
+const struct hl_row *hl_results_find(const struct hl_results *r, int g, int a)
+{
+    for (int i = 0; i < r->nrows; i++)
+        if (r->row_group[i] == g && strcmp(r->rows[i].v[HL_COL_ALLOCATOR], r->alloc[a]) == 0)
+            return &r->rows[i];
+    return NULL;
+}
+
+double hl_row_num(const struct hl_row *row, enum hl_col col)
+{
+    if (!row || col >= HL_NCOLS || !row->v[col])
+        return NAN;
+    return strtod(row->v[col], NULL);
+}
+
+/* ---------------------------------------------------------------- timelines */
+
+void hl_timelines_read(struct hl_timelines *t, const char *path)
+{
+    size_t len;
+    char *text = slurp(path, &len);
+    struct csv c = {.file = path, .p = text, .line = 1};
+    int line;
+    static const char *const want[] = {"trace", "allocator", "run", "event", "time_ns",
+                                       "live_bytes", "rss_bytes"};
+    enum { W_TRACE, W_ALLOC, W_RUN, W_EVENT, W_TIME, W_LIVE, W_RSS, W_N };
+    int idx[W_N];
+    if (!csv_record(&c, &line))
+        hl_die("%s:1: empty file, expected a timeline CSV header", path);
+    for (int w = 0; w < W_N; w++) {
+        idx[w] = -1;
+        for (int i = 0; i < c.nf; i++)
+            if (strcmp(c.f[i], want[w]) == 0)
+                idx[w] = i;
+        if (idx[w] < 0 && w != W_TIME)
+            hl_die("%s:%d: not a timeline header (no '%s' column)", path, line, want[w]);
+    }
+    int ncols = c.nf;
+    int before = t->n;
+    while (csv_record(&c, &line)) {
+        if (c.nf != ncols)
+            hl_die("%s:%d: %d fields, the header has %d", path, line, c.nf, ncols);
+        double num[W_N] = {0};
+        for (int w = W_RUN; w < W_N; w++) {
+            if (idx[w] < 0)
+                continue;
+            const char *s = c.f[idx[w]];
+            char *end;
+            num[w] = strtod(s, &end);
+            if (w == W_RSS && !*s) {
+                num[w] = NAN; /* not sampled */
+                continue;
+            }
+            if (end == s || *end || !isfinite(num[w]))
+                hl_die("%s:%d: %s is not a number: '%.40s'", path, line, want[w], s);
+        }
+        if (!*c.f[idx[W_TRACE]] || !*c.f[idx[W_ALLOC]])
+            hl_die("%s:%d: empty trace or allocator name", path, line);
+        /* Find the series; keep only the lowest run of each trace and allocator. */
+        struct hl_timeline *s = NULL;
+        for (int i = 0; i < t->n; i++)
+            if (strcmp(t->t[i].trace, c.f[idx[W_TRACE]]) == 0 &&
+                strcmp(t->t[i].alloc, c.f[idx[W_ALLOC]]) == 0)
+                s = &t->t[i];
+        if (s && s - t->t < before)
+            continue; /* an earlier file gave this series; it wins */
+        if (s && (long)num[W_RUN] > s->run)
+            continue;
+        if (s && (long)num[W_RUN] < s->run) {
+            s->n = 0;
+            s->run = (long)num[W_RUN];
+        }
+        if (!s) {
+            t->t = xrealloc(t->t, (size_t)(t->n + 1) * sizeof *t->t);
+            s = &t->t[t->n++];
+            memset(s, 0, sizeof *s);
+            s->trace = xstrdup(c.f[idx[W_TRACE]]);
+            s->alloc = xstrdup(c.f[idx[W_ALLOC]]);
+            s->run = (long)num[W_RUN];
+        }
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 256;
+            s->event = xrealloc(s->event, s->cap * sizeof *s->event);
+            s->live = xrealloc(s->live, s->cap * sizeof *s->live);
+            s->rss = xrealloc(s->rss, s->cap * sizeof *s->rss);
+        }
+        s->event[s->n] = num[W_EVENT];
+        s->live[s->n] = num[W_LIVE];
+        s->rss[s->n] = num[W_RSS];
+        s->n++;
+    }
+    if (t->n == before)
+        hl_die("%s: no timeline rows (the header is there but no samples)", path);
+    csv_free(&c);
+    free(text);
+}

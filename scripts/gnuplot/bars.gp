@@ -1,0 +1,57 @@
+# bars.gp: one grouped bar chart, allocators side by side for each trace.
+# Preamble variables (besides those of common.gp):
+#   datafile     rows: "trace label", then per allocator four columns: value, low, high,
+#                bad (NaN where not measured; low = high = value where no min/max exist;
+#                bad = 1 where the allocator broke the malloc contract on that trace)
+#   chart_title, ylabel   (the title explains the "!" mark when any bar has one)
+#   nalloc       number of allocators; arrays alloc_name[], alloc_color[] (fixed palette,
+#                the same allocator has the same colour in every chart)
+#   errorbars    1: draw low..high as error bars (min/max of the runs)
+#   logscale     1: logarithmic y axis (values span orders of magnitude)
+#   yformat      tic format for the y axis (gnuplot format string)
+#   refline      y value of a dashed reference line (1.0 when normalised), NaN for none
+#   ntraces      number of rows (traces) in datafile
+#   na_y         y value where "n/a" marks a bar that was not measured (axis bottom)
+#   xrotate      degrees to rotate the trace labels by (0 when they fit)
+load tpldir . "/common.gp"
+
+set title chart_title
+set ylabel ylabel
+set xlabel "trace"
+set style data histograms
+if (errorbars) {
+    set style histogram errorbars gap 1.5 lw 1.2
+    set errorbars lc rgb "#222222"
+} else {
+    set style histogram clustered gap 1.5
+}
+set style fill solid 0.9 border rgb "#333333"
+set boxwidth 0.95 relative
+set key outside right top vertical samplen 2 spacing 1.2 title "allocator" left
+if (xrotate != 0) {
+    set xtics rotate by xrotate right
+} else {
+    set xtics norotate
+}
+set xtics scale 0
+set xrange [-0.6:ntraces-0.4]
+if (logscale) {
+    set logscale y
+    set format y yformat
+} else {
+    set yrange [0:*]
+}
+if (refline == refline) {
+    set arrow 1 from graph 0, first refline to graph 1, first refline nohead dt 2 lw 1.5 lc rgb "#555555" back
+}
+# Bar i of group g sits at g + (i - 1 - (nalloc - 1) / 2) / (nalloc + gap); an
+# unmeasured value gets a small "n/a" there instead of a bar that looks like zero, and
+# a bar of an allocator that broke the malloc contract gets a red "!" on top: a fast
+# allocator that returns bad blocks must not look like a winner.
+isnan(x) = (x != x)
+barx(i) = column(0) + (i - 1 - (nalloc - 1) / 2.0) / (nalloc + 1.5)
+plot for [i=1:nalloc] datafile using 4*i-2:4*i-1:4*i:xtic(1) title alloc_name[i] lc rgb alloc_color[i], \
+     for [i=1:nalloc] datafile using (barx(i)):(na_y):(isnan(column(4*i-2)) ? "n/a" : "") \
+         with labels rotate by 90 left offset 0, 0.4 font ",8" tc rgb "#666666" notitle, \
+     for [i=1:nalloc] datafile using (barx(i)):(column(4*i)):(column(4*i+1) > 0 ? "!" : "") \
+         with labels offset 0, 0.8 font ",14" tc rgb "#CC0000" notitle
