@@ -4,6 +4,7 @@
  * mtrace log.
  */
 #include "cmd.h"
+#include "mtrace.h"
 #include "options.h"
 #include "text.h"
 #include "util.h"
@@ -34,7 +35,7 @@ int cmd_import(int argc, char **argv)
     if (strcmp(format, "text") == 0)
         rc = hl_text_import(argv[i], out, &err);
     else if (strcmp(format, "mtrace") == 0)
-        hl_die("%s: --format mtrace is not available in this build yet", argv[i]);
+        rc = hl_mtrace_import(argv[i], out, &err);
     else
         hl_usage_die("unknown format '%s' (text or mtrace)", format);
     if (rc < 0)
