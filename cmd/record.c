@@ -1,11 +1,274 @@
-/* record.c: placeholder until the subcommand lands (owned by its issue). */
+/*
+ * record.c: `heaplab record`, run a program under libheaplab-record.so and finalise
+ * what it captured into a trace.
+ *
+ * Orchestration only: the interposer (traces/preload/) writes a raw capture into a
+ * private directory, the finaliser (traces/finalise.c) turns it into the trace.  This
+ * file starts the program (the preload put in front of any LD_PRELOAD the user has),
+ * passes signals on, waits for it and every descendant it leaves behind (heaplab is
+ * their subreaper, so a capture is complete before it is finalised), and exits with the
+ * program's status: its exit code, or 128+N if signal N killed it.
+ */
 #include "cmd.h"
+#include "options.h"
+#include "paths.h"
+#include "util.h"
+
+#include "finalise.h"
+#include "preload/raw.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *const usage[] = {
+    "heaplab record [-o FILE] [options] [--] PROGRAM [ARGS...]",
+    "Run PROGRAM with heaplab's recording interposer and write its malloc/free calls to a",
+    "trace (default: PROGRAM's name + .hlt).  Threads, fork children and exec'd programs",
+    "are recorded too, one process section each.  Exits with the program's status",
+    "(128+N if signal N killed it); 127 if the program cannot be started.",
+    NULL};
+
+static volatile pid_t child_pid;
+
+/* Signals a user sends to heaplab go on to the program.  Those the terminal sends
+ * (Ctrl-C) reach the whole process group, the program included, already. */
+static void forward(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    if (child_pid > 0 && si->si_code != SI_KERNEL)
+        kill(child_pid, sig);
+}
+
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+/* Resolve PROGRAM like a shell would.  Returns a malloc'd path, or NULL with errno
+ * (ENOENT: not found; EACCES: found but not executable). */
+static char *find_program(const char *prog)
+{
+    if (strchr(prog, '/')) {
+        struct stat sb;
+        if (stat(prog, &sb) != 0)
+            return NULL;
+        if (S_ISDIR(sb.st_mode) || access(prog, X_OK) != 0) {
+            errno = EACCES;
+            return NULL;
+        }
+        return strdup(prog);
+    }
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    int saw_eacces = 0;
+    while (*path) {
+        size_t len = strcspn(path, ":");
+        char *cand = NULL;
+        if (asprintf(&cand, "%.*s%s%s", (int)len, len ? path : ".", "/", prog) < 0)
+            return NULL;
+        struct stat sb;
+        if (stat(cand, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+            if (access(cand, X_OK) == 0)
+                return cand;
+            saw_eacces = 1;
+        }
+        free(cand);
+        path += len;
+        if (*path == ':')
+            path++;
+    }
+    errno = saw_eacces ? EACCES : ENOENT;
+    return NULL;
+}
+
+static void remove_capture(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.' &&
+                (de->d_name[1] == 0 || (de->d_name[1] == '.' && de->d_name[2] == 0)))
+                continue;
+            char *p;
+            if (asprintf(&p, "%s/%s", dir, de->d_name) >= 0) {
+                unlink(p);
+                free(p);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static char *default_output(const char *prog)
+{
+    const char *base = strrchr(prog, '/');
+    base = base ? base + 1 : prog;
+    char *out;
+    if (asprintf(&out, "%s.hlt", *base ? base : "record") < 0)
+        hl_die("out of memory");
+    return out;
+}
+
+static int status_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 1;
+}
 
 int cmd_record(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "heaplab: 'record' is not available in this build yet\n");
-    return 1;
+    const char *output = NULL, *capture = NULL;
+    uint64_t buffer = 0;
+    int quiet = 0;
+    struct hl_option opts[] = {
+        HL_OPT_STRING('o', "output", &output, "FILE", "write the trace to FILE"),
+        HL_OPT_STRING(0, "capture-dir", &capture, "DIR",
+                      "write the raw capture into DIR (created) and keep it"),
+        HL_OPT_SIZE(0, "buffer", &buffer, "SIZE",
+                    "per-thread record buffer (default 1M; smaller flushes more often)"),
+        HL_OPT_FLAG('q', "quiet", &quiet, "no summary line"),
+        HL_OPT_END()};
+    int i = hl_parse_options(argc, argv, opts, usage, HL_PARSE_STOP_AT_NON_OPTION);
+    if (i >= argc)
+        hl_usage_die("record: no program given (heaplab record -- PROGRAM [ARGS...])");
+    char **prog_argv = argv + i;
+    const char *prog = prog_argv[0];
+
+    char *prog_path = find_program(prog);
+    if (!prog_path) {
+        int e = errno;
+        fprintf(stderr, "heaplab: %s: %s\n", prog,
+                e == ENOENT ? "command not found" : strerror(e));
+        return e == EACCES ? 126 : 127;
+    }
+    const char *found = hl_find_lib("libheaplab-record.so");
+    if (!found)
+        hl_die("cannot find libheaplab-record.so (set HEAPLAB_LIBDIR)");
+    char *lib = realpath(found, NULL);
+    if (!lib)
+        hl_die("%s: %s", found, strerror(errno));
+    char *out = output ? strdup(output) : default_output(prog);
+
+    /* The capture directory: private unless the user asked to keep it. */
+    char *dir;
+    if (capture) {
+        if (mkdir(capture, 0700) != 0 && errno != EEXIST)
+            hl_die("%s: %s", capture, strerror(errno));
+        dir = realpath(capture, NULL);
+        if (!dir)
+            hl_die("%s: %s", capture, strerror(errno));
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        if (asprintf(&dir, "%s/heaplab-record.XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0 ||
+            !mkdtemp(dir))
+            hl_die("cannot create a capture directory in %s: %s", tmp && *tmp ? tmp : "/tmp",
+                   strerror(errno));
+    }
+
+    /* The environment the program starts with. */
+    const char *old_pre = getenv("LD_PRELOAD");
+    char *pre;
+    if (asprintf(&pre, "%s%s%s", lib, old_pre && *old_pre ? ":" : "",
+                 old_pre ? old_pre : "") < 0)
+        hl_die("out of memory");
+
+    /* Descendants orphaned by the program come to us, so we can wait for them. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+    int errpipe[2];
+    if (pipe2(errpipe, O_CLOEXEC) != 0)
+        hl_die("pipe: %s", strerror(errno));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = forward;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++)
+        sigaction(forwarded[k], &sa, NULL);
+
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        hl_die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++)
+            signal(forwarded[k], SIG_DFL);
+        setenv("LD_PRELOAD", pre, 1);
+        setenv(HL_RAW_ENV_DIR, dir, 1);
+        if (buffer) {
+            char b[32];
+            snprintf(b, sizeof b, "%llu", (unsigned long long)buffer);
+            setenv(HL_RAW_ENV_BUFFER, b, 1);
+        }
+        execv(prog_path, prog_argv);
+        int e = errno;
+        if (write(errpipe[1], &e, sizeof e) < 0)
+            _exit(127);
+        _exit(127);
+    }
+    child_pid = pid;
+    close(errpipe[1]);
+    int exec_errno = 0;
+    ssize_t k;
+    do
+        k = read(errpipe[0], &exec_errno, sizeof exec_errno);
+    while (k < 0 && errno == EINTR);
+    close(errpipe[0]);
+
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    child_pid = 0;
+    if (k == (ssize_t)sizeof exec_errno) {
+        fprintf(stderr, "heaplab: %s: %s\n", prog, strerror(exec_errno));
+        remove_capture(dir);
+        return exec_errno == ENOENT ? 127 : 126;
+    }
+    /* Wait for what the program left running: their captures are still open. */
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+        ;
+    int code = status_code(status);
+
+    struct hl_finalise_stats st;
+    struct hl_err err;
+    if (hl_finalise(dir, out, &st, &err) != 0) {
+        fprintf(stderr, "heaplab: %s\n", err.msg);
+        if (!capture)
+            remove_capture(dir);
+        return code ? code : 1;
+    }
+    if (!capture)
+        remove_capture(dir);
+    if (st.damaged)
+        hl_warn("%s", st.damage);
+    if (!quiet) {
+        char b[32];
+        fprintf(stderr,
+                "heaplab: %s: %u process%s, %llu thread%s, %llu events, %s (%.2f bytes/event)\n",
+                out, st.processes, st.processes == 1 ? "" : "es",
+                (unsigned long long)st.threads, st.threads == 1 ? "" : "s",
+                (unsigned long long)st.events,
+                hl_fmt_bytes(b, sizeof b, (double)st.trace_bytes),
+                st.events ? (double)st.trace_bytes / (double)st.events : 0.0);
+    }
+    free(out);
+    free(pre);
+    free(lib);
+    free(dir);
+    free(prog_path);
+    return code;
 }

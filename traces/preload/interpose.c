@@ -1,0 +1,993 @@
+/*
+ * interpose.c: libheaplab-record.so, the LD_PRELOAD interposer behind `heaplab record`.
+ *
+ * It wraps the C allocation API, forwards every call to the next definition
+ * (dlsym(RTLD_NEXT)) and appends one fixed-layout record per call to a per-thread
+ * buffer; full buffers go to one raw file per process image with a single write(2)
+ * each.  The raw format is documented in raw.h; traces/finalise.c turns a capture
+ * directory into a trace.
+ *
+ * Rules that keep it safe inside any program:
+ *   - It never allocates with malloc: buffers come from mmap, file names and the
+ *     environment given to exec are built on the stack, and the few calls dlsym makes
+ *     while the real functions are being looked up are served from a static bootstrap
+ *     buffer (whose blocks are never freed).
+ *   - A thread-local guard is set for the whole of every wrapper, so calls made from
+ *     inside the real allocator, from libc functions the interposer uses, or from a
+ *     signal handler that interrupts a wrapper pass straight through unrecorded.
+ *   - Ordering: a free takes its sequence number before the real free, an allocation
+ *     after the real call returned, realloc both (see raw.h).  One relaxed atomic
+ *     add on one counter gives all threads a total order consistent with causality:
+ *     if a block freed by thread A is handed to thread B, the allocator's own
+ *     synchronisation orders A's add before B's.
+ *   - The hot path makes no system call and takes no lock: TLS cursor, one atomic
+ *     add, one rdtsc, a few stores.  errno is preserved across recording.
+ *
+ * Buffers are flushed when full, at thread exit (a pthread key destructor), before
+ * exec, at _exit/_Exit and at normal exit (a library destructor).  A fork child drops
+ * the copy of its parent's unflushed buffer and opens its own raw file.  exec keeps
+ * recording: the environment passed to the new image always carries LD_PRELOAD and
+ * HEAPLAB_CAPTURE_DIR, even when the program passes an envp of its own.
+ */
+#include "raw.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
+
+#define EXPORT __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+extern char **environ;
+
+/* ---- the real functions ---- */
+
+static struct {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void *(*reallocarray)(void *, size_t, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*pvalloc)(size_t);
+    size_t (*malloc_usable_size)(void *);
+    int (*execve)(const char *, char *const[], char *const[]);
+    int (*execvpe)(const char *, char *const[], char *const[]);
+    int (*fexecve)(int, char *const[], char *const[]);
+    int (*posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+                       const posix_spawnattr_t *, char *const[], char *const[]);
+    int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+                        const posix_spawnattr_t *, char *const[], char *const[]);
+} real;
+
+/* ---- per-thread state ---- */
+
+struct tstate {
+    uint64_t *pos, *end; /* write cursor and end of the current buffer */
+    uint64_t *buf;       /* first payload word; the chunk header sits just before */
+    uint32_t nrec;       /* records in the buffer */
+    uint32_t thread;     /* thread number within the image */
+    int guard;           /* non-zero while inside a wrapper or the interposer */
+    int registered;      /* thread number assigned, destructor armed */
+    int dtor_rounds;     /* pthread key destructor calls so far */
+    int dead;            /* past its last destructor round: record nowhere */
+    uint64_t scratch[8]; /* records go here while recording is off */
+};
+
+static __thread struct tstate ts __attribute__((tls_model("initial-exec")));
+
+/* ---- process state ---- */
+
+static uint64_t g_seq;              /* the global sequence counter */
+static uint32_t g_nthreads;         /* thread numbers handed out in this image */
+static int g_state;                 /* 0 not set up, 1 setting up, 2 done */
+static int g_on;                    /* recording into g_fd */
+static int g_fd = -1;
+static dev_t g_dev;                 /* identity of g_fd's file, to notice a program */
+static ino_t g_ino;                 /* that closed it and reused the number */
+static size_t g_bufbytes = 1 << 20; /* per-thread buffer, chunk header included */
+static pthread_key_t g_key;
+static char g_dir[PATH_MAX];
+static char g_path[PATH_MAX + 64];  /* this image's raw file */
+static char g_libpath[PATH_MAX];    /* this library, for LD_PRELOAD of exec'd images */
+static char g_env_dir[PATH_MAX + 32];      /* "HEAPLAB_CAPTURE_DIR=<dir>" */
+
+/* ---- small helpers that do not allocate ---- */
+
+static inline uint64_t read_tsc(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __rdtsc();
+#else
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+#endif
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+    struct timespec t;
+    clock_gettime(id, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static char *put_str(char *p, char *end, const char *s)
+{
+    while (*s && p < end)
+        *p++ = *s++;
+    return p;
+}
+
+static char *put_u64(char *p, char *end, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n && p < end)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return;
+        c += k;
+        n -= (size_t)k;
+    }
+}
+
+/* ---- bootstrap allocator, for dlsym's own calls while `real` is being filled ---- */
+
+static char boot_buf[64 << 10] __attribute__((aligned(64)));
+static size_t boot_used;
+
+static int is_boot(const void *p)
+{
+    return (const char *)p >= boot_buf && (const char *)p < boot_buf + sizeof boot_buf;
+}
+
+/* Blocks carry their size in the 16 bytes before them (for realloc and
+ * malloc_usable_size); they are never reused. */
+static void *boot_alloc(size_t n, size_t align)
+{
+    if (align < 16)
+        align = 16;
+    size_t old, start, next;
+    do {
+        old = __atomic_load_n(&boot_used, __ATOMIC_RELAXED);
+        start = (old + 16 + align - 1) & ~(align - 1);
+        next = start + n;
+        if (next > sizeof boot_buf || next < start)
+            return NULL;
+    } while (!__atomic_compare_exchange_n(&boot_used, &old, next, 0, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    memcpy(boot_buf + start - 16, &n, sizeof n);
+    return boot_buf + start;
+}
+
+static size_t boot_size(const void *p)
+{
+    size_t n;
+    memcpy(&n, (const char *)p - 16, sizeof n);
+    return n;
+}
+
+static void resolve(void)
+{
+    ts.guard++;
+#define R(name) real.name = (__typeof__(real.name))dlsym(RTLD_NEXT, #name)
+    R(malloc);
+    R(free);
+    R(calloc);
+    R(realloc);
+    R(reallocarray);
+    R(posix_memalign);
+    R(aligned_alloc);
+    R(memalign);
+    R(valloc);
+    R(pvalloc);
+    R(malloc_usable_size);
+    R(execve);
+    R(execvpe);
+    R(fexecve);
+    R(posix_spawn);
+    R(posix_spawnp);
+#undef R
+    ts.guard--;
+}
+
+/* ---- the raw file ---- */
+
+static void write_header(void)
+{
+    struct hl_raw_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, HL_RAW_MAGIC, 8);
+    h.version = HL_RAW_VERSION;
+    h.header_bytes = sizeof h;
+    h.pid = (uint32_t)getpid();
+    h.ppid = (uint32_t)getppid();
+    h.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+    h.start_realtime_ns = clock_ns(CLOCK_REALTIME);
+    h.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
+    h.start_tsc = read_tsc();
+    ssize_t k = readlink("/proc/self/exe", h.exe, sizeof h.exe - 1);
+    if (k < 0)
+        k = 0;
+    h.exe[k] = 0;
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = 0, r;
+        while (n < (ssize_t)sizeof h.cmdline - 1 &&
+               (r = read(fd, h.cmdline + n, sizeof h.cmdline - 1 - (size_t)n)) > 0)
+            n += r;
+        close(fd);
+        while (n > 0 && h.cmdline[n - 1] == 0)
+            n--;
+        for (ssize_t i = 0; i < n; i++)
+            if (h.cmdline[i] == 0)
+                h.cmdline[i] = ' ';
+        h.cmdline[n] = 0;
+    }
+    h.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8);
+    write_all(g_fd, &h, sizeof h);
+}
+
+/* Create this image's raw file and write its header.  Returns 0 or -1. */
+static int open_raw(void)
+{
+    char *p = g_path, *end = g_path + sizeof g_path - 1;
+    p = put_str(p, end, g_dir);
+    p = put_str(p, end, "/");
+    p = put_u64(p, end, (uint64_t)getpid());
+    p = put_str(p, end, "-");
+    p = put_u64(p, end, clock_ns(CLOCK_MONOTONIC));
+    p = put_str(p, end, ".hlraw");
+    *p = 0;
+    int fd = open(g_path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    /* Keep clear of the low descriptor numbers programs like to dup2 onto. */
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 500);
+    if (hi >= 0) {
+        close(fd);
+        fd = hi;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        g_dev = st.st_dev;
+        g_ino = st.st_ino;
+    }
+    g_fd = fd;
+    write_header();
+    return 0;
+}
+
+/* The program may have closed our descriptor (close_fds before exec, daemons closing
+ * everything) and even reused its number: check before each chunk, reopen if so. */
+static int raw_fd_ok(void)
+{
+    struct stat st;
+    if (g_fd >= 0 && fstat(g_fd, &st) == 0 && st.st_dev == g_dev && st.st_ino == g_ino)
+        return 1;
+    int fd = open(g_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 500);
+    if (hi >= 0) {
+        close(fd);
+        fd = hi;
+    }
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return 0;
+    }
+    g_fd = fd;
+    g_dev = st.st_dev;
+    g_ino = st.st_ino;
+    return 1;
+}
+
+/* ---- buffers ---- */
+
+#define CHUNK_WORDS (sizeof(struct hl_raw_chunk) / 8)
+
+static void flush(struct tstate *t)
+{
+    if (!t->buf || t->pos == t->buf || !g_on)
+        return;
+    int saved = errno;
+    struct hl_raw_chunk *c = (struct hl_raw_chunk *)(t->buf - CHUNK_WORDS);
+    size_t nwords = (size_t)(t->pos - t->buf);
+    c->magic = HL_RAW_CHUNK_MAGIC;
+    c->thread = t->thread;
+    c->nbytes = (uint32_t)(nwords * 8);
+    c->nrecords = t->nrec;
+    c->tsc = read_tsc();
+    c->mono_ns = clock_ns(CLOCK_MONOTONIC);
+    c->checksum = 0;
+    uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
+    c->checksum = hl_raw_checksum(h, t->buf, nwords);
+    if (raw_fd_ok())
+        write_all(g_fd, c, sizeof *c + nwords * 8);
+    t->pos = t->buf;
+    t->nrec = 0;
+    errno = saved;
+}
+
+static void thread_dtor(void *arg);
+
+static void setup_process(void);
+
+/* Out of room (or no buffer yet): flush or set the buffer up, and return where a
+ * record of nw words goes. */
+static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
+{
+    int saved = errno;
+    if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == 0)
+        setup_process();
+    if (t->buf) {
+        flush(t);
+    } else if (g_on && !t->dead) {
+        void *m = mmap(NULL, g_bufbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        if (m != MAP_FAILED) {
+            t->buf = (uint64_t *)m + CHUNK_WORDS;
+            t->pos = t->buf;
+            t->end = (uint64_t *)m + g_bufbytes / 8;
+            t->nrec = 0;
+            if (!t->registered) {
+                t->thread = __atomic_fetch_add(&g_nthreads, 1, __ATOMIC_RELAXED);
+                t->registered = 1;
+            }
+            pthread_setspecific(g_key, t);
+        }
+    }
+    if (!t->buf) {
+        /* Not recording: let records land in the scratch area. */
+        t->pos = t->scratch;
+        t->end = t->scratch + 8;
+        t->nrec = 0;
+    }
+    errno = saved;
+    return t->pos;
+}
+
+static inline uint64_t *reserve(struct tstate *t, unsigned nw)
+{
+    uint64_t *p = t->pos;
+    if (unlikely((size_t)(t->end - p) < nw))
+        p = reserve_slow(t);
+    t->pos = p + nw;
+    t->nrec++;
+    return p;
+}
+
+static inline uint64_t next_seq(void)
+{
+    return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t w0(uint64_t seq, unsigned op, unsigned flags)
+{
+    return seq << 8 | flags << 5 | op;
+}
+
+/* Threads flush at exit.  Later destructors (other keys, in the same round) may still
+ * allocate: re-arm for up to three rounds, then give the buffer back. */
+static void thread_dtor(void *arg)
+{
+    struct tstate *t = &ts;
+    (void)arg;
+    t->guard++;
+    flush(t);
+    if (++t->dtor_rounds < 3) {
+        pthread_setspecific(g_key, t);
+    } else if (t->buf) {
+        munmap(t->buf - CHUNK_WORDS, g_bufbytes);
+        t->buf = NULL;
+        t->pos = t->end = NULL;
+        t->dead = 1;
+    }
+    t->guard--;
+}
+
+static void atfork_child(void)
+{
+    struct tstate *t = &ts;
+    if (!g_on)
+        return;
+    /* The copy of the parent's unflushed records is the parent's to write. */
+    if (t->buf) {
+        t->pos = t->buf;
+        t->nrec = 0;
+    }
+    t->thread = 0;
+    t->registered = t->buf != NULL;
+    g_nthreads = t->registered ? 1 : 0;
+    if (g_fd >= 0)
+        close(g_fd);
+    g_fd = -1;
+    if (open_raw() != 0)
+        g_on = 0;
+}
+
+static void setup_process(void)
+{
+    int expect = 0;
+    if (!__atomic_compare_exchange_n(&g_state, &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return; /* done, or another thread is at it: record nothing meanwhile */
+    ts.guard++;
+    if (!real.malloc)
+        resolve();
+    const char *dir = getenv(HL_RAW_ENV_DIR);
+    const char *bs = getenv(HL_RAW_ENV_BUFFER);
+    if (bs && *bs) {
+        char *e;
+        unsigned long long v = strtoull(bs, &e, 10);
+        if (*e == 'k' || *e == 'K')
+            v <<= 10;
+        else if (*e == 'm' || *e == 'M')
+            v <<= 20;
+        if (v >= 4096 && v <= (1ull << 30))
+            g_bufbytes = (size_t)v & ~(size_t)4095;
+    }
+    Dl_info di;
+    if (dladdr((void *)&setup_process, &di) && di.dli_fname &&
+        strlen(di.dli_fname) < sizeof g_libpath)
+        strcpy(g_libpath, di.dli_fname);
+    if (dir && *dir && strlen(dir) < sizeof g_dir && g_libpath[0] &&
+        pthread_key_create(&g_key, thread_dtor) == 0) {
+        strcpy(g_dir, dir);
+        char *p = put_str(g_env_dir, g_env_dir + sizeof g_env_dir - 1, HL_RAW_ENV_DIR "=");
+        *put_str(p, g_env_dir + sizeof g_env_dir - 1, g_dir) = 0;
+        if (open_raw() == 0) {
+            pthread_atfork(NULL, NULL, atfork_child);
+            g_on = 1;
+        }
+    }
+    ts.guard--;
+    __atomic_store_n(&g_state, 2, __ATOMIC_RELEASE);
+}
+
+__attribute__((constructor)) static void hl_record_init(void)
+{
+    if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == 0)
+        setup_process();
+}
+
+__attribute__((destructor)) static void hl_record_fini(void)
+{
+    ts.guard++;
+    flush(&ts);
+    ts.guard--;
+}
+
+static void flush_current(void)
+{
+    ts.guard++;
+    flush(&ts);
+    ts.guard--;
+}
+
+/* ---- the allocation API ---- */
+
+/* Calls made with the guard up, or before `real` is known: no recording. */
+static void *quiet_malloc(size_t n)
+{
+    if (real.malloc)
+        return real.malloc(n);
+    return boot_alloc(n, 16);
+}
+
+EXPORT void *malloc(size_t n)
+{
+    struct tstate *t = &ts;
+    if (unlikely(t->guard || !real.malloc)) {
+        if (!real.malloc && !t->guard)
+            resolve();
+        return quiet_malloc(n);
+    }
+    t->guard = 1;
+    void *p = real.malloc(n);
+    uint64_t *w = reserve(t, 4);
+    w[0] = w0(next_seq(), HL_RAW_MALLOC, p ? 0 : HL_RAWF_FAILED);
+    w[1] = read_tsc();
+    w[2] = (uintptr_t)p;
+    w[3] = n;
+    t->guard = 0;
+    return p;
+}
+
+EXPORT void free(void *p)
+{
+    struct tstate *t = &ts;
+    if (unlikely(!p || is_boot(p)))
+        return;
+    if (unlikely(t->guard || !real.free)) {
+        if (real.free)
+            real.free(p);
+        return;
+    }
+    t->guard = 1;
+    uint64_t *w = reserve(t, 3);
+    w[0] = w0(next_seq(), HL_RAW_FREE, 0);
+    w[1] = read_tsc();
+    w[2] = (uintptr_t)p;
+    real.free(p);
+    t->guard = 0;
+}
+
+/* glibc dropped cfree; old binaries may still call it. */
+EXPORT void cfree(void *p);
+EXPORT void cfree(void *p)
+{
+    free(p);
+}
+
+EXPORT void *calloc(size_t nmemb, size_t size)
+{
+    struct tstate *t = &ts;
+    if (unlikely(t->guard || !real.calloc)) {
+        if (real.calloc)
+            return real.calloc(nmemb, size);
+        size_t n;
+        if (__builtin_mul_overflow(nmemb, size, &n))
+            return NULL;
+        return boot_alloc(n, 16); /* static memory: already zero */
+    }
+    t->guard = 1;
+    void *p = real.calloc(nmemb, size);
+    uint64_t *w = reserve(t, 5);
+    w[0] = w0(next_seq(), HL_RAW_CALLOC, p ? 0 : HL_RAWF_FAILED);
+    w[1] = read_tsc();
+    w[2] = (uintptr_t)p;
+    w[3] = size;
+    w[4] = nmemb;
+    t->guard = 0;
+    return p;
+}
+
+/* realloc of a bootstrap block: move it to the real heap. */
+static void *boot_realloc(void *old, size_t n)
+{
+    void *p = quiet_malloc(n);
+    if (p) {
+        size_t k = boot_size(old);
+        memcpy(p, old, k < n ? k : n);
+    }
+    return p;
+}
+
+static void record_realloc(struct tstate *t, unsigned op, uint64_t s0, void *old, void *p,
+                           size_t size, size_t nmemb, size_t total)
+{
+    unsigned flags = 0;
+    if (!p)
+        flags = old && total == 0 ? HL_RAWF_FREED : HL_RAWF_FAILED;
+    uint64_t *w = reserve(t, op == HL_RAW_REALLOC ? 6 : 7);
+    uint64_t s1 = next_seq();
+    w[0] = w0(s1, op, flags);
+    w[1] = read_tsc();
+    w[2] = (uintptr_t)p;
+    w[3] = size;
+    w[4] = old ? s0 : s1;
+    w[5] = (uintptr_t)old;
+    if (op == HL_RAW_REALLOCARRAY)
+        w[6] = nmemb;
+}
+
+EXPORT void *realloc(void *old, size_t n)
+{
+    struct tstate *t = &ts;
+    if (unlikely(is_boot(old)))
+        return boot_realloc(old, n);
+    if (unlikely(t->guard || !real.realloc)) {
+        if (real.realloc)
+            return real.realloc(old, n);
+        return old ? NULL : boot_alloc(n, 16);
+    }
+    t->guard = 1;
+    uint64_t s0 = old ? next_seq() : 0;
+    void *p = real.realloc(old, n);
+    record_realloc(t, HL_RAW_REALLOC, s0, old, p, n, 0, n);
+    t->guard = 0;
+    return p;
+}
+
+static void *do_reallocarray(void *old, size_t nmemb, size_t size)
+{
+    if (real.reallocarray)
+        return real.reallocarray(old, nmemb, size);
+    size_t n;
+    if (__builtin_mul_overflow(nmemb, size, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return real.realloc(old, n);
+}
+
+EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
+{
+    struct tstate *t = &ts;
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total))
+        total = SIZE_MAX;
+    if (unlikely(is_boot(old))) {
+        if (total == SIZE_MAX) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        return boot_realloc(old, total);
+    }
+    if (unlikely(t->guard || !real.realloc)) {
+        if (real.realloc)
+            return do_reallocarray(old, nmemb, size);
+        return old || total == SIZE_MAX ? NULL : boot_alloc(total, 16);
+    }
+    t->guard = 1;
+    uint64_t s0 = old ? next_seq() : 0;
+    void *p = do_reallocarray(old, nmemb, size);
+    record_realloc(t, HL_RAW_REALLOCARRAY, s0, old, p, size, nmemb, total);
+    t->guard = 0;
+    return p;
+}
+
+static void record_aligned(struct tstate *t, unsigned op, void *p, size_t align, size_t size)
+{
+    uint64_t *w = reserve(t, 5);
+    w[0] = w0(next_seq(), op, p ? 0 : HL_RAWF_FAILED);
+    w[1] = read_tsc();
+    w[2] = (uintptr_t)p;
+    w[3] = size;
+    w[4] = align;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    struct tstate *t = &ts;
+    if (unlikely(t->guard || !real.posix_memalign)) {
+        if (real.posix_memalign)
+            return real.posix_memalign(out, align, size);
+        void *p = boot_alloc(size, align);
+        if (!p)
+            return ENOMEM;
+        *out = p;
+        return 0;
+    }
+    t->guard = 1;
+    int r = real.posix_memalign(out, align, size);
+    record_aligned(t, HL_RAW_POSIX_MEMALIGN, r == 0 ? *out : NULL, align, size);
+    t->guard = 0;
+    return r;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    struct tstate *t = &ts;
+    if (unlikely(t->guard || !real.aligned_alloc)) {
+        if (real.aligned_alloc)
+            return real.aligned_alloc(align, size);
+        return boot_alloc(size, align);
+    }
+    t->guard = 1;
+    void *p = real.aligned_alloc(align, size);
+    record_aligned(t, HL_RAW_ALIGNED_ALLOC, p, align, size);
+    t->guard = 0;
+    return p;
+}
+
+EXPORT void *memalign(size_t align, size_t size)
+{
+    struct tstate *t = &ts;
+    if (unlikely(t->guard || !real.memalign)) {
+        if (real.memalign)
+            return real.memalign(align, size);
+        return boot_alloc(size, align);
+    }
+    t->guard = 1;
+    void *p = real.memalign(align, size);
+    record_aligned(t, HL_RAW_MEMALIGN, p, align, size);
+    t->guard = 0;
+    return p;
+}
+
+static void record_plain(struct tstate *t, unsigned op, void *p, size_t size)
+{
+    uint64_t *w = reserve(t, 4);
+    w[0] = w0(next_seq(), op, p ? 0 : HL_RAWF_FAILED);
+    w[1] = read_tsc();
+    w[2] = (uintptr_t)p;
+    w[3] = size;
+}
+
+EXPORT void *valloc(size_t size)
+{
+    struct tstate *t = &ts;
+    if (unlikely(t->guard || !real.valloc)) {
+        if (real.valloc)
+            return real.valloc(size);
+        return boot_alloc(size, 4096);
+    }
+    t->guard = 1;
+    void *p = real.valloc(size);
+    record_plain(t, HL_RAW_VALLOC, p, size);
+    t->guard = 0;
+    return p;
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+    struct tstate *t = &ts;
+    if (unlikely(t->guard || !real.pvalloc)) {
+        if (real.pvalloc)
+            return real.pvalloc(size);
+        return boot_alloc((size + 4095) & ~(size_t)4095, 4096);
+    }
+    t->guard = 1;
+    void *p = real.pvalloc(size);
+    record_plain(t, HL_RAW_PVALLOC, p, size);
+    t->guard = 0;
+    return p;
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    if (is_boot(p))
+        return boot_size(p);
+    if (!real.malloc_usable_size)
+        return 0;
+    return real.malloc_usable_size(p);
+}
+
+/* ---- exec, spawn and exit ---- */
+
+/* Does the colon/space separated list `v` name `lib`? */
+static int list_has(const char *v, const char *lib)
+{
+    size_t n = strlen(lib);
+    while (*v) {
+        while (*v == ':' || *v == ' ')
+            v++;
+        size_t k = strcspn(v, ": ");
+        if (k == n && memcmp(v, lib, n) == 0)
+            return 1;
+        v += k;
+    }
+    return 0;
+}
+
+static const char *env_value(char *const *envp, const char *name, size_t nlen, size_t *idx)
+{
+    for (size_t i = 0; envp && envp[i]; i++)
+        if (strncmp(envp[i], name, nlen) == 0 && envp[i][nlen] == '=') {
+            *idx = i;
+            return envp[i] + nlen + 1;
+        }
+    return NULL;
+}
+
+typedef int (*exec_fn)(void *ctx, char *const *envp);
+
+/* Call fn with an environment that keeps recording on in the new image: envp itself
+ * when it already does, else a copy on the stack with LD_PRELOAD (this library first)
+ * and HEAPLAB_CAPTURE_DIR put right.  The stack is used because this may run in a
+ * vfork child, which shares the parent's memory. */
+static int with_recording_env(char *const *envp, exec_fn fn, void *ctx)
+{
+    if (!g_on)
+        return fn(ctx, envp);
+    size_t n = 0, ip = SIZE_MAX, id = SIZE_MAX;
+    while (envp && envp[n])
+        n++;
+    const char *pre = env_value(envp, "LD_PRELOAD", 10, &ip);
+    const char *dir = env_value(envp, HL_RAW_ENV_DIR, sizeof HL_RAW_ENV_DIR - 1, &id);
+    int pre_ok = pre && list_has(pre, g_libpath);
+    int dir_ok = dir && strcmp(dir, g_dir) == 0;
+    if ((pre_ok && dir_ok) || n > (1u << 20))
+        return fn(ctx, envp);
+    size_t plen = sizeof "LD_PRELOAD=" + strlen(g_libpath) + 1 + (pre ? strlen(pre) : 0);
+    char prebuf[plen];
+    char *arr[n + 3];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((i != ip || pre_ok) && (i != id || dir_ok))
+            arr[m++] = envp[i];
+    if (!pre_ok) {
+        char *p = prebuf, *end = prebuf + plen - 1;
+        p = put_str(p, end, "LD_PRELOAD=");
+        p = put_str(p, end, g_libpath);
+        if (pre && *pre) {
+            p = put_str(p, end, ":");
+            p = put_str(p, end, pre);
+        }
+        *p = 0;
+        arr[m++] = prebuf;
+    }
+    if (!dir_ok)
+        arr[m++] = g_env_dir;
+    arr[m] = NULL;
+    return fn(ctx, arr);
+}
+
+struct exec_ctx {
+    const char *path;
+    int fd;
+    char *const *argv;
+    pid_t *pid;
+    const posix_spawn_file_actions_t *fa;
+    const posix_spawnattr_t *attr;
+};
+
+static void before_exec(void)
+{
+    if (!real.execve)
+        resolve();
+    flush_current();
+}
+
+static int do_execve(void *c, char *const *envp)
+{
+    struct exec_ctx *x = c;
+    return real.execve(x->path, x->argv, envp);
+}
+
+static int do_execvpe(void *c, char *const *envp)
+{
+    struct exec_ctx *x = c;
+    if (real.execvpe)
+        return real.execvpe(x->path, x->argv, envp);
+    errno = ENOSYS;
+    return -1;
+}
+
+static int do_fexecve(void *c, char *const *envp)
+{
+    struct exec_ctx *x = c;
+    return real.fexecve(x->fd, x->argv, envp);
+}
+
+static int do_spawn(void *c, char *const *envp)
+{
+    struct exec_ctx *x = c;
+    return real.posix_spawn(x->pid, x->path, x->fa, x->attr, x->argv, envp);
+}
+
+static int do_spawnp(void *c, char *const *envp)
+{
+    struct exec_ctx *x = c;
+    return real.posix_spawnp(x->pid, x->path, x->fa, x->attr, x->argv, envp);
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+    before_exec();
+    struct exec_ctx x = {.path = path, .argv = argv};
+    return with_recording_env(envp, do_execve, &x);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+    return execve(path, argv, environ);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    before_exec();
+    struct exec_ctx x = {.path = file, .argv = argv};
+    return with_recording_env(envp, do_execvpe, &x);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+    return execvpe(file, argv, environ);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    before_exec();
+    struct exec_ctx x = {.fd = fd, .argv = argv};
+    return with_recording_env(envp, do_fexecve, &x);
+}
+
+/* execl and friends: count the arguments, then copy them into a stack array (and,
+ * for execle, take the envp that follows the terminating NULL). */
+#define COLLECT_ARGS(arg0, argv, envp_out, want_env)                                       \
+    va_list ap_;                                                                            \
+    size_t n_ = 1;                                                                          \
+    va_start(ap_, arg0);                                                                    \
+    while (va_arg(ap_, const char *))                                                       \
+        n_++;                                                                               \
+    va_end(ap_);                                                                            \
+    char *argv[n_ + 1];                                                                     \
+    argv[0] = (char *)arg0;                                                                 \
+    va_start(ap_, arg0);                                                                    \
+    for (size_t i_ = 1; i_ <= n_; i_++)                                                     \
+        argv[i_] = va_arg(ap_, char *);                                                     \
+    if (want_env)                                                                           \
+        envp_out = va_arg(ap_, char **);                                                    \
+    va_end(ap_)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+    char **envp = environ;
+    COLLECT_ARGS(arg, argv, envp, 0);
+    return execve(path, argv, envp);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+    char **envp = environ;
+    COLLECT_ARGS(arg, argv, envp, 0);
+    return execvpe(file, argv, envp);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+    char **envp = NULL;
+    COLLECT_ARGS(arg, argv, envp, 1);
+    return execve(path, argv, envp);
+}
+
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    if (!real.posix_spawn)
+        resolve();
+    struct exec_ctx x = {.path = path, .argv = argv, .pid = pid, .fa = fa, .attr = attr};
+    return with_recording_env(envp, do_spawn, &x);
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    if (!real.posix_spawnp)
+        resolve();
+    struct exec_ctx x = {.path = file, .argv = argv, .pid = pid, .fa = fa, .attr = attr};
+    return with_recording_env(envp, do_spawnp, &x);
+}
+
+EXPORT void _exit(int status)
+{
+    flush_current();
+    for (;;)
+        syscall(SYS_exit_group, status);
+}
+
+EXPORT void _Exit(int status)
+{
+    _exit(status);
+}

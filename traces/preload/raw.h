@@ -1,0 +1,149 @@
+/*
+ * raw.h: the raw capture format written by libheaplab-record.so and read by the
+ * finaliser (traces/finalise.c).  Nothing else depends on it.
+ *
+ * A raw capture is a directory (named by HEAPLAB_CAPTURE_DIR) holding one file per
+ * process image: every process, every fork child and every image after an exec gets
+ * its own file "<pid>-<start-ns>.hlraw".  The file is written with O_APPEND by all
+ * threads of the process, each write(2) being one whole chunk, so chunks of different
+ * threads interleave but never mix.  All integers are native (little-endian) 64-bit
+ * words unless the structs below say otherwise; the file is read back on the same
+ * machine.
+ *
+ * FILE
+ *     struct hl_raw_header      once, at offset 0 (written when the image starts)
+ *     chunk*                    struct hl_raw_chunk + payload, until the end of file
+ *
+ * A process killed with SIGKILL leaves every chunk it had written; the finaliser reads
+ * chunks until the end of the file or the first chunk whose magic, length or checksum
+ * is wrong, so the capture is readable up to the last complete chunk.
+ *
+ * CHUNK payload: the records of ONE thread, in the order that thread made them.  A
+ * record is 3 to 7 words; word 0 says which:
+ *     w0  = seq << 8 | flags << 5 | op
+ *           seq  : a process-wide counter (one atomic add per record), so the
+ *                  records of all threads merge into one order consistent with
+ *                  causality: a free takes its number before the real free, an
+ *                  allocation after the real call returned.
+ *           op   : HL_RAW_* below (enum hl_op values, 1..10)
+ *           flags: HL_RAWF_*
+ *     w1  = TSC (rdtsc) when the record was made; see the clock fields below
+ *     w2  = pointer: the block returned (allocations), the block freed (free)
+ *     w3  = size asked for (calloc, reallocarray: element size)        [not free]
+ *     w4  = calloc, reallocarray: nmemb; posix_memalign, aligned_alloc,
+ *           memalign: alignment                                         [those ops]
+ *   realloc and reallocarray record two sequence numbers: the free of the old block
+ *   comes before the real call and the new block after it, and another thread may
+ *   reuse the old address in between.
+ *     realloc:       w0 (seq after) w1 w2 (new) w3 (size) w4 seq-before w5 old pointer
+ *     reallocarray:  same, then w6 nmemb
+ *   seq-before equals seq-after when old pointer is NULL (nothing is freed).
+ *
+ *   sizes in words: free 3; malloc, valloc, pvalloc 4; calloc, posix_memalign,
+ *   aligned_alloc, memalign 5; realloc 6; reallocarray 7.
+ *
+ * Not recorded: free(NULL) (a no-op), and calls made while the interposer itself is
+ * running (its own bootstrap before dlsym has resolved, calls made from inside the
+ * real allocator).
+ *
+ * CLOCK: the header holds a (TSC, CLOCK_MONOTONIC) pair taken when the image started,
+ * every chunk header another taken when it was flushed; the finaliser derives the TSC
+ * rate from the widest pair and converts TSC readings to nanoseconds since the start.
+ */
+#ifndef HEAPLAB_RAW_H
+#define HEAPLAB_RAW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HL_RAW_MAGIC "HLRAW01\n"
+#define HL_RAW_VERSION 1u
+#define HL_RAW_CHUNK_MAGIC 0x4b43524cu /* "LRCK" */
+
+/* Record ops: the same numbers as enum hl_op in trace.h. */
+enum {
+    HL_RAW_MALLOC = 1,
+    HL_RAW_CALLOC = 2,
+    HL_RAW_REALLOC = 3,
+    HL_RAW_FREE = 4,
+    HL_RAW_POSIX_MEMALIGN = 5,
+    HL_RAW_ALIGNED_ALLOC = 6,
+    HL_RAW_MEMALIGN = 7,
+    HL_RAW_VALLOC = 8,
+    HL_RAW_PVALLOC = 9,
+    HL_RAW_REALLOCARRAY = 10,
+};
+
+/* Record flags (3 bits). */
+#define HL_RAWF_FAILED 0x1u /* NULL result / non-zero posix_memalign: no new block;
+                               realloc: the old block stays live */
+#define HL_RAWF_FREED 0x2u  /* realloc(p, 0) / reallocarray(p, 0, n) freed p and
+                               returned NULL (glibc's behaviour): a plain free */
+
+/* Words in a record of op `op`, 0 for an unknown op. */
+static inline unsigned hl_raw_record_words(unsigned op)
+{
+    static const unsigned char words[11] = {0, 4, 5, 6, 3, 5, 5, 5, 4, 4, 7};
+    return op < 11 ? words[op] : 0;
+}
+
+struct hl_raw_header {
+    char magic[8];              /* HL_RAW_MAGIC */
+    uint32_t version;           /* HL_RAW_VERSION */
+    uint32_t header_bytes;      /* sizeof(struct hl_raw_header) */
+    uint32_t pid, ppid;
+    uint32_t page_size;
+    uint32_t reserved;
+    uint64_t start_realtime_ns; /* CLOCK_REALTIME when the image started recording */
+    uint64_t start_mono_ns;     /* CLOCK_MONOTONIC at the same moment: orders images */
+    uint64_t start_tsc;         /* TSC at the same moment */
+    uint64_t checksum;          /* hl_raw_checksum of the header with this field 0 */
+    char exe[512];              /* readlink(/proc/self/exe), NUL-terminated */
+    char cmdline[1024];         /* argv joined with spaces, NUL-terminated, truncated */
+};
+
+struct hl_raw_chunk {
+    uint32_t magic;    /* HL_RAW_CHUNK_MAGIC */
+    uint32_t thread;   /* thread number within the image, 0 = the first to record */
+    uint32_t nbytes;   /* payload bytes after this header (a multiple of 8) */
+    uint32_t nrecords; /* records in the payload */
+    uint64_t tsc;      /* TSC when the chunk was flushed */
+    uint64_t mono_ns;  /* CLOCK_MONOTONIC at the same moment */
+    uint64_t checksum; /* hl_raw_checksum(header with checksum 0, then payload) */
+};
+
+/* A fast word-wise checksum (four independent multiply-xorshift lanes, so it runs at
+ * memory speed while the program is being recorded), good enough to catch truncation
+ * and damaged bytes.  Not incremental: one call per buffer; chain buffers by passing
+ * the previous result as `seed`. */
+#define HL_RAW_CHECKSUM_INIT 0x9e3779b97f4a7c15ull
+static __attribute__((noinline, unused)) uint64_t hl_raw_checksum(uint64_t seed, const void *p, size_t nwords)
+{
+    const uint64_t *w = p;
+    const uint64_t k = 0xff51afd7ed558ccdull;
+    uint64_t a = seed, b = seed ^ 1, c = seed ^ 2, d = seed ^ 3;
+    size_t i = 0;
+    for (; i + 4 <= nwords; i += 4) {
+        a = (a ^ w[i]) * k;
+        b = (b ^ w[i + 1]) * k;
+        c = (c ^ w[i + 2]) * k;
+        d = (d ^ w[i + 3]) * k;
+        a ^= a >> 29;
+        b ^= b >> 29;
+        c ^= c >> 29;
+        d ^= d >> 29;
+    }
+    for (; i < nwords; i++) {
+        a = (a ^ w[i]) * k;
+        a ^= a >> 29;
+    }
+    uint64_t h = a ^ (b * 3) ^ (c * 5) ^ (d * 7) ^ nwords;
+    h *= k;
+    return h ^ (h >> 31);
+}
+
+/* Environment variables the interposer reads. */
+#define HL_RAW_ENV_DIR "HEAPLAB_CAPTURE_DIR"  /* where to write; unset = record nothing */
+#define HL_RAW_ENV_BUFFER "HEAPLAB_RECORD_BUFFER" /* per-thread buffer bytes (default 1 MiB) */
+
+#endif
