@@ -356,7 +356,9 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
         for (int a = 0; a < na; a++) {
             double *x = &v[(g * na + a) * 3];
             const struct hl_row *row = hl_results_find(r, g, a);
-            x[0] = row ? hl_metric_value(m, row, &x[1], &x[2]) : NAN;
+            x[0] = x[1] = x[2] = NAN;
+            if (row)
+                x[0] = hl_metric_value(m, row, &x[1], &x[2]);
             if (!isnan(x[0])) {
                 any = 1;
                 nonzero |= x[0] != 0;
