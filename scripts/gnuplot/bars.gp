@@ -50,7 +50,13 @@ if (refline == refline) {
 # allocator that returns bad blocks must not look like a winner.
 isnan(x) = (x != x)
 barx(i) = column(0) + (i - 1 - (nalloc - 1) / 2.0) / (nalloc + 1.5)
-plot for [i=1:nalloc] datafile using 4*i-2:4*i-1:4*i:xtic(1) title alloc_name[i] lc rgb alloc_color[i], \
+# (The histogram style decides how many columns a bar takes: three with error bars.)
+if (errorbars) {
+    bars = "using 4*i-2:4*i-1:4*i:xtic(1)"
+} else {
+    bars = "using 4*i-2:xtic(1)"
+}
+plot for [i=1:nalloc] datafile @bars title alloc_name[i] lc rgb alloc_color[i], \
      for [i=1:nalloc] datafile using (barx(i)):(na_y):(isnan(column(4*i-2)) ? "n/a" : "") \
          with labels rotate by 90 left offset 0, 0.4 font ",8" tc rgb "#666666" notitle, \
      for [i=1:nalloc] datafile using (barx(i)):(column(4*i)):(column(4*i+1) > 0 ? "!" : "") \
