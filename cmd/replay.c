@@ -1,18 +1,352 @@
-/* replay.c: placeholder until the subcommand lands (owned by its issue). */
+/*
+ * replay.c: `heaplab replay`: replay traces against allocators and report.
+ *
+ * Orchestration only: resolve and probe the allocators, plan every trace once
+ * (cmd/replay/plan.c), run the workers -- runs interleaved across allocators, A B C A
+ * B C, so that drift on the machine hits all of them alike -- then aggregate (median
+ * with min and max) and print.  The worker is cmd_worker (cmd/replay/worker.c).
+ */
 #include "cmd.h"
+#include "config.h"
+#include "options.h"
+#include "util.h"
+#include "replay/output.h"
+#include "replay/spawn.h"
+
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const usage[] = {
+    "heaplab replay [options] TRACE...",
+    "Replay traces against allocators and compare time, latency, peak RSS,",
+    "fragmentation, page faults and cache misses.  Each allocator runs in a fresh",
+    "worker process with its library preloaded; runs are interleaved across",
+    "allocators and the median of RUNS is reported with min and max.",
+    "",
+    "Allocators: glibc, jemalloc, mimalloc, heaplab, heaplab-firstfit, heaplab-bestfit,",
+    "heaplab-buddy (see 'heaplab allocators'), or NAME=/path/lib.so for any library",
+    "that replaces malloc, e.g. tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.",
+    "The default is every available allocator.",
+    "",
+    "--counters=sim runs one extra replay per allocator under valgrind's callgrind",
+    "(cache simulator, collection only around the replay loop): deterministic",
+    "instruction counts and D1/LL misses where the machine has no hardware counters.",
+    "--timeline FILE writes the median run's samples (live bytes from the trace, RSS",
+    "above the baseline) as CSV: trace,allocator,run,event,time_ns,live_bytes,rss_bytes.",
+    NULL};
+
+struct choice {
+    const char *name;
+    int value;
+};
+
+static int pick(const char *opt, const char *v, const struct choice *c)
+{
+    for (; c->name; c++)
+        if (strcmp(c->name, v) == 0)
+            return c->value;
+    hl_usage_die("--%s: unknown value '%s'", opt, v);
+}
+
+static const struct choice threads_c[] = {{"recorded", 0}, {"serial", 1}, {NULL, 0}};
+static const struct choice touch_c[] = {
+    {"page", HL_TOUCH_PAGE}, {"all", HL_TOUCH_ALL}, {"none", HL_TOUCH_NONE}, {NULL, 0}};
+static const struct choice check_c[] = {
+    {"cheap", HL_CHECK_CHEAP}, {"full", HL_CHECK_FULL}, {"none", HL_CHECK_NONE}, {NULL, 0}};
+static const struct choice counters_c[] = {{"auto", HL_CNT_AUTO}, {"perf", HL_CNT_PERF},
+                                           {"sim", HL_CNT_SIM}, {"none", HL_CNT_NONE},
+                                           {NULL, 0}};
+enum { FMT_TABLE, FMT_CSV, FMT_JSON };
+static const struct choice format_c[] = {
+    {"table", FMT_TABLE}, {"csv", FMT_CSV}, {"json", FMT_JSON}, {NULL, 0}};
+
+static void read_cpu(char *out, size_t n)
+{
+    snprintf(out, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *c = strchr(line, ':');
+            if (c) {
+                c++;
+                while (*c == ' ' || *c == '\t')
+                    c++;
+                c[strcspn(c, "\n")] = 0;
+                snprintf(out, n, "%s", c);
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* The environment variables that tune the allocators, as they reach every worker. */
+static void read_tunables(char *out, size_t n)
+{
+    extern char **environ;
+    static const char *const prefixes[] = {"GLIBC_TUNABLES=", "MALLOC_", "JE_MALLOC_CONF=",
+                                           "MIMALLOC_", "TCMALLOC_", "HEAPLAB_MALLOC", NULL};
+    size_t len = 0;
+    out[0] = 0;
+    for (char **e = environ; *e; e++)
+        for (int i = 0; prefixes[i]; i++)
+            if (strncmp(*e, prefixes[i], strlen(prefixes[i])) == 0) {
+                int k = snprintf(out + len, n - len, "%s%s", len ? ";" : "", *e);
+                if (k > 0 && len + (size_t)k < n)
+                    len += (size_t)k;
+                break;
+            }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void progress(int on, const char *trace, int run, int runs, const char *alloc)
+{
+    if (!on)
+        return;
+    if (trace)
+        fprintf(stderr, "\r\033[Kreplay %s: run %d/%d, %s", trace, run, runs, alloc);
+    else
+        fprintf(stderr, "\r\033[K");
+    fflush(stderr);
+}
+
+/* Split "-a a,b -a c=/x.so" into allocator specs. */
+static int split_specs(const struct hl_strlist *l, char *buf, size_t bufn, const char **specs,
+                       int max)
+{
+    size_t used = 0;
+    int n = 0;
+    for (int i = 0; i < l->n; i++) {
+        size_t k = strlen(l->items[i]) + 1;
+        if (used + k > bufn)
+            hl_usage_die("-a: too long");
+        char *s = memcpy(buf + used, l->items[i], k);
+        used += k;
+        for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+            if (n == max)
+                hl_usage_die("-a: too many allocators (at most %d)", max);
+            specs[n++] = tok;
+        }
+    }
+    return n;
+}
+
+#define MAX_ALLOCS 32
 
 int cmd_replay(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "heaplab: 'replay' is not available in this build yet\n");
-    return 1;
-}
+    struct hl_strlist alist = {0};
+    long runs = 3;
+    const char *threads = "recorded", *touch = "page", *check = "cheap", *counters = "auto",
+               *format = "table", *out_path = NULL, *timeline_path = NULL;
+    uint64_t timeline_every = 0;
+    int quiet = 0;
+    struct hl_option opts[] = {
+        HL_OPT_LIST('a', "allocators", &alist, "LIST",
+                    "allocators to compare, comma-separated: NAME or NAME=/path/lib.so"),
+        HL_OPT_INT('n', "runs", &runs, "RUNS", "runs per allocator (default 3)"),
+        HL_OPT_STRING(0, "threads", &threads, "MODE",
+                      "recorded (one thread per recorded thread, default) or serial"),
+        HL_OPT_STRING(0, "touch", &touch, "HOW",
+                      "write to new blocks: page (one byte per page, default), all, none"),
+        HL_OPT_STRING(0, "check", &check, "LEVEL",
+                      "contract checks: cheap (default), full (overlaps, realloc contents), none"),
+        HL_OPT_STRING(0, "counters", &counters, "SRC",
+                      "auto (perf if it works, default), perf, sim (callgrind), none"),
+        HL_OPT_STRING(0, "format", &format, "FMT", "table (default), csv or json"),
+        HL_OPT_STRING('o', "output", &out_path, "FILE", "write the results to FILE"),
+        HL_OPT_STRING(0, "timeline", &timeline_path, "FILE",
+                      "write memory over time (median run) as CSV to FILE"),
+        HL_OPT_SIZE(0, "timeline-every", &timeline_every, "N",
+                    "sample every N events (default: about 500-1000 samples)"),
+        HL_OPT_FLAG('q', "quiet", &quiet, "no progress line"),
+        HL_OPT_END()};
+    int first = hl_parse_options(argc, argv, opts, usage, 0);
+    if (first >= argc)
+        hl_usage_die("replay: no trace given (see 'heaplab replay --help')");
+    if (runs < 1 || runs > 1000)
+        hl_usage_die("--runs: must be between 1 and 1000");
+    int serial = pick("threads", threads, threads_c);
+    struct hl_rp_wopts wo = {pick("touch", touch, touch_c), pick("check", check, check_c),
+                             pick("counters", counters, counters_c), timeline_path != NULL};
+    int fmt = pick("format", format, format_c);
 
-int cmd_worker(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    return 1;
+    /* Allocators: resolved and probed before any work, so a bad name fails fast. */
+    static struct hl_alloc allocs[MAX_ALLOCS];
+    int nalloc = 0;
+    char why[1024];
+    if (alist.n) {
+        static char buf[8192];
+        const char *specs[MAX_ALLOCS];
+        int ns = split_specs(&alist, buf, sizeof buf, specs, MAX_ALLOCS);
+        for (int i = 0; i < ns; i++) {
+            if (hl_registry_resolve(specs[i], &allocs[nalloc], why, sizeof why) != 0)
+                hl_die("%s", why);
+            for (int j = 0; j < nalloc; j++)
+                if (strcmp(allocs[j].name, allocs[nalloc].name) == 0)
+                    hl_usage_die("-a: allocator '%s' given twice", allocs[j].name);
+            if (hl_rp_probe(&allocs[nalloc], why, sizeof why) != 0)
+                hl_die("%s", why);
+            nalloc++;
+        }
+    } else {
+        struct hl_alloc all[MAX_ALLOCS];
+        int n = hl_registry_list(all, MAX_ALLOCS);
+        for (int i = 0; i < n; i++) {
+            if (!all[i].available)
+                continue;
+            if (hl_rp_probe(&all[i], why, sizeof why) != 0) {
+                hl_warn("skipping %s: %s", all[i].name, why);
+                continue;
+            }
+            allocs[nalloc++] = all[i];
+        }
+    }
+    if (nalloc == 0)
+        hl_die("no allocator available");
+
+    /* Plans, one per process section with events. */
+    struct hl_rp_row *rows = NULL;
+    int nrows = 0;
+    for (int i = first; i < argc; i++) {
+        struct hl_err err;
+        if (hl_plan_trace(argv[i], serial, timeline_path ? timeline_every : UINT64_MAX, &rows,
+                          &nrows, &err) != 0)
+            hl_die("%s", err.msg);
+    }
+
+    FILE *out = stdout;
+    if (out_path && !(out = fopen(out_path, "w")))
+        hl_die("%s: cannot write: %m", out_path);
+    FILE *tlf = NULL;
+    if (timeline_path && !(tlf = fopen(timeline_path, "w")))
+        hl_die("%s: cannot write: %m", timeline_path);
+
+    struct hl_rp_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.threads_mode = serial ? "serial" : "recorded";
+    meta.touch = touch;
+    meta.check = check;
+    read_tunables(meta.tunables, sizeof meta.tunables);
+    read_cpu(meta.cpu, sizeof meta.cpu);
+    struct utsname u;
+    if (uname(&u) == 0)
+        snprintf(meta.kernel, sizeof meta.kernel, "%s %s", u.sysname, u.release);
+    time_t now = time(NULL);
+    strftime(meta.date, sizeof meta.date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+
+    int ncells = nrows * nalloc;
+    struct hl_rp_cell *cells = calloc((size_t)ncells, sizeof *cells);
+    struct hl_rp_result *all = calloc((size_t)ncells * (size_t)runs, sizeof *all);
+    struct hl_rp_tlsample **tls = calloc((size_t)ncells * (size_t)runs, sizeof *tls);
+    if (!cells || !all || !tls)
+        hl_die("out of memory");
+    int show = !quiet && hl_isatty(2);
+    struct hl_rp_wopts run_o = wo;
+    if (wo.counters == HL_CNT_SIM) /* timed runs natively; one extra run for the counts */
+        run_o.counters = HL_CNT_NONE;
+
+    for (int r = 0; r < nrows; r++) {
+        for (int k = 0; k < runs; k++) {
+            for (int a = 0; a < nalloc; a++) {
+                progress(show, rows[r].name, k + 1, (int)runs, allocs[a].name);
+                size_t idx = ((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs + (size_t)k;
+                if (hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &run_o, &all[idx], &tls[idx],
+                                    why, sizeof why) != 0) {
+                    progress(show, NULL, 0, 0, NULL);
+                    hl_die("%s: %s", rows[r].name, why);
+                }
+            }
+        }
+        for (int a = 0; a < nalloc; a++) {
+            struct hl_rp_cell *c = &cells[r * nalloc + a];
+            struct hl_rp_result *rr = &all[((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs];
+            struct hl_rp_tlsample **tt = &tls[((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs];
+            uint64_t t[1000], rss[1000];
+            for (int k = 0; k < runs; k++) {
+                t[k] = rr[k].time_ns;
+                rss[k] = rr[k].peak_rss;
+            }
+            qsort(t, (size_t)runs, sizeof *t, cmp_u64);
+            qsort(rss, (size_t)runs, sizeof *rss, cmp_u64);
+            uint64_t tmed = t[(runs - 1) / 2];
+            int med = 0;
+            for (int k = 0; k < runs; k++)
+                if (rr[k].time_ns == tmed) {
+                    med = k;
+                    break;
+                }
+            c->row = &rows[r];
+            c->alloc = &allocs[a];
+            c->runs = (int)runs;
+            c->med = rr[med];
+            c->med_run = med + 1;
+            c->time_min = t[0];
+            c->time_max = t[runs - 1];
+            c->rss_med = rss[(runs - 1) / 2];
+            c->rss_min = rss[0];
+            c->rss_max = rss[runs - 1];
+            c->rss_ok = 1;
+            for (int k = 0; k < runs; k++) {
+                c->rss_ok &= rr[k].rss_ok;
+                if (rr[k].violations > c->violations) {
+                    c->violations = rr[k].violations;
+                    if (k != med) /* describe the worst run's violations */
+                        memcpy(c->med.viol, rr[k].viol, sizeof c->med.viol);
+                    c->med.violations = rr[k].violations;
+                }
+            }
+            c->tl = tt[med];
+            c->ntl = rr[med].ntimeline;
+            if (wo.counters == HL_CNT_SIM) {
+                struct hl_rp_result *sim = calloc(1, sizeof *sim);
+                if (!sim)
+                    hl_die("out of memory");
+                progress(show, rows[r].name, (int)runs, (int)runs, "callgrind");
+                struct hl_rp_wopts so = wo;
+                so.timeline = 0;
+                if (hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &so, sim, NULL, why,
+                                    sizeof why) != 0) {
+                    progress(show, NULL, 0, 0, NULL);
+                    hl_die("%s: %s: %s", rows[r].name, allocs[a].name, why);
+                }
+                c->med.have_counters = sim->have_counters;
+                c->med.have_dtlb = 0;
+                c->med.instructions = sim->instructions;
+                c->med.l1d_misses = sim->l1d_misses;
+                c->med.llc_misses = sim->llc_misses;
+                snprintf(c->med.counters_source, sizeof c->med.counters_source, "sim");
+                free(sim);
+            }
+        }
+    }
+    progress(show, NULL, 0, 0, NULL);
+
+    if (fmt == FMT_CSV)
+        hl_rp_write_csv(out, cells, ncells, &meta);
+    else if (fmt == FMT_JSON)
+        hl_rp_write_json(out, cells, ncells, &meta);
+    else
+        hl_rp_write_table(out, cells, ncells, &meta);
+    if (tlf) {
+        hl_rp_write_timeline(tlf, cells, ncells);
+        if (fclose(tlf) != 0)
+            hl_die("%s: write error", timeline_path);
+    }
+    if (out != stdout && fclose(out) != 0)
+        hl_die("%s: write error", out_path);
+    fflush(stdout);
+    return 0;
 }

@@ -1,0 +1,138 @@
+/*
+ * replay.h: the replay engine's internal contract, shared by the parent (cmd/replay.c)
+ * and the worker process (worker.c).
+ *
+ * Data flow.  The parent reads each trace once and builds, per process section, a plan
+ * (plan.c): flat arrays of compact events per replay thread, written into a memfd.  For
+ * each run and allocator it starts a worker, `heaplab __worker run ...`, with the
+ * allocator preloaded; the worker maps the plan read-only (so building it costs the
+ * allocator under test nothing), replays it, and writes one struct hl_rp_result (plus
+ * its timeline samples) back over a pipe.  `heaplab __worker probe` only checks that
+ * the preloaded library really provides malloc and reports its version.
+ */
+#ifndef HEAPLAB_REPLAY_H
+#define HEAPLAB_REPLAY_H
+
+#include "trace.h"
+
+#include <stdint.h>
+
+/* ---- the plan, as laid out in the memfd ---- */
+
+#define HL_PLAN_MAGIC 0x4e414c5042504c48ull /* "HLPBPLAN" */
+
+/* Replay event flags (hl_rp_ev.flags). */
+#define HL_RF_WAIT 0x01    /* frees/reallocs a block another thread allocated: wait for
+                              that slot's ready flag first */
+#define HL_RF_PUBLISH 0x02 /* allocates a block another thread will consume: set its
+                              ready flag (release) once done */
+#define HL_RF_SAMPLE 0x04  /* take a timeline sample after this event */
+
+/* One replayed call, 24 bytes.  free: size = bytes of the block freed (for --check=full);
+ * calloc: size = element size, aux = nmemb; aligned ops: aux = alignment; realloc: size =
+ * new bytes (reallocarray is replayed as realloc of size*nmemb). */
+struct hl_rp_ev {
+    uint64_t size;
+    uint32_t slot;     /* new block's slot (allocating ops), the freed slot (free) */
+    uint32_t old_slot; /* realloc: the block passed in, HL_NO_SLOT for NULL */
+    uint32_t aux;
+    uint8_t op;        /* enum hl_op */
+    uint8_t flags;     /* HL_RF_* */
+    uint16_t pad;
+};
+
+struct hl_rp_thread {
+    uint64_t ev_off, nev; /* byte offset of this thread's hl_rp_ev array, count */
+    uint64_t tl_off, ntl; /* byte offset of its hl_rp_tlpoint array, count */
+};
+
+/* A timeline point known from the trace: global op index and live bytes after it. */
+struct hl_rp_tlpoint {
+    uint64_t op_index, live_bytes;
+};
+
+struct hl_plan_hdr {
+    uint64_t magic, total_bytes;
+    uint32_t nthreads;      /* replay threads (1 in serial mode) */
+    uint32_t serial;
+    uint64_t nslots;
+    uint64_t slot_bytes_off; /* uint64_t[nslots]: bytes each slot asked for */
+    uint64_t events;        /* trace events in the section */
+    uint64_t ops;           /* events replayed */
+    uint64_t skipped_unknown, skipped_failed;
+    uint64_t peak_live;     /* bytes, from the trace's global order */
+    uint64_t ntl;
+    uint32_t recorded_threads;
+    uint32_t cross_thread;  /* events that wait on another thread */
+    struct hl_rp_thread thr[]; /* nthreads entries */
+};
+
+struct hl_plan_info {
+    int fd;                 /* memfd holding the plan (not close-on-exec) */
+    uint64_t events, ops, skipped_unknown, skipped_failed, peak_live, nslots;
+    uint32_t threads, recorded_threads;
+};
+
+struct hl_plan_builder;
+/* serial: one replay thread in global order.  timeline_every: mark every Nth op for a
+ * timeline sample; 0 = adaptively, about 500 to 1000 points; UINT64_MAX = none. */
+struct hl_plan_builder *hl_plan_begin(int serial, uint64_t timeline_every);
+/* Add the section's next event.  Fails only on a trace that breaks the slot rules. */
+int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_err *err);
+/* Write the plan into a memfd; frees b. */
+int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct hl_err *err);
+void hl_plan_abort(struct hl_plan_builder *b);
+
+/* One trace row: a process section with events. */
+struct hl_rp_row {
+    char name[1100];       /* FILE, or FILE[pid] when the file has several sections */
+    char file[1024];
+    char hash[32];
+    uint32_t pid;
+    struct hl_plan_info plan;
+};
+/* Read every process section of path and plan each one with events.  Appends to
+ * *rows (malloc'd, *nrows).  Returns 0, or -1 with a one-line message naming the file. */
+int hl_plan_trace(const char *path, int serial, uint64_t timeline_every,
+                  struct hl_rp_row **rows, int *nrows, struct hl_err *err);
+
+/* ---- the worker's answer ---- */
+
+#define HL_RP_RESULT_MAGIC 0x534c5254u
+#define HL_RP_NVIOL 4
+
+enum { HL_TOUCH_PAGE, HL_TOUCH_ALL, HL_TOUCH_NONE };
+enum { HL_CHECK_CHEAP, HL_CHECK_FULL, HL_CHECK_NONE };
+enum { HL_CNT_AUTO, HL_CNT_PERF, HL_CNT_SIM, HL_CNT_NONE };
+
+struct hl_rp_lat {
+    uint64_t samples, p50, p99, p999, max; /* CPU cycles */
+};
+
+struct hl_rp_result {
+    uint32_t magic;
+    int32_t status;          /* 0 ok; else error holds a one-line message */
+    char error[512];
+    char version[64];        /* from the library's own API, "" if it has none */
+    char malloc_from[512];   /* probe: the object malloc resolved to */
+    uint64_t ops, time_ns;
+    uint64_t base_rss, peak_rss;   /* peak_rss = VmHWM - base_rss */
+    int32_t rss_ok;
+    int32_t have_counters;
+    uint64_t user_ns, sys_ns, minor_faults, major_faults;
+    uint64_t instructions, cycles, l1d_misses, llc_misses, dtlb_misses;
+    int32_t have_dtlb;
+    char counters_source[200];
+    struct hl_rp_lat lat[HL_OP_COUNT_];
+    uint64_t violations, alloc_failures;
+    char viol[HL_RP_NVIOL][200];
+    uint64_t ntimeline;      /* followed on the pipe by ntimeline hl_rp_tlsample */
+};
+
+struct hl_rp_tlsample {
+    uint64_t op_index, time_ns, live_bytes, rss_bytes;
+};
+
+/* Worker entry is cmd_worker() (cmd.h). */
+
+#endif

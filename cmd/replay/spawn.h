@@ -1,0 +1,30 @@
+/*
+ * spawn.h: starting worker processes (`heaplab __worker`) with an allocator preloaded,
+ * and reading their answer; --counters=sim wraps the worker in callgrind.
+ */
+#ifndef HEAPLAB_REPLAY_SPAWN_H
+#define HEAPLAB_REPLAY_SPAWN_H
+
+#include "allocators/registry.h"
+#include "replay.h"
+
+#include <stddef.h>
+
+struct hl_rp_wopts {
+    int touch, check, counters, timeline; /* enums in replay.h */
+};
+
+/* Run one replay of the plan in plan_fd with allocator a.  On success fills *res and,
+ * when the worker sent a timeline, *tl (malloc'd, res->ntimeline samples).  With
+ * o->counters == HL_CNT_SIM the worker runs under callgrind and the simulated counts
+ * are filled in.  Returns 0, or -1 with a one-line message in err. */
+int hl_rp_spawn_run(const struct hl_alloc *a, int plan_fd, const struct hl_rp_wopts *o,
+                    struct hl_rp_result *res, struct hl_rp_tlsample **tl, char *err,
+                    size_t errlen);
+
+/* Check in a fresh process that a's library loads and replaces malloc, and fill
+ * a->version (the library's own report, else the Debian package's).  Returns 0 or -1
+ * with the reason in err. */
+int hl_rp_probe(struct hl_alloc *a, char *err, size_t errlen);
+
+#endif

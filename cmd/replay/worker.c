@@ -1,0 +1,747 @@
+/*
+ * worker.c: the worker process, `heaplab __worker probe|run ...` (see replay.h).
+ *
+ * The worker runs with the allocator under test preloaded, so every byte it allocates
+ * itself would disturb what it measures.  It therefore never calls malloc on its own
+ * account: the plan is a read-only mapping of the parent's memfd, and the slot table,
+ * ready flags, latency samples and timeline live in anonymous mmaps, all touched before
+ * the baseline is taken.  The only allocator calls between the baseline and the end of
+ * the loop are the replayed ones (and whatever the allocator does for itself).
+ *
+ * Output is one struct hl_rp_result (then the timeline samples) written to the result
+ * pipe; errors travel in the same struct so that the parent prints the one-line error.
+ */
+#include "cmd.h"
+#include "replay.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gnu/libc-version.h>
+#include <linux/perf_event.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+static inline uint64_t cycles_now(void) { return __rdtsc(); }
+#else
+static inline uint64_t cycles_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+#endif
+
+#define LAT_EVERY 64 /* one call in LAT_EVERY is timed in cycles */
+
+/* ---- configuration and shared state (static storage, never the heap) ---- */
+
+static struct {
+    const char *lib;
+    int result_fd, plan_fd;
+    int touch, check, counters, timeline;
+} cfg = {NULL, -1, -1, HL_TOUCH_PAGE, HL_CHECK_CHEAP, HL_CNT_AUTO, 0};
+
+static struct hl_rp_result res;
+static const struct hl_plan_hdr *plan;
+static const uint64_t *slot_bytes;
+static void **slots;
+static _Atomic uint8_t *ready;
+static size_t pagesz;
+static int statm_fd = -1;
+static uint64_t t0_ns;
+static _Atomic int go;
+static _Atomic uint64_t viol_count, fail_count;
+
+struct wthr {
+    const struct hl_rp_ev *ev;
+    uint64_t nev;
+    uint64_t *lat;  /* (op << 56) | cycles */
+    uint64_t nlat;
+    uint64_t *tl;   /* pairs: time_ns, rss bytes */
+    uint64_t ntl, tlk;
+    uint64_t end_ns;
+    pthread_t tid;
+} __attribute__((aligned(64)));
+static struct wthr *thr;
+
+/* The library's allocation entry points, checked to come from the library under test. */
+static int (*f_posix_memalign)(void **, size_t, size_t);
+static void *(*f_aligned_alloc)(size_t, size_t);
+static void *(*f_memalign)(size_t, size_t);
+static void *(*f_valloc)(size_t);
+static void *(*f_pvalloc)(size_t);
+static size_t (*f_usable)(void *);
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void send_result(void)
+{
+    const char *p = (const char *)&res;
+    size_t n = sizeof res;
+    while (n) {
+        ssize_t k = write(cfg.result_fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            _exit(3);
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res.error, sizeof res.error, fmt, ap);
+    va_end(ap);
+    res.magic = HL_RP_RESULT_MAGIC;
+    res.status = 1;
+    res.ntimeline = 0;
+    send_result();
+    _exit(1);
+}
+
+static void *map_anon(size_t n)
+{
+    if (n == 0)
+        n = 1;
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        fail("worker: cannot map %zu bytes: %s", n, strerror(errno));
+    memset(p, 0, n); /* resident before the baseline */
+    return p;
+}
+
+/* ---- which object a function comes from ---- */
+
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+static const char *object_of(void *fn)
+{
+    Dl_info di;
+    if (!fn || !dladdr(fn, &di) || !di.dli_fname)
+        return "";
+    return di.dli_fname;
+}
+
+/* The object malloc must come from: the preloaded library, or glibc's libc. */
+static char home[512];
+
+static void *own(const char *name)
+{
+    void *fn = dlsym(RTLD_DEFAULT, name);
+    if (!fn || !same_file(object_of(fn), home))
+        return NULL;
+    return fn;
+}
+
+static void resolve(void)
+{
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    snprintf(res.malloc_from, sizeof res.malloc_from, "%s", object_of(m));
+    if (cfg.lib) {
+        void *h = dlopen(cfg.lib, RTLD_NOW | RTLD_NOLOAD);
+        if (!h)
+            fail("%s: cannot be preloaded (not a loadable shared library?)", cfg.lib);
+        if (!same_file(res.malloc_from, cfg.lib))
+            fail("%s: does not replace malloc (malloc comes from %s)", cfg.lib,
+                 res.malloc_from[0] ? res.malloc_from : "an unknown object");
+        snprintf(home, sizeof home, "%s", cfg.lib);
+        for (const char *const *n = (const char *const[]){"free", "calloc", "realloc", NULL};
+             *n; n++)
+            if (!own(*n))
+                fail("%s: replaces malloc but not %s", cfg.lib, *n);
+    } else {
+        snprintf(home, sizeof home, "%s", res.malloc_from);
+    }
+    f_posix_memalign = (int (*)(void **, size_t, size_t))own("posix_memalign");
+    f_aligned_alloc = (void *(*)(size_t, size_t))own("aligned_alloc");
+    f_memalign = (void *(*)(size_t, size_t))own("memalign");
+    f_valloc = (void *(*)(size_t))own("valloc");
+    f_pvalloc = (void *(*)(size_t))own("pvalloc");
+    f_usable = (size_t(*)(void *))own("malloc_usable_size");
+}
+
+/* Aligned allocation through whatever aligned entry point the library has; glibc's
+ * own would hand out blocks the library under test cannot free. */
+static void *aligned_any(size_t align, size_t size)
+{
+    void *p = NULL;
+    if (f_posix_memalign) {
+        if (align < sizeof(void *))
+            align = sizeof(void *);
+        return f_posix_memalign(&p, align, size) == 0 ? p : NULL;
+    }
+    if (f_aligned_alloc)
+        return f_aligned_alloc(align, (size + align - 1) / align * align);
+    if (f_memalign)
+        return f_memalign(align, size);
+    return malloc(size);
+}
+
+static void find_version(void)
+{
+    if (!cfg.lib) {
+        snprintf(res.version, sizeof res.version, "%s", gnu_get_libc_version());
+        return;
+    }
+    int (*mallctl)(const char *, void *, size_t *, void *, size_t) =
+        (int (*)(const char *, void *, size_t *, void *, size_t))own("mallctl");
+    int (*mi_version)(void) = (int (*)(void))own("mi_version");
+    const char *(*tc_version)(int *, int *, const char **) =
+        (const char *(*)(int *, int *, const char **))own("tc_version");
+    if (mallctl) {
+        const char *v = NULL;
+        size_t len = sizeof v;
+        if (mallctl("version", &v, &len, NULL, 0) == 0 && v)
+            snprintf(res.version, sizeof res.version, "%.*s", (int)strcspn(v, "-"), v);
+    } else if (mi_version) {
+        int v = mi_version();
+        snprintf(res.version, sizeof res.version, "%d.%d.%d", v / 100, v / 10 % 10, v % 10);
+    } else if (tc_version) {
+        int ma = 0, mi = 0;
+        const char *patch = "";
+        tc_version(&ma, &mi, &patch);
+        snprintf(res.version, sizeof res.version, "%d.%d%s", ma, mi, patch ? patch : "");
+    }
+}
+
+/* ---- contract checks ---- */
+
+static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violation(const char *fmt, ...)
+{
+    uint64_t k = atomic_fetch_add(&viol_count, 1);
+    if (k < HL_RP_NVIOL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(res.viol[k], sizeof res.viol[k], fmt, ap);
+        va_end(ap);
+    }
+}
+
+static uint8_t pattern(uint32_t slot)
+{
+    return (uint8_t)((slot * 131u) ^ 0x5a) | 1;
+}
+
+static int holds(const uint8_t *p, uint64_t n, uint8_t v)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (p[i] != v)
+            return 0;
+    return 1;
+}
+
+static uint64_t ev_align(const struct hl_rp_ev *e, uint64_t bytes)
+{
+    switch (e->op) {
+    case HL_OP_POSIX_MEMALIGN:
+    case HL_OP_ALIGNED_ALLOC:
+    case HL_OP_MEMALIGN:
+        return e->aux;
+    case HL_OP_VALLOC:
+    case HL_OP_PVALLOC:
+        return pagesz;
+    default:
+        return bytes >= 16 ? 16 : 0;
+    }
+}
+
+__attribute__((noinline)) static void check_block(const struct hl_rp_ev *e, uint8_t *p,
+                                                  uint64_t bytes, int full)
+{
+    const char *op = hl_op_name(e->op);
+    uint64_t a = ev_align(e, bytes);
+    if (a && ((uintptr_t)p & (a - 1)))
+        violation("%s(%llu) returned %p, not %llu-byte aligned", op,
+                  (unsigned long long)bytes, (void *)p, (unsigned long long)a);
+    if (f_usable) {
+        size_t u = f_usable(p);
+        if (u < bytes)
+            violation("%s(%llu) returned a block of %zu usable bytes", op,
+                      (unsigned long long)bytes, u);
+    }
+    if (e->op == HL_OP_CALLOC) {
+        int zero;
+        if (full || bytes <= 512) {
+            zero = holds(p, bytes, 0);
+        } else { /* cheap: both ends and one byte per page */
+            zero = holds(p, 256, 0) && holds(p + bytes - 256, 256, 0);
+            for (uint64_t o = 256; zero && o < bytes; o += pagesz)
+                zero = p[o] == 0;
+        }
+        if (!zero)
+            violation("calloc(%u, %llu) returned memory that is not zeroed", e->aux,
+                      (unsigned long long)e->size);
+    }
+}
+
+/* ---- the replay loop ---- */
+
+static void wait_ready(uint32_t slot)
+{
+    for (int spin = 0; !atomic_load_explicit(&ready[slot], memory_order_acquire); spin++) {
+        if (spin < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+            _mm_pause();
+#endif
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+static uint64_t rss_now(void)
+{
+    char buf[128];
+    ssize_t n = pread(statm_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *s = strchr(buf, ' ');
+    return s ? strtoull(s + 1, NULL, 10) * pagesz : 0;
+}
+
+static inline void *call_alloc(const struct hl_rp_ev *e, void *old)
+{
+    switch (e->op) {
+    case HL_OP_MALLOC:
+        return malloc(e->size);
+    case HL_OP_CALLOC:
+        return calloc(e->aux, e->size);
+    case HL_OP_REALLOC:
+        return realloc(old, e->size);
+    case HL_OP_POSIX_MEMALIGN:
+        if (f_posix_memalign) {
+            void *p;
+            return f_posix_memalign(&p, e->aux, e->size) == 0 ? p : NULL;
+        }
+        return aligned_any(e->aux, e->size);
+    case HL_OP_ALIGNED_ALLOC:
+        return f_aligned_alloc ? f_aligned_alloc(e->aux, e->size) : aligned_any(e->aux, e->size);
+    case HL_OP_MEMALIGN:
+        return f_memalign ? f_memalign(e->aux, e->size) : aligned_any(e->aux, e->size);
+    case HL_OP_VALLOC:
+        return f_valloc ? f_valloc(e->size) : aligned_any(pagesz, e->size);
+    case HL_OP_PVALLOC:
+        return f_pvalloc ? f_pvalloc(e->size)
+                         : aligned_any(pagesz, (e->size + pagesz - 1) / pagesz * pagesz);
+    }
+    return NULL;
+}
+
+/* The loop body, specialised by the compiler for each (touch, check) pair so that the
+ * default configuration pays only for what it does. */
+static inline __attribute__((always_inline)) void run_events(struct wthr *t, const int touch,
+                                                             const int check)
+{
+    const struct hl_rp_ev *ev = t->ev;
+    const uint64_t n = t->nev;
+    void **const sl = slots;
+    const size_t pg = pagesz;
+    for (uint64_t i = 0; i < n; i++) {
+        const struct hl_rp_ev *e = &ev[i];
+        const uint8_t fl = e->flags;
+        const int lat = (i & (LAT_EVERY - 1)) == 0;
+        uint64_t c0 = 0;
+        if (e->op == HL_OP_FREE) {
+            if (fl & HL_RF_WAIT)
+                wait_ready(e->slot);
+            void *p = e->slot != HL_NO_SLOT ? sl[e->slot] : NULL;
+            if (check == HL_CHECK_FULL && p && !holds(p, e->size, pattern(e->slot)))
+                violation("block of slot %u (%llu bytes) changed while live: overlapping "
+                          "blocks", e->slot, (unsigned long long)e->size);
+            if (lat) {
+                c0 = cycles_now();
+                free(p);
+                t->lat[t->nlat++] = ((uint64_t)HL_OP_FREE << 56) | (cycles_now() - c0);
+            } else {
+                free(p);
+            }
+        } else {
+            void *old = NULL;
+            uint64_t oldbytes = 0;
+            if (e->old_slot != HL_NO_SLOT) {
+                if (fl & HL_RF_WAIT)
+                    wait_ready(e->old_slot);
+                old = sl[e->old_slot];
+                oldbytes = slot_bytes[e->old_slot];
+                if (check == HL_CHECK_FULL && old && !holds(old, oldbytes, pattern(e->old_slot)))
+                    violation("block of slot %u (%llu bytes) changed while live: overlapping "
+                              "blocks", e->old_slot, (unsigned long long)oldbytes);
+            }
+            uint8_t *p;
+            if (lat) {
+                c0 = cycles_now();
+                p = call_alloc(e, old);
+                t->lat[t->nlat++] = ((uint64_t)e->op << 56) | (cycles_now() - c0);
+            } else {
+                p = call_alloc(e, old);
+            }
+            sl[e->slot] = p;
+            const uint64_t bytes = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
+            if (__builtin_expect(p != NULL, 1)) {
+                if (check != HL_CHECK_NONE)
+                    check_block(e, p, bytes, check == HL_CHECK_FULL);
+                if (check == HL_CHECK_FULL) {
+                    if (old) {
+                        uint64_t keep = oldbytes < bytes ? oldbytes : bytes;
+                        if (!holds(p, keep, pattern(e->old_slot)))
+                            violation("realloc(%llu -> %llu) did not keep the contents",
+                                      (unsigned long long)oldbytes, (unsigned long long)bytes);
+                    }
+                    memset(p, pattern(e->slot), bytes);
+                } else if (touch == HL_TOUCH_PAGE) {
+                    for (uint64_t o = old ? oldbytes : 0; o < bytes; o += pg)
+                        p[o] = 1;
+                } else if (touch == HL_TOUCH_ALL) {
+                    uint64_t from = old && oldbytes < bytes ? oldbytes : old ? bytes : 0;
+                    memset(p + from, 0xa5, bytes - from);
+                }
+            } else if (bytes) {
+                atomic_fetch_add(&fail_count, 1);
+            }
+            if (fl & HL_RF_PUBLISH)
+                atomic_store_explicit(&ready[e->slot], 1, memory_order_release);
+        }
+        if (fl & HL_RF_SAMPLE && t->tlk < t->ntl) {
+            t->tl[2 * t->tlk] = mono_ns() - t0_ns;
+            t->tl[2 * t->tlk + 1] = rss_now();
+            t->tlk++;
+        }
+    }
+}
+
+/* Named so that callgrind can collect exactly this (--toggle-collect=hl_replay_loop). */
+__attribute__((noinline, used)) void hl_replay_loop(struct wthr *t);
+__attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
+{
+    if (cfg.check == HL_CHECK_FULL)
+        run_events(t, HL_TOUCH_ALL, HL_CHECK_FULL);
+    else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_PAGE)
+        run_events(t, HL_TOUCH_PAGE, HL_CHECK_CHEAP);
+    else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_ALL)
+        run_events(t, HL_TOUCH_ALL, HL_CHECK_CHEAP);
+    else if (cfg.check == HL_CHECK_CHEAP)
+        run_events(t, HL_TOUCH_NONE, HL_CHECK_CHEAP);
+    else if (cfg.touch == HL_TOUCH_PAGE)
+        run_events(t, HL_TOUCH_PAGE, HL_CHECK_NONE);
+    else if (cfg.touch == HL_TOUCH_ALL)
+        run_events(t, HL_TOUCH_ALL, HL_CHECK_NONE);
+    else
+        run_events(t, HL_TOUCH_NONE, HL_CHECK_NONE);
+}
+
+static void *thread_main(void *arg)
+{
+    struct wthr *t = arg;
+    for (int spin = 0; !atomic_load_explicit(&go, memory_order_acquire); spin++)
+        if (spin > 64)
+            sched_yield();
+    hl_replay_loop(t);
+    t->end_ns = mono_ns();
+    return NULL;
+}
+
+/* ---- measurements around the loop ---- */
+
+static uint64_t status_kb(const char *key)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *s = strstr(buf, key);
+    return s ? strtoull(s + strlen(key), NULL, 10) : 0;
+}
+
+static int reset_hwm(void)
+{
+    int fd = open("/proc/self/clear_refs", O_WRONLY);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static uint64_t tv_ns(struct timeval tv)
+{
+    return (uint64_t)tv.tv_sec * 1000000000u + (uint64_t)tv.tv_usec * 1000u;
+}
+
+enum { PC_INSN, PC_CYCLES, PC_L1D, PC_LLC, PC_DTLB, PC_N };
+static int pfd[PC_N] = {-1, -1, -1, -1, -1};
+
+static int perf_open(int i, uint32_t type, uint64_t config)
+{
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof a);
+    a.size = sizeof a;
+    a.type = type;
+    a.config = config;
+    a.disabled = 1;
+    a.inherit = 1; /* the replay threads are created after this */
+    a.exclude_kernel = 1;
+    a.exclude_hv = 1;
+    pfd[i] = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+    return pfd[i];
+}
+
+static int perf_setup(void)
+{
+    const uint64_t miss_rd = (PERF_COUNT_HW_CACHE_OP_READ << 8) |
+                             (PERF_COUNT_HW_CACHE_RESULT_MISS << 16);
+    if (perf_open(PC_INSN, PERF_TYPE_HARDWARE, PERF_COUNT_HW_INSTRUCTIONS) < 0 ||
+        perf_open(PC_CYCLES, PERF_TYPE_HARDWARE, PERF_COUNT_HW_CPU_CYCLES) < 0 ||
+        perf_open(PC_L1D, PERF_TYPE_HW_CACHE, PERF_COUNT_HW_CACHE_L1D | miss_rd) < 0 ||
+        perf_open(PC_LLC, PERF_TYPE_HARDWARE, PERF_COUNT_HW_CACHE_MISSES) < 0) {
+        int e = errno;
+        for (int i = 0; i < PC_N; i++)
+            if (pfd[i] >= 0)
+                close(pfd[i]);
+        errno = e;
+        return -1;
+    }
+    perf_open(PC_DTLB, PERF_TYPE_HW_CACHE, PERF_COUNT_HW_CACHE_DTLB | miss_rd);
+    return 0;
+}
+
+static void perf_ctl(unsigned long req)
+{
+    for (int i = 0; i < PC_N; i++)
+        if (pfd[i] >= 0)
+            ioctl(pfd[i], req, 0);
+}
+
+static uint64_t perf_value(int i)
+{
+    uint64_t v = 0;
+    if (pfd[i] < 0 || read(pfd[i], &v, sizeof v) != sizeof v)
+        return 0;
+    return v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void latency_summary(void)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < plan->nthreads; i++)
+        total += thr[i].nlat;
+    uint64_t *buf = map_anon(total * sizeof *buf);
+    for (int op = 1; op < HL_OP_COUNT_; op++) {
+        uint64_t n = 0;
+        for (uint32_t i = 0; i < plan->nthreads; i++)
+            for (uint64_t k = 0; k < thr[i].nlat; k++)
+                if ((int)(thr[i].lat[k] >> 56) == op)
+                    buf[n++] = thr[i].lat[k] & ((1ull << 56) - 1);
+        if (!n)
+            continue;
+        qsort(buf, n, sizeof *buf, cmp_u64);
+        struct hl_rp_lat *l = &res.lat[op];
+        l->samples = n;
+        l->p50 = buf[(n - 1) * 50 / 100];
+        l->p99 = buf[(n - 1) * 99 / 100];
+        l->p999 = buf[(n - 1) * 999 / 1000];
+        l->max = buf[n - 1];
+    }
+}
+
+static void send_timeline(void)
+{
+    for (uint32_t i = 0; i < plan->nthreads; i++) {
+        const struct hl_rp_tlpoint *tp =
+            (const struct hl_rp_tlpoint *)((const char *)plan + plan->thr[i].tl_off);
+        for (uint64_t k = 0; k < thr[i].tlk; k++) {
+            uint64_t rss = thr[i].tl[2 * k + 1];
+            struct hl_rp_tlsample s = {tp[k].op_index, thr[i].tl[2 * k], tp[k].live_bytes,
+                                       rss > res.base_rss ? rss - res.base_rss : 0};
+            if (write(cfg.result_fd, &s, sizeof s) != (ssize_t)sizeof s)
+                _exit(3);
+        }
+    }
+}
+
+static void run(void)
+{
+    struct stat st;
+    if (cfg.plan_fd < 0 || fstat(cfg.plan_fd, &st) != 0 ||
+        (uint64_t)st.st_size < sizeof(struct hl_plan_hdr))
+        fail("worker: no replay plan");
+    plan = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, cfg.plan_fd, 0);
+    if (plan == MAP_FAILED || plan->magic != HL_PLAN_MAGIC ||
+        plan->total_bytes != (uint64_t)st.st_size)
+        fail("worker: damaged replay plan");
+    close(cfg.plan_fd);
+    slot_bytes = (const uint64_t *)((const char *)plan + plan->slot_bytes_off);
+    slots = map_anon(plan->nslots * sizeof *slots);
+    uint32_t nt = plan->nthreads;
+    if (nt > 1)
+        ready = map_anon(plan->nslots);
+    thr = map_anon(nt * sizeof *thr);
+    uint64_t ntl = 0;
+    for (uint32_t i = 0; i < nt; i++) {
+        struct wthr *t = &thr[i];
+        t->ev = (const struct hl_rp_ev *)((const char *)plan + plan->thr[i].ev_off);
+        t->nev = plan->thr[i].nev;
+        t->lat = map_anon((t->nev / LAT_EVERY + 1) * sizeof *t->lat);
+        t->ntl = cfg.timeline ? plan->thr[i].ntl : 0;
+        t->tl = map_anon(2 * t->ntl * sizeof *t->tl);
+        ntl += t->ntl;
+    }
+    if (ntl && (statm_fd = open("/proc/self/statm", O_RDONLY)) < 0)
+        fail("worker: /proc/self/statm: %s", strerror(errno));
+
+    switch (cfg.counters) {
+    case HL_CNT_NONE:
+        snprintf(res.counters_source, sizeof res.counters_source,
+                 "n/a: not requested (--counters=none)");
+        break;
+    case HL_CNT_SIM:
+        snprintf(res.counters_source, sizeof res.counters_source, "sim");
+        break;
+    default:
+        if (perf_setup() == 0) {
+            res.have_counters = 1;
+            snprintf(res.counters_source, sizeof res.counters_source, "perf");
+        } else if (cfg.counters == HL_CNT_PERF) {
+            fail("--counters=perf: no hardware counters (perf_event_open: %s)",
+                 strerror(errno));
+        } else {
+            snprintf(res.counters_source, sizeof res.counters_source,
+                     "n/a: no hardware counters (perf_event_open: %s); use --counters=sim",
+                     strerror(errno));
+        }
+    }
+
+    for (uint32_t i = 1; i < nt; i++)
+        if (pthread_create(&thr[i].tid, NULL, thread_main, &thr[i]) != 0)
+            fail("worker: cannot start replay thread %u", i);
+
+    /* Baseline: everything the worker needs is resident now. */
+    res.rss_ok = reset_hwm() == 0;
+    res.base_rss = status_kb("VmRSS:") * 1024;
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    if (res.have_counters) {
+        perf_ctl(PERF_EVENT_IOC_RESET);
+        perf_ctl(PERF_EVENT_IOC_ENABLE);
+    }
+    t0_ns = mono_ns();
+    atomic_store_explicit(&go, 1, memory_order_release);
+    hl_replay_loop(&thr[0]);
+    thr[0].end_ns = mono_ns();
+    for (uint32_t i = 1; i < nt; i++)
+        pthread_join(thr[i].tid, NULL);
+    uint64_t end = 0;
+    for (uint32_t i = 0; i < nt; i++)
+        if (thr[i].end_ns > end)
+            end = thr[i].end_ns;
+    if (res.have_counters)
+        perf_ctl(PERF_EVENT_IOC_DISABLE);
+    getrusage(RUSAGE_SELF, &ru1);
+    uint64_t hwm = status_kb("VmHWM:") * 1024;
+
+    res.time_ns = end - t0_ns;
+    res.ops = plan->ops;
+    res.peak_rss = hwm > res.base_rss ? hwm - res.base_rss : 0;
+    res.user_ns = tv_ns(ru1.ru_utime) - tv_ns(ru0.ru_utime);
+    res.sys_ns = tv_ns(ru1.ru_stime) - tv_ns(ru0.ru_stime);
+    res.minor_faults = (uint64_t)(ru1.ru_minflt - ru0.ru_minflt);
+    res.major_faults = (uint64_t)(ru1.ru_majflt - ru0.ru_majflt);
+    if (res.have_counters) {
+        res.instructions = perf_value(PC_INSN);
+        res.cycles = perf_value(PC_CYCLES);
+        res.l1d_misses = perf_value(PC_L1D);
+        res.llc_misses = perf_value(PC_LLC);
+        res.have_dtlb = pfd[PC_DTLB] >= 0;
+        res.dtlb_misses = perf_value(PC_DTLB);
+    }
+    res.violations = atomic_load(&viol_count);
+    res.alloc_failures = atomic_load(&fail_count);
+    latency_summary();
+    for (uint32_t i = 0; i < nt; i++)
+        res.ntimeline += thr[i].tlk;
+}
+
+static int parse_int(const char *arg, const char *key, int *out)
+{
+    size_t k = strlen(key);
+    if (strncmp(arg, key, k) != 0 || arg[k] != '=')
+        return 0;
+    *out = atoi(arg + k + 1);
+    return 1;
+}
+
+int cmd_worker(int argc, char **argv)
+{
+    /* argv: __worker probe|run --result-fd=N [--plan-fd=N] [--lib=PATH] [--touch=N]
+     *       [--check=N] [--counters=N] [--timeline=0|1]  (numbers: the enums in replay.h) */
+    if (argc < 2)
+        return 2;
+    int probe = strcmp(argv[1], "probe") == 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--lib=", 6) == 0)
+            cfg.lib = a + 6;
+        else if (!parse_int(a, "--result-fd", &cfg.result_fd) &&
+                 !parse_int(a, "--plan-fd", &cfg.plan_fd) && !parse_int(a, "--touch", &cfg.touch) &&
+                 !parse_int(a, "--check", &cfg.check) &&
+                 !parse_int(a, "--counters", &cfg.counters) &&
+                 !parse_int(a, "--timeline", &cfg.timeline))
+            return 2;
+    }
+    if (cfg.result_fd < 0)
+        return 2;
+    pagesz = (size_t)sysconf(_SC_PAGESIZE);
+    res.magic = HL_RP_RESULT_MAGIC;
+    resolve();
+    if (probe) {
+        find_version();
+    } else {
+        run();
+    }
+    send_result();
+    if (!probe)
+        send_timeline();
+    close(cfg.result_fd);
+    _exit(0);
+}

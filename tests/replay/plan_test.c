@@ -1,0 +1,114 @@
+/*
+ * plan_test.c: the replay plan built from events in memory (cmd/replay/plan.c).
+ *
+ * What replay promises before any allocator runs: the replayed op count, the peak
+ * live bytes, which events are dropped (double free, foreign free, failed calls), and
+ * where a thread must wait for a block another thread allocated.
+ */
+#include "replay.h"
+#include "tap.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static struct hl_event ev(int thread, int op, uint64_t size, uint32_t slot, uint32_t old)
+{
+    struct hl_event e;
+    memset(&e, 0, sizeof e);
+    e.thread = (uint32_t)thread;
+    e.op = (uint8_t)op;
+    e.size = size;
+    e.slot = slot;
+    e.old_slot = old;
+    return e;
+}
+#define N HL_NO_SLOT
+
+static const struct hl_plan_hdr *build(const struct hl_event *e, int n, int serial,
+                                       struct hl_plan_info *info, int *rc)
+{
+    struct hl_err err;
+    struct hl_plan_builder *b = hl_plan_begin(serial, UINT64_MAX);
+    *rc = 0;
+    for (int i = 0; i < n; i++)
+        if (hl_plan_add(b, &e[i], &err) != 0) {
+            *rc = -1;
+            hl_plan_abort(b);
+            return NULL;
+        }
+    if (hl_plan_finish(b, info, &err) != 0) {
+        *rc = -1;
+        return NULL;
+    }
+    off_t sz = lseek(info->fd, 0, SEEK_END);
+    const struct hl_plan_hdr *h = mmap(NULL, (size_t)sz, PROT_READ, MAP_PRIVATE, info->fd, 0);
+    return h == MAP_FAILED ? NULL : h;
+}
+
+static const struct hl_rp_ev *tev(const struct hl_plan_hdr *h, int t)
+{
+    return (const struct hl_rp_ev *)((const char *)h + h->thr[t].ev_off);
+}
+
+int main(void)
+{
+    struct hl_plan_info info;
+    int rc;
+
+    /* one thread: malloc 64, malloc 100, free #0, realloc #1 -> 300, free ?, free #0
+     * (double free), malloc FAILED, free #2 */
+    struct hl_event a[] = {
+        ev(0, HL_OP_MALLOC, 64, 0, N),   ev(0, HL_OP_MALLOC, 100, 1, N),
+        ev(0, HL_OP_FREE, 0, 0, N),      ev(0, HL_OP_REALLOC, 300, 2, 1),
+        ev(0, HL_OP_FREE, 0, N, N),      ev(0, HL_OP_FREE, 0, 0, N),
+        ev(0, HL_OP_MALLOC, 1 << 20, N, N), ev(0, HL_OP_FREE, 0, 2, N),
+    };
+    a[4].flags = HL_EV_UNKNOWN;
+    a[6].flags = HL_EV_FAILED;
+    const struct hl_plan_hdr *h = build(a, 8, 0, &info, &rc);
+    TAP_CHECK(h && rc == 0, "a valid section plans");
+    if (!h)
+        return tap_done();
+    TAP_EQ_U(h->events, 8, "every trace event is counted");
+    TAP_EQ_U(h->ops, 5, "the replayed ops exclude unknown, double and failed events");
+    TAP_EQ_U(h->skipped_unknown, 2, "a foreign free and a double free are skipped as unknown");
+    TAP_EQ_U(h->skipped_failed, 1, "a failed malloc is skipped");
+    TAP_EQ_U(h->peak_live, 300, "peak live bytes follow the trace (realloc frees, then allocates)");
+    TAP_EQ_U(h->nslots, 3, "slots are the trace's allocations");
+    TAP_EQ_U(h->nthreads, 1, "one recorded thread, one replay thread");
+    TAP_EQ_U(tev(h, 0)[3].size, 300, "realloc carries its new size");
+    TAP_EQ_U(tev(h, 0)[4].size, 300, "a free carries the freed block's size");
+
+    /* two threads: t0 allocates #0 and #1, t1 frees #0 and reallocs #1, t0 frees #2 */
+    struct hl_event b[] = {
+        ev(0, HL_OP_MALLOC, 32, 0, N), ev(0, HL_OP_MALLOC, 48, 1, N),
+        ev(1, HL_OP_FREE, 0, 0, N),    ev(1, HL_OP_REALLOC, 96, 2, 1),
+        ev(0, HL_OP_FREE, 0, 2, N),
+    };
+    h = build(b, 5, 0, &info, &rc);
+    TAP_CHECK(h != NULL, "a two-thread section plans");
+    if (!h)
+        return tap_done();
+    TAP_EQ_U(h->nthreads, 2, "recorded mode replays one thread per recorded thread");
+    TAP_EQ_U(h->thr[0].nev, 3, "thread 0 keeps its own events");
+    TAP_EQ_U(h->thr[1].nev, 2, "thread 1 keeps its own events");
+    TAP_CHECK(tev(h, 0)[0].flags & HL_RF_PUBLISH, "a block freed by another thread is published");
+    TAP_CHECK(tev(h, 1)[0].flags & HL_RF_WAIT, "a cross-thread free waits for the allocation");
+    TAP_CHECK(tev(h, 1)[1].flags & HL_RF_WAIT, "a cross-thread realloc waits for the allocation");
+    TAP_CHECK(tev(h, 0)[2].flags & HL_RF_WAIT, "a block moving back waits too");
+    TAP_CHECK(!(tev(h, 0)[1].flags & HL_RF_WAIT), "a same-thread event does not wait");
+    TAP_EQ_U(h->peak_live, 96, "peak live bytes across threads follow the global order");
+    h = build(b, 5, 1, &info, &rc);
+    TAP_CHECK(h && h->nthreads == 1 && h->thr[0].nev == 5, "serial mode replays the global order on one thread");
+    int waits = 0;
+    for (uint64_t i = 0; h && i < h->thr[0].nev; i++)
+        waits += (tev(h, 0)[i].flags & (HL_RF_WAIT | HL_RF_PUBLISH)) != 0;
+    TAP_EQ_U(waits, 0, "serial mode has no cross-thread waits");
+
+    /* the slot rule: an allocation must take the next slot */
+    struct hl_event c[] = {ev(0, HL_OP_MALLOC, 8, 0, N), ev(0, HL_OP_MALLOC, 8, 5, N)};
+    build(c, 2, 0, &info, &rc);
+    TAP_CHECK(rc != 0, "a section that skips a slot is refused as corrupted");
+    return tap_done();
+}

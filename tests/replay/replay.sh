@@ -1,0 +1,1 @@
+. "$HEAPLAB_SRC/tests/lib/lib.sh"; done_testing
