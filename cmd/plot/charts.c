@@ -28,34 +28,34 @@ const struct hl_metric hl_metrics[] = {
     {"time", "Replay time per operation",
      "wall time of the replay loop divided by the events replayed (median of the runs, "
      "error bars from the fastest to the slowest run); lower is better",
-     HL_COL_TIME_NS, HL_COL_TIME_NS_MIN, HL_COL_TIME_NS_MAX, 1, 0, 0, 1},
+     HL_RES_TIME_NS, HL_RES_TIME_NS_MIN, HL_RES_TIME_NS_MAX, 1, 0, 0, 1},
     {"peak-rss", "Peak RSS",
      "peak resident memory of the replay worker above its baseline (median of the runs, "
      "error bars min to max); lower is better",
-     HL_COL_PEAK_RSS, HL_COL_PEAK_RSS_MIN, HL_COL_PEAK_RSS_MAX, 0, 1, 0, 1},
+     HL_RES_PEAK_RSS, HL_RES_PEAK_RSS_MIN, HL_RES_PEAK_RSS_MAX, 0, 1, 0, 1},
     {"fragmentation", "Fragmentation (peak RSS / peak live bytes)",
      "peak RSS divided by the largest number of requested bytes alive at once; 1.0 means "
      "no overhead; lower is better",
-     HL_COL_FRAGMENTATION, HL_COL_PEAK_RSS_MIN, HL_COL_PEAK_RSS_MAX, 0, 0, 0, 1},
+     HL_RES_FRAGMENTATION, HL_RES_PEAK_RSS_MIN, HL_RES_PEAK_RSS_MAX, 0, 0, 0, 1},
     {"instructions", "Instructions per operation",
      "instructions executed in the replay loop divided by the events replayed; lower is "
      "better",
-     HL_COL_INSTRUCTIONS, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
+     HL_RES_INSTRUCTIONS, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
     {"l1d-misses", "L1 data cache misses per operation",
      "L1d misses in the replay loop divided by the events replayed; lower is better",
-     HL_COL_L1D_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
+     HL_RES_L1D_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
     {"llc-misses", "Last-level cache misses per operation",
      "LLC misses in the replay loop divided by the events replayed; lower is better",
-     HL_COL_LLC_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
+     HL_RES_LLC_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
     {"dtlb-misses", "dTLB misses per operation",
      "data TLB misses in the replay loop divided by the events replayed; lower is better",
-     HL_COL_DTLB_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
+     HL_RES_DTLB_MISSES, HL_NCOLS, HL_NCOLS, 1, 0, 1, 1},
     {"minor-faults", "Minor page faults",
      "minor page faults of the worker during the replay (getrusage); lower is better",
-     HL_COL_MINOR_FAULTS, HL_NCOLS, HL_NCOLS, 0, 0, 0, 1},
+     HL_RES_MINOR_FAULTS, HL_NCOLS, HL_NCOLS, 0, 0, 0, 1},
     {"major-faults", "Major page faults",
      "major page faults (I/O) of the worker during the replay; lower is better",
-     HL_COL_MAJOR_FAULTS, HL_NCOLS, HL_NCOLS, 0, 0, 0, 1},
+     HL_RES_MAJOR_FAULTS, HL_NCOLS, HL_NCOLS, 0, 0, 0, 1},
 };
 const int hl_nmetrics = sizeof hl_metrics / sizeof hl_metrics[0];
 
@@ -100,21 +100,21 @@ double hl_metric_value(const struct hl_metric *m, const struct hl_row *row, doub
     double v = hl_row_num(row, m->col);
     double l = m->col_min < HL_NCOLS ? hl_row_num(row, m->col_min) : NAN;
     double h = m->col_max < HL_NCOLS ? hl_row_num(row, m->col_max) : NAN;
-    if (m->col == HL_COL_TIME_NS && isnan(v)) /* older rows: only ns/op */
-        v = hl_row_num(row, HL_COL_NS_PER_OP) * hl_row_num(row, HL_COL_OPS);
-    if (m->col == HL_COL_FRAGMENTATION) {
-        double live = hl_row_num(row, HL_COL_PEAK_LIVE);
+    if (m->col == HL_RES_TIME_NS && isnan(v)) /* older rows: only ns/op */
+        v = hl_row_num(row, HL_RES_NS_PER_OP) * hl_row_num(row, HL_RES_OPS);
+    if (m->col == HL_RES_FRAGMENTATION) {
+        double live = hl_row_num(row, HL_RES_PEAK_LIVE);
         if (isnan(v))
-            v = hl_row_num(row, HL_COL_PEAK_RSS) / live;
+            v = hl_row_num(row, HL_RES_PEAK_RSS) / live;
         l = live > 0 ? l / live : NAN;
         h = live > 0 ? h / live : NAN;
     }
     if (m->per_op) {
-        double ops = hl_row_num(row, HL_COL_OPS);
+        double ops = hl_row_num(row, HL_RES_OPS);
         if (!(ops > 0)) {
             v = l = h = NAN;
-            if (m->col == HL_COL_TIME_NS)
-                v = hl_row_num(row, HL_COL_NS_PER_OP);
+            if (m->col == HL_RES_TIME_NS)
+                v = hl_row_num(row, HL_RES_NS_PER_OP);
         } else {
             v /= ops;
             l /= ops;
@@ -306,7 +306,7 @@ static const char *counter_origin(const struct hl_results *r)
 {
     int sim = 0, perf = 0;
     for (int i = 0; i < r->nrows; i++) {
-        const char *s = r->rows[i].v[HL_COL_COUNTERS_SOURCE];
+        const char *s = r->rows[i].v[HL_RES_COUNTERS_SOURCE];
         if (s && strcmp(s, "sim") == 0)
             sim = 1;
         else if (s && strcmp(s, "perf") == 0)
@@ -324,13 +324,13 @@ static void missing_reason(const struct hl_results *r, const struct hl_metric *m
 {
     if (m->is_counter)
         for (int i = 0; i < r->nrows; i++) {
-            const char *s = r->rows[i].v[HL_COL_COUNTERS_SOURCE];
+            const char *s = r->rows[i].v[HL_RES_COUNTERS_SOURCE];
             if (s && strncmp(s, "n/a", 3) == 0) {
                 snprintf(out, n, "not measured (%s)", s);
                 return;
             }
         }
-    if (m->col == HL_COL_DTLB_MISSES && counter_origin(r) &&
+    if (m->col == HL_RES_DTLB_MISSES && counter_origin(r) &&
         strcmp(counter_origin(r), "simulated by callgrind") == 0) {
         snprintf(out, n, "not measured (the cache simulator has no TLB model)");
         return;
@@ -409,9 +409,9 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     } else if (m->bytes) {
         byte_unit(vmax, &unit, &div);
         snprintf(ylabel, sizeof ylabel, "%s (%s)", m->title, unit);
-    } else if (m->col == HL_COL_TIME_NS) {
+    } else if (m->col == HL_RES_TIME_NS) {
         snprintf(ylabel, sizeof ylabel, "nanoseconds per operation");
-    } else if (m->col == HL_COL_FRAGMENTATION) {
+    } else if (m->col == HL_RES_FRAGMENTATION) {
         snprintf(ylabel, sizeof ylabel, "peak RSS / peak live bytes");
     } else if (m->per_op) {
         snprintf(ylabel, sizeof ylabel, "%s", m->title);
@@ -446,7 +446,7 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
                 else
                     fprintf(f, " %.6g", x / div);
             }
-            int bad = hl_row_num(hl_results_find(r, g, a), HL_COL_VIOLATIONS) > 0;
+            int bad = hl_row_num(hl_results_find(r, g, a), HL_RES_VIOLATIONS) > 0;
             any_bad |= bad;
             fprintf(f, " %d", bad);
         }
@@ -482,7 +482,7 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     fprintf(f, "na_y = %.6g\n", logscale ? vmin / div : 0.0);
     if (o->normalise)
         fprintf(f, "refline = 1.0\n");
-    else if (m->col == HL_COL_FRAGMENTATION)
+    else if (m->col == HL_RES_FRAGMENTATION)
         fprintf(f, "refline = 1.0\n");
     else
         fprintf(f, "refline = NaN\n");
@@ -595,9 +595,9 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
                            const struct hl_chart_opts *o)
 {
     static const enum hl_col cols[2][4] = {
-        {HL_COL_LAT_MALLOC_P50, HL_COL_LAT_MALLOC_P99, HL_COL_LAT_MALLOC_P999,
-         HL_COL_LAT_MALLOC_MAX},
-        {HL_COL_LAT_FREE_P50, HL_COL_LAT_FREE_P99, HL_COL_LAT_FREE_P999, HL_COL_LAT_FREE_MAX}};
+        {HL_RES_LAT_MALLOC_P50, HL_RES_LAT_MALLOC_P99, HL_RES_LAT_MALLOC_P999,
+         HL_RES_LAT_MALLOC_MAX},
+        {HL_RES_LAT_FREE_P50, HL_RES_LAT_FREE_P99, HL_RES_LAT_FREE_P999, HL_RES_LAT_FREE_MAX}};
     static const char *const pct[4] = {"p50", "p99", "p99.9", "max"};
     for (int g = 0; g < r->ngroups; g++) {
         int have[2] = {0, 0};

@@ -39,9 +39,9 @@
     X(DATE, "date", 0)
 
 enum hl_col {
-#define HL_COL_ENUM(id, name, numeric) HL_COL_##id,
-    HL_RESULT_COLUMNS(HL_COL_ENUM)
-#undef HL_COL_ENUM
+#define HL_RES_ENUM(id, name, numeric) HL_RES_##id,
+    HL_RESULT_COLUMNS(HL_RES_ENUM)
+#undef HL_RES_ENUM
     HL_NCOLS
 };
 

@@ -77,9 +77,9 @@ static void fmt_metric(char *buf, size_t n, const struct hl_metric *m, double v)
         snprintf(buf, n, "-");
     else if (m->bytes)
         hl_fmt_bytes(buf, n, v);
-    else if (m->col == HL_COL_TIME_NS)
+    else if (m->col == HL_RES_TIME_NS)
         snprintf(buf, n, v < 10 ? "%.2f ns" : "%.1f ns", v);
-    else if (m->col == HL_COL_FRAGMENTATION)
+    else if (m->col == HL_RES_FRAGMENTATION)
         snprintf(buf, n, "%.2f", v);
     else if (m->per_op)
         snprintf(buf, n, v < 10 ? "%.2f" : "%.1f", v);
@@ -105,7 +105,7 @@ static void metric_table(FILE *f, const struct hl_results *r, const struct hl_me
         for (int a = 0; a < r->nallocs; a++) {
             const struct hl_row *row = hl_results_find(r, g, a);
             double v = row ? hl_metric_value(m, row, NULL, NULL) : NAN;
-            if (hl_row_num(row, HL_COL_VIOLATIONS) > 0)
+            if (hl_row_num(row, HL_RES_VIOLATIONS) > 0)
                 continue; /* broke the contract: never the winner */
             if (!isnan(v) && (isnan(best) || (m->lower_is_better ? v < best : v > best)))
                 best = v;
@@ -121,7 +121,7 @@ static void metric_table(FILE *f, const struct hl_results *r, const struct hl_me
             char buf[64];
             fmt_metric(buf, sizeof buf, m, v);
             int bold = !isnan(v) && v == best;
-            int broke = hl_row_num(row, HL_COL_VIOLATIONS) > 0;
+            int broke = hl_row_num(row, HL_RES_VIOLATIONS) > 0;
             fprintf(f, " %s%s%s%s", bold ? "**" : "", buf, bold ? "**" : "",
                     broke ? " (!)" : "");
             if (refv > 0 && !isnan(v))
@@ -151,10 +151,10 @@ void hl_report_write(const char *path, const struct hl_results *r,
 
     fprintf(f, "## Provenance\n\n| | |\n|---|---|\n");
     static const struct { enum hl_col col; const char *label; } prov[] = {
-        {HL_COL_HEAPLAB_VERSION, "heaplab version"}, {HL_COL_CPU, "CPU"},
-        {HL_COL_KERNEL, "kernel"}, {HL_COL_DATE, "date of the runs"},
-        {HL_COL_RUNS, "runs per allocator"}, {HL_COL_THREADS_MODE, "thread mode"},
-        {HL_COL_TOUCH, "memory touched"}, {HL_COL_COUNTERS_SOURCE, "cache counters"},
+        {HL_RES_HEAPLAB_VERSION, "heaplab version"}, {HL_RES_CPU, "CPU"},
+        {HL_RES_KERNEL, "kernel"}, {HL_RES_DATE, "date of the runs"},
+        {HL_RES_RUNS, "runs per allocator"}, {HL_RES_THREADS_MODE, "thread mode"},
+        {HL_RES_TOUCH, "memory touched"}, {HL_RES_COUNTERS_SOURCE, "cache counters"},
     };
     for (size_t i = 0; i < sizeof prov / sizeof prov[0]; i++) {
         distinct(r, prov[i].col, buf, sizeof buf);
@@ -170,24 +170,24 @@ void hl_report_write(const char *path, const struct hl_results *r,
     for (int a = 0; a < r->nallocs; a++) {
         const struct hl_row *row = NULL;
         for (int i = 0; i < r->nrows && !row; i++)
-            if (strcmp(r->rows[i].v[HL_COL_ALLOCATOR], r->alloc[a]) == 0)
+            if (strcmp(r->rows[i].v[HL_RES_ALLOCATOR], r->alloc[a]) == 0)
                 row = &r->rows[i];
         if (!row)
             continue; /* seen only in a timeline */
         fputs("| ", f);
         cell(f, r->alloc[a]);
         fputs(" | ", f);
-        cell(f, row->v[HL_COL_ALLOCATOR_VERSION]);
+        cell(f, row->v[HL_RES_ALLOCATOR_VERSION]);
         fputs(" | ", f);
-        if (row->v[HL_COL_ALLOCATOR_PATH]) {
+        if (row->v[HL_RES_ALLOCATOR_PATH]) {
             fputc('`', f);
-            cell(f, row->v[HL_COL_ALLOCATOR_PATH]);
+            cell(f, row->v[HL_RES_ALLOCATOR_PATH]);
             fputc('`', f);
         } else {
             fputs("the system's (no preload)", f);
         }
         fputs(" | ", f);
-        const char *t = row->v[HL_COL_TUNABLES];
+        const char *t = row->v[HL_RES_TUNABLES];
         if (t && t[strlen(t) - 1] != '=') {
             fputc('`', f);
             cell(f, t);
@@ -205,11 +205,11 @@ void hl_report_write(const char *path, const struct hl_results *r,
             if (r->row_group[i] == g)
                 row = &r->rows[i];
         char ops[32], live[32];
-        double nops = hl_row_num(row, HL_COL_OPS), nlive = hl_row_num(row, HL_COL_PEAK_LIVE);
+        double nops = hl_row_num(row, HL_RES_OPS), nlive = hl_row_num(row, HL_RES_PEAK_LIVE);
         fputs("| ", f);
         cell(f, r->group[g]);
         fputs(" | ", f);
-        cell(f, row->v[HL_COL_TRACE_HASH]);
+        cell(f, row->v[HL_RES_TRACE_HASH]);
         fprintf(f, " | %s | %s |\n", isnan(nops) ? "-" : hl_fmt_count(ops, sizeof ops, nops),
                 isnan(nlive) ? "-" : hl_fmt_bytes(live, sizeof live, nlive));
     }
@@ -217,7 +217,7 @@ void hl_report_write(const char *path, const struct hl_results *r,
     /* A fast allocator that breaks the contract must not look like a winner. */
     int have_checks = 0, bad = 0;
     for (int i = 0; i < r->nrows; i++) {
-        double v = hl_row_num(&r->rows[i], HL_COL_VIOLATIONS);
+        double v = hl_row_num(&r->rows[i], HL_RES_VIOLATIONS);
         have_checks |= !isnan(v);
         bad |= v > 0;
     }
@@ -231,12 +231,12 @@ void hl_report_write(const char *path, const struct hl_results *r,
         fprintf(f, "**Warning: some allocators broke the malloc contract; their numbers "
                    "are not comparable.**\n\n| trace | allocator | violations |\n|---|---|---:|\n");
         for (int i = 0; i < r->nrows; i++)
-            if (hl_row_num(&r->rows[i], HL_COL_VIOLATIONS) > 0) {
+            if (hl_row_num(&r->rows[i], HL_RES_VIOLATIONS) > 0) {
                 fputs("| ", f);
                 cell(f, r->group[r->row_group[i]]);
                 fputs(" | ", f);
-                cell(f, r->rows[i].v[HL_COL_ALLOCATOR]);
-                fprintf(f, " | %s |\n", r->rows[i].v[HL_COL_VIOLATIONS]);
+                cell(f, r->rows[i].v[HL_RES_ALLOCATOR]);
+                fprintf(f, " | %s |\n", r->rows[i].v[HL_RES_VIOLATIONS]);
             }
     }
 
@@ -281,9 +281,9 @@ void hl_report_write(const char *path, const struct hl_results *r,
     fprintf(f, "\n## Call latency\n\n");
     if (any_lat) {
         static const enum hl_col lat[] = {
-            HL_COL_LAT_MALLOC_P50, HL_COL_LAT_MALLOC_P99, HL_COL_LAT_MALLOC_P999,
-            HL_COL_LAT_MALLOC_MAX, HL_COL_LAT_FREE_P50, HL_COL_LAT_FREE_P99,
-            HL_COL_LAT_FREE_P999, HL_COL_LAT_FREE_MAX};
+            HL_RES_LAT_MALLOC_P50, HL_RES_LAT_MALLOC_P99, HL_RES_LAT_MALLOC_P999,
+            HL_RES_LAT_MALLOC_MAX, HL_RES_LAT_FREE_P50, HL_RES_LAT_FREE_P99,
+            HL_RES_LAT_FREE_P999, HL_RES_LAT_FREE_MAX};
         fprintf(f, "CPU cycles per call, sampled; the charts use a logarithmic scale.\n\n"
                    "| trace | allocator | malloc p50 | p99 | p99.9 | max | free p50 | p99 | "
                    "p99.9 | max |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");

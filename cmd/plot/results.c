@@ -19,9 +19,9 @@
 #include <string.h>
 
 const struct hl_col_info hl_cols[HL_NCOLS] = {
-#define HL_COL_INFO(id, name, numeric) {name, numeric},
-    HL_RESULT_COLUMNS(HL_COL_INFO)
-#undef HL_COL_INFO
+#define HL_RES_INFO(id, name, numeric) {name, numeric},
+    HL_RESULT_COLUMNS(HL_RES_INFO)
+#undef HL_RES_INFO
 };
 
 /* Not inlined: callers compute sizes from ints and GCC then warns about impossible
@@ -203,8 +203,8 @@ static void results_read_csv(struct hl_results *r, const char *path, const char 
         for (int j = 0; j < i; j++)
             if (map[i] >= 0 && map[j] == map[i])
                 hl_die("%s:%d: column '%s' appears twice", path, line, c.f[i]);
-        have_trace |= map[i] == HL_COL_TRACE;
-        have_alloc |= map[i] == HL_COL_ALLOCATOR;
+        have_trace |= map[i] == HL_RES_TRACE;
+        have_alloc |= map[i] == HL_RES_ALLOCATOR;
     }
     if (!have_trace || !have_alloc)
         hl_die("%s:%d: not a heaplab results header (no 'trace' and 'allocator' columns)",
@@ -469,8 +469,8 @@ static void results_read_json(struct hl_results *r, const char *path, const char
     struct jval *res = jget(doc, "results");
     if (!res || res->t != J_ARR)
         hl_die("%s:%d: no \"results\" array", path, res ? res->line : doc->line);
-    static const enum hl_col prov[] = {HL_COL_HEAPLAB_VERSION, HL_COL_CPU, HL_COL_KERNEL,
-                                       HL_COL_DATE};
+    static const enum hl_col prov[] = {HL_RES_HEAPLAB_VERSION, HL_RES_CPU, HL_RES_KERNEL,
+                                       HL_RES_DATE};
     for (int i = 0; i < res->n; i++) {
         struct jval *o = res->items[i];
         if (o->t != J_OBJ)
@@ -496,7 +496,7 @@ static void results_read_json(struct hl_results *r, const char *path, const char
                 snprintf(name, sizeof name, "lat_%s_%s", ops[a], pct[b]);
                 jset(row, col_by_name(name), jget(jget(lat, ops[a]), pct[b]), path);
             }
-        if (!row->v[HL_COL_TRACE] || !row->v[HL_COL_ALLOCATOR])
+        if (!row->v[HL_RES_TRACE] || !row->v[HL_RES_ALLOCATOR])
             hl_die("%s:%d: a result without \"trace\" or \"allocator\"", path, o->line);
     }
     jfree(doc);
@@ -529,7 +529,7 @@ void hl_results_read(struct hl_results *r, const char *path)
         hl_die("%s: no results (the header is there but no rows)", path);
 
     for (int i = 0; i < r->nrows; i++)
-        if (!r->rows[i].v[HL_COL_TRACE] || !r->rows[i].v[HL_COL_ALLOCATOR])
+        if (!r->rows[i].v[HL_RES_TRACE] || !r->rows[i].v[HL_RES_ALLOCATOR])
             hl_die("%s:%d: empty trace or allocator name", path, r->rows[i].line);
 
     /* Groups: a trace, or trace#process where one trace holds several processes. */
@@ -538,17 +538,17 @@ void hl_results_read(struct hl_results *r, const char *path)
         const struct hl_row *row = &r->rows[i];
         int multi = 0;
         for (int k = 0; k < r->nrows; k++) {
-            const char *p1 = row->v[HL_COL_PROCESS], *p2 = r->rows[k].v[HL_COL_PROCESS];
-            if (strcmp(r->rows[k].v[HL_COL_TRACE], row->v[HL_COL_TRACE]) == 0 &&
+            const char *p1 = row->v[HL_RES_PROCESS], *p2 = r->rows[k].v[HL_RES_PROCESS];
+            if (strcmp(r->rows[k].v[HL_RES_TRACE], row->v[HL_RES_TRACE]) == 0 &&
                 strcmp(p1 ? p1 : "", p2 ? p2 : "") != 0)
                 multi = 1;
         }
         char label[512];
         if (multi)
-            snprintf(label, sizeof label, "%s#%s", row->v[HL_COL_TRACE],
-                     row->v[HL_COL_PROCESS] ? row->v[HL_COL_PROCESS] : "?");
+            snprintf(label, sizeof label, "%s#%s", row->v[HL_RES_TRACE],
+                     row->v[HL_RES_PROCESS] ? row->v[HL_RES_PROCESS] : "?");
         else
-            snprintf(label, sizeof label, "%s", row->v[HL_COL_TRACE]);
+            snprintf(label, sizeof label, "%s", row->v[HL_RES_TRACE]);
         int g;
         for (g = 0; g < r->ngroups; g++)
             if (strcmp(r->group[g], label) == 0)
@@ -561,18 +561,18 @@ void hl_results_read(struct hl_results *r, const char *path)
     }
     /* Allocators in name order, so that the palette does not depend on row order. */
     for (int i = 0; i < r->nrows; i++)
-        if (hl_results_alloc(r, r->rows[i].v[HL_COL_ALLOCATOR]) < 0) {
+        if (hl_results_alloc(r, r->rows[i].v[HL_RES_ALLOCATOR]) < 0) {
             r->alloc = xrealloc(r->alloc, (size_t)(r->nallocs + 1) * sizeof *r->alloc);
-            r->alloc[r->nallocs++] = r->rows[i].v[HL_COL_ALLOCATOR];
+            r->alloc[r->nallocs++] = r->rows[i].v[HL_RES_ALLOCATOR];
         }
     qsort(r->alloc, (size_t)r->nallocs, sizeof *r->alloc, cmp_str);
     for (int i = 0; i < r->nrows; i++)
         for (int k = 0; k < i; k++)
             if (r->row_group[k] == r->row_group[i] &&
-                strcmp(r->rows[k].v[HL_COL_ALLOCATOR], r->rows[i].v[HL_COL_ALLOCATOR]) == 0)
+                strcmp(r->rows[k].v[HL_RES_ALLOCATOR], r->rows[i].v[HL_RES_ALLOCATOR]) == 0)
                 hl_die("%s:%d: a second result for trace '%s' and allocator '%s' (line %d)",
                        path, r->rows[i].line, r->group[r->row_group[i]],
-                       r->rows[i].v[HL_COL_ALLOCATOR], r->rows[k].line);
+                       r->rows[i].v[HL_RES_ALLOCATOR], r->rows[k].line);
 }
 
 int hl_results_alloc(const struct hl_results *r, const char *name)
@@ -586,7 +586,7 @@ int hl_results_alloc(const struct hl_results *r, const char *name)
 const struct hl_row *hl_results_find(const struct hl_results *r, int g, int a)
 {
     for (int i = 0; i < r->nrows; i++)
-        if (r->row_group[i] == g && strcmp(r->rows[i].v[HL_COL_ALLOCATOR], r->alloc[a]) == 0)
+        if (r->row_group[i] == g && strcmp(r->rows[i].v[HL_RES_ALLOCATOR], r->alloc[a]) == 0)
             return &r->rows[i];
     return NULL;
 }
