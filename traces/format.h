@@ -31,8 +31,9 @@
  *                         the stored payload bytes
  *     20  4  header_crc   CRC-32C of header bytes 0..19, so a damaged length field is
  *                         told apart from a truncated file
- *   Limits a reader enforces (a block beyond them is corrupt): stored and raw at most
- *   HL_BLOCK_MAX_BYTES; PROC and ENDS payloads at most HL_META_MAX_BYTES; thread
+ *   Limits a reader enforces (a block beyond them is corrupt): a CHNK's stored at most
+ *   HL_BLOCK_MAX_BYTES and raw at most HL_CHUNK_MAX_RAW; PROC and ENDS payloads at most
+ *   HL_META_MAX_BYTES; thread
  *   indices below HL_MAX_THREADS; slot ids below HL_NO_SLOT (2^32 - 1).
  *   Blocks must come in the order PROC CHNK* ENDS; anything else is corrupt.
  *
@@ -45,40 +46,53 @@
  *   nevents must equal the sum of the section's chunk counts, and nslots the slot
  *   count reached by its last chunk; a mismatch is corruption.
  *
- * CHNK payload: one zstd frame; decompressed (`raw` bytes) it is
+ * CHNK payload
  *     varint first_slot    slot id of the chunk's first allocation (the section's
  *                          allocation count before the chunk)
  *     varint base_time     time_ns of the event before the chunk (0 for the first chunk)
- *     varint len[5]        byte lengths of the columns THREAD, SIZE, AUX, REF, TIME
- *     u8     opf[nevents]  column OPF: one byte per event
- *     THREAD, SIZE, AUX, REF, TIME columns, concatenated in that order
- *   The column lengths must add up to exactly the rest of the payload and every column
- *   must be consumed exactly.  A chunk needs nothing from earlier chunks, so any chunk
- *   decodes on its own (slot ids and times are absolute through first_slot, base_time).
+ *     then the 8 columns, in the order OPF THREAD SIZE_LO SIZE_HI AUX REF TIME_LO
+ *     TIME_HI, each as:
+ *       varint raw_len     the column's decoded length in bytes
+ *       varint stored_len  0: the raw_len bytes follow as they are; else a zstd frame of
+ *                          stored_len bytes follows, which decompresses to exactly
+ *                          raw_len bytes
+ *   The block header's `raw` is the sum of the columns' raw_len; the payload must end
+ *   exactly after the last column, and every column must be consumed exactly.  Each
+ *   column is compressed on its own so that zstd's entropy tables fit one kind of data.
+ *   A chunk needs nothing from earlier chunks, so any chunk decodes on its own (slot
+ *   ids and times are absolute through first_slot and base_time); a reader also checks
+ *   that they continue the previous chunk.
  *
  *   varint: unsigned LEB128 (7 bits a byte, low first, high bit = more), at most 10
  *   bytes; zigzag(v) = (v << 1) ^ (v >> 63) maps signed to unsigned.
+ *   "lo/hi" pairs split a number v into the byte v & 0xff (in the _LO column) and the
+ *   varint v >> 8 (in the _HI column): the low bytes are noisy, the high parts mostly
+ *   zero, and apart each compresses close to its entropy.
  *
- *   OPF byte of an event:
- *     bits 0-3  op (enum hl_op, 1..10)
- *     bit 4     HL_EV_FAILED
- *     bit 5     HL_EV_UNKNOWN
- *     bit 6     NOREF: free/realloc/reallocarray names no slot and is not unknown:
- *               free(NULL) or realloc(NULL, n) / reallocarray(NULL, ...)
- *     bit 7     THREAD: the thread differs from the previous event's (the thread
- *               before a chunk's first event counts as 0); its index is the next
- *               varint of THREAD
- *   Per event, in order, the other columns hold:
- *     SIZE   varint size, for every op but free
- *     AUX    varint aux, for calloc, reallocarray (nmemb) and posix_memalign,
- *            aligned_alloc, memalign (alignment); other ops have aux 0
- *     REF    varint (next_slot - 1 - slot) for free, and for realloc/reallocarray's
- *            old_slot, unless UNKNOWN or NOREF is set; next_slot is the slot the next
- *            allocation would take, so freeing the newest block costs one zero byte
- *     TIME   varint zigzag(time_ns - previous event's time_ns), every event
+ *   Per event, in order, the columns hold:
+ *     OPF      one byte, every event:
+ *                bits 0-3  op (enum hl_op, 1..10)
+ *                bit 4     HL_EV_FAILED
+ *                bit 5     HL_EV_UNKNOWN
+ *                bit 6     NOREF: free/realloc/reallocarray names no slot and is not
+ *                          unknown: free(NULL), realloc(NULL, n), reallocarray(NULL, ...)
+ *                bit 7     THREAD: the thread differs from the previous event's (the
+ *                          thread before a chunk's first event counts as 0)
+ *     THREAD   varint thread index, when OPF bit 7 is set
+ *     SIZE     lo/hi of size, for every op but free
+ *     AUX      varint aux, for calloc, reallocarray (nmemb) and posix_memalign,
+ *              aligned_alloc, memalign (alignment); other ops have aux 0
+ *     REF      varint (next_slot - 1 - slot) for free's slot and realloc/reallocarray's
+ *              old_slot, unless UNKNOWN or NOREF is set; next_slot is the slot the next
+ *              allocation would take, so freeing the newest block is one zero byte
+ *     TIME     every event: d = time_ns - the previous event's time_ns, as a signed
+ *              64-bit number; TIME_LO holds the byte d & 0xff and TIME_HI the varint
+ *              zigzag(d >> 8) (arithmetic shift), so d = (unzigzag(hi) << 8) | lo; small
+ *              forward steps cost a zero in TIME_HI
  *   Slots: an allocating op that did not fail takes slot next_slot, then next_slot
- *   grows by one; a failed one has slot HL_NO_SLOT.  Event fields a column does not
- *   carry are HL_NO_SLOT (slot, old_slot) or 0 (size, aux).
+ *   grows by one; a failed one has slot HL_NO_SLOT.  Event fields no column carries are
+ *   HL_NO_SLOT (slot, old_slot) or 0 (size, aux).  A free or realloc must name a live
+ *   slot (allocated and not yet given back; a failed realloc leaves its block live).
  *
  * Hash (hl_reader_hash): FNV-1a 64 over all bytes of the file, as 16 lowercase hex digits.
  */
@@ -109,8 +123,15 @@
 #define HL_OPF_NOREF 0x40u
 #define HL_OPF_THREAD 0x80u
 
-/* Column indices in the chunk's len[] array. */
-enum { HL_COL_THREAD, HL_COL_SIZE, HL_COL_AUX, HL_COL_REF, HL_COL_TIME, HL_NCOLS };
+/* Columns of a chunk, in file order. */
+enum {
+    HL_COL_OPF, HL_COL_THREAD, HL_COL_SIZE_LO, HL_COL_SIZE_HI, HL_COL_AUX, HL_COL_REF,
+    HL_COL_TIME_LO, HL_COL_TIME_HI, HL_NCOLS
+};
+/* Most bytes one event adds to each column (varints of < 2^24, 2^56, 2^64, 2^32, 2^57). */
+#define HL_COL_MAX_BYTES {1, 4, 1, 8, 10, 5, 1, 9}
+/* Most decoded bytes a chunk may have (the sum of the above per event). */
+#define HL_CHUNK_MAX_RAW (HL_CHUNK_MAX_EVENTS * 39u)
 
 /* CRC-32C of buf, continuing from crc (start with 0). */
 uint32_t hl_crc32c(uint32_t crc, const void *buf, size_t n);

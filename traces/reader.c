@@ -27,9 +27,6 @@
 #include <unistd.h>
 #include <zstd.h>
 
-/* Largest raw chunk a valid writer can produce: header varints plus the worst case of
- * every column (writer.c).  Anything claiming more is corrupt. */
-#define RAW_MAX (16 * 10 + HL_CHUNK_MAX_EVENTS * (1 + 5 + 10 + 10 + 5 + 10))
 
 enum { ST_BETWEEN, ST_SECTION, ST_FAILED };
 
@@ -109,7 +106,7 @@ static int read_block(struct hl_reader *r, struct block *b, struct hl_err *err)
     b->nevents = hl_get_le32(h + 12);
     if (b->tag != HL_TAG_PROC && b->tag != HL_TAG_CHNK && b->tag != HL_TAG_ENDS)
         return fail(r, err, "corrupted block at byte offset %zu (unknown tag 0x%08x)", off, b->tag);
-    uint32_t max_raw = b->tag == HL_TAG_CHNK ? RAW_MAX : HL_META_MAX_BYTES;
+    uint32_t max_raw = b->tag == HL_TAG_CHNK ? HL_CHUNK_MAX_RAW : HL_META_MAX_BYTES;
     uint32_t max_stored = b->tag == HL_TAG_CHNK ? HL_BLOCK_MAX_BYTES : HL_META_MAX_BYTES;
     if (b->stored > max_stored || b->raw > max_raw)
         return fail(r, err, "corrupted %s at byte offset %zu (length %u out of range)",
@@ -366,86 +363,131 @@ static int live_grow(struct hl_reader *r, uint32_t s)
     return 0;
 }
 
-/* Decode one chunk's raw payload into r->ev.  Returns NULL on success or a reason. */
-static const char *decode_chunk(struct hl_reader *r, const uint8_t *raw, size_t rawlen,
-                                uint32_t n)
+static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
+
+/* Unpack a chunk's columns into r->raw: cp[c], ce[c] bound column c.  Returns NULL on
+ * success or a reason. */
+static const char *unpack_columns(struct hl_reader *r, const struct block *b,
+                                  uint64_t *first_slot, uint64_t *base_time,
+                                  const uint8_t **cp, const uint8_t **ce)
 {
-    const uint8_t *p = raw, *end = raw + rawlen;
-    uint64_t first_slot, base_time, len[HL_NCOLS];
-    if (hl_get_varint(&p, end, &first_slot) || hl_get_varint(&p, end, &base_time))
+    const uint8_t *p = b->payload, *end = p + b->stored;
+    if (hl_get_varint(&p, end, first_slot) || hl_get_varint(&p, end, base_time))
         return "bad chunk header";
-    for (int c = 0; c < HL_NCOLS; c++)
-        if (hl_get_varint(&p, end, &len[c]))
-            return "bad chunk header";
+    uint8_t *out = r->raw;
+    size_t total = 0;
+    for (int c = 0; c < HL_NCOLS; c++) {
+        uint64_t raw, stored;
+        if (hl_get_varint(&p, end, &raw) || hl_get_varint(&p, end, &stored))
+            return "bad column header";
+        if (raw > col_max[c] * b->nevents || total + raw > b->raw)
+            return "column length out of range";
+        if (stored == 0) {
+            if ((uint64_t)(end - p) < raw)
+                return "column runs past the chunk";
+            cp[c] = p;
+            p += raw;
+        } else {
+            if ((uint64_t)(end - p) < stored)
+                return "column runs past the chunk";
+            size_t got = ZSTD_decompressDCtx(r->dctx, out, (size_t)raw, p, (size_t)stored);
+            if (ZSTD_isError(got))
+                return ZSTD_getErrorName(got);
+            if (got != raw)
+                return "column decompresses to the wrong size";
+            cp[c] = out;
+            out += raw;
+            p += stored;
+        }
+        ce[c] = cp[c] + raw;
+        total += raw;
+    }
+    if (p != end || total != b->raw)
+        return "column lengths do not match the chunk";
+    if ((size_t)(ce[HL_COL_OPF] - cp[HL_COL_OPF]) != b->nevents)
+        return "op column does not match the event count";
+    return NULL;
+}
+
+/* One lo/hi pair (format.h). */
+static inline int get_lohi(const uint8_t **lo, const uint8_t *lo_end, const uint8_t **hi,
+                           const uint8_t *hi_end, uint64_t *out)
+{
+    uint64_t h;
+    if (*lo >= lo_end || hl_get_varint(hi, hi_end, &h) || h >> 56)
+        return -1;
+    *out = h << 8 | *(*lo)++;
+    return 0;
+}
+
+/* Decode one chunk into r->ev.  Returns NULL on success or a reason. */
+static const char *decode_chunk(struct hl_reader *r, const struct block *b)
+{
+    uint64_t first_slot, base_time;
+    const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
+    const char *why = unpack_columns(r, b, &first_slot, &base_time, cp, ce);
+    if (why)
+        return why;
     if (first_slot != r->next_slot)
         return "chunk does not follow the previous one (slot numbering)";
     if (base_time != r->last_time)
         return "chunk does not follow the previous one (time base)";
-    if ((size_t)(end - p) < n)
-        return "column lengths do not match the chunk";
-    const uint8_t *opf = p;
-    p += n;
-    const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
-    for (int c = 0; c < HL_NCOLS; c++) {
-        if ((uint64_t)(end - p) < len[c])
-            return "column lengths do not match the chunk";
-        cp[c] = p;
-        p += len[c];
-        ce[c] = p;
-    }
-    if (p != end)
-        return "column lengths do not match the chunk";
 
+    uint32_t n = b->nevents;
+    const uint8_t *opf = cp[HL_COL_OPF];
     uint32_t next = r->next_slot;
     uint64_t t = base_time;
-    uint32_t thread = 0;
+    uint32_t thread = 0, maxthread = r->nthreads;
     struct hl_event *ev = r->ev;
     for (uint32_t i = 0; i < n; i++) {
-        uint8_t b = opf[i];
-        unsigned op = b & HL_OPF_OP_MASK;
+        uint8_t b8 = opf[i];
+        unsigned op = b8 & HL_OPF_OP_MASK;
         uint8_t props = op_props[op];
         struct hl_event *e = &ev[i];
         uint64_t v;
         if (!props)
             return "unknown op";
         e->op = (uint8_t)op;
-        e->flags = (b >> 4) & 3;
-        if (b & HL_OPF_THREAD) {
+        e->flags = (b8 >> 4) & 3;
+        if (b8 & HL_OPF_THREAD) {
             if (hl_get_varint(&cp[HL_COL_THREAD], ce[HL_COL_THREAD], &v) || v >= HL_MAX_THREADS)
                 return "bad thread column";
             thread = (uint32_t)v;
+            if (thread + 1 > maxthread)
+                maxthread = thread + 1;
         }
         e->thread = thread;
         e->size = 0;
-        if ((props & 1) && hl_get_varint(&cp[HL_COL_SIZE], ce[HL_COL_SIZE], &e->size))
+        if ((props & 1) && get_lohi(&cp[HL_COL_SIZE_LO], ce[HL_COL_SIZE_LO], &cp[HL_COL_SIZE_HI],
+                                    ce[HL_COL_SIZE_HI], &e->size))
             return "bad size column";
         e->aux = 0;
         if ((props & 2) && hl_get_varint(&cp[HL_COL_AUX], ce[HL_COL_AUX], &e->aux))
             return "bad aux column";
         uint32_t ref = HL_NO_SLOT;
         if (props & 4) {
-            if ((b & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == 0) {
+            if ((b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == 0) {
                 if (hl_get_varint(&cp[HL_COL_REF], ce[HL_COL_REF], &v) || v >= next)
                     return "bad slot reference";
                 ref = next - 1 - (uint32_t)v;
                 if (!((r->live[ref >> 3] >> (ref & 7)) & 1))
                     return "a slot given back twice";
-                if (!(b & HL_OPF_FAILED))
+                if (!(b8 & HL_OPF_FAILED))
                     r->live[ref >> 3] &= (uint8_t)~(1u << (ref & 7));
-            } else if ((b & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
+            } else if ((b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
                 return "bad op flags";
             }
-        } else if (b & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
+        } else if (b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
             return "bad op flags";
         }
         if (op == HL_OP_FREE) {
-            if (b & HL_OPF_FAILED)
+            if (b8 & HL_OPF_FAILED)
                 return "bad op flags";
             e->slot = ref;
             e->old_slot = HL_NO_SLOT;
         } else {
             e->old_slot = ref;
-            if (b & HL_OPF_FAILED) {
+            if (b8 & HL_OPF_FAILED) {
                 e->slot = HL_NO_SLOT;
             } else {
                 if (next == HL_NO_SLOT - 1)
@@ -456,18 +498,19 @@ static const char *decode_chunk(struct hl_reader *r, const uint8_t *raw, size_t 
                 e->slot = next++;
             }
         }
-        if (hl_get_varint(&cp[HL_COL_TIME], ce[HL_COL_TIME], &v))
+        /* TIME: low byte of the signed delta, zigzag of the rest (format.h). */
+        if (cp[HL_COL_TIME_LO] >= ce[HL_COL_TIME_LO] ||
+            hl_get_varint(&cp[HL_COL_TIME_HI], ce[HL_COL_TIME_HI], &v) || v >> 57)
             return "bad time column";
-        t += (uint64_t)hl_unzigzag(v);
+        t += ((uint64_t)hl_unzigzag(v) << 8) | *cp[HL_COL_TIME_LO]++;
         e->time_ns = t;
-        if (thread + 1 > r->nthreads)
-            r->nthreads = thread + 1;
     }
-    for (int c = 0; c < HL_NCOLS; c++)
+    for (int c = 1; c < HL_NCOLS; c++)
         if (cp[c] != ce[c])
             return "column lengths do not match the events";
     r->next_slot = next;
     r->last_time = t;
+    r->nthreads = maxthread;
     return NULL;
 }
 
@@ -500,13 +543,9 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
         r->state = ST_BETWEEN;
         return 0;
     }
-    if (!r->raw && !(r->raw = malloc(RAW_MAX)))
+    if (!r->raw && !(r->raw = malloc(HL_CHUNK_MAX_RAW)))
         return fail(r, err, "out of memory");
-    size_t got = ZSTD_decompressDCtx(r->dctx, r->raw, b.raw, b.payload, b.stored);
-    if (ZSTD_isError(got) || got != b.raw)
-        return fail(r, err, "corrupted chunk at byte offset %zu (%s)", b.off,
-                    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong decompressed size");
-    const char *why = decode_chunk(r, r->raw, b.raw, b.nevents);
+    const char *why = decode_chunk(r, &b);
     if (why)
         return fail(r, err, "corrupted chunk at byte offset %zu (%s)", b.off, why);
     r->nevents += b.nevents;

@@ -4,8 +4,10 @@
  *
  * It imitates what a recorded program looks like to the trace format: a size mix
  * dominated by small blocks, mostly LIFO frees (the newest block first, sometimes one
- * a few blocks down, rarely any), some realloc and calloc, time deltas of tens to
- * hundreds of nanoseconds with jitter, and optionally several threads.
+ * a few blocks down, rarely any), some realloc and calloc, time deltas of tens of
+ * nanoseconds with jitter and occasional long gaps, and optionally several threads.
+ * Every choice is drawn independently, so it has none of the repetition of a real
+ * program's loops that zstd would find: sizes here cost more than in real traces.
  */
 #ifndef HEAPLAB_TEST_SYNTH_H
 #define HEAPLAB_TEST_SYNTH_H
@@ -14,6 +16,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct synth {
     uint64_t rng;
@@ -68,7 +71,13 @@ static inline uint64_t synth_size(struct synth *s)
 static inline void synth_next(struct synth *s, struct hl_event *e)
 {
     uint64_t r = synth_rand(s);
-    e->time_ns = s->time += 20 + r % 180 + ((r >> 8) % 64 == 0 ? (r >> 16) % 20000 : 0);
+    /* Time: the program's work between calls costs a typical amount with some jitter
+     * (here 40-70 ns, peaked), and now and then it does something else for up to 20 us. */
+    uint64_t j = synth_rand(s);
+    uint64_t dt = 40 + (j & 15) + ((j >> 4) & 15);
+    if ((j >> 8) % 64 == 0)
+        dt += (j >> 16) % 20000;
+    e->time_ns = s->time += dt;
     if (s->nthreads > 1 && (r >> 24) % 16 == 0)
         s->thread = (uint32_t)((r >> 28) % s->nthreads);
     e->thread = s->thread;
@@ -88,7 +97,8 @@ static inline void synth_next(struct synth *s, struct hl_event *e)
         else
             idx = (size_t)((r >> 48) % s->nlive);
         uint32_t slot = s->live[idx];
-        s->live[idx] = s->live[--s->nlive];
+        memmove(&s->live[idx], &s->live[idx + 1], (s->nlive - idx - 1) * sizeof *s->live);
+        s->nlive--;
         if (k % 10 == 3 && !(s->nlive > 4096)) { /* some reallocs */
             e->op = HL_OP_REALLOC;
             e->old_slot = slot;
