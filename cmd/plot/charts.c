@@ -296,8 +296,8 @@ static size_t longest_group(const struct hl_results *r)
 {
     size_t m = 0;
     for (int g = 0; g < r->ngroups; g++)
-        if (strlen(r->group[g]) > m)
-            m = strlen(r->group[g]);
+        if (strlen(r->label[g]) > m)
+            m = strlen(r->label[g]);
     return m;
 }
 
@@ -435,7 +435,7 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     fputc('\n', f);
     for (int g = 0; g < ng; g++) {
         fputc('"', f);
-        for (const char *p = r->group[g]; *p; p++)
+        for (const char *p = r->label[g]; *p; p++)
             fputc(*p == '"' ? '\'' : *p, f);
         fputc('"', f);
         for (int a = 0; a < na; a++) {
@@ -501,6 +501,17 @@ static int cmp_tl(const void *a, const void *b)
     return strcmp(x->alloc, y->alloc);
 }
 
+/* qsort has no context argument: the times being sorted by. */
+static const double *sort_time;
+
+static int cmp_by_time(const void *a, const void *b)
+{
+    double x = sort_time[*(const size_t *)a], y = sort_time[*(const size_t *)b];
+    if (x != y)
+        return x < y ? -1 : 1;
+    return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
 static void timeline_charts(struct hl_charts *out, const struct hl_results *r,
                             const struct hl_timelines *tl, const struct hl_chart_opts *o)
 {
@@ -530,14 +541,20 @@ static void timeline_charts(struct hl_charts *out, const struct hl_results *r,
         qsort(s, (size_t)ns, sizeof *s, cmp_tl);
 
         struct hl_chart *c = new_chart(out);
-        char stem[80];
-        hl_file_stem(stem, sizeof stem, trace);
+        char label[512], stem[80];
+        hl_trace_label(label, sizeof label, trace);
+        for (int g = 0; g < r->ngroups; g++) /* the same label as in the bar charts */
+            if (strcmp(r->group[g], trace) == 0)
+                snprintf(label, sizeof label, "%s", r->label[g]);
+        hl_file_stem(stem, sizeof stem, label);
         snprintf(c->id, sizeof c->id, "memory-%s", stem);
         for (int k = 0; k < out->n - 1; k++) /* two traces with the same stem */
             if (strcmp(out->c[k].id, c->id) == 0)
                 if (snprintf(c->id, sizeof c->id, "memory-%s-%d", stem, i) >= (int)sizeof c->id)
                     hl_die("%s: trace name too long", trace);
-        snprintf(c->title, sizeof c->title, "Memory over time: %s", trace);
+        if (snprintf(c->title, sizeof c->title, "Memory over time: %s", label) >=
+            (int)sizeof c->title)
+            hl_die("%s: trace name too long", trace);
         for (int g = 0; g < r->ngroups; g++)
             if (strcmp(r->group[g], trace) == 0)
                 c->group = g;
@@ -564,10 +581,26 @@ static void timeline_charts(struct hl_charts *out, const struct hl_results *r,
         const char **names = malloc((size_t)ns * sizeof *names);
         const char **colors = malloc((size_t)ns * sizeof *colors);
         for (int k = 0; k < ns; k++) {
+            /* RSS belongs to the process, and with several replay threads the samples
+             * of one event number are taken at different moments; so the line follows
+             * wall time, at the furthest event any thread had reached by then. */
+            size_t n = s[k]->n, *ord = malloc((n ? n : 1) * sizeof *ord);
+            if (!ord)
+                hl_die("out of memory");
+            for (size_t p = 0; p < n; p++)
+                ord[p] = p;
+            sort_time = s[k]->time;
+            if (n && !isnan(s[k]->time[0]))
+                qsort(ord, n, sizeof *ord, cmp_by_time);
             fprintf(f, "\n\n# RSS with %s, run %ld (%s)\n", s[k]->alloc, s[k]->run, unit);
-            for (size_t p = 0; p < s[k]->n; p++)
-                if (!isnan(s[k]->rss[p]))
-                    fprintf(f, "%.6g %.6g\n", s[k]->event[p] / xdiv, s[k]->rss[p] / div);
+            double reached = 0;
+            for (size_t p = 0; p < n; p++) {
+                size_t q = ord[p];
+                reached = s[k]->event[q] > reached ? s[k]->event[q] : reached;
+                if (!isnan(s[k]->rss[q]))
+                    fprintf(f, "%.6g %.6g\n", reached / xdiv, s[k]->rss[q] / div);
+            }
+            free(ord);
             names[k] = s[k]->alloc;
             colors[k] = hl_alloc_color(hl_results_alloc(r, s[k]->alloc));
         }
@@ -608,16 +641,16 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
                         have[op] = 1;
         struct hl_chart *c = new_chart(out);
         char stem[80];
-        hl_file_stem(stem, sizeof stem, r->group[g]);
+        hl_file_stem(stem, sizeof stem, r->label[g]);
         snprintf(c->id, sizeof c->id, "latency-%s", stem);
         for (int k = 0; k < out->n - 1; k++)
             if (strcmp(out->c[k].id, c->id) == 0)
                 if (snprintf(c->id, sizeof c->id, "latency-%s-%d", stem, g) >= (int)sizeof c->id)
-                    hl_die("%s: trace name too long", r->group[g]);
-        snprintf(c->title, sizeof c->title, "Call latency: %s", r->group[g]);
+                    hl_die("%s: trace name too long", r->label[g]);
+        snprintf(c->title, sizeof c->title, "Call latency: %s", r->label[g]);
         c->group = g;
         if (!have[0]) {
-            snprintf(c->note, sizeof c->note, "no latency samples for %s", r->group[g]);
+            snprintf(c->note, sizeof c->note, "no latency samples for %s", r->label[g]);
             continue;
         }
         char data[4096], pre[4096];

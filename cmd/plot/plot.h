@@ -63,7 +63,9 @@ struct hl_results {
     int nrows;
     /* Groups on the x axis: one per distinct trace (or trace and process when a trace
      * holds several processes), in order of first appearance. */
-    char **group;       /* label of each group */
+    char **group;       /* key of each group: the trace as replay names it (a path) */
+    char **label;       /* its label in charts: the file name without .hlt, or the key
+                         * where two traces would get the same label */
     int *row_group;     /* rows[i] belongs to group[row_group[i]] */
     int ngroups;
     /* Allocators, sorted by name: the palette is assigned in this order. */
@@ -75,7 +77,7 @@ struct hl_results {
 struct hl_timeline {
     char *trace, *alloc;
     long run;
-    double *event, *live, *rss;
+    double *event, *live, *rss, *time; /* sorted by event; time NaN if not given */
     size_t n, cap;
 };
 
@@ -153,6 +155,9 @@ void hl_charts_draw(struct hl_charts *out, const struct hl_results *r,
 void hl_report_write(const char *path, const struct hl_results *r,
                      const struct hl_timelines *tl, const struct hl_charts *charts,
                      const struct hl_chart_opts *o, const char *input);
+
+/* A trace's name for charts: "traces/corpus/sort.hlt" -> "sort". */
+void hl_trace_label(char *out, size_t n, const char *trace);
 
 /* Safe file-name stem of a label ("gcc -O2" -> "gcc-O2"). */
 void hl_file_stem(char *out, size_t n, const char *label);

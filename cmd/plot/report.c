@@ -113,7 +113,7 @@ static void metric_table(FILE *f, const struct hl_results *r, const struct hl_me
         const struct hl_row *ref = o->normalise ? hl_results_find(r, g, o->norm_index) : NULL;
         double refv = ref ? hl_metric_value(m, ref, NULL, NULL) : NAN;
         fputs("| ", f);
-        cell(f, r->group[g]);
+        cell(f, r->label[g]);
         fputs(" |", f);
         for (int a = 0; a < r->nallocs; a++) {
             const struct hl_row *row = hl_results_find(r, g, a);
@@ -198,7 +198,8 @@ void hl_report_write(const char *path, const struct hl_results *r,
         fputs(" |\n", f);
     }
 
-    fprintf(f, "\n## Traces\n\n| trace | hash | events | peak live bytes |\n|---|---|---:|---:|\n");
+    fprintf(f, "\n## Traces\n\n| trace | file | hash | events | peak live bytes |\n"
+               "|---|---|---|---:|---:|\n");
     for (int g = 0; g < r->ngroups; g++) {
         const struct hl_row *row = NULL;
         for (int i = 0; i < r->nrows && !row; i++)
@@ -207,8 +208,10 @@ void hl_report_write(const char *path, const struct hl_results *r,
         char ops[32], live[32];
         double nops = hl_row_num(row, HL_RES_OPS), nlive = hl_row_num(row, HL_RES_PEAK_LIVE);
         fputs("| ", f);
-        cell(f, r->group[g]);
-        fputs(" | ", f);
+        cell(f, r->label[g]);
+        fputs(" | `", f);
+        cell(f, row->v[HL_RES_TRACE]);
+        fputs("` | ", f);
         cell(f, row->v[HL_RES_TRACE_HASH]);
         fprintf(f, " | %s | %s |\n", isnan(nops) ? "-" : hl_fmt_count(ops, sizeof ops, nops),
                 isnan(nlive) ? "-" : hl_fmt_bytes(live, sizeof live, nlive));
@@ -233,7 +236,7 @@ void hl_report_write(const char *path, const struct hl_results *r,
         for (int i = 0; i < r->nrows; i++)
             if (hl_row_num(&r->rows[i], HL_RES_VIOLATIONS) > 0) {
                 fputs("| ", f);
-                cell(f, r->group[r->row_group[i]]);
+                cell(f, r->label[r->row_group[i]]);
                 fputs(" | ", f);
                 cell(f, r->rows[i].v[HL_RES_ALLOCATOR]);
                 fprintf(f, " | %s |\n", r->rows[i].v[HL_RES_VIOLATIONS]);
@@ -293,7 +296,7 @@ void hl_report_write(const char *path, const struct hl_results *r,
                 if (!row)
                     continue;
                 fputs("| ", f);
-                cell(f, r->group[g]);
+                cell(f, r->label[g]);
                 fputs(" | ", f);
                 cell(f, r->alloc[a]);
                 for (size_t k = 0; k < sizeof lat / sizeof lat[0]; k++) {

@@ -559,6 +559,25 @@ void hl_results_read(struct hl_results *r, const char *path)
         }
         r->row_group[i] = g;
     }
+    /* Short labels, unless two groups would share one. */
+    r->label = xrealloc(NULL, (size_t)r->ngroups * sizeof *r->label);
+    for (int g = 0; g < r->ngroups; g++) {
+        char label[512];
+        hl_trace_label(label, sizeof label, r->group[g]);
+        r->label[g] = xstrdup(label);
+    }
+    for (int g = 0; g < r->ngroups; g++)
+        for (int k = 0; k < r->ngroups; k++)
+            if (k != g && strcmp(r->label[g], r->label[k]) == 0) {
+                char label[512];
+                hl_trace_label(label, sizeof label, r->group[k]);
+                if (strcmp(label, r->label[k]) == 0) { /* not yet widened */
+                    free(r->label[k]);
+                    r->label[k] = xstrdup(r->group[k]);
+                }
+                free(r->label[g]);
+                r->label[g] = xstrdup(r->group[g]);
+            }
     /* Allocators in name order, so that the palette does not depend on row order. */
     for (int i = 0; i < r->nrows; i++)
         if (hl_results_alloc(r, r->rows[i].v[HL_RES_ALLOCATOR]) < 0) {
@@ -573,6 +592,18 @@ void hl_results_read(struct hl_results *r, const char *path)
                 hl_die("%s:%d: a second result for trace '%s' and allocator '%s' (line %d)",
                        path, r->rows[i].line, r->group[r->row_group[i]],
                        r->rows[i].v[HL_RES_ALLOCATOR], r->rows[k].line);
+}
+
+void hl_trace_label(char *out, size_t n, const char *trace)
+{
+    const char *base = strrchr(trace, '/');
+    base = base && base[1] ? base + 1 : trace;
+    const char *hash = strrchr(base, '#'); /* trace#process */
+    size_t len = hash ? (size_t)(hash - base) : strlen(base);
+    if (len > 4 && memcmp(base + len - 4, ".hlt", 4) == 0)
+        snprintf(out, n, "%.*s%s", (int)(len - 4), base, hash ? hash : "");
+    else
+        snprintf(out, n, "%s", base);
 }
 
 int hl_results_alloc(const struct hl_results *r, const char *name)
@@ -599,6 +630,34 @@ double hl_row_num(const struct hl_row *row, enum hl_col col)
 }
 
 /* ---------------------------------------------------------------- timelines */
+
+struct tl_point {
+    double event, live, rss, time;
+    size_t order;
+};
+
+static int cmp_point(const void *a, const void *b)
+{
+    const struct tl_point *x = a, *y = b;
+    if (x->event != y->event)
+        return x->event < y->event ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static void sort_series(struct hl_timeline *s)
+{
+    struct tl_point *p = xrealloc(NULL, s->n * sizeof *p);
+    for (size_t i = 0; i < s->n; i++)
+        p[i] = (struct tl_point){s->event[i], s->live[i], s->rss[i], s->time[i], i};
+    qsort(p, s->n, sizeof *p, cmp_point);
+    for (size_t i = 0; i < s->n; i++) {
+        s->event[i] = p[i].event;
+        s->live[i] = p[i].live;
+        s->rss[i] = p[i].rss;
+        s->time[i] = p[i].time;
+    }
+    free(p);
+}
 
 void hl_timelines_read(struct hl_timelines *t, const char *path)
 {
@@ -668,14 +727,20 @@ void hl_timelines_read(struct hl_timelines *t, const char *path)
             s->event = xrealloc(s->event, s->cap * sizeof *s->event);
             s->live = xrealloc(s->live, s->cap * sizeof *s->live);
             s->rss = xrealloc(s->rss, s->cap * sizeof *s->rss);
+            s->time = xrealloc(s->time, s->cap * sizeof *s->time);
         }
         s->event[s->n] = num[W_EVENT];
         s->live[s->n] = num[W_LIVE];
         s->rss[s->n] = num[W_RSS];
+        s->time[s->n] = idx[W_TIME] >= 0 ? num[W_TIME] : NAN;
         s->n++;
     }
     if (t->n == before)
         hl_die("%s: no timeline rows (the header is there but no samples)", path);
+    /* With one replay thread per recorded thread, each thread writes its own samples
+     * (by global event number), so a series arrives in several runs: order it. */
+    for (int i = before; i < t->n; i++)
+        sort_series(&t->t[i]);
     csv_free(&c);
     free(text);
 }

@@ -152,5 +152,20 @@ ok "plot --normalise glibc succeeds" \
 eq "normalised charts put glibc at 1.0 on every trace" \
     "$(grep -v '^#' "$T/norm/data/time.dat" | awk '{print $2}' | sort -u)" "1"
 check "normalised tables show ratios to glibc" "grep -qF '(1.00x)' '$T/norm/report.md'"
+# Timelines from threaded replays arrive in several runs of samples: drawn in order.
+{ head -n 1 "$D/timeline.csv"; tail -n +2 "$D/timeline.csv" | grep '^sort-words,' | sort -t, -k4,4nr; } >"$T/shuffled.csv"
+ok "plot takes a timeline whose samples are out of order" \
+    "$HEAPLAB" plot "$D/results.csv" --timeline "$T/shuffled.csv" -o "$T/shuf" --format svg
+ok "memory-over-time lines run forward in the trace" python3 -c '
+import sys
+prev = None
+for line in open(sys.argv[1]):
+    if not line.strip() or line.startswith("#"):
+        prev = None
+        continue
+    x = float(line.split()[0])
+    assert prev is None or x >= prev, (prev, x)
+    prev = x
+' "$T/shuf/data/memory-sort-words.dat"
 check "the input CSV is not modified by plot" "cmp -s '$D/results.csv' '$T/keep.csv'"
 done_testing
