@@ -191,11 +191,11 @@ static int split(struct parser *ps, char *s, char **words, int *nwords)
     return 0;
 }
 
-static int parse_u64(const char *s, uint64_t *out)
+static int parse_number(const char *s, uint64_t *out, int allow_hex)
 {
     uint64_t v = 0;
     int base = 10;
-    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    if (allow_hex && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
         base = 16;
         s += 2;
     }
@@ -215,6 +215,11 @@ static int parse_u64(const char *s, uint64_t *out)
     }
     *out = v;
     return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    return parse_number(s, out, 1);
 }
 
 static int parse_u32(const char *s, uint32_t *out)
@@ -328,18 +333,17 @@ static int parse_ref(struct parser *ps, const char *s, struct hl_event *e, uint3
     return 0;
 }
 
-/* "NxS" or "N" "S": nmemb then element size. */
+/* "NxS" (both decimal, so that "0x16" is 0 x 16) or "N" "S": nmemb then element size. */
 static int parse_array(struct parser *ps, char **args, int nargs, struct hl_event *e)
 {
     if (nargs == 1) {
         char *x = strchr(args[0], 'x');
-        if (x && x != args[0] && x[-1] == '0' && x - 1 == args[0])
-            x = strchr(x + 1, 'x'); /* "0x10x8": the first x belongs to a hex number */
         if (x) {
             *x = 0;
-            if (parse_u64(args[0], &e->aux) == 0 && parse_u64(x + 1, &e->size) == 0)
-                return 0;
+            int bad = parse_number(args[0], &e->aux, 0) || parse_number(x + 1, &e->size, 0);
             *x = 'x';
+            if (!bad)
+                return 0;
         }
     } else if (nargs == 2 && parse_u64(args[0], &e->aux) == 0 && parse_u64(args[1], &e->size) == 0) {
         return 0;

@@ -28,7 +28,7 @@
  * Written by hand, the form is forgiving wherever that is unambiguous:
  *   - the time may be left out (it is then 0), and the thread (then t0);
  *   - "-> #N" may be left out on a successful allocation (it takes the next slot);
- *   - calloc/reallocarray take "NxS" or "N S" (calloc's argument order); the aligned
+ *   - calloc/reallocarray take "NxS" (decimal) or "N S" (calloc's argument order); the aligned
  *     ops take "align=A SIZE" or "A SIZE" (the C argument order);
  *   - numbers are decimal or 0x-hex;
  *   - blank lines and lines starting with # are comments, and a word starting with #
