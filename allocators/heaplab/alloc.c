@@ -1,0 +1,389 @@
+/*
+ * alloc.c: libheaplab-malloc.so's back end: the thread caches and the fast paths of
+ * malloc and free, then the slow paths (named *_slow) that refill and flush the caches
+ * through page.c, and the medium (tag.c) and large (large.c) blocks.
+ *
+ * A thread's cache is created on its first allocation, found through an initial-exec TLS
+ * pointer (no call, no lock, safe inside the dynamic loader and pthread_create), and
+ * flushed back by a pthread key destructor when the thread exits; afterwards the thread
+ * (still running other destructors) allocates straight from the central lists.  A block
+ * freed by another thread simply goes into that thread's cache: objects carry no owner.
+ */
+#include "hlm.h"
+
+#include <pthread.h>
+
+const char *hlm_name = "heaplab";
+
+static HLM_TLS struct hlm_tcache *tc_self;
+static HLM_TLS bool tc_dead;   /* this thread's cache was flushed at thread exit */
+
+static hlm_lock_t tc_lock = HLM_LOCK_INIT;   /* tc_list, tc_spare, meta, exited counts */
+static struct hlm_tcache *tc_list, *tc_spare;
+static char *meta_next, *meta_end;
+static size_t exited_nmalloc, exited_nfree;
+static pthread_key_t tc_key;
+static bool tc_key_ok;
+static uint32_t tbin_max[HLM_NCLASSES];
+static bool inited;
+static hlm_lock_t init_lock = HLM_LOCK_INIT;
+
+static void tcache_exit(void *arg);
+
+void hlm_init(void)
+{
+    if (__atomic_load_n(&inited, __ATOMIC_ACQUIRE))
+        return;
+    hlm_lock(&init_lock);
+    if (!inited) {
+        hlm_os_init();
+        hlm_options_read();
+        hlm_small_init();
+        /* A cache holds up to 128 KiB per class (4..512 objects); it flushes half. */
+        for (unsigned c = 1; c < HLM_NCLASSES; c++) {
+            uint32_t m = 128 * 1024 / hlm_class_size[c];
+            tbin_max[c] = m < 4 ? 4 : m > 512 ? 512 : m;
+        }
+        /* glibc's pthread_key_create takes a slot in a static table: no allocation. */
+        tc_key_ok = pthread_key_create(&tc_key, tcache_exit) == 0;
+        __atomic_store_n(&inited, true, __ATOMIC_RELEASE);
+    }
+    hlm_unlock(&init_lock);
+}
+
+/* ---- fast paths ------------------------------------------------------------------------ */
+
+static void *malloc_slow(size_t n);
+static void free_small_slow(void *p, unsigned cls);
+static void free_slow(void *p);
+
+void *hlm_malloc(size_t n)
+{
+    struct hlm_tcache *tc = tc_self;
+    if (hlm_likely(tc != NULL && n <= HLM_SMALL_MAX)) {
+        struct hlm_tbin *b = &tc->bins[hlm_class_of(n)];
+        void *p = b->head;
+        if (hlm_likely(p != NULL)) {
+            b->head = *(void **)p;
+            b->count--;
+            tc->nmalloc++;
+            return p;
+        }
+    }
+    return malloc_slow(n);
+}
+
+void hlm_free(void *p)
+{
+    if (hlm_likely(hlm_is_small(p))) {
+        unsigned cls = hlm_small_class(p);
+        struct hlm_tcache *tc = tc_self;
+        if (hlm_likely(tc != NULL)) {
+            struct hlm_tbin *b = &tc->bins[cls];
+            if (hlm_likely(b->count < b->max)) {
+                *(void **)p = b->head;
+                b->head = p;
+                b->count++;
+                tc->nfree++;
+                return;
+            }
+        }
+        free_small_slow(p, cls);
+        return;
+    }
+    free_slow(p);
+}
+
+/* ---- thread caches (slow path) ------------------------------------------------------- */
+
+static struct hlm_tcache *tcache_create(void)
+{
+    if (tc_dead || !hlm_opt(HLM_OPT_TCACHE))
+        return NULL;
+    hlm_lock(&tc_lock);
+    struct hlm_tcache *tc = tc_spare;
+    if (tc) {
+        tc_spare = tc->next;
+    } else {
+        size_t sz = hlm_align_up(sizeof *tc, 64);
+        if (meta_next + sz > meta_end) {
+            meta_next = hlm_os_map(256 * HLM_KIB);
+            meta_end = meta_next ? meta_next + 256 * HLM_KIB : NULL;
+        }
+        if (meta_next) {
+            tc = (struct hlm_tcache *)meta_next;
+            meta_next += sz;
+        }
+    }
+    if (tc) {
+        memset(tc, 0, sizeof *tc);
+        for (unsigned c = 1; c < HLM_NCLASSES; c++)
+            tc->bins[c].max = tbin_max[c];
+        tc->next = tc_list;
+        if (tc_list)
+            tc_list->prev = tc;
+        tc_list = tc;
+        hlm_stats.threads++;
+    }
+    hlm_unlock(&tc_lock);
+    if (!tc)
+        return NULL;
+    tc_self = tc;   /* before setspecific, which may allocate and come back here */
+    if (tc_key_ok)
+        pthread_setspecific(tc_key, tc);
+    return tc;
+}
+
+static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep)
+{
+    void *chain = b->head, **cut = &b->head;
+    for (uint32_t i = 0; i < keep && *cut; i++)
+        cut = (void **)*cut;
+    chain = *cut;
+    *cut = NULL;
+    b->count = keep < b->count ? keep : b->count;
+    if (chain) {
+        hlm_central_give(cls, chain);
+        hlm_stat_add(flushes, 1);
+    }
+}
+
+static void tcache_flush_all(struct hlm_tcache *tc)
+{
+    for (unsigned c = 1; c < HLM_NCLASSES; c++)
+        if (tc->bins[c].head)
+            tbin_flush(c, &tc->bins[c], 0);
+}
+
+static void tcache_exit(void *arg)
+{
+    struct hlm_tcache *tc = arg;
+    tcache_flush_all(tc);
+    tc_self = NULL;
+    tc_dead = true;
+    hlm_lock(&tc_lock);
+    exited_nmalloc += tc->nmalloc;
+    exited_nfree += tc->nfree;
+    if (tc->prev)
+        tc->prev->next = tc->next;
+    else
+        tc_list = tc->next;
+    if (tc->next)
+        tc->next->prev = tc->prev;
+    tc->next = tc_spare;
+    tc_spare = tc;
+    hlm_unlock(&tc_lock);
+}
+
+static void count_call(bool is_free)
+{
+    struct hlm_tcache *tc = tc_self;
+    if (tc)
+        *(is_free ? &tc->nfree : &tc->nmalloc) += 1;
+    else
+        __atomic_add_fetch(is_free ? &exited_nfree : &exited_nmalloc, 1, __ATOMIC_RELAXED);
+}
+
+static HLM_NOINLINE void *malloc_slow(size_t n)
+{
+    hlm_init();
+    if (n <= HLM_SMALL_MAX) {
+        unsigned cls = hlm_class_of(n);
+        struct hlm_tcache *tc = tc_self ? tc_self : tcache_create();
+        void *p;
+        if (tc) {
+            struct hlm_tbin *b = &tc->bins[cls];
+            if (b->head)   /* the cache was just created, or refilled by a recursion */
+                return hlm_malloc(n);
+            unsigned got = hlm_central_take(cls, &p, b->max / 2 ? b->max / 2 : 1);
+            if (!got)
+                goto nomem;
+            b->head = *(void **)p;
+            b->count = got - 1;
+            tc->nmalloc++;
+            hlm_stat_add(refills, 1);
+            return p;
+        }
+        if (!hlm_central_take(cls, &p, 1))
+            goto nomem;
+        count_call(false);
+        return p;
+    }
+    count_call(false);
+    if (n >= __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED))
+        return hlm_large_malloc(n, HLM_ALIGN);
+    hlm_lock(&hlm_tag_lock);
+    void *p = hlm_tag_malloc(n);
+    hlm_unlock(&hlm_tag_lock);
+    return p ? p : hlm_large_malloc(n, HLM_ALIGN);
+nomem:
+    errno = ENOMEM;
+    return NULL;
+}
+
+static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
+{
+    int saved = errno;
+    struct hlm_tcache *tc = tc_self;
+    if (tc) {
+        struct hlm_tbin *b = &tc->bins[cls];
+        tbin_flush(cls, b, b->max / 2);
+        *(void **)p = b->head;
+        b->head = p;
+        b->count++;
+        tc->nfree++;
+    } else {
+        *(void **)p = NULL;
+        hlm_central_give(cls, p);
+        count_call(true);
+    }
+    errno = saved;
+}
+
+static HLM_NOINLINE void free_slow(void *p)
+{
+    if (!p)
+        return;
+    int saved = errno;
+    count_call(true);
+    if (hlm_large_is(p)) {
+        hlm_large_free(p);
+    } else {
+        hlm_check(!(hlm_head(p) & HLM_OFFSET), "free(): invalid pointer", p);
+        hlm_lock(&hlm_tag_lock);
+        hlm_tag_free(p);
+        hlm_unlock(&hlm_tag_lock);
+    }
+    errno = saved;
+}
+
+/* ---- the rest of the API ----------------------------------------------------------------- */
+
+size_t hlm_usable_size(const void *p)
+{
+    if (hlm_is_small(p))
+        return hlm_class_size[hlm_small_class(p)];
+    if (hlm_large_is(p))
+        return hlm_large_usable(p);
+    return hlm_tag_usable(p);
+}
+
+void *hlm_calloc(size_t n)
+{
+    void *p = hlm_malloc(n);
+    if (p && (hlm_is_small(p) || !hlm_large_is(p)))   /* fresh mmaps are zero already */
+        memset(p, 0, n);
+    return p;
+}
+
+void *hlm_realloc(void *p, size_t n)
+{
+    if (hlm_is_small(p)) {
+        size_t old = hlm_class_size[hlm_small_class(p)];
+        if (n <= old && (n >= old / 2 || old <= 64))
+            return p;
+        return hlm_realloc_move(p, old, n);
+    }
+    if (hlm_large_is(p)) {
+        if (n >= HLM_SMALL_MAX) {
+            void *q = hlm_large_realloc(p, n);
+            if (q)
+                return q;
+        }
+        return hlm_realloc_move(p, hlm_large_usable(p), n);
+    }
+    if (n > HLM_SMALL_MAX / 2) {
+        hlm_lock(&hlm_tag_lock);
+        bool ok = hlm_tag_resize(p, n);
+        hlm_unlock(&hlm_tag_lock);
+        if (ok)
+            return p;
+    }
+    return hlm_realloc_move(p, hlm_tag_usable(p), n);
+}
+
+void *hlm_memalign(size_t align, size_t n)
+{
+    hlm_init();
+    size_t s = n > align ? n : align;
+    if (s <= HLM_SMALL_MAX) {
+        /* Spans start on 64 KiB boundaries, so an object whose size is a multiple of
+         * align is aligned to it. */
+        for (unsigned c = hlm_class_of(s); c < HLM_NCLASSES; c++)
+            if (hlm_class_size[c] % align == 0)
+                return hlm_malloc(hlm_class_size[c]);
+    }
+    if (n + align < __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED)) {
+        count_call(false);
+        hlm_lock(&hlm_tag_lock);
+        void *p = hlm_tag_memalign(align, n);
+        hlm_unlock(&hlm_tag_lock);
+        if (p)
+            return p;
+    }
+    return hlm_large_malloc(n, align);
+}
+
+int hlm_trim(size_t pad)
+{
+    hlm_init();
+    struct hlm_tcache *tc = tc_self;
+    if (tc)
+        tcache_flush_all(tc);
+    hlm_lock(&hlm_tag_lock);
+    int r = hlm_tag_trim(pad);
+    hlm_unlock(&hlm_tag_lock);
+    return hlm_pages_trim() | r;
+}
+
+void hlm_info(size_t *arena, size_t *in_use, size_t *free_bytes, size_t *free_chunks)
+{
+    size_t ta = 0, tf = 0, tc = 0, sm = 0, sf = 0;
+    hlm_lock(&hlm_tag_lock);
+    hlm_tag_info(&ta, &tf, &tc);
+    hlm_unlock(&hlm_tag_lock);
+    hlm_small_info(&sm, &sf);
+    *arena = ta + sm;
+    *free_bytes = tf + sf;
+    *in_use = *arena - *free_bytes;
+    *free_chunks = tc;
+}
+
+void hlm_stats_calls(size_t *nmalloc, size_t *nfree)
+{
+    hlm_lock(&tc_lock);
+    size_t m = exited_nmalloc, f = exited_nfree;
+    for (struct hlm_tcache *tc = tc_list; tc; tc = tc->next) {
+        m += tc->nmalloc;
+        f += tc->nfree;
+    }
+    hlm_unlock(&tc_lock);
+    *nmalloc = m;
+    *nfree = f;
+}
+
+/* fork: every lock is taken before, so the child inherits a consistent heap; in the child
+ * only the forking thread exists, the other threads' caches are lost (leaked). */
+void hlm_fork_prepare(void)
+{
+    hlm_lock(&tc_lock);
+    hlm_central_fork_prepare();
+    hlm_lock(&hlm_tag_lock);
+}
+
+void hlm_fork_parent(void)
+{
+    hlm_unlock(&hlm_tag_lock);
+    hlm_central_fork_parent();
+    hlm_unlock(&tc_lock);
+}
+
+void hlm_fork_child(void)
+{
+    hlm_lock_reinit(&hlm_tag_lock);
+    hlm_central_fork_child();
+    hlm_lock_reinit(&tc_lock);
+    tc_list = tc_self;
+    if (tc_self)
+        tc_self->prev = tc_self->next = NULL;
+}

@@ -1,0 +1,341 @@
+/*
+ * hlm.h: the heap layout of heaplab's allocators, its invariants, and the interfaces
+ * between their parts.  Reading this header tells you where every block lives.
+ *
+ * libheaplab-malloc.so (the default) has three kinds of block:
+ *
+ *   small   (<= HLM_SMALL_MAX bytes) objects of one size class packed without headers in
+ *           a span: a run of 64 KiB pages inside a 4 MiB-aligned segment got with mmap.
+ *           The segment's header (struct hlm_segment, in its page 0) maps every page to
+ *           its span and size class; a bitmap over the address space (hlm_segmap) says
+ *           which 4 MiB ranges are segments, so free() classifies a pointer with two loads.
+ *           Threads keep per-class free lists (struct hlm_tcache) and take no lock on the
+ *           common path; a per-class central list (lock) moves objects in batches.
+ *   medium  (up to the mmap threshold) chunks with boundary tags in the sbrk heap (tag.c):
+ *           split, coalesced immediately, top of the heap trimmed, free interiors purged.
+ *   large   (>= the mmap threshold) one mmap each (large.c), unmapped on free.
+ *
+ * Every block that is not small has a 16-byte header just before the user pointer; the
+ * word at p - 8 (hlm_head) carries flags whose meaning is shared by all back ends:
+ *   HLM_MMAPPED  the block is a large mmap'd block (large.c)
+ *   HLM_OFFSET   the block is an aligned view into a larger block: head >> 4 = distance
+ *                back to the real user pointer (variant.c's memalign)
+ * Chunks of the tag heap and buddy blocks never set these two bits.
+ *
+ * The variants (libheaplab-firstfit.so, -bestfit.so, -buddy.so) put everything below
+ * the mmap threshold in one core (tag.c with another policy, or buddy.c) behind one lock
+ * (variant.c).  override.c exports the C API on top of the hlm_* functions declared
+ * below, identical for every library.
+ */
+#ifndef HLM_H
+#define HLM_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define HLM_API __attribute__((visibility("default")))
+#define hlm_likely(x) __builtin_expect(!!(x), 1)
+#define hlm_unlikely(x) __builtin_expect(!!(x), 0)
+#define HLM_NOINLINE __attribute__((noinline))
+#define HLM_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* Invariants are written as hlm_assert.  They are checked in the debug build of the
+ * library (-DHLM_DEBUG, libheaplab-malloc-debug.so used by the stress tests) and cost
+ * nothing otherwise.  hlm_check is always on: it guards against heap corruption on slow
+ * paths where the cost is negligible. */
+void hlm_fatal(const char *what, const void *p) __attribute__((noreturn));
+#ifdef HLM_DEBUG
+#define hlm_assert(c) ((c) ? (void)0 : hlm_fatal("assertion failed: " #c, NULL))
+#else
+#define hlm_assert(c) ((void)0)
+#endif
+#define hlm_check(c, what, p) (hlm_likely(c) ? (void)0 : hlm_fatal(what, p))
+
+/* ---- sizes and alignment ---------------------------------------------------------- */
+
+#define HLM_ALIGN 16u            /* every block is aligned to this */
+#define HLM_HDR 16u              /* header of non-small blocks */
+#define HLM_MMAPPED ((size_t)2)  /* head flag: large mmap'd block */
+#define HLM_OFFSET ((size_t)4)   /* head flag: aligned view, head >> 4 = offset back */
+#define HLM_KIB ((size_t)1024)
+#define HLM_MIB (1024 * HLM_KIB)
+
+static inline size_t hlm_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+static inline bool hlm_is_pow2(size_t a) { return a && !(a & (a - 1)); }
+
+static inline size_t *hlm_headp(const void *p) { return (size_t *)((char *)p - sizeof(size_t)); }
+static inline size_t hlm_head(const void *p) { return *hlm_headp(p); }
+
+/* ---- platform (os.c): the only file that talks to the kernel ------------------------- */
+
+typedef struct { int v; } hlm_lock_t;   /* 0 free, 1 locked, 2 locked with waiters */
+#define HLM_LOCK_INIT { 0 }
+void hlm_lock_slow(hlm_lock_t *l);
+void hlm_lock_wake(hlm_lock_t *l);
+static inline void hlm_lock(hlm_lock_t *l)
+{
+    int z = 0;
+    if (hlm_likely(__atomic_compare_exchange_n(&l->v, &z, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
+        return;
+    hlm_lock_slow(l);
+}
+static inline void hlm_unlock(hlm_lock_t *l)
+{
+    if (hlm_unlikely(__atomic_exchange_n(&l->v, 0, __ATOMIC_RELEASE) == 2))
+        hlm_lock_wake(l);
+}
+/* After fork the child is single-threaded: locks held by vanished threads are reset. */
+static inline void hlm_lock_reinit(hlm_lock_t *l) { l->v = 0; }
+
+extern size_t hlm_page_size;
+void hlm_os_init(void);
+void *hlm_os_map(size_t n);                        /* zeroed pages or NULL */
+void *hlm_os_map_aligned(size_t n, size_t align);  /* n and align multiples of pages */
+void hlm_os_unmap(void *p, size_t n);
+void *hlm_os_remap(void *p, size_t old_n, size_t new_n); /* may move; NULL on failure */
+void hlm_os_purge(void *p, size_t n);              /* give the pages back, keep the range */
+void *hlm_os_sbrk(intptr_t inc);                   /* old break, or NULL */
+void *hlm_os_brk_now(void);                        /* current break */
+void hlm_os_write(int fd, const char *s, size_t n);
+
+/* ---- options (options.c): one table, read once from HEAPLAB_* variables ---------------- */
+
+enum hlm_opt {
+    HLM_OPT_STATS,           /* HEAPLAB_STATS: print statistics to stderr at exit */
+    HLM_OPT_MMAP_THRESHOLD,  /* HEAPLAB_MMAP_THRESHOLD: blocks this big are mmap'd */
+    HLM_OPT_TRIM_THRESHOLD,  /* HEAPLAB_TRIM_THRESHOLD: free top of the heap kept */
+    HLM_OPT_RETAIN,          /* HEAPLAB_RETAIN: free dirty bytes kept before purging */
+    HLM_OPT_TCACHE,          /* HEAPLAB_TCACHE: 0 turns the thread caches off */
+    HLM_OPT_COUNT
+};
+struct hlm_option {
+    const char *name;   /* environment variable */
+    size_t value;       /* default, replaced by the environment */
+    bool set;           /* given in the environment */
+    const char *help;
+};
+extern struct hlm_option hlm_options[HLM_OPT_COUNT];
+static inline size_t hlm_opt(enum hlm_opt o) { return hlm_options[o].value; }
+void hlm_options_read(void);  /* idempotent; defaults until the environment exists */
+
+/* The mmap threshold adapts (like glibc's) unless HEAPLAB_MMAP_THRESHOLD is set: freeing
+ * an mmap'd block raises it to that block's size, up to HLM_MMAP_THRESHOLD_MAX, so that a
+ * program reusing blocks of one large size stops paying mmap+munmap+faults each time. */
+#define HLM_MMAP_THRESHOLD_MAX (32 * HLM_MIB)
+extern size_t hlm_mmap_threshold;
+extern size_t hlm_trim_threshold;
+
+/* ---- statistics (stats.c): kept by the allocator itself --------------------------------- */
+
+struct hlm_stats {
+    size_t os_mapped, os_mapped_peak;   /* bytes got from mmap and sbrk, now and at most */
+    size_t sbrk_bytes, sbrk_peak;
+    size_t large_count, large_bytes, large_peak, large_total;
+    size_t segments, segments_peak;
+    size_t purged_bytes, purge_calls, trims, trimmed_bytes;
+    size_t refills, flushes;            /* thread cache <-> central batches */
+    size_t nmalloc, nfree;              /* calls, summed from exited thread caches */
+    size_t threads;
+};
+extern struct hlm_stats hlm_stats;
+#define hlm_stat_add(field, n) __atomic_add_fetch(&hlm_stats.field, (n), __ATOMIC_RELAXED)
+#define hlm_stat_sub(field, n) __atomic_sub_fetch(&hlm_stats.field, (n), __ATOMIC_RELAXED)
+static inline void hlm_stat_peak(size_t *peak, size_t now)
+{
+    size_t old = __atomic_load_n(peak, __ATOMIC_RELAXED);
+    while (now > old && !__atomic_compare_exchange_n(peak, &old, now, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+void hlm_stats_print(int fd);
+void hlm_stats_calls(size_t *nmalloc, size_t *nfree);  /* back end: live + exited threads */
+extern const char *hlm_name;                           /* "heaplab", "heaplab-buddy", ... */
+
+/* ---- large blocks (large.c) --------------------------------------------------------- */
+/* Layout: mapping start ... [size_t offset][size_t mapsize|HLM_MMAPPED] user data ... end.
+ * offset = user pointer - mapping start (>= HLM_HDR); used for alignments above a page. */
+
+static inline bool hlm_large_is(const void *p) { return hlm_head(p) & HLM_MMAPPED; }
+void *hlm_large_malloc(size_t n, size_t align);
+void hlm_large_free(void *p);
+size_t hlm_large_usable(const void *p);
+void *hlm_large_realloc(void *p, size_t n);
+
+/* ---- boundary-tag heap (tag.c) -------------------------------------------------------- */
+/* A chunk: [prev_size][head] user data ... ; head = size | HLM_TAG_INUSE | HLM_TAG_PINUSE.
+ * size counts the header and is a multiple of 16, at least HLM_TAG_MIN.  A free chunk
+ * keeps fd/bk links in its first user words and its size in the next chunk's prev_size
+ * (the footer), whose bit 0 says the chunk's interior pages were purged (clean).  Each
+ * region of the heap ends with a fencepost: a 16-byte in-use chunk of size 0.  Callers
+ * hold the lock that protects the heap. */
+
+#define HLM_TAG_INUSE ((size_t)1)
+#define HLM_TAG_PINUSE ((size_t)8)
+#define HLM_TAG_MIN ((size_t)32)
+#define HLM_TAG_FIRSTFIT 1   /* one list in address order, lowest fit wins (K&R) */
+#define HLM_TAG_BESTFIT 2    /* size bins, the smallest fitting chunk wins */
+#define HLM_TAG_SEGFIT 3     /* size bins, first chunk of the first fitting bin */
+
+extern hlm_lock_t hlm_tag_lock;
+void *hlm_tag_malloc(size_t n);
+void hlm_tag_free(void *p);
+size_t hlm_tag_usable(const void *p);
+void *hlm_tag_memalign(size_t align, size_t n);
+bool hlm_tag_resize(void *p, size_t n);
+int hlm_tag_trim(size_t pad);
+void hlm_tag_purge(void);
+void hlm_tag_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
+
+/* ---- buddy core (buddy.c), same contract as the tag heap ---------------------------- */
+
+void *hlm_buddy_malloc(size_t n);
+void hlm_buddy_free(void *p);
+size_t hlm_buddy_usable(const void *p);
+bool hlm_buddy_resize(void *p, size_t n);
+int hlm_buddy_trim(size_t pad);
+void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
+#define HLM_BUDDY_MAX_REQUEST (2 * HLM_MIB)
+
+/* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, page.c) ------ */
+
+#define HLM_SMALL_MAX 32768u
+#define HLM_NCLASSES 57          /* classes 1..56; 0 means "not a slab page" */
+#define HLM_SEG_SHIFT 22         /* 4 MiB segments ... */
+#define HLM_SEG_SIZE ((size_t)1 << HLM_SEG_SHIFT)
+#define HLM_PAGE_SHIFT 16        /* ... of 64 pages of 64 KiB; page 0 holds the header */
+#define HLM_PAGE ((size_t)1 << HLM_PAGE_SHIFT)
+#define HLM_SEG_PAGES 64
+#define HLM_SPAN_MAX_PAGES 8
+#define HLM_ADDR_BITS 47         /* user address space; mmap never returns more */
+#define HLM_SEGMAP_WORDS (((size_t)1 << (HLM_ADDR_BITS - HLM_SEG_SHIFT)) / 64)
+
+/* Size classes: 16-byte steps to 256, 8 per doubling to 2048, 4 per doubling to 32 KiB.
+ * Sizes up to 2048 map through hlm_class16[(n + 15) >> 4], larger ones through
+ * hlm_class512[(n + 511) >> 9] (every class above 2048 is a multiple of 512). */
+extern uint32_t hlm_class_size[HLM_NCLASSES];
+extern uint8_t hlm_class_pages[HLM_NCLASSES];   /* span length in pages */
+extern uint8_t hlm_class16[2048 / 16 + 1];
+extern uint8_t hlm_class512[HLM_SMALL_MAX / 512 + 1];
+static inline unsigned hlm_class_of(size_t n)
+{
+    hlm_assert(n <= HLM_SMALL_MAX);
+    return n <= 2048 ? hlm_class16[(n + 15) >> 4] : hlm_class512[(n + 511) >> 9];
+}
+
+/* A span: objects of one class, handed out from its free list, then from the never-used
+ * tail [bump, end) so that a fresh span costs no resident memory until used.  Invariant:
+ * used + (objects on free) + (end - bump) / size == cap.  Protected by its class's
+ * central lock. */
+struct hlm_span {
+    void *free;
+    char *bump, *end;
+    uint32_t used, cap;
+    uint8_t cls, npages, first, listed;   /* listed: on its class's partial list */
+    struct hlm_span *prev, *next;
+};
+
+/* A segment: 4 MiB aligned, page 0 is this header.  free_pages/dirty_pages: bit i set when
+ * page i belongs to no span / when such a free page may still be resident.  page_cls and
+ * page_first are written when a span is made and read without a lock by free(): a live
+ * object's span cannot change under it.  Pages, lists and masks: hlm_pages_lock. */
+struct hlm_segment {
+    uint64_t free_pages, dirty_pages;
+    struct hlm_segment *prev, *next;
+    uint8_t page_cls[HLM_SEG_PAGES];
+    uint8_t page_first[HLM_SEG_PAGES];
+    struct hlm_span spans[HLM_SEG_PAGES];   /* indexed by the span's first page */
+};
+#define HLM_SEG_ALL_FREE (~(uint64_t)1)     /* every page but the header's */
+
+extern uint64_t hlm_segmap[HLM_SEGMAP_WORDS];  /* bit per 4 MiB: is a segment (bss) */
+static inline bool hlm_is_small(const void *p)
+{
+    uintptr_t i = (uintptr_t)p >> HLM_SEG_SHIFT;
+    if (hlm_unlikely(i >= HLM_SEGMAP_WORDS * 64))
+        return false;
+    return (__atomic_load_n(&hlm_segmap[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+static inline struct hlm_segment *hlm_segment_of(const void *p)
+{
+    return (struct hlm_segment *)((uintptr_t)p & ~(HLM_SEG_SIZE - 1));
+}
+static inline unsigned hlm_page_of(const struct hlm_segment *s, const void *p)
+{
+    unsigned i = (unsigned)(((uintptr_t)p - (uintptr_t)s) >> HLM_PAGE_SHIFT);
+    hlm_assert(i > 0 && i < HLM_SEG_PAGES);
+    return i;
+}
+static inline unsigned hlm_small_class(const void *p)
+{
+    struct hlm_segment *s = hlm_segment_of(p);
+    unsigned c = s->page_cls[hlm_page_of(s, p)];
+    hlm_assert(c > 0 && c < HLM_NCLASSES);
+    return c;
+}
+static inline struct hlm_span *hlm_span_of(const void *p)
+{
+    struct hlm_segment *s = hlm_segment_of(p);
+    struct hlm_span *sp = &s->spans[s->page_first[hlm_page_of(s, p)]];
+    hlm_assert(sp->cls && sp->cls == s->page_cls[hlm_page_of(s, p)]);
+    hlm_assert(((uintptr_t)p - ((uintptr_t)s + ((uintptr_t)sp->first << HLM_PAGE_SHIFT))) %
+               hlm_class_size[sp->cls] == 0);
+    return sp;
+}
+static inline char *hlm_span_start(const struct hlm_span *sp)
+{
+    return (char *)hlm_segment_of(sp) + ((size_t)sp->first << HLM_PAGE_SHIFT);
+}
+
+/* Thread cache: per class a singly linked list of free objects (link in the first word),
+ * at most max long; half of it moves to the central list when it overflows. */
+struct hlm_tbin {
+    void *head;
+    uint32_t count, max;
+};
+struct hlm_tcache {
+    struct hlm_tbin bins[HLM_NCLASSES];
+    size_t nmalloc, nfree;
+    struct hlm_tcache *prev, *next;   /* all live caches, for stats and fork */
+};
+
+/* Central lists (page.c): per class the spans with free objects; the page heap. */
+extern hlm_lock_t hlm_pages_lock;
+void hlm_small_init(void);
+unsigned hlm_central_take(unsigned cls, void **chain, unsigned want);  /* 0: out of memory */
+void hlm_central_give(unsigned cls, void *chain);                      /* NULL-terminated */
+int hlm_pages_trim(void);
+void hlm_small_info(size_t *mapped, size_t *free_bytes);
+void hlm_central_fork_prepare(void);
+void hlm_central_fork_parent(void);
+void hlm_central_fork_child(void);
+
+/* ---- back end entry points (alloc.c for the default, variant.c for the others) --------
+ * n has been checked against PTRDIFF_MAX by override.c; align is a power of two > 16. */
+
+void hlm_init(void);
+void *hlm_malloc(size_t n);
+void hlm_free(void *p);
+void *hlm_calloc(size_t n);            /* n already multiplied and checked */
+void *hlm_realloc(void *p, size_t n);  /* p != NULL, n > 0 */
+void *hlm_memalign(size_t align, size_t n);
+size_t hlm_usable_size(const void *p);
+int hlm_trim(size_t pad);
+void hlm_info(size_t *arena, size_t *in_use, size_t *free_bytes, size_t *free_chunks);
+void hlm_fork_prepare(void);
+void hlm_fork_parent(void);
+void hlm_fork_child(void);
+
+/* Shared by the back ends: move a block to a fresh one of size n (realloc's last resort). */
+static inline void *hlm_realloc_move(void *p, size_t old_usable, size_t n)
+{
+    void *q = hlm_malloc(n);
+    if (q) {
+        memcpy(q, p, old_usable < n ? old_usable : n);
+        hlm_free(p);
+    }
+    return q;
+}
+
+#endif

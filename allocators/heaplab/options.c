@@ -1,0 +1,77 @@
+/*
+ * options.c: the allocator's options, one table, read once from HEAPLAB_* environment
+ * variables.  Values are numbers with an optional k, m or g suffix (KiB, MiB, GiB).
+ *
+ * The first allocations of a process can come from the dynamic loader before libc has
+ * set up `environ`; then the defaults apply and the table is read again by the library's
+ * constructor (override.c), which runs before main.  After that it never changes.
+ */
+#include "hlm.h"
+
+extern char **environ;
+
+struct hlm_option hlm_options[HLM_OPT_COUNT] = {
+    [HLM_OPT_STATS] = {"HEAPLAB_STATS", 0, false, "print allocator statistics to stderr at exit"},
+    [HLM_OPT_MMAP_THRESHOLD] = {"HEAPLAB_MMAP_THRESHOLD", 256 * 1024, false,
+                                "blocks this large get their own mmap (fixed if set, else adaptive)"},
+    [HLM_OPT_TRIM_THRESHOLD] = {"HEAPLAB_TRIM_THRESHOLD", 512 * 1024, false,
+                                "free bytes at the top of the sbrk heap kept before trimming"},
+    [HLM_OPT_RETAIN] = {"HEAPLAB_RETAIN", 4 * 1024 * 1024, false,
+                        "free dirty bytes kept before they are purged with madvise"},
+    [HLM_OPT_TCACHE] = {"HEAPLAB_TCACHE", 1, false, "0 turns the per-thread caches off"},
+};
+
+size_t hlm_mmap_threshold = 256 * 1024;
+size_t hlm_trim_threshold = 512 * 1024;
+static bool options_done;
+
+static bool parse_size(const char *s, size_t *out)
+{
+    size_t v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (SIZE_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (size_t)(*s - '0');
+    }
+    int shift = 0;
+    switch (*s) {
+    case 'k': case 'K': shift = 10; s++; break;
+    case 'm': case 'M': shift = 20; s++; break;
+    case 'g': case 'G': shift = 30; s++; break;
+    }
+    if (*s || (shift && v > (SIZE_MAX >> shift)))
+        return false;
+    *out = v << shift;
+    return true;
+}
+
+static const char *env_get(const char *name)
+{
+    size_t len = strlen(name);
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    return NULL;
+}
+
+void hlm_options_read(void)
+{
+    if (options_done || !environ)
+        return;
+    options_done = true;
+    for (int i = 0; i < HLM_OPT_COUNT; i++) {
+        const char *v = env_get(hlm_options[i].name);
+        size_t x;
+        if (v && parse_size(v, &x)) {
+            hlm_options[i].value = x;
+            hlm_options[i].set = true;
+        }
+    }
+    size_t t = hlm_opt(HLM_OPT_MMAP_THRESHOLD);
+    if (t < HLM_SMALL_MAX + HLM_KIB)   /* small classes never go to mmap */
+        t = HLM_SMALL_MAX + HLM_KIB;
+    __atomic_store_n(&hlm_mmap_threshold, t, __ATOMIC_RELAXED);
+    __atomic_store_n(&hlm_trim_threshold, hlm_opt(HLM_OPT_TRIM_THRESHOLD), __ATOMIC_RELAXED);
+}

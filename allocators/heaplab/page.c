@@ -1,0 +1,329 @@
+/*
+ * page.c: the small-block heap behind the thread caches: size classes, 4 MiB segments cut
+ * into 64 KiB pages, spans of pages holding objects of one class, and per class a central
+ * list of the spans that still have free objects.  Objects move between here and the
+ * thread caches in batches (hlm_central_take / hlm_central_give), so each lock here is
+ * taken once per batch, not per call.
+ *
+ * Memory goes back to the kernel in two steps: a span whose objects are all free returns
+ * its pages to the segment (dirty); once more than HEAPLAB_RETAIN bytes of free pages are
+ * dirty they are purged with madvise; a segment with no span at all is unmapped (one
+ * empty segment is kept, purged, to avoid mapping churn).
+ *
+ * Locks: a class's central lock, then hlm_pages_lock, never the other way round.
+ */
+#include "hlm.h"
+
+uint32_t hlm_class_size[HLM_NCLASSES];
+uint8_t hlm_class_pages[HLM_NCLASSES];
+uint8_t hlm_class16[2048 / 16 + 1];
+uint8_t hlm_class512[HLM_SMALL_MAX / 512 + 1];
+uint64_t hlm_segmap[HLM_SEGMAP_WORDS];
+
+struct hlm_central {
+    hlm_lock_t lock;
+    struct hlm_span *partial;   /* spans of this class with free or never-used objects */
+} __attribute__((aligned(64)));
+
+static struct hlm_central central[HLM_NCLASSES];
+hlm_lock_t hlm_pages_lock = HLM_LOCK_INIT;
+static struct hlm_segment *segments;
+static size_t nsegments, empty_segments, dirty_pages;
+
+/* ---- size classes ------------------------------------------------------------------- */
+
+void hlm_small_init(void)
+{
+    unsigned n = 0;
+    for (unsigned s = 16; s <= 256; s += 16)
+        hlm_class_size[++n] = s;
+    for (unsigned b = 256; b < 2048; b *= 2)
+        for (unsigned s = b + b / 8; s <= 2 * b; s += b / 8)
+            hlm_class_size[++n] = s;
+    for (unsigned b = 2048; b < HLM_SMALL_MAX; b *= 2)
+        for (unsigned s = b + b / 4; s <= 2 * b; s += b / 4)
+            hlm_class_size[++n] = s;
+    hlm_check(n == HLM_NCLASSES - 1, "size class table does not match HLM_NCLASSES", NULL);
+    for (unsigned c = 1; c < HLM_NCLASSES; c++) {
+        /* The shortest span with room for 8 objects that wastes at most 1/8 of itself. */
+        unsigned np = 1, size = hlm_class_size[c];
+        for (; np < HLM_SPAN_MAX_PAGES; np++) {
+            size_t bytes = (size_t)np * HLM_PAGE, cap = bytes / size;
+            if (cap >= 8 && (bytes - cap * size) * 8 <= bytes)
+                break;
+        }
+        hlm_class_pages[c] = (uint8_t)np;
+    }
+    unsigned c = 1;
+    for (unsigned i = 0; i <= 2048 / 16; i++) {
+        while (hlm_class_size[c] < i * 16)
+            c++;
+        hlm_class16[i] = (uint8_t)c;
+    }
+    c = 1;
+    for (unsigned i = 0; i <= HLM_SMALL_MAX / 512; i++) {
+        while (hlm_class_size[c] < i * 512)
+            c++;
+        hlm_class512[i] = (uint8_t)c;
+    }
+}
+
+/* ---- segments and pages (hlm_pages_lock) ----------------------------------------------- */
+
+static void segmap_set(struct hlm_segment *s, bool on)
+{
+    uintptr_t i = (uintptr_t)s >> HLM_SEG_SHIFT;
+    uint64_t bit = (uint64_t)1 << (i % 64);
+    if (on)
+        __atomic_fetch_or(&hlm_segmap[i / 64], bit, __ATOMIC_RELEASE);
+    else
+        __atomic_fetch_and(&hlm_segmap[i / 64], ~bit, __ATOMIC_RELEASE);
+}
+
+static struct hlm_segment *segment_new(void)
+{
+    struct hlm_segment *s = hlm_os_map_aligned(HLM_SEG_SIZE, HLM_SEG_SIZE);
+    if (!s)
+        return NULL;
+    if (((uintptr_t)s >> HLM_SEG_SHIFT) >= HLM_SEGMAP_WORDS * 64) {
+        hlm_os_unmap(s, HLM_SEG_SIZE);   /* beyond the map: cannot classify, do not use */
+        return NULL;
+    }
+    s->free_pages = HLM_SEG_ALL_FREE;
+    s->next = segments;
+    if (segments)
+        segments->prev = s;
+    segments = s;
+    nsegments++;
+    empty_segments++;
+    segmap_set(s, true);
+    hlm_stat_add(segments, 1);
+    hlm_stat_peak(&hlm_stats.segments_peak, hlm_stats.segments);
+    return s;
+}
+
+static void segment_release(struct hlm_segment *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        segments = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    nsegments--;
+    empty_segments--;
+    dirty_pages -= (size_t)__builtin_popcountll(s->dirty_pages);
+    segmap_set(s, false);
+    hlm_stat_sub(segments, 1);
+    hlm_os_unmap(s, HLM_SEG_SIZE);
+}
+
+static void pages_purge(void)
+{
+    for (struct hlm_segment *s = segments; s; s = s->next) {
+        uint64_t d = s->dirty_pages;
+        while (d) {
+            unsigned i = (unsigned)__builtin_ctzll(d);
+            unsigned len = (unsigned)__builtin_ctzll(~(d >> i));   /* d >> i has a 0 on top */
+            hlm_os_purge((char *)s + ((size_t)i << HLM_PAGE_SHIFT), (size_t)len << HLM_PAGE_SHIFT);
+            d &= ~(((len == 64 ? 0 : ((uint64_t)1 << len)) - 1) << i);
+        }
+        s->dirty_pages = 0;
+    }
+    dirty_pages = 0;
+}
+
+static struct hlm_span *pages_alloc(unsigned cls)
+{
+    unsigned np = hlm_class_pages[cls], first = 0;
+    struct hlm_segment *s;
+    for (s = segments; s; s = s->next) {
+        uint64_t m = s->free_pages;
+        for (unsigned i = 1; i < np && m; i++)
+            m &= s->free_pages >> i;
+        if (m) {
+            first = (unsigned)__builtin_ctzll(m);
+            break;
+        }
+    }
+    if (!s) {
+        s = segment_new();
+        if (!s)
+            return NULL;
+        first = 1;
+    }
+    if (s->free_pages == HLM_SEG_ALL_FREE)
+        empty_segments--;
+    uint64_t mask = (((uint64_t)1 << np) - 1) << first;
+    hlm_assert((s->free_pages & mask) == mask && first + np <= HLM_SEG_PAGES);
+    s->free_pages &= ~mask;
+    dirty_pages -= (size_t)__builtin_popcountll(s->dirty_pages & mask);
+    s->dirty_pages &= ~mask;
+    struct hlm_span *sp = &s->spans[first];
+    uint32_t size = hlm_class_size[cls];
+    sp->free = NULL;
+    sp->cap = (uint32_t)(((size_t)np << HLM_PAGE_SHIFT) / size);
+    sp->bump = (char *)s + ((size_t)first << HLM_PAGE_SHIFT);
+    sp->end = sp->bump + (size_t)sp->cap * size;
+    sp->used = 0;
+    sp->cls = (uint8_t)cls;
+    sp->npages = (uint8_t)np;
+    sp->first = (uint8_t)first;
+    sp->listed = 0;
+    for (unsigned i = first; i < first + np; i++) {
+        s->page_first[i] = (uint8_t)first;
+        __atomic_store_n(&s->page_cls[i], (uint8_t)cls, __ATOMIC_RELEASE);
+    }
+    return sp;
+}
+
+static void pages_free(struct hlm_span *sp)
+{
+    struct hlm_segment *s = hlm_segment_of(sp);
+    uint64_t mask = (((uint64_t)1 << sp->npages) - 1) << sp->first;
+    for (unsigned i = sp->first; i < (unsigned)sp->first + sp->npages; i++)
+        s->page_cls[i] = 0;
+    sp->cls = 0;
+    s->free_pages |= mask;
+    s->dirty_pages |= mask;
+    dirty_pages += sp->npages;
+    if (s->free_pages == HLM_SEG_ALL_FREE && ++empty_segments > 1) {
+        segment_release(s);
+        return;
+    }
+    if ((dirty_pages << HLM_PAGE_SHIFT) > hlm_opt(HLM_OPT_RETAIN))
+        pages_purge();
+}
+
+int hlm_pages_trim(void)
+{
+    hlm_lock(&hlm_pages_lock);
+    int released = dirty_pages > 0;
+    pages_purge();
+    hlm_unlock(&hlm_pages_lock);
+    return released;
+}
+
+void hlm_small_info(size_t *mapped, size_t *free_bytes)
+{
+    size_t f = 0;
+    hlm_lock(&hlm_pages_lock);
+    for (struct hlm_segment *s = segments; s; s = s->next)
+        f += (size_t)__builtin_popcountll(s->free_pages) << HLM_PAGE_SHIFT;
+    *mapped = nsegments * HLM_SEG_SIZE;
+    hlm_unlock(&hlm_pages_lock);
+    *free_bytes = f;
+}
+
+/* ---- central lists (one lock per class) -------------------------------------------- */
+
+static void partial_push(struct hlm_central *c, struct hlm_span *sp)
+{
+    sp->prev = NULL;
+    sp->next = c->partial;
+    if (c->partial)
+        c->partial->prev = sp;
+    c->partial = sp;
+    sp->listed = 1;
+}
+
+static void partial_remove(struct hlm_central *c, struct hlm_span *sp)
+{
+    if (sp->prev)
+        sp->prev->next = sp->next;
+    else
+        c->partial = sp->next;
+    if (sp->next)
+        sp->next->prev = sp->prev;
+    sp->listed = 0;
+}
+
+unsigned hlm_central_take(unsigned cls, void **chain, unsigned want)
+{
+    struct hlm_central *c = &central[cls];
+    size_t size = hlm_class_size[cls];
+    void *head = NULL, **tail = &head;
+    unsigned got = 0;
+    hlm_lock(&c->lock);
+    while (got < want) {
+        struct hlm_span *sp = c->partial;
+        if (!sp) {
+            hlm_lock(&hlm_pages_lock);
+            sp = pages_alloc(cls);
+            hlm_unlock(&hlm_pages_lock);
+            if (!sp)
+                break;
+            partial_push(c, sp);
+        }
+        while (got < want && sp->free) {
+            void *o = sp->free;
+            sp->free = *(void **)o;
+            *tail = o;
+            tail = (void **)o;
+            got++;
+            sp->used++;
+        }
+        /* Never-used objects in address order: a fresh span is touched front to back. */
+        while (got < want && sp->bump < sp->end) {
+            void *o = sp->bump;
+            sp->bump += size;
+            *tail = o;
+            tail = (void **)o;
+            got++;
+            sp->used++;
+        }
+        hlm_assert(sp->used <= sp->cap);
+        if (sp->used == sp->cap)
+            partial_remove(c, sp);
+    }
+    *tail = NULL;
+    hlm_unlock(&c->lock);
+    *chain = head;
+    return got;
+}
+
+void hlm_central_give(unsigned cls, void *chain)
+{
+    struct hlm_central *c = &central[cls];
+    hlm_lock(&c->lock);
+    while (chain) {
+        void *o = chain;
+        chain = *(void **)o;
+        struct hlm_span *sp = hlm_span_of(o);
+        hlm_check(sp->cls == cls && sp->used > 0, "free(): invalid pointer or double free", o);
+        *(void **)o = sp->free;
+        sp->free = o;
+        sp->used--;
+        if (!sp->listed)
+            partial_push(c, sp);
+        /* An empty span goes back to the pages unless it is the class's only one. */
+        if (sp->used == 0 && (sp->prev || sp->next)) {
+            partial_remove(c, sp);
+            hlm_lock(&hlm_pages_lock);
+            pages_free(sp);
+            hlm_unlock(&hlm_pages_lock);
+        }
+    }
+    hlm_unlock(&c->lock);
+}
+
+void hlm_central_fork_prepare(void)
+{
+    for (unsigned i = 1; i < HLM_NCLASSES; i++)
+        hlm_lock(&central[i].lock);
+    hlm_lock(&hlm_pages_lock);
+}
+
+void hlm_central_fork_parent(void)
+{
+    hlm_unlock(&hlm_pages_lock);
+    for (unsigned i = HLM_NCLASSES - 1; i >= 1; i--)
+        hlm_unlock(&central[i].lock);
+}
+
+void hlm_central_fork_child(void)
+{
+    hlm_lock_reinit(&hlm_pages_lock);
+    for (unsigned i = 1; i < HLM_NCLASSES; i++)
+        hlm_lock_reinit(&central[i].lock);
+}

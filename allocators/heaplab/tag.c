@@ -1,0 +1,466 @@
+/*
+ * tag.c: a heap of chunks with boundary tags over sbrk (mmap when sbrk fails): splitting,
+ * immediate coalescing with both neighbours, the top of the heap trimmed, and the pages
+ * inside large free chunks purged once enough dirty free memory piled up.
+ *
+ * The fit policy is chosen at compile time by HLM_TAG_POLICY (see hlm.h):
+ *   HLM_TAG_SEGFIT    the default allocator's medium blocks: size bins, first chunk of
+ *                     the first bin that fits (good fit, O(1) in practice);
+ *   HLM_TAG_BESTFIT   libheaplab-bestfit.so: same bins, the smallest fitting chunk;
+ *   HLM_TAG_FIRSTFIT  libheaplab-firstfit.so: one list in address order, the lowest chunk
+ *                     that fits (Knuth/K&R); freeing keeps the order by taking a merged
+ *                     neighbour's place, else by walking the list.
+ * Chunk layout and invariants: hlm.h.  Every function expects hlm_tag_lock held.
+ */
+#include "hlm.h"
+
+#ifndef HLM_TAG_POLICY
+#define HLM_TAG_POLICY HLM_TAG_SEGFIT
+#endif
+
+struct chunk {
+    size_t prev_size;   /* footer of the previous chunk, valid when it is free */
+    size_t head;        /* size | HLM_TAG_INUSE | HLM_TAG_PINUSE */
+    struct chunk *fd, *bk;
+};
+
+#define NBINS 256
+#define CLEAN ((size_t)1)   /* footer bit: the chunk's interior pages were purged */
+
+hlm_lock_t hlm_tag_lock = HLM_LOCK_INIT;
+static struct chunk *bins[NBINS];
+static uint64_t binmap[NBINS / 64];
+static char *brk_end;            /* end of the current sbrk region, NULL before the first */
+static size_t arena_bytes, free_bytes, free_chunks, dirty_bytes;
+static bool growing;             /* heap_grow is filing new memory: do not trim it away */
+
+static inline size_t csize(const struct chunk *c) { return c->head & ~(size_t)15; }
+static inline bool cinuse(const struct chunk *c) { return c->head & HLM_TAG_INUSE; }
+static inline struct chunk *cnext(const struct chunk *c) { return (struct chunk *)((char *)c + csize(c)); }
+static inline struct chunk *cprev(const struct chunk *c)
+{
+    hlm_assert(!(c->head & HLM_TAG_PINUSE));
+    return (struct chunk *)((char *)c - (c->prev_size & ~(size_t)15));
+}
+static inline void *c2m(struct chunk *c) { return (char *)c + HLM_HDR; }
+static inline struct chunk *m2c(const void *p) { return (struct chunk *)((char *)p - HLM_HDR); }
+static inline bool is_fence(const struct chunk *c) { return csize(c) == 0; }
+static inline size_t req_size(size_t n)
+{
+    size_t s = hlm_align_up(n + HLM_HDR, HLM_ALIGN);
+    return s < HLM_TAG_MIN ? HLM_TAG_MIN : s;
+}
+
+/* A free chunk's invariants: not in use, footer equal to its size, neighbours in use
+ * (coalescing is immediate), previous flagged in use in its own header. */
+static inline void check_free(const struct chunk *c)
+{
+    hlm_assert(!cinuse(c) && csize(c) >= HLM_TAG_MIN && csize(c) % HLM_ALIGN == 0);
+    hlm_assert((cnext(c)->prev_size & ~(size_t)15) == csize(c));
+    hlm_assert(!(cnext(c)->head & HLM_TAG_PINUSE) && cinuse(cnext(c)));
+    hlm_assert(c->head & HLM_TAG_PINUSE);
+    (void)c;
+}
+
+static inline void set_free(struct chunk *c, size_t size, size_t clean)
+{
+    c->head = size | HLM_TAG_PINUSE;
+    struct chunk *n = cnext(c);
+    n->prev_size = size | clean;
+    n->head &= ~HLM_TAG_PINUSE;
+}
+
+/* ---- bins --------------------------------------------------------------------------- */
+
+static inline unsigned bin_of(size_t s)
+{
+#if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
+    (void)s;
+    return 0;
+#else
+    if (s < 1024)
+        return (unsigned)(s >> 4);   /* exact bins: every chunk in one has the same size */
+    unsigned b = 63u - (unsigned)__builtin_clzl(s);
+    unsigned i = 64 + (b - 10) * 4 + (unsigned)((s >> (b - 2)) & 3);
+    return i < NBINS ? i : NBINS - 1;
+#endif
+}
+
+static void bin_insert(struct chunk *c)
+{
+    check_free(c);
+    unsigned i = bin_of(csize(c));
+    free_bytes += csize(c);
+    free_chunks++;
+#if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
+    struct chunk *prev = NULL, *at = bins[0];
+    while (at && at < c) {
+        prev = at;
+        at = at->fd;
+    }
+    c->fd = at;
+    c->bk = prev;
+    if (at)
+        at->bk = c;
+    if (prev)
+        prev->fd = c;
+    else
+        bins[0] = c;
+#else
+    c->bk = NULL;
+    c->fd = bins[i];
+    if (bins[i])
+        bins[i]->bk = c;
+    bins[i] = c;
+#endif
+    binmap[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+static void bin_unlink(struct chunk *c)
+{
+    unsigned i = bin_of(csize(c));
+    free_bytes -= csize(c);
+    free_chunks--;
+    if (c->fd)
+        c->fd->bk = c->bk;
+    if (c->bk)
+        c->bk->fd = c->fd;
+    else {
+        hlm_check(bins[i] == c, "corrupted free list", c2m(c));
+        bins[i] = c->fd;
+        if (!bins[i])
+            binmap[i / 64] &= ~((uint64_t)1 << (i % 64));
+    }
+}
+
+/* Put n where c was in its list: keeps the address order of the first-fit list when n
+ * is c's merged or split remainder. */
+static void bin_replace(struct chunk *c, struct chunk *n, size_t newsize, size_t clean)
+{
+#if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
+    struct chunk *fd = c->fd, *bk = c->bk;
+    free_bytes -= csize(c);
+    set_free(n, newsize, clean);
+    free_bytes += newsize;
+    n->fd = fd;
+    n->bk = bk;
+    if (fd)
+        fd->bk = n;
+    if (bk)
+        bk->fd = n;
+    else
+        bins[0] = n;
+#else
+    bin_unlink(c);
+    set_free(n, newsize, clean);
+    bin_insert(n);
+#endif
+}
+
+static unsigned next_bin(unsigned i)   /* first non-empty bin >= i, NBINS if none */
+{
+    for (unsigned w = i / 64; w < NBINS / 64; w++) {
+        uint64_t m = binmap[w];
+        if (w == i / 64)
+            m &= ~(uint64_t)0 << (i % 64);
+        if (m)
+            return w * 64 + (unsigned)__builtin_ctzll(m);
+    }
+    return NBINS;
+}
+
+static struct chunk *bin_find(size_t s)
+{
+#if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
+    for (struct chunk *c = bins[0]; c; c = c->fd)
+        if (csize(c) >= s)
+            return c;
+    return NULL;
+#else
+    for (unsigned i = next_bin(bin_of(s)); i < NBINS; i = next_bin(i + 1)) {
+        struct chunk *best = NULL;
+        for (struct chunk *c = bins[i]; c; c = c->fd) {
+            if (csize(c) < s || (best && csize(c) >= csize(best)))
+                continue;
+            best = c;
+#if HLM_TAG_POLICY == HLM_TAG_SEGFIT
+            break;
+#endif
+            if (csize(c) == s)
+                break;
+        }
+        if (best)
+            return best;
+    }
+    return NULL;
+#endif
+}
+
+/* ---- freeing, growing, trimming, purging ---------------------------------------------- */
+
+static void purge_all(void);
+static void trim_top(struct chunk *c, size_t pad);
+
+/* Give an in-use chunk back: coalesce with free neighbours, file it, maybe trim. */
+static void chunk_release(struct chunk *c)
+{
+    hlm_check(cinuse(c), "free(): double free or corrupted chunk", c2m(c));
+    size_t size = csize(c);
+    struct chunk *next = cnext(c);
+    hlm_check(cinuse(next) || (cnext(next)->prev_size & ~(size_t)15) == csize(next),
+              "free(): corrupted next chunk", c2m(c));
+    bool next_free = !cinuse(next);
+    if (!(c->head & HLM_TAG_PINUSE)) {
+        struct chunk *prev = cprev(c);
+        hlm_check(!cinuse(prev) && csize(prev) == (c->prev_size & ~(size_t)15),
+                  "free(): corrupted previous chunk", c2m(c));
+        size += csize(prev);
+        if (next_free) {
+            size += csize(next);
+            bin_unlink(next);
+        }
+        bin_replace(prev, prev, size, 0);   /* prev keeps its place, with the new size */
+        c = prev;
+    } else if (next_free) {
+        bin_replace(next, c, size + csize(next), 0);
+    } else {
+        set_free(c, size, 0);
+        bin_insert(c);
+    }
+    check_free(c);
+    struct chunk *after = cnext(c);
+    if (!growing && is_fence(after) && (char *)after + HLM_HDR == brk_end &&
+        csize(c) > __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED))
+        trim_top(c, 0);
+    if (dirty_bytes > hlm_opt(HLM_OPT_RETAIN))
+        purge_all();
+}
+
+static void write_fence(struct chunk *f, bool pinuse)
+{
+    f->head = HLM_TAG_INUSE | (pinuse ? HLM_TAG_PINUSE : 0);
+}
+
+static void region_add(char *base, size_t len)
+{
+    struct chunk *c = (struct chunk *)base;
+    size_t size = len - HLM_HDR;
+    c->head = size | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+    write_fence(cnext(c), true);
+    arena_bytes += size;
+    growing = true;
+    chunk_release(c);
+    growing = false;
+}
+
+/* Add at least s bytes of free chunk at the top of the heap. */
+static bool heap_grow(size_t s)
+{
+    size_t incr = hlm_align_up(s + HLM_HDR + 128 * HLM_KIB, hlm_page_size);
+    if (incr < s)
+        return false;
+    char *cur = hlm_os_brk_now();
+    if (brk_end && cur == brk_end && hlm_os_sbrk((intptr_t)incr)) {
+        /* Contiguous: the old fencepost becomes the head of the new chunk. */
+        struct chunk *c = (struct chunk *)(brk_end - HLM_HDR);
+        brk_end += incr;
+        c->head = incr | HLM_TAG_INUSE | (c->head & HLM_TAG_PINUSE);
+        write_fence(cnext(c), true);
+        arena_bytes += incr;
+        growing = true;
+        chunk_release(c);
+        growing = false;
+        return true;
+    }
+    /* A new region, after someone else's sbrk (aligned to 16 first), or an mmap when
+     * sbrk fails.  The region's fence ends exactly at the break, so that the next
+     * growth is contiguous. */
+    size_t pad = cur == (char *)-1 ? 0 : hlm_align_up((uintptr_t)cur, HLM_ALIGN) - (uintptr_t)cur;
+    if (cur != (char *)-1 && hlm_os_sbrk((intptr_t)(pad + incr)) == cur) {
+        brk_end = cur + pad + incr;
+        region_add(cur + pad, incr);
+        return true;
+    }
+    size_t len = incr < HLM_MIB ? HLM_MIB : incr;
+    char *base = hlm_os_map(len);
+    if (!base)
+        return false;
+    region_add(base, len);
+    return true;
+}
+
+/* Hand the top of the sbrk heap back, keeping pad bytes free. */
+static void trim_top(struct chunk *c, size_t pad)
+{
+    char *keep_end = (char *)c + HLM_TAG_MIN + hlm_align_up(pad, HLM_ALIGN) + HLM_HDR;
+    char *new_end = (char *)hlm_align_up((uintptr_t)keep_end, hlm_page_size);
+    if (new_end >= brk_end || hlm_os_brk_now() != brk_end)
+        return;
+    size_t cut = (size_t)(brk_end - new_end);
+    size_t clean = cnext(c)->prev_size & CLEAN;   /* read before the memory goes */
+    if (!hlm_os_sbrk(-(intptr_t)cut))
+        return;
+    size_t size = (size_t)(new_end - HLM_HDR - (char *)c);
+    bin_unlink(c);
+    brk_end = new_end;
+    write_fence((struct chunk *)(new_end - HLM_HDR), false);
+    set_free(c, size, clean);
+    bin_insert(c);
+    arena_bytes -= cut;
+    if (dirty_bytes > cut)
+        dirty_bytes -= cut;
+    else
+        dirty_bytes = 0;
+    hlm_stat_add(trims, 1);
+    hlm_stat_add(trimmed_bytes, cut);
+}
+
+static void purge_chunk(struct chunk *c)
+{
+    struct chunk *n = cnext(c);
+    if (n->prev_size & CLEAN)
+        return;
+    uintptr_t from = hlm_align_up((uintptr_t)c + sizeof(struct chunk), hlm_page_size);
+    uintptr_t to = (uintptr_t)n & ~(uintptr_t)(hlm_page_size - 1);
+    if (to > from)
+        hlm_os_purge((void *)from, to - from);
+    n->prev_size |= CLEAN;
+}
+
+static void purge_all(void)
+{
+    for (unsigned i = next_bin(0); i < NBINS; i = next_bin(i + 1))
+        for (struct chunk *c = bins[i]; c; c = c->fd)
+            if (csize(c) >= 2 * hlm_page_size + sizeof(struct chunk))
+                purge_chunk(c);
+    dirty_bytes = 0;
+}
+
+/* ---- the entry points ------------------------------------------------------------------ */
+
+/* Take free chunk c for s bytes; split off and file the rest if it is big enough. */
+static void *chunk_take(struct chunk *c, size_t s)
+{
+    size_t size = csize(c), clean = cnext(c)->prev_size & CLEAN;
+    if (size - s >= HLM_TAG_MIN) {
+        struct chunk *r = (struct chunk *)((char *)c + s);
+        bin_replace(c, r, size - s, clean);
+        c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+    } else {
+        bin_unlink(c);
+        c->head |= HLM_TAG_INUSE;
+        cnext(c)->head |= HLM_TAG_PINUSE;
+    }
+    return c2m(c);
+}
+
+void *hlm_tag_malloc(size_t n)
+{
+    if (n > PTRDIFF_MAX - 2 * HLM_MIB)
+        return NULL;
+    size_t s = req_size(n);
+    struct chunk *c = bin_find(s);
+    if (!c) {
+        if (!heap_grow(s))
+            return NULL;
+        c = bin_find(s);
+        hlm_assert(c);
+    }
+    return chunk_take(c, s);
+}
+
+void hlm_tag_free(void *p)
+{
+    struct chunk *c = m2c(p);
+    dirty_bytes += csize(c);
+    chunk_release(c);
+}
+
+size_t hlm_tag_usable(const void *p) { return csize(m2c(p)) - HLM_HDR; }
+
+void *hlm_tag_memalign(size_t align, size_t n)
+{
+    if (n > PTRDIFF_MAX - 2 * HLM_MIB - align)
+        return NULL;
+    size_t s = req_size(n);
+    char *p = hlm_tag_malloc(s + align + HLM_TAG_MIN);
+    if (!p)
+        return NULL;
+    struct chunk *c = m2c(p);
+    if ((uintptr_t)p & (align - 1)) {
+        char *q = (char *)hlm_align_up((uintptr_t)p, align);
+        if ((size_t)(q - p) < HLM_TAG_MIN)
+            q += align;
+        struct chunk *a = m2c(q);
+        size_t lead = (size_t)(q - p);
+        a->head = (csize(c) - lead) | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+        c->head = lead | HLM_TAG_INUSE | (c->head & HLM_TAG_PINUSE);
+        chunk_release(c);
+        c = a;
+    }
+    if (csize(c) - s >= HLM_TAG_MIN) {
+        struct chunk *r = (struct chunk *)((char *)c + s);
+        r->head = (csize(c) - s) | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+        c->head = s | (c->head & 15);
+        chunk_release(r);
+    }
+    return c2m(c);
+}
+
+bool hlm_tag_resize(void *p, size_t n)
+{
+    if (n > PTRDIFF_MAX - 2 * HLM_MIB)
+        return false;
+    struct chunk *c = m2c(p);
+    size_t s = req_size(n), size = csize(c);
+    if (s > size) {
+        struct chunk *next = cnext(c);
+        if (is_fence(next) && (char *)next + HLM_HDR == brk_end && hlm_os_brk_now() == brk_end) {
+            if (!heap_grow(s - size))
+                return false;
+            next = cnext(c);   /* the grown top now follows c */
+        }
+        if (cinuse(next) || size + csize(next) < s)
+            return false;
+        size_t clean = cnext(next)->prev_size & CLEAN, total = size + csize(next);
+        if (total - s >= HLM_TAG_MIN) {
+            bin_replace(next, (struct chunk *)((char *)c + s), total - s, clean);
+            c->head = s | (c->head & 15);
+        } else {
+            bin_unlink(next);
+            c->head = total | (c->head & 15);
+            cnext(c)->head |= HLM_TAG_PINUSE;
+        }
+        return true;
+    }
+    if (size - s >= 4 * HLM_TAG_MIN) {   /* shrinking by little is not worth a split */
+        struct chunk *r = (struct chunk *)((char *)c + s);
+        r->head = (size - s) | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+        c->head = s | (c->head & 15);
+        dirty_bytes += size - s;
+        chunk_release(r);
+    }
+    return true;
+}
+
+int hlm_tag_trim(size_t pad)
+{
+    size_t before = hlm_stats.trimmed_bytes;
+    if (brk_end) {
+        struct chunk *fence = (struct chunk *)(brk_end - HLM_HDR);
+        if (!(fence->head & HLM_TAG_PINUSE))
+            trim_top(cprev(fence), pad);
+    }
+    size_t purged = hlm_stats.purged_bytes;
+    purge_all();
+    return hlm_stats.trimmed_bytes != before || hlm_stats.purged_bytes != purged;
+}
+
+void hlm_tag_purge(void) { purge_all(); }
+
+void hlm_tag_info(size_t *arena, size_t *fbytes, size_t *fchunks)
+{
+    *arena = arena_bytes;
+    *fbytes = free_bytes;
+    *fchunks = free_chunks;
+}
