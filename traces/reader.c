@@ -439,6 +439,8 @@ static const char *decode_chunk(struct hl_reader *r, const struct block *b)
     uint64_t t = base_time;
     uint32_t thread = 0, maxthread = r->nthreads;
     struct hl_event *ev = r->ev;
+    if (n > 0 && !(opf[0] & HL_OPF_THREAD) && maxthread == 0)
+        maxthread = 1; /* thread 0 is seen without a THREAD entry */
     for (uint32_t i = 0; i < n; i++) {
         uint8_t b8 = opf[i];
         unsigned op = b8 & HL_OPF_OP_MASK;

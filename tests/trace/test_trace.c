@@ -386,13 +386,17 @@ static void test_damage(void)
     const char *f = path("good.hlt");
     write_events(f, &p, e, n, 1000);
     free(e);
+    struct hl_err err;
+    int rc;
+    TAP_EQ_U(read_until_error(f, &rc, &err), n, "a single-threaded trace reads back whole");
+    TAP_CHECK(rc == 0, "and its trailer matches its events");
+    if (rc != 0)
+        tap_diag("%s", err.msg);
     size_t len, offs[64];
     uint8_t *d = slurp(f, &len);
     size_t nb = block_offsets(d, len, offs, 64);
     TAP_EQ_U(nb, 12, "the damage test file has PROC, 10 chunks and ENDS");
     char want[128];
-    struct hl_err err;
-    int rc;
 
     /* Cut in the middle of the fourth chunk (block 4). */
     const char *t = path("trunc.hlt");
