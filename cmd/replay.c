@@ -34,7 +34,8 @@ static const char *const usage[] = {
     "",
     "--counters=sim runs one extra replay per allocator under valgrind's callgrind",
     "(cache simulator, collection only around the replay loop): deterministic",
-    "instruction counts and D1/LL misses where the machine has no hardware counters.",
+    "instruction counts and D1/LL misses where the machine has no hardware counters",
+    "(simulated caches: 32 KiB 8-way L1, 8 MiB 16-way LL, 64-byte lines).",
     "--timeline FILE writes the median run's samples (live bytes from the trace, RSS",
     "above the baseline) as CSV: trace,allocator,run,event,time_ns,live_bytes,rss_bytes.",
     NULL};

@@ -178,7 +178,7 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
         }
     }
     if (allocates) {
-        if (e->slot != b->nslots) {
+        if (e->slot != b->nslots || b->nslots >= UINT32_MAX - 1) {
             snprintf(err->msg, sizeof err->msg,
                      "corrupted trace: event %llu allocates slot %u, expected slot %llu",
                      (unsigned long long)b->events - 1, e->slot,
@@ -284,7 +284,7 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     uint64_t tl_off = off;
     off = align64(off + b->ntl * sizeof(struct hl_rp_tlpoint));
     uint64_t sb_off = off;
-    off = align64(off + b->nslots * sizeof(uint64_t));
+    off = align64(off + (b->nslots + 1) * sizeof(uint64_t));
 
     int fd = memfd_create("heaplab-plan", 0);
     if (fd < 0 || ftruncate(fd, (off_t)off) != 0) {
@@ -325,8 +325,17 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
         uint64_t n = i < b->nthr ? b->thr[i].n : 0;
         th->ev_off = eo;
         th->nev = n;
+        struct hl_rp_ev *dst = (struct hl_rp_ev *)(m + eo);
         if (n)
-            memcpy(m + eo, b->thr[i].v, n * sizeof(struct hl_rp_ev));
+            memcpy(dst, b->thr[i].v, n * sizeof(struct hl_rp_ev));
+        /* "No block" (free(NULL), realloc(NULL, n)) becomes the extra slot nslots, which
+         * always holds NULL: the loop then never tests for it. */
+        for (uint64_t k = 0; k < n; k++) {
+            if (dst[k].slot == HL_NO_SLOT)
+                dst[k].slot = (uint32_t)b->nslots;
+            if (dst[k].old_slot == HL_NO_SLOT)
+                dst[k].old_slot = (uint32_t)b->nslots;
+        }
         eo = align64(eo + n * sizeof(struct hl_rp_ev));
         th->tl_off = to;
         th->ntl = 0;
@@ -338,6 +347,7 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     }
     if (b->nslots)
         memcpy(m + sb_off, b->slot_bytes, b->nslots * sizeof(uint64_t));
+    ((uint64_t *)(m + sb_off))[b->nslots] = 0;
     munmap(m, off);
 
     memset(info, 0, sizeof *info);

@@ -34,7 +34,7 @@
 struct hl_rp_ev {
     uint64_t size;
     uint32_t slot;     /* new block's slot (allocating ops), the freed slot (free) */
-    uint32_t old_slot; /* realloc: the block passed in, HL_NO_SLOT for NULL */
+    uint32_t old_slot; /* realloc: the block passed in; other ops: the NULL slot */
     uint32_t aux;
     uint8_t op;        /* enum hl_op */
     uint8_t flags;     /* HL_RF_* */
@@ -55,8 +55,9 @@ struct hl_plan_hdr {
     uint64_t magic, total_bytes;
     uint32_t nthreads;      /* replay threads (1 in serial mode) */
     uint32_t serial;
-    uint64_t nslots;
-    uint64_t slot_bytes_off; /* uint64_t[nslots]: bytes each slot asked for */
+    uint64_t nslots;        /* slots 0..nslots-1 are the trace's blocks; slot nslots is
+                               "no block" (NULL): events never carry HL_NO_SLOT */
+    uint64_t slot_bytes_off; /* uint64_t[nslots + 1]: bytes each slot asked for */
     uint64_t events;        /* trace events in the section */
     uint64_t ops;           /* events replayed */
     uint64_t skipped_unknown, skipped_failed;

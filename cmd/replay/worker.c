@@ -330,15 +330,9 @@ static uint64_t rss_now(void)
     return s ? strtoull(s + 1, NULL, 10) * pagesz : 0;
 }
 
-static inline void *call_alloc(const struct hl_rp_ev *e, void *old)
+static __attribute__((noinline)) void *call_aligned(const struct hl_rp_ev *e)
 {
     switch (e->op) {
-    case HL_OP_MALLOC:
-        return malloc(e->size);
-    case HL_OP_CALLOC:
-        return calloc(e->aux, e->size);
-    case HL_OP_REALLOC:
-        return realloc(old, e->size);
     case HL_OP_POSIX_MEMALIGN:
         if (f_posix_memalign) {
             void *p;
@@ -358,86 +352,107 @@ static inline void *call_alloc(const struct hl_rp_ev *e, void *old)
     return NULL;
 }
 
+static inline __attribute__((always_inline)) void *call_alloc(const struct hl_rp_ev *e,
+                                                              void *old)
+{
+    if (__builtin_expect(e->op == HL_OP_MALLOC, 1))
+        return malloc(e->size);
+    if (e->op == HL_OP_REALLOC)
+        return realloc(old, e->size);
+    if (e->op == HL_OP_CALLOC)
+        return calloc(e->aux, e->size);
+    return call_aligned(e);
+}
+
+__attribute__((noinline)) static void full_check_live(uint32_t slot, const void *p,
+                                                      uint64_t bytes)
+{
+    if (p && !holds(p, bytes, pattern(slot)))
+        violation("block of slot %u (%llu bytes) changed while live: overlapping blocks", slot,
+                  (unsigned long long)bytes);
+}
+
+__attribute__((noinline)) static void take_sample(struct wthr *t)
+{
+    if (t->tlk < t->ntl) {
+        t->tl[2 * t->tlk] = mono_ns() - t0_ns;
+        t->tl[2 * t->tlk + 1] = rss_now();
+        t->tlk++;
+    }
+}
+
 /* The loop body, specialised by the compiler for each (touch, check) pair so that the
- * default configuration pays only for what it does. */
+ * default configuration pays only for what it does.  "No block" is a slot of its own
+ * that always holds NULL (see replay.h), so free(NULL) and realloc(NULL, n) need no
+ * test here. */
 static inline __attribute__((always_inline)) void run_events(struct wthr *t, const int touch,
                                                              const int check)
 {
-    const struct hl_rp_ev *ev = t->ev;
-    const uint64_t n = t->nev;
+    const struct hl_rp_ev *e = t->ev, *const end = t->ev + t->nev;
     void **const sl = slots;
     const size_t pg = pagesz;
-    for (uint64_t i = 0; i < n; i++) {
-        const struct hl_rp_ev *e = &ev[i];
+    uint64_t *lat = t->lat;
+    for (unsigned tick = 0; e < end; e++, tick++) {
         const uint8_t fl = e->flags;
-        const int lat = (i & (LAT_EVERY - 1)) == 0;
-        uint64_t c0 = 0;
+        const int timed = (tick & (LAT_EVERY - 1)) == 0;
         if (e->op == HL_OP_FREE) {
             if (fl & HL_RF_WAIT)
                 wait_ready(e->slot);
-            void *p = e->slot != HL_NO_SLOT ? sl[e->slot] : NULL;
-            if (check == HL_CHECK_FULL && p && !holds(p, e->size, pattern(e->slot)))
-                violation("block of slot %u (%llu bytes) changed while live: overlapping "
-                          "blocks", e->slot, (unsigned long long)e->size);
-            if (lat) {
-                c0 = cycles_now();
+            void *p = sl[e->slot];
+            if (check == HL_CHECK_FULL)
+                full_check_live(e->slot, p, e->size);
+            if (timed) {
+                uint64_t c0 = cycles_now();
                 free(p);
-                t->lat[t->nlat++] = ((uint64_t)HL_OP_FREE << 56) | (cycles_now() - c0);
+                *lat++ = ((uint64_t)HL_OP_FREE << 56) | (cycles_now() - c0);
             } else {
                 free(p);
             }
         } else {
-            void *old = NULL;
-            uint64_t oldbytes = 0;
-            if (e->old_slot != HL_NO_SLOT) {
-                if (fl & HL_RF_WAIT)
-                    wait_ready(e->old_slot);
-                old = sl[e->old_slot];
-                oldbytes = slot_bytes[e->old_slot];
-                if (check == HL_CHECK_FULL && old && !holds(old, oldbytes, pattern(e->old_slot)))
-                    violation("block of slot %u (%llu bytes) changed while live: overlapping "
-                              "blocks", e->old_slot, (unsigned long long)oldbytes);
-            }
+            if (fl & HL_RF_WAIT)
+                wait_ready(e->old_slot);
+            void *old = sl[e->old_slot];
+            if (check == HL_CHECK_FULL)
+                full_check_live(e->old_slot, old, slot_bytes[e->old_slot]);
             uint8_t *p;
-            if (lat) {
-                c0 = cycles_now();
+            if (timed) {
+                uint64_t c0 = cycles_now();
                 p = call_alloc(e, old);
-                t->lat[t->nlat++] = ((uint64_t)e->op << 56) | (cycles_now() - c0);
+                *lat++ = ((uint64_t)e->op << 56) | (cycles_now() - c0);
             } else {
                 p = call_alloc(e, old);
             }
             sl[e->slot] = p;
-            const uint64_t bytes = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
             if (__builtin_expect(p != NULL, 1)) {
-                if (check != HL_CHECK_NONE)
-                    check_block(e, p, bytes, check == HL_CHECK_FULL);
-                if (check == HL_CHECK_FULL) {
-                    if (old) {
+                if (check != HL_CHECK_NONE || touch != HL_TOUCH_NONE) {
+                    const uint64_t bytes = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
+                    const uint64_t oldbytes = old ? slot_bytes[e->old_slot] : 0;
+                    if (check != HL_CHECK_NONE)
+                        check_block(e, p, bytes, check == HL_CHECK_FULL);
+                    if (check == HL_CHECK_FULL) {
                         uint64_t keep = oldbytes < bytes ? oldbytes : bytes;
-                        if (!holds(p, keep, pattern(e->old_slot)))
+                        if (old && !holds(p, keep, pattern(e->old_slot)))
                             violation("realloc(%llu -> %llu) did not keep the contents",
                                       (unsigned long long)oldbytes, (unsigned long long)bytes);
+                        memset(p, pattern(e->slot), bytes);
+                    } else if (touch == HL_TOUCH_PAGE) {
+                        for (uint64_t o = oldbytes; o < bytes; o += pg)
+                            p[o] = 1;
+                    } else if (touch == HL_TOUCH_ALL) {
+                        if (oldbytes < bytes)
+                            memset(p + oldbytes, 0xa5, bytes - oldbytes);
                     }
-                    memset(p, pattern(e->slot), bytes);
-                } else if (touch == HL_TOUCH_PAGE) {
-                    for (uint64_t o = old ? oldbytes : 0; o < bytes; o += pg)
-                        p[o] = 1;
-                } else if (touch == HL_TOUCH_ALL) {
-                    uint64_t from = old && oldbytes < bytes ? oldbytes : old ? bytes : 0;
-                    memset(p + from, 0xa5, bytes - from);
                 }
-            } else if (bytes) {
+            } else if (e->size) {
                 atomic_fetch_add(&fail_count, 1);
             }
             if (fl & HL_RF_PUBLISH)
                 atomic_store_explicit(&ready[e->slot], 1, memory_order_release);
         }
-        if (fl & HL_RF_SAMPLE && t->tlk < t->ntl) {
-            t->tl[2 * t->tlk] = mono_ns() - t0_ns;
-            t->tl[2 * t->tlk + 1] = rss_now();
-            t->tlk++;
-        }
+        if (fl & HL_RF_SAMPLE)
+            take_sample(t);
     }
+    t->nlat = (uint64_t)(lat - t->lat);
 }
 
 /* Named so that callgrind can collect exactly this (--toggle-collect=hl_replay_loop). */
@@ -612,10 +627,10 @@ static void run(void)
         fail("worker: damaged replay plan");
     close(cfg.plan_fd);
     slot_bytes = (const uint64_t *)((const char *)plan + plan->slot_bytes_off);
-    slots = map_anon(plan->nslots * sizeof *slots);
+    slots = map_anon((plan->nslots + 1) * sizeof *slots);
     uint32_t nt = plan->nthreads;
     if (nt > 1)
-        ready = map_anon(plan->nslots);
+        ready = map_anon(plan->nslots + 1);
     thr = map_anon(nt * sizeof *thr);
     uint64_t ntl = 0;
     for (uint32_t i = 0; i < nt; i++) {

@@ -1,13 +1,16 @@
 /*
  * bump.c: a no-op malloc replacement for measuring the replay harness itself.
  *
- * malloc hands out the next bytes of one huge reserved mapping and free does nothing,
- * so replaying against it costs about as little as an allocator can; what remains is
- * heaplab's own overhead per event (scripts/bench-replay).  With -DHL_BROKEN it becomes
- * a deliberately broken allocator instead: misaligned blocks, usable sizes smaller than
- * asked, calloc memory that is not zeroed, so that replay's contract checks have
- * something to catch.  Test code only: not thread-safe beyond an atomic bump, never
- * returns memory.
+ * malloc hands out the next bytes of one huge reserved mapping and free does nothing.
+ * It writes nothing into the blocks either (no header: realloc does not copy, and
+ * there is no malloc_usable_size), so with --touch=none no page is ever faulted in and
+ * replaying against it costs about as little as an allocator can; what remains is
+ * heaplab's own overhead per event (scripts/bench-replay).
+ *
+ * With -DHL_BROKEN it becomes a deliberately broken allocator instead: a size header,
+ * blocks 8 bytes off their alignment, malloc_usable_size reporting half the size, and
+ * calloc memory that is not zeroed, so that replay's contract checks have something to
+ * catch.  Test code only: never returns memory.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -16,50 +19,65 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define ARENA (64ull << 30) /* reserved, not committed */
-#define HDR 16              /* the block's size lives just before it */
+#define ARENA (16ull << 30) /* reserved, not committed */
+#ifdef HL_BROKEN
+#define HDR 32 /* the block's size lives just before it; room for the 8-byte skew */
+#else
+#define HDR 0
+#endif
 
 static char *base;
 static _Atomic uint64_t next;
 
-static char *arena(void)
+/* Each thread bumps through its own chunk, so the fast path has no atomic. */
+#define CHUNK (1u << 20)
+static __thread uint64_t cur __attribute__((tls_model("initial-exec")));
+static __thread uint64_t lim __attribute__((tls_model("initial-exec")));
+
+static int arena(void)
 {
     if (!base) {
         void *p = mmap(NULL, ARENA, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED)
-            return NULL;
+            return -1;
         char *expect = NULL;
         if (!__atomic_compare_exchange_n(&base, &expect, (char *)p, 0, __ATOMIC_ACQ_REL,
                                          __ATOMIC_ACQUIRE))
             munmap(p, ARENA);
     }
-    return base;
+    return 0;
 }
 
-static void *bump(size_t size, size_t align)
+__attribute__((noinline)) static int refill(uint64_t need)
 {
-    char *a = arena();
-    if (!a || size > ARENA / 2) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (arena() != 0 || need > ARENA / 4)
+        return -1;
+    uint64_t take = need > CHUNK ? need : CHUNK;
+    uint64_t at = atomic_fetch_add_explicit(&next, take, memory_order_relaxed);
+    if (at + take > ARENA)
+        return -1;
+    cur = at;
+    lim = at + take;
+    return 0;
+}
+
+static inline void *bump(size_t size, size_t align)
+{
     if (align < 16)
         align = 16;
-    uint64_t need = HDR + size + align;
-    uint64_t at = atomic_fetch_add_explicit(&next, (need + 15) & ~15ull, memory_order_relaxed);
-    if (at + need > ARENA) {
+    uint64_t need = (HDR + (uint64_t)size + (align > 16 ? align : 0) + 15) & ~15ull;
+    if (__builtin_expect(size > ARENA / 4 || (cur + need > lim && refill(need) != 0), 0)) {
         errno = ENOMEM;
         return NULL;
     }
-    uintptr_t p = ((uintptr_t)a + at + HDR + align - 1) & ~(uintptr_t)(align - 1);
+    uintptr_t p = ((uintptr_t)base + cur + HDR + align - 1) & ~(uintptr_t)(align - 1);
+    cur += need;
 #ifdef HL_BROKEN
     p += 8; /* misaligned for anything that needs 16 */
     ((uint64_t *)p)[-1] = size / 2;
     if (size)
         memset((void *)p, 0xab, size < 64 ? size : 64);
-#else
-    ((uint64_t *)p)[-1] = size;
 #endif
     return (void *)p;
 }
@@ -74,6 +92,7 @@ void *calloc(size_t n, size_t size)
     }
     return bump(n * size, 16); /* fresh pages are zero (the broken build dirties them) */
 }
+#ifdef HL_BROKEN
 size_t malloc_usable_size(void *p) { return p ? ((uint64_t *)p)[-1] : 0; }
 void *realloc(void *old, size_t size)
 {
@@ -84,6 +103,13 @@ void *realloc(void *old, size_t size)
     }
     return p;
 }
+#else
+void *realloc(void *old, size_t size)
+{
+    (void)old; /* a no-op: the contents are not kept (see the top) */
+    return bump(size, 16);
+}
+#endif
 int posix_memalign(void **out, size_t align, size_t size)
 {
     void *p = bump(size, align);
