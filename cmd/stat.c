@@ -446,9 +446,10 @@ static void print_human(FILE *o, const struct file *f)
     if (a->allocations)
         fprintf(o, " (mean %s)", fb(z, (double)a->bytes_requested / (double)a->allocations));
     fputc('\n', o);
-    fprintf(o, "  peak live  %s in %s blocks, at event %s (%s)%s\n", fb(x, (double)a->peak_live),
-            fc(y, (double)a->peak_blocks), fc(z, (double)a->peak_event),
-            fns(w, (double)a->peak_time_ns), f->nprocs > 1 ? " of the largest process" : "");
+    fprintf(o, "  peak live  %s at event %s (%s)%s; at most %s blocks live\n",
+            fb(x, (double)a->peak_live), fc(z, (double)a->peak_event),
+            fns(w, (double)a->peak_time_ns), f->nprocs > 1 ? " of the largest process" : "",
+            fc(y, (double)a->peak_blocks));
     fprintf(o, "  leaked     %s blocks, %s\n", fc(x, (double)a->leaked_blocks),
             fb(y, (double)a->leaked_bytes));
     fprintf(o, "  frees      %s: %s cross-thread, %s temporary", fc(x, (double)a->frees),
@@ -555,8 +556,10 @@ static void print_human(FILE *o, const struct file *f)
             char r[64];
             if (k == HL_AN_DECADE_BUCKETS - 1)
                 snprintf(r, sizeof r, ">= %s", fns(x, p10));
-            else
+            else if (k == 0)
                 snprintf(r, sizeof r, "< %s", fns(x, p10 * 10));
+            else
+                snprintf(r, sizeof r, "%s-%s", fns(x, p10), fns(y, p10 * 10));
             fprintf(o, "             %-17s %9s", r, fc(z, (double)a->life_ns_hist[k]));
             bar(o, a->life_ns_hist[k], max);
             fputc('\n', o);
