@@ -681,6 +681,19 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
         gp_set(f, "datafile", data);
         gp_set(f, "chart_title", c->title);
         fprintf(f, "nalloc = %d\nhas_free = %d\n", r->nallocs, have[1]);
+        /* One y range for both panels, whole decades, so that malloc and free compare. */
+        double lo = INFINITY, hi = 1;
+        for (int a = 0; a < r->nallocs; a++)
+            for (int op = 0; op < 2; op++)
+                for (int p = 0; p < 4; p++) {
+                    double x = hl_row_num(hl_results_find(r, g, a), cols[op][p]);
+                    if (x > 0 && x < lo)
+                        lo = x;
+                    if (x > hi)
+                        hi = x;
+                }
+        lo = isfinite(lo) && lo >= 1 ? pow(10, floor(log10(lo))) : 1;
+        fprintf(f, "ymin = %.6g\nymax = %.6g\n", lo, pow(10, ceil(log10(hi * 1.01))));
         gp_array(f, "alloc_name", (const char *const *)r->alloc, r->nallocs);
         const char **colors = malloc((size_t)(r->nallocs ? r->nallocs : 1) * sizeof *colors);
         for (int a = 0; a < r->nallocs; a++)

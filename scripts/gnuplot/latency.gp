@@ -7,6 +7,7 @@
 #   chart_title  the whole figure's title (names the trace)
 #   nalloc, alloc_name[], alloc_color[]   as in bars.gp
 #   has_free     1 if the free panel has any value (otherwise malloc takes the whole width)
+#   ymin, ymax   the y range shared by both panels (whole decades)
 load tpldir . "/common.gp"
 
 set style data histograms
@@ -14,6 +15,7 @@ set style histogram clustered gap 1.5
 set style fill solid 0.9 border rgb "#333333"
 set boxwidth 0.95 relative
 set logscale y
+set yrange [ymin:ymax]
 set format y "%.0s%c"
 set ylabel "CPU cycles per call (log scale)"
 set xtics scale 0 norotate
