@@ -24,8 +24,19 @@ static void list(void)
             s += n + (nl ? 1 : 0);
         }
         printf("  parameters (default):\n");
-        for (const struct hl_gen_param *p = w->params; p->name; p++)
-            printf("    %-11s %-10llu %s\n", p->name, (unsigned long long)p->def, p->help);
+        for (const struct hl_gen_param *p = w->params; p->name; p++) {
+            /* sizes as they would be typed: 16M rather than 16777216 */
+            char def[32];
+            uint64_t d = p->def;
+            static const char *const units[] = {"", "k", "M", "G"};
+            int u = 0;
+            while (u < 3 && d >= 1024 && d % 1024 == 0) {
+                d /= 1024;
+                u++;
+            }
+            snprintf(def, sizeof def, "%llu%s", (unsigned long long)d, units[u]);
+            printf("    %-11s %-10s %s\n", p->name, def, p->help);
+        }
         if (hl_workloads[i + 1])
             printf("\n");
     }

@@ -100,7 +100,7 @@ const struct hl_workload hl_wl_phases = {
     "Live bytes follow a curve: ramp to `plateau` (20% of the events), hold it with\n"
     "churn, climb to `peak` and back, hold, then release.  `realloc` percent of steps\n"
     "resize a block; `leak` per mille of frees are forgotten, so live bytes creep up\n"
-    "(stat's trend shows the slope).",
+    "(stat's trend gets steeper and fits better).",
     params,
     run,
 };
