@@ -35,6 +35,7 @@
 struct chunkref {
     const uint64_t *words; /* payload */
     size_t nwords;
+    uint64_t flush_tsc;    /* TSC when it was flushed: after its last record */
 };
 
 struct rthread {
@@ -54,15 +55,31 @@ struct rawfile {
     size_t damage_off;
 };
 
+/* One decoded record. */
+struct rec {
+    unsigned op, flags;
+    uint64_t seq, seq0;  /* seq0: realloc's seq-before (== seq when nothing is freed) */
+    uint64_t ptr, old;   /* the block returned or freed; realloc's old block */
+    uint64_t size, aux;
+};
+
 struct cursor {
     const struct rthread *t;
     size_t ci;               /* current chunk */
-    const uint64_t *p, *end; /* current record, end of the chunk */
+    const uint64_t *p, *end; /* next record, end of the chunk */
+    uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
+    struct rec r;            /* the current record */
+    const uint64_t *at;      /* where it starts, for error offsets */
     uint64_t key;            /* sequence number of the next thing to do */
     int phase;               /* 1: a realloc record whose old block is already taken */
     uint32_t old_slot;
     uint32_t dense;          /* thread index in the trace */
+    double seg_tsc, seg_step; /* the current run between clock readings: its start */
+                              /* and the TSC ticks per record */
     int bad;                 /* a malformed record ended this stream */
+    int seen;                /* a record was decoded (key holds its sequence number) */
+    uint64_t seg_k;          /* records of the current run so far */
+    double tsc;              /* the current record's time, in TSC ticks */
 };
 
 static int fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -87,7 +104,8 @@ static void note_damage(struct hl_finalise_stats *st, struct rawfile *f, size_t 
 
 /* ---- scanning a raw file ---- */
 
-static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, size_t nwords)
+static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, size_t nwords,
+                     uint64_t flush_tsc)
 {
     if (thread >= f->nthr) {
         uint32_t n = f->nthr ? f->nthr : 4;
@@ -111,6 +129,7 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
     }
     t->chunks[t->n].words = words;
     t->chunks[t->n].nwords = nwords;
+    t->chunks[t->n].flush_tsc = flush_tsc;
     t->n++;
     return 0;
 }
@@ -184,7 +203,7 @@ static int scan_file(struct rawfile *f, struct hl_finalise_stats *st, struct hl_
             note_damage(st, f, off, "chunk checksum mismatch");
             break;
         }
-        if (add_chunk(f, c.thread, words, c.nbytes / 8) != 0)
+        if (add_chunk(f, c.thread, words, c.nbytes / 8, c.tsc) != 0)
             return fail(err, "out of memory");
         if (c.mono_ns > f->last_mono) {
             f->last_mono = c.mono_ns;
@@ -197,40 +216,114 @@ static int scan_file(struct rawfile *f, struct hl_finalise_stats *st, struct hl_
 
 /* ---- cursors ---- */
 
-static inline uint64_t rec_key(const uint64_t *w, int phase)
+/* A clock reading at c->p: the records up to the next reading (or the chunk's flush)
+ * get evenly spaced times between the two. */
+static void start_segment(struct cursor *c, uint64_t flush_tsc)
 {
-    unsigned op = (unsigned)(w[0] & 31);
-    if (!phase && (op == HL_RAW_REALLOC || op == HL_RAW_REALLOCARRAY))
-        return w[4];
-    return w[0] >> 8;
+    uint64_t t0 = c->p[1], t1 = flush_tsc;
+    size_t n = 0;
+    for (const uint64_t *q = c->p + 2; q < c->end;) {
+        unsigned nw = hl_raw_record_words(q[0]);
+        if (!nw || (size_t)(c->end - q) < nw)
+            break;
+        if (!(q[0] & 1) && (q[0] >> 1 & 15) == HL_RAW_TIME) {
+            t1 = q[1];
+            break;
+        }
+        n++;
+        q += nw;
+    }
+    c->seg_tsc = (double)t0;
+    c->seg_k = 0;
+    c->seg_step = n && t1 > t0 ? (double)(t1 - t0) / (double)n : 0.0;
 }
 
-/* Point the cursor at its next record (moving to the next chunk as needed).  Returns
- * 0 at the end of the stream.  A record that does not fit its chunk or has an unknown
- * op ends the stream (the chunk passed its checksum, so this means a writer bug). */
-static int cursor_load(struct cursor *c)
+/* Decode the record at c->p into c->r and step past it. */
+static void decode(struct cursor *c, unsigned nw)
 {
-    while (c->p == c->end) {
-        if (c->ci >= c->t->n)
-            return 0;
-        c->p = c->t->chunks[c->ci].words;
-        c->end = c->p + c->t->chunks[c->ci].nwords;
-        c->ci++;
+    const uint64_t *w = c->p;
+    struct rec *r = &c->r;
+    c->at = w;
+    c->p += nw;
+    r->aux = 0;
+    r->old = 0;
+    if (w[0] & 1) {
+        r->op = (unsigned)(w[0] >> 1 & 15);
+        r->flags = 0;
+        r->seq = c->last_seq + (w[0] >> 5 & 31);
+        int64_t dp = (int64_t)w[0] >> 26; /* arithmetic shift: the signed delta */
+        r->ptr = (uint64_t)((int64_t)(c->last_ptr >> 4) + dp) << 4;
+        r->size = w[0] >> 10 & 0xffff;
+        r->seq0 = r->seq;
+    } else {
+        r->op = (unsigned)(w[0] >> 1 & 15);
+        r->flags = (unsigned)(w[0] >> 5 & 7);
+        r->seq = w[0] >> 24;
+        r->ptr = w[1];
+        r->size = w[0] >> 8 & 0xffff;
+        if (r->size == HL_RAW_SIZE_BIG)
+            r->size = w[nw - 1];
+        r->seq0 = r->seq;
+        switch (r->op) {
+        case HL_RAW_REALLOCARRAY:
+            r->aux = w[4];
+            /* fall through */
+        case HL_RAW_REALLOC:
+            r->seq0 = w[2];
+            r->old = w[3];
+            break;
+        case HL_RAW_CALLOC:
+        case HL_RAW_POSIX_MEMALIGN:
+        case HL_RAW_ALIGNED_ALLOC:
+        case HL_RAW_MEMALIGN:
+            r->aux = w[2];
+            break;
+        }
     }
-    unsigned nw = hl_raw_record_words((unsigned)(c->p[0] & 31));
-    if (!nw || (size_t)(c->end - c->p) < nw) {
-        c->bad = 1;
-        return 0;
-    }
-    c->phase = 0;
-    c->key = rec_key(c->p, 0);
-    return 1;
+    c->last_seq = r->seq;
+    c->last_ptr = r->ptr;
 }
 
+/* Decode the cursor's next event record (moving to the next chunk as needed, taking
+ * in clock readings).  Returns 0 at the end of the stream.  A record that does not
+ * fit its chunk, has an unknown op or goes back in sequence ends the stream (the chunk
+ * passed its checksum, so this means a writer bug). */
 static int cursor_next(struct cursor *c)
 {
-    c->p += hl_raw_record_words((unsigned)(c->p[0] & 31));
-    return cursor_load(c);
+    for (;;) {
+        if (c->p == c->end) {
+            if (c->ci >= c->t->n)
+                return 0;
+            c->p = c->t->chunks[c->ci].words;
+            c->end = c->p + c->t->chunks[c->ci].nwords;
+            c->ci++;
+            c->last_seq = 0;
+            c->last_ptr = 0;
+            continue;
+        }
+        unsigned nw = hl_raw_record_words(c->p[0]);
+        if (!nw || (size_t)(c->end - c->p) < nw) {
+            c->at = c->p;
+            c->bad = 1;
+            return 0;
+        }
+        if (!(c->p[0] & 1) && (c->p[0] >> 1 & 15) == HL_RAW_TIME) {
+            start_segment(c, c->t->chunks[c->ci - 1].flush_tsc);
+            c->p += 2;
+            continue;
+        }
+        c->tsc = c->seg_tsc + c->seg_step * (double)c->seg_k++;
+        uint64_t prev = c->key;
+        decode(c, nw);
+        if (c->r.seq0 > c->r.seq || (c->seen && c->r.seq0 <= prev)) {
+            c->bad = 1;
+            return 0;
+        }
+        c->seen = 1;
+        c->phase = 0;
+        c->key = c->r.seq0;
+        return 1;
+    }
 }
 
 /* Min-heap of cursors by key. */
@@ -311,20 +404,19 @@ static inline uint32_t new_slot(struct section *s, uint64_t addr)
  * record is finished, 0 if it moved to its second phase, -1 on a writer error. */
 static int step(struct section *s, struct cursor *c, struct hl_err *err)
 {
-    const uint64_t *w = c->p;
-    unsigned op = (unsigned)(w[0] & 31), flags = (unsigned)(w[0] >> 5 & 7);
+    const struct rec *r = &c->r;
     struct hl_event e;
     e.size = 0;
     e.aux = 0;
     e.slot = HL_NO_SLOT;
     e.old_slot = HL_NO_SLOT;
     e.thread = c->dense;
-    e.op = (uint8_t)op;
+    e.op = (uint8_t)r->op;
     e.flags = 0;
 
-    switch (op) {
+    switch (r->op) {
     case HL_RAW_FREE:
-        e.slot = hl_slotmap_take(s->map, w[2]);
+        e.slot = hl_slotmap_take(s->map, r->ptr);
         if (e.slot == HL_NO_SLOT)
             e.flags = HL_EV_UNKNOWN;
         break;
@@ -332,50 +424,44 @@ static int step(struct section *s, struct cursor *c, struct hl_err *err)
     case HL_RAW_REALLOCARRAY:
         if (!c->phase) {
             c->old_slot = HL_NO_SLOT;
-            if (w[5])
-                c->old_slot = hl_slotmap_take(s->map, w[5]);
-            if (w[4] != w[0] >> 8) {
+            if (r->old)
+                c->old_slot = hl_slotmap_take(s->map, r->old);
+            if (r->seq0 != r->seq) {
                 c->phase = 1;
-                c->key = w[0] >> 8;
+                c->key = r->seq;
                 return 0;
             }
         }
-        e.size = w[3];
-        if (op == HL_RAW_REALLOCARRAY)
-            e.aux = w[6];
+        e.size = r->size;
+        e.aux = r->aux;
         e.old_slot = c->old_slot;
-        if (w[5] && c->old_slot == HL_NO_SLOT)
+        if (r->old && c->old_slot == HL_NO_SLOT)
             e.flags = HL_EV_UNKNOWN;
-        if (flags & HL_RAWF_FREED) {
+        if (r->flags & HL_RAWF_FREED) {
             /* glibc's realloc(p, 0): p is freed, nothing allocated. */
             e.op = HL_OP_FREE;
             e.size = 0;
             e.aux = 0;
             e.slot = c->old_slot;
             e.old_slot = HL_NO_SLOT;
-        } else if (flags & HL_RAWF_FAILED) {
+        } else if (r->flags & HL_RAWF_FAILED) {
             e.flags |= HL_EV_FAILED;
             if (c->old_slot != HL_NO_SLOT)
-                hl_slotmap_put(s->map, w[5], c->old_slot);
+                hl_slotmap_put(s->map, r->old, c->old_slot);
         } else {
-            e.slot = new_slot(s, w[2]);
+            e.slot = new_slot(s, r->ptr);
         }
         break;
-    case HL_RAW_CALLOC:
-    case HL_RAW_POSIX_MEMALIGN:
-    case HL_RAW_ALIGNED_ALLOC:
-    case HL_RAW_MEMALIGN:
-        e.aux = w[4];
-        /* fall through */
-    default: /* malloc, valloc, pvalloc */
-        e.size = w[3];
-        if (flags & HL_RAWF_FAILED)
+    default: /* malloc, calloc, the aligned ops, valloc, pvalloc */
+        e.size = r->size;
+        e.aux = r->aux;
+        if (r->flags & HL_RAWF_FAILED)
             e.flags = HL_EV_FAILED;
         else
-            e.slot = new_slot(s, w[2]);
+            e.slot = new_slot(s, r->ptr);
         break;
     }
-    e.time_ns = tick_ns(s, w[1]);
+    e.time_ns = tick_ns(s, (uint64_t)c->tsc);
     if (e.flags & HL_EV_UNKNOWN)
         s->unknown++;
     s->events++;
@@ -419,7 +505,7 @@ static int write_section(struct rawfile *f, struct hl_writer *w, double ns_per_t
     uint32_t n = 0;
     for (uint32_t i = 0; i < f->nthr; i++) {
         cs[i].t = &f->thr[i];
-        if (cursor_load(&cs[i]))
+        if (cursor_next(&cs[i]))
             order[n++] = &cs[i];
     }
     qsort(order, n, sizeof *order, cmp_first_key);
@@ -436,7 +522,7 @@ static int write_section(struct rawfile *f, struct hl_writer *w, double ns_per_t
             goto out;
         if (r == 1 && !cursor_next(cur)) {
             if (cur->bad)
-                note_damage(st, f, (size_t)((const uint8_t *)cur->p - f->map),
+                note_damage(st, f, (size_t)((const uint8_t *)cur->at - f->map),
                             "malformed record");
             cur = h.n ? heap_pop(&h) : NULL;
             continue;

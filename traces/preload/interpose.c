@@ -78,12 +78,16 @@ static struct {
                        const posix_spawnattr_t *, char *const[], char *const[]);
     int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
                         const posix_spawnattr_t *, char *const[], char *const[]);
+    int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 } real;
 
 /* ---- per-thread state ---- */
 
 struct tstate {
-    uint64_t *pos, *end; /* write cursor and end of the current buffer */
+    uint64_t *pos, *end; /* write cursor and soft end (next clock reading) */
+    uint64_t *hard;      /* end of the buffer */
+    uint64_t last_seq;   /* running values of the chunk (raw.h: short records) */
+    uintptr_t last_ptr;
     uint64_t *buf;       /* first payload word; the chunk header sits just before */
     uint32_t nrec;       /* records in the buffer */
     uint32_t thread;     /* thread number within the image */
@@ -99,6 +103,7 @@ static __thread struct tstate ts __attribute__((tls_model("initial-exec")));
 /* ---- process state ---- */
 
 static uint64_t g_seq;              /* the global sequence counter */
+static int g_multi;                 /* the process has (had) more than one thread */
 static uint32_t g_nthreads;         /* thread numbers handed out in this image */
 static int g_state;                 /* 0 not set up, 1 setting up, 2 done */
 static int g_on;                    /* recording into g_fd */
@@ -222,6 +227,7 @@ static void resolve(void)
     R(fexecve);
     R(posix_spawn);
     R(posix_spawnp);
+    R(pthread_create);
 #undef R
     ts.guard--;
 }
@@ -321,6 +327,10 @@ static int raw_fd_ok(void)
 /* ---- buffers ---- */
 
 #define CHUNK_WORDS (sizeof(struct hl_raw_chunk) / 8)
+#define MAX_RECORD_WORDS 6 /* reallocarray with a big size */
+/* A clock reading (HL_RAW_TIME) every this many words, about 30 records: the soft end
+ * t->end stops the fast path there, so the reading costs the fast path nothing. */
+#define TIME_EVERY_WORDS 64
 
 static void flush(struct tstate *t)
 {
@@ -340,8 +350,11 @@ static void flush(struct tstate *t)
     c->checksum = hl_raw_checksum(h, t->buf, nwords);
     if (raw_fd_ok())
         write_all(g_fd, c, sizeof *c + nwords * 8);
-    t->pos = t->buf;
+    /* The next record takes the slow path, which starts the chunk with a reading. */
+    t->pos = t->end = t->buf;
     t->nrec = 0;
+    t->last_seq = 0;
+    t->last_ptr = 0;
     errno = saved;
 }
 
@@ -349,31 +362,45 @@ static void thread_dtor(void *arg);
 
 static void setup_process(void);
 
-/* Out of room (or no buffer yet): flush or set the buffer up, and return where a
- * record of nw words goes. */
+/* The fast path reached the soft end: flush if the buffer is full, set it up if there
+ * is none, write a clock reading, and return where the next record goes (with room for
+ * MAX_RECORD_WORDS). */
 static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
 {
     int saved = errno;
     if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == 0)
         setup_process();
     if (t->buf) {
-        flush(t);
+        if ((size_t)(t->hard - t->pos) < 2 + MAX_RECORD_WORDS)
+            flush(t);
     } else if (g_on && !t->dead) {
         void *m = mmap(NULL, g_bufbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                        -1, 0);
         if (m != MAP_FAILED) {
             t->buf = (uint64_t *)m + CHUNK_WORDS;
             t->pos = t->buf;
-            t->end = (uint64_t *)m + g_bufbytes / 8;
+            t->hard = (uint64_t *)m + g_bufbytes / 8;
             t->nrec = 0;
+            t->last_seq = 0;
+            t->last_ptr = 0;
             if (!t->registered) {
                 t->thread = __atomic_fetch_add(&g_nthreads, 1, __ATOMIC_RELAXED);
                 t->registered = 1;
+                /* A thread not made by pthread_create (which sets g_multi first). */
+                if (t->thread > 0)
+                    __atomic_store_n(&g_multi, 1, __ATOMIC_RELAXED);
             }
             pthread_setspecific(g_key, t);
         }
     }
-    if (!t->buf) {
+    if (t->buf) {
+        t->pos[0] = HL_RAW_TIME << 1;
+        t->pos[1] = read_tsc();
+        t->pos += 2;
+        t->nrec++;
+        t->end = (size_t)(t->hard - t->pos) > TIME_EVERY_WORDS ? t->pos + TIME_EVERY_WORDS
+                                                                : t->hard;
+    } else {
         /* Not recording: let records land in the scratch area. */
         t->pos = t->scratch;
         t->end = t->scratch + 8;
@@ -383,24 +410,43 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
     return t->pos;
 }
 
-static inline uint64_t *reserve(struct tstate *t, unsigned nw)
+/* Room for a record of up to maxw words; the caller fills it and commits the words it
+ * used, so a record whose size needs an extra word can store it unconditionally. */
+static inline uint64_t *reserve(struct tstate *t, unsigned maxw)
 {
     uint64_t *p = t->pos;
-    if (unlikely((size_t)(t->end - p) < nw))
+    if (unlikely((size_t)(t->end - p) < maxw))
         p = reserve_slow(t);
-    t->pos = p + nw;
-    t->nrec++;
     return p;
 }
 
+static inline void commit(struct tstate *t, uint64_t *w, unsigned nw)
+{
+    t->pos = w + nw;
+    t->nrec++;
+}
+
+/* One thread: a plain increment.  Several: an atomic add.  g_multi is set before the
+ * second thread exists (pthread_create below), so no increment is ever lost. */
 static inline uint64_t next_seq(void)
 {
+    if (likely(!__atomic_load_n(&g_multi, __ATOMIC_RELAXED))) {
+        uint64_t s = __atomic_load_n(&g_seq, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_seq, s + 1, __ATOMIC_RELAXED);
+        return s;
+    }
     return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
 }
 
-static inline uint64_t w0(uint64_t seq, unsigned op, unsigned flags)
+static inline uint64_t w0(uint64_t seq, uint64_t size, unsigned op, unsigned flags)
 {
-    return seq << 8 | flags << 5 | op;
+    uint64_t s16 = size < HL_RAW_SIZE_BIG ? size : HL_RAW_SIZE_BIG;
+    return seq << 24 | s16 << 8 | flags << 5 | op << 1;
+}
+
+static inline unsigned big(size_t size)
+{
+    return size >= HL_RAW_SIZE_BIG;
 }
 
 /* Threads flush at exit.  Later destructors (other keys, in the same round) may still
@@ -416,7 +462,7 @@ static void thread_dtor(void *arg)
     } else if (t->buf) {
         munmap(t->buf - CHUNK_WORDS, g_bufbytes);
         t->buf = NULL;
-        t->pos = t->end = NULL;
+        t->pos = t->end = t->hard = NULL;
         t->dead = 1;
     }
     t->guard--;
@@ -425,12 +471,15 @@ static void thread_dtor(void *arg)
 static void atfork_child(void)
 {
     struct tstate *t = &ts;
+    g_multi = 0; /* the child has one thread */
     if (!g_on)
         return;
     /* The copy of the parent's unflushed records is the parent's to write. */
     if (t->buf) {
-        t->pos = t->buf;
+        t->pos = t->end = t->buf;
         t->nrec = 0;
+        t->last_seq = 0;
+        t->last_ptr = 0;
     }
     t->thread = 0;
     t->registered = t->buf != NULL;
@@ -511,6 +560,56 @@ static void *quiet_malloc(size_t n)
     return boot_alloc(n, 16);
 }
 
+/* A malloc or free as a one-word short record if its deltas fit (raw.h), which they
+ * nearly always do; else as a long one.  Returns 1 if written. */
+static inline int record_short(struct tstate *t, unsigned op, uint64_t seq, uintptr_t p,
+                               size_t size)
+{
+    uint64_t ds = seq - t->last_seq;
+    uint64_t dp = (uint64_t)((p >> 4) - (t->last_ptr >> 4)) +
+                  (1ull << (HL_RAW_SHORT_PTR_BITS - 1));
+    t->last_seq = seq;
+    t->last_ptr = p;
+    if (likely(ds - 1 < HL_RAW_SHORT_SEQ_MAX && size < HL_RAW_SIZE_BIG && !(p & 15) &&
+               dp < (1ull << HL_RAW_SHORT_PTR_BITS))) {
+        uint64_t *w = t->pos; /* room for a long record was reserved */
+        w[0] = (dp - (1ull << (HL_RAW_SHORT_PTR_BITS - 1))) << 26 | (uint64_t)size << 10 |
+               ds << 5 | op << 1 | 1;
+        commit(t, w, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* malloc, valloc, pvalloc: w0 ptr [size] */
+static inline void record_plain(struct tstate *t, unsigned op, void *p, size_t size)
+{
+    uint64_t *w = reserve(t, 3);
+    uint64_t seq = next_seq();
+    if (op == HL_RAW_MALLOC && p && record_short(t, op, seq, (uintptr_t)p, size))
+        return;
+    t->last_seq = seq;
+    t->last_ptr = (uintptr_t)p;
+    w[0] = w0(seq, size, op, p ? 0 : HL_RAWF_FAILED);
+    w[1] = (uintptr_t)p;
+    w[2] = size;
+    commit(t, w, 2 + big(size));
+}
+
+/* calloc and the aligned ops: w0 ptr aux [size] */
+static inline void record_aux(struct tstate *t, unsigned op, void *p, size_t size, size_t aux)
+{
+    uint64_t *w = reserve(t, 4);
+    uint64_t seq = next_seq();
+    t->last_seq = seq;
+    t->last_ptr = (uintptr_t)p;
+    w[0] = w0(seq, size, op, p ? 0 : HL_RAWF_FAILED);
+    w[1] = (uintptr_t)p;
+    w[2] = aux;
+    w[3] = size;
+    commit(t, w, 3 + big(size));
+}
+
 EXPORT void *malloc(size_t n)
 {
     struct tstate *t = &ts;
@@ -521,11 +620,7 @@ EXPORT void *malloc(size_t n)
     }
     t->guard = 1;
     void *p = real.malloc(n);
-    uint64_t *w = reserve(t, 4);
-    w[0] = w0(next_seq(), HL_RAW_MALLOC, p ? 0 : HL_RAWF_FAILED);
-    w[1] = read_tsc();
-    w[2] = (uintptr_t)p;
-    w[3] = n;
+    record_plain(t, HL_RAW_MALLOC, p, n);
     t->guard = 0;
     return p;
 }
@@ -541,10 +636,13 @@ EXPORT void free(void *p)
         return;
     }
     t->guard = 1;
-    uint64_t *w = reserve(t, 3);
-    w[0] = w0(next_seq(), HL_RAW_FREE, 0);
-    w[1] = read_tsc();
-    w[2] = (uintptr_t)p;
+    uint64_t *w = reserve(t, 2);
+    uint64_t seq = next_seq();
+    if (!record_short(t, HL_RAW_FREE, seq, (uintptr_t)p, 0)) {
+        w[0] = w0(seq, 0, HL_RAW_FREE, 0);
+        w[1] = (uintptr_t)p;
+        commit(t, w, 2);
+    }
     real.free(p);
     t->guard = 0;
 }
@@ -569,12 +667,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
     }
     t->guard = 1;
     void *p = real.calloc(nmemb, size);
-    uint64_t *w = reserve(t, 5);
-    w[0] = w0(next_seq(), HL_RAW_CALLOC, p ? 0 : HL_RAWF_FAILED);
-    w[1] = read_tsc();
-    w[2] = (uintptr_t)p;
-    w[3] = size;
-    w[4] = nmemb;
+    record_aux(t, HL_RAW_CALLOC, p, size, nmemb);
     t->guard = 0;
     return p;
 }
@@ -590,22 +683,26 @@ static void *boot_realloc(void *old, size_t n)
     return p;
 }
 
+/* w0(seq after) new seq-before old [nmemb] [size] */
 static void record_realloc(struct tstate *t, unsigned op, uint64_t s0, void *old, void *p,
                            size_t size, size_t nmemb, size_t total)
 {
     unsigned flags = 0;
     if (!p)
         flags = old && total == 0 ? HL_RAWF_FREED : HL_RAWF_FAILED;
-    uint64_t *w = reserve(t, op == HL_RAW_REALLOC ? 6 : 7);
+    uint64_t *w = reserve(t, 6);
     uint64_t s1 = next_seq();
-    w[0] = w0(s1, op, flags);
-    w[1] = read_tsc();
-    w[2] = (uintptr_t)p;
-    w[3] = size;
-    w[4] = old ? s0 : s1;
-    w[5] = (uintptr_t)old;
+    t->last_seq = s1;
+    t->last_ptr = (uintptr_t)p;
+    w[0] = w0(s1, size, op, flags);
+    w[1] = (uintptr_t)p;
+    w[2] = old ? s0 : s1;
+    w[3] = (uintptr_t)old;
+    unsigned n = 4;
     if (op == HL_RAW_REALLOCARRAY)
-        w[6] = nmemb;
+        w[n++] = nmemb;
+    w[n] = size;
+    commit(t, w, n + big(size));
 }
 
 EXPORT void *realloc(void *old, size_t n)
@@ -664,16 +761,6 @@ EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
     return p;
 }
 
-static void record_aligned(struct tstate *t, unsigned op, void *p, size_t align, size_t size)
-{
-    uint64_t *w = reserve(t, 5);
-    w[0] = w0(next_seq(), op, p ? 0 : HL_RAWF_FAILED);
-    w[1] = read_tsc();
-    w[2] = (uintptr_t)p;
-    w[3] = size;
-    w[4] = align;
-}
-
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
     struct tstate *t = &ts;
@@ -688,7 +775,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
     }
     t->guard = 1;
     int r = real.posix_memalign(out, align, size);
-    record_aligned(t, HL_RAW_POSIX_MEMALIGN, r == 0 ? *out : NULL, align, size);
+    record_aux(t, HL_RAW_POSIX_MEMALIGN, r == 0 ? *out : NULL, size, align);
     t->guard = 0;
     return r;
 }
@@ -703,7 +790,7 @@ EXPORT void *aligned_alloc(size_t align, size_t size)
     }
     t->guard = 1;
     void *p = real.aligned_alloc(align, size);
-    record_aligned(t, HL_RAW_ALIGNED_ALLOC, p, align, size);
+    record_aux(t, HL_RAW_ALIGNED_ALLOC, p, size, align);
     t->guard = 0;
     return p;
 }
@@ -718,18 +805,9 @@ EXPORT void *memalign(size_t align, size_t size)
     }
     t->guard = 1;
     void *p = real.memalign(align, size);
-    record_aligned(t, HL_RAW_MEMALIGN, p, align, size);
+    record_aux(t, HL_RAW_MEMALIGN, p, size, align);
     t->guard = 0;
     return p;
-}
-
-static void record_plain(struct tstate *t, unsigned op, void *p, size_t size)
-{
-    uint64_t *w = reserve(t, 4);
-    w[0] = w0(next_seq(), op, p ? 0 : HL_RAWF_FAILED);
-    w[1] = read_tsc();
-    w[2] = (uintptr_t)p;
-    w[3] = size;
 }
 
 EXPORT void *valloc(size_t size)
@@ -760,6 +838,17 @@ EXPORT void *pvalloc(size_t size)
     record_plain(t, HL_RAW_PVALLOC, p, size);
     t->guard = 0;
     return p;
+}
+
+/* Threads: the process is about to have more than one, so sequence numbers must come
+ * from an atomic add from now on (see next_seq). */
+EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
+                          void *arg)
+{
+    if (!real.pthread_create)
+        resolve();
+    __atomic_store_n(&g_multi, 1, __ATOMIC_SEQ_CST);
+    return real.pthread_create(th, attr, fn, arg);
 }
 
 EXPORT size_t malloc_usable_size(void *p)

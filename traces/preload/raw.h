@@ -19,28 +19,50 @@
  * is wrong, so the capture is readable up to the last complete chunk.
  *
  * CHUNK payload: the records of ONE thread, in the order that thread made them.  A
- * record is 3 to 7 words; word 0 says which:
- *     w0  = seq << 8 | flags << 5 | op
- *           seq  : a process-wide counter (one atomic add per record), so the
- *                  records of all threads merge into one order consistent with
- *                  causality: a free takes its number before the real free, an
- *                  allocation after the real call returned.
- *           op   : HL_RAW_* below (enum hl_op values, 1..10)
- *           flags: HL_RAWF_*
- *     w1  = TSC (rdtsc) when the record was made; see the clock fields below
- *     w2  = pointer: the block returned (allocations), the block freed (free)
- *     w3  = size asked for (calloc, reallocarray: element size)        [not free]
- *     w4  = calloc, reallocarray: nmemb; posix_memalign, aligned_alloc,
- *           memalign: alignment                                         [those ops]
+ * record is 1 to 6 words.  Bit 0 of its first word tells a SHORT record (one word, the
+ * common malloc and free) from a LONG one.  Records are ordered by a sequence number:
+ * a process-wide counter, so the records of all threads merge into one order
+ * consistent with causality (a free takes its number before the real free, an
+ * allocation after the real call returned).  While the process has one thread the
+ * counter is a plain increment; from the first pthread_create on, an atomic add.
+ *
+ * Each thread's stream carries two running values, both starting at 0 in every chunk
+ * and set by every record: the last sequence number and the last pointer (the block
+ * returned, or freed).  Short records are deltas against them.
+ *
+ * SHORT (malloc or free; bit 0 = 1):
+ *     bits 1-4   op (HL_RAW_MALLOC or HL_RAW_FREE)
+ *     bits 5-9   seq - last seq (1..31)
+ *     bits 10-25 size (malloc; < 0xffff), 0 for free
+ *     bits 26-63 (ptr >> 4) - (last ptr >> 4), signed 38 bits; ptr is 16-byte aligned
+ * LONG (bit 0 = 0):
+ *     w0  = seq << 24 | size16 << 8 | flags << 5 | op << 1
+ *           seq    : 40 bits
+ *           size16 : the size asked for (calloc, reallocarray: element size) if below
+ *                    0xffff; 0xffff means the size is in one extra word at the end of
+ *                    the record.  0 for free.
+ *           op     : HL_RAW_* below (enum hl_op values 1..10, and HL_RAW_TIME)
+ *           flags  : HL_RAWF_*
+ *     w1  = pointer: the block returned (allocations), the block freed (free)
+ *     w2  = calloc, reallocarray: nmemb; posix_memalign, aligned_alloc, memalign:
+ *           alignment
  *   realloc and reallocarray record two sequence numbers: the free of the old block
  *   comes before the real call and the new block after it, and another thread may
  *   reuse the old address in between.
- *     realloc:       w0 (seq after) w1 w2 (new) w3 (size) w4 seq-before w5 old pointer
- *     reallocarray:  same, then w6 nmemb
- *   seq-before equals seq-after when old pointer is NULL (nothing is freed).
+ *     realloc:       w0 (seq after) w1 (new) w2 seq-before w3 old pointer
+ *     reallocarray:  the same, then w4 nmemb
+ *   seq-before equals seq-after when the old pointer is NULL (nothing is freed).  The
+ *   running values after a realloc are its seq after and its new pointer.
  *
- *   sizes in words: free 3; malloc, valloc, pvalloc 4; calloc, posix_memalign,
- *   aligned_alloc, memalign 5; realloc 6; reallocarray 7.
+ *   words (without the extra size word): free 2; malloc, valloc, pvalloc 2; calloc,
+ *   posix_memalign, aligned_alloc, memalign 3; realloc 4; reallocarray 5.
+ *
+ *   HL_RAW_TIME (2 words: w0 = HL_RAW_TIME << 1, w1 = TSC) is a clock reading, not an
+ *   event; it leaves the running values alone.
+ *   Reading the clock on every call would double the interposer's cost, so each
+ *   chunk starts with one and one follows about every 30 records; the finaliser gives
+ *   the records between two readings (or a reading and the chunk's flush time)
+ *   evenly spaced times.
  *
  * Not recorded: free(NULL) (a no-op), and calls made while the interposer itself is
  * running (its own bootstrap before dlsym has resolved, calls made from inside the
@@ -72,7 +94,10 @@ enum {
     HL_RAW_VALLOC = 8,
     HL_RAW_PVALLOC = 9,
     HL_RAW_REALLOCARRAY = 10,
+    HL_RAW_TIME = 15, /* a clock reading, not an event */
 };
+
+#define HL_RAW_SIZE_BIG 0xffffu /* size16 value: the size is in an extra word */
 
 /* Record flags (3 bits). */
 #define HL_RAWF_FAILED 0x1u /* NULL result / non-zero posix_memalign: no new block;
@@ -80,12 +105,21 @@ enum {
 #define HL_RAWF_FREED 0x2u  /* realloc(p, 0) / reallocarray(p, 0, n) freed p and
                                returned NULL (glibc's behaviour): a plain free */
 
-/* Words in a record of op `op`, 0 for an unknown op. */
-static inline unsigned hl_raw_record_words(unsigned op)
+/* Words in a record whose first word is w0, 0 for an unknown op. */
+static inline unsigned hl_raw_record_words(uint64_t w0)
 {
-    static const unsigned char words[11] = {0, 4, 5, 6, 3, 5, 5, 5, 4, 4, 7};
-    return op < 11 ? words[op] : 0;
+    static const unsigned char words[16] = {0, 2, 3, 4, 2, 3, 3, 3, 2, 2, 5, 0, 0, 0, 0, 2};
+    if (w0 & 1)
+        return 1;
+    unsigned op = (unsigned)(w0 >> 1 & 15);
+    if (!words[op])
+        return 0;
+    return words[op] + (op != HL_RAW_TIME && (w0 >> 8 & 0xffff) == HL_RAW_SIZE_BIG);
 }
+
+/* Short record fields. */
+#define HL_RAW_SHORT_SEQ_MAX 31u
+#define HL_RAW_SHORT_PTR_BITS 38
 
 struct hl_raw_header {
     char magic[8];              /* HL_RAW_MAGIC */
