@@ -78,8 +78,7 @@ static void analyse_file(struct file *f)
         while ((n = hl_reader_events(r, &ev, &f->err)) > 0)
             hl_analysis_feed(a, ev, (size_t)n);
         hl_analysis_finish(a);
-        if (a->nthreads < p.nthreads) /* threads that made no call still count */
-            a->nthreads = p.nthreads;
+        hl_analysis_add_threads(a, p.nthreads); /* threads that made no call count too */
         hl_analysis_merge(f->total, a);
         /* Sections of one file may overlap in time (fork) or follow each other (exec):
          * the file's duration spans from the first start to the last event. */

@@ -454,6 +454,21 @@ void hl_analysis_finish(struct hl_analysis *a)
     a->priv_ = NULL;
 }
 
+void hl_analysis_add_threads(struct hl_analysis *a, uint32_t n)
+{
+    if (n <= a->nthreads || n > MAX_THREADS || a->priv_)
+        return;
+    struct hl_an_thread *t = realloc(a->threads, n * sizeof *t);
+    if (!t)
+        abort();
+    for (uint32_t i = a->nthreads; i < n; i++) {
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].last_alloc = HL_NO_SLOT;
+    }
+    a->threads = t;
+    a->nthreads = n;
+}
+
 /* Merge two (size, count) lists into *dst (re-sorted with cmp). */
 static void merge_sizes(struct hl_an_size **dst, size_t *nd, const struct hl_an_size *src,
                         size_t ns, int (*cmp)(const void *, const void *))

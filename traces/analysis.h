@@ -131,6 +131,9 @@ struct hl_analysis *hl_analysis_new(void);
 void hl_analysis_feed(struct hl_analysis *a, const struct hl_event *ev, size_t n);
 /* Compute leaks, top sizes and slopes; frees the live-block map.  Call once. */
 void hl_analysis_finish(struct hl_analysis *a);
+/* After finish: make the thread list at least n long (threads the section header
+ * counts that made no call). */
+void hl_analysis_add_threads(struct hl_analysis *a, uint32_t n);
 /* Sum src's counts and histograms into dst (both finished).  Threads are appended,
  * size tables merged; trends are not combined (dst keeps its own). */
 void hl_analysis_merge(struct hl_analysis *dst, const struct hl_analysis *src);
