@@ -32,10 +32,12 @@
 
 static const char *const usage[] = {
     "heaplab record [-o FILE] [options] [--] PROGRAM [ARGS...]",
+    "heaplab record -o FILE --from-capture DIR",
     "Run PROGRAM with heaplab's recording interposer and write its malloc/free calls to a",
     "trace (default: PROGRAM's name + .hlt).  Threads, fork children and exec'd programs",
     "are recorded too, one process section each.  Exits with the program's status",
-    "(128+N if signal N killed it); 127 if the program cannot be started.",
+    "(128+N if signal N killed it); 127 if the program cannot be started.  A capture kept",
+    "with --capture-dir can be finalised again later with --from-capture.",
     NULL};
 
 static volatile pid_t child_pid;
@@ -119,6 +121,30 @@ static char *default_output(const char *prog)
     return out;
 }
 
+/* Finalise the capture in dir into out and print the summary line.  Returns 0 / -1. */
+static int finalise(const char *dir, const char *out, int quiet)
+{
+    struct hl_finalise_stats st;
+    struct hl_err err;
+    if (hl_finalise(dir, out, &st, &err) != 0) {
+        fprintf(stderr, "heaplab: %s\n", err.msg);
+        return -1;
+    }
+    if (st.damaged)
+        hl_warn("%s", st.damage);
+    if (!quiet) {
+        char b[32];
+        fprintf(stderr,
+                "heaplab: %s: %u process%s, %llu thread%s, %llu events, %s (%.2f bytes/event)\n",
+                out, st.processes, st.processes == 1 ? "" : "es",
+                (unsigned long long)st.threads, st.threads == 1 ? "" : "s",
+                (unsigned long long)st.events,
+                hl_fmt_bytes(b, sizeof b, (double)st.trace_bytes),
+                st.events ? (double)st.trace_bytes / (double)st.events : 0.0);
+    }
+    return 0;
+}
+
 static int status_code(int status)
 {
     if (WIFEXITED(status))
@@ -130,7 +156,7 @@ static int status_code(int status)
 
 int cmd_record(int argc, char **argv)
 {
-    const char *output = NULL, *capture = NULL;
+    const char *output = NULL, *capture = NULL, *from = NULL;
     uint64_t buffer = 0;
     int quiet = 0;
     struct hl_option opts[] = {
@@ -139,9 +165,18 @@ int cmd_record(int argc, char **argv)
                       "write the raw capture into DIR (created) and keep it"),
         HL_OPT_SIZE(0, "buffer", &buffer, "SIZE",
                     "per-thread record buffer (default 1M; smaller flushes more often)"),
+        HL_OPT_STRING(0, "from-capture", &from, "DIR",
+                      "finalise the raw capture in DIR instead of running a program"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no summary line"),
         HL_OPT_END()};
     int i = hl_parse_options(argc, argv, opts, usage, HL_PARSE_STOP_AT_NON_OPTION);
+    if (from) {
+        if (i < argc)
+            hl_usage_die("record: --from-capture takes no program");
+        if (!output)
+            hl_usage_die("record: --from-capture needs -o FILE");
+        return finalise(from, output, quiet) == 0 ? 0 : 1;
+    }
     if (i >= argc)
         hl_usage_die("record: no program given (heaplab record -- PROGRAM [ARGS...])");
     char **prog_argv = argv + i;
@@ -243,28 +278,11 @@ int cmd_record(int argc, char **argv)
         ;
     int code = status_code(status);
 
-    struct hl_finalise_stats st;
-    struct hl_err err;
-    if (hl_finalise(dir, out, &st, &err) != 0) {
-        fprintf(stderr, "heaplab: %s\n", err.msg);
-        if (!capture)
-            remove_capture(dir);
-        return code ? code : 1;
-    }
+    int r = finalise(dir, out, quiet);
     if (!capture)
         remove_capture(dir);
-    if (st.damaged)
-        hl_warn("%s", st.damage);
-    if (!quiet) {
-        char b[32];
-        fprintf(stderr,
-                "heaplab: %s: %u process%s, %llu thread%s, %llu events, %s (%.2f bytes/event)\n",
-                out, st.processes, st.processes == 1 ? "" : "es",
-                (unsigned long long)st.threads, st.threads == 1 ? "" : "s",
-                (unsigned long long)st.events,
-                hl_fmt_bytes(b, sizeof b, (double)st.trace_bytes),
-                st.events ? (double)st.trace_bytes / (double)st.events : 0.0);
-    }
+    if (r != 0 && code == 0)
+        code = 1;
     free(out);
     free(pre);
     free(lib);

@@ -1,0 +1,182 @@
+#!/bin/bash
+# record.sh: `heaplab record` end to end.  Small programs with exactly known allocation
+# sequences (tests/record/*.c) and real programs (sort, python3, a shell pipeline) are
+# recorded; the traces are read back with `heaplab export` and `heaplab stat --json`.
+. "$HEAPLAB_SRC/tests/lib/lib.sh"
+B=$HEAPLAB_BUILD/tests/record
+H=$HEAPLAB
+
+# events FILE: the event lines of a trace's text form, without the time field
+events() { "$H" export "$1" | grep -v '^#' | grep -v '^process ' | cut -d' ' -f2-; }
+# sj FILE EXPR: a value from `heaplab stat --json FILE`
+sj() { "$H" stat --json "$1" >"$T/.stat.json" && json "$T/.stat.json" "$2"; }
+# sized TRACE SIZE [SECTION]: allocations of exactly SIZE bytes (in process section
+# SECTION, 1-based, if given), and on the next line how many of them were freed
+sized() {
+    "$H" export "$1" | awk -v size="$2" -v want="${3:-0}" '
+        /^process / { sec++; delete sz; next }
+        /^#/ { next }
+        want && sec != want { next }
+        {
+            if ($4 == size && $5 == "->") { n++; sz[$6] = 1 }
+            if ($3 == "free" && ($4 in sz)) { f++; delete sz[$4] }
+        }
+        END { print n + 0; print f + 0 }'
+}
+
+# ---- every wrapped function, failed calls, realloc edge cases ----
+"$H" record -q -o "$T/allocs.hlt" -- "$B/rec-allocs" >"$T/allocs.out"
+eq "a program's exit status 0 comes back" "$?" 0
+eq "the program's stdout is passed through" "$(cat "$T/allocs.out")" done
+events "$T/allocs.hlt" >"$T/allocs.txt"
+ok "every wrapped call is recorded with its exact arguments and result, in order" \
+    diff "$T/allocs.txt" "$HEAPLAB_SRC/tests/record/allocs.expected"
+eq "one process, one thread" "$(sj "$T/allocs.hlt" '(j["processes"], j["threads"])')" "(1, 1)"
+eq "failed calls counted as failed" "$(sj "$T/allocs.hlt" 'j["failed_calls"]')" 6
+eq "no frees of unknown blocks" "$(sj "$T/allocs.hlt" 'j["unknown_frees"]')" 0
+
+# the summary line
+"$H" record -o "$T/sum.hlt" -- "$B/rec-allocs" >/dev/null 2>"$T/sum.err"
+check "summary: one line naming processes, threads, events and size" \
+    "[ \$(wc -l <'$T/sum.err') -eq 1 ] && grep -q '1 process, 1 thread, 28 events' '$T/sum.err'"
+
+# default output name: the program's name + .hlt, in the current folder
+(cd "$T" && "$H" record -q "$B/rec-allocs" >/dev/null)
+check "without -o the trace is PROGRAM.hlt (and '--' is optional)" "[ -s '$T/rec-allocs.hlt' ]"
+
+# ---- threads and cross-thread frees ----
+"$H" record -q -o "$T/thr.hlt" -- "$B/rec-threads" >/dev/null
+eq "threads: exit status" "$?" 0
+eq "threads: main + 4 workers seen" "$(sj "$T/thr.hlt" 'j["threads"]')" 5
+got=$("$H" export "$T/thr.hlt" | awk '$4 >= 1000 && $4 < 1100 && $3 == "malloc" { n++ } END { print n + 0 }')
+eq "threads: 4000 worker blocks recorded" "$got" 4000
+eq "threads: every free follows its allocation (none unknown)" \
+    "$(sj "$T/thr.hlt" 'j["unknown_frees"]')" 0
+eq "threads: 2000 frees cross threads" "$(sj "$T/thr.hlt" 'j["cross_thread_frees"] >= 2000')" True
+got=$("$H" export "$T/thr.hlt" | awk '
+    $3 == "malloc" && $4 >= 1000 && $4 < 1100 { live[$6] = 1; n++ }
+    $3 == "free" && ($4 in live) { delete live[$4]; f++ }
+    END { print n - f }')
+eq "threads: no worker block left live" "$got" 0
+
+# ---- fork without exec ----
+"$H" record -q -o "$T/fork.hlt" -- "$B/rec-forker" fork
+eq "fork: exit status" "$?" 0
+eq "fork: three processes" "$(sj "$T/fork.hlt" 'j["processes"]')" 3
+eq "fork: parent's blocks in the parent's section only" \
+    "$(sized "$T/fork.hlt" 3001 1 | head -1),$(sized "$T/fork.hlt" 3001 | head -1)" "10,10"
+eq "fork: child exiting normally recorded (5 blocks, all freed)" \
+    "$(sized "$T/fork.hlt" 3002 | tr '\n' ,)" "5,5,"
+eq "fork: child leaving with _exit recorded (4 blocks)" \
+    "$(sized "$T/fork.hlt" 3003 | head -1)" 4
+eq "fork: children name the parent as ppid" \
+    "$(sj "$T/fork.hlt" 'sorted(set(p["ppid"] for p in j["process_list"][1:])) == [j["process_list"][0]["pid"]]')" True
+
+# ---- fork + exec, with an envp that drops LD_PRELOAD ----
+for mode in exec execl; do
+    "$H" record -q -o "$T/$mode.hlt" -- "$B/rec-forker" $mode
+    eq "$mode: exit status" "$?" 0
+    eq "$mode: parent, child before exec, exec'd image: three sections" \
+        "$(sj "$T/$mode.hlt" 'j["processes"]')" 3
+    eq "$mode: recording goes on in the exec'd image (7 blocks)" \
+        "$(sized "$T/$mode.hlt" 3005 3 | head -1)" 7
+    eq "$mode: the exec'd image's command line" \
+        "$(sj "$T/$mode.hlt" 'j["process_list"][2]["cmdline"].endswith("execd")')" True
+done
+"$H" record -q -o "$T/spawn.hlt" -- "$B/rec-forker" spawn
+eq "posix_spawn with an empty envp: the spawned program is recorded" \
+    "$(sized "$T/spawn.hlt" 3006 | head -1)" 6
+
+# ---- C++ ----
+"$H" record -q -o "$T/cxx.hlt" -- "$B/rec-cxx" >/dev/null
+eq "C++: new seen as malloc (3 objects), new[] too (2 arrays)" \
+    "$(sized "$T/cxx.hlt" 4001 | head -1),$(sized "$T/cxx.hlt" 4002 | head -1)" "3,2"
+eq "C++: delete and delete[] seen as free" \
+    "$(sized "$T/cxx.hlt" 4001 | tail -1),$(sized "$T/cxx.hlt" 4002 | tail -1)" "3,2"
+
+# ---- exit status, signals, bad programs ----
+"$H" record -q -o "$T/x.hlt" -- sh -c 'exit 3'
+eq "exit status 3 is propagated" "$?" 3
+"$H" record -q -o "$T/x.hlt" -- sh -c 'kill -9 $$'
+eq "killed by SIGKILL: exit status 137" "$?" 137
+check "a killed program still leaves a trace" "[ -s '$T/x.hlt' ]"
+fails_with_one_line "a missing program: one line on stderr" \
+    "$H" record -o "$T/missing.hlt" -- /no/such/program
+"$H" record -o "$T/missing.hlt" -- no-such-program-heaplab 2>/dev/null
+eq "a missing program: exit status 127" "$?" 127
+check "a missing program: no trace file left" "[ ! -e '$T/missing.hlt' ]"
+: >"$T/noexec"
+"$H" record -o "$T/noexec.hlt" -- "$T/noexec" 2>/dev/null
+eq "a program that is not executable: exit status 126" "$?" 126
+fails_with_one_line "no program at all: usage error on one line" "$H" record -o "$T/n.hlt"
+
+# SIGTERM to heaplab goes on to the program
+"$H" record -q -o "$T/term.hlt" -- sleep 30 &
+hpid=$!
+for _ in $(seq 100); do pgrep -P $hpid >/dev/null && break; sleep 0.05; done
+sleep 0.2
+kill -TERM $hpid
+wait $hpid
+eq "SIGTERM is forwarded: the program dies of it (143)" "$?" 143
+
+# LD_PRELOAD the user already has stays, behind the interposer
+userlib=$(ldd /bin/sh | awk '/libc.so/ { print $3 }')
+got=$(LD_PRELOAD=$userlib "$H" record -q -o "$T/pre.hlt" -- sh -c 'echo "$LD_PRELOAD"')
+check "the interposer goes in front of the user's LD_PRELOAD" \
+    "[[ '$got' == */libheaplab-record.so:$userlib ]]"
+
+# ---- SIGKILL mid-run: the trace reads up to the last flushed chunk ----
+rm -f "$T/ready"
+"$H" record -q --buffer 4k -o "$T/kill.hlt" -- "$B/rec-killme" "$T/ready" &
+hpid=$!
+for _ in $(seq 200); do [ -s "$T/ready" ] && break; sleep 0.05; done
+kill -KILL "$(cat "$T/ready")"
+wait $hpid
+eq "SIGKILL mid-run: exit status 137" "$?" 137
+n=$(sized "$T/kill.hlt" 2001 | head -1)
+check "SIGKILL mid-run: the flushed chunks are in the trace ($n of 20000 events)" \
+    "[ '$n' -ge 19000 ] && [ '$n' -le 20000 ]"
+
+# ---- a damaged raw capture is read up to the damage, and reported ----
+PYTHONMALLOC=malloc "$H" record -q --buffer 4k --capture-dir "$T/cap" -o "$T/cap.hlt" -- \
+    python3 -c 'x = [str(i) for i in range(20000)]' 2>/dev/null
+full=$(sj "$T/cap.hlt" 'j["events"]')
+raw=$(ls -S "$T/cap"/*.hlraw | head -1)
+python3 - "$raw" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[len(b) // 2] ^= 0xff
+open(p, 'wb').write(b)
+PY
+"$H" record --from-capture "$T/cap" -o "$T/dmg.hlt" 2>"$T/dmg.err"
+eq "a damaged raw capture still finalises" "$?" 0
+check "the damage is reported with the file and byte offset" \
+    "grep -q 'hlraw: chunk checksum mismatch at byte [0-9]' '$T/dmg.err'"
+n=$(sj "$T/dmg.hlt" 'j["events"]')
+check "events before the damaged chunk are kept ($n of $full)" "[ '$n' -gt 1000 ] && [ '$n' -lt '$full' ]"
+fails_with_one_line "--from-capture of a folder with no capture: one line" \
+    "$H" record --from-capture "$T" -o "$T/none.hlt"
+
+# ---- real programs ----
+seq 1 20000 | shuf --random-source=<(yes) >"$T/numbers"
+"$H" record -q -o "$T/sort.hlt" -- sort -n "$T/numbers" >"$T/sorted"
+eq "sort: output unchanged under recording" "$(sort -n "$T/numbers" | cmp - "$T/sorted" && echo same)" same
+eq "sort: trace reads, events recorded" "$(sj "$T/sort.hlt" 'j["events"] > 100')" True
+eq "sort: frees never exceed allocations" "$(sj "$T/sort.hlt" 'j["frees"] - j["unknown_frees"] <= j["allocations"]')" True
+
+PYTHONMALLOC=malloc "$H" record -q -o "$T/py.hlt" -- python3 -c 'x = [str(i) * 3 for i in range(50000)]; print(len(x))' >"$T/py.out"
+eq "python3: runs and prints" "$(cat "$T/py.out")" 50000
+eq "python3 (PYTHONMALLOC=malloc): at least 50000 allocations recorded" \
+    "$(sj "$T/py.hlt" 'j["allocations"] >= 50000')" True
+eq "python3: frees never exceed allocations" \
+    "$(sj "$T/py.hlt" 'j["frees"] - j["unknown_frees"] <= j["allocations"]')" True
+
+got=$("$H" record -q -o "$T/pipe.hlt" -- sh -c 'seq 1 5000 | sort -rn | head -3 | tr "\n" " "')
+eq "pipeline: output unchanged" "$got" "5000 4999 4998 "
+eq "pipeline: every process recorded (shell, seq, sort, head, tr and forks)" \
+    "$(sj "$T/pipe.hlt" 'j["processes"] >= 5')" True
+eq "pipeline: frees never exceed allocations in any process" \
+    "$(sj "$T/pipe.hlt" 'all(p["frees"] - p["unknown_frees"] <= p["allocations"] for p in j["process_list"])')" True
+
+done_testing
