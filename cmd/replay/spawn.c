@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/personality.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -209,6 +210,10 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
     }
     if (pid == 0) {
         fcntl(p[1], F_SETFD, 0);
+        /* Under the simulator, the same addresses every time: allocators that hash
+         * or align by address (jemalloc) then execute the same instructions too. */
+        if (sim)
+            personality(ADDR_NO_RANDOMIZE);
         if (!o) { /* a probe: the loader's complaints become our one-line error */
             int null = open("/dev/null", O_WRONLY);
             if (null >= 0)
