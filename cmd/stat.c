@@ -235,6 +235,8 @@ static void j_analysis(struct json *j, const struct hl_analysis *a, uint64_t npr
     j_u64(j, "temporary_allocations", a->temporary);
     if (a->bad_ops)
         j_u64(j, "unknown_ops", a->bad_ops);
+    if (a->double_allocs)
+        j_u64(j, "slots_allocated_twice", a->double_allocs);
 
     j_open(j, "size_histogram", '[');
     for (int k = 0; k < HL_AN_POW2_BUCKETS; k++) {

@@ -49,21 +49,25 @@ static int livemap_init(struct livemap *m, size_t cap)
     return 0;
 }
 
-static void livemap_insert_nogrow(struct livemap *m, const struct live *l)
+/* Returns 1 (old record in *old) if the slot was already live: a damaged trace; the
+ * newest record wins. */
+static int livemap_insert_nogrow(struct livemap *m, const struct live *l, struct live *old)
 {
     size_t i = slot_hash(l->slot, m->mask);
     while (m->t[i].slot != HL_NO_SLOT) {
-        if (m->t[i].slot == l->slot) { /* same slot twice: keep the newest */
+        if (m->t[i].slot == l->slot) {
+            *old = m->t[i];
             m->t[i] = *l;
-            return;
+            return 1;
         }
         i = (i + 1) & m->mask;
     }
     m->t[i] = *l;
     m->n++;
+    return 0;
 }
 
-static int livemap_insert(struct livemap *m, const struct live *l)
+static int livemap_insert(struct livemap *m, const struct live *l, struct live *old)
 {
     if ((m->n + 1) * 2 > m->mask + 1) { /* keep the load under one half */
         struct livemap bigger;
@@ -71,12 +75,11 @@ static int livemap_insert(struct livemap *m, const struct live *l)
             return -1;
         for (size_t i = 0; i <= m->mask; i++)
             if (m->t[i].slot != HL_NO_SLOT)
-                livemap_insert_nogrow(&bigger, &m->t[i]);
+                livemap_insert_nogrow(&bigger, &m->t[i], old);
         free(m->t);
         *m = bigger;
     }
-    livemap_insert_nogrow(m, l);
-    return 0;
+    return livemap_insert_nogrow(m, l, old);
 }
 
 /* Remove slot, copying its record to *out.  Returns 1 if it was live. */
@@ -323,9 +326,15 @@ static void create(struct hl_analysis *a, const struct hl_event *e, uint64_t idx
                    struct hl_an_thread *th, uint64_t bytes)
 {
     struct priv *p = a->priv_;
-    struct live l = {e->slot, e->thread, bytes, idx, e->time_ns};
-    if (livemap_insert(&p->live, &l) < 0)
+    struct live l = {e->slot, e->thread, bytes, idx, e->time_ns}, old;
+    int r = livemap_insert(&p->live, &l, &old);
+    if (r < 0)
         abort(); /* out of memory: nothing sensible to report half-way */
+    if (r > 0) { /* a slot allocated twice (the writer forbids it): the old block is gone */
+        a->live_bytes -= old.size;
+        a->live_blocks--;
+        a->double_allocs++;
+    }
     a->allocations++;
     a->bytes_requested += bytes;
     a->live_bytes += bytes;
@@ -498,6 +507,7 @@ void hl_analysis_merge(struct hl_analysis *d, const struct hl_analysis *s)
     d->unknown_frees += s->unknown_frees;
     d->double_frees += s->double_frees;
     d->null_frees += s->null_frees;
+    d->double_allocs += s->double_allocs;
     d->cross_thread_frees += s->cross_thread_frees;
     d->temporary += s->temporary;
     /* Processes have separate heaps: the figure of the largest one is the one that was

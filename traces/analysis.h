@@ -78,6 +78,7 @@ struct hl_analysis {
     uint64_t frees;          /* blocks given back (free or moving realloc) */
     uint64_t bytes_requested;
     uint64_t unknown_frees, double_frees, null_frees;
+    uint64_t double_allocs;  /* a slot allocated while live (only in damaged traces) */
     uint64_t cross_thread_frees, temporary;
 
     /* live bytes */
