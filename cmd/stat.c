@@ -447,10 +447,15 @@ static void print_human(FILE *o, const struct file *f)
     if (a->allocations)
         fprintf(o, " (mean %s)", fb(z, (double)a->bytes_requested / (double)a->allocations));
     fputc('\n', o);
-    fprintf(o, "  peak live  %s at event %s (%s)%s; at most %s blocks live\n",
-            fb(x, (double)a->peak_live), fc(z, (double)a->peak_event),
-            fns(w, (double)a->peak_time_ns), f->nprocs > 1 ? " of the largest process" : "",
-            fc(y, (double)a->peak_blocks));
+    char where[64] = "";
+    for (size_t i = 0; f->nprocs > 1 && i < f->nprocs; i++)
+        if (f->procs[i].a->peak_live == a->peak_live) { /* the process the peak is from */
+            snprintf(where, sizeof where, " in pid %u", f->procs[i].p.pid);
+            break;
+        }
+    fprintf(o, "  peak live  %s%s at event %s (%s); at most %s blocks live\n",
+            fb(x, (double)a->peak_live), where, fc(z, (double)a->peak_event),
+            fns(w, (double)a->peak_time_ns), fc(y, (double)a->peak_blocks));
     fprintf(o, "  leaked     %s blocks, %s\n", fc(x, (double)a->leaked_blocks),
             fb(y, (double)a->leaked_bytes));
     fprintf(o, "  frees      %s: %s cross-thread, %s temporary", fc(x, (double)a->frees),
@@ -567,23 +572,41 @@ static void print_human(FILE *o, const struct file *f)
         }
     }
 
-    /* threads */
-    if (a->nthreads > 1) {
-        fprintf(o, "  threads    %6s %9s %9s %10s %12s %9s\n", "thread", "allocs", "frees", "bytes",
-                "cross-frees", "temporary");
-        uint32_t shown = 0;
-        for (uint32_t t = 0; t < a->nthreads && shown < THREADS_HUMAN; t++) {
-            const struct hl_an_thread *th = &a->threads[t];
-            if (!th->allocs && !th->frees && !th->failed)
+    /* threads: only for processes that have several (a single-threaded process's row
+     * would repeat its totals); labelled pid/thread when the file has several processes */
+    uint32_t multi = 0, shown = 0, hidden = 0;
+    for (size_t i = 0; i < f->nprocs; i++)
+        if (f->procs[i].a->nthreads > 1)
+            multi += f->procs[i].a->nthreads;
+    if (multi) {
+        fprintf(o, "  threads    %12s %9s %9s %10s %12s %9s\n", "thread", "allocs", "frees",
+                "bytes", "cross-frees", "temporary");
+        for (size_t i = 0, base = 0; i < f->nprocs; base += f->procs[i].a->nthreads, i++) {
+            const struct proc *pr = &f->procs[i];
+            if (pr->a->nthreads < 2)
                 continue;
-            shown++;
-            fprintf(o, "             %6u %9s %9s %10s", t, fc(x, (double)th->allocs),
-                    fc(y, (double)th->frees), fb(z, (double)th->bytes));
-            fprintf(o, " %12s", fc(x, (double)th->cross_frees));
-            fprintf(o, " %9s\n", fc(y, (double)th->temporary));
+            for (uint32_t t = 0; t < pr->a->nthreads; t++) {
+                const struct hl_an_thread *th = &a->threads[base + t];
+                if (!th->allocs && !th->frees && !th->failed)
+                    continue;
+                if (shown == THREADS_HUMAN) {
+                    hidden++;
+                    continue;
+                }
+                shown++;
+                char label[32];
+                if (f->nprocs > 1)
+                    snprintf(label, sizeof label, "%u/%u", pr->p.pid, t);
+                else
+                    snprintf(label, sizeof label, "%u", t);
+                fprintf(o, "             %12s %9s %9s %10s", label, fc(x, (double)th->allocs),
+                        fc(y, (double)th->frees), fb(z, (double)th->bytes));
+                fprintf(o, " %12s", fc(x, (double)th->cross_frees));
+                fprintf(o, " %9s\n", fc(y, (double)th->temporary));
+            }
         }
-        if (a->nthreads > shown)
-            fprintf(o, "             (%u more threads; see --json)\n", a->nthreads - shown);
+        if (hidden)
+            fprintf(o, "             (%u more threads; see --json)\n", hidden);
     }
 
     /* leaks */

@@ -112,6 +112,8 @@ eq "several processes: each in process_list" \
 "$H" stat "$T/two.hlt" >"$T/two.out" 2>&1
 ok "several processes: the human summary has a row per process" \
     bash -c "grep -Eq '^ +10 +1 .*parent' '$T/two.out' && grep -Eq '^ +11 +10 .*child' '$T/two.out'"
+ok "several processes: threads are labelled pid/thread" grep -Eq "^ +10/1 +1 +0 +50 B" "$T/two.out"
+ok "several processes: the peak names its process" grep -Eq "peak live +300 B in pid 11 at event 0" "$T/two.out"
 "$H" stat --json "$T/two.hlt" "$T/mixed.hlt" >"$T/both.json" 2>/dev/null
 eq "several files: --json gives one object per file" "$(json "$T/both.json" '[o["events"] for o in j]')" "[5, 17]"
 
