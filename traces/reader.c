@@ -441,6 +441,12 @@ static const char *decode_chunk(struct hl_reader *r, const struct block *b)
     struct hl_event *ev = r->ev;
     if (n > 0 && !(opf[0] & HL_OPF_THREAD) && maxthread == 0)
         maxthread = 1; /* thread 0 is seen without a THREAD entry */
+    /* At most n allocations: make room in the live bitmap and check the slot limit once,
+     * outside the loop. */
+    if ((uint64_t)next + n >= HL_NO_SLOT - 1)
+        return "too many slots";
+    if ((size_t)((next + n) >> 3) >= r->live_bytes && live_grow(r, next + n) < 0)
+        return "out of memory";
     for (uint32_t i = 0; i < n; i++) {
         uint8_t b8 = opf[i];
         unsigned op = b8 & HL_OPF_OP_MASK;
@@ -492,10 +498,6 @@ static const char *decode_chunk(struct hl_reader *r, const struct block *b)
             if (b8 & HL_OPF_FAILED) {
                 e->slot = HL_NO_SLOT;
             } else {
-                if (next == HL_NO_SLOT - 1)
-                    return "too many slots";
-                if ((size_t)(next >> 3) >= r->live_bytes && live_grow(r, next) < 0)
-                    return "out of memory";
                 r->live[next >> 3] |= (uint8_t)(1u << (next & 7));
                 e->slot = next++;
             }

@@ -2,13 +2,15 @@
  * bench_trace.c: encode/decode speed and size of the trace format, on the synthetic
  * stream of synth.h (realistic size mix, LIFO-ish frees).  Run by scripts/bench-trace;
  * prints figures, asserts nothing.
- *   bench_trace [EVENTS] [THREADS] [DIR]
+ *   bench_trace [EVENTS] [THREADS] [DIR]     synthetic: size, encode and decode speed
+ *   bench_trace --decode TRACE...             existing traces: size and decode speed
  */
 #include "synth.h"
 #include "trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,8 +22,57 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Decode a trace file `reps` times; print its size per event and the best speed. */
+static int decode_file(const char *file, int reps)
+{
+    struct hl_err err;
+    double best = 1e9;
+    uint64_t events = 0;
+    for (int rep = 0; rep < reps; rep++) {
+        double a = now();
+        struct hl_reader *r = hl_reader_open(file, &err);
+        if (!r) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        struct hl_process q;
+        int more;
+        events = 0;
+        while ((more = hl_reader_next_process(r, &q, &err)) > 0) {
+            const struct hl_event *ev;
+            ssize_t k;
+            while ((k = hl_reader_events(r, &ev, &err)) > 0)
+                events += (uint64_t)k;
+            if (k < 0)
+                more = -1;
+            if (more < 0)
+                break;
+        }
+        hl_reader_close(r);
+        if (more < 0) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        double b = now() - a;
+        if (b < best)
+            best = b;
+    }
+    struct stat st;
+    stat(file, &st);
+    printf("%-40s %9llu events  %6.3f bytes/event  decode %6.1f M events/s\n", file,
+           (unsigned long long)events, events ? (double)st.st_size / (double)events : 0.0,
+           (double)events / best / 1e6);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--decode") == 0) {
+        int rc = 0;
+        for (int i = 2; i < argc; i++)
+            rc |= decode_file(argv[i], 5);
+        return rc;
+    }
     size_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 5000000;
     uint32_t threads = argc > 2 ? (uint32_t)atoi(argv[2]) : 1;
     const char *dir = argc > 3 ? argv[3] : "/tmp";

@@ -112,6 +112,7 @@ bad:
 
 static void test_op_names(void)
 {
+    TAP_CHECK(hl_crc32c(0, "123456789", 9) == 0xe3069283u, "CRC-32C gives the standard check value");
     int ok = 1;
     for (int op = 1; op < HL_OP_COUNT_; op++)
         ok &= hl_op_name(op) && hl_op_from_name(hl_op_name(op)) == op;
