@@ -111,6 +111,22 @@ static void remove_capture(const char *dir)
     rmdir(dir);
 }
 
+/* Did any process write a raw file into dir? */
+static int has_capture(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int found = 0;
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        found = n > 6 && strcmp(de->d_name + n - 6, ".hlraw") == 0;
+    }
+    closedir(d);
+    return found;
+}
+
 static char *default_output(const char *prog)
 {
     const char *base = strrchr(prog, '/');
@@ -231,9 +247,16 @@ int cmd_record(int argc, char **argv)
     sa.sa_sigaction = forward;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++)
+    sigset_t fwd, old;
+    sigemptyset(&fwd);
+    for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++) {
         sigaction(forwarded[k], &sa, NULL);
+        sigaddset(&fwd, forwarded[k]);
+    }
 
+    /* Signals wait until child_pid is known (parent) or the defaults are back
+     * (child), so none sent while the program starts is lost. */
+    sigprocmask(SIG_BLOCK, &fwd, &old);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
@@ -242,6 +265,7 @@ int cmd_record(int argc, char **argv)
         signal(SIGPIPE, SIG_DFL);
         for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++)
             signal(forwarded[k], SIG_DFL);
+        sigprocmask(SIG_SETMASK, &old, NULL);
         setenv("LD_PRELOAD", pre, 1);
         setenv(HL_RAW_ENV_DIR, dir, 1);
         if (buffer) {
@@ -256,6 +280,7 @@ int cmd_record(int argc, char **argv)
         _exit(127);
     }
     child_pid = pid;
+    sigprocmask(SIG_SETMASK, &old, NULL);
     close(errpipe[1]);
     int exec_errno = 0;
     ssize_t k;
@@ -278,7 +303,14 @@ int cmd_record(int argc, char **argv)
         ;
     int code = status_code(status);
 
-    int r = finalise(dir, out, quiet);
+    int r;
+    if (!has_capture(dir)) {
+        fprintf(stderr, "heaplab: %s: nothing was recorded (a static or setuid program "
+                        "cannot be preloaded)\n", prog);
+        r = -1;
+    } else {
+        r = finalise(dir, out, quiet);
+    }
     if (!capture)
         remove_capture(dir);
     if (r != 0 && code == 0)

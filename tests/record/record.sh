@@ -109,6 +109,14 @@ check "a missing program: no trace file left" "[ ! -e '$T/missing.hlt' ]"
 "$H" record -o "$T/noexec.hlt" -- "$T/noexec" 2>/dev/null
 eq "a program that is not executable: exit status 126" "$?" 126
 fails_with_one_line "no program at all: usage error on one line" "$H" record -o "$T/n.hlt"
+if file -L /sbin/ldconfig 2>/dev/null | grep -q static; then
+    fails_with_one_line "a static program (cannot be preloaded): one line, no trace" \
+        "$H" record -o "$T/static.hlt" -- /sbin/ldconfig -p
+    check "a static program: no trace file left" "[ ! -e '$T/static.hlt' ]"
+else
+    skip "a static program (cannot be preloaded): one line, no trace" "no static ldconfig"
+    skip "a static program: no trace file left" "no static ldconfig"
+fi
 
 # SIGTERM to heaplab goes on to the program
 "$H" record -q -o "$T/term.hlt" -- sleep 30 &
