@@ -606,6 +606,7 @@ int hl_finalise(const char *dir, const char *out, struct hl_finalise_stats *st,
             goto out;
         if (r == 0) { /* unusable: drop it */
             n--;
+            st->damaged += fs[n].damaged;
             if (fs[n].map)
                 munmap((void *)fs[n].map, fs[n].size);
             free(fs[n].path);
