@@ -1,0 +1,36 @@
+/*
+ * preload.h: run a test under the allocator library named on its command line.
+ * hlm_test_preload(argv) re-executes the program with LD_PRELOAD set to argv[1] unless it
+ * already is, so that meson can register one test per library with the library's path
+ * as the only argument.
+ */
+#ifndef HLM_TEST_PRELOAD_H
+#define HLM_TEST_PRELOAD_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static inline const char *hlm_test_preload(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s LIBRARY.so\n", argv[0]);
+        exit(2);
+    }
+    const char *cur = getenv("LD_PRELOAD");
+    if (!cur || strcmp(cur, argv[1]) != 0) {
+        if (access(argv[1], R_OK) != 0) {
+            fprintf(stderr, "heaplab: %s: no such library\n", argv[1]);
+            exit(2);
+        }
+        setenv("LD_PRELOAD", argv[1], 1);
+        execv("/proc/self/exe", argv);
+        perror("execv");
+        exit(2);
+    }
+    const char *base = strrchr(argv[1], '/');
+    return base ? base + 1 : argv[1];
+}
+
+#endif
