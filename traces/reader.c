@@ -9,7 +9,11 @@
  * every later call fails with the same message.
  *
  * Decoding is the hot path of replay planning and `stat`, so each chunk is
- * decompressed into one buffer and its columns are walked in a single tight loop.
+ * decompressed into one buffer and its columns are walked in a single tight loop, a
+ * batch of HL_BATCH events per call so that the caller reads them while they are still
+ * in the cache.  A chunk whose checksum holds but whose content does not add up (only a
+ * buggy or hostile writer makes one) may therefore be reported after some of its events
+ * were returned; a truncated or damaged chunk never has any of its events returned.
  */
 #include "trace.h"
 #include "codec.h"
@@ -29,6 +33,11 @@
 
 
 enum { ST_BETWEEN, ST_SECTION, ST_FAILED };
+
+/* Events decoded per hl_reader_events call: a batch (160 KiB of events) stays in the
+ * cache while the caller consumes it, which a whole chunk (65536 events, 2.6 MB) does
+ * not. */
+#define HL_BATCH 4096u
 
 struct block {
     size_t off; /* of the header */
@@ -55,7 +64,13 @@ struct hl_reader {
     uint8_t *live; /* bitmap of live slots, to refuse double frees */
     size_t live_bytes;
 
-    struct hl_event *ev;
+    /* the chunk being decoded, a batch at a time */
+    uint32_t left;       /* its events not yet decoded */
+    size_t chunk_off;    /* its block's offset, for errors */
+    const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
+    uint32_t thread;     /* thread of the last event decoded */
+
+    struct hl_event *ev; /* HL_BATCH events */
     uint8_t *raw;
     ZSTD_DCtx *dctx;
 };
@@ -134,7 +149,7 @@ static struct hl_reader *reader_new(const char *name, struct hl_err *err)
     struct hl_reader *r = calloc(1, sizeof *r);
     if (r) {
         r->name = strdup(name);
-        r->ev = malloc(HL_CHUNK_MAX_EVENTS * sizeof *r->ev);
+        r->ev = malloc(HL_BATCH * sizeof *r->ev);
         r->dctx = ZSTD_createDCtx();
     }
     if (!r || !r->name || !r->ev || !r->dctx) {
@@ -288,6 +303,7 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
         *err = r->sticky;
         return -1;
     }
+    r->left = 0; /* the rest of a chunk being decoded is skipped with its section */
     if (r->state == ST_SECTION && skip_section(r, err) < 0)
         return -1;
     if (r->pos == r->len)
@@ -324,6 +340,7 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
         return fail(r, err, "corrupted process header at byte offset %zu (trailing bytes)", b.off);
     peek_trailer(r, p);
     r->state = ST_SECTION;
+    r->left = 0;
     r->pid = p->pid;
     r->nevents = 0;
     r->next_slot = 0;
@@ -420,33 +437,48 @@ static inline int get_lohi(const uint8_t **lo, const uint8_t *lo_end, const uint
     return 0;
 }
 
-/* Decode one chunk into r->ev.  Returns NULL on success or a reason. */
-static const char *decode_chunk(struct hl_reader *r, const struct block *b)
+/* Start decoding a chunk: unpack its columns and check that it continues the section.
+ * Returns NULL on success or a reason. */
+static const char *start_chunk(struct hl_reader *r, const struct block *b)
 {
     uint64_t first_slot, base_time;
-    const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
-    const char *why = unpack_columns(r, b, &first_slot, &base_time, cp, ce);
+    const char *why = unpack_columns(r, b, &first_slot, &base_time, r->cp, r->ce);
     if (why)
         return why;
     if (first_slot != r->next_slot)
         return "chunk does not follow the previous one (slot numbering)";
     if (base_time != r->last_time)
         return "chunk does not follow the previous one (time base)";
-
     uint32_t n = b->nevents;
-    const uint8_t *opf = cp[HL_COL_OPF];
-    uint32_t next = r->next_slot;
-    uint64_t t = base_time;
-    uint32_t thread = 0, maxthread = r->nthreads;
-    struct hl_event *ev = r->ev;
-    if (n > 0 && !(opf[0] & HL_OPF_THREAD) && maxthread == 0)
-        maxthread = 1; /* thread 0 is seen without a THREAD entry */
     /* At most n allocations: make room in the live bitmap and check the slot limit once,
-     * outside the loop. */
-    if ((uint64_t)next + n >= HL_NO_SLOT - 1)
+     * outside the decode loop. */
+    if ((uint64_t)r->next_slot + n >= HL_NO_SLOT - 1)
         return "too many slots";
-    if ((size_t)((next + n) >> 3) >= r->live_bytes && live_grow(r, next + n) < 0)
+    if ((size_t)((r->next_slot + n) >> 3) >= r->live_bytes && live_grow(r, r->next_slot + n) < 0)
         return "out of memory";
+    if (!(r->cp[HL_COL_OPF][0] & HL_OPF_THREAD) && r->nthreads == 0)
+        r->nthreads = 1; /* thread 0 is seen without a THREAD entry */
+    r->thread = 0;
+    r->left = n;
+    r->chunk_off = b->off;
+    return NULL;
+}
+
+/* Decode the next n events of the current chunk into r->ev.  Returns NULL on success or
+ * a reason. */
+static const char *decode_batch(struct hl_reader *r, uint32_t n)
+{
+    /* Local copies: with -fno-strict-aliasing, pointers kept in *r would be reloaded
+     * after every store to an event. */
+    const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
+    memcpy(cp, r->cp, sizeof cp);
+    memcpy(ce, r->ce, sizeof ce);
+    const uint8_t *opf = cp[HL_COL_OPF];
+    uint8_t *live = r->live;
+    uint32_t next = r->next_slot;
+    uint64_t t = r->last_time;
+    uint32_t thread = r->thread, maxthread = r->nthreads;
+    struct hl_event *ev = r->ev;
     for (uint32_t i = 0; i < n; i++) {
         uint8_t b8 = opf[i];
         unsigned op = b8 & HL_OPF_OP_MASK;
@@ -478,10 +510,10 @@ static const char *decode_chunk(struct hl_reader *r, const struct block *b)
                 if (hl_get_varint(&cp[HL_COL_REF], ce[HL_COL_REF], &v) || v >= next)
                     return "bad slot reference";
                 ref = next - 1 - (uint32_t)v;
-                if (!((r->live[ref >> 3] >> (ref & 7)) & 1))
+                if (!((live[ref >> 3] >> (ref & 7)) & 1))
                     return "a slot given back twice";
                 if (!(b8 & HL_OPF_FAILED))
-                    r->live[ref >> 3] &= (uint8_t)~(1u << (ref & 7));
+                    live[ref >> 3] &= (uint8_t)~(1u << (ref & 7));
             } else if ((b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
                 return "bad op flags";
             }
@@ -498,7 +530,7 @@ static const char *decode_chunk(struct hl_reader *r, const struct block *b)
             if (b8 & HL_OPF_FAILED) {
                 e->slot = HL_NO_SLOT;
             } else {
-                r->live[next >> 3] |= (uint8_t)(1u << (next & 7));
+                live[next >> 3] |= (uint8_t)(1u << (next & 7));
                 e->slot = next++;
             }
         }
@@ -509,12 +541,17 @@ static const char *decode_chunk(struct hl_reader *r, const struct block *b)
         t += ((uint64_t)hl_unzigzag(v) << 8) | *cp[HL_COL_TIME_LO]++;
         e->time_ns = t;
     }
-    for (int c = 1; c < HL_NCOLS; c++)
-        if (cp[c] != ce[c])
-            return "column lengths do not match the events";
+    cp[HL_COL_OPF] = opf + n;
+    memcpy(r->cp, cp, sizeof cp);
     r->next_slot = next;
     r->last_time = t;
+    r->thread = thread;
     r->nthreads = maxthread;
+    r->left -= n;
+    if (r->left == 0)
+        for (int c = 0; c < HL_NCOLS; c++)
+            if (cp[c] != ce[c])
+                return "column lengths do not match the events";
     return NULL;
 }
 
@@ -527,6 +564,8 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
     }
     if (r->state != ST_SECTION)
         return 0;
+    if (r->left > 0)
+        goto batch;
     if (r->pos == r->len)
         return fail(r, err, "truncated at byte offset %zu: the section of pid %u has no trailer",
                     r->pos, r->pid);
@@ -549,12 +588,17 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
     }
     if (!r->raw && !(r->raw = malloc(HL_CHUNK_MAX_RAW)))
         return fail(r, err, "out of memory");
-    const char *why = decode_chunk(r, &b);
+    const char *why = start_chunk(r, &b);
     if (why)
         return fail(r, err, "corrupted chunk at byte offset %zu (%s)", b.off, why);
-    r->nevents += b.nevents;
+batch:;
+    uint32_t n = r->left < HL_BATCH ? r->left : HL_BATCH;
+    why = decode_batch(r, n);
+    if (why)
+        return fail(r, err, "corrupted chunk at byte offset %zu (%s)", r->chunk_off, why);
+    r->nevents += n;
     *events = r->ev;
-    return b.nevents;
+    return n;
 }
 
 int hl_reader_read_all(struct hl_reader *r, struct hl_event **out, size_t *n,
