@@ -32,12 +32,12 @@
 
 static const char *const usage[] = {
     "heaplab record [-o FILE] [options] [--] PROGRAM [ARGS...]",
-    "heaplab record -o FILE --from-capture DIR",
     "Run PROGRAM with heaplab's recording interposer and write its malloc/free calls to a",
     "trace (default: PROGRAM's name + .hlt).  Threads, fork children and exec'd programs",
     "are recorded too, one process section each.  Exits with the program's status",
-    "(128+N if signal N killed it); 127 if the program cannot be started.  A capture kept",
-    "with --capture-dir can be finalised again later with --from-capture.",
+    "(128+N if signal N killed it); 127 if the program cannot be started.  It waits for",
+    "every process the program started, unless --no-wait.  A capture kept",
+    "with --capture-dir can be finalised again: heaplab record -o FILE --from-capture DIR.",
     NULL};
 
 static volatile pid_t child_pid;
@@ -174,7 +174,7 @@ int cmd_record(int argc, char **argv)
 {
     const char *output = NULL, *capture = NULL, *from = NULL;
     uint64_t buffer = 0;
-    int quiet = 0;
+    int quiet = 0, no_wait = 0;
     struct hl_option opts[] = {
         HL_OPT_STRING('o', "output", &output, "FILE", "write the trace to FILE"),
         HL_OPT_STRING(0, "capture-dir", &capture, "DIR",
@@ -183,6 +183,9 @@ int cmd_record(int argc, char **argv)
                     "per-thread record buffer (default 1M; smaller flushes more often)"),
         HL_OPT_STRING(0, "from-capture", &from, "DIR",
                       "finalise the raw capture in DIR instead of running a program"),
+        HL_OPT_FLAG(0, "no-wait", &no_wait,
+                    "finalise when PROGRAM exits, even if processes it started still run "
+                    "(their captures end where they are)"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no summary line"),
         HL_OPT_END()};
     int i = hl_parse_options(argc, argv, opts, usage, HL_PARSE_STOP_AT_NON_OPTION);
@@ -237,7 +240,8 @@ int cmd_record(int argc, char **argv)
         hl_die("out of memory");
 
     /* Descendants orphaned by the program come to us, so we can wait for them. */
-    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    if (!no_wait)
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) != 0)

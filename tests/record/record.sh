@@ -118,6 +118,10 @@ else
     skip "a static program: no trace file left" "no static ldconfig"
 fi
 
+# processes the program leaves running are waited for (their captures are complete)
+"$H" record -q -o "$T/bg.hlt" -- sh -c "(sleep 0.3; echo late >'$T/late') & exit 0"
+check "record waits for processes the program left running" "[ -s '$T/late' ]"
+
 # SIGTERM to heaplab goes on to the program
 "$H" record -q -o "$T/term.hlt" -- sleep 30 &
 hpid=$!
