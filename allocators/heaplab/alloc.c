@@ -24,7 +24,8 @@ static char *meta_next, *meta_end;
 static size_t exited_nmalloc, exited_nfree;
 static pthread_key_t tc_key;
 static bool tc_key_ok;
-static uint32_t tbin_max[HLM_NCLASSES];
+static uint32_t tbin_max[HLM_NCLASSES];   /* a bin's cap; it starts at HLM_TBIN_START */
+#define HLM_TBIN_START 8
 static bool inited;
 static hlm_lock_t init_lock = HLM_LOCK_INIT;
 
@@ -118,7 +119,7 @@ static struct hlm_tcache *tcache_create(void)
     if (tc) {
         memset(tc, 0, sizeof *tc);
         for (unsigned c = 1; c < HLM_NCLASSES; c++)
-            tc->bins[c].max = tbin_max[c];
+            tc->bins[c].max = tbin_max[c] < HLM_TBIN_START ? tbin_max[c] : HLM_TBIN_START;
         tc->next = tc_list;
         if (tc_list)
             tc_list->prev = tc;
@@ -132,6 +133,15 @@ static struct hlm_tcache *tcache_create(void)
     if (tc_key_ok)
         pthread_setspecific(tc_key, tc);
     return tc;
+}
+
+/* Slow start: a bin's limit begins small and doubles each time it runs dry or over, up
+ * to the class's cap, so that a class a program barely uses costs a few objects, not a
+ * batch of 64 KiB carved and touched. */
+static inline void tbin_grow(unsigned cls, struct hlm_tbin *b)
+{
+    if (b->max < tbin_max[cls])
+        b->max = b->max * 2 < tbin_max[cls] ? b->max * 2 : tbin_max[cls];
 }
 
 static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep)
@@ -196,6 +206,7 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
             if (b->head)   /* the cache was just created, or refilled by a recursion */
                 return hlm_malloc(n);
             unsigned got = hlm_central_take(cls, &p, b->max / 2 ? b->max / 2 : 1);
+            tbin_grow(cls, b);
             if (!got)
                 goto nomem;
             b->head = *(void **)p;
@@ -228,6 +239,7 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
     if (tc) {
         struct hlm_tbin *b = &tc->bins[cls];
         tbin_flush(cls, b, b->max / 2);
+        tbin_grow(cls, b);
         *(void **)p = b->head;
         b->head = p;
         b->count++;
