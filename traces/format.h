@@ -95,6 +95,10 @@
  *   slot (allocated and not yet given back; a failed realloc leaves its block live).
  *
  * Hash (hl_reader_hash): FNV-1a 64 over all bytes of the file, as 16 lowercase hex digits.
+ *
+ * Size, as scripts/bench-trace measures it: 1.75 bytes per event on a synthetic stream
+ * with independent random choices (tests/trace/synth.h), 0.28 to 1.64 (0.74 overall) on
+ * the recorded traces of traces/corpus; the time column is the largest part.
  */
 #ifndef HEAPLAB_FORMAT_H
 #define HEAPLAB_FORMAT_H

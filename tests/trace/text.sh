@@ -86,6 +86,15 @@ ok "export -o writes the same text as stdout" bash -c \
 ok "import reads stdin with -" bash -c \
     '"$HEAPLAB" import -o "$1/stdin.hlt" - <"$1/big.txt" && cmp "$1/stdin.hlt" "$1/big.hlt"' _ "$T"
 
+# Recorded traces (the committed corpus; the smaller ones, to stay fast) survive
+# export -> import as the very same file.
+for f in $(find "$HEAPLAB_SRC/traces/corpus" -name '*.hlt' -size -400k | sort); do
+    b=$(basename "$f" .hlt)
+    ok "recorded trace $b: export -> import gives back the same file" bash -c \
+        '"$HEAPLAB" export -o "$2.txt" "$1" && "$HEAPLAB" import -o "$2.hlt" "$2.txt" && cmp "$1" "$2.hlt"' \
+        _ "$f" "$T/$b"
+done
+
 # Bad input: one line naming the file (and line), non-zero exit, no output left.
 bad() { # NAME LINE-OF-TEXT WANT-IN-MESSAGE
     printf 'malloc 8\n%s\n' "$2" >"$T/bad.txt"
