@@ -398,6 +398,14 @@ void hl_rp_write_table(FILE *f, const struct hl_rp_cell *c, int n, const struct 
     if (any_viol)
         fprintf(f, "! the allocator broke the malloc contract during replay (details: "
                    "--format json); it is never marked best\n");
+    for (int k = 0; k < n; k++) {
+        const struct hl_plan_info *p = &c[k].row->plan;
+        if ((k == 0 || c[k].row != c[k - 1].row) && (p->skipped_unknown || p->skipped_failed))
+            fprintf(f, "%s: skipped %llu free/realloc of unknown or already freed blocks and "
+                       "%llu failed calls (not replayed)\n",
+                    c[k].row->name, (unsigned long long)p->skipped_unknown,
+                    (unsigned long long)p->skipped_failed);
+    }
     if (all_na && counters_why)
         fprintf(f, "counters: %s\n", counters_why);
     free(t);

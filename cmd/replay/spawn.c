@@ -139,7 +139,7 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         return -1;
     }
-    char cgfile[64] = "";
+    char cgfile[256] = "";
     const char *valgrind = NULL;
     int sim = o && o->counters == HL_CNT_SIM;
     if (sim) {
@@ -150,10 +150,13 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
             close(p[1]);
             return -1;
         }
-        snprintf(cgfile, sizeof cgfile, "/tmp/heaplab-cg.%d.%ld", (int)getpid(), random());
+        const char *tmp = getenv("TMPDIR");
+        if (!tmp || !*tmp || strlen(tmp) > 200)
+            tmp = "/tmp";
+        snprintf(cgfile, sizeof cgfile, "%s/heaplab-cg.%d.%ld", tmp, (int)getpid(), random());
     }
     char a_res[32], a_plan[32], a_lib[PATH_MAX + 8], a_touch[32], a_check[32], a_cnt[32],
-        a_tl[32], a_out[128], a_log[128];
+        a_tl[32], a_out[300], a_log[300];
     snprintf(a_res, sizeof a_res, "--result-fd=%d", p[1]);
     snprintf(a_plan, sizeof a_plan, "--plan-fd=%d", plan_fd);
     snprintf(a_lib, sizeof a_lib, "--lib=%s", a->path);
@@ -256,7 +259,7 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
         rc = parse_callgrind(cgfile, res, err, errlen);
     if (sim) {
         unlink(cgfile);
-        char log[80];
+        char log[300];
         snprintf(log, sizeof log, "%s.log", cgfile);
         unlink(log);
     }
