@@ -106,6 +106,62 @@ int main(void)
         waits += (tev(h, 0)[i].flags & (HL_RF_WAIT | HL_RF_PUBLISH)) != 0;
     TAP_EQ_U(waits, 0, "serial mode has no cross-thread waits");
 
+    /* Random, partly nonsensical sections (frees of dead, unknown and future slots,
+     * random flags and threads): the plan must still be self-consistent. */
+    uint64_t seed = 88172645463325252ull;
+    int consistent = 1, planned = 0;
+    for (int round = 0; round < 20; round++) {
+        static struct hl_event r[20000];
+        uint32_t next = 0;
+        for (int i = 0; i < 20000; i++) {
+            seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+            int op = (int)(seed % 11);
+            int thread = (int)((seed >> 8) % 5);
+            uint32_t victim = next ? (uint32_t)((seed >> 16) % (next + 2)) : N;
+            if (op == 0)
+                r[i] = ev(thread, HL_OP_FREE, 0, victim, N);
+            else if (op == HL_OP_REALLOC || op == HL_OP_REALLOCARRAY)
+                r[i] = ev(thread, op, (seed >> 24) % 5000, next++, victim);
+            else if (op == HL_OP_FREE)
+                r[i] = ev(thread, op, 0, victim, N);
+            else
+                r[i] = ev(thread, op, (seed >> 24) % 5000, next++, N);
+            r[i].aux = op == HL_OP_CALLOC || op == HL_OP_REALLOCARRAY ? 3 : 64;
+            r[i].flags = (seed >> 40) % 17 == 0 ? HL_EV_UNKNOWN : 0;
+            if ((seed >> 44) % 23 == 0 && hl_op_allocates(r[i].op)) {
+                r[i].flags = HL_EV_FAILED;
+                r[i].slot = N;
+                next--;
+            }
+        }
+        h = build(r, 20000, round & 1, &info, &rc);
+        if (!h)
+            continue;
+        planned++;
+        static uint8_t freed[20001], made[20001];
+        memset(freed, 0, sizeof freed);
+        memset(made, 0, sizeof made);
+        uint64_t ops = 0;
+        for (uint32_t t = 0; t < h->nthreads; t++) {
+            for (uint64_t i = 0; i < h->thr[t].nev; i++) {
+                const struct hl_rp_ev *e = &tev(h, t)[i];
+                ops++;
+                if (e->slot > h->nslots || e->old_slot > h->nslots)
+                    consistent = 0;
+                else if (e->op == HL_OP_FREE && e->slot < h->nslots && freed[e->slot]++)
+                    consistent = 0;
+                else if (e->op != HL_OP_FREE && (e->slot == h->nslots || made[e->slot]++))
+                    consistent = 0;
+                else if (e->op == HL_OP_REALLOC && e->old_slot < h->nslots && freed[e->old_slot]++)
+                    consistent = 0;
+            }
+        }
+        if (ops != h->ops)
+            consistent = 0;
+    }
+    TAP_CHECK(planned > 0, "random sections plan");
+    TAP_CHECK(consistent, "planned random sections free each block at most once, never NULL-slot allocations");
+
     /* the slot rule: an allocation must take the next slot */
     struct hl_event c[] = {ev(0, HL_OP_MALLOC, 8, 0, N), ev(0, HL_OP_MALLOC, 8, 5, N)};
     build(c, 2, 0, &info, &rc);
