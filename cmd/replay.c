@@ -92,8 +92,11 @@ static void read_cpu(char *out, size_t n)
 static void read_tunables(char *out, size_t n)
 {
     extern char **environ;
-    static const char *const prefixes[] = {"GLIBC_TUNABLES=", "MALLOC_", "JE_MALLOC_CONF=",
-                                           "MIMALLOC_", "TCMALLOC_", "HEAPLAB_MALLOC", NULL};
+    static const char *const prefixes[] = {
+        "GLIBC_TUNABLES=", "MALLOC_", "JE_MALLOC_CONF=", "MIMALLOC_", "TCMALLOC_",
+        /* heaplab's own allocators (allocators/heaplab/options.c) */
+        "HEAPLAB_MMAP_THRESHOLD=", "HEAPLAB_RETAIN=", "HEAPLAB_STATS=", "HEAPLAB_TCACHE=",
+        "HEAPLAB_TRIM_THRESHOLD=", NULL};
     size_t len = 0;
     out[0] = 0;
     for (char **e = environ; *e; e++)
