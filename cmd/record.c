@@ -224,12 +224,16 @@ int cmd_record(int argc, char **argv)
         dir = realpath(capture, NULL);
         if (!dir)
             hl_die("%s: %s", capture, strerror(errno));
+        if (has_capture(dir))
+            hl_die("%s: holds an earlier capture (remove it, or name another folder)", capture);
     } else {
+        /* Absolute, since the program may change its working directory. */
         const char *tmp = getenv("TMPDIR");
-        if (asprintf(&dir, "%s/heaplab-record.XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0 ||
-            !mkdtemp(dir))
+        char *tdir = realpath(tmp && *tmp ? tmp : "/tmp", NULL);
+        if (!tdir || asprintf(&dir, "%s/heaplab-record.XXXXXX", tdir) < 0 || !mkdtemp(dir))
             hl_die("cannot create a capture directory in %s: %s", tmp && *tmp ? tmp : "/tmp",
                    strerror(errno));
+        free(tdir);
     }
 
     /* The environment the program starts with. */

@@ -167,6 +167,8 @@ check "the damage is reported with the file and byte offset" \
     "grep -q 'hlraw: chunk checksum mismatch at byte [0-9]' '$T/dmg.err'"
 n=$(sj "$T/dmg.hlt" 'j["events"]')
 check "events before the damaged chunk are kept ($n of $full)" "[ '$n' -gt 1000 ] && [ '$n' -lt '$full' ]"
+fails_with_one_line "--capture-dir holding an earlier capture is refused" \
+    "$H" record --capture-dir "$T/cap" -o "$T/again.hlt" -- true
 fails_with_one_line "--from-capture of a folder with no capture: one line" \
     "$H" record --from-capture "$T" -o "$T/none.hlt"
 
