@@ -63,8 +63,8 @@ const int hl_nmetrics = sizeof hl_metrics / sizeof hl_metrics[0];
  * in every chart of a report.  Okabe-Ito colours first: told apart with the common
  * forms of colour blindness. */
 static const char *const palette[] = {
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C6D00",
-    "#000000", "#7F3C8D", "#11A579", "#3969AC", "#E73F74",
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#5E3C99", "#8C6D00",
+    "#000000", "#56B4E9", "#11A579", "#B2182B", "#F0E442",
 };
 
 const char *hl_alloc_color(int a)
@@ -454,13 +454,24 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     }
     close_out(f, data);
 
-    /* Wide enough for every bar (about 18 px each) and the legend. */
-    long width = 140 + (long)ng * (na + 1) * 18 + 160;
+    /* At most about 40 bars per panel (18 px each), more panels stacked when there are
+     * many traces and allocators; wide enough for the bars and the legend. */
+    int per_panel = 40 / (na + 1) > 0 ? 40 / (na + 1) : 1;
+    int npanels = (ng + per_panel - 1) / per_panel;
+    per_panel = (ng + npanels - 1) / npanels; /* balance: 5,5,4 rather than 6,6,2 */
+    long width = 140 + (long)(per_panel * (na + 1.5) * 18) + 190;
     width = width < 900 ? 900 : width > 2400 ? 2400 : width;
-    long per_group = ((o->width ? o->width : width) - 300) / (ng ? ng : 1);
+    long per_group = ((o->width ? o->width : width) - 330) / per_panel;
     int rotate = (long)longest_group(r) * 7 > per_group ? 30 : 0;
-    long height = 520 + (rotate ? (long)(longest_group(r) * 3.5) : 0);
-    height = height > 900 ? 900 : height;
+    long panel_h = 360 + (rotate ? (long)(longest_group(r) * 3.5) : 0);
+    long height = 100 + npanels * (panel_h > 560 ? 560 : panel_h);
+    height = height > 2400 ? 2400 : height;
+    /* One y range for all panels. */
+    double ymin = 0, ymax = vmax / div * 1.08;
+    if (logscale) {
+        ymin = pow(10, floor(log10(vmin / div)));
+        ymax = pow(10, ceil(log10(vmax / div * 1.01)));
+    }
     f = preamble(o, m->id, pre, sizeof pre, width, height);
     gp_set(f, "datafile", data);
     char title[400];
@@ -469,7 +480,9 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
              any_bad ? "\n(! = the allocator broke the malloc contract on that trace)" : "");
     gp_set(f, "chart_title", title);
     gp_set(f, "ylabel", ylabel);
-    fprintf(f, "nalloc = %d\nntraces = %d\n", na, ng);
+    fprintf(f, "nalloc = %d\nntraces = %d\nnpanels = %d\nper_panel = %d\n", na, ng, npanels,
+            per_panel);
+    fprintf(f, "ymin = %.6g\nymax = %.6g\n", ymin, ymax);
     gp_array(f, "alloc_name", (const char *const *)r->alloc, na);
     const char **colors = malloc((size_t)(na ? na : 1) * sizeof *colors);
     for (int a = 0; a < na; a++)
@@ -478,8 +491,8 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     free(colors);
     fprintf(f, "errorbars = %d\nlogscale = %d\nxrotate = %d\n", have_range, logscale,
             rotate);
-    gp_set(f, "yformat", vmin >= 1 ? "%.0s%c" : "%g");
-    fprintf(f, "na_y = %.6g\n", logscale ? vmin / div : 0.0);
+    gp_set(f, "yformat", vmin / div >= 1 ? "%.0s%c" : "%g");
+    fprintf(f, "na_y = %.6g\n", logscale ? ymin : 0.0);
     if (o->normalise)
         fprintf(f, "refline = 1.0\n");
     else if (m->col == HL_RES_FRAGMENTATION)

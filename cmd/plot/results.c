@@ -596,12 +596,13 @@ void hl_results_read(struct hl_results *r, const char *path)
 
 void hl_trace_label(char *out, size_t n, const char *trace)
 {
+    /* "dir/gcc.hlt[2267]" -> "gcc[2267]": a suffix naming the process ([pid] as replay
+     * writes it, or #process) is kept. */
     const char *base = strrchr(trace, '/');
     base = base && base[1] ? base + 1 : trace;
-    const char *hash = strrchr(base, '#'); /* trace#process */
-    size_t len = hash ? (size_t)(hash - base) : strlen(base);
+    size_t len = strcspn(base, "[#");
     if (len > 4 && memcmp(base + len - 4, ".hlt", 4) == 0)
-        snprintf(out, n, "%.*s%s", (int)(len - 4), base, hash ? hash : "");
+        snprintf(out, n, "%.*s%s", (int)(len - 4), base, base + len);
     else
         snprintf(out, n, "%s", base);
 }
