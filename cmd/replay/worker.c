@@ -48,7 +48,6 @@ static inline uint64_t cycles_now(void)
 #endif
 
 #define LAT_EVERY 64 /* one call in LAT_EVERY is timed in cycles */
-#define PREFETCH 16  /* events ahead whose slot is prefetched */
 
 /* ---- configuration and shared state (static storage, never the heap) ---- */
 
@@ -395,10 +394,6 @@ static inline __attribute__((always_inline)) void run_events(struct wthr *t, con
     uint64_t *lat = t->lat;
     for (unsigned tick = 0; e < end; e++, tick++) {
         const uint8_t fl = e->flags;
-        /* The slot table is read in trace order, not memory order: fetch ahead. */
-        if (__builtin_expect(e + PREFETCH < end, 1))
-            __builtin_prefetch(&sl[e[PREFETCH].op == HL_OP_FREE ? e[PREFETCH].slot
-                                                               : e[PREFETCH].old_slot]);
         const int timed = (tick & (LAT_EVERY - 1)) == 0;
         if (e->op == HL_OP_FREE) {
             if (fl & HL_RF_WAIT)
