@@ -1,5 +1,5 @@
 /*
- * format.h: the on-disk layout of a finalised heaplab trace (.hlt), version 1.
+ * format.h: the on-disk layout of a finalised heaplab trace (.hlt), version 2.
  *
  * This header is the specification: a reader can be written from it alone.  Only the
  * trace library (traces/writer.c, traces/reader.c) includes it; everything else goes
@@ -11,7 +11,9 @@
  *
  *   file header:
  *     0   8  magic        "HLTRACE\0"
- *     8   4  version      1 (HL_FORMAT_VERSION); a reader refuses other versions
+ *     8   4  version      2 (HL_FORMAT_VERSION); a reader also reads version 1, which
+ *                         differs only in the CHNK payload (no ref_mode: always 0),
+ *                         and refuses any other version
  *     12  4  reserved     0
  *
  * SECTION  (one process)
@@ -50,6 +52,7 @@
  *     varint first_slot    slot id of the chunk's first allocation (the section's
  *                          allocation count before the chunk)
  *     varint base_time     time_ns of the event before the chunk (0 for the first chunk)
+ *     varint ref_mode      (version 2 only) how the REF column predicts slots, 0 or 1
  *     then the 8 columns, in the order OPF THREAD SIZE_LO SIZE_HI AUX REF TIME_LO
  *     TIME_HI, each as:
  *       varint raw_len     the column's decoded length in bytes
@@ -82,9 +85,14 @@
  *     SIZE     lo/hi of size, for every op but free
  *     AUX      varint aux, for calloc, reallocarray (nmemb) and posix_memalign,
  *              aligned_alloc, memalign (alignment); other ops have aux 0
- *     REF      varint (next_slot - 1 - slot) for free's slot and realloc/reallocarray's
- *              old_slot, unless UNKNOWN or NOREF is set; next_slot is the slot the next
- *              allocation would take, so freeing the newest block is one zero byte
+ *     REF      the slot given back: free's slot, realloc/reallocarray's old_slot,
+ *              unless UNKNOWN or NOREF is set.  ref_mode 0: varint (next_slot - 1 -
+ *              slot), where next_slot is the slot the next allocation would take, so
+ *              freeing the newest block is one zero byte (LIFO programs).  ref_mode 1:
+ *              varint zigzag(slot - prev), where prev is the slot of the chunk's
+ *              previous REF entry (first_slot before the first), so freeing blocks in
+ *              or against allocation order costs one small number (programs tearing
+ *              down lists and tables).  The writer encodes both and keeps the smaller.
  *     TIME     every event: d = time_ns - the previous event's time_ns, as a signed
  *              64-bit number; TIME_LO holds the byte d & 0xff and TIME_HI the varint
  *              zigzag(d >> 8) (arithmetic shift), so d = (unzigzag(hi) << 8) | lo; small
@@ -97,8 +105,10 @@
  * Hash (hl_reader_hash): FNV-1a 64 over all bytes of the file, as 16 lowercase hex digits.
  *
  * Size, as scripts/bench-trace measures it: 1.75 bytes per event on a synthetic stream
- * with independent random choices (tests/trace/synth.h), 0.28 to 1.64 (0.74 overall) on
- * the recorded traces of traces/corpus; the time column is the largest part.
+ * with independent random choices (tests/trace/synth.h), where the time column is the
+ * largest part; 0.25 to 1.40 (0.54 overall) on the recorded traces of traces/corpus
+ * rewritten in version 2 (version 1 had 0.74: ref_mode 1 took python from 0.91 to 0.57),
+ * where REF is the largest part.
  */
 #ifndef HEAPLAB_FORMAT_H
 #define HEAPLAB_FORMAT_H
@@ -107,7 +117,8 @@
 #include <stdint.h>
 
 #define HL_FORMAT_MAGIC "HLTRACE\0"
-#define HL_FORMAT_VERSION 1u
+#define HL_FORMAT_VERSION 2u
+#define HL_FORMAT_MIN_VERSION 1u
 #define HL_FILE_HEADER_BYTES 16u
 #define HL_BLOCK_HEADER_BYTES 24u
 

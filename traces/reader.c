@@ -54,6 +54,7 @@ struct hl_reader {
     int state;
     struct hl_err sticky;
     char hash[17];
+    uint32_t version;
 
     /* the current section */
     uint32_t pid;
@@ -69,6 +70,8 @@ struct hl_reader {
     size_t chunk_off;    /* its block's offset, for errors */
     const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
     uint32_t thread;     /* thread of the last event decoded */
+    int ref_mode;        /* format.h */
+    uint32_t prev_ref;   /* ref_mode 1's prediction */
 
     struct hl_event *ev; /* HL_BATCH events */
     uint8_t *raw;
@@ -173,13 +176,14 @@ static struct hl_reader *check_header(struct hl_reader *r, struct hl_err *err)
         return NULL;
     }
     uint32_t v = hl_get_le32(r->data + 8);
-    if (v != HL_FORMAT_VERSION) {
+    if (v < HL_FORMAT_MIN_VERSION || v > HL_FORMAT_VERSION) {
         snprintf(err->msg, sizeof err->msg,
-                 "%s: unsupported trace version %u (this heaplab reads version %u)", r->name, v,
-                 HL_FORMAT_VERSION);
+                 "%s: unsupported trace version %u (this heaplab reads versions %u to %u)",
+                 r->name, v, HL_FORMAT_MIN_VERSION, HL_FORMAT_VERSION);
         hl_reader_close(r);
         return NULL;
     }
+    r->version = v;
     r->pos = HL_FILE_HEADER_BYTES;
     return r;
 }
@@ -389,8 +393,13 @@ static const char *unpack_columns(struct hl_reader *r, const struct block *b,
                                   const uint8_t **cp, const uint8_t **ce)
 {
     const uint8_t *p = b->payload, *end = p + b->stored;
-    if (hl_get_varint(&p, end, first_slot) || hl_get_varint(&p, end, base_time))
+    uint64_t mode = 0;
+    if (hl_get_varint(&p, end, first_slot) || hl_get_varint(&p, end, base_time) ||
+        (r->version >= 2 && hl_get_varint(&p, end, &mode)))
         return "bad chunk header";
+    if (mode > 1)
+        return "unknown ref_mode";
+    r->ref_mode = (int)mode;
     uint8_t *out = r->raw;
     size_t total = 0;
     for (int c = 0; c < HL_NCOLS; c++) {
@@ -459,6 +468,7 @@ static const char *start_chunk(struct hl_reader *r, const struct block *b)
     if (!(r->cp[HL_COL_OPF][0] & HL_OPF_THREAD) && r->nthreads == 0)
         r->nthreads = 1; /* thread 0 is seen without a THREAD entry */
     r->thread = 0;
+    r->prev_ref = r->next_slot;
     r->left = n;
     r->chunk_off = b->off;
     return NULL;
@@ -478,6 +488,8 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
     uint32_t next = r->next_slot;
     uint64_t t = r->last_time;
     uint32_t thread = r->thread, maxthread = r->nthreads;
+    const int mode = r->ref_mode;
+    uint32_t prev_ref = r->prev_ref;
     struct hl_event *ev = r->ev;
     for (uint32_t i = 0; i < n; i++) {
         uint8_t b8 = opf[i];
@@ -507,9 +519,18 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
         uint32_t ref = HL_NO_SLOT;
         if (props & 4) {
             if ((b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == 0) {
-                if (hl_get_varint(&cp[HL_COL_REF], ce[HL_COL_REF], &v) || v >= next)
+                if (hl_get_varint(&cp[HL_COL_REF], ce[HL_COL_REF], &v))
                     return "bad slot reference";
-                ref = next - 1 - (uint32_t)v;
+                if (mode == 0) {
+                    if (v >= next)
+                        return "bad slot reference";
+                    ref = next - 1 - (uint32_t)v;
+                } else {
+                    int64_t s = (int64_t)prev_ref + hl_unzigzag(v);
+                    if (s < 0 || s >= next)
+                        return "bad slot reference";
+                    ref = prev_ref = (uint32_t)s;
+                }
                 if (!((live[ref >> 3] >> (ref & 7)) & 1))
                     return "a slot given back twice";
                 if (!(b8 & HL_OPF_FAILED))
@@ -546,6 +567,7 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
     r->next_slot = next;
     r->last_time = t;
     r->thread = thread;
+    r->prev_ref = prev_ref;
     r->nthreads = maxthread;
     r->left -= n;
     if (r->left == 0)

@@ -57,6 +57,8 @@ struct hl_writer {
     uint32_t prev_thread;
     uint8_t *col[HL_NCOLS];
     uint8_t *colp[HL_NCOLS];
+    uint8_t *ref1, *ref1p; /* the REF column in ref_mode 1 (col[] has mode 0) */
+    uint32_t prev_ref;     /* mode 1's prediction */
     uint8_t *raw;
     size_t raw_cap;
     uint8_t *z;
@@ -116,14 +118,15 @@ struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
     w->tmp = malloc(strlen(path) + 5);
     for (int c = 0; c < HL_NCOLS; c++)
         w->col[c] = malloc(col_max[c] * HL_CHUNK_MAX_EVENTS);
-    /* The payload: two varints, then per column two varints and at most raw_len bytes
+    /* The payload: three varints, then per column two varints and at most raw_len bytes
      * (a column is stored raw when zstd does not make it smaller). */
-    w->raw_cap = 2 * 10 + HL_NCOLS * 20 + HL_CHUNK_MAX_RAW;
+    w->raw_cap = 3 * 10 + HL_NCOLS * 20 + HL_CHUNK_MAX_RAW;
     w->raw = malloc(w->raw_cap);
+    w->ref1 = malloc(5 * HL_CHUNK_MAX_EVENTS);
     w->z_cap = ZSTD_compressBound(HL_CHUNK_MAX_EVENTS * 10);
     w->z = malloc(w->z_cap);
     w->cctx = ZSTD_createCCtx();
-    int ok = w->path && w->tmp && w->raw && w->z && w->cctx;
+    int ok = w->path && w->tmp && w->raw && w->ref1 && w->z && w->cctx;
     for (int c = 0; c < HL_NCOLS; c++)
         ok = ok && w->col[c];
     if (!ok) {
@@ -172,31 +175,60 @@ static void chunk_reset(struct hl_writer *w)
     w->prev_thread = 0;
     for (int c = 0; c < HL_NCOLS; c++)
         w->colp[c] = w->col[c];
+    w->ref1p = w->ref1;
+    w->prev_ref = w->next_slot;
+}
+
+/* Compress one column into w->z.  Returns the compressed size, or 0 when the column is
+ * better stored as it is (empty, or zstd does not make it smaller), or -1. */
+static long compress_column(struct hl_writer *w, const uint8_t *data, size_t n, struct hl_err *err)
+{
+    if (n == 0)
+        return 0;
+    size_t zn = ZSTD_compress2(w->cctx, w->z, w->z_cap, data, n);
+    if (ZSTD_isError(zn)) {
+        w->failed = 1;
+        return fail(w, err, "zstd compression failed: %s", ZSTD_getErrorName(zn));
+    }
+    return zn < n ? (long)zn : 0;
 }
 
 static int flush_chunk(struct hl_writer *w, struct hl_err *err)
 {
     if (w->chunk_n == 0)
         return 0;
+    /* REF: keep whichever prediction (format.h, ref_mode) compresses better. */
+    size_t nref[2] = {(size_t)(w->colp[HL_COL_REF] - w->col[HL_COL_REF]),
+                      (size_t)(w->ref1p - w->ref1)};
+    long zref[2];
+    for (int m = 0; m < 2; m++)
+        if ((zref[m] = compress_column(w, m ? w->ref1 : w->col[HL_COL_REF], nref[m], err)) < 0)
+            return -1;
+    int mode = (zref[1] ? (size_t)zref[1] : nref[1]) < (zref[0] ? (size_t)zref[0] : nref[0]);
+
     uint8_t *p = w->raw;
     p = hl_put_varint(p, w->chunk_first_slot);
     p = hl_put_varint(p, w->chunk_base_time);
+    p = hl_put_varint(p, (uint64_t)mode);
     size_t raw = 0;
     for (int c = 0; c < HL_NCOLS; c++) {
+        const uint8_t *data = w->col[c];
         size_t n = (size_t)(w->colp[c] - w->col[c]);
-        size_t zn = n ? ZSTD_compress2(w->cctx, w->z, w->z_cap, w->col[c], n) : 0;
-        if (ZSTD_isError(zn)) {
-            w->failed = 1;
-            return fail(w, err, "zstd compression failed: %s", ZSTD_getErrorName(zn));
+        if (c == HL_COL_REF && mode == 1) {
+            data = w->ref1;
+            n = nref[1];
         }
+        /* The chosen REF column is compressed again: w->z holds only the last result. */
+        long zn = compress_column(w, data, n, err);
+        if (zn < 0)
+            return -1;
         p = hl_put_varint(p, n);
-        if (zn > 0 && zn < n) {
-            p = hl_put_varint(p, zn);
-            memcpy(p, w->z, zn);
+        p = hl_put_varint(p, (uint64_t)zn);
+        if (zn > 0) {
+            memcpy(p, w->z, (size_t)zn);
             p += zn;
         } else {
-            p = hl_put_varint(p, 0);
-            memcpy(p, w->col[c], n);
+            memcpy(p, data, n);
             p += n;
         }
         raw += n;
@@ -357,8 +389,11 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
     }
     if (hl_op_has_aux(op))
         w->colp[HL_COL_AUX] = hl_put_varint(w->colp[HL_COL_AUX], e->aux);
-    if (ref != HL_NO_SLOT)
+    if (ref != HL_NO_SLOT) {
         w->colp[HL_COL_REF] = hl_put_varint(w->colp[HL_COL_REF], w->next_slot - 1 - ref);
+        w->ref1p = hl_put_varint(w->ref1p, hl_zigzag((int64_t)ref - (int64_t)w->prev_ref));
+        w->prev_ref = ref;
+    }
     int64_t dt = (int64_t)(e->time_ns - w->prev_time);
     *w->colp[HL_COL_TIME_LO]++ = (uint8_t)dt;
     w->colp[HL_COL_TIME_HI] = hl_put_varint(w->colp[HL_COL_TIME_HI], hl_zigzag(dt >> 8));
@@ -397,6 +432,7 @@ static void writer_free(struct hl_writer *w)
     for (int c = 0; c < HL_NCOLS; c++)
         free(w->col[c]);
     free(w->raw);
+    free(w->ref1);
     free(w->z);
     free(w->live);
     ZSTD_freeCCtx(w->cctx);

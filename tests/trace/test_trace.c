@@ -381,6 +381,41 @@ static size_t read_until_error(const char *f, int *rc, struct hl_err *err)
     return total;
 }
 
+/* A program tearing down a table frees blocks in allocation order: the writer should
+ * pick the REF prediction from the previous free (format.h, ref_mode 1). */
+static void test_fifo(void)
+{
+    const size_t n = 40000;
+    struct hl_event *e = malloc(n * sizeof *e);
+    for (size_t i = 0; i < n / 2; i++)
+        e[i] = ev(HL_OP_MALLOC, 0, 16 + (i % 7) * 8, 0, (uint32_t)i, N, 0, i * 50);
+    for (size_t i = 0; i < n / 2; i++)
+        e[n / 2 + i] = ev(HL_OP_FREE, 0, 0, 0, (uint32_t)i, N, 0, (n / 2 + i) * 50);
+    struct hl_process p = proc(3, "fifo");
+    const char *f = path("fifo.hlt");
+    TAP_CHECK(write_events(f, &p, e, n, 0) == 0, "a trace freeing in allocation order is written");
+    struct hl_err err;
+    struct hl_reader *r = hl_reader_open(f, &err);
+    struct hl_process q;
+    struct hl_event *got = NULL;
+    size_t m = 0;
+    int ok = r && hl_reader_next_process(r, &q, &err) == 1 &&
+             hl_reader_read_all(r, &got, &m, &err) == 0 && m == n;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = same_event(&got[i], &e[i]);
+    TAP_CHECK(ok, "it reads back identical");
+    free(got);
+    hl_reader_close(r);
+    size_t len, offs[4];
+    uint8_t *d = slurp(f, &len);
+    /* The chunk's third header varint is ref_mode (first_slot 0 and base_time 0 are one
+     * byte each). */
+    int mode = block_offsets(d, len, offs, 4) >= 2 ? d[offs[1] + HL_BLOCK_HEADER_BYTES + 2] : -1;
+    TAP_EQ_U(mode, 1, "the writer chose the previous-free prediction for it");
+    free(d);
+    free(e);
+}
+
 static void test_damage(void)
 {
     const size_t n = 10000;
@@ -467,9 +502,9 @@ static void test_damage(void)
                   strstr(err.msg, "flip.hlt"),
               "a file with the wrong magic is not a heaplab trace");
     memcpy(d2, d, len);
-    d2[8] = 2;
+    d2[8] = 3;
     spit(c, d2, len);
-    TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, "unsupported trace version 2"),
+    TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, "unsupported trace version 3"),
               "a file of another version is refused with its version");
     spit(c, d2, 0);
     TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, "empty"), "an empty file is refused");
@@ -549,6 +584,7 @@ int main(void)
     test_slot_rule();
     test_multi_process();
     test_large();
+    test_fifo();
     test_damage();
     test_hash();
     test_slotmap();
