@@ -381,76 +381,86 @@ __attribute__((noinline)) static void take_sample(struct wthr *t)
     }
 }
 
-/* The loop body, specialised by the compiler for each (touch, check) pair so that the
- * default configuration pays only for what it does.  "No block" is a slot of its own
- * that always holds NULL (see replay.h), so free(NULL) and realloc(NULL, n) need no
+/* One replayed event.  Inlined into run_events with constant touch, check and timed,
+ * so that each configuration pays only for what it does.  "No block" is a slot of its
+ * own that always holds NULL (see replay.h), so free(NULL) and realloc(NULL, n) need no
  * test here. */
+static inline __attribute__((always_inline)) void step(struct wthr *t, const struct hl_rp_ev *e,
+                                                       uint64_t **latp, const int touch,
+                                                       const int check, const int timed)
+{
+    void **const sl = slots;
+    const uint8_t fl = e->flags;
+    if (e->op == HL_OP_FREE) {
+        if (fl & HL_RF_WAIT)
+            wait_ready(e->slot);
+        void *p = sl[e->slot];
+        if (check == HL_CHECK_FULL)
+            full_check_live(e->slot, p, e->size);
+        if (timed) {
+            uint64_t c0 = cycles_now();
+            free(p);
+            *(*latp)++ = ((uint64_t)HL_OP_FREE << 56) | (cycles_now() - c0);
+        } else {
+            free(p);
+        }
+    } else {
+        if (fl & HL_RF_WAIT)
+            wait_ready(e->old_slot);
+        void *old = sl[e->old_slot];
+        if (check == HL_CHECK_FULL)
+            full_check_live(e->old_slot, old, slot_bytes[e->old_slot]);
+        uint8_t *p;
+        if (timed) {
+            uint64_t c0 = cycles_now();
+            p = call_alloc(e, old);
+            *(*latp)++ = ((uint64_t)e->op << 56) | (cycles_now() - c0);
+        } else {
+            p = call_alloc(e, old);
+        }
+        sl[e->slot] = p;
+        if (__builtin_expect(p != NULL, 1)) {
+            if (check != HL_CHECK_NONE || touch != HL_TOUCH_NONE) {
+                const uint64_t bytes = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
+                const uint64_t oldbytes = old ? slot_bytes[e->old_slot] : 0;
+                if (check != HL_CHECK_NONE)
+                    check_block(e, p, bytes, check == HL_CHECK_FULL);
+                if (check == HL_CHECK_FULL) {
+                    uint64_t keep = oldbytes < bytes ? oldbytes : bytes;
+                    if (old && !holds(p, keep, pattern(e->old_slot)))
+                        violation("realloc(%llu -> %llu) did not keep the contents",
+                                  (unsigned long long)oldbytes, (unsigned long long)bytes);
+                    memset(p, pattern(e->slot), bytes);
+                } else if (touch == HL_TOUCH_PAGE) {
+                    for (uint64_t o = oldbytes; o < bytes; o += pagesz)
+                        p[o] = 1;
+                } else if (touch == HL_TOUCH_ALL) {
+                    if (oldbytes < bytes)
+                        memset(p + oldbytes, 0xa5, bytes - oldbytes);
+                }
+            }
+        } else if (e->size) {
+            atomic_fetch_add(&fail_count, 1);
+        }
+        if (fl & HL_RF_PUBLISH)
+            atomic_store_explicit(&ready[e->slot], 1, memory_order_release);
+    }
+    if (fl & HL_RF_SAMPLE)
+        take_sample(t);
+}
+
+/* Events in blocks of LAT_EVERY: the first of each block is timed, the rest run
+ * without even a test for it. */
 static inline __attribute__((always_inline)) void run_events(struct wthr *t, const int touch,
                                                              const int check)
 {
     const struct hl_rp_ev *e = t->ev, *const end = t->ev + t->nev;
-    void **const sl = slots;
-    const size_t pg = pagesz;
     uint64_t *lat = t->lat;
-    for (unsigned tick = 0; e < end; e++, tick++) {
-        const uint8_t fl = e->flags;
-        const int timed = (tick & (LAT_EVERY - 1)) == 0;
-        if (e->op == HL_OP_FREE) {
-            if (fl & HL_RF_WAIT)
-                wait_ready(e->slot);
-            void *p = sl[e->slot];
-            if (check == HL_CHECK_FULL)
-                full_check_live(e->slot, p, e->size);
-            if (timed) {
-                uint64_t c0 = cycles_now();
-                free(p);
-                *lat++ = ((uint64_t)HL_OP_FREE << 56) | (cycles_now() - c0);
-            } else {
-                free(p);
-            }
-        } else {
-            if (fl & HL_RF_WAIT)
-                wait_ready(e->old_slot);
-            void *old = sl[e->old_slot];
-            if (check == HL_CHECK_FULL)
-                full_check_live(e->old_slot, old, slot_bytes[e->old_slot]);
-            uint8_t *p;
-            if (timed) {
-                uint64_t c0 = cycles_now();
-                p = call_alloc(e, old);
-                *lat++ = ((uint64_t)e->op << 56) | (cycles_now() - c0);
-            } else {
-                p = call_alloc(e, old);
-            }
-            sl[e->slot] = p;
-            if (__builtin_expect(p != NULL, 1)) {
-                if (check != HL_CHECK_NONE || touch != HL_TOUCH_NONE) {
-                    const uint64_t bytes = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
-                    const uint64_t oldbytes = old ? slot_bytes[e->old_slot] : 0;
-                    if (check != HL_CHECK_NONE)
-                        check_block(e, p, bytes, check == HL_CHECK_FULL);
-                    if (check == HL_CHECK_FULL) {
-                        uint64_t keep = oldbytes < bytes ? oldbytes : bytes;
-                        if (old && !holds(p, keep, pattern(e->old_slot)))
-                            violation("realloc(%llu -> %llu) did not keep the contents",
-                                      (unsigned long long)oldbytes, (unsigned long long)bytes);
-                        memset(p, pattern(e->slot), bytes);
-                    } else if (touch == HL_TOUCH_PAGE) {
-                        for (uint64_t o = oldbytes; o < bytes; o += pg)
-                            p[o] = 1;
-                    } else if (touch == HL_TOUCH_ALL) {
-                        if (oldbytes < bytes)
-                            memset(p + oldbytes, 0xa5, bytes - oldbytes);
-                    }
-                }
-            } else if (e->size) {
-                atomic_fetch_add(&fail_count, 1);
-            }
-            if (fl & HL_RF_PUBLISH)
-                atomic_store_explicit(&ready[e->slot], 1, memory_order_release);
-        }
-        if (fl & HL_RF_SAMPLE)
-            take_sample(t);
+    while (e < end) {
+        step(t, e++, &lat, touch, check, 1);
+        const struct hl_rp_ev *blk = end - e > LAT_EVERY - 1 ? e + LAT_EVERY - 1 : end;
+        for (; e < blk; e++)
+            step(t, e, &lat, touch, check, 0);
     }
     t->nlat = (uint64_t)(lat - t->lat);
 }
