@@ -26,6 +26,12 @@ static pthread_key_t tc_key;
 static bool tc_key_ok;
 static uint32_t tbin_max[HLM_NCLASSES];   /* a bin's cap; it starts at HLM_TBIN_START */
 #define HLM_TBIN_START 8
+#ifndef HLM_TBIN_BYTES
+#define HLM_TBIN_BYTES (16 * 1024)   /* per class */
+#endif
+#ifndef HLM_TCACHE_BYTES
+#define HLM_TCACHE_BYTES (256 * 1024)   /* per thread, all classes */
+#endif
 static bool inited;
 static hlm_lock_t init_lock = HLM_LOCK_INIT;
 
@@ -40,10 +46,10 @@ void hlm_init(void)
         hlm_os_init();
         hlm_options_read();
         hlm_small_init();
-        /* A cache holds up to 128 KiB per class (4..512 objects); it flushes half. */
+        /* A cache holds up to HLM_TBIN_BYTES per class (2..256 objects); it flushes half. */
         for (unsigned c = 1; c < HLM_NCLASSES; c++) {
-            uint32_t m = 128 * 1024 / hlm_class_size[c];
-            tbin_max[c] = m < 4 ? 4 : m > 512 ? 512 : m;
+            uint32_t m = HLM_TBIN_BYTES / hlm_class_size[c];
+            tbin_max[c] = m < 2 ? 2 : m > 256 ? 256 : m;
         }
         /* glibc's pthread_key_create takes a slot in a static table: no allocation. */
         tc_key_ok = pthread_key_create(&tc_key, tcache_exit) == 0;
@@ -158,6 +164,32 @@ static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep)
     }
 }
 
+/* Scavenge: every HLM_TC_GC_EVERY refills and flushes, or when the cache holds more than
+ * HLM_TCACHE_BYTES, every other bin gives half its
+ * objects back and halves its limit.  A class the program stopped using drains away
+ * instead of pinning a span per cached object; a class in use refills in a few batches. */
+#define HLM_TC_GC_EVERY 64
+static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
+{
+    tc->gc_tick = 0;
+    for (unsigned c = 1; c < HLM_NCLASSES; c++) {
+        struct hlm_tbin *b = &tc->bins[c];
+        if (c == busy || !b->head)
+            continue;
+        tbin_flush(c, b, b->count / 2);
+        b->max = b->max / 2 > HLM_TBIN_START ? b->max / 2 : (tbin_max[c] < HLM_TBIN_START ? tbin_max[c] : HLM_TBIN_START);
+    }
+}
+
+/* What a cache holds, summed on slow paths only (a few dozen multiply-adds per batch). */
+static size_t tcache_bytes(const struct hlm_tcache *tc)
+{
+    size_t n = 0;
+    for (unsigned c = 1; c < HLM_NCLASSES; c++)
+        n += (size_t)tc->bins[c].count * hlm_class_size[c];
+    return n;
+}
+
 static void tcache_flush_all(struct hlm_tcache *tc)
 {
     for (unsigned c = 1; c < HLM_NCLASSES; c++)
@@ -205,6 +237,8 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
             struct hlm_tbin *b = &tc->bins[cls];
             if (b->head)   /* the cache was just created, or refilled by a recursion */
                 return hlm_malloc(n);
+            if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
+                tcache_gc(tc, cls);
             unsigned got = hlm_central_take(cls, &p, b->max / 2 ? b->max / 2 : 1);
             tbin_grow(cls, b);
             if (!got)
@@ -238,6 +272,8 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
     struct hlm_tcache *tc = tc_self;
     if (tc) {
         struct hlm_tbin *b = &tc->bins[cls];
+        if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
+            tcache_gc(tc, cls);
         tbin_flush(cls, b, b->max / 2);
         tbin_grow(cls, b);
         *(void **)p = b->head;

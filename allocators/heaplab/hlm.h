@@ -104,7 +104,7 @@ void hlm_os_write(int fd, const char *s, size_t n);
 /* ---- options (options.c): one table, read once from HEAPLAB_* variables ---------------- */
 
 enum hlm_opt {
-    HLM_OPT_STATS,           /* HEAPLAB_STATS: print statistics to stderr at exit */
+    HLM_OPT_STATS,           /* HEAPLAB_STATS: print statistics to stderr at exit (2: spans too) */
     HLM_OPT_MMAP_THRESHOLD,  /* HEAPLAB_MMAP_THRESHOLD: blocks this big are mmap'd */
     HLM_OPT_TRIM_THRESHOLD,  /* HEAPLAB_TRIM_THRESHOLD: free top of the heap kept */
     HLM_OPT_RETAIN,          /* HEAPLAB_RETAIN: free dirty bytes kept before purging */
@@ -297,6 +297,7 @@ struct hlm_tbin {
 struct hlm_tcache {
     struct hlm_tbin bins[HLM_NCLASSES];
     size_t nmalloc, nfree;
+    uint32_t gc_tick;                 /* slow-path events since the last scavenge */
     struct hlm_tcache *prev, *next;   /* all live caches, for stats and fork */
 };
 
@@ -307,6 +308,7 @@ unsigned hlm_central_take(unsigned cls, void **chain, unsigned want);  /* 0: out
 void hlm_central_give(unsigned cls, void *chain);                      /* NULL-terminated */
 int hlm_pages_trim(void);
 void hlm_small_info(size_t *mapped, size_t *free_bytes);
+void hlm_small_dump(int fd) __attribute__((weak));   /* absent from the variants */
 void hlm_central_fork_prepare(void);
 void hlm_central_fork_parent(void);
 void hlm_central_fork_child(void);

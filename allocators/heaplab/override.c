@@ -224,4 +224,6 @@ __attribute__((destructor)) static void hlm_destructor(void)
 {
     if (hlm_opt(HLM_OPT_STATS))
         hlm_stats_print(2);
+    if (hlm_opt(HLM_OPT_STATS) > 1 && hlm_small_dump)
+        hlm_small_dump(2);
 }

@@ -14,6 +14,8 @@
  */
 #include "hlm.h"
 
+#include <stdio.h>
+
 uint32_t hlm_class_size[HLM_NCLASSES];
 uint8_t hlm_class_pages[HLM_NCLASSES];
 uint8_t hlm_class16[2048 / 16 + 1];
@@ -326,4 +328,22 @@ void hlm_central_fork_child(void)
     hlm_lock_reinit(&hlm_pages_lock);
     for (unsigned i = 1; i < HLM_NCLASSES; i++)
         hlm_lock_reinit(&central[i].lock);
+}
+/* HEAPLAB_STATS=2: one line per live span, to see where small-block memory sits. */
+void hlm_small_dump(int fd)
+{
+    char line[160];
+    hlm_lock(&hlm_pages_lock);
+    for (struct hlm_segment *s = segments; s; s = s->next)
+        for (unsigned i = 1; i < HLM_SEG_PAGES; i++) {
+            struct hlm_span *sp = &s->spans[i];
+            if (!s->page_cls[i] || s->page_first[i] != i)
+                continue;
+            int n = snprintf(line, sizeof line, "  span %p: class %u (%u B), %u pages, %u of %u used, %zu carved\n",
+                             (void *)hlm_span_start(sp), sp->cls, hlm_class_size[sp->cls], sp->npages,
+                             sp->used, sp->cap,
+                             (size_t)(sp->bump - hlm_span_start(sp)) / hlm_class_size[sp->cls]);
+            hlm_os_write(fd, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
+        }
+    hlm_unlock(&hlm_pages_lock);
 }
