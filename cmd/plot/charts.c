@@ -338,6 +338,18 @@ static void missing_reason(const struct hl_results *r, const struct hl_metric *m
     snprintf(out, n, "not measured in any result");
 }
 
+/* Name an allocator or trace left out of a chart for having no value. */
+static void note_missing(struct hl_chart *c, const char *name)
+{
+    size_t n = strlen(c->missing);
+    if (n + strlen(name) + 8 >= sizeof c->missing) {
+        if (!strstr(c->missing, "..."))
+            snprintf(c->missing + n, sizeof c->missing - n, ", ...");
+        return;
+    }
+    snprintf(c->missing + n, sizeof c->missing - n, "%s%s", n ? ", " : "", name);
+}
+
 static void bar_chart(struct hl_charts *out, const struct hl_results *r,
                       const struct hl_metric *m, const struct hl_chart_opts *o)
 {
@@ -399,6 +411,32 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
         return;
     }
 
+    /* Leave out the allocators and traces with no value at all here (heaplab's policy
+     * variants without simulated counters, a trace too large for the simulator): they
+     * would only be rows of "n/a".  Colours stay those of the whole report. */
+    int *gi = malloc((size_t)ng * sizeof *gi), *ai = malloc((size_t)na * sizeof *ai);
+    int ngk = 0, nak = 0;
+    if (!gi || !ai)
+        hl_die("out of memory");
+    for (int a = 0; a < na; a++) {
+        int has = 0;
+        for (int g = 0; g < ng; g++)
+            has |= !isnan(v[(g * na + a) * 3]);
+        if (has)
+            ai[nak++] = a;
+        else
+            note_missing(c, r->alloc[a]);
+    }
+    for (int g = 0; g < ng; g++) {
+        int has = 0;
+        for (int a = 0; a < na; a++)
+            has |= !isnan(v[(g * na + a) * 3]);
+        if (has)
+            gi[ngk++] = g;
+        else
+            note_missing(c, r->label[g]);
+    }
+
     /* Units and axis. */
     const char *unit = NULL;
     double div = 1;
@@ -429,16 +467,19 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     FILE *f = open_out(data);
     fprintf(f, "# %s: one row per trace; per allocator: value low high bad\n# trace",
             c->title);
-    for (int a = 0; a < na; a++)
-        fprintf(f, " %s %s.low %s.high %s.bad", r->alloc[a], r->alloc[a], r->alloc[a],
-                r->alloc[a]);
+    for (int ak = 0; ak < nak; ak++) {
+        const char *n = r->alloc[ai[ak]];
+        fprintf(f, " %s %s.low %s.high %s.bad", n, n, n, n);
+    }
     fputc('\n', f);
-    for (int g = 0; g < ng; g++) {
+    for (int gk = 0; gk < ngk; gk++) {
+        int g = gi[gk];
         fputc('"', f);
         for (const char *p = r->label[g]; *p; p++)
             fputc(*p == '"' ? '\'' : *p, f);
         fputc('"', f);
-        for (int a = 0; a < na; a++) {
+        for (int ak = 0; ak < nak; ak++) {
+            int a = ai[ak];
             for (int k = 0; k < 3; k++) {
                 double x = v[(g * na + a) * 3 + k];
                 if (isnan(x))
@@ -456,6 +497,8 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
 
     /* At most about 40 bars per panel (18 px each), more panels stacked when there are
      * many traces and allocators; wide enough for the bars and the legend. */
+    ng = ngk;
+    na = nak;
     int per_panel = 40 / (na + 1) > 0 ? 40 / (na + 1) : 1;
     int npanels = (ng + per_panel - 1) / per_panel;
     per_panel = (ng + npanels - 1) / npanels; /* balance: 5,5,4 rather than 6,6,2 */
@@ -483,11 +526,15 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     fprintf(f, "nalloc = %d\nntraces = %d\nnpanels = %d\nper_panel = %d\n", na, ng, npanels,
             per_panel);
     fprintf(f, "ymin = %.6g\nymax = %.6g\n", ymin, ymax);
-    gp_array(f, "alloc_name", (const char *const *)r->alloc, na);
+    const char **names = malloc((size_t)(na ? na : 1) * sizeof *names);
     const char **colors = malloc((size_t)(na ? na : 1) * sizeof *colors);
-    for (int a = 0; a < na; a++)
-        colors[a] = hl_alloc_color(a);
+    for (int ak = 0; ak < na; ak++) {
+        names[ak] = r->alloc[ai[ak]];
+        colors[ak] = hl_alloc_color(ai[ak]);
+    }
+    gp_array(f, "alloc_name", names, na);
     gp_array(f, "alloc_color", colors, na);
+    free(names);
     free(colors);
     fprintf(f, "errorbars = %d\nlogscale = %d\nxrotate = %d\n", have_range, logscale,
             rotate);
@@ -503,6 +550,8 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     run_gnuplot(o, "bars.gp", pre, m->id);
     c->drawn = 1;
     free(v);
+    free(gi);
+    free(ai);
 }
 
 /* ---------------------------------------------------------------- memory over time */

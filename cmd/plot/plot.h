@@ -130,6 +130,7 @@ struct hl_chart {
     char title[256];
     int drawn;         /* 0: skipped, see note */
     char note[256];
+    char missing[512]; /* allocators and traces left out of a drawn chart (no value) */
     const struct hl_metric *metric; /* bar charts only */
     int group;         /* timeline and latency charts: the group (trace) */
 };

@@ -87,41 +87,60 @@ static void fmt_metric(char *buf, size_t n, const struct hl_metric *m, double v)
         hl_fmt_count(buf, n, v);
 }
 
+static double table_value(const struct hl_results *r, const struct hl_metric *m, int g, int a)
+{
+    const struct hl_row *row = hl_results_find(r, g, a);
+    return row ? hl_metric_value(m, row, NULL, NULL) : NAN;
+}
+
+/* The values of one metric, a row per trace and a column per allocator; allocators and
+ * traces without any value for it are left out (the chart names them). */
 static void metric_table(FILE *f, const struct hl_results *r, const struct hl_metric *m,
                          const struct hl_chart_opts *o)
 {
+    int *col = calloc((size_t)r->nallocs + 1, sizeof *col);
+    if (!col)
+        hl_die("out of memory");
+    for (int a = 0; a < r->nallocs; a++)
+        for (int g = 0; g < r->ngroups; g++)
+            col[a] |= !isnan(table_value(r, m, g, a));
     fputs("| trace |", f);
-    for (int a = 0; a < r->nallocs; a++) {
-        fputc(' ', f);
-        cell(f, r->alloc[a]);
-        fputs(" |", f);
-    }
+    for (int a = 0; a < r->nallocs; a++)
+        if (col[a]) {
+            fputc(' ', f);
+            cell(f, r->alloc[a]);
+            fputs(" |", f);
+        }
     fputs("\n|---|", f);
     for (int a = 0; a < r->nallocs; a++)
-        fputs("---:|", f);
+        if (col[a])
+            fputs("---:|", f);
     fputc('\n', f);
     for (int g = 0; g < r->ngroups; g++) {
         double best = NAN;
+        int any = 0;
         for (int a = 0; a < r->nallocs; a++) {
-            const struct hl_row *row = hl_results_find(r, g, a);
-            double v = row ? hl_metric_value(m, row, NULL, NULL) : NAN;
-            if (hl_row_num(row, HL_RES_VIOLATIONS) > 0)
+            double v = table_value(r, m, g, a);
+            any |= !isnan(v);
+            if (hl_row_num(hl_results_find(r, g, a), HL_RES_VIOLATIONS) > 0)
                 continue; /* broke the contract: never the winner */
             if (!isnan(v) && (isnan(best) || (m->lower_is_better ? v < best : v > best)))
                 best = v;
         }
-        const struct hl_row *ref = o->normalise ? hl_results_find(r, g, o->norm_index) : NULL;
-        double refv = ref ? hl_metric_value(m, ref, NULL, NULL) : NAN;
+        if (!any)
+            continue;
+        double refv = o->normalise ? table_value(r, m, g, o->norm_index) : NAN;
         fputs("| ", f);
         cell(f, r->label[g]);
         fputs(" |", f);
         for (int a = 0; a < r->nallocs; a++) {
-            const struct hl_row *row = hl_results_find(r, g, a);
-            double v = row ? hl_metric_value(m, row, NULL, NULL) : NAN;
+            if (!col[a])
+                continue;
+            double v = table_value(r, m, g, a);
             char buf[64];
             fmt_metric(buf, sizeof buf, m, v);
             int bold = !isnan(v) && v == best;
-            int broke = hl_row_num(row, HL_RES_VIOLATIONS) > 0;
+            int broke = hl_row_num(hl_results_find(r, g, a), HL_RES_VIOLATIONS) > 0;
             fprintf(f, " %s%s%s%s", bold ? "**" : "", buf, bold ? "**" : "",
                     broke ? " (!)" : "");
             if (refv > 0 && !isnan(v))
@@ -131,6 +150,7 @@ static void metric_table(FILE *f, const struct hl_results *r, const struct hl_me
         fputc('\n', f);
     }
     fputc('\n', f);
+    free(col);
 }
 
 void hl_report_write(const char *path, const struct hl_results *r,
@@ -251,6 +271,8 @@ void hl_report_write(const char *path, const struct hl_results *r,
         fprintf(f, "\n## %s\n\n%c%s.\n\n", c->title, toupper((unsigned char)c->metric->what[0]),
                 c->metric->what + 1);
         embed(f, o, c);
+        if (c->missing[0])
+            fprintf(f, "Not measured, so not in the chart: %s.\n\n", c->missing);
         metric_table(f, r, c->metric, o);
         if (bad)
             fprintf(f, "(!) marks an allocator that broke the malloc contract on that "

@@ -60,7 +60,7 @@ if (errorbars) {
 # Panels share the margins, so that their axes line up; the legend is on the first.
 if (npanels > 1) {
     set multiplot layout npanels, 1 title chart_title font ",13"
-    set lmargin at screen 0.07
+    set lmargin at screen 95.0 / width
     set rmargin at screen 1.0 - 190.0 / width
     unset xlabel
 } else {

@@ -152,6 +152,29 @@ ok "plot --normalise glibc succeeds" \
 eq "normalised charts put glibc at 1.0 on every trace" \
     "$(grep -v '^#' "$T/norm/data/time.dat" | awk '{print $2}' | sort -u)" "1"
 check "normalised tables show ratios to glibc" "grep -qF '(1.00x)' '$T/norm/report.md'"
+# An allocator without any value for a metric (e.g. not simulated) is left out of that
+# chart, and the report names it.
+python3 - "$D/results.csv" "$T/nosim.csv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+h = rows[0]
+for r in rows[1:]:
+    if r[h.index("allocator")] == "jemalloc":
+        r[h.index("instructions")] = ""
+csv.writer(open(sys.argv[2], "w", newline=""), lineterminator="\n").writerows(rows)
+PY
+ok "plot takes results where one allocator has no instruction counts" \
+    "$HEAPLAB" plot "$T/nosim.csv" -o "$T/nosim" --format svg
+check "that allocator is not in the instructions chart" \
+    "! grep -q jemalloc '$T/nosim/data/instructions.gp' && grep -q jemalloc '$T/nosim/data/time.gp'"
+check "the report names what the chart leaves out" \
+    "grep -q '^Not measured, so not in the chart: jemalloc' '$T/nosim/report.md'"
+colour_of() { # colour_of GP-FILE INDEX
+    sed -n "s/^alloc_color\[$2\] = //p" "$1"
+}
+eq "the others keep their colours (mimalloc: 4th of 4 in time, 3rd of 3 here)" \
+    "$(colour_of "$T/nosim/data/instructions.gp" 3)" "$(colour_of "$T/nosim/data/time.gp" 4)"
+
 # Timelines from threaded replays arrive in several runs of samples: drawn in order.
 { head -n 1 "$D/timeline.csv"; tail -n +2 "$D/timeline.csv" | grep '^sort-words,' | sort -t, -k4,4nr; } >"$T/shuffled.csv"
 ok "plot takes a timeline whose samples are out of order" \
