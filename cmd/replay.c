@@ -13,6 +13,7 @@
 #include "replay/output.h"
 #include "replay/spawn.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,21 @@ static int split_specs(const struct hl_strlist *l, char *buf, size_t bufn, const
 
 #define MAX_ALLOCS 32
 
+static void check_writable(const char *path)
+{
+    if (!path)
+        return;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (access(path, F_OK) == 0 ? access(path, W_OK) != 0 : access(dir, W_OK | X_OK) != 0)
+        hl_die("%s: cannot write: %m", path);
+}
+
 int cmd_replay(int argc, char **argv)
 {
     struct hl_strlist alist = {0};
@@ -231,12 +247,10 @@ int cmd_replay(int argc, char **argv)
             hl_die("%s", err.msg);
     }
 
-    FILE *out = stdout;
-    if (out_path && !(out = fopen(out_path, "w")))
-        hl_die("%s: cannot write: %m", out_path);
-    FILE *tlf = NULL;
-    if (timeline_path && !(tlf = fopen(timeline_path, "w")))
-        hl_die("%s: cannot write: %m", timeline_path);
+    /* Output files are created only once there are results, so a failed replay leaves
+     * nothing behind; whether they can be written is checked now, before the work. */
+    check_writable(out_path);
+    check_writable(timeline_path);
 
     struct hl_rp_meta meta;
     memset(&meta, 0, sizeof meta);
@@ -338,6 +352,12 @@ int cmd_replay(int argc, char **argv)
     }
     progress(show, NULL, 0, 0, NULL);
 
+    FILE *out = stdout;
+    if (out_path && !(out = fopen(out_path, "w")))
+        hl_die("%s: cannot write: %m", out_path);
+    FILE *tlf = NULL;
+    if (timeline_path && !(tlf = fopen(timeline_path, "w")))
+        hl_die("%s: cannot write: %m", timeline_path);
     if (fmt == FMT_CSV)
         hl_rp_write_csv(out, cells, ncells, &meta);
     else if (fmt == FMT_JSON)

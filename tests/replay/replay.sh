@@ -236,4 +236,8 @@ fails_with_one_line "a missing library is a one-line error" "$H" replay "$T/smal
 fails_with_one_line "a file that is not a library is a one-line error" "$H" replay "$T/small.hlt" -a x=/etc/passwd
 fails_with_one_line "an unknown --threads mode is a one-line error" "$H" replay "$T/small.hlt" --threads=many
 fails_with_one_line "replay without a trace is a one-line error" "$H" replay
+fails_with_one_line "an output file that cannot be written is a one-line error" \
+    "$H" replay "$T/small.hlt" -a glibc -o "$T/no/such/dir/out.csv"
+"$H" replay "$T/trunc.hlt" -a glibc -o "$T/failed.csv" 2>/dev/null
+check "a failed replay leaves no output file behind" "[ ! -e '$T/failed.csv' ]"
 done_testing
