@@ -37,6 +37,9 @@ static const char *const usage[] = {
     "(cache simulator, collection only around the replay loop): deterministic",
     "instruction counts and D1/LL misses where the machine has no hardware counters",
     "(simulated caches: 32 KiB 8-way L1, 8 MiB 16-way LL, 64-byte lines).",
+    "JSON also splits the time (time_split) by the cycle shares measured on the timed",
+    "events: allocator calls, touching and checking new blocks, and the rest (the",
+    "harness itself, and the cost of timing those events).",
     "--timeline FILE writes the median run's samples (live bytes from the trace, RSS",
     "above the baseline) as CSV: trace,allocator,run,event,time_ns,live_bytes,rss_bytes.",
     NULL};

@@ -125,6 +125,9 @@ struct hl_rp_result {
     int32_t have_dtlb;
     char counters_source[200];
     struct hl_rp_lat lat[HL_OP_COUNT_];
+    /* Where the time goes, from the timed events (one in 64): cycles in the whole
+     * event, in the allocator's call, in touching and checking the new block. */
+    uint64_t cyc_event, cyc_call, cyc_touch;
     uint64_t violations, alloc_failures;
     char viol[HL_RP_NVIOL][200];
     uint64_t ntimeline;      /* followed on the pipe by ntimeline hl_rp_tlsample */

@@ -75,6 +75,7 @@ struct wthr {
     uint64_t nlat;
     uint64_t *tl;   /* pairs: time_ns, rss bytes */
     uint64_t ntl, tlk;
+    uint64_t cyc_event, cyc_call, cyc_touch; /* sums over the timed events */
     uint64_t end_ns;
     pthread_t tid;
 } __attribute__((aligned(64)));
@@ -391,6 +392,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
 {
     void **const sl = slots;
     const uint8_t fl = e->flags;
+    const uint64_t cs = timed ? cycles_now() : 0;
+    uint64_t ct = 0;
     if (e->op == HL_OP_FREE) {
         if (fl & HL_RF_WAIT)
             wait_ready(e->slot);
@@ -400,7 +403,9 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         if (timed) {
             uint64_t c0 = cycles_now();
             free(p);
-            *(*latp)++ = ((uint64_t)HL_OP_FREE << 56) | (cycles_now() - c0);
+            uint64_t c1 = cycles_now();
+            *(*latp)++ = ((uint64_t)HL_OP_FREE << 56) | (c1 - c0);
+            t->cyc_call += c1 - c0;
         } else {
             free(p);
         }
@@ -414,7 +419,9 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         if (timed) {
             uint64_t c0 = cycles_now();
             p = call_alloc(e, old);
-            *(*latp)++ = ((uint64_t)e->op << 56) | (cycles_now() - c0);
+            uint64_t c1 = cycles_now();
+            *(*latp)++ = ((uint64_t)e->op << 56) | (c1 - c0);
+            t->cyc_call += c1 - c0;
         } else {
             p = call_alloc(e, old);
         }
@@ -425,6 +432,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                 const uint64_t oldbytes = old ? slot_bytes[e->old_slot] : 0;
                 if (check != HL_CHECK_NONE)
                     check_block(e, p, bytes, check == HL_CHECK_FULL);
+                if (timed)
+                    ct = cycles_now();
                 if (check == HL_CHECK_FULL) {
                     uint64_t keep = oldbytes < bytes ? oldbytes : bytes;
                     if (old && !holds(p, keep, pattern(e->old_slot)))
@@ -438,6 +447,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                     if (oldbytes < bytes)
                         memset(p + oldbytes, 0xa5, bytes - oldbytes);
                 }
+                if (timed)
+                    t->cyc_touch += cycles_now() - ct;
             }
         } else if (e->size) {
             atomic_fetch_add(&fail_count, 1);
@@ -447,6 +458,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
     }
     if (fl & HL_RF_SAMPLE)
         take_sample(t);
+    if (timed)
+        t->cyc_event += cycles_now() - cs;
 }
 
 /* Events in blocks of LAT_EVERY: the first of each block is timed, the rest run
@@ -723,8 +736,12 @@ static void run(void)
     res.violations = atomic_load(&viol_count);
     res.alloc_failures = atomic_load(&fail_count);
     latency_summary();
-    for (uint32_t i = 0; i < nt; i++)
+    for (uint32_t i = 0; i < nt; i++) {
         res.ntimeline += thr[i].tlk;
+        res.cyc_event += thr[i].cyc_event;
+        res.cyc_call += thr[i].cyc_call;
+        res.cyc_touch += thr[i].cyc_touch;
+    }
 }
 
 static int parse_int(const char *arg, const char *key, int *out)

@@ -212,6 +212,8 @@ eq "the median time lies between min and max" \
 eq "JSON carries per-op latency percentiles" \
     "$(json "$T/n3.json" 'sorted(j["results"][0]["latency"]["malloc"].keys())')" \
     "['max', 'p50', 'p99', 'p999', 'samples']"
+eq "JSON splits the time into allocator, touch and the rest" \
+    "$(json "$T/n3.json" 'all(abs(sum(r["time_split"][k] for k in ("allocator_ns", "touch_check_ns", "rest_ns")) - r["time_ns"]) <= 2 and r["time_split"]["allocator_ns"] > 0 for r in j["results"])')" True
 eq "JSON carries provenance at the top" \
     "$(json "$T/n3.json" 'all(j[k] for k in ("heaplab_version", "cpu", "kernel", "date"))')" True
 env -u MALLOC_PERTURB_ MALLOC_ARENA_MAX=2 "$H" replay "$T/small.hlt" -n 1 -a glibc --format csv -o "$T/tun.csv"
