@@ -10,7 +10,8 @@
  * With -DHL_BROKEN it becomes a deliberately broken allocator instead: a size header,
  * blocks 8 bytes off their alignment, malloc_usable_size reporting half the size, and
  * calloc memory that is not zeroed, so that replay's contract checks have something to
- * catch.  Test code only: never returns memory.
+ * catch.  With -DHL_CRASH, malloc(4242) kills the process, so that a crashing
+ * allocator can be replayed.  Test code only: never returns memory.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -82,7 +83,14 @@ static inline void *bump(size_t size, size_t align)
     return (void *)p;
 }
 
-void *malloc(size_t size) { return bump(size, 16); }
+void *malloc(size_t size)
+{
+#ifdef HL_CRASH
+    if (size == 4242) /* a trace can make this allocator crash on purpose */
+        __builtin_trap();
+#endif
+    return bump(size, 16);
+}
 void free(void *p) { (void)p; }
 void *calloc(size_t n, size_t size)
 {

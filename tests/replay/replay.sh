@@ -238,6 +238,11 @@ fails_with_one_line "a missing library is a one-line error" "$H" replay "$T/smal
 fails_with_one_line "a file that is not a library is a one-line error" "$H" replay "$T/small.hlt" -a x=/etc/passwd
 fails_with_one_line "an unknown --threads mode is a one-line error" "$H" replay "$T/small.hlt" --threads=many
 fails_with_one_line "replay without a trace is a one-line error" "$H" replay
+printf 't0 malloc 10 -> #0\nt0 malloc 4242 -> #1\n' >"$T/crash.txt"
+"$H" import --format text "$T/crash.txt" -o "$T/crash.hlt" >/dev/null
+fails_with_one_line "an allocator that crashes during replay is a one-line error" \
+    "$H" replay "$T/crash.hlt" -a crash=$LIBDIR/libhl-crash.so
+check "the crash is named with its signal" "grep -q 'killed by signal' '$T/.stderr'"
 fails_with_one_line "an output file that cannot be written is a one-line error" \
     "$H" replay "$T/small.hlt" -a glibc -o "$T/no/such/dir/out.csv"
 "$H" replay "$T/trunc.hlt" -a glibc -o "$T/failed.csv" 2>/dev/null
