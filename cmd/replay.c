@@ -121,6 +121,12 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static int cmp_sample(const void *a, const void *b)
+{
+    const struct hl_rp_tlsample *x = a, *y = b;
+    return x->op_index < y->op_index ? -1 : x->op_index > y->op_index;
+}
+
 static void progress(int on, const char *trace, int run, int runs, const char *alloc)
 {
     if (!on)
@@ -333,6 +339,9 @@ int cmd_replay(int argc, char **argv)
             }
             c->tl = tt[med];
             c->ntl = rr[med].ntimeline;
+            /* threads send their samples one after the other: put them in trace order */
+            if (c->ntl)
+                qsort(c->tl, c->ntl, sizeof *c->tl, cmp_sample);
             if (wo.counters == HL_CNT_SIM) {
                 struct hl_rp_result *sim = calloc(1, sizeof *sim);
                 if (!sim)

@@ -569,8 +569,10 @@ static int perf_setup(void)
         perf_open(PC_LLC, PERF_TYPE_HARDWARE, PERF_COUNT_HW_CACHE_MISSES) < 0) {
         int e = errno;
         for (int i = 0; i < PC_N; i++)
-            if (pfd[i] >= 0)
+            if (pfd[i] >= 0) {
                 close(pfd[i]);
+                pfd[i] = -1;
+            }
         errno = e;
         return -1;
     }
