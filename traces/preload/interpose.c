@@ -332,9 +332,11 @@ static int raw_fd_ok(void)
  * t->end stops the fast path there, so the reading costs the fast path nothing. */
 #define TIME_EVERY_WORDS 64
 
+/* Write the buffer as one chunk (or drop it if recording stopped: a fork child that
+ * could not open its file) and start it over. */
 static void flush(struct tstate *t)
 {
-    if (!t->buf || t->pos == t->buf || !g_on)
+    if (!t->buf || t->pos == t->buf)
         return;
     int saved = errno;
     struct hl_raw_chunk *c = (struct hl_raw_chunk *)(t->buf - CHUNK_WORDS);
@@ -348,7 +350,7 @@ static void flush(struct tstate *t)
     c->checksum = 0;
     uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
     c->checksum = hl_raw_checksum(h, t->buf, nwords);
-    if (raw_fd_ok())
+    if (g_on && raw_fd_ok())
         write_all(g_fd, c, sizeof *c + nwords * 8);
     /* The next record takes the slow path, which starts the chunk with a reading. */
     t->pos = t->end = t->buf;
