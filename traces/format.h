@@ -12,7 +12,7 @@
  *   file header:
  *     0   8  magic        "HLTRACE\0"
  *     8   4  version      2 (HL_FORMAT_VERSION); a reader also reads version 1, which
- *                         differs only in the CHNK payload (no ref_mode: always 0),
+ *                         differs only in the CHNK payload (no modes: always 0),
  *                         and refuses any other version
  *     12  4  reserved     0
  *
@@ -52,7 +52,10 @@
  *     varint first_slot    slot id of the chunk's first allocation (the section's
  *                          allocation count before the chunk)
  *     varint base_time     time_ns of the event before the chunk (0 for the first chunk)
- *     varint ref_mode      (version 2 only) how the REF column predicts slots, 0 or 1
+ *     varint modes         (version 2 only) how REF and TIME predict their values:
+ *                          bit 0 HL_MODE_REF_PREV, bit 1 HL_MODE_TIME_DD; other bits
+ *                          must be 0.  The writer encodes both ways and keeps the
+ *                          smaller.
  *     then the 8 columns, in the order OPF THREAD SIZE_LO SIZE_HI AUX REF TIME_LO
  *     TIME_HI, each as:
  *       varint raw_len     the column's decoded length in bytes
@@ -86,17 +89,23 @@
  *     AUX      varint aux, for calloc, reallocarray (nmemb) and posix_memalign,
  *              aligned_alloc, memalign (alignment); other ops have aux 0
  *     REF      the slot given back: free's slot, realloc/reallocarray's old_slot,
- *              unless UNKNOWN or NOREF is set.  ref_mode 0: varint (next_slot - 1 -
- *              slot), where next_slot is the slot the next allocation would take, so
- *              freeing the newest block is one zero byte (LIFO programs).  ref_mode 1:
- *              varint zigzag(slot - prev), where prev is the slot of the chunk's
- *              previous REF entry (first_slot before the first), so freeing blocks in
- *              or against allocation order costs one small number (programs tearing
- *              down lists and tables).  The writer encodes both and keeps the smaller.
- *     TIME     every event: d = time_ns - the previous event's time_ns, as a signed
- *              64-bit number; TIME_LO holds the byte d & 0xff and TIME_HI the varint
- *              zigzag(d >> 8) (arithmetic shift), so d = (unzigzag(hi) << 8) | lo; small
- *              forward steps cost a zero in TIME_HI
+ *              unless UNKNOWN or NOREF is set.  Without HL_MODE_REF_PREV: varint
+ *              (next_slot - 1 - slot), where next_slot is the slot the next allocation
+ *              would take, so freeing the newest block is one zero byte (LIFO
+ *              programs).  With it: varint zigzag(slot - prev), where prev is the slot
+ *              of the chunk's previous REF entry (first_slot before the first), so
+ *              freeing blocks in or against allocation order costs one small number
+ *              (programs tearing down lists and tables).
+ *     TIME     every event: the step d = time_ns - the previous event's time_ns (the
+ *              chunk's base_time before its first), as a signed 64-bit number.  Without
+ *              HL_MODE_TIME_DD the column holds x = d; with it, x = d - the previous
+ *              event's step (0 before the chunk's first event): recorders that read
+ *              the clock now and then and interpolate make steps that barely change.
+ *              Without the mode, TIME_LO holds the byte x & 0xff and TIME_HI the
+ *              varint zigzag(x >> 8) (arithmetic shift), so x = (unzigzag(hi) << 8) |
+ *              lo and small forward steps cost a zero in TIME_HI.  With it (changes go
+ *              either way), z = zigzag(x) is split: TIME_LO holds z & 0xff and TIME_HI
+ *              the varint z >> 8.  All sums wrap modulo 2^64.
  *   Slots: an allocating op that did not fail takes slot next_slot, then next_slot
  *   grows by one; a failed one has slot HL_NO_SLOT.  Event fields no column carries are
  *   HL_NO_SLOT (slot, old_slot) or 0 (size, aux).  A free or realloc must name a live
@@ -106,8 +115,8 @@
  *
  * Size, as scripts/bench-trace measures it: 1.75 bytes per event on a synthetic stream
  * with independent random choices (tests/trace/synth.h), where the time column is the
- * largest part; 0.25 to 1.40 (0.54 overall) on the recorded traces of traces/corpus
- * rewritten in version 2 (version 1 had 0.74: ref_mode 1 took python from 0.91 to 0.57),
+ * largest part; 0.23 to 1.28 (0.50 overall) on the recorded traces of traces/corpus
+ * rewritten in version 2 (0.74 in version 1: the modes took python from 0.91 to 0.53),
  * where REF is the largest part.
  */
 #ifndef HEAPLAB_FORMAT_H
@@ -130,6 +139,10 @@
 #define HL_BLOCK_MAX_BYTES (64u << 20)
 #define HL_META_MAX_BYTES 4096u
 #define HL_MAX_THREADS (1u << 24) /* thread indices are below this */
+
+/* Bits of a chunk's modes varint. */
+#define HL_MODE_REF_PREV 0x1u
+#define HL_MODE_TIME_DD 0x2u
 
 /* OPF byte bits. */
 #define HL_OPF_OP_MASK 0x0fu

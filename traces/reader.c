@@ -70,8 +70,9 @@ struct hl_reader {
     size_t chunk_off;    /* its block's offset, for errors */
     const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
     uint32_t thread;     /* thread of the last event decoded */
-    int ref_mode;        /* format.h */
-    uint32_t prev_ref;   /* ref_mode 1's prediction */
+    unsigned modes;      /* format.h, HL_MODE_* */
+    uint32_t prev_ref;   /* HL_MODE_REF_PREV's prediction */
+    int64_t prev_dt;     /* HL_MODE_TIME_DD's prediction */
 
     struct hl_event *ev; /* HL_BATCH events */
     uint8_t *raw;
@@ -397,9 +398,9 @@ static const char *unpack_columns(struct hl_reader *r, const struct block *b,
     if (hl_get_varint(&p, end, first_slot) || hl_get_varint(&p, end, base_time) ||
         (r->version >= 2 && hl_get_varint(&p, end, &mode)))
         return "bad chunk header";
-    if (mode > 1)
-        return "unknown ref_mode";
-    r->ref_mode = (int)mode;
+    if (mode & ~(uint64_t)(HL_MODE_REF_PREV | HL_MODE_TIME_DD))
+        return "unknown modes";
+    r->modes = (unsigned)mode;
     uint8_t *out = r->raw;
     size_t total = 0;
     for (int c = 0; c < HL_NCOLS; c++) {
@@ -469,6 +470,7 @@ static const char *start_chunk(struct hl_reader *r, const struct block *b)
         r->nthreads = 1; /* thread 0 is seen without a THREAD entry */
     r->thread = 0;
     r->prev_ref = r->next_slot;
+    r->prev_dt = 0;
     r->left = n;
     r->chunk_off = b->off;
     return NULL;
@@ -488,7 +490,9 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
     uint32_t next = r->next_slot;
     uint64_t t = r->last_time;
     uint32_t thread = r->thread, maxthread = r->nthreads;
-    const int mode = r->ref_mode;
+    const int ref_prev = !!(r->modes & HL_MODE_REF_PREV);
+    const int time_dd = !!(r->modes & HL_MODE_TIME_DD);
+    uint64_t prev_dt = (uint64_t)r->prev_dt;
     uint32_t prev_ref = r->prev_ref;
     struct hl_event *ev = r->ev;
     for (uint32_t i = 0; i < n; i++) {
@@ -521,7 +525,7 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
             if ((b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == 0) {
                 if (hl_get_varint(&cp[HL_COL_REF], ce[HL_COL_REF], &v))
                     return "bad slot reference";
-                if (mode == 0) {
+                if (!ref_prev) {
                     if (v >= next)
                         return "bad slot reference";
                     ref = next - 1 - (uint32_t)v;
@@ -555,11 +559,17 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
                 e->slot = next++;
             }
         }
-        /* TIME: low byte of the signed delta, zigzag of the rest (format.h). */
+        /* TIME: the step, or its change (format.h). */
         if (cp[HL_COL_TIME_LO] >= ce[HL_COL_TIME_LO] ||
             hl_get_varint(&cp[HL_COL_TIME_HI], ce[HL_COL_TIME_HI], &v) || v >> 57)
             return "bad time column";
-        t += ((uint64_t)hl_unzigzag(v) << 8) | *cp[HL_COL_TIME_LO]++;
+        if (!time_dd)
+            prev_dt = ((uint64_t)hl_unzigzag(v) << 8) | *cp[HL_COL_TIME_LO]++;
+        else if (v >> 56)
+            return "bad time column";
+        else
+            prev_dt += (uint64_t)hl_unzigzag(v << 8 | *cp[HL_COL_TIME_LO]++);
+        t += prev_dt;
         e->time_ns = t;
     }
     cp[HL_COL_OPF] = opf + n;
@@ -568,6 +578,7 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
     r->last_time = t;
     r->thread = thread;
     r->prev_ref = prev_ref;
+    r->prev_dt = (int64_t)prev_dt;
     r->nthreads = maxthread;
     r->left -= n;
     if (r->left == 0)

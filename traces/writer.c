@@ -55,16 +55,22 @@ struct hl_writer {
     uint32_t chunk_first_slot;
     uint64_t chunk_base_time;
     uint32_t prev_thread;
-    uint8_t *col[HL_NCOLS];
+    uint8_t *col[HL_NCOLS];  /* the columns, REF and TIME as in mode 0 */
     uint8_t *colp[HL_NCOLS];
-    uint8_t *ref1, *ref1p; /* the REF column in ref_mode 1 (col[] has mode 0) */
-    uint32_t prev_ref;     /* mode 1's prediction */
-    uint8_t *raw;
-    size_t raw_cap;
-    uint8_t *z;
-    size_t z_cap;
+    uint8_t *alt[HL_NCOLS];  /* REF and TIME_LO/HI as in mode 1 (format.h, modes) */
+    uint8_t *altp[HL_NCOLS];
+    uint32_t prev_ref;       /* REF mode 1's prediction */
+    int64_t prev_dt;         /* TIME mode 1's prediction */
+    uint8_t *z[HL_NCOLS];    /* compressed columns */
+    uint8_t *zalt[HL_NCOLS]; /* compressed alternatives */
     ZSTD_CCtx *cctx;
 };
+
+/* The columns that have a mode-1 alternative. */
+static int has_alt(int c)
+{
+    return c == HL_COL_REF || c == HL_COL_TIME_LO || c == HL_COL_TIME_HI;
+}
 
 __attribute__((format(printf, 3, 4))) static int fail(struct hl_writer *w, struct hl_err *err,
                                                       const char *fmt, ...)
@@ -116,19 +122,14 @@ struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
     w->chunk_max = HL_CHUNK_MAX_EVENTS;
     w->path = strdup(path);
     w->tmp = malloc(strlen(path) + 5);
-    for (int c = 0; c < HL_NCOLS; c++)
-        w->col[c] = malloc(col_max[c] * HL_CHUNK_MAX_EVENTS);
-    /* The payload: three varints, then per column two varints and at most raw_len bytes
-     * (a column is stored raw when zstd does not make it smaller). */
-    w->raw_cap = 3 * 10 + HL_NCOLS * 20 + HL_CHUNK_MAX_RAW;
-    w->raw = malloc(w->raw_cap);
-    w->ref1 = malloc(5 * HL_CHUNK_MAX_EVENTS);
-    w->z_cap = ZSTD_compressBound(HL_CHUNK_MAX_EVENTS * 10);
-    w->z = malloc(w->z_cap);
     w->cctx = ZSTD_createCCtx();
-    int ok = w->path && w->tmp && w->raw && w->ref1 && w->z && w->cctx;
-    for (int c = 0; c < HL_NCOLS; c++)
-        ok = ok && w->col[c];
+    int ok = w->path && w->tmp && w->cctx;
+    for (int c = 0; c < HL_NCOLS; c++) {
+        size_t n = col_max[c] * HL_CHUNK_MAX_EVENTS;
+        ok = ok && (w->col[c] = malloc(n)) && (w->z[c] = malloc(ZSTD_compressBound(n)));
+        if (has_alt(c))
+            ok = ok && (w->alt[c] = malloc(n)) && (w->zalt[c] = malloc(ZSTD_compressBound(n)));
+    }
     if (!ok) {
         snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
         hl_writer_abort(w);
@@ -175,67 +176,107 @@ static void chunk_reset(struct hl_writer *w)
     w->prev_thread = 0;
     for (int c = 0; c < HL_NCOLS; c++)
         w->colp[c] = w->col[c];
-    w->ref1p = w->ref1;
+    for (int c = 0; c < HL_NCOLS; c++)
+        w->altp[c] = w->alt[c];
     w->prev_ref = w->next_slot;
+    w->prev_dt = 0;
 }
 
-/* Compress one column into w->z.  Returns the compressed size, or 0 when the column is
- * better stored as it is (empty, or zstd does not make it smaller), or -1. */
-static long compress_column(struct hl_writer *w, const uint8_t *data, size_t n, struct hl_err *err)
+/* A column ready to be written: stored as it is (zn == 0) or compressed. */
+struct packed {
+    const uint8_t *data, *zdata;
+    size_t n, zn;
+};
+
+static size_t packed_bytes(const struct packed *p)
 {
+    return p->zn ? p->zn : p->n;
+}
+
+/* Compress data[0..n) into zbuf (sized by ZSTD_compressBound for the column). */
+static int pack(struct hl_writer *w, const uint8_t *data, size_t n, uint8_t *zbuf, size_t zcap,
+                struct packed *out, struct hl_err *err)
+{
+    out->data = data;
+    out->n = n;
+    out->zdata = zbuf;
+    out->zn = 0;
     if (n == 0)
         return 0;
-    size_t zn = ZSTD_compress2(w->cctx, w->z, w->z_cap, data, n);
+    size_t zn = ZSTD_compress2(w->cctx, zbuf, zcap, data, n);
     if (ZSTD_isError(zn)) {
         w->failed = 1;
         return fail(w, err, "zstd compression failed: %s", ZSTD_getErrorName(zn));
     }
-    return zn < n ? (long)zn : 0;
+    if (zn < n)
+        out->zn = zn;
+    return 0;
 }
 
 static int flush_chunk(struct hl_writer *w, struct hl_err *err)
 {
     if (w->chunk_n == 0)
         return 0;
-    /* REF: keep whichever prediction (format.h, ref_mode) compresses better. */
-    size_t nref[2] = {(size_t)(w->colp[HL_COL_REF] - w->col[HL_COL_REF]),
-                      (size_t)(w->ref1p - w->ref1)};
-    long zref[2];
-    for (int m = 0; m < 2; m++)
-        if ((zref[m] = compress_column(w, m ? w->ref1 : w->col[HL_COL_REF], nref[m], err)) < 0)
-            return -1;
-    int mode = (zref[1] ? (size_t)zref[1] : nref[1]) < (zref[0] ? (size_t)zref[0] : nref[0]);
-
-    uint8_t *p = w->raw;
-    p = hl_put_varint(p, w->chunk_first_slot);
-    p = hl_put_varint(p, w->chunk_base_time);
-    p = hl_put_varint(p, (uint64_t)mode);
-    size_t raw = 0;
+    struct packed col[HL_NCOLS], alt[HL_NCOLS];
     for (int c = 0; c < HL_NCOLS; c++) {
-        const uint8_t *data = w->col[c];
-        size_t n = (size_t)(w->colp[c] - w->col[c]);
-        if (c == HL_COL_REF && mode == 1) {
-            data = w->ref1;
-            n = nref[1];
-        }
-        /* The chosen REF column is compressed again: w->z holds only the last result. */
-        long zn = compress_column(w, data, n, err);
-        if (zn < 0)
+        size_t cap = ZSTD_compressBound(col_max[c] * HL_CHUNK_MAX_EVENTS);
+        if (pack(w, w->col[c], (size_t)(w->colp[c] - w->col[c]), w->z[c], cap, &col[c], err) < 0)
             return -1;
-        p = hl_put_varint(p, n);
-        p = hl_put_varint(p, (uint64_t)zn);
-        if (zn > 0) {
-            memcpy(p, w->z, (size_t)zn);
-            p += zn;
-        } else {
-            memcpy(p, data, n);
-            p += n;
-        }
-        raw += n;
+        if (has_alt(c) &&
+            pack(w, w->alt[c], (size_t)(w->altp[c] - w->alt[c]), w->zalt[c], cap, &alt[c], err) < 0)
+            return -1;
     }
-    if (write_block(w, HL_TAG_CHNK, w->raw, (uint32_t)(p - w->raw), (uint32_t)raw, w->chunk_n,
-                    err) < 0)
+    /* Modes (format.h): keep whichever prediction packs smaller. */
+    unsigned modes = 0;
+    if (packed_bytes(&alt[HL_COL_REF]) < packed_bytes(&col[HL_COL_REF])) {
+        modes |= HL_MODE_REF_PREV;
+        col[HL_COL_REF] = alt[HL_COL_REF];
+    }
+    if (packed_bytes(&alt[HL_COL_TIME_LO]) + packed_bytes(&alt[HL_COL_TIME_HI]) <
+        packed_bytes(&col[HL_COL_TIME_LO]) + packed_bytes(&col[HL_COL_TIME_HI])) {
+        modes |= HL_MODE_TIME_DD;
+        col[HL_COL_TIME_LO] = alt[HL_COL_TIME_LO];
+        col[HL_COL_TIME_HI] = alt[HL_COL_TIME_HI];
+    }
+
+    /* The payload is written in pieces: its header varints, then per column two varints
+     * and the bytes; the checksum runs over the pieces. */
+    uint8_t head[3 * 10 + HL_NCOLS * 20], *h = head;
+    const uint8_t *piece[2 * HL_NCOLS + 1];
+    size_t plen[2 * HL_NCOLS + 1];
+    int np = 0;
+    size_t stored = 0, raw = 0;
+    h = hl_put_varint(h, w->chunk_first_slot);
+    h = hl_put_varint(h, w->chunk_base_time);
+    h = hl_put_varint(h, modes);
+    uint8_t *mark = head;
+    for (int c = 0; c < HL_NCOLS; c++) {
+        h = hl_put_varint(h, col[c].n);
+        h = hl_put_varint(h, col[c].zn);
+        piece[np] = mark;
+        plen[np++] = (size_t)(h - mark);
+        mark = h;
+        piece[np] = col[c].zn ? col[c].zdata : col[c].data;
+        plen[np++] = packed_bytes(&col[c]);
+        raw += col[c].n;
+    }
+    uint32_t crc = 0;
+    for (int i = 0; i < np; i++) {
+        crc = hl_crc32c(crc, piece[i], plen[i]);
+        stored += plen[i];
+    }
+    uint8_t bh[HL_BLOCK_HEADER_BYTES];
+    hl_put_le32(bh, HL_TAG_CHNK);
+    hl_put_le32(bh + 4, (uint32_t)stored);
+    hl_put_le32(bh + 8, (uint32_t)raw);
+    hl_put_le32(bh + 12, w->chunk_n);
+    hl_put_le32(bh + 16, crc);
+    hl_put_le32(bh + 20, hl_crc32c(0, bh, 20));
+    if (write_bytes(w, bh, sizeof bh, err) < 0)
         return -1;
+    for (int i = 0; i < np; i++)
+        if (write_bytes(w, piece[i], plen[i], err) < 0)
+            return -1;
     chunk_reset(w);
     return 0;
 }
@@ -391,12 +432,20 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
         w->colp[HL_COL_AUX] = hl_put_varint(w->colp[HL_COL_AUX], e->aux);
     if (ref != HL_NO_SLOT) {
         w->colp[HL_COL_REF] = hl_put_varint(w->colp[HL_COL_REF], w->next_slot - 1 - ref);
-        w->ref1p = hl_put_varint(w->ref1p, hl_zigzag((int64_t)ref - (int64_t)w->prev_ref));
+        w->altp[HL_COL_REF] =
+            hl_put_varint(w->altp[HL_COL_REF], hl_zigzag((int64_t)ref - (int64_t)w->prev_ref));
         w->prev_ref = ref;
     }
+    /* TIME mode 0 stores the step, mode 1 the change of step (wrapping arithmetic, so
+     * any sequence of times round-trips). */
     int64_t dt = (int64_t)(e->time_ns - w->prev_time);
+    int64_t ddt = (int64_t)((uint64_t)dt - (uint64_t)w->prev_dt);
+    w->prev_dt = dt;
     *w->colp[HL_COL_TIME_LO]++ = (uint8_t)dt;
     w->colp[HL_COL_TIME_HI] = hl_put_varint(w->colp[HL_COL_TIME_HI], hl_zigzag(dt >> 8));
+    uint64_t zdt = hl_zigzag(ddt); /* changes go either way: zigzag before the split */
+    *w->altp[HL_COL_TIME_LO]++ = (uint8_t)zdt;
+    w->altp[HL_COL_TIME_HI] = hl_put_varint(w->altp[HL_COL_TIME_HI], zdt >> 8);
     w->prev_time = e->time_ns;
 
     /* Update the section's state: realloc gives the old block back unless it failed. */
@@ -429,11 +478,12 @@ static void writer_free(struct hl_writer *w)
 {
     free(w->path);
     free(w->tmp);
-    for (int c = 0; c < HL_NCOLS; c++)
+    for (int c = 0; c < HL_NCOLS; c++) {
         free(w->col[c]);
-    free(w->raw);
-    free(w->ref1);
-    free(w->z);
+        free(w->alt[c]);
+        free(w->z[c]);
+        free(w->zalt[c]);
+    }
     free(w->live);
     ZSTD_freeCCtx(w->cctx);
     free(w);

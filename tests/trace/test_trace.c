@@ -382,15 +382,33 @@ static size_t read_until_error(const char *f, int *rc, struct hl_err *err)
 }
 
 /* A program tearing down a table frees blocks in allocation order: the writer should
- * pick the REF prediction from the previous free (format.h, ref_mode 1). */
+ * pick the REF prediction from the previous free (format.h, HL_MODE_REF_PREV). */
 static void test_fifo(void)
 {
     const size_t n = 40000;
     struct hl_event *e = malloc(n * sizeof *e);
     for (size_t i = 0; i < n / 2; i++)
-        e[i] = ev(HL_OP_MALLOC, 0, 16 + (i % 7) * 8, 0, (uint32_t)i, N, 0, i * 50);
+        e[i] = ev(HL_OP_MALLOC, 0, 16 + (i % 7) * 8, 0, (uint32_t)i, N, 0, 0);
     for (size_t i = 0; i < n / 2; i++)
-        e[n / 2 + i] = ev(HL_OP_FREE, 0, 0, 0, (uint32_t)i, N, 0, (n / 2 + i) * 50);
+        e[n / 2 + i] = ev(HL_OP_FREE, 0, 0, 0, (uint32_t)i, N, 0, 0);
+    /* Times as a recorder that interpolates between clock readings makes them: the step
+     * changes every 30 events and is rounded up or down in between, which favours
+     * storing the change of step (HL_MODE_TIME_DD).  A few wild times make sure that
+     * path wraps correctly too. */
+    struct synth s;
+    synth_init(&s, 11, 1);
+    uint64_t t = 0, step = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = synth_rand(&s);
+        if (i % 30 == 0)
+            step = 20 + r % 2000;
+        e[i].time_ns = t += step + ((r >> 20) & 1);
+    }
+    synth_done(&s);
+    e[100].time_ns = UINT64_MAX;
+    e[101].time_ns = 0;
+    e[102].time_ns = 1ull << 63;
+    e[30000].time_ns = 7;
     struct hl_process p = proc(3, "fifo");
     const char *f = path("fifo.hlt");
     TAP_CHECK(write_events(f, &p, e, n, 0) == 0, "a trace freeing in allocation order is written");
@@ -403,15 +421,16 @@ static void test_fifo(void)
              hl_reader_read_all(r, &got, &m, &err) == 0 && m == n;
     for (size_t i = 0; ok && i < n; i++)
         ok = same_event(&got[i], &e[i]);
-    TAP_CHECK(ok, "it reads back identical");
+    TAP_CHECK(ok, "it reads back identical, wild times included");
     free(got);
     hl_reader_close(r);
     size_t len, offs[4];
     uint8_t *d = slurp(f, &len);
-    /* The chunk's third header varint is ref_mode (first_slot 0 and base_time 0 are one
-     * byte each). */
+    /* The chunk's third header varint is its modes (first_slot 0 and base_time 0 are
+     * one byte each). */
     int mode = block_offsets(d, len, offs, 4) >= 2 ? d[offs[1] + HL_BLOCK_HEADER_BYTES + 2] : -1;
-    TAP_EQ_U(mode, 1, "the writer chose the previous-free prediction for it");
+    TAP_EQ_U(mode, HL_MODE_REF_PREV | HL_MODE_TIME_DD,
+             "the writer chose the previous-free and change-of-step predictions for it");
     free(d);
     free(e);
 }
