@@ -241,7 +241,7 @@ struct hlm_span {
  * page_first are written when a span is made and read without a lock by free(): a live
  * object's span cannot change under it.  Pages, lists and masks: hlm_pages_lock. */
 struct hlm_segment {
-    uint64_t free_pages, dirty_pages;
+    uint64_t free_pages, dirty_pages, aged_pages;   /* aged: dirty at the last purge pass */
     struct hlm_segment *prev, *next;
     uint8_t page_cls[HLM_SEG_PAGES];
     uint8_t page_first[HLM_SEG_PAGES];

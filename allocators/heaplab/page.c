@@ -30,7 +30,7 @@ struct hlm_central {
 static struct hlm_central central[HLM_NCLASSES];
 hlm_lock_t hlm_pages_lock = HLM_LOCK_INIT;
 static struct hlm_segment *segments;
-static size_t nsegments, empty_segments, dirty_pages;
+static size_t nsegments, empty_segments, dirty_pages, freed_pages;
 
 /* ---- size classes ------------------------------------------------------------------- */
 
@@ -120,19 +120,23 @@ static void segment_release(struct hlm_segment *s)
     hlm_os_unmap(s, HLM_SEG_SIZE);
 }
 
-static void pages_purge(void)
+/* Aged like the tag heap's purging: a pass purges the free pages that were already dirty
+ * at the previous pass and marks the others; force purges all. */
+static void pages_purge(bool force)
 {
     for (struct hlm_segment *s = segments; s; s = s->next) {
-        uint64_t d = s->dirty_pages;
+        uint64_t d = force ? s->dirty_pages : s->dirty_pages & s->aged_pages;
+        s->dirty_pages &= ~d;
+        s->aged_pages = s->dirty_pages;
+        dirty_pages -= (size_t)__builtin_popcountll(d);
         while (d) {
             unsigned i = (unsigned)__builtin_ctzll(d);
             unsigned len = (unsigned)__builtin_ctzll(~(d >> i));   /* d >> i has a 0 on top */
             hlm_os_purge((char *)s + ((size_t)i << HLM_PAGE_SHIFT), (size_t)len << HLM_PAGE_SHIFT);
-            d &= ~(((len == 64 ? 0 : ((uint64_t)1 << len)) - 1) << i);
+            d &= ~((((uint64_t)1 << len) - 1) << i);
         }
-        s->dirty_pages = 0;
     }
-    dirty_pages = 0;
+    freed_pages = 0;
 }
 
 static struct hlm_span *pages_alloc(unsigned cls)
@@ -161,6 +165,7 @@ static struct hlm_span *pages_alloc(unsigned cls)
     s->free_pages &= ~mask;
     dirty_pages -= (size_t)__builtin_popcountll(s->dirty_pages & mask);
     s->dirty_pages &= ~mask;
+    s->aged_pages &= ~mask;
     struct hlm_span *sp = &s->spans[first];
     uint32_t size = hlm_class_size[cls];
     sp->free = NULL;
@@ -189,19 +194,23 @@ static void pages_free(struct hlm_span *sp)
     s->free_pages |= mask;
     s->dirty_pages |= mask;
     dirty_pages += sp->npages;
+    freed_pages += sp->npages;
     if (s->free_pages == HLM_SEG_ALL_FREE && ++empty_segments > 1) {
         segment_release(s);
         return;
     }
-    if ((dirty_pages << HLM_PAGE_SHIFT) > hlm_opt(HLM_OPT_RETAIN))
-        pages_purge();
+    /* A pass after every HEAPLAB_RETAIN bytes of pages freed, or a quarter of the
+     * segments if that is more. */
+    size_t quarter = nsegments * HLM_SEG_SIZE / 4, retain = hlm_opt(HLM_OPT_RETAIN);
+    if ((freed_pages << HLM_PAGE_SHIFT) > (quarter > retain ? quarter : retain))
+        pages_purge(false);
 }
 
 int hlm_pages_trim(void)
 {
     hlm_lock(&hlm_pages_lock);
     int released = dirty_pages > 0;
-    pages_purge();
+    pages_purge(true);
     hlm_unlock(&hlm_pages_lock);
     return released;
 }

@@ -26,6 +26,8 @@ struct chunk {
 
 #define NBINS 256
 #define CLEAN ((size_t)1)   /* footer bit: the chunk's interior pages were purged */
+#define AGED ((size_t)2)    /* footer bit: the chunk was already free at the last purge pass */
+#define FOOT_BITS (CLEAN | AGED)
 
 hlm_lock_t hlm_tag_lock = HLM_LOCK_INIT;
 static struct chunk *bins[NBINS];
@@ -231,9 +233,8 @@ static void chunk_release(struct chunk *c)
     struct chunk *after = cnext(c);
     if (!growing && is_fence(after) && (char *)after + HLM_HDR == brk_end &&
         csize(c) > __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED))
-        trim_top(c, 0);
-    if (dirty_bytes > hlm_opt(HLM_OPT_RETAIN))
-        purge_all();
+        trim_top(c, __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED) / 2);   /* hysteresis */
+    purge_all();
 }
 
 static void write_fence(struct chunk *f, bool pinuse)
@@ -297,7 +298,7 @@ static void trim_top(struct chunk *c, size_t pad)
     if (new_end >= brk_end || hlm_os_brk_now() != brk_end)
         return;
     size_t cut = (size_t)(brk_end - new_end);
-    size_t clean = cnext(c)->prev_size & CLEAN;   /* read before the memory goes */
+    size_t clean = cnext(c)->prev_size & FOOT_BITS;   /* read before the memory goes */
     if (!hlm_os_sbrk(-(intptr_t)cut))
         return;
     size_t size = (size_t)(new_end - HLM_HDR - (char *)c);
@@ -315,11 +316,18 @@ static void trim_top(struct chunk *c, size_t pad)
     hlm_stat_add(trimmed_bytes, cut);
 }
 
-static void purge_chunk(struct chunk *c)
+/* Purging is aged, so that memory a program frees and soon takes again is not given back
+ * and faulted in over and over: a pass marks the free chunks it finds, and purges those
+ * it had marked before (still free a whole pass later).  force purges everything. */
+static void purge_chunk(struct chunk *c, bool force)
 {
     struct chunk *n = cnext(c);
     if (n->prev_size & CLEAN)
         return;
+    if (!force && !(n->prev_size & AGED)) {
+        n->prev_size |= AGED;
+        return;
+    }
     uintptr_t from = hlm_align_up((uintptr_t)c + sizeof(struct chunk), hlm_page_size);
     uintptr_t to = (uintptr_t)n & ~(uintptr_t)(hlm_page_size - 1);
     if (to > from)
@@ -327,13 +335,22 @@ static void purge_chunk(struct chunk *c)
     n->prev_size |= CLEAN;
 }
 
-static void purge_all(void)
+static void purge_pass(bool force)
 {
     for (unsigned i = next_bin(0); i < NBINS; i = next_bin(i + 1))
         for (struct chunk *c = bins[i]; c; c = c->fd)
             if (csize(c) >= 2 * hlm_page_size + sizeof(struct chunk))
-                purge_chunk(c);
+                purge_chunk(c, force);
     dirty_bytes = 0;
+}
+
+/* A pass after every HEAPLAB_RETAIN bytes freed, or a quarter of the heap if larger.
+ * When two thirds of the heap are free the program has shrunk: purge all of it. */
+static void purge_all(void)
+{
+    size_t quarter = arena_bytes / 4, retain = hlm_opt(HLM_OPT_RETAIN);
+    if (dirty_bytes > (quarter > retain ? quarter : retain))
+        purge_pass(free_bytes > arena_bytes / 3 * 2);
 }
 
 /* ---- the entry points ------------------------------------------------------------------ */
@@ -341,7 +358,7 @@ static void purge_all(void)
 /* Take free chunk c for s bytes; split off and file the rest if it is big enough. */
 static void *chunk_take(struct chunk *c, size_t s)
 {
-    size_t size = csize(c), clean = cnext(c)->prev_size & CLEAN;
+    size_t size = csize(c), clean = cnext(c)->prev_size & FOOT_BITS;
     if (size - s >= HLM_TAG_MIN) {
         struct chunk *r = (struct chunk *)((char *)c + s);
         bin_replace(c, r, size - s, clean);
@@ -422,7 +439,7 @@ bool hlm_tag_resize(void *p, size_t n)
         }
         if (cinuse(next) || size + csize(next) < s)
             return false;
-        size_t clean = cnext(next)->prev_size & CLEAN, total = size + csize(next);
+        size_t clean = cnext(next)->prev_size & FOOT_BITS, total = size + csize(next);
         if (total - s >= HLM_TAG_MIN) {
             bin_replace(next, (struct chunk *)((char *)c + s), total - s, clean);
             c->head = s | (c->head & 15);
@@ -452,11 +469,11 @@ int hlm_tag_trim(size_t pad)
             trim_top(cprev(fence), pad);
     }
     size_t purged = hlm_stats.purged_bytes;
-    purge_all();
+    purge_pass(true);
     return hlm_stats.trimmed_bytes != before || hlm_stats.purged_bytes != purged;
 }
 
-void hlm_tag_purge(void) { purge_all(); }
+void hlm_tag_purge(void) { purge_pass(true); }
 
 void hlm_tag_info(size_t *arena, size_t *fbytes, size_t *fchunks)
 {

@@ -24,7 +24,8 @@ int main(int argc, char **argv)
         size_t cap = 0;
         for (size_t len = 0; len < 200000; len += 97) {
             if (len + 97 > cap) {
-                cap = cap ? cap * 3 / 2 : 64;
+                while (len + 97 > cap)
+                    cap = cap ? cap * 3 / 2 : 64;
                 v = realloc(v, cap);
             }
             memset(v + len, 'x', 97);
