@@ -286,8 +286,9 @@ static void decode(struct cursor *c, unsigned nw)
 
 /* Decode the cursor's next event record (moving to the next chunk as needed, taking
  * in clock readings).  Returns 0 at the end of the stream.  A record that does not
- * fit its chunk, has an unknown op or goes back in sequence ends the stream (the chunk
- * passed its checksum, so this means a writer bug). */
+ * fit its chunk or has an unknown op ends the stream (the chunk passed its checksum,
+ * so this means a writer bug); one whose sequence number the thread has passed
+ * already is a repeat and is skipped. */
 static int cursor_next(struct cursor *c)
 {
     for (;;) {
@@ -315,10 +316,14 @@ static int cursor_next(struct cursor *c)
         c->tsc = c->seg_tsc + c->seg_step * (double)c->seg_k++;
         uint64_t prev = c->key;
         decode(c, nw);
-        if (c->r.seq0 > c->r.seq || (c->seen && c->r.seq0 <= prev)) {
+        if (c->r.seq0 > c->r.seq) {
             c->bad = 1;
             return 0;
         }
+        /* Seen already: the process wrote this thread's unflushed records at exit,
+         * then the thread flushed them again (flush_others in interpose.c). */
+        if (c->seen && c->r.seq0 <= prev)
+            continue;
         c->seen = 1;
         c->phase = 0;
         c->key = c->r.seq0;

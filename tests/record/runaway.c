@@ -1,8 +1,8 @@
 /*
  * runaway.c: main exits while a thread it started is still running.  The thread
  * allocates 20000 blocks of 2002 bytes, tells main, and blocks forever; main then
- * returns from main().  record.sh runs it with small buffers, so most of the thread's
- * records were flushed before exit and must be in the trace.
+ * returns from main().  The thread that exits writes the records the still-running
+ * thread has not flushed, so all 20000 must be in the trace, once each.
  */
 #include <pthread.h>
 #include <stdlib.h>

@@ -314,6 +314,22 @@ int main(void)
     TAP_CHECK(ok && nevents[0] == 1 && st.damaged == 1 && strstr(st.damage, "cut short"),
               "a chunk cut short (a killed writer) ends the file there");
 
+    /* 4b. a thread's records written twice (at exit by another thread, then by the
+     * thread itself): the repeats are skipped, nothing is reported */
+    clear_dir();
+    fd = raw_create("4b.hlraw", 450, 1, 0);
+    chunk_start(&c, 10);
+    add_short(&c, HL_RAW_MALLOC, 1, 0x1000, 8);
+    add_short(&c, HL_RAW_MALLOC, 2, 0x1010, 8);
+    chunk_write(fd, &c, 0, 20);
+    add_short(&c, HL_RAW_FREE, 3, 0x1000, 0);
+    chunk_write(fd, &c, 0, 30); /* the same chunk grown: records 1, 2 again, then 3 */
+    close(fd);
+    ok = finalise_and_read(&st) == 0 && nprocs == 1;
+    TAP_CHECK(ok && nevents[0] == 3 && st.damaged == 0 && events[0][2].op == HL_OP_FREE &&
+                  events[0][2].slot == 0,
+              "records written twice are read once, without a damage report");
+
     /* 5. nothing to finalise */
     clear_dir();
     struct hl_err err;

@@ -37,6 +37,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -95,6 +96,7 @@ struct tstate {
     int registered;      /* thread number assigned, destructor armed */
     int dtor_rounds;     /* pthread key destructor calls so far */
     int dead;            /* past its last destructor round: record nowhere */
+    uint32_t gen;        /* odd while the buffer is being flushed (see flush_others) */
     uint64_t scratch[8]; /* records go here while recording is off */
 };
 
@@ -116,6 +118,14 @@ static char g_dir[PATH_MAX];
 static char g_path[PATH_MAX + 64];  /* this image's raw file */
 static char g_libpath[PATH_MAX];    /* this library, for LD_PRELOAD of exec'd images */
 static char g_env_dir[PATH_MAX + 32];      /* "HEAPLAB_CAPTURE_DIR=<dir>" */
+
+/* Threads with a buffer, so that the thread that ends the process can also write what
+ * the others have not flushed yet.  g_reg_lock guards the list and keeps a buffer
+ * mapped while it is read; it is taken only off the hot path (a thread's first
+ * record, its last destructor round, process exit). */
+#define MAX_REGISTERED 1024
+static struct tstate *g_reg[MAX_REGISTERED];
+static int g_reg_lock;
 
 /* ---- small helpers that do not allocate ---- */
 
@@ -350,13 +360,93 @@ static void flush(struct tstate *t)
     c->checksum = 0;
     uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
     c->checksum = hl_raw_checksum(h, t->buf, nwords);
+    __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE); /* odd: being rewritten */
     if (g_on && raw_fd_ok())
         write_all(g_fd, c, sizeof *c + nwords * 8);
     /* The next record takes the slow path, which starts the chunk with a reading. */
-    t->pos = t->end = t->buf;
+    __atomic_store_n(&t->pos, t->buf, __ATOMIC_RELEASE);
+    t->end = t->buf;
     t->nrec = 0;
     t->last_seq = 0;
     t->last_ptr = 0;
+    __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE);
+    errno = saved;
+}
+
+static void reg_lock(void)
+{
+    while (__atomic_exchange_n(&g_reg_lock, 1, __ATOMIC_ACQUIRE))
+        sched_yield();
+}
+
+static void reg_unlock(void)
+{
+    __atomic_store_n(&g_reg_lock, 0, __ATOMIC_RELEASE);
+}
+
+static void reg_add(struct tstate *t)
+{
+    reg_lock();
+    for (size_t i = 0; i < MAX_REGISTERED; i++)
+        if (!g_reg[i]) {
+            g_reg[i] = t;
+            break;
+        }
+    reg_unlock();
+}
+
+/* With g_reg_lock held. */
+static void reg_remove(struct tstate *t)
+{
+    for (size_t i = 0; i < MAX_REGISTERED; i++)
+        if (g_reg[i] == t)
+            g_reg[i] = NULL;
+}
+
+/* The process is ending (exit, _exit) while other threads may still run: write the
+ * records they have committed but not flushed.  Their owners keep appending past
+ * `pos` meanwhile, which is harmless; a flush by the owner during the copy changes its
+ * `gen` (a seqlock), and the copy is then dropped.  If an owner flushes again before
+ * the process is gone, its chunk repeats records already written here: the
+ * finaliser skips records whose sequence number it has already seen in that thread. */
+static void flush_others(void)
+{
+    if (!g_on || !__atomic_load_n(&g_multi, __ATOMIC_RELAXED))
+        return;
+    void *m = mmap(NULL, g_bufbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return;
+    int saved = errno;
+    struct hl_raw_chunk *c = m;
+    uint64_t *copy = (uint64_t *)m + CHUNK_WORDS;
+    reg_lock();
+    for (size_t i = 0; i < MAX_REGISTERED; i++) {
+        struct tstate *t = g_reg[i];
+        if (!t || t == &ts)
+            continue;
+        uint32_t g1 = __atomic_load_n(&t->gen, __ATOMIC_ACQUIRE);
+        uint64_t *buf = t->buf, *pos = __atomic_load_n(&t->pos, __ATOMIC_ACQUIRE);
+        if ((g1 & 1) || !buf || pos <= buf || pos > t->hard)
+            continue;
+        size_t nwords = (size_t)(pos - buf);
+        memcpy(copy, buf, nwords * 8);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&t->gen, __ATOMIC_ACQUIRE) != g1)
+            continue;
+        c->magic = HL_RAW_CHUNK_MAGIC;
+        c->thread = t->thread;
+        c->nbytes = (uint32_t)(nwords * 8);
+        c->nrecords = 0;
+        c->tsc = read_tsc();
+        c->mono_ns = clock_ns(CLOCK_MONOTONIC);
+        c->checksum = 0;
+        uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
+        c->checksum = hl_raw_checksum(h, copy, nwords);
+        if (raw_fd_ok())
+            write_all(g_fd, c, sizeof *c + nwords * 8);
+    }
+    reg_unlock();
+    munmap(m, g_bufbytes);
     errno = saved;
 }
 
@@ -392,6 +482,7 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
                 if (t->thread > 0)
                     __atomic_store_n(&g_multi, 1, __ATOMIC_RELAXED);
             }
+            reg_add(t);
             pthread_setspecific(g_key, t);
         }
     }
@@ -424,7 +515,9 @@ static inline uint64_t *reserve(struct tstate *t, unsigned maxw)
 
 static inline void commit(struct tstate *t, uint64_t *w, unsigned nw)
 {
-    t->pos = w + nw;
+    /* Release: the record's words before the position that publishes them (a plain
+     * store on x86; it only stops the compiler reordering).  See flush_others. */
+    __atomic_store_n(&t->pos, w + nw, __ATOMIC_RELEASE);
     t->nrec++;
 }
 
@@ -462,10 +555,13 @@ static void thread_dtor(void *arg)
     if (++t->dtor_rounds < 3) {
         pthread_setspecific(g_key, t);
     } else if (t->buf) {
+        reg_lock();
+        reg_remove(t);
         munmap(t->buf - CHUNK_WORDS, g_bufbytes);
         t->buf = NULL;
         t->pos = t->end = t->hard = NULL;
         t->dead = 1;
+        reg_unlock();
     }
     t->guard--;
 }
@@ -474,6 +570,10 @@ static void atfork_child(void)
 {
     struct tstate *t = &ts;
     g_multi = 0; /* the child has one thread */
+    g_reg_lock = 0;
+    for (size_t i = 0; i < MAX_REGISTERED; i++)
+        if (g_reg[i] != t)
+            g_reg[i] = NULL;
     if (!g_on)
         return;
     /* The copy of the parent's unflushed records is the parent's to write. */
@@ -542,6 +642,7 @@ __attribute__((destructor)) static void hl_record_fini(void)
 {
     ts.guard++;
     flush(&ts);
+    flush_others();
     ts.guard--;
 }
 
@@ -1074,6 +1175,9 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 EXPORT void _exit(int status)
 {
     flush_current();
+    ts.guard++;
+    flush_others();
+    ts.guard--;
     for (;;)
         syscall(SYS_exit_group, status);
 }
