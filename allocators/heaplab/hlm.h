@@ -305,9 +305,7 @@ struct hlm_tcache {
 extern hlm_lock_t hlm_pages_lock;
 void hlm_small_init(void);
 unsigned hlm_central_take(unsigned cls, void **chain, unsigned want);  /* 0: out of memory */
-/* chain: NULL-terminated, count objects; batch: may be kept whole for the next take. */
-void hlm_central_give(unsigned cls, void *chain, unsigned count, bool batch);
-void hlm_central_drain(void);
+void hlm_central_give(unsigned cls, void *chain);                      /* NULL-terminated */
 int hlm_pages_trim(void);
 void hlm_small_info(size_t *mapped, size_t *free_bytes);
 void hlm_small_dump(int fd) __attribute__((weak));   /* absent from the variants */

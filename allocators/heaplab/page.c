@@ -22,16 +22,9 @@ uint8_t hlm_class16[2048 / 16 + 1];
 uint8_t hlm_class512[HLM_SMALL_MAX / 512 + 1];
 uint64_t hlm_segmap[HLM_SEGMAP_WORDS];
 
-/* Besides its spans, a class keeps a few whole batches as flushed by a thread cache
- * (the transfer cache): a refill then takes one in O(1), without walking objects back
- * into their spans and out again, which is what cross-thread and churning programs do. */
-#define HLM_XFER 4
 struct hlm_central {
     hlm_lock_t lock;
-    uint32_t nxfer;
     struct hlm_span *partial;   /* spans of this class with free or never-used objects */
-    void *xfer[HLM_XFER];       /* NULL-terminated chains of xfer_n[i] objects */
-    uint32_t xfer_n[HLM_XFER];
 } __attribute__((aligned(64)));
 
 static struct hlm_central central[HLM_NCLASSES];
@@ -263,13 +256,6 @@ unsigned hlm_central_take(unsigned cls, void **chain, unsigned want)
     void *head = NULL, **tail = &head;
     unsigned got = 0;
     hlm_lock(&c->lock);
-    if (c->nxfer) {
-        unsigned i = --c->nxfer;
-        *chain = c->xfer[i];
-        got = c->xfer_n[i];
-        hlm_unlock(&c->lock);
-        return got;
-    }
     while (got < want) {
         struct hlm_span *sp = c->partial;
         if (!sp) {
@@ -307,8 +293,10 @@ unsigned hlm_central_take(unsigned cls, void **chain, unsigned want)
     return got;
 }
 
-static void give_to_spans(struct hlm_central *c, unsigned cls, void *chain)
+void hlm_central_give(unsigned cls, void *chain)
 {
+    struct hlm_central *c = &central[cls];
+    hlm_lock(&c->lock);
     while (chain) {
         void *o = chain;
         chain = *(void **)o;
@@ -327,31 +315,7 @@ static void give_to_spans(struct hlm_central *c, unsigned cls, void *chain)
             hlm_unlock(&hlm_pages_lock);
         }
     }
-}
-
-void hlm_central_give(unsigned cls, void *chain, unsigned count, bool batch)
-{
-    struct hlm_central *c = &central[cls];
-    hlm_lock(&c->lock);
-    if (batch && c->nxfer < HLM_XFER) {
-        c->xfer[c->nxfer] = chain;
-        c->xfer_n[c->nxfer++] = count;
-    } else {
-        give_to_spans(c, cls, chain);
-    }
     hlm_unlock(&c->lock);
-}
-
-/* Empty the transfer caches into the spans, so that empty spans can go (malloc_trim). */
-void hlm_central_drain(void)
-{
-    for (unsigned cls = 1; cls < HLM_NCLASSES; cls++) {
-        struct hlm_central *c = &central[cls];
-        hlm_lock(&c->lock);
-        while (c->nxfer)
-            give_to_spans(c, cls, c->xfer[--c->nxfer]);
-        hlm_unlock(&c->lock);
-    }
 }
 
 void hlm_central_fork_prepare(void)
