@@ -55,6 +55,27 @@ static void distinct(const struct hl_results *r, enum hl_col col, char *out, siz
         snprintf(out, n, "not recorded");
 }
 
+/* The dates of the runs: one, or the first and the last (ISO dates sort as text). */
+static void date_range(const struct hl_results *r, char *out, size_t n)
+{
+    const char *lo = NULL, *hi = NULL;
+    for (int i = 0; i < r->nrows; i++) {
+        const char *d = r->rows[i].v[HL_RES_DATE];
+        if (!d)
+            continue;
+        if (!lo || strcmp(d, lo) < 0)
+            lo = d;
+        if (!hi || strcmp(d, hi) > 0)
+            hi = d;
+    }
+    if (!lo)
+        snprintf(out, n, "not recorded");
+    else if (strcmp(lo, hi) == 0)
+        snprintf(out, n, "%s", lo);
+    else
+        snprintf(out, n, "%s to %s", lo, hi);
+}
+
 static const char *chart_file(const struct hl_chart_opts *o, const struct hl_chart *c,
                               char *buf, size_t n)
 {
@@ -77,6 +98,8 @@ static void fmt_metric(char *buf, size_t n, const struct hl_metric *m, double v)
         snprintf(buf, n, "-");
     else if (m->bytes)
         hl_fmt_bytes(buf, n, v);
+    else if (m->col == HL_RES_TIME_NS && v >= 1000)
+        hl_fmt_ns(buf, n, v);
     else if (m->col == HL_RES_TIME_NS)
         snprintf(buf, n, v < 10 ? "%.2f ns" : "%.1f ns", v);
     else if (m->col == HL_RES_FRAGMENTATION)
@@ -177,7 +200,10 @@ void hl_report_write(const char *path, const struct hl_results *r,
         {HL_RES_TOUCH, "memory touched"}, {HL_RES_COUNTERS_SOURCE, "cache counters"},
     };
     for (size_t i = 0; i < sizeof prov / sizeof prov[0]; i++) {
-        distinct(r, prov[i].col, buf, sizeof buf);
+        if (prov[i].col == HL_RES_DATE)
+            date_range(r, buf, sizeof buf);
+        else
+            distinct(r, prov[i].col, buf, sizeof buf);
         fprintf(f, "| %s | ", prov[i].label);
         cell(f, buf);
         fputs(" |\n", f);
