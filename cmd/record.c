@@ -301,6 +301,9 @@ int cmd_record(int argc, char **argv)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     child_pid = 0;
+    /* From here on a signal is for heaplab itself (to stop a long wait or finalise). */
+    for (size_t j = 0; j < sizeof forwarded / sizeof forwarded[0]; j++)
+        signal(forwarded[j], SIG_DFL);
     if (k == (ssize_t)sizeof exec_errno) {
         fprintf(stderr, "heaplab: %s: %s\n", prog, strerror(exec_errno));
         remove_capture(dir);
