@@ -717,9 +717,13 @@ EXPORT void *malloc(size_t n)
 {
     struct tstate *t = &ts;
     if (unlikely(t->guard || !real.malloc)) {
-        if (!real.malloc && !t->guard)
-            resolve();
-        return quiet_malloc(n);
+        /* Before the constructor (another library's constructor allocating): look
+         * the real functions up now and record the call as usual. */
+        if (t->guard)
+            return quiet_malloc(n);
+        resolve();
+        if (!real.malloc)
+            return boot_alloc(n, 16);
     }
     t->guard = 1;
     void *p = real.malloc(n);
