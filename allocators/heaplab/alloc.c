@@ -130,7 +130,7 @@ static struct hlm_tcache *tcache_create(void)
         if (tc_list)
             tc_list->prev = tc;
         tc_list = tc;
-        hlm_stats.threads++;
+        tc->shard = (unsigned)(hlm_stats.threads++ % HLM_SHARDS);
     }
     hlm_unlock(&tc_lock);
     if (!tc)
@@ -239,7 +239,7 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
                 return hlm_malloc(n);
             if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
                 tcache_gc(tc, cls);
-            unsigned got = hlm_central_take(cls, &p, b->max / 2 ? b->max / 2 : 1);
+            unsigned got = hlm_central_take(tc->shard, cls, &p, b->max / 2 ? b->max / 2 : 1);
             tbin_grow(cls, b);
             if (!got)
                 goto nomem;
@@ -249,7 +249,7 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
             hlm_stat_add(refills, 1);
             return p;
         }
-        if (!hlm_central_take(cls, &p, 1))
+        if (!hlm_central_take(0, cls, &p, 1))
             goto nomem;
         count_call(false);
         return p;

@@ -233,6 +233,7 @@ struct hlm_span {
     char *bump, *end;
     uint32_t used, cap;
     uint8_t cls, npages, first, listed;   /* listed: on its class's partial list */
+    uint8_t shard;                        /* whose central list it is on */
     struct hlm_span *prev, *next;
 };
 
@@ -298,13 +299,18 @@ struct hlm_tcache {
     struct hlm_tbin bins[HLM_NCLASSES];
     size_t nmalloc, nfree;
     uint32_t gc_tick;                 /* slow-path events since the last scavenge */
+    unsigned shard;                   /* central lists this thread refills from */
     struct hlm_tcache *prev, *next;   /* all live caches, for stats and fork */
 };
 
-/* Central lists (page.c): per class the spans with free objects; the page heap. */
+/* Central lists (page.c): per class the spans with free objects; the page heap.  They
+ * are sharded: threads are spread over HLM_SHARDS sets of central lists (the first
+ * thread on shard 0), so independent threads do not fight over one lock per class; a
+ * freed object goes back to the shard of its span, whoever frees it. */
+#define HLM_SHARDS 4
 extern hlm_lock_t hlm_pages_lock;
 void hlm_small_init(void);
-unsigned hlm_central_take(unsigned cls, void **chain, unsigned want);  /* 0: out of memory */
+unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned want); /* 0: OOM */
 void hlm_central_give(unsigned cls, void *chain);                      /* NULL-terminated */
 int hlm_pages_trim(void);
 void hlm_small_info(size_t *mapped, size_t *free_bytes);

@@ -27,7 +27,7 @@ struct hlm_central {
     struct hlm_span *partial;   /* spans of this class with free or never-used objects */
 } __attribute__((aligned(64)));
 
-static struct hlm_central central[HLM_NCLASSES];
+static struct hlm_central central[HLM_SHARDS][HLM_NCLASSES];
 hlm_lock_t hlm_pages_lock = HLM_LOCK_INIT;
 static struct hlm_segment *segments;
 static size_t nsegments, empty_segments, dirty_pages, freed_pages;
@@ -139,7 +139,7 @@ static void pages_purge(bool force)
     freed_pages = 0;
 }
 
-static struct hlm_span *pages_alloc(unsigned cls)
+static struct hlm_span *pages_alloc(unsigned cls, unsigned shard)
 {
     unsigned np = hlm_class_pages[cls], first = 0;
     struct hlm_segment *s;
@@ -177,6 +177,7 @@ static struct hlm_span *pages_alloc(unsigned cls)
     sp->npages = (uint8_t)np;
     sp->first = (uint8_t)first;
     sp->listed = 0;
+    sp->shard = (uint8_t)shard;
     for (unsigned i = first; i < first + np; i++) {
         s->page_first[i] = (uint8_t)first;
         __atomic_store_n(&s->page_cls[i], (uint8_t)cls, __ATOMIC_RELEASE);
@@ -249,9 +250,9 @@ static void partial_remove(struct hlm_central *c, struct hlm_span *sp)
     sp->listed = 0;
 }
 
-unsigned hlm_central_take(unsigned cls, void **chain, unsigned want)
+unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned want)
 {
-    struct hlm_central *c = &central[cls];
+    struct hlm_central *c = &central[shard][cls];
     size_t size = hlm_class_size[cls];
     void *head = NULL, **tail = &head;
     unsigned got = 0;
@@ -260,7 +261,7 @@ unsigned hlm_central_take(unsigned cls, void **chain, unsigned want)
         struct hlm_span *sp = c->partial;
         if (!sp) {
             hlm_lock(&hlm_pages_lock);
-            sp = pages_alloc(cls);
+            sp = pages_alloc(cls, shard);
             hlm_unlock(&hlm_pages_lock);
             if (!sp)
                 break;
@@ -295,12 +296,18 @@ unsigned hlm_central_take(unsigned cls, void **chain, unsigned want)
 
 void hlm_central_give(unsigned cls, void *chain)
 {
-    struct hlm_central *c = &central[cls];
-    hlm_lock(&c->lock);
+    struct hlm_central *c = NULL;
     while (chain) {
         void *o = chain;
         chain = *(void **)o;
         struct hlm_span *sp = hlm_span_of(o);
+        struct hlm_central *want = &central[sp->shard % HLM_SHARDS][cls];
+        if (want != c) {   /* a chain is mostly from one shard: switch locks rarely */
+            if (c)
+                hlm_unlock(&c->lock);
+            c = want;
+            hlm_lock(&c->lock);
+        }
         hlm_check(sp->cls == cls && sp->used > 0, "free(): invalid pointer or double free", o);
         *(void **)o = sp->free;
         sp->free = o;
@@ -315,28 +322,32 @@ void hlm_central_give(unsigned cls, void *chain)
             hlm_unlock(&hlm_pages_lock);
         }
     }
-    hlm_unlock(&c->lock);
+    if (c)
+        hlm_unlock(&c->lock);
 }
 
 void hlm_central_fork_prepare(void)
 {
-    for (unsigned i = 1; i < HLM_NCLASSES; i++)
-        hlm_lock(&central[i].lock);
+    for (unsigned s = 0; s < HLM_SHARDS; s++)
+        for (unsigned i = 1; i < HLM_NCLASSES; i++)
+            hlm_lock(&central[s][i].lock);
     hlm_lock(&hlm_pages_lock);
 }
 
 void hlm_central_fork_parent(void)
 {
     hlm_unlock(&hlm_pages_lock);
-    for (unsigned i = HLM_NCLASSES - 1; i >= 1; i--)
-        hlm_unlock(&central[i].lock);
+    for (unsigned s = 0; s < HLM_SHARDS; s++)
+        for (unsigned i = 1; i < HLM_NCLASSES; i++)
+            hlm_unlock(&central[s][i].lock);
 }
 
 void hlm_central_fork_child(void)
 {
     hlm_lock_reinit(&hlm_pages_lock);
-    for (unsigned i = 1; i < HLM_NCLASSES; i++)
-        hlm_lock_reinit(&central[i].lock);
+    for (unsigned s = 0; s < HLM_SHARDS; s++)
+        for (unsigned i = 1; i < HLM_NCLASSES; i++)
+            hlm_lock_reinit(&central[s][i].lock);
 }
 /* HEAPLAB_STATS=2: one line per live span, to see where small-block memory sits. */
 void hlm_small_dump(int fd)
