@@ -111,8 +111,9 @@ struct hl_reader *hl_reader_open(const char *path, struct hl_err *err);
  * file has no more sections, -1 on error (damaged file). */
 int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_err *err);
 
-/* The next batch of events of the current section, decoded.  *events points into the
- * reader's memory and stays valid until the next call.  Returns the count (> 0), 0 at the
+/* The next batch of events of the current section, decoded (at most 4096; a chunk is
+ * returned in several batches).  *events points into the reader's memory and stays
+ * valid until the next call.  Returns the count (> 0), 0 at the
  * end of the section, -1 on error: a truncated or corrupted chunk is reported with the
  * file and byte offset; all events before it have been returned. */
 ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
@@ -147,7 +148,10 @@ int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
 
 /* Append one event.  Slots must follow the slot rule above: an allocating event that
  * succeeded must carry exactly the next slot id (the writer checks and fails
- * otherwise); frees and reallocs must name a slot allocated earlier in the section. */
+ * otherwise); frees and reallocs must name a slot allocated earlier in the section and
+ * not given back since (a failed realloc keeps its block).  Fields an op does not use
+ * must be empty (aux 0, free's size 0, old_slot HL_NO_SLOT).  A refused event leaves
+ * the writer as it was. */
 int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err *err);
 
 /* End the current section (writes its trailer). */
