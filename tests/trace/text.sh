@@ -121,7 +121,7 @@ printf '# heaplab-text 2\nmalloc 8\n' >"$T/v2.txt"
 fails_with_one_line "a text trace of another version is refused" "$HEAPLAB" import "$T/v2.txt" -o "$T/v2.hlt"
 check "no trace is left after a failed import" "[ ! -e '$T/bad.hlt' ] && [ ! -e '$T/bad.hlt.tmp' ] && [ ! -e '$T/v2.hlt' ]"
 fails_with_one_line "importing a missing file is one line" "$HEAPLAB" import "$T/nope.txt" -o "$T/x.hlt"
-fails_with_one_line "import --format mtrace is a clear one-line error" \
+fails_with_one_line "import --format mtrace of a file that is no mtrace log is one line" \
     "$HEAPLAB" import --format mtrace "$T/hand.txt" -o "$T/x.hlt"
 fails_with_one_line "import without -o is a usage error" "$HEAPLAB" import "$T/hand.txt"
 fails_with_one_line "exporting a missing file is one line" "$HEAPLAB" export "$T/nope.hlt"
