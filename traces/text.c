@@ -281,7 +281,7 @@ static int begin_process(struct parser *ps, const struct hl_process *p)
 
 static int parse_process(struct parser *ps, char **words, int n)
 {
-    static struct hl_process p;
+    struct hl_process p;
     memset(&p, 0, sizeof p);
     p.page_size = 4096;
     for (int i = 1; i < n; i++) {
