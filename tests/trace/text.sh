@@ -50,6 +50,12 @@ ok "a hand-written text trace imports" "$HEAPLAB" import "$T/hand.txt" -o "$T/ha
 ok "its export is the canonical form" bash -c '"$HEAPLAB" export "$1" >"$2"' _ "$T/hand.hlt" "$T/hand.out"
 ok "the canonical form holds every event as written" diff "$T/hand.want" "$T/hand.out"
 
+# Processes without events are kept, in order.
+printf 'process pid=5\nprocess pid=6\nmalloc 3\nprocess pid=7\n' >"$T/empty.txt"
+ok "processes without events import" "$HEAPLAB" import "$T/empty.txt" -o "$T/empty.hlt"
+eq "processes without events export in order" "$("$HEAPLAB" export "$T/empty.hlt" 2>&1 | awk '{print $1, $2}' | tr '\n' ' ')" \
+    "# heaplab-text process pid=5 process pid=6 0 t0 process pid=7 "
+
 # A larger trace: two processes, several threads, times, every op; made with awk.
 awk 'BEGIN {
     print "# heaplab-text 1"
