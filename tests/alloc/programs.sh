@@ -35,6 +35,10 @@ same "sort of a 400000-line file" sort -S 64M "$T/big.txt"
 same "grep -R over the source tree" grep -R -n "alloc" "$HEAPLAB_SRC/allocators" "$HEAPLAB_SRC/tests/alloc"
 
 if [ "$set_" = all ]; then
+    same "python3 with thread caches off (HEAPLAB_TCACHE=0)" env HEAPLAB_TCACHE=0 PYTHONMALLOC=malloc $py "$T/work.py"
+    same "python3 with a 40k mmap threshold" env HEAPLAB_MMAP_THRESHOLD=40k PYTHONMALLOC=malloc $py "$T/work.py"
+    thr=$(LD_PRELOAD=$lib HEAPLAB_STATS=1 HEAPLAB_MMAP_THRESHOLD=1m $py -c 'print(1)' 2>&1 >/dev/null | awk -F': ' '/mmap threshold now/ { print $2 }')
+    eq "HEAPLAB_MMAP_THRESHOLD=1m is read from the environment" "${thr%% *}" 1048576
     same "perl building hashes and sorting" perl -e 'my %h; $h{"k".($_*31%9973)} .= "x" x ($_%40) for 1..200000; my @k = sort keys %h; print scalar(@k), " ", length(join("", @h{@k})), "\n";'
     cat >"$T/prog.c" <<'C'
 #include <stdio.h>
