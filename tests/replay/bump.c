@@ -89,6 +89,15 @@ void *malloc(size_t size)
     if (size == 4242) /* a trace can make this allocator crash on purpose */
         __builtin_trap();
 #endif
+#if HDR == 0
+    /* The fast path the harness benchmark measures: a few instructions. */
+    uint64_t need = ((uint64_t)size + 15) & ~15ull;
+    if (__builtin_expect(cur + need <= lim && size < (1ull << 40), 1)) {
+        void *p = base + cur;
+        cur += need;
+        return p;
+    }
+#endif
     return bump(size, 16);
 }
 void free(void *p) { (void)p; }
