@@ -184,6 +184,7 @@ int cmd_replay(int argc, char **argv)
                *format = "table", *out_path = NULL, *timeline_path = NULL;
     uint64_t timeline_every = 0;
     int quiet = 0;
+    long process = -1;
     struct hl_option opts[] = {
         HL_OPT_LIST('a', "allocators", &alist, "LIST",
                     "allocators to compare, comma-separated: NAME or NAME=/path/lib.so"),
@@ -202,6 +203,8 @@ int cmd_replay(int argc, char **argv)
                       "write memory over time (median run) as CSV to FILE"),
         HL_OPT_SIZE(0, "timeline-every", &timeline_every, "N",
                     "sample every N events (default: about 500-1000 samples)"),
+        HL_OPT_INT('p', "process", &process, "PID",
+                   "replay only this process of each trace (default: every process)"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no progress line"),
         HL_OPT_END()};
     int first = hl_parse_options(argc, argv, opts, usage, 0);
@@ -253,8 +256,8 @@ int cmd_replay(int argc, char **argv)
     int nrows = 0;
     for (int i = first; i < argc; i++) {
         struct hl_err err;
-        if (hl_plan_trace(argv[i], serial, timeline_path ? timeline_every : UINT64_MAX, &rows,
-                          &nrows, &err) != 0)
+        if (hl_plan_trace(argv[i], serial, timeline_path ? timeline_every : UINT64_MAX,
+                          process, &rows, &nrows, &err) != 0)
             hl_die("%s", err.msg);
     }
 

@@ -364,7 +364,7 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     return 0;
 }
 
-int hl_plan_trace(const char *path, int serial, uint64_t timeline_every,
+int hl_plan_trace(const char *path, int serial, uint64_t timeline_every, long pid,
                   struct hl_rp_row **rows, int *nrows, struct hl_err *err)
 {
     struct hl_reader *r = hl_reader_open(path, err);
@@ -378,6 +378,15 @@ int hl_plan_trace(const char *path, int serial, uint64_t timeline_every,
             goto out;
         if (k == 0)
             break;
+        if (pid >= 0 && p.pid != (uint32_t)pid) {
+            const struct hl_event *skip;
+            ssize_t n;
+            while ((n = hl_reader_events(r, &skip, err)) > 0)
+                ;
+            if (n < 0)
+                goto out;
+            continue;
+        }
         struct hl_plan_builder *b = hl_plan_begin(serial, timeline_every);
         if (!b) {
             snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
@@ -421,14 +430,24 @@ int hl_plan_trace(const char *path, int serial, uint64_t timeline_every,
         (*rows)[(*nrows)++] = row;
     }
     if (*nrows == first) {
-        snprintf(err->msg, sizeof err->msg, "%s: the trace holds no events", path);
+        if (pid >= 0)
+            snprintf(err->msg, sizeof err->msg, "%.300s: no process %ld with events", path, pid);
+        else
+            snprintf(err->msg, sizeof err->msg, "%.300s: the trace holds no events", path);
         goto out;
     }
+    int sections = *nrows - first;
     /* The display name: the file, qualified by pid when it has several processes. */
     const char *base = path;
     for (int i = first; i < *nrows; i++) {
         struct hl_rp_row *w = &(*rows)[i];
-        if (*nrows - first > 1)
+        /* exec keeps the pid: later images of one process are pid.2, pid.3, ... */
+        int image = 1;
+        for (int j = first; j < i; j++)
+            image += (*rows)[j].pid == w->pid;
+        if (image > 1)
+            snprintf(w->name, sizeof w->name, "%s[%u.%d]", base, w->pid, image);
+        else if (sections > 1 || pid >= 0)
             snprintf(w->name, sizeof w->name, "%s[%u]", base, w->pid);
         else
             snprintf(w->name, sizeof w->name, "%s", base);

@@ -92,9 +92,10 @@ struct hl_rp_row {
     uint32_t pid;
     struct hl_plan_info plan;
 };
-/* Read every process section of path and plan each one with events.  Appends to
- * *rows (malloc'd, *nrows).  Returns 0, or -1 with a one-line message naming the file. */
-int hl_plan_trace(const char *path, int serial, uint64_t timeline_every,
+/* Read every process section of path (or only those of process pid, when pid >= 0)
+ * and plan each one with events.  Appends to *rows (malloc'd, *nrows).  Returns 0, or
+ * -1 with a one-line message naming the file. */
+int hl_plan_trace(const char *path, int serial, uint64_t timeline_every, long pid,
                   struct hl_rp_row **rows, int *nrows, struct hl_err *err);
 
 /* ---- the worker's answer ---- */

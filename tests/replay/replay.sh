@@ -138,6 +138,22 @@ eq "each process of a trace is its own row, named FILE[pid]" \
 eq "each process row has its own peak live bytes" \
     "$(csvcol "$T/procs.csv" peak_live_bytes | tr '\n' ' ')" "10 50 "
 
+"$H" replay "$T/procs.hlt" -n 1 -a glibc -p 101 --format csv -o "$T/proc101.csv"
+eq "--process replays one process of a trace" \
+    "$(csvcol "$T/proc101.csv" trace | sed 's|.*/||')" "procs.hlt[101]"
+fails_with_one_line "--process with a pid the trace does not have is a one-line error" \
+    "$H" replay "$T/procs.hlt" -n 1 -a glibc -p 7
+cat >"$T/exec.txt" <<'TXT'
+process pid=200
+t0 malloc 10 -> #0
+process pid=200
+t0 malloc 20 -> #0
+TXT
+"$H" import --format text "$T/exec.txt" -o "$T/exec.hlt" >/dev/null
+"$H" replay "$T/exec.hlt" -n 1 -a glibc --format csv -o "$T/exec.csv"
+eq "the images of an exec'ing process get distinct rows" \
+    "$(csvcol "$T/exec.csv" trace | sed 's|.*/||' | tr '\n' ' ')" "exec.hlt[200] exec.hlt[200.2] "
+
 # ---- a real program's trace, allocators by name and by path ----
 # A trace recorded from python3 (every object through malloc); while `heaplab record`
 # cannot give a usable one, a generated workload stands in (the test says which).
