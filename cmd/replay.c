@@ -181,7 +181,8 @@ int cmd_replay(int argc, char **argv)
     struct hl_strlist alist = {0};
     long runs = 3;
     const char *threads = "recorded", *touch = "page", *check = "cheap", *counters = "auto",
-               *format = "table", *out_path = NULL, *timeline_path = NULL;
+               *format = "table", *out_path = NULL, *timeline_path = NULL, *csv_path = NULL,
+               *json_path = NULL;
     uint64_t timeline_every = 0;
     int quiet = 0;
     long process = -1;
@@ -199,6 +200,10 @@ int cmd_replay(int argc, char **argv)
                       "auto (perf if it works, default), perf, sim (callgrind), none"),
         HL_OPT_STRING(0, "format", &format, "FMT", "table (default), csv or json"),
         HL_OPT_STRING('o', "output", &out_path, "FILE", "write the results to FILE"),
+        HL_OPT_STRING(0, "csv", &csv_path, "FILE",
+                      "also write the results as CSV to FILE (the table still prints)"),
+        HL_OPT_STRING(0, "json", &json_path, "FILE",
+                      "also write the results as JSON to FILE (the table still prints)"),
         HL_OPT_STRING(0, "timeline", &timeline_path, "FILE",
                       "write memory over time (median run) as CSV to FILE"),
         HL_OPT_SIZE(0, "timeline-every", &timeline_every, "N",
@@ -265,6 +270,8 @@ int cmd_replay(int argc, char **argv)
      * nothing behind; whether they can be written is checked now, before the work. */
     check_writable(out_path);
     check_writable(timeline_path);
+    check_writable(csv_path);
+    check_writable(json_path);
 
     struct hl_rp_meta meta;
     memset(&meta, 0, sizeof meta);
@@ -381,6 +388,21 @@ int cmd_replay(int argc, char **argv)
         hl_rp_write_json(out, cells, ncells, &meta);
     else
         hl_rp_write_table(out, cells, ncells, &meta);
+    /* --csv/--json: extra copies, so one run gives the table and the files. */
+    const char *extra_path[2] = {csv_path, json_path};
+    for (int k = 0; k < 2; k++) {
+        if (!extra_path[k])
+            continue;
+        FILE *ef = fopen(extra_path[k], "w");
+        if (!ef)
+            hl_die("%s: cannot write: %m", extra_path[k]);
+        if (k == 0)
+            hl_rp_write_csv(ef, cells, ncells, &meta);
+        else
+            hl_rp_write_json(ef, cells, ncells, &meta);
+        if (fclose(ef) != 0)
+            hl_die("%s: write error", extra_path[k]);
+    }
     if (tlf) {
         hl_rp_write_timeline(tlf, cells, ncells);
         if (fclose(tlf) != 0)

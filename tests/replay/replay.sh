@@ -71,6 +71,12 @@ eq "glibc's row has its version and no library path" \
 for r in csv.DictReader(open(sys.argv[1])):
     if r["allocator"] == "glibc": print(bool(r["allocator_version"]), r["allocator_path"] == "")' "$T/small.csv")" "True True"
 
+# ---- one run, the table on stdout and the files beside it ----
+"$H" replay "$T/small.hlt" -n 1 -a glibc,mimalloc --csv "$T/both.csv" --json "$T/both.json" >"$T/both.txt"
+check "--csv/--json keep the table on stdout" "grep -q '^small.hlt  *mimalloc ' '$T/both.txt'"
+eq "--csv writes one row per allocator" "$(csvcol "$T/both.csv" allocator | tr '\n' ' ')" "glibc mimalloc "
+eq "--json writes the same rows" "$(json "$T/both.json" '" ".join(r["allocator"] for r in j["results"])')" "glibc mimalloc"
+
 # ---- double and foreign frees ----
 cat >"$T/buggy.txt" <<'TXT'
 t0 malloc 32 -> #0
