@@ -92,6 +92,9 @@ void hl_results_read(struct hl_results *r, const char *path);
 /* Append a timeline CSV's series (dies on malformed input). */
 void hl_timelines_read(struct hl_timelines *t, const char *path);
 
+void hl_results_free(struct hl_results *r);
+void hl_timelines_free(struct hl_timelines *t);
+
 /* The numeric value of a column, NaN when unmeasured. */
 double hl_row_num(const struct hl_row *row, enum hl_col col);
 /* The row of group g and allocator a, or NULL. */

@@ -607,6 +607,38 @@ void hl_trace_label(char *out, size_t n, const char *trace)
         snprintf(out, n, "%s", base);
 }
 
+void hl_results_free(struct hl_results *r)
+{
+    for (int i = 0; i < r->nrows; i++)
+        for (int c = 0; c < HL_NCOLS; c++)
+            free(r->rows[i].v[c]);
+    for (int g = 0; g < r->ngroups; g++) {
+        free(r->group[g]);
+        free(r->label[g]);
+    }
+    free(r->rows);
+    free(r->group);
+    free(r->label);
+    free(r->row_group);
+    free(r->alloc); /* the names belong to the rows */
+    memset(r, 0, sizeof *r);
+}
+
+void hl_timelines_free(struct hl_timelines *t)
+{
+    for (int i = 0; i < t->n; i++) {
+        struct hl_timeline *s = &t->t[i];
+        free(s->trace);
+        free(s->alloc);
+        free(s->event);
+        free(s->live);
+        free(s->rss);
+        free(s->time);
+    }
+    free(t->t);
+    memset(t, 0, sizeof *t);
+}
+
 int hl_results_alloc(const struct hl_results *r, const char *name)
 {
     for (int a = 0; a < r->nallocs; a++)
