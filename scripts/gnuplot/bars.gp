@@ -69,7 +69,7 @@ if (npanels > 1) {
 do for [p = 0:npanels - 1] {
     first = p * per_panel
     last = (first + per_panel < ntraces ? first + per_panel : ntraces) - 1
-    set xrange [-0.6:per_panel - 0.6]  # the same bar width in every panel
+    set xrange [-0.6:per_panel - 0.4]  # the same bar width in every panel
     if (p > 0) {
         set key off
     }
