@@ -458,7 +458,8 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     } else {
         snprintf(ylabel, sizeof ylabel, "%s (count)", m->title);
     }
-    int logscale = !o->normalise && vmin > 0 && vmax / vmin > 100;
+    /* A log axis once values span orders of magnitude (ratios: one order). */
+    int logscale = vmin > 0 && vmax / vmin > (o->normalise ? 10 : 100);
     if (logscale)
         strncat(ylabel, ", log scale", sizeof ylabel - strlen(ylabel) - 1);
 
