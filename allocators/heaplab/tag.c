@@ -230,11 +230,8 @@ static void chunk_release(struct chunk *c)
         bin_insert(c);
     }
     check_free(c);
-    struct chunk *after = cnext(c);
-    if (!growing && is_fence(after) && (char *)after + HLM_HDR == brk_end &&
-        csize(c) > __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED))
-        trim_top(c, __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED) / 2);   /* hysteresis */
-    purge_all();
+    if (!growing)
+        purge_all();
 }
 
 static void write_fence(struct chunk *f, bool pinuse)
@@ -337,6 +334,16 @@ static void purge_chunk(struct chunk *c, bool force)
 
 static void purge_pass(bool force)
 {
+    /* The top of the sbrk heap goes back like any free chunk: once it stayed free for a
+     * whole pass (trimming at every free made programs that reuse the top fault it in
+     * again and again), keeping half the trim threshold. */
+    if (brk_end) {
+        struct chunk *fence = (struct chunk *)(brk_end - HLM_HDR);
+        size_t thr = __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED);
+        if (!(fence->head & HLM_TAG_PINUSE) && (force || (fence->prev_size & AGED)) &&
+            csize(cprev(fence)) > thr)
+            trim_top(cprev(fence), force ? 0 : thr / 2);
+    }
     for (unsigned i = next_bin(0); i < NBINS; i = next_bin(i + 1))
         for (struct chunk *c = bins[i]; c; c = c->fd)
             if (csize(c) >= 2 * hlm_page_size + sizeof(struct chunk))
@@ -344,13 +351,15 @@ static void purge_pass(bool force)
     dirty_bytes = 0;
 }
 
-/* A pass after every HEAPLAB_RETAIN bytes freed, or a quarter of the heap if larger.
- * When two thirds of the heap are free the program has shrunk: purge all of it. */
+/* A pass after every HEAPLAB_RETAIN bytes freed, or half the heap if larger.  When three
+ * quarters of the heap are free the program has shrunk: purge all of it (and pass after
+ * every HEAPLAB_RETAIN bytes freed from then on). */
 static void purge_all(void)
 {
-    size_t quarter = arena_bytes / 4, retain = hlm_opt(HLM_OPT_RETAIN);
-    if (dirty_bytes > (quarter > retain ? quarter : retain))
-        purge_pass(free_bytes > arena_bytes / 3 * 2);
+    size_t half = arena_bytes / 2, retain = hlm_opt(HLM_OPT_RETAIN);
+    bool shrunk = free_bytes > arena_bytes / 4 * 3;
+    if (dirty_bytes > (half > retain ? half : retain) || (shrunk && dirty_bytes > retain))
+        purge_pass(shrunk);
 }
 
 /* ---- the entry points ------------------------------------------------------------------ */
