@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const struct hl_col_info hl_cols[HL_NCOLS] = {
 #define HL_RES_INFO(id, name, numeric) {name, numeric},
@@ -47,6 +48,9 @@ static char *slurp(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         hl_die("%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode))
+        hl_die("%s: is a directory, not a results or timeline file", path);
     size_t cap = 1 << 16, n = 0;
     char *buf = xrealloc(NULL, cap);
     size_t k;

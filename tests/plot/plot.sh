@@ -41,6 +41,8 @@ bad_input "a JSON string where a number belongs" "$T/str.json" "str.json:1: time
 printf 'trace,allocator,run,event\npy,glibc,1,0\n' >"$T/tl.csv"
 fails_with_one_line "a timeline without its columns is a one-line error" \
     "$HEAPLAB" plot "$D/results.csv" --timeline "$T/tl.csv" -o "$T/bad-out"
+fails_with_one_line "a folder given as results is a one-line error" \
+    "$HEAPLAB" plot "$D" -o "$T/bad-out"
 fails_with_one_line "a missing results file is a one-line error" \
     "$HEAPLAB" plot "$T/no-such.csv" -o "$T/bad-out"
 fails_with_one_line "normalising to an allocator not in the results is a one-line error" \
