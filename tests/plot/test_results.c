@@ -198,7 +198,7 @@ static const struct hl_row *row_of(const struct hl_results *r, const char *trace
 
 int main(int argc, char **argv)
 {
-    int count = argc > 1 ? atoi(argv[1]) : 1500;
+    int count = argc > 1 ? atoi(argv[1]) : 1000;
     if (!mkdtemp(tmpdir))
         return 1;
 
