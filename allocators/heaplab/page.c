@@ -272,6 +272,20 @@ unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned w
                 break;
             partial_push(c, sp);
         }
+        /* A span's whole free list, if it is about a batch, moves without walking it:
+         * the objects are cold, and the thread will touch each one when it hands it out. */
+        uint32_t nfree = sp->cap - sp->used - (uint32_t)((size_t)(sp->end - sp->bump) / size);
+        if (got == 0 && nfree && nfree <= want && nfree >= want / 4) {
+            head = sp->free;
+            got = nfree;
+            sp->free = NULL;
+            sp->used += nfree;
+            if (sp->used == sp->cap)
+                partial_remove(c, sp);
+            hlm_unlock(&c->lock);
+            *chain = head;
+            return got;
+        }
         while (got < want && sp->free) {
             void *o = sp->free;
             sp->free = *(void **)o;
