@@ -29,6 +29,11 @@ const struct hl_metric hl_metrics[] = {
      "wall time of the replay loop divided by the events replayed (median of the runs, "
      "error bars from the fastest to the slowest run); lower is better",
      HL_RES_TIME_NS, HL_RES_TIME_NS_MIN, HL_RES_TIME_NS_MAX, 1, 0, 0, 1},
+    {"alloc-time", "Time in allocator calls per operation",
+     "the part of the replay time spent inside malloc, free, realloc and the others, "
+     "without touching the memory or the replay's own work (split by the cycles measured "
+     "on sampled events); lower is better",
+     HL_RES_ALLOC_TIME_NS, HL_NCOLS, HL_NCOLS, 1, 0, 0, 1},
     {"peak-rss", "Peak RSS",
      "peak resident memory of the replay worker above its baseline (median of the runs, "
      "error bars min to max); lower is better",
@@ -330,6 +335,10 @@ static void missing_reason(const struct hl_results *r, const struct hl_metric *m
                 return;
             }
         }
+    if (m->col == HL_RES_ALLOC_TIME_NS) {
+        snprintf(out, n, "not in these results (replay writes it to JSON only, as time_split)");
+        return;
+    }
     if (m->col == HL_RES_DTLB_MISSES && counter_origin(r) &&
         strcmp(counter_origin(r), "simulated by callgrind") == 0) {
         snprintf(out, n, "not measured (the cache simulator has no TLB model)");
@@ -447,7 +456,7 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
     } else if (m->bytes) {
         byte_unit(vmax, &unit, &div);
         snprintf(ylabel, sizeof ylabel, "%s (%s)", m->title, unit);
-    } else if (m->col == HL_RES_TIME_NS) {
+    } else if (m->col == HL_RES_TIME_NS || m->col == HL_RES_ALLOC_TIME_NS) {
         snprintf(ylabel, sizeof ylabel, "nanoseconds per operation");
     } else if (m->col == HL_RES_FRAGMENTATION) {
         snprintf(ylabel, sizeof ylabel, "peak RSS / peak live bytes");

@@ -98,9 +98,9 @@ static void fmt_metric(char *buf, size_t n, const struct hl_metric *m, double v)
         snprintf(buf, n, "-");
     else if (m->bytes)
         hl_fmt_bytes(buf, n, v);
-    else if (m->col == HL_RES_TIME_NS && v >= 1000)
+    else if ((m->col == HL_RES_TIME_NS || m->col == HL_RES_ALLOC_TIME_NS) && v >= 1000)
         hl_fmt_ns(buf, n, v);
-    else if (m->col == HL_RES_TIME_NS)
+    else if (m->col == HL_RES_TIME_NS || m->col == HL_RES_ALLOC_TIME_NS)
         snprintf(buf, n, v < 10 ? "%.2f ns" : "%.1f ns", v);
     else if (m->col == HL_RES_FRAGMENTATION)
         snprintf(buf, n, "%.2f", v);

@@ -500,6 +500,7 @@ static void results_read_json(struct hl_results *r, const char *path, const char
                 snprintf(name, sizeof name, "lat_%s_%s", ops[a], pct[b]);
                 jset(row, col_by_name(name), jget(jget(lat, ops[a]), pct[b]), path);
             }
+        jset(row, HL_RES_ALLOC_TIME_NS, jget(jget(o, "time_split"), "allocator_ns"), path);
         if (!row->v[HL_RES_TRACE] || !row->v[HL_RES_ALLOCATOR])
             hl_die("%s:%d: a result without \"trace\" or \"allocator\"", path, o->line);
     }

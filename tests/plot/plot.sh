@@ -147,6 +147,9 @@ eq "each allocator has one colour in every chart, and no two share one" "$colour
 ok "plot on the same results as JSON succeeds" \
     "$HEAPLAB" plot "$D/results.json" -o "$T/json" --format svg
 ok "JSON and CSV give the same chart data" diff "$T/csv/data/time.dat" "$T/json/data/time.dat"
+check "JSON results chart the time inside allocator calls" "[ -s '$T/json/alloc-time.svg' ]"
+check "CSV results say why they cannot" \
+    "grep -q '^- Time in allocator calls per operation: not in these results' '$T/csv/report.md'"
 check "--format svg writes no PNG" "! ls '$T'/json/*.png >/dev/null 2>&1"
 ok "report.md of an SVG-only plot links only files that exist" links_exist "$T/json"
 ok "plot --normalise glibc succeeds" \
