@@ -319,7 +319,7 @@ static void test_aligned(void)
     errno = 0;
     TAP_CHECK(aligned_alloc(4096, opaque(SIZE_MAX - 10)) == NULL && errno == ENOMEM,
               "aligned_alloc of an impossible size is ENOMEM");
-    void *m = memalign(48, 100);
+    void *m = memalign(opaque(48), 100);
     TAP_CHECK(m && ((uintptr_t)m & 63) == 0, "memalign(48) rounds the alignment up to 64, as glibc");
     free(m);
     long page = sysconf(_SC_PAGESIZE);
