@@ -176,6 +176,97 @@ static void metric_table(FILE *f, const struct hl_results *r, const struct hl_me
     free(col);
 }
 
+/* At a glance: per allocator, the geometric mean over the traces of its time, peak RSS
+ * and instructions relative to one allocator (--normalise, else glibc, else the first);
+ * a geometric mean because the ratios multiply (2x faster on one trace and 2x slower on
+ * another is even). */
+static void summary(FILE *f, const struct hl_results *r, const struct hl_chart_opts *o)
+{
+    int ref = o->normalise ? o->norm_index : hl_results_alloc(r, "glibc");
+    if (ref < 0)
+        ref = 0;
+    static const char *const ids[] = {"time", "alloc-time", "peak-rss", "instructions"};
+    const struct hl_metric *ms[4];
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < hl_nmetrics; i++)
+            if (strcmp(hl_metrics[i].id, ids[k]) == 0)
+                ms[k] = &hl_metrics[i];
+    double gm[64][4];
+    int cnt[64][4], shown[4] = {0, 0, 0, 0};
+    int na = r->nallocs < 64 ? r->nallocs : 64;
+    for (int a = 0; a < na; a++)
+        for (int k = 0; k < 4; k++) {
+            double logsum = 0;
+            int n = 0;
+            for (int g = 0; g < r->ngroups; g++) {
+                const struct hl_row *x = hl_results_find(r, g, a), *y = hl_results_find(r, g, ref);
+                double v = x ? hl_metric_value(ms[k], x, NULL, NULL) : NAN;
+                double w = y ? hl_metric_value(ms[k], y, NULL, NULL) : NAN;
+                if (v > 0 && w > 0) {
+                    logsum += log(v / w);
+                    n++;
+                }
+            }
+            cnt[a][k] = n;
+            gm[a][k] = n ? exp(logsum / n) : NAN;
+            shown[k] |= n > 0 && a != ref;
+        }
+    if (!shown[0] && !shown[2])
+        return;
+    fprintf(f, "## Summary\n\nEach allocator against %s: the geometric mean, over the traces "
+               "both replayed, of its value divided by %s's (below 1.00 is better; the "
+               "number of traces in parentheses).  The sections below give every trace.\n\n"
+               "| allocator |", r->alloc[ref], r->alloc[ref]);
+    static const char *const heads[] = {"time per operation", "time in allocator calls",
+                                        "peak RSS", "instructions"};
+    for (int k = 0; k < 4; k++)
+        if (shown[k])
+            fprintf(f, " %s |", heads[k]);
+    fputs("\n|---|", f);
+    for (int k = 0; k < 4; k++)
+        if (shown[k])
+            fputs("---:|", f);
+    fputc('\n', f);
+    /* An allocator that broke the contract anywhere is flagged and never the best. */
+    int broke[64] = {0};
+    for (int i = 0; i < r->nrows; i++)
+        if (hl_row_num(&r->rows[i], HL_RES_VIOLATIONS) > 0) {
+            int a = hl_results_alloc(r, r->rows[i].v[HL_RES_ALLOCATOR]);
+            if (a >= 0 && a < 64)
+                broke[a] = 1;
+        }
+    double best[4];
+    for (int k = 0; k < 4; k++) {
+        best[k] = NAN;
+        for (int a = 0; a < na; a++)
+            if (!broke[a] && !isnan(gm[a][k]) && (isnan(best[k]) || gm[a][k] < best[k]))
+                best[k] = gm[a][k];
+    }
+    for (int a = 0; a < na; a++) {
+        fputs("| ", f);
+        cell(f, r->alloc[a]);
+        fputs(broke[a] ? " (!) |" : " |", f);
+        for (int k = 0; k < 4; k++) {
+            if (!shown[k])
+                continue;
+            int bold = !broke[a] && gm[a][k] == best[k];
+            if (isnan(gm[a][k]))
+                fputs(" - |", f);
+            else
+                fprintf(f, " %s%.2f%s (%d) |", bold ? "**" : "", gm[a][k], bold ? "**" : "",
+                        cnt[a][k]);
+        }
+        fputc('\n', f);
+    }
+    fputc('\n', f);
+    for (int a = 0; a < na; a++)
+        if (broke[a]) {
+            fprintf(f, "(!) broke the malloc contract on some trace (see Correctness): its "
+                       "figures are not comparable.\n\n");
+            break;
+        }
+}
+
 void hl_report_write(const char *path, const struct hl_results *r,
                      const struct hl_timelines *tl, const struct hl_charts *charts,
                      const struct hl_chart_opts *o, const char *input)
@@ -191,6 +282,8 @@ void hl_report_write(const char *path, const struct hl_results *r,
     fprintf(f, "Made by `heaplab plot` from `%s`: %d traces replayed against %d allocators. "
                "Each allocator ran in its own worker process with its library preloaded; "
                "values are medians of the runs.\n\n", base, r->ngroups, r->nallocs);
+
+    summary(f, r, o);
 
     fprintf(f, "## Provenance\n\n| | |\n|---|---|\n");
     static const struct { enum hl_col col; const char *label; } prov[] = {

@@ -111,6 +111,10 @@ check "report.md says why a metric is not charted" \
     "grep -q '^- dTLB misses.*not measured' '$T/csv/report.md'"
 check "a metric that is 0 everywhere is listed, not drawn" \
     "[ ! -e '$T/csv/major-faults.png' ] && grep -q '^- Major page faults: 0 in every result' '$T/csv/report.md'"
+check "report.md opens with a summary relative to glibc" \
+    "grep -q '^| glibc | 1.00 (5) | \*\*1.00\*\* (5) | 1.00 (5) |' '$T/csv/report.md' && grep -q '^| mimalloc | \*\*0\.' '$T/csv/report.md'"
+check "the summary flags an allocator that broke the contract" \
+    "grep -q '^| heaplab (!) |' '$T/csv/report.md'"
 check "report.md has the provenance (CPU with its comma, kernel)" \
     "grep -qF '| CPU | Intel(R) Xeon(R) CPU @ 2.20GHz, 2 cores |' '$T/csv/report.md' && grep -qF 'Linux 6.1.0-28' '$T/csv/report.md'"
 check "report.md lists allocator versions, libraries and tunables" \
