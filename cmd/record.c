@@ -8,6 +8,11 @@
  * passes signals on, waits for it and every descendant it leaves behind (heaplab is
  * their subreaper, so a capture is complete before it is finalised), and exits with the
  * program's status: its exit code, or 128+N if signal N killed it.
+ *
+ * While it waits it finalises: every few milliseconds (and whenever a child exits) it
+ * lets the finaliser read what the capture holds so far, so the merge, slot mapping
+ * and compression run on the core the program leaves free, and only the tail is
+ * left after the program exits.  The trace is the same as finalising afterwards.
  */
 #include "cmd.h"
 #include "options.h"
@@ -21,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +34,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const usage[] = {
@@ -41,6 +48,15 @@ static const char *const usage[] = {
     NULL};
 
 static volatile pid_t child_pid;
+
+/* SIGCHLD only has to interrupt the wait in ppoll. */
+static void on_child(int sig)
+{
+    (void)sig;
+}
+
+/* How often the capture is looked at while the program runs. */
+#define POLL_NS 10000000
 
 /* Signals a user sends to heaplab go on to the program.  Those the terminal sends
  * (Ctrl-C) reach the whole process group, the program included, already. */
@@ -137,12 +153,14 @@ static char *default_output(const char *prog)
     return out;
 }
 
-/* Finalise the capture in dir into out and print the summary line.  Returns 0 / -1. */
-static int finalise(const char *dir, const char *out, int quiet)
+/* Finalise the capture in dir into out (what fz has not done yet, if given) and print
+ * the summary line.  Returns 0 / -1. */
+static int finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet)
 {
     struct hl_finalise_stats st;
     struct hl_err err;
-    if (hl_finalise(dir, out, &st, &err) != 0) {
+    int r = fz ? hl_finaliser_finish(fz, &st, &err) : hl_finalise(dir, out, &st, &err);
+    if (r != 0) {
         fprintf(stderr, "heaplab: %s\n", err.msg);
         return -1;
     }
@@ -194,7 +212,7 @@ int cmd_record(int argc, char **argv)
             hl_usage_die("record: --from-capture takes no program");
         if (!output)
             hl_usage_die("record: --from-capture needs -o FILE");
-        return finalise(from, output, quiet) == 0 ? 0 : 1;
+        return finalise(NULL, from, output, quiet) == 0 ? 0 : 1;
     }
     if (i >= argc)
         hl_usage_die("record: no program given (heaplab record -- PROGRAM [ARGS...])");
@@ -261,6 +279,14 @@ int cmd_record(int argc, char **argv)
         sigaction(forwarded[k], &sa, NULL);
         sigaddset(&fwd, forwarded[k]);
     }
+    /* SIGCHLD stays blocked except inside ppoll, so that a child's exit always wakes it. */
+    struct sigaction sc;
+    memset(&sc, 0, sizeof sc);
+    sc.sa_handler = on_child;
+    sc.sa_flags = SA_NOCLDSTOP;
+    sigemptyset(&sc.sa_mask);
+    sigaction(SIGCHLD, &sc, NULL);
+    sigaddset(&fwd, SIGCHLD);
 
     /* Signals wait until child_pid is known (parent) or the defaults are back
      * (child), so none sent while the program starts is lost. */
@@ -288,7 +314,10 @@ int cmd_record(int argc, char **argv)
         _exit(127);
     }
     child_pid = pid;
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    sigset_t run_mask = old, poll_mask = old;
+    sigaddset(&run_mask, SIGCHLD);
+    sigdelset(&poll_mask, SIGCHLD);
+    sigprocmask(SIG_SETMASK, &run_mask, NULL);
     close(errpipe[1]);
     int exec_errno = 0;
     ssize_t k;
@@ -298,29 +327,61 @@ int cmd_record(int argc, char **argv)
     close(errpipe[0]);
 
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    child_pid = 0;
-    /* From here on a signal is for heaplab itself (to stop a long wait or finalise). */
-    for (size_t j = 0; j < sizeof forwarded / sizeof forwarded[0]; j++)
-        signal(forwarded[j], SIG_DFL);
     if (k == (ssize_t)sizeof exec_errno) {
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
         fprintf(stderr, "heaplab: %s: %s\n", prog, strerror(exec_errno));
         remove_capture(dir);
         return exec_errno == ENOENT ? 127 : 126;
     }
-    /* Wait for what the program left running: their captures are still open. */
-    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
-        ;
+
+    /* While the program runs, finalise what its capture already holds (on the core
+     * this process would otherwise leave idle), so that only the tail is left once it
+     * exits.  Any error is kept for the finish to report. */
+    struct hl_err ferr;
+    struct hl_finaliser *fz = hl_finaliser_new(dir, out, &ferr);
+    int fz_ok = fz != NULL, main_done = 0;
+    for (;;) {
+        int none_left = 0;
+        for (;;) {
+            int st;
+            pid_t r = waitpid(-1, &st, WNOHANG);
+            if (r > 0) {
+                if (r == pid) {
+                    status = st;
+                    main_done = 1;
+                    child_pid = 0;
+                    /* From here on a signal is for heaplab itself (to stop a long wait
+                     * or finalise). */
+                    for (size_t j = 0; j < sizeof forwarded / sizeof forwarded[0]; j++)
+                        signal(forwarded[j], SIG_DFL);
+                }
+                continue;
+            }
+            if (r < 0 && errno == EINTR)
+                continue;
+            none_left = r < 0;
+            break;
+        }
+        /* Wait for what the program left running too: their captures are still open. */
+        if (main_done && (no_wait || none_left))
+            break;
+        if (fz_ok && hl_finaliser_poll(fz, &ferr) != 0)
+            fz_ok = 0;
+        struct timespec tick = {0, POLL_NS};
+        ppoll(NULL, 0, &tick, &poll_mask);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     int code = status_code(status);
 
     int r;
     if (!has_capture(dir)) {
         fprintf(stderr, "heaplab: %s: nothing was recorded (a static or setuid program "
                         "cannot be preloaded)\n", prog);
+        hl_finaliser_abort(fz);
         r = -1;
     } else {
-        r = finalise(dir, out, quiet);
+        r = finalise(fz, dir, out, quiet);
     }
     if (!capture)
         remove_capture(dir);

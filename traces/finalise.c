@@ -1,19 +1,31 @@
 /*
  * finalise.c: raw capture directory -> finalised trace (see finalise.h).
  *
- * Each raw file is mapped read-only and scanned once to check its chunks (magic,
- * bounds, checksum) and to list each thread's chunks in order; the scan stops at the
- * first bad chunk, which is what makes a killed process's capture readable up to its
- * last complete chunk.  Then the threads' record streams are merged by sequence
- * number with a binary heap of cursors.  The cursor that produced the last event
- * usually also holds the next one (threads allocate in bursts), so the heap is only
- * touched when the order actually switches threads; a single-threaded process never
- * touches it.
+ * Each raw file is mapped read-only and its chunks are checked (magic, bounds,
+ * checksum) and listed per thread in file order; the scan stops at the first bad
+ * chunk, which is what makes a killed process's capture readable up to its last
+ * complete chunk.  While the program runs the scan is repeated as the file grows (a
+ * chunk not yet complete is simply not read yet), and only the finish call takes a
+ * bad or partial chunk as damage.  The map reserves address space far beyond the
+ * file's size, so that chunk pointers stay valid as it grows.
+ *
+ * The threads' record streams are merged by sequence number with a binary heap of
+ * cursors.  The cursor that produced the last event usually also holds the next one
+ * (threads allocate in bursts), so the heap is only touched when the order actually
+ * switches threads; a single-threaded process never touches it.  While the program
+ * runs, the merge stops at the file's horizon: the largest sequence number a chunk's
+ * mark guarantees to have everything below it in the file already (raw.h).
  *
  * realloc has two sequence numbers (raw.h): at the first its old block leaves the
  * address map (so another thread may get that address in between), at the second the
  * event is written with the new block.  A cursor therefore visits a realloc record
  * twice, in two phases.
+ *
+ * Sections go into one writer, in start order, one at a time: a section is begun
+ * once no file can still appear that started before it, and ended once its process
+ * image is over (it exec'd, or the process is gone) or at the finish.  So the program
+ * recorded (or the first of several that run side by side) is finalised while it
+ * runs, and the later ones after it.
  */
 #include "finalise.h"
 #include "preload/raw.h"
@@ -27,32 +39,18 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Thread numbers in a raw file beyond this are taken as damage. */
 #define MAX_RAW_THREADS (1u << 20)
+/* Address space reserved for a raw file that may still grow. */
+#define TAIL_RESERVE ((size_t)1 << 40)
 
 struct chunkref {
     const uint64_t *words; /* payload */
     size_t nwords;
     uint64_t flush_tsc;    /* TSC when it was flushed: after its last record */
-};
-
-struct rthread {
-    struct chunkref *chunks;
-    size_t n, cap;
-};
-
-struct rawfile {
-    char *path;
-    const uint8_t *map;
-    size_t size;
-    struct hl_raw_header hdr;
-    uint64_t last_tsc, last_mono; /* the latest (TSC, monotonic) pair seen */
-    struct rthread *thr;
-    uint32_t nthr; /* thread numbers seen: 0..nthr-1 (some may have no chunk) */
-    int damaged;
-    size_t damage_off;
 };
 
 /* One decoded record. */
@@ -63,9 +61,11 @@ struct rec {
     uint64_t size, aux;
 };
 
+struct rthread;
+
 struct cursor {
     const struct rthread *t;
-    size_t ci;               /* current chunk */
+    size_t ci;               /* chunks taken so far */
     const uint64_t *p, *end; /* next record, end of the chunk */
     uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
     struct rec r;            /* the current record */
@@ -73,13 +73,46 @@ struct cursor {
     uint64_t key;            /* sequence number of the next thing to do */
     int phase;               /* 1: a realloc record whose old block is already taken */
     uint32_t old_slot;
-    uint32_t dense;          /* thread index in the trace */
+    uint32_t dense;          /* thread index in the trace, HL_NO_SLOT until its first event */
     double seg_tsc, seg_step; /* the current run between clock readings: its start */
                               /* and the TSC ticks per record */
     int bad;                 /* a malformed record ended this stream */
     int seen;                /* a record was decoded (key holds its sequence number) */
     uint64_t seg_k;          /* records of the current run so far */
     double tsc;              /* the current record's time, in TSC ticks */
+};
+
+/* A thread's chunks and its cursor.  state: 0 waiting for chunks (or not started),
+ * 1 in the merge (the heap or the section's current cursor), 2 ended (malformed). */
+struct rthread {
+    struct chunkref *chunks;
+    size_t n, cap;
+    struct cursor c;
+    int state;
+};
+
+/* A (TSC, nanoseconds since the image started) pair; a file's pairs in file order,
+ * kept while the TSC grows. */
+struct knot {
+    uint64_t tsc, ns;
+};
+
+struct rawfile {
+    char *path;
+    int fd;
+    const uint8_t *map;
+    size_t maplen, size;
+    int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
+    int done;                     /* its section is written (or it is skipped) */
+    int stopped;                  /* the scan met damage: nothing after it is read */
+    struct hl_raw_header h;
+    size_t off;                   /* the next chunk to scan */
+    struct rthread **thr;
+    uint32_t nthr;                /* thread numbers seen: 0..nthr-1 (some may be NULL) */
+    struct knot *knots;
+    size_t nknots, kcap;
+    uint64_t horizon;             /* every record below this sequence number is read */
+    int damaged;
 };
 
 static int fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -96,10 +129,16 @@ static void note_damage(struct hl_finalise_stats *st, struct rawfile *f, size_t 
                         const char *why)
 {
     f->damaged = 1;
-    f->damage_off = off;
     if (!st->damage[0])
         snprintf(st->damage, sizeof st->damage, "%s: %s at byte %zu (read up to there)",
                  f->path, why, off);
+}
+
+/* A record that is an event (not a clock reading or a mark). */
+static inline int is_event(uint64_t w0)
+{
+    unsigned op = (unsigned)(w0 >> 1 & 15);
+    return (w0 & 1) || (op >= HL_RAW_MALLOC && op <= HL_RAW_REALLOCARRAY);
 }
 
 /* ---- scanning a raw file ---- */
@@ -111,14 +150,21 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
         uint32_t n = f->nthr ? f->nthr : 4;
         while (n <= thread)
             n *= 2;
-        struct rthread *t = realloc(f->thr, n * sizeof *t);
+        struct rthread **t = realloc(f->thr, n * sizeof *t);
         if (!t)
             return -1;
         memset(t + f->nthr, 0, (n - f->nthr) * sizeof *t);
         f->thr = t;
         f->nthr = n;
     }
-    struct rthread *t = &f->thr[thread];
+    struct rthread *t = f->thr[thread];
+    if (!t) {
+        t = f->thr[thread] = calloc(1, sizeof *t);
+        if (!t)
+            return -1;
+        t->c.t = t;
+        t->c.dense = HL_NO_SLOT;
+    }
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
         struct chunkref *c = realloc(t->chunks, cap * sizeof *c);
@@ -134,85 +180,147 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
     return 0;
 }
 
-/* Map the file and check its header and chunks.  Returns 1 if usable, 0 to skip it
- * (empty: the process died before writing its header; or a bad header), -1 on a
- * system error. */
-static int scan_file(struct rawfile *f, struct hl_finalise_stats *st, struct hl_err *err)
+static int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fail(err, "%s: %s", f->path, strerror(errno));
+    uint64_t ns = mono > f->h.start_mono_ns ? mono - f->h.start_mono_ns : 0;
+    if (f->nknots) {
+        const struct knot *last = &f->knots[f->nknots - 1];
+        /* Only while the TSC grows (so that a record's bracket is known once its own
+         * chunk is read), and never back in time. */
+        if (tsc <= last->tsc)
+            return 0;
+        if (ns < last->ns)
+            ns = last->ns;
+    }
+    if (f->nknots == f->kcap) {
+        size_t cap = f->kcap ? f->kcap * 2 : 64;
+        struct knot *k = realloc(f->knots, cap * sizeof *k);
+        if (!k)
+            return -1;
+        f->knots = k;
+        f->kcap = cap;
+    }
+    f->knots[f->nknots].tsc = tsc;
+    f->knots[f->nknots].ns = ns;
+    f->nknots++;
+    return 0;
+}
+
+/* Read the header, once the file has one.  Returns 1 if good, 0 if not there yet
+ * (only while the program runs), -1 if the file is to be skipped (empty, not a raw
+ * capture), -2 on a system error (err set). */
+static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *st,
+                       struct hl_err *err)
+{
+    if (f->fd < 0) {
+        f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+        if (f->fd < 0) {
+            fail(err, "%s: %s", f->path, strerror(errno));
+            return -2;
+        }
+    }
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        close(fd);
-        return fail(err, "%s: %s", f->path, strerror(errno));
+    if (fstat(f->fd, &sb) != 0) {
+        fail(err, "%s: %s", f->path, strerror(errno));
+        return -2;
     }
     f->size = (size_t)sb.st_size;
-    st->raw_bytes += f->size;
-    if (f->size == 0) {
-        close(fd);
-        return 0;
+    if (f->size < sizeof f->h) {
+        if (!final)
+            return 0;
+        if (f->size > 0)
+            note_damage(st, f, 0, "header cut short");
+        return -1; /* empty: the process died before writing its header */
     }
-    void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED)
-        return fail(err, "%s: cannot map: %s", f->path, strerror(errno));
-    f->map = m;
-    madvise(m, f->size, MADV_SEQUENTIAL);
-
-    if (f->size < sizeof f->hdr) {
-        note_damage(st, f, 0, "header cut short");
-        return 0;
+    if (pread(f->fd, &f->h, sizeof f->h, 0) != (ssize_t)sizeof f->h) {
+        fail(err, "%s: cannot read: %s", f->path, strerror(errno));
+        return -2;
     }
-    memcpy(&f->hdr, f->map, sizeof f->hdr);
-    struct hl_raw_header h = f->hdr;
+    struct hl_raw_header h = f->h;
     h.checksum = 0;
-    if (memcmp(h.magic, HL_RAW_MAGIC, 8) != 0 || h.version != HL_RAW_VERSION ||
+    if (memcmp(h.magic, HL_RAW_MAGIC, 8) != 0 || h.version < HL_RAW_MIN_VERSION ||
+        h.version > HL_RAW_VERSION ||
         h.header_bytes != sizeof h ||
-        hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8) != f->hdr.checksum) {
+        hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8) != f->h.checksum) {
         note_damage(st, f, 0, "not a heaplab raw capture header");
-        return 0;
+        return -1;
     }
-    f->hdr.exe[sizeof f->hdr.exe - 1] = 0;
-    f->hdr.cmdline[sizeof f->hdr.cmdline - 1] = 0;
-    f->last_tsc = f->hdr.start_tsc;
-    f->last_mono = f->hdr.start_mono_ns;
+    f->h.exe[sizeof f->h.exe - 1] = 0;
+    f->h.cmdline[sizeof f->h.cmdline - 1] = 0;
+    f->maplen = final ? f->size : (f->size > TAIL_RESERVE ? f->size : TAIL_RESERVE);
+    void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, f->fd, 0);
+    if (m == MAP_FAILED) {
+        fail(err, "%s: cannot map: %s", f->path, strerror(errno));
+        return -2;
+    }
+    f->map = m;
+    madvise(m, f->maplen, MADV_SEQUENTIAL);
+    f->off = sizeof f->h;
+    if (add_knot(f, f->h.start_tsc, f->h.start_mono_ns) != 0) {
+        fail(err, "out of memory");
+        return -2;
+    }
+    return 1;
+}
 
-    size_t off = sizeof f->hdr;
+/* List the chunks appended since the last scan.  A chunk not complete yet, or not
+ * right, ends the scan: while the program runs (final == 0) it is read again next
+ * time; at the finish it is damage, and nothing after it is read.  Returns 0 / -1. */
+static int scan_more(struct rawfile *f, int final, struct hl_finalise_stats *st,
+                     struct hl_err *err)
+{
+    if (f->stopped)
+        return 0;
+    struct stat sb;
+    if (fstat(f->fd, &sb) != 0)
+        return fail(err, "%s: %s", f->path, strerror(errno));
+    size_t size = (size_t)sb.st_size;
+    if (size > f->maplen)
+        size = f->maplen; /* beyond the reservation (a terabyte): not read */
+    if (size > f->size)
+        f->size = size;
+    size_t off = f->off;
+    const char *why = NULL;
     while (off < f->size) {
         struct hl_raw_chunk c;
         if (f->size - off < sizeof c) {
-            note_damage(st, f, off, "chunk header cut short");
+            why = "chunk header cut short";
             break;
         }
         memcpy(&c, f->map + off, sizeof c);
         if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 || c.thread >= MAX_RAW_THREADS) {
-            note_damage(st, f, off, "damaged chunk header");
+            why = "damaged chunk header";
             break;
         }
         if (c.nbytes > f->size - off - sizeof c) {
-            note_damage(st, f, off, "chunk cut short");
+            why = "chunk cut short";
             break;
         }
         const uint64_t *words = (const uint64_t *)(f->map + off + sizeof c);
+        size_t nw = c.nbytes / 8;
         uint64_t want = c.checksum;
         c.checksum = 0;
         uint64_t got = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &c, sizeof c / 8);
-        got = hl_raw_checksum(got, words, c.nbytes / 8);
+        got = hl_raw_checksum(got, words, nw);
         if (got != want) {
-            note_damage(st, f, off, "chunk checksum mismatch");
+            why = "chunk checksum mismatch";
             break;
         }
-        if (add_chunk(f, c.thread, words, c.nbytes / 8, c.tsc) != 0)
+        if (add_chunk(f, c.thread, words, nw, c.tsc) != 0 || add_knot(f, c.tsc, c.mono_ns) != 0)
             return fail(err, "out of memory");
-        if (c.mono_ns > f->last_mono) {
-            f->last_mono = c.mono_ns;
-            f->last_tsc = c.tsc;
-        }
+        /* A mark closes the chunks flushed by their own thread (raw.h). */
+        if (nw >= 2 && words[nw - 2] == (uint64_t)HL_RAW_MARK << 1 && words[nw - 1] > f->horizon)
+            f->horizon = words[nw - 1];
         off += sizeof c + c.nbytes;
     }
-    return 1;
+    f->off = off;
+    if (why && final) {
+        note_damage(st, f, off, why);
+        f->stopped = 1;
+    }
+    return 0;
 }
+
 
 /* ---- cursors ---- */
 
@@ -230,7 +338,7 @@ static void start_segment(struct cursor *c, uint64_t flush_tsc)
             t1 = q[1];
             break;
         }
-        n++;
+        n += is_event(q[0]);
         q += nw;
     }
     c->seg_tsc = (double)t0;
@@ -285,7 +393,8 @@ static void decode(struct cursor *c, unsigned nw)
 }
 
 /* Decode the cursor's next event record (moving to the next chunk as needed, taking
- * in clock readings).  Returns 0 at the end of the stream.  A record that does not
+ * in clock readings).  Returns 0 at the end of the chunks read so far (more may come
+ * while the program runs: a later call goes on from there) or of the stream.  A record that does not
  * fit its chunk or has an unknown op ends the stream (the chunk passed its checksum,
  * so this means a writer bug); one whose sequence number the thread has passed
  * already is a repeat and is skipped. */
@@ -311,6 +420,10 @@ static int cursor_next(struct cursor *c)
         if (!(c->p[0] & 1) && (c->p[0] >> 1 & 15) == HL_RAW_TIME) {
             start_segment(c, c->t->chunks[c->ci - 1].flush_tsc);
             c->p += 2;
+            continue;
+        }
+        if (!is_event(c->p[0])) { /* a mark: for the tailing reader only */
+            c->p += nw;
             continue;
         }
         c->tsc = c->seg_tsc + c->seg_step * (double)c->seg_k++;
@@ -376,18 +489,59 @@ static struct cursor *heap_pop(struct heap *h)
 /* ---- one process section ---- */
 
 struct section {
+    struct rawfile *f;
     struct hl_writer *w;
     struct hl_slotmap *map;
+    struct heap h;
+    size_t hcap;
+    struct cursor *cur;   /* the cursor with the smallest key, out of the heap */
     uint32_t next_slot;
-    uint64_t start_tsc;
-    double ns_per_tick;
+    uint32_t nthreads;    /* dense thread indices handed out */
+    uint64_t lo_tsc, hi_tsc; /* the knot bracket last used: [lo, hi) (empty at first) */
+    uint64_t base_tsc, base_ns;
+    double rate;          /* nanoseconds per tick in it */
     uint64_t prev_time;
     uint64_t events, unknown;
 };
 
+/* TSC -> nanoseconds since the image started: linear between the file's knots (the
+ * clock pairs of the header and of every chunk), so that each stretch of the run has
+ * the rate measured across it.  A record's TSC is below its own chunk's flush, so
+ * its bracket is known once that chunk is read: times do not depend on when the
+ * finaliser ran. */
+static void find_bracket(struct section *s, uint64_t tsc)
+{
+    const struct knot *k = s->f->knots;
+    size_t n = s->f->nknots, lo = 0, hi = n; /* k[lo].tsc <= tsc < k[hi].tsc (k[n]: inf) */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (k[mid].tsc <= tsc)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const struct knot *a = &k[lo], *b = lo + 1 < n ? &k[lo + 1] : NULL;
+    s->lo_tsc = a->tsc;
+    /* Past the last pair (no record should be: its own chunk's flush is a pair after
+     * it) go on at the last rate, and look again next time: more pairs may come. */
+    s->hi_tsc = b ? b->tsc : a->tsc;
+    if (!b && n >= 2) {
+        a = &k[n - 2];
+        b = &k[n - 1];
+    }
+    s->base_tsc = a->tsc;
+    s->base_ns = a->ns;
+    s->rate = b && b->tsc > a->tsc ? (double)(b->ns - a->ns) / (double)(b->tsc - a->tsc) : 1.0;
+}
+
 static inline uint64_t tick_ns(struct section *s, uint64_t tsc)
 {
-    uint64_t t = tsc > s->start_tsc ? (uint64_t)((double)(tsc - s->start_tsc) * s->ns_per_tick) : 0;
+    uint64_t t = 0;
+    if (tsc > s->f->knots[0].tsc) {
+        if (tsc < s->lo_tsc || tsc >= s->hi_tsc)
+            find_bracket(s, tsc);
+        t = s->base_ns + (uint64_t)((double)(tsc - s->base_tsc) * s->rate);
+    }
     /* Threads read the TSC a little apart from taking their sequence number: keep
      * time non-decreasing in event order. */
     if (t < s->prev_time)
@@ -411,6 +565,9 @@ static int step(struct section *s, struct cursor *c, struct hl_err *err)
 {
     const struct rec *r = &c->r;
     struct hl_event e;
+    /* Dense thread indices in the order of each thread's first record. */
+    if (c->dense == HL_NO_SLOT)
+        c->dense = s->nthreads++;
     e.size = 0;
     e.aux = 0;
     e.slot = HL_NO_SLOT;
@@ -475,104 +632,396 @@ static int step(struct section *s, struct cursor *c, struct hl_err *err)
     return 1;
 }
 
-static int cmp_first_key(const void *a, const void *b)
+/* Put the threads that have records to go (again) into the merge. */
+static int feed(struct section *s, struct hl_finalise_stats *st)
 {
-    const struct cursor *x = *(struct cursor *const *)a, *y = *(struct cursor *const *)b;
-    return x->key < y->key ? -1 : x->key > y->key;
-}
-
-static int write_section(struct rawfile *f, struct hl_writer *w, double ns_per_tick,
-                         struct hl_finalise_stats *st, struct hl_err *err)
-{
-    struct hl_process p;
-    memset(&p, 0, sizeof p);
-    p.pid = f->hdr.pid;
-    p.ppid = f->hdr.ppid;
-    p.page_size = f->hdr.page_size;
-    p.start_realtime_ns = f->hdr.start_realtime_ns;
-    snprintf(p.cmdline, sizeof p.cmdline, "%s", f->hdr.cmdline);
-    snprintf(p.exe, sizeof p.exe, "%s", f->hdr.exe);
-    if (hl_writer_begin_process(w, &p, err) != 0)
-        return -1;
-
-    /* One cursor per thread that wrote anything; dense thread indices in the order
-     * of each thread's first record. */
-    struct cursor *cs = calloc(f->nthr ? f->nthr : 1, sizeof *cs);
-    struct cursor **order = calloc(f->nthr ? f->nthr : 1, sizeof *order);
-    struct heap h = {calloc(f->nthr ? f->nthr : 1, sizeof *h.a), 0};
-    struct section s = {.w = w, .map = hl_slotmap_new(), .start_tsc = f->hdr.start_tsc,
-                        .ns_per_tick = ns_per_tick};
-    int rc = -1;
-    if (!cs || !order || !h.a || !s.map) {
-        fail(err, "out of memory");
-        goto out;
-    }
-    uint32_t n = 0;
+    struct rawfile *f = s->f;
     for (uint32_t i = 0; i < f->nthr; i++) {
-        cs[i].t = &f->thr[i];
-        if (cursor_next(&cs[i]))
-            order[n++] = &cs[i];
-    }
-    qsort(order, n, sizeof *order, cmp_first_key);
-    for (uint32_t i = 0; i < n; i++) {
-        order[i]->dense = i;
-        heap_push(&h, order[i]);
-    }
-    st->threads += n;
-
-    struct cursor *cur = h.n ? heap_pop(&h) : NULL;
-    while (cur) {
-        int r = step(&s, cur, err);
-        if (r < 0)
-            goto out;
-        if (r == 1 && !cursor_next(cur)) {
-            if (cur->bad)
-                note_damage(st, f, (size_t)((const uint8_t *)cur->at - f->map),
+        struct rthread *t = f->thr[i];
+        if (!t || t->state != 0)
+            continue;
+        if (!cursor_next(&t->c)) {
+            if (t->c.bad) {
+                t->state = 2;
+                note_damage(st, f, (size_t)((const uint8_t *)t->c.at - f->map),
                             "malformed record");
-            cur = h.n ? heap_pop(&h) : NULL;
+            }
             continue;
         }
-        if (h.n && h.a[0]->key < cur->key) {
-            heap_push(&h, cur);
-            cur = heap_pop(&h);
+        if (s->h.n + 1 > s->hcap) {
+            size_t cap = s->hcap ? s->hcap * 2 : 8;
+            struct cursor **a = realloc(s->h.a, cap * sizeof *a);
+            if (!a)
+                return -1;
+            s->h.a = a;
+            s->hcap = cap;
+        }
+        t->state = 1;
+        heap_push(&s->h, &t->c);
+    }
+    return 0;
+}
+
+/* Write the events whose keys are below limit, in key order. */
+static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st,
+                 struct hl_err *err)
+{
+    struct cursor *cur = s->cur;
+    if (cur && s->h.n && s->h.a[0]->key < cur->key) {
+        heap_push(&s->h, cur); /* fed cursors may come first */
+        cur = heap_pop(&s->h);
+    }
+    for (;;) {
+        if (!cur) {
+            if (!s->h.n)
+                break;
+            cur = heap_pop(&s->h);
+        }
+        if (cur->key >= limit)
+            break;
+        int r = step(s, cur, err);
+        if (r < 0) {
+            s->cur = cur;
+            return -1;
+        }
+        if (r == 1 && !cursor_next(cur)) {
+            struct rthread *t = (struct rthread *)cur->t;
+            t->state = 0; /* until its next chunk */
+            if (cur->bad) {
+                t->state = 2;
+                note_damage(st, s->f, (size_t)((const uint8_t *)cur->at - s->f->map),
+                            "malformed record");
+            }
+            cur = NULL;
+            continue;
+        }
+        if (s->h.n && s->h.a[0]->key < cur->key) {
+            heap_push(&s->h, cur);
+            cur = heap_pop(&s->h);
         }
     }
-    if (hl_writer_end_process(w, err) != 0)
-        goto out;
-    st->processes++;
-    st->events += s.events;
-    st->unknown += s.unknown;
-    rc = 0;
-out:
-    if (s.map)
-        hl_slotmap_free(s.map);
-    free(h.a);
-    free(order);
-    free(cs);
+    s->cur = cur;
+    return 0;
+}
+
+/* ---- the finaliser ---- */
+
+struct hl_finaliser {
+    char *dir, *out;
+    struct rawfile **fs;
+    size_t n, cap;
+    struct hl_writer *w;
+    struct section sec;     /* the section being written: sec.f, or none */
+    struct hl_finalise_stats st;
+    int failed;
+    struct hl_err err;      /* the error, once failed */
+};
+
+struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct hl_err *err)
+{
+    struct hl_finaliser *fz = calloc(1, sizeof *fz);
+    if (fz) {
+        fz->dir = strdup(dir);
+        fz->out = strdup(out);
+    }
+    if (!fz || !fz->dir || !fz->out) {
+        if (fz) {
+            free(fz->dir);
+            free(fz->out);
+        }
+        free(fz);
+        fail(err, "out of memory");
+        return NULL;
+    }
+    return fz;
+}
+
+static uint64_t mono_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Pick up raw files that appeared since the last look. */
+static int list_files(struct hl_finaliser *fz, struct hl_err *err)
+{
+    DIR *d = opendir(fz->dir);
+    if (!d)
+        return fail(err, "%s: %s", fz->dir, strerror(errno));
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 7 || strcmp(de->d_name + len - 6, ".hlraw") != 0)
+            continue;
+        char *path;
+        if (asprintf(&path, "%s/%s", fz->dir, de->d_name) < 0) {
+            rc = fail(err, "out of memory");
+            break;
+        }
+        int known = 0;
+        for (size_t i = 0; i < fz->n && !known; i++)
+            known = strcmp(fz->fs[i]->path, path) == 0;
+        if (known) {
+            free(path);
+            continue;
+        }
+        if (fz->n == fz->cap) {
+            size_t cap = fz->cap ? fz->cap * 2 : 16;
+            struct rawfile **nf = realloc(fz->fs, cap * sizeof *nf);
+            if (!nf) {
+                free(path);
+                rc = fail(err, "out of memory");
+                break;
+            }
+            fz->fs = nf;
+            fz->cap = cap;
+        }
+        struct rawfile *f = calloc(1, sizeof *f);
+        if (!f) {
+            free(path);
+            rc = fail(err, "out of memory");
+            break;
+        }
+        f->path = path;
+        f->fd = -1;
+        fz->fs[fz->n++] = f;
+    }
+    closedir(d);
     return rc;
 }
 
-/* ---- the whole capture ---- */
-
-static int cmp_start(const void *a, const void *b)
+/* Sections go in the order their images started (pid breaks a tie). */
+static int starts_before(const struct rawfile *x, const struct rawfile *y)
 {
-    const struct rawfile *x = a, *y = b;
-    if (x->hdr.start_mono_ns != y->hdr.start_mono_ns)
-        return x->hdr.start_mono_ns < y->hdr.start_mono_ns ? -1 : 1;
-    return x->hdr.pid < y->hdr.pid ? -1 : x->hdr.pid > y->hdr.pid;
+    if (x->h.start_mono_ns != y->h.start_mono_ns)
+        return x->h.start_mono_ns < y->h.start_mono_ns;
+    return x->h.pid < y->h.pid;
 }
 
-static void free_files(struct rawfile *fs, size_t n)
+/* Is the process image of f over, so that its file will not grow any more?  It is if
+ * a later image of the same pid exists (an exec, or the pid used again after its
+ * death), or the process is gone or a zombie with no thread left.  "Not sure" counts
+ * as running: the section then just waits for the finish. */
+static int image_over(struct hl_finaliser *fz, const struct rawfile *f)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (fs[i].map)
-            munmap((void *)fs[i].map, fs[i].size);
-        for (uint32_t t = 0; t < fs[i].nthr; t++)
-            free(fs[i].thr[t].chunks);
-        free(fs[i].thr);
-        free(fs[i].path);
+    for (size_t i = 0; i < fz->n; i++) {
+        const struct rawfile *g = fz->fs[i];
+        if (g != f && g->hdr == 1 && g->h.pid == f->h.pid &&
+            g->h.start_mono_ns > f->h.start_mono_ns)
+            return 1;
     }
-    free(fs);
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%u/stat", f->h.pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT;
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (k <= 0)
+        return 0;
+    buf[k] = 0;
+    /* "pid (comm) state ... num_threads": comm may hold anything, so from its end. */
+    const char *p = strrchr(buf, ')');
+    if (!p || (p[2] != 'Z' && p[2] != 'X'))
+        return 0;
+    /* A zombie leader may still have live threads (it left by pthread_exit). */
+    snprintf(path, sizeof path, "/proc/%u/task", f->h.pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 1;
+    struct dirent *de;
+    int others = 0;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.' && (unsigned)atoi(de->d_name) != f->h.pid)
+            others = 1;
+    closedir(d);
+    return !others;
+}
+
+static void section_free(struct section *s)
+{
+    hl_slotmap_free(s->map);
+    free(s->h.a);
+    memset(s, 0, sizeof *s);
+}
+
+static int section_begin(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
+{
+    if (!fz->w) {
+        fz->w = hl_writer_open(fz->out, err);
+        if (!fz->w)
+            return -1;
+    }
+    struct hl_process p;
+    memset(&p, 0, sizeof p);
+    p.pid = f->h.pid;
+    p.ppid = f->h.ppid;
+    p.page_size = f->h.page_size;
+    p.start_realtime_ns = f->h.start_realtime_ns;
+    snprintf(p.cmdline, sizeof p.cmdline, "%s", f->h.cmdline);
+    snprintf(p.exe, sizeof p.exe, "%s", f->h.exe);
+    if (hl_writer_begin_process(fz->w, &p, err) != 0)
+        return -1;
+    struct section *s = &fz->sec;
+    memset(s, 0, sizeof *s);
+    s->f = f;
+    s->w = fz->w;
+    s->map = hl_slotmap_new();
+    if (!s->map)
+        return fail(err, "out of memory");
+    return 0;
+}
+
+static int section_end(struct hl_finaliser *fz, struct hl_err *err)
+{
+    struct section *s = &fz->sec;
+    if (hl_writer_end_process(fz->w, err) != 0)
+        return -1;
+    fz->st.processes++;
+    fz->st.threads += s->nthreads;
+    fz->st.events += s->events;
+    fz->st.unknown += s->unknown;
+    s->f->done = 1;
+    section_free(s);
+    return 0;
+}
+
+/* Do what can be done.  final: every process has stopped writing. */
+static int advance(struct hl_finaliser *fz, int final, struct hl_err *err)
+{
+    uint64_t t0 = mono_now();
+    if (list_files(fz, err) != 0)
+        return -1;
+    int pending = 0;
+    for (size_t i = 0; i < fz->n; i++) {
+        struct rawfile *f = fz->fs[i];
+        if (f->hdr != 0)
+            continue;
+        int r = read_header(f, final, &fz->st, err);
+        if (r == -2)
+            return -1;
+        if (r == 0)
+            pending = 1;
+        else if (r < 0) {
+            f->hdr = -1;
+            f->done = 1;
+            fz->st.damaged += f->damaged;
+        } else {
+            f->hdr = 1;
+        }
+    }
+    for (;;) {
+        struct section *s = &fz->sec;
+        if (!s->f) {
+            /* The next section: the earliest image not written yet, once no file can
+             * still appear that started before it. */
+            struct rawfile *next = NULL;
+            for (size_t i = 0; i < fz->n; i++) {
+                struct rawfile *f = fz->fs[i];
+                if (f->hdr == 1 && !f->done && (!next || starts_before(f, next)))
+                    next = f;
+            }
+            if (!next || (!final && (pending || next->h.start_mono_ns >= t0)))
+                return 0;
+            if (section_begin(fz, next, err) != 0)
+                return -1;
+        }
+        struct rawfile *f = s->f;
+        int over = final || image_over(fz, f);
+        if (scan_more(f, over, &fz->st, err) != 0 || feed(s, &fz->st) != 0)
+            return -1;
+        if (merge(s, over ? UINT64_MAX : f->horizon, &fz->st, err) != 0)
+            return -1;
+        if (!over)
+            return 0;
+        fz->st.damaged += f->damaged;
+        if (section_end(fz, err) != 0)
+            return -1;
+    }
+}
+
+int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err)
+{
+    if (fz->failed) {
+        *err = fz->err;
+        return -1;
+    }
+    if (advance(fz, 0, &fz->err) != 0) {
+        fz->failed = 1;
+        *err = fz->err;
+        return -1;
+    }
+    return 0;
+}
+
+static void free_files(struct hl_finaliser *fz)
+{
+    for (size_t i = 0; i < fz->n; i++) {
+        struct rawfile *f = fz->fs[i];
+        if (f->map)
+            munmap((void *)f->map, f->maplen);
+        if (f->fd >= 0)
+            close(f->fd);
+        for (uint32_t t = 0; t < f->nthr; t++)
+            if (f->thr[t]) {
+                free(f->thr[t]->chunks);
+                free(f->thr[t]);
+            }
+        free(f->thr);
+        free(f->knots);
+        free(f->path);
+        free(f);
+    }
+    free(fz->fs);
+}
+
+static void finaliser_free(struct hl_finaliser *fz)
+{
+    section_free(&fz->sec);
+    free_files(fz);
+    free(fz->dir);
+    free(fz->out);
+    free(fz);
+}
+
+void hl_finaliser_abort(struct hl_finaliser *fz)
+{
+    if (!fz)
+        return;
+    hl_writer_abort(fz->w);
+    finaliser_free(fz);
+}
+
+int hl_finaliser_finish(struct hl_finaliser *fz, struct hl_finalise_stats *st,
+                        struct hl_err *err)
+{
+    int rc = -1;
+    if (fz->failed) {
+        *err = fz->err;
+        goto out;
+    }
+    if (advance(fz, 1, err) != 0)
+        goto out;
+    if (!fz->w) {
+        fail(err, "%s: no recording found (the program never started recording)", fz->dir);
+        goto out;
+    }
+    struct hl_writer *w = fz->w;
+    fz->w = NULL;
+    if (hl_writer_close(w, err) != 0)
+        goto out;
+    struct stat sb;
+    if (stat(fz->out, &sb) == 0)
+        fz->st.trace_bytes = (uint64_t)sb.st_size;
+    for (size_t i = 0; i < fz->n; i++)
+        fz->st.raw_bytes += fz->fs[i]->size;
+    rc = 0;
+out:
+    *st = fz->st;
+    hl_finaliser_abort(fz);
+    return rc;
 }
 
 int hl_finalise(const char *dir, const char *out, struct hl_finalise_stats *st,
@@ -582,78 +1031,9 @@ int hl_finalise(const char *dir, const char *out, struct hl_finalise_stats *st,
     DIR *d = opendir(dir);
     if (!d)
         return fail(err, "%s: %s", dir, strerror(errno));
-    struct rawfile *fs = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    int rc = -1;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (len < 7 || strcmp(de->d_name + len - 6, ".hlraw") != 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            struct rawfile *nf = realloc(fs, cap * sizeof *nf);
-            if (!nf) {
-                fail(err, "out of memory");
-                goto out;
-            }
-            fs = nf;
-        }
-        memset(&fs[n], 0, sizeof fs[n]);
-        if (asprintf(&fs[n].path, "%s/%s", dir, de->d_name) < 0) {
-            fs[n].path = NULL;
-            fail(err, "out of memory");
-            goto out;
-        }
-        n++;
-        int r = scan_file(&fs[n - 1], st, err);
-        if (r < 0)
-            goto out;
-        if (r == 0) { /* unusable: drop it */
-            n--;
-            st->damaged += fs[n].damaged;
-            if (fs[n].map)
-                munmap((void *)fs[n].map, fs[n].size);
-            free(fs[n].path);
-        }
-    }
-    if (n == 0) {
-        fail(err, "%s: no recording found (the program never started recording)", dir);
-        goto out;
-    }
-    qsort(fs, n, sizeof *fs, cmp_start);
-
-    /* The TSC rate, from the widest (TSC, monotonic) span of any file: all processes
-     * of one recording run on one machine with one TSC. */
-    double ns_per_tick = 1.0;
-    uint64_t best = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t dm = fs[i].last_mono - fs[i].hdr.start_mono_ns;
-        uint64_t dt = fs[i].last_tsc - fs[i].hdr.start_tsc;
-        if (dm > best && dt > 0 && fs[i].last_tsc > fs[i].hdr.start_tsc) {
-            best = dm;
-            ns_per_tick = (double)dm / (double)dt;
-        }
-    }
-
-    struct hl_writer *w = hl_writer_open(out, err);
-    if (!w)
-        goto out;
-    for (size_t i = 0; i < n; i++)
-        if (write_section(&fs[i], w, ns_per_tick, st, err) != 0) {
-            hl_writer_abort(w);
-            goto out;
-        }
-    for (size_t i = 0; i < n; i++)
-        st->damaged += fs[i].damaged;
-    if (hl_writer_close(w, err) != 0)
-        goto out;
-    struct stat sb;
-    if (stat(out, &sb) == 0)
-        st->trace_bytes = (uint64_t)sb.st_size;
-    rc = 0;
-out:
     closedir(d);
-    free_files(fs, n);
-    return rc;
+    struct hl_finaliser *fz = hl_finaliser_new(dir, out, err);
+    if (!fz)
+        return -1;
+    return hl_finaliser_finish(fz, st, err);
 }

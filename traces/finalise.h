@@ -7,8 +7,15 @@
  * sequence numbers (one pass, a heap over the threads: O(events log threads)),
  * addresses become dense slots (hl_slotmap), frees of addresses never seen allocated
  * or already freed become HL_EV_UNKNOWN, and TSC readings become nanoseconds since
- * the image started.  A raw file cut short or damaged (a killed process, a full disk)
- * is read up to its last complete chunk and reported in the stats.
+ * the image started (piecewise linear between the (TSC, monotonic clock) pairs of the
+ * file's header and chunks).  A raw file cut short or damaged (a killed process, a
+ * full disk) is read up to its last complete chunk and reported in the stats.
+ *
+ * The work can be done while the program still runs (hl_finaliser_poll, called by
+ * `heaplab record` while it waits), so that little is left when it exits: the raw
+ * files are tailed as chunks are appended, and events are merged up to the horizon
+ * the chunks' marks guarantee complete (raw.h, HL_RAW_MARK).  The result is the same
+ * trace, byte for byte, as finalising the finished capture in one go.
  */
 #ifndef HEAPLAB_FINALISE_H
 #define HEAPLAB_FINALISE_H
@@ -32,5 +39,19 @@ struct hl_finalise_stats {
  * failure leaves no file under `out`).  Returns 0, or -1 with err set. */
 int hl_finalise(const char *dir, const char *out, struct hl_finalise_stats *st,
                 struct hl_err *err);
+
+/* The same in steps, while the capture is still being written. */
+struct hl_finaliser;
+/* Nothing is read or created yet.  NULL (err set) only when out of memory. */
+struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct hl_err *err);
+/* Finalise what the files written so far allow.  Never waits.  Returns 0, or -1 with
+ * err set (the same error hl_finaliser_finish will then report). */
+int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err);
+/* Every process has stopped writing: finalise the rest and close the trace.  Returns
+ * 0, or -1 with err set (no trace left under `out`).  Always frees fz. */
+int hl_finaliser_finish(struct hl_finaliser *fz, struct hl_finalise_stats *st,
+                        struct hl_err *err);
+/* Give up: remove what was written and free fz. */
+void hl_finaliser_abort(struct hl_finaliser *fz);
 
 #endif

@@ -97,6 +97,8 @@ struct tstate {
     int dtor_rounds;     /* pthread key destructor calls so far */
     int dead;            /* past its last destructor round: record nowhere */
     uint32_t gen;        /* odd while the buffer is being flushed (see flush_others) */
+    uint64_t lo;         /* at most the first sequence number in the buffer, UINT64_MAX
+                            when it has none (see horizon) */
     uint64_t scratch[8]; /* records go here while recording is off */
 };
 
@@ -126,6 +128,7 @@ static char g_env_dir[PATH_MAX + 32];      /* "HEAPLAB_CAPTURE_DIR=<dir>" */
 #define MAX_REGISTERED 1024
 static struct tstate *g_reg[MAX_REGISTERED];
 static int g_reg_lock;
+static int g_reg_full;              /* a thread found no room: no horizon any more */
 
 /* ---- small helpers that do not allocate ---- */
 
@@ -341,6 +344,38 @@ static int raw_fd_ok(void)
 /* A clock reading (HL_RAW_TIME) every this many words, about 30 records: the soft end
  * t->end stops the fast path there, so the reading costs the fast path nothing. */
 #define TIME_EVERY_WORDS 64
+/* Room kept at the end of every buffer for the chunk's mark (raw.h). */
+#define MARK_WORDS 2
+
+static void reg_lock(void);
+static void reg_unlock(void);
+
+/* The chunk's mark (raw.h): every record of the process numbered below the result is
+ * in this chunk or already in the file.  With one thread that is the next number.
+ * With several it is also below the first record of any other thread's buffer: each
+ * thread stores a lower bound of it (lo, seq_cst) before taking its first number,
+ * and clears it only after its chunk is written.  Reading the counter before the lo
+ * values (seq_cst) makes a thread that starts a buffer meanwhile take a number
+ * above the counter read; one that registers meanwhile does so after the scan. */
+static uint64_t horizon(struct tstate *self)
+{
+    if (!__atomic_load_n(&g_multi, __ATOMIC_SEQ_CST))
+        return __atomic_load_n(&g_seq, __ATOMIC_RELAXED);
+    reg_lock();
+    uint64_t h = __atomic_load_n(&g_seq, __ATOMIC_SEQ_CST);
+    for (size_t i = 0; i < MAX_REGISTERED; i++) {
+        struct tstate *t = g_reg[i];
+        if (t && t != self) {
+            uint64_t lo = __atomic_load_n(&t->lo, __ATOMIC_SEQ_CST);
+            if (lo < h)
+                h = lo;
+        }
+    }
+    if (__atomic_load_n(&g_reg_full, __ATOMIC_RELAXED))
+        h = 0;
+    reg_unlock();
+    return h;
+}
 
 /* Write the buffer as one chunk (or drop it if recording stopped: a fork child that
  * could not open its file) and start it over. */
@@ -350,11 +385,14 @@ static void flush(struct tstate *t)
         return;
     int saved = errno;
     struct hl_raw_chunk *c = (struct hl_raw_chunk *)(t->buf - CHUNK_WORDS);
-    size_t nwords = (size_t)(t->pos - t->buf);
+    /* The mark goes past pos: flush_others never copies it. */
+    t->pos[0] = (uint64_t)HL_RAW_MARK << 1;
+    t->pos[1] = horizon(t);
+    size_t nwords = (size_t)(t->pos - t->buf) + MARK_WORDS;
     c->magic = HL_RAW_CHUNK_MAGIC;
     c->thread = t->thread;
     c->nbytes = (uint32_t)(nwords * 8);
-    c->nrecords = t->nrec;
+    c->nrecords = t->nrec + 1;
     c->tsc = read_tsc();
     c->mono_ns = clock_ns(CLOCK_MONOTONIC);
     c->checksum = 0;
@@ -369,6 +407,7 @@ static void flush(struct tstate *t)
     t->nrec = 0;
     t->last_seq = 0;
     t->last_ptr = 0;
+    __atomic_store_n(&t->lo, UINT64_MAX, __ATOMIC_SEQ_CST); /* written: holds nothing back */
     __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE);
     errno = saved;
 }
@@ -387,11 +426,13 @@ static void reg_unlock(void)
 static void reg_add(struct tstate *t)
 {
     reg_lock();
-    for (size_t i = 0; i < MAX_REGISTERED; i++)
-        if (!g_reg[i]) {
-            g_reg[i] = t;
-            break;
-        }
+    size_t i = 0;
+    while (i < MAX_REGISTERED && g_reg[i])
+        i++;
+    if (i < MAX_REGISTERED)
+        g_reg[i] = t;
+    else
+        __atomic_store_n(&g_reg_full, 1, __ATOMIC_RELAXED);
     reg_unlock();
 }
 
@@ -471,7 +512,7 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
         if (m != MAP_FAILED) {
             t->buf = (uint64_t *)m + CHUNK_WORDS;
             t->pos = t->buf;
-            t->hard = (uint64_t *)m + g_bufbytes / 8;
+            t->hard = (uint64_t *)m + g_bufbytes / 8 - MARK_WORDS;
             t->nrec = 0;
             t->last_seq = 0;
             t->last_ptr = 0;
@@ -487,6 +528,10 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
         }
     }
     if (t->buf) {
+        /* A fresh buffer: publish a lower bound of the number its first record takes
+         * (taken after this returns: every caller reserves before numbering). */
+        if (t->pos == t->buf)
+            __atomic_store_n(&t->lo, __atomic_load_n(&g_seq, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
         t->pos[0] = HL_RAW_TIME << 1;
         t->pos[1] = read_tsc();
         t->pos += 2;
@@ -576,7 +621,9 @@ static void atfork_child(void)
             g_reg[i] = NULL;
     if (!g_on)
         return;
+    g_reg_full = 0;
     /* The copy of the parent's unflushed records is the parent's to write. */
+    t->lo = UINT64_MAX;
     if (t->buf) {
         t->pos = t->end = t->buf;
         t->nrec = 0;
@@ -790,14 +837,14 @@ static void *boot_realloc(void *old, size_t n)
     return p;
 }
 
-/* w0(seq after) new seq-before old [nmemb] [size] */
-static void record_realloc(struct tstate *t, unsigned op, uint64_t s0, void *old, void *p,
-                           size_t size, size_t nmemb, size_t total)
+/* w0(seq after) new seq-before old [nmemb] [size], into w (reserved before s0 was
+ * taken, so that a horizon never passes s0 while the record is not written). */
+static void record_realloc(struct tstate *t, uint64_t *w, unsigned op, uint64_t s0, void *old,
+                           void *p, size_t size, size_t nmemb, size_t total)
 {
     unsigned flags = 0;
     if (!p)
         flags = old && total == 0 ? HL_RAWF_FREED : HL_RAWF_FAILED;
-    uint64_t *w = reserve(t, 6);
     uint64_t s1 = next_seq();
     t->last_seq = s1;
     t->last_ptr = (uintptr_t)p;
@@ -823,9 +870,10 @@ EXPORT void *realloc(void *old, size_t n)
         return old ? NULL : boot_alloc(n, 16);
     }
     t->guard = 1;
+    uint64_t *w = reserve(t, 6);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = real.realloc(old, n);
-    record_realloc(t, HL_RAW_REALLOC, s0, old, p, n, 0, n);
+    record_realloc(t, w, HL_RAW_REALLOC, s0, old, p, n, 0, n);
     t->guard = 0;
     return p;
 }
@@ -861,9 +909,10 @@ EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
         return old || total == SIZE_MAX ? NULL : boot_alloc(total, 16);
     }
     t->guard = 1;
+    uint64_t *w = reserve(t, 6);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = do_reallocarray(old, nmemb, size);
-    record_realloc(t, HL_RAW_REALLOCARRAY, s0, old, p, size, nmemb, total);
+    record_realloc(t, w, HL_RAW_REALLOCARRAY, s0, old, p, size, nmemb, total);
     t->guard = 0;
     return p;
 }

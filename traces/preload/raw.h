@@ -68,9 +68,18 @@
  * running (its own bootstrap before dlsym has resolved, calls made from inside the
  * real allocator).
  *
+ *   HL_RAW_MARK (2 words: w0 = HL_RAW_MARK << 1, w1 = horizon) ends every chunk a
+ *   thread flushes itself (not the copies written for other threads at exit): every
+ *   record of the process whose sequence number is below the horizon is in this chunk
+ *   or earlier in the file.  It lets the finaliser merge the threads while the program
+ *   still runs.  With one thread the horizon is the next sequence number; with
+ *   several, the smallest first sequence number of any other thread's unflushed
+ *   records (each thread publishes a lower bound for it when it starts a buffer).
+ *
  * CLOCK: the header holds a (TSC, CLOCK_MONOTONIC) pair taken when the image started,
- * every chunk header another taken when it was flushed; the finaliser derives the TSC
- * rate from the widest pair and converts TSC readings to nanoseconds since the start.
+ * every chunk header another taken when it was flushed; the finaliser converts TSC
+ * readings to nanoseconds since the start linearly between the pairs (in file order,
+ * those whose TSC is above all before them), each stretch at its own measured rate.
  */
 #ifndef HEAPLAB_RAW_H
 #define HEAPLAB_RAW_H
@@ -79,7 +88,8 @@
 #include <stdint.h>
 
 #define HL_RAW_MAGIC "HLRAW01\n"
-#define HL_RAW_VERSION 1u
+#define HL_RAW_VERSION 2u     /* 2 added HL_RAW_MARK */
+#define HL_RAW_MIN_VERSION 1u /* the oldest a finaliser reads */
 #define HL_RAW_CHUNK_MAGIC 0x4b43524cu /* "LRCK" */
 
 /* Record ops: the same numbers as enum hl_op in trace.h. */
@@ -94,6 +104,7 @@ enum {
     HL_RAW_VALLOC = 8,
     HL_RAW_PVALLOC = 9,
     HL_RAW_REALLOCARRAY = 10,
+    HL_RAW_MARK = 14, /* the horizon, at the end of a chunk: not an event */
     HL_RAW_TIME = 15, /* a clock reading, not an event */
 };
 
@@ -108,13 +119,13 @@ enum {
 /* Words in a record whose first word is w0, 0 for an unknown op. */
 static inline unsigned hl_raw_record_words(uint64_t w0)
 {
-    static const unsigned char words[16] = {0, 2, 3, 4, 2, 3, 3, 3, 2, 2, 5, 0, 0, 0, 0, 2};
+    static const unsigned char words[16] = {0, 2, 3, 4, 2, 3, 3, 3, 2, 2, 5, 0, 0, 0, 2, 2};
     if (w0 & 1)
         return 1;
     unsigned op = (unsigned)(w0 >> 1 & 15);
     if (!words[op])
         return 0;
-    return words[op] + (op != HL_RAW_TIME && (w0 >> 8 & 0xffff) == HL_RAW_SIZE_BIG);
+    return words[op] + (op < HL_RAW_MARK && (w0 >> 8 & 0xffff) == HL_RAW_SIZE_BIG);
 }
 
 /* Short record fields. */
