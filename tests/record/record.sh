@@ -198,4 +198,36 @@ eq "pipeline: every process recorded (shell, seq, sort, head, tr and forks)" \
 eq "pipeline: frees never exceed allocations in any process" \
     "$(sj "$T/pipe.hlt" 'all(p["frees"] - p["unknown_frees"] <= p["allocations"] for p in j["process_list"])')" True
 
+
+# ---- finalised while the program runs: the same trace as finalising afterwards ----
+# (small buffers, so that many chunks arrive while heaplab is still waiting)
+PYTHONMALLOC=malloc "$H" record -q --buffer 16k --capture-dir "$T/live1" -o "$T/live1.hlt" -- \
+    python3 -c 'x = [str(i) * 2 for i in range(300000)]; del x; print("ok")' >/dev/null
+"$H" record -q --from-capture "$T/live1" -o "$T/after1.hlt"
+ok "python3: the trace finalised while it ran is the one finalised afterwards" \
+    cmp "$T/live1.hlt" "$T/after1.hlt"
+PYTHONMALLOC=malloc "$H" record -q --buffer 8k --capture-dir "$T/live2" -o "$T/live2.hlt" -- \
+    python3 -c '
+import threading
+def work(n):
+    keep = []
+    for i in range(n):
+        keep.append([str(j) for j in range(20)])
+        if len(keep) > 50:
+            keep.pop(0)
+ts = [threading.Thread(target=work, args=(6000,)) for _ in range(3)]
+for t in ts: t.start()
+work(3000)
+for t in ts: t.join()
+'
+"$H" record -q --from-capture "$T/live2" -o "$T/live2b.hlt"
+ok "python3 threads: the trace finalised while it ran is the one finalised afterwards" \
+    cmp "$T/live2.hlt" "$T/live2b.hlt"
+eq "python3 threads: four threads recorded, frees never exceed allocations" \
+    "$(sj "$T/live2.hlt" '(max(p["threads"] for p in j["process_list"]), all(p["frees"] - p["unknown_frees"] <= p["allocations"] for p in j["process_list"]))')" "(4, True)"
+"$H" record -q --buffer 4k --capture-dir "$T/live3" -o "$T/live3.hlt" -- "$B/rec-forker" exec
+"$H" record -q --from-capture "$T/live3" -o "$T/live3b.hlt"
+ok "fork + exec: the trace finalised while it ran is the one finalised afterwards" \
+    cmp "$T/live3.hlt" "$T/live3b.hlt"
+
 done_testing
