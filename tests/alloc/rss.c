@@ -4,8 +4,7 @@
  * by most of what was allocated, first without help and then after malloc_trim(0).
  * The pointer table lives in its own mmap, touched before the first measurement, so the
  * figures are the allocator's alone.  Blocks are freed every other one first (the worst
- * order for giving pages back), or in allocation order with "sequential" (the variants'
- * first-fit list makes isolated frees O(n)).
+ * order for giving pages back), or in allocation order with "sequential".
  * Usage: rss LIBRARY.so [MiB] [sequential]
  */
 #include <malloc.h>
