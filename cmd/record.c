@@ -153,9 +153,18 @@ static char *default_output(const char *prog)
     return out;
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 /* Finalise the capture in dir into out (what fz has not done yet, if given) and print
- * the summary line.  Returns 0 / -1. */
-static int finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet)
+ * the summary line; exited: when the program exited (then the line says how long
+ * finalising took after that), 0 if not run.  Returns 0 / -1. */
+static int finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
+                    double exited)
 {
     struct hl_finalise_stats st;
     struct hl_err err;
@@ -167,14 +176,16 @@ static int finalise(struct hl_finaliser *fz, const char *dir, const char *out, i
     if (st.damaged)
         hl_warn("%s", st.damage);
     if (!quiet) {
-        char b[32];
+        char b[32], after[64] = "";
+        if (exited > 0)
+            snprintf(after, sizeof after, ", finished %.3f s after the program", now_s() - exited);
         fprintf(stderr,
-                "heaplab: %s: %u process%s, %llu thread%s, %llu events, %s (%.2f bytes/event)\n",
+                "heaplab: %s: %u process%s, %llu thread%s, %llu events, %s (%.2f bytes/event)%s\n",
                 out, st.processes, st.processes == 1 ? "" : "es",
                 (unsigned long long)st.threads, st.threads == 1 ? "" : "s",
                 (unsigned long long)st.events,
                 hl_fmt_bytes(b, sizeof b, (double)st.trace_bytes),
-                st.events ? (double)st.trace_bytes / (double)st.events : 0.0);
+                st.events ? (double)st.trace_bytes / (double)st.events : 0.0, after);
     }
     return 0;
 }
@@ -212,7 +223,7 @@ int cmd_record(int argc, char **argv)
             hl_usage_die("record: --from-capture takes no program");
         if (!output)
             hl_usage_die("record: --from-capture needs -o FILE");
-        return finalise(NULL, from, output, quiet) == 0 ? 0 : 1;
+        return finalise(NULL, from, output, quiet, 0) == 0 ? 0 : 1;
     }
     if (i >= argc)
         hl_usage_die("record: no program given (heaplab record -- PROGRAM [ARGS...])");
@@ -372,6 +383,7 @@ int cmd_record(int argc, char **argv)
         ppoll(NULL, 0, &tick, &poll_mask);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
+    double exited = now_s();
     int code = status_code(status);
 
     int r;
@@ -381,7 +393,7 @@ int cmd_record(int argc, char **argv)
         hl_finaliser_abort(fz);
         r = -1;
     } else {
-        r = finalise(fz, dir, out, quiet);
+        r = finalise(fz, dir, out, quiet, exited);
     }
     if (!capture)
         remove_capture(dir);
