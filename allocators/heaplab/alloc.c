@@ -150,18 +150,18 @@ static inline void tbin_grow(unsigned cls, struct hlm_tbin *b)
         b->max = b->max * 2 < tbin_max[cls] ? b->max * 2 : tbin_max[cls];
 }
 
-static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep)
+static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep, int shard)
 {
     void *chain = b->head, **cut = &b->head;
     for (uint32_t i = 0; i < keep && *cut; i++)
         cut = (void **)*cut;
     chain = *cut;
     *cut = NULL;
-    b->count = keep < b->count ? keep : b->count;
     if (chain) {
-        hlm_central_give(cls, chain);
+        hlm_central_give(cls, chain, b->count - keep, shard);
         hlm_stat_add(flushes, 1);
     }
+    b->count = keep < b->count ? keep : b->count;
 }
 
 /* Scavenge: every HLM_TC_GC_EVERY refills and flushes, or when the cache holds more than
@@ -176,7 +176,7 @@ static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
         struct hlm_tbin *b = &tc->bins[c];
         if (c == busy || !b->head)
             continue;
-        tbin_flush(c, b, b->count / 2);
+        tbin_flush(c, b, b->count / 2, -1);
         b->max = b->max / 2 > HLM_TBIN_START ? b->max / 2 : (tbin_max[c] < HLM_TBIN_START ? tbin_max[c] : HLM_TBIN_START);
     }
 }
@@ -194,7 +194,7 @@ static void tcache_flush_all(struct hlm_tcache *tc)
 {
     for (unsigned c = 1; c < HLM_NCLASSES; c++)
         if (tc->bins[c].head)
-            tbin_flush(c, &tc->bins[c], 0);
+            tbin_flush(c, &tc->bins[c], 0, -1);
 }
 
 static void tcache_exit(void *arg)
@@ -244,13 +244,16 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
             if (!got)
                 goto nomem;
             b->head = *(void **)p;
-            b->count = got - 1;
+            b->count = got - 1;   /* a remote stack may exceed max: the next free flushes */
             tc->nmalloc++;
             hlm_stat_add(refills, 1);
             return p;
         }
-        if (!hlm_central_take(0, cls, &p, 1))
+        unsigned got = hlm_central_take(0, cls, &p, 1);
+        if (!got)
             goto nomem;
+        if (got > 1)   /* a whole remote stack came: keep one */
+            hlm_central_give(cls, *(void **)p, got - 1, -1);
         count_call(false);
         return p;
     }
@@ -274,7 +277,7 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
         struct hlm_tbin *b = &tc->bins[cls];
         if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
             tcache_gc(tc, cls);
-        tbin_flush(cls, b, b->max / 2);
+        tbin_flush(cls, b, b->max / 2, (int)tc->shard);
         tbin_grow(cls, b);
         *(void **)p = b->head;
         b->head = p;
@@ -282,7 +285,7 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
         tc->nfree++;
     } else {
         *(void **)p = NULL;
-        hlm_central_give(cls, p);
+        hlm_central_give(cls, p, 1, -1);
         count_call(true);
     }
     errno = saved;
@@ -378,6 +381,7 @@ int hlm_trim(size_t pad)
     struct hlm_tcache *tc = tc_self;
     if (tc)
         tcache_flush_all(tc);
+    hlm_central_drain();
     hlm_lock(&hlm_tag_lock);
     int r = hlm_tag_trim(pad);
     hlm_unlock(&hlm_tag_lock);

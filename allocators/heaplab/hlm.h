@@ -311,7 +311,9 @@ struct hlm_tcache {
 extern hlm_lock_t hlm_pages_lock;
 void hlm_small_init(void);
 unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned want); /* 0: OOM */
-void hlm_central_give(unsigned cls, void *chain);                      /* NULL-terminated */
+/* chain: NULL-terminated, count objects; from_shard: the giving thread's shard, or -1. */
+void hlm_central_give(unsigned cls, void *chain, unsigned count, int from_shard);
+void hlm_central_drain(void);
 int hlm_pages_trim(void);
 void hlm_small_info(size_t *mapped, size_t *free_bytes);
 void hlm_small_dump(int fd) __attribute__((weak));   /* absent from the variants */

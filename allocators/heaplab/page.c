@@ -22,9 +22,17 @@ uint8_t hlm_class16[2048 / 16 + 1];
 uint8_t hlm_class512[HLM_SMALL_MAX / 512 + 1];
 uint64_t hlm_segmap[HLM_SEGMAP_WORDS];
 
+/* Remote frees: a thread flushing objects that belong to another shard's spans pushes
+ * the batch onto that shard's lock-free stack (one CAS) instead of taking the lock the
+ * owner needs to refill; the owner's next refill takes the whole stack with one exchange.
+ * A batch on the stack: its first object's second word links the next batch.  Bounded by
+ * HLM_REMOTE_BYTES per class and shard (beyond it, the locked path). */
+#define HLM_REMOTE_BYTES (128 * 1024)
 struct hlm_central {
     hlm_lock_t lock;
     struct hlm_span *partial;   /* spans of this class with free or never-used objects */
+    void *remote;               /* stack of batches freed by other shards' threads */
+    size_t remote_n;            /* objects on it (approximate while it changes) */
 } __attribute__((aligned(64)));
 
 static struct hlm_central central[HLM_SHARDS][HLM_NCLASSES];
@@ -255,12 +263,34 @@ static void partial_remove(struct hlm_central *c, struct hlm_span *sp)
     sp->listed = 0;
 }
 
+/* Take every batch on c's remote stack as one NULL-terminated chain; returns its length. */
+static unsigned remote_take(struct hlm_central *c, void **chain)
+{
+    void *b = __atomic_exchange_n(&c->remote, NULL, __ATOMIC_ACQUIRE);
+    unsigned n = 0;
+    *chain = b;
+    while (b) {
+        void *next_batch = ((void **)b)[1], *o = b;
+        for (n++; *(void **)o; o = *(void **)o)
+            n++;
+        *(void **)o = next_batch;   /* the batch's tail continues with the next batch */
+        b = next_batch;
+    }
+    __atomic_sub_fetch(&c->remote_n, n, __ATOMIC_RELAXED);
+    return n;
+}
+
 unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned want)
 {
     struct hlm_central *c = &central[shard][cls];
     size_t size = hlm_class_size[cls];
     void *head = NULL, **tail = &head;
     unsigned got = 0;
+    if (__atomic_load_n(&c->remote, __ATOMIC_RELAXED)) {
+        got = remote_take(c, chain);
+        if (got)
+            return got;
+    }
     hlm_lock(&c->lock);
     while (got < want) {
         struct hlm_span *sp = c->partial;
@@ -313,7 +343,36 @@ unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned w
     return got;
 }
 
-void hlm_central_give(unsigned cls, void *chain)
+static void give_locked(unsigned cls, void *chain);
+
+void hlm_central_give(unsigned cls, void *chain, unsigned count, int from_shard)
+{
+    struct hlm_central *r = &central[hlm_span_of(chain)->shard % HLM_SHARDS][cls];
+    if (from_shard >= 0 && r != &central[from_shard][cls] &&
+        __atomic_load_n(&r->remote_n, __ATOMIC_RELAXED) * hlm_class_size[cls] < HLM_REMOTE_BYTES) {
+        __atomic_add_fetch(&r->remote_n, count, __ATOMIC_RELAXED);
+        void *top = __atomic_load_n(&r->remote, __ATOMIC_RELAXED);
+        do
+            ((void **)chain)[1] = top;
+        while (!__atomic_compare_exchange_n(&r->remote, &top, chain, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+        return;
+    }
+    give_locked(cls, chain);
+}
+
+/* Give the remote stacks back to their spans, so that empty spans can go (malloc_trim). */
+void hlm_central_drain(void)
+{
+    for (unsigned s = 0; s < HLM_SHARDS; s++)
+        for (unsigned cls = 1; cls < HLM_NCLASSES; cls++) {
+            void *chain;
+            if (__atomic_load_n(&central[s][cls].remote, __ATOMIC_RELAXED) &&
+                remote_take(&central[s][cls], &chain))
+                give_locked(cls, chain);
+        }
+}
+
+static void give_locked(unsigned cls, void *chain)
 {
     struct hlm_central *c = NULL;
     while (chain) {
