@@ -704,13 +704,28 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
          HL_RES_LAT_MALLOC_MAX},
         {HL_RES_LAT_FREE_P50, HL_RES_LAT_FREE_P99, HL_RES_LAT_FREE_P999, HL_RES_LAT_FREE_MAX}};
     static const char *const pct[4] = {"p50", "p99", "p99.9", "max"};
+    int *ai = malloc((size_t)r->nallocs * sizeof *ai);
+    const char **names = malloc((size_t)r->nallocs * sizeof *names);
+    const char **colors = malloc((size_t)r->nallocs * sizeof *colors);
+    if (!ai || !names || !colors)
+        hl_die("out of memory");
     for (int g = 0; g < r->ngroups; g++) {
-        int have[2] = {0, 0};
-        for (int a = 0; a < r->nallocs; a++)
+        /* Only the allocators with samples on this trace, in their report colours. */
+        int have[2] = {0, 0}, na = 0;
+        for (int a = 0; a < r->nallocs; a++) {
+            int any = 0;
             for (int op = 0; op < 2; op++)
                 for (int p = 0; p < 4; p++)
-                    if (hl_row_num(hl_results_find(r, g, a), cols[op][p]) > 0)
+                    if (!isnan(hl_row_num(hl_results_find(r, g, a), cols[op][p]))) {
                         have[op] = 1;
+                        any = 1;
+                    }
+            if (any) {
+                names[na] = r->alloc[a];
+                colors[na] = hl_alloc_color(a);
+                ai[na++] = a;
+            }
+        }
         struct hl_chart *c = new_chart(out);
         char stem[80];
         hl_file_stem(stem, sizeof stem, r->label[g]);
@@ -731,12 +746,13 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
         for (int op = 0; op < 2; op++) {
             fprintf(f, "%s# %s latency in CPU cycles; columns: percentile", op ? "\n\n" : "",
                     op ? "free" : "malloc");
-            for (int a = 0; a < r->nallocs; a++)
-                fprintf(f, " %s", r->alloc[a]);
+            for (int k = 0; k < na; k++)
+                fprintf(f, " %s", names[k]);
             fputc('\n', f);
             for (int p = 0; p < 4; p++) {
                 fprintf(f, "\"%s\"", pct[p]);
-                for (int a = 0; a < r->nallocs; a++) {
+                for (int k = 0; k < na; k++) {
+                    int a = ai[k];
                     /* 0 cycles cannot sit on a log axis; it means "below the timer's
                      * resolution", drawn as 1. */
                     double x = hl_row_num(hl_results_find(r, g, a), cols[op][p]);
@@ -752,7 +768,7 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
         f = preamble(o, c->id, pre, sizeof pre, have[1] ? 1100 : 800, 480);
         gp_set(f, "datafile", data);
         gp_set(f, "chart_title", c->title);
-        fprintf(f, "nalloc = %d\nhas_free = %d\n", r->nallocs, have[1]);
+        fprintf(f, "nalloc = %d\nhas_free = %d\n", na, have[1]);
         /* One y range for both panels, whole decades, so that malloc and free compare. */
         double lo = INFINITY, hi = 1;
         for (int a = 0; a < r->nallocs; a++)
@@ -766,16 +782,15 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
                 }
         lo = isfinite(lo) && lo >= 1 ? pow(10, floor(log10(lo))) : 1;
         fprintf(f, "ymin = %.6g\nymax = %.6g\n", lo, pow(10, ceil(log10(hi * 1.01))));
-        gp_array(f, "alloc_name", (const char *const *)r->alloc, r->nallocs);
-        const char **colors = malloc((size_t)(r->nallocs ? r->nallocs : 1) * sizeof *colors);
-        for (int a = 0; a < r->nallocs; a++)
-            colors[a] = hl_alloc_color(a);
-        gp_array(f, "alloc_color", colors, r->nallocs);
-        free(colors);
+        gp_array(f, "alloc_name", names, na);
+        gp_array(f, "alloc_color", colors, na);
         close_out(f, pre);
         run_gnuplot(o, "latency.gp", pre, c->id);
         c->drawn = 1;
     }
+    free(ai);
+    free(names);
+    free(colors);
 }
 
 void hl_charts_draw(struct hl_charts *out, const struct hl_results *r,
