@@ -63,23 +63,38 @@ struct rec {
 
 struct rthread;
 
+/* Records are decoded this far ahead of their use, and the address map's cells they
+ * will touch prefetched: the map is far bigger than the caches, and its misses were
+ * most of the finaliser's time. */
+#define AHEAD 16
+
+struct ahead {
+    struct rec r;
+    double tsc;
+};
+
 struct cursor {
     const struct rthread *t;
+    /* decoding (ahead of use) */
     size_t ci;               /* chunks taken so far */
     const uint64_t *p, *end; /* next record, end of the chunk */
     uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
+    double seg_tsc, seg_step; /* the current run between clock readings: its start */
+                              /* and the TSC ticks per record */
+    uint64_t seg_k;          /* records of the current run so far */
+    int seen;                /* a record was decoded (prev holds its sequence number) */
+    uint64_t prev;
+    int bad;                 /* a malformed record ends this stream ... */
+    const uint64_t *bad_at;  /* ... here */
+    struct ahead ring[AHEAD];
+    unsigned rh, rn;         /* first decoded record not used yet, and how many */
+    /* use */
     struct rec r;            /* the current record */
-    const uint64_t *at;      /* where it starts, for error offsets */
+    double tsc;              /* its time, in TSC ticks */
     uint64_t key;            /* sequence number of the next thing to do */
     int phase;               /* 1: a realloc record whose old block is already taken */
     uint32_t old_slot;
     uint32_t dense;          /* thread index in the trace, HL_NO_SLOT until its first event */
-    double seg_tsc, seg_step; /* the current run between clock readings: its start */
-                              /* and the TSC ticks per record */
-    int bad;                 /* a malformed record ended this stream */
-    int seen;                /* a record was decoded (key holds its sequence number) */
-    uint64_t seg_k;          /* records of the current run so far */
-    double tsc;              /* the current record's time, in TSC ticks */
 };
 
 /* A thread's chunks and its cursor.  state: 0 waiting for chunks (or not started),
@@ -346,12 +361,10 @@ static void start_segment(struct cursor *c, uint64_t flush_tsc)
     c->seg_step = n && t1 > t0 ? (double)(t1 - t0) / (double)n : 0.0;
 }
 
-/* Decode the record at c->p into c->r and step past it. */
-static void decode(struct cursor *c, unsigned nw)
+/* Decode the record at c->p into r and step past it. */
+static void decode(struct cursor *c, unsigned nw, struct rec *r)
 {
     const uint64_t *w = c->p;
-    struct rec *r = &c->r;
-    c->at = w;
     c->p += nw;
     r->aux = 0;
     r->old = 0;
@@ -392,18 +405,18 @@ static void decode(struct cursor *c, unsigned nw)
     c->last_ptr = r->ptr;
 }
 
-/* Decode the cursor's next event record (moving to the next chunk as needed, taking
- * in clock readings).  Returns 0 at the end of the chunks read so far (more may come
- * while the program runs: a later call goes on from there) or of the stream.  A record that does not
- * fit its chunk or has an unknown op ends the stream (the chunk passed its checksum,
- * so this means a writer bug); one whose sequence number the thread has passed
- * already is a repeat and is skipped. */
-static int cursor_next(struct cursor *c)
+/* Decode records ahead (moving to the next chunk as needed, taking in clock
+ * readings) until AHEAD are waiting or the chunks read so far are used up (more may
+ * come while the program runs: a later call goes on from there).  A record that does
+ * not fit its chunk or has an unknown op ends the stream (the chunk passed its
+ * checksum, so this means a writer bug); one whose sequence number the thread has
+ * passed already is a repeat and is skipped. */
+static void decode_ahead(struct cursor *c, const struct hl_slotmap *m)
 {
-    for (;;) {
+    while (c->rn < AHEAD && !c->bad) {
         if (c->p == c->end) {
             if (c->ci >= c->t->n)
-                return 0;
+                return;
             c->p = c->t->chunks[c->ci].words;
             c->end = c->p + c->t->chunks[c->ci].nwords;
             c->ci++;
@@ -413,9 +426,9 @@ static int cursor_next(struct cursor *c)
         }
         unsigned nw = hl_raw_record_words(c->p[0]);
         if (!nw || (size_t)(c->end - c->p) < nw) {
-            c->at = c->p;
+            c->bad_at = c->p;
             c->bad = 1;
-            return 0;
+            return;
         }
         if (!(c->p[0] & 1) && (c->p[0] >> 1 & 15) == HL_RAW_TIME) {
             start_segment(c, c->t->chunks[c->ci - 1].flush_tsc);
@@ -426,22 +439,43 @@ static int cursor_next(struct cursor *c)
             c->p += nw;
             continue;
         }
-        c->tsc = c->seg_tsc + c->seg_step * (double)c->seg_k++;
-        uint64_t prev = c->key;
-        decode(c, nw);
-        if (c->r.seq0 > c->r.seq) {
+        struct ahead *a = &c->ring[(c->rh + c->rn) % AHEAD];
+        a->tsc = c->seg_tsc + c->seg_step * (double)c->seg_k++;
+        const uint64_t *at = c->p;
+        decode(c, nw, &a->r);
+        if (a->r.seq0 > a->r.seq) {
+            c->bad_at = at;
             c->bad = 1;
-            return 0;
+            return;
         }
         /* Seen already: the process wrote this thread's unflushed records at exit,
          * then the thread flushed them again (flush_others in interpose.c). */
-        if (c->seen && c->r.seq0 <= prev)
+        if (c->seen && a->r.seq0 <= c->prev)
             continue;
         c->seen = 1;
-        c->phase = 0;
-        c->key = c->r.seq0;
-        return 1;
+        c->prev = a->r.seq;
+        hl_slotmap_prefetch(m, a->r.ptr);
+        if (a->r.old)
+            hl_slotmap_prefetch(m, a->r.old);
+        c->rn++;
     }
+}
+
+/* Make the cursor's next event record its current one.  Returns 0 if there is none
+ * (yet, or ever: see c->bad). */
+static int cursor_next(struct cursor *c, const struct hl_slotmap *m)
+{
+    decode_ahead(c, m);
+    if (!c->rn)
+        return 0;
+    const struct ahead *a = &c->ring[c->rh];
+    c->r = a->r;
+    c->tsc = a->tsc;
+    c->rh = (c->rh + 1) % AHEAD;
+    c->rn--;
+    c->phase = 0;
+    c->key = c->r.seq0;
+    return 1;
 }
 
 /* Min-heap of cursors by key. */
@@ -640,10 +674,10 @@ static int feed(struct section *s, struct hl_finalise_stats *st)
         struct rthread *t = f->thr[i];
         if (!t || t->state != 0)
             continue;
-        if (!cursor_next(&t->c)) {
+        if (!cursor_next(&t->c, s->map)) {
             if (t->c.bad) {
                 t->state = 2;
-                note_damage(st, f, (size_t)((const uint8_t *)t->c.at - f->map),
+                note_damage(st, f, (size_t)((const uint8_t *)t->c.bad_at - f->map),
                             "malformed record");
             }
             continue;
@@ -684,12 +718,12 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
             s->cur = cur;
             return -1;
         }
-        if (r == 1 && !cursor_next(cur)) {
+        if (r == 1 && !cursor_next(cur, s->map)) {
             struct rthread *t = (struct rthread *)cur->t;
             t->state = 0; /* until its next chunk */
             if (cur->bad) {
                 t->state = 2;
-                note_damage(st, s->f, (size_t)((const uint8_t *)cur->at - s->f->map),
+                note_damage(st, s->f, (size_t)((const uint8_t *)cur->bad_at - s->f->map),
                             "malformed record");
             }
             cur = NULL;

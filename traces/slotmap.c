@@ -125,3 +125,8 @@ uint32_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr)
     m->count--;
     return slot;
 }
+
+void hl_slotmap_prefetch(const struct hl_slotmap *m, uint64_t addr)
+{
+    __builtin_prefetch(&m->cells[hash_addr(addr) & m->mask]);
+}

@@ -181,5 +181,7 @@ void hl_slotmap_free(struct hl_slotmap *m);
 uint32_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint32_t slot);
 /* Remove addr and return its slot, or HL_NO_SLOT if not live. */
 uint32_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr);
+/* A hint: addr will soon be put or taken (fetches its cell into the cache ahead). */
+void hl_slotmap_prefetch(const struct hl_slotmap *m, uint64_t addr);
 
 #endif
