@@ -14,7 +14,28 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-HLM_API void *malloc(size_t n) { return hlm_malloc(n); }
+/* Out of memory (or of address space, under RLIMIT_AS): give back what the heap keeps
+ * (thread cache, free top of the heap, free pages) and try once more. */
+static HLM_NOINLINE void *oom_retry(int op, void *p, size_t align, size_t n)
+{
+    if (n > PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    hlm_trim(0);
+    errno = 0;
+    void *q = op == 0 ? hlm_malloc(n) : op == 1 ? hlm_calloc(n) : op == 2 ? hlm_realloc(p, n)
+                                                                      : hlm_memalign(align, n);
+    if (!q)
+        errno = ENOMEM;
+    return q;
+}
+
+HLM_API void *malloc(size_t n)
+{
+    void *p = hlm_malloc(n);
+    return hlm_likely(p != NULL) ? p : oom_retry(0, NULL, 0, n);
+}
 HLM_API void free(void *p) { hlm_free(p); }
 HLM_API void cfree(void *p) { hlm_free(p); }
 
@@ -25,13 +46,14 @@ HLM_API void *calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return hlm_calloc(n);
+    void *p = hlm_calloc(n);
+    return hlm_likely(p != NULL) ? p : oom_retry(1, NULL, 0, n);
 }
 
 HLM_API void *realloc(void *p, size_t n)
 {
     if (!p)
-        return hlm_malloc(n);
+        return malloc(n);
     if (n == 0) {   /* as glibc does: free and return NULL */
         hlm_free(p);
         return NULL;
@@ -40,7 +62,8 @@ HLM_API void *realloc(void *p, size_t n)
         errno = ENOMEM;
         return NULL;
     }
-    return hlm_realloc(p, n);
+    void *q = hlm_realloc(p, n);
+    return hlm_likely(q != NULL) ? q : oom_retry(2, p, 0, n);
 }
 
 HLM_API void *reallocarray(void *p, size_t count, size_t size)
@@ -56,12 +79,13 @@ HLM_API void *reallocarray(void *p, size_t count, size_t size)
 static void *aligned(size_t align, size_t n)
 {
     if (align <= HLM_ALIGN)
-        return hlm_malloc(n);
+        return malloc(n);
     if (n > PTRDIFF_MAX || align > PTRDIFF_MAX) {
         errno = ENOMEM;
         return NULL;
     }
-    return hlm_memalign(align, n);
+    void *p = hlm_memalign(align, n);
+    return p ? p : oom_retry(3, NULL, align, n);
 }
 
 HLM_API int posix_memalign(void **out, size_t align, size_t n)
