@@ -27,7 +27,7 @@ uint64_t hlm_segmap[HLM_SEGMAP_WORDS];
  * owner needs to refill; the owner's next refill takes the whole stack with one exchange.
  * A batch on the stack: its first object's second word links the next batch.  Bounded by
  * HLM_REMOTE_BYTES per class and shard (beyond it, the locked path). */
-#define HLM_REMOTE_BYTES (128 * 1024)
+#define HLM_REMOTE_BYTES (8 * 1024)
 struct hlm_central {
     hlm_lock_t lock;
     struct hlm_span *partial;   /* spans of this class with free or never-used objects */
