@@ -8,6 +8,7 @@
  * becomes lat_malloc_p50), so the rest of plot sees one model.  Unknown columns and keys
  * are ignored so that newer replay output still plots.
  */
+#include "json.h"
 #include "plot.h"
 #include "util.h"
 
@@ -43,32 +44,6 @@ static char *xstrdup(const char *s)
     return d;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        hl_die("%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode))
-        hl_die("%s: is a directory, not a results or timeline file", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = xrealloc(NULL, cap);
-    size_t k;
-    while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (cap - n < 2)
-            buf = xrealloc(buf, cap *= 2);
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err)
-        hl_die("%s: read error", path);
-    buf[n] = 0;
-    if (memchr(buf, 0, n))
-        hl_die("%s: binary data (a NUL byte), not CSV or JSON", path);
-    *len = n;
-    return buf;
-}
 
 static int col_by_name(const char *name)
 {
@@ -228,256 +203,29 @@ static void results_read_csv(struct hl_results *r, const char *path, const char 
     csv_free(&c);
 }
 
-/* ---------------------------------------------------------------- JSON */
-
-enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-
-struct jval {
-    enum jtype t;
-    int line;
-    char *s;              /* J_STR text, J_NUM/J_BOOL spelling */
-    int n;                /* J_ARR/J_OBJ element count */
-    char **keys;          /* J_OBJ */
-    struct jval **items;  /* J_ARR/J_OBJ */
-};
-
-struct jparser {
-    const char *file, *p;
-    int line, depth;
-};
-
-__attribute__((noreturn)) static void jfail(struct jparser *j, const char *what)
-{
-    hl_die("%s:%d: %s", j->file, j->line, what);
-}
-
-static void jspace(struct jparser *j)
-{
-    for (;;) {
-        if (*j->p == '\n')
-            j->line++;
-        else if (*j->p != ' ' && *j->p != '\t' && *j->p != '\r')
-            return;
-        j->p++;
-    }
-}
-
-static void put_utf8(char **d, unsigned cp)
-{
-    unsigned char *o = (unsigned char *)*d;
-    if (cp < 0x80) {
-        *o++ = (unsigned char)cp;
-    } else if (cp < 0x800) {
-        *o++ = (unsigned char)(0xc0 | cp >> 6);
-        *o++ = (unsigned char)(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        *o++ = (unsigned char)(0xe0 | cp >> 12);
-        *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        *o++ = (unsigned char)(0x80 | (cp & 0x3f));
-    } else {
-        *o++ = (unsigned char)(0xf0 | cp >> 18);
-        *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-        *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        *o++ = (unsigned char)(0x80 | (cp & 0x3f));
-    }
-    *d = (char *)o;
-}
-
-static unsigned hex4(struct jparser *j)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char ch = *j->p++;
-        v <<= 4;
-        if (ch >= '0' && ch <= '9')
-            v |= (unsigned)(ch - '0');
-        else if (ch >= 'a' && ch <= 'f')
-            v |= (unsigned)(ch - 'a' + 10);
-        else if (ch >= 'A' && ch <= 'F')
-            v |= (unsigned)(ch - 'A' + 10);
-        else
-            jfail(j, "bad \\u escape in a string");
-    }
-    return v;
-}
-
-static char *jstring(struct jparser *j)
-{
-    /* The decoded text is never longer than the source. */
-    const char *q = ++j->p;
-    size_t cap = 16;
-    while (*q && *q != '"') {
-        if (*q == '\\' && q[1])
-            q++;
-        q++;
-        cap++;
-    }
-    char *out = xrealloc(NULL, cap + 8), *d = out;
-    for (;;) {
-        char ch = *j->p;
-        if (!ch)
-            jfail(j, "unterminated string");
-        if ((unsigned char)ch < 0x20)
-            jfail(j, "control character inside a string");
-        j->p++;
-        if (ch == '"')
-            break;
-        if (ch != '\\') {
-            *d++ = ch;
-            continue;
-        }
-        ch = *j->p++;
-        switch (ch) {
-        case '"': case '\\': case '/': *d++ = ch; break;
-        case 'b': *d++ = '\b'; break;
-        case 'f': *d++ = '\f'; break;
-        case 'n': *d++ = '\n'; break;
-        case 'r': *d++ = '\r'; break;
-        case 't': *d++ = '\t'; break;
-        case 'u': {
-            unsigned cp = hex4(j);
-            if (cp >= 0xd800 && cp < 0xdc00 && j->p[0] == '\\' && j->p[1] == 'u') {
-                j->p += 2;
-                unsigned lo = hex4(j);
-                if (lo >= 0xdc00 && lo < 0xe000)
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            }
-            if (cp == 0)
-                jfail(j, "NUL character inside a string");
-            put_utf8(&d, cp);
-            break;
-        }
-        default:
-            jfail(j, "bad escape in a string");
-        }
-    }
-    *d = 0;
-    return out;
-}
-
-static struct jval *jvalue(struct jparser *j)
-{
-    jspace(j);
-    if (++j->depth > 64)
-        jfail(j, "nested too deeply");
-    struct jval *v = xrealloc(NULL, sizeof *v);
-    memset(v, 0, sizeof *v);
-    v->line = j->line;
-    char ch = *j->p;
-    if (ch == '{' || ch == '[') {
-        char close = ch == '{' ? '}' : ']';
-        v->t = ch == '{' ? J_OBJ : J_ARR;
-        j->p++;
-        jspace(j);
-        if (*j->p == close) {
-            j->p++;
-        } else {
-            for (;;) {
-                v->items = xrealloc(v->items, (size_t)(v->n + 1) * sizeof *v->items);
-                if (v->t == J_OBJ) {
-                    v->keys = xrealloc(v->keys, (size_t)(v->n + 1) * sizeof *v->keys);
-                    jspace(j);
-                    if (*j->p != '"')
-                        jfail(j, "expected a string key");
-                    v->keys[v->n] = jstring(j);
-                    jspace(j);
-                    if (*j->p != ':')
-                        jfail(j, "expected ':' after a key");
-                    j->p++;
-                }
-                v->items[v->n++] = jvalue(j);
-                jspace(j);
-                if (*j->p == ',') {
-                    j->p++;
-                    continue;
-                }
-                if (*j->p == close) {
-                    j->p++;
-                    break;
-                }
-                jfail(j, v->t == J_OBJ ? "expected ',' or '}'" : "expected ',' or ']'");
-            }
-        }
-    } else if (ch == '"') {
-        v->t = J_STR;
-        v->s = jstring(j);
-    } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
-        char *end;
-        errno = 0;
-        double d = strtod(j->p, &end);
-        if (end == j->p || !isfinite(d))
-            jfail(j, "bad number");
-        v->t = J_NUM;
-        v->s = xrealloc(NULL, (size_t)(end - j->p) + 1);
-        memcpy(v->s, j->p, (size_t)(end - j->p));
-        v->s[end - j->p] = 0;
-        j->p = end;
-    } else if (strncmp(j->p, "true", 4) == 0 || strncmp(j->p, "false", 5) == 0) {
-        v->t = J_BOOL;
-        v->s = xstrdup(ch == 't' ? "1" : "0");
-        j->p += ch == 't' ? 4 : 5;
-    } else if (strncmp(j->p, "null", 4) == 0) {
-        v->t = J_NULL;
-        j->p += 4;
-    } else {
-        jfail(j, ch ? "expected a JSON value" : "unexpected end of file");
-    }
-    j->depth--;
-    return v;
-}
-
-static void jfree(struct jval *v)
-{
-    if (!v)
-        return;
-    for (int i = 0; i < v->n; i++) {
-        if (v->keys)
-            free(v->keys[i]);
-        jfree(v->items[i]);
-    }
-    free(v->keys);
-    free(v->items);
-    free(v->s);
-    free(v);
-}
-
-static struct jval *jget(const struct jval *o, const char *key)
-{
-    if (!o || o->t != J_OBJ)
-        return NULL;
-    for (int i = 0; i < o->n; i++)
-        if (strcmp(o->keys[i], key) == 0)
-            return o->items[i];
-    return NULL;
-}
-
 /* Set a column from a JSON scalar: null -> unmeasured; objects and arrays are wrong. */
-static void jset(struct hl_row *row, int col, const struct jval *v, const char *file)
+static void jset(struct hl_row *row, int col, const struct hl_json *v, const char *file)
 {
-    if (!v || v->t == J_NULL)
+    if (!v || v->t == HL_JSON_NULL)
         return;
-    if (v->t == J_OBJ || v->t == J_ARR)
+    if (v->t == HL_JSON_OBJ || v->t == HL_JSON_ARR)
         hl_die("%s:%d: %s should be a number or a string", file, v->line, hl_cols[col].name);
     set_field(row, col, v->s, file, v->line);
 }
 
 static void results_read_json(struct hl_results *r, const char *path, const char *text)
 {
-    struct jparser j = {.file = path, .p = text, .line = 1};
-    struct jval *doc = jvalue(&j);
-    jspace(&j);
-    if (*j.p)
-        jfail(&j, "text after the JSON document");
-    if (doc->t != J_OBJ)
+    struct hl_json *doc = hl_json_parse(path, text);
+    if (doc->t != HL_JSON_OBJ)
         hl_die("%s:%d: expected an object with a \"results\" array", path, doc->line);
-    struct jval *res = jget(doc, "results");
-    if (!res || res->t != J_ARR)
+    const struct hl_json *res = hl_json_get(doc, "results");
+    if (!res || res->t != HL_JSON_ARR)
         hl_die("%s:%d: no \"results\" array", path, res ? res->line : doc->line);
     static const enum hl_col prov[] = {HL_RES_HEAPLAB_VERSION, HL_RES_CPU, HL_RES_KERNEL,
                                        HL_RES_DATE};
     for (int i = 0; i < res->n; i++) {
-        struct jval *o = res->items[i];
-        if (o->t != J_OBJ)
+        const struct hl_json *o = res->items[i];
+        if (o->t != HL_JSON_OBJ)
             hl_die("%s:%d: a result should be an object", path, o->line);
         r->rows = xrealloc(r->rows, (size_t)(r->nrows + 1) * sizeof *r->rows);
         struct hl_row *row = &r->rows[r->nrows++];
@@ -485,26 +233,26 @@ static void results_read_json(struct hl_results *r, const char *path, const char
         row->line = o->line;
         /* Provenance from the document, unless the result says otherwise. */
         for (size_t k = 0; k < sizeof prov / sizeof prov[0]; k++)
-            jset(row, prov[k], jget(doc, hl_cols[prov[k]].name), path);
+            jset(row, prov[k], hl_json_get(doc, hl_cols[prov[k]].name), path);
         for (int k = 0; k < o->n; k++) {
             int col = col_by_name(o->keys[k]);
             if (col >= 0)
                 jset(row, col, o->items[k], path);
         }
-        struct jval *lat = jget(o, "latency");
+        const struct hl_json *lat = hl_json_get(o, "latency");
         static const char *const ops[] = {"malloc", "free"};
         static const char *const pct[] = {"p50", "p99", "p999", "max"};
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 4; b++) {
                 char name[32];
                 snprintf(name, sizeof name, "lat_%s_%s", ops[a], pct[b]);
-                jset(row, col_by_name(name), jget(jget(lat, ops[a]), pct[b]), path);
+                jset(row, col_by_name(name), hl_json_get(hl_json_get(lat, ops[a]), pct[b]), path);
             }
-        jset(row, HL_RES_ALLOC_TIME_NS, jget(jget(o, "time_split"), "allocator_ns"), path);
+        jset(row, HL_RES_ALLOC_TIME_NS, hl_json_get(hl_json_get(o, "time_split"), "allocator_ns"), path);
         if (!row->v[HL_RES_TRACE] || !row->v[HL_RES_ALLOCATOR])
             hl_die("%s:%d: a result without \"trace\" or \"allocator\"", path, o->line);
     }
-    jfree(doc);
+    hl_json_free(doc);
 }
 
 /* ---------------------------------------------------------------- results */
@@ -517,7 +265,7 @@ static int cmp_str(const void *a, const void *b)
 void hl_results_read(struct hl_results *r, const char *path)
 {
     size_t len;
-    char *text = slurp(path, &len);
+    char *text = hl_plot_slurp(path, &len);
     memset(r, 0, sizeof *r);
     r->file = path;
     const char *p = text;
@@ -700,7 +448,7 @@ static void sort_series(struct hl_timeline *s)
 void hl_timelines_read(struct hl_timelines *t, const char *path)
 {
     size_t len;
-    char *text = slurp(path, &len);
+    char *text = hl_plot_slurp(path, &len);
     struct csv c = {.file = path, .p = text, .line = 1};
     int line;
     static const char *const want[] = {"trace", "allocator", "run", "event", "time_ns",
