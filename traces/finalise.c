@@ -114,12 +114,12 @@ struct knot {
 
 struct rawfile {
     char *path;
-    int fd;
-    const uint8_t *map;
+    const uint8_t *map;           /* while its section is being written */
     size_t maplen, size;
     int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
     int done;                     /* its section is written (or it is skipped) */
     int stopped;                  /* the scan met damage: nothing after it is read */
+    int over;                     /* its image is known to be over (see image_over) */
     struct hl_raw_header h;
     size_t off;                   /* the next chunk to scan */
     struct rthread **thr;
@@ -223,32 +223,33 @@ static int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono)
 
 /* Read the header, once the file has one.  Returns 1 if good, 0 if not there yet
  * (only while the program runs), -1 if the file is to be skipped (empty, not a raw
- * capture), -2 on a system error (err set). */
+ * capture), -2 on a system error (err set).  No descriptor or map is kept: a
+ * recording may leave thousands of files. */
 static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *st,
                        struct hl_err *err)
 {
-    if (f->fd < 0) {
-        f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
-        if (f->fd < 0) {
-            fail(err, "%s: %s", f->path, strerror(errno));
-            return -2;
-        }
-    }
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
-    if (fstat(f->fd, &sb) != 0) {
+    if (fd < 0 || fstat(fd, &sb) != 0) {
         fail(err, "%s: %s", f->path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -2;
     }
     f->size = (size_t)sb.st_size;
     if (f->size < sizeof f->h) {
+        close(fd);
         if (!final)
             return 0;
         if (f->size > 0)
             note_damage(st, f, 0, "header cut short");
         return -1; /* empty: the process died before writing its header */
     }
-    if (pread(f->fd, &f->h, sizeof f->h, 0) != (ssize_t)sizeof f->h) {
-        fail(err, "%s: cannot read: %s", f->path, strerror(errno));
+    ssize_t k = pread(fd, &f->h, sizeof f->h, 0);
+    int e = errno;
+    close(fd);
+    if (k != (ssize_t)sizeof f->h) {
+        fail(err, "%s: cannot read: %s", f->path, k < 0 ? strerror(e) : "file shrank");
         return -2;
     }
     struct hl_raw_header h = f->h;
@@ -262,19 +263,38 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
     }
     f->h.exe[sizeof f->h.exe - 1] = 0;
     f->h.cmdline[sizeof f->h.cmdline - 1] = 0;
-    f->maplen = final ? f->size : (f->size > TAIL_RESERVE ? f->size : TAIL_RESERVE);
-    void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, f->fd, 0);
+    return 1;
+}
+
+/* Map the file for its section: as it is once the image is over, else with address
+ * space reserved far beyond its size, so that chunk pointers stay valid as it grows
+ * (a map of a file's pages reflects what is appended later).  Returns 1, 0 if the
+ * reservation was refused (a limit on address space: the section then waits until
+ * the image is over), -1 on an error. */
+static int map_file(struct rawfile *f, int over, struct hl_err *err)
+{
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        fail(err, "%s: %s", f->path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    f->size = (size_t)sb.st_size;
+    f->maplen = over || f->size > TAIL_RESERVE ? f->size : TAIL_RESERVE;
+    void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
     if (m == MAP_FAILED) {
-        fail(err, "%s: cannot map: %s", f->path, strerror(errno));
-        return -2;
+        if (!over)
+            return 0;
+        return fail(err, "%s: cannot map: %s", f->path, strerror(errno));
     }
     f->map = m;
     madvise(m, f->maplen, MADV_SEQUENTIAL);
     f->off = sizeof f->h;
-    if (add_knot(f, f->h.start_tsc, f->h.start_mono_ns) != 0) {
-        fail(err, "out of memory");
-        return -2;
-    }
+    if (add_knot(f, f->h.start_tsc, f->h.start_mono_ns) != 0)
+        return fail(err, "out of memory");
     return 1;
 }
 
@@ -287,7 +307,7 @@ static int scan_more(struct rawfile *f, int final, struct hl_finalise_stats *st,
     if (f->stopped)
         return 0;
     struct stat sb;
-    if (fstat(f->fd, &sb) != 0)
+    if (stat(f->path, &sb) != 0)
         return fail(err, "%s: %s", f->path, strerror(errno));
     size_t size = (size_t)sb.st_size;
     if (size > f->maplen)
@@ -819,7 +839,6 @@ static int list_files(struct hl_finaliser *fz, struct hl_err *err)
             break;
         }
         f->path = path;
-        f->fd = -1;
         fz->fs[fz->n++] = f;
     }
     closedir(d);
@@ -838,7 +857,16 @@ static int starts_before(const struct rawfile *x, const struct rawfile *y)
  * a later image of the same pid exists (an exec, or the pid used again after its
  * death), or the process is gone or a zombie with no thread left.  "Not sure" counts
  * as running: the section then just waits for the finish. */
-static int image_over(struct hl_finaliser *fz, const struct rawfile *f)
+static int image_over_now(struct hl_finaliser *fz, const struct rawfile *f);
+
+static int image_over(struct hl_finaliser *fz, struct rawfile *f)
+{
+    if (!f->over)
+        f->over = image_over_now(fz, f);
+    return f->over;
+}
+
+static int image_over_now(struct hl_finaliser *fz, const struct rawfile *f)
 {
     for (size_t i = 0; i < fz->n; i++) {
         const struct rawfile *g = fz->fs[i];
@@ -872,6 +900,25 @@ static int image_over(struct hl_finaliser *fz, const struct rawfile *f)
             others = 1;
     closedir(d);
     return !others;
+}
+
+/* Everything but the name and header, once the file's section is written. */
+static void file_release(struct rawfile *f)
+{
+    if (f->map)
+        munmap((void *)f->map, f->maplen);
+    f->map = NULL;
+    for (uint32_t t = 0; t < f->nthr; t++)
+        if (f->thr[t]) {
+            free(f->thr[t]->chunks);
+            free(f->thr[t]);
+        }
+    free(f->thr);
+    f->thr = NULL;
+    f->nthr = 0;
+    free(f->knots);
+    f->knots = NULL;
+    f->nknots = f->kcap = 0;
 }
 
 static void section_free(struct section *s)
@@ -918,6 +965,7 @@ static int section_end(struct hl_finaliser *fz, struct hl_err *err)
     fz->st.events += s->events;
     fz->st.unknown += s->unknown;
     s->f->done = 1;
+    file_release(s->f);
     section_free(s);
     return 0;
 }
@@ -959,6 +1007,9 @@ static int advance(struct hl_finaliser *fz, int final, struct hl_err *err)
             }
             if (!next || (!final && (pending || next->h.start_mono_ns >= t0)))
                 return 0;
+            int m = map_file(next, final || image_over(fz, next), err);
+            if (m <= 0)
+                return m;
             if (section_begin(fz, next, err) != 0)
                 return -1;
         }
@@ -994,17 +1045,7 @@ static void free_files(struct hl_finaliser *fz)
 {
     for (size_t i = 0; i < fz->n; i++) {
         struct rawfile *f = fz->fs[i];
-        if (f->map)
-            munmap((void *)f->map, f->maplen);
-        if (f->fd >= 0)
-            close(f->fd);
-        for (uint32_t t = 0; t < f->nthr; t++)
-            if (f->thr[t]) {
-                free(f->thr[t]->chunks);
-                free(f->thr[t]);
-            }
-        free(f->thr);
-        free(f->knots);
+        file_release(f);
         free(f->path);
         free(f);
     }
