@@ -38,13 +38,30 @@ void *hlm_os_map(size_t n)
 }
 
 /* Over-map by align and cut off both ends: the kernel gives no alignment guarantee
- * beyond the page.  Try the plain size first: consecutive mappings are often aligned. */
+ * beyond the page.  First try, in one call, the aligned range just below the previous
+ * one (the kernel hands out addresses downwards, so it is usually free), then the plain
+ * size (sometimes aligned by chance). */
+static uintptr_t aligned_hint;
+
 void *hlm_os_map_aligned(size_t n, size_t align)
 {
+    uintptr_t hint = __atomic_load_n(&aligned_hint, __ATOMIC_RELAXED);
+    if (hint > n && !(hint & (align - 1))) {
+        void *h = mmap((void *)(hint - n), n, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        if (h == (void *)(hint - n)) {
+            __atomic_store_n(&aligned_hint, (uintptr_t)h, __ATOMIC_RELAXED);
+            os_count((ptrdiff_t)n);
+            return h;
+        }
+        if (h != MAP_FAILED)   /* an old kernel ignored the flag and put it elsewhere */
+            munmap(h, n);
+    }
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     if (((uintptr_t)p & (align - 1)) == 0) {
+        __atomic_store_n(&aligned_hint, (uintptr_t)p, __ATOMIC_RELAXED);
         os_count((ptrdiff_t)n);
         return p;
     }
@@ -60,6 +77,7 @@ void *hlm_os_map_aligned(size_t n, size_t align)
     size_t tail = (size_t)((q + n + align) - (a + n));
     if (tail)
         munmap(a + n, tail);
+    __atomic_store_n(&aligned_hint, (uintptr_t)a, __ATOMIC_RELAXED);
     os_count((ptrdiff_t)n);
     return a;
 }
