@@ -99,10 +99,31 @@ struct tstate {
     uint32_t gen;        /* odd while the buffer is being flushed (see flush_others) */
     uint64_t lo;         /* at most the first sequence number in the buffer, UINT64_MAX
                             when it has none (see horizon) */
+    /* Kept by threads computing a horizon, under g_reg_lock (see quiet_copy): */
+    uint64_t *seen_pos;  /* pos when last looked at */
+    uint64_t *copied_pos; /* the buffer is in the file up to here ... */
+    uint32_t copied_gen; /* ... as of this gen */
     uint64_t scratch[8]; /* records go here while recording is off */
 };
 
 static __thread struct tstate ts __attribute__((tls_model("initial-exec")));
+
+/* The guard of a wrapper also tells a thread computing a horizon (quiet_copy) whether
+ * this one may hold a sequence number whose record is not committed yet: it is set
+ * before the number is taken and cleared after the commit.  Compiler fences keep
+ * those stores in place; on x86 the locked add that takes a number in a process with
+ * several threads orders them for the other cores. */
+static inline void guard_on(struct tstate *t)
+{
+    __atomic_store_n(&t->guard, 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+static inline void guard_off(struct tstate *t)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&t->guard, 0, __ATOMIC_RELAXED);
+}
 
 /* ---- process state ---- */
 
@@ -349,6 +370,64 @@ static int raw_fd_ok(void)
 
 static void reg_lock(void);
 static void reg_unlock(void);
+static int raw_fd_ok(void);
+static void write_all(int fd, const void *p, size_t n);
+
+/* A thread that holds records but has not recorded anything for a while (blocked in
+ * a join, a wait, a read) would hold every horizon back until it flushes, maybe at
+ * its exit.  Instead, a thread computing a horizon writes a copy of such a quiet
+ * thread's committed records (seqlock on gen, as flush_others), which covers all its
+ * numbers below the counter value read before: seeing its guard down after reading
+ * the counter means any number it took before is committed (guard_on), and any it
+ * takes later is above the counter.  When the thread flushes later its chunk repeats
+ * the copied records, which the finaliser skips.  Returns 1 if u's records below the
+ * counter are all in the file.  With g_reg_lock held. */
+static uint64_t g_copy_buf[(1 << 20) / 8];
+
+static int quiet_copy(struct tstate *u)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    uint32_t g1 = __atomic_load_n(&u->gen, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&u->guard, __ATOMIC_ACQUIRE) || (g1 & 1))
+        return 0;
+    uint64_t *buf = u->buf, *pos = __atomic_load_n(&u->pos, __ATOMIC_ACQUIRE);
+    if (!buf || pos < buf || pos > u->hard)
+        return 0;
+    if (u->copied_gen == g1 && u->copied_pos == pos)
+        return 1; /* nothing new since the last copy */
+    if (u->seen_pos != pos) {
+        u->seen_pos = pos; /* it is busy: it will flush soon enough itself */
+        return 0;
+    }
+    size_t nwords = (size_t)(pos - buf);
+    if (nwords > sizeof g_copy_buf / 8 - CHUNK_WORDS)
+        return 0;
+    struct hl_raw_chunk *c = (struct hl_raw_chunk *)g_copy_buf;
+    uint64_t *copy = g_copy_buf + CHUNK_WORDS;
+    memcpy(copy, buf, nwords * 8);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&u->gen, __ATOMIC_ACQUIRE) != g1)
+        return 0;
+    c->magic = HL_RAW_CHUNK_MAGIC;
+    c->thread = u->thread;
+    c->nbytes = (uint32_t)(nwords * 8);
+    c->nrecords = 0; /* a copy, like flush_others' */
+    c->tsc = read_tsc();
+    c->mono_ns = clock_ns(CLOCK_MONOTONIC);
+    c->checksum = 0;
+    uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
+    c->checksum = hl_raw_checksum(h, copy, nwords);
+    if (!raw_fd_ok())
+        return 0;
+    write_all(g_fd, c, sizeof *c + nwords * 8);
+    u->copied_gen = g1;
+    u->copied_pos = pos;
+    return 1;
+#else
+    (void)u;
+    return 0;
+#endif
+}
 
 /* The chunk's mark (raw.h): every record of the process numbered below the result is
  * in this chunk or already in the file.  With one thread that is the next number.
@@ -362,12 +441,12 @@ static uint64_t horizon(struct tstate *self)
     if (!__atomic_load_n(&g_multi, __ATOMIC_SEQ_CST))
         return __atomic_load_n(&g_seq, __ATOMIC_RELAXED);
     reg_lock();
-    uint64_t h = __atomic_load_n(&g_seq, __ATOMIC_SEQ_CST);
+    uint64_t c = __atomic_load_n(&g_seq, __ATOMIC_SEQ_CST), h = c;
     for (size_t i = 0; i < MAX_REGISTERED; i++) {
         struct tstate *t = g_reg[i];
         if (t && t != self) {
             uint64_t lo = __atomic_load_n(&t->lo, __ATOMIC_SEQ_CST);
-            if (lo < h)
+            if (lo < h && !(g_on && quiet_copy(t)))
                 h = lo;
         }
     }
@@ -772,10 +851,10 @@ EXPORT void *malloc(size_t n)
         if (!real.malloc)
             return boot_alloc(n, 16);
     }
-    t->guard = 1;
+    guard_on(t);
     void *p = real.malloc(n);
     record_plain(t, HL_RAW_MALLOC, p, n);
-    t->guard = 0;
+    guard_off(t);
     return p;
 }
 
@@ -789,7 +868,7 @@ EXPORT void free(void *p)
             real.free(p);
         return;
     }
-    t->guard = 1;
+    guard_on(t);
     uint64_t *w = reserve(t, 2);
     uint64_t seq = next_seq();
     if (!record_short(t, HL_RAW_FREE, seq, (uintptr_t)p, 0)) {
@@ -798,7 +877,7 @@ EXPORT void free(void *p)
         commit(t, w, 2);
     }
     real.free(p);
-    t->guard = 0;
+    guard_off(t);
 }
 
 /* glibc dropped cfree; old binaries may still call it. */
@@ -819,10 +898,10 @@ EXPORT void *calloc(size_t nmemb, size_t size)
             return NULL;
         return boot_alloc(n, 16); /* static memory: already zero */
     }
-    t->guard = 1;
+    guard_on(t);
     void *p = real.calloc(nmemb, size);
     record_aux(t, HL_RAW_CALLOC, p, size, nmemb);
-    t->guard = 0;
+    guard_off(t);
     return p;
 }
 
@@ -869,12 +948,12 @@ EXPORT void *realloc(void *old, size_t n)
             return real.realloc(old, n);
         return old ? NULL : boot_alloc(n, 16);
     }
-    t->guard = 1;
+    guard_on(t);
     uint64_t *w = reserve(t, 6);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = real.realloc(old, n);
     record_realloc(t, w, HL_RAW_REALLOC, s0, old, p, n, 0, n);
-    t->guard = 0;
+    guard_off(t);
     return p;
 }
 
@@ -908,12 +987,12 @@ EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
             return do_reallocarray(old, nmemb, size);
         return old || total == SIZE_MAX ? NULL : boot_alloc(total, 16);
     }
-    t->guard = 1;
+    guard_on(t);
     uint64_t *w = reserve(t, 6);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = do_reallocarray(old, nmemb, size);
     record_realloc(t, w, HL_RAW_REALLOCARRAY, s0, old, p, size, nmemb, total);
-    t->guard = 0;
+    guard_off(t);
     return p;
 }
 
@@ -929,10 +1008,10 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
         *out = p;
         return 0;
     }
-    t->guard = 1;
+    guard_on(t);
     int r = real.posix_memalign(out, align, size);
     record_aux(t, HL_RAW_POSIX_MEMALIGN, r == 0 ? *out : NULL, size, align);
-    t->guard = 0;
+    guard_off(t);
     return r;
 }
 
@@ -944,10 +1023,10 @@ EXPORT void *aligned_alloc(size_t align, size_t size)
             return real.aligned_alloc(align, size);
         return boot_alloc(size, align);
     }
-    t->guard = 1;
+    guard_on(t);
     void *p = real.aligned_alloc(align, size);
     record_aux(t, HL_RAW_ALIGNED_ALLOC, p, size, align);
-    t->guard = 0;
+    guard_off(t);
     return p;
 }
 
@@ -959,10 +1038,10 @@ EXPORT void *memalign(size_t align, size_t size)
             return real.memalign(align, size);
         return boot_alloc(size, align);
     }
-    t->guard = 1;
+    guard_on(t);
     void *p = real.memalign(align, size);
     record_aux(t, HL_RAW_MEMALIGN, p, size, align);
-    t->guard = 0;
+    guard_off(t);
     return p;
 }
 
@@ -974,10 +1053,10 @@ EXPORT void *valloc(size_t size)
             return real.valloc(size);
         return boot_alloc(size, 4096);
     }
-    t->guard = 1;
+    guard_on(t);
     void *p = real.valloc(size);
     record_plain(t, HL_RAW_VALLOC, p, size);
-    t->guard = 0;
+    guard_off(t);
     return p;
 }
 
@@ -989,10 +1068,10 @@ EXPORT void *pvalloc(size_t size)
             return real.pvalloc(size);
         return boot_alloc((size + 4095) & ~(size_t)4095, 4096);
     }
-    t->guard = 1;
+    guard_on(t);
     void *p = real.pvalloc(size);
     record_plain(t, HL_RAW_PVALLOC, p, size);
-    t->guard = 0;
+    guard_off(t);
     return p;
 }
 
