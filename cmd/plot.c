@@ -1,12 +1,17 @@
 /*
- * plot.c: `heaplab plot`, replay results to gnuplot charts and a Markdown report.
+ * plot.c: `heaplab plot`, replay results (or `heaplab stat --json` output) to gnuplot
+ * charts and a Markdown report.
  *
- * Orchestration only: read the results and timelines (plot/results.c), check that
- * gnuplot and the chart templates are there, draw (plot/charts.c, templates in
- * scripts/gnuplot/) and write report.md (plot/report.c).  The input files are only read.
+ * Orchestration only: tell the input apart by its content (stat output is JSON with a
+ * size_histogram, or an array of such objects), read it (plot/results.c for results and
+ * timelines, plot/stats.c for stat), check that gnuplot and the chart templates are
+ * there, draw (plot/charts.c, plot/stats.c; templates in scripts/gnuplot/) and write
+ * report.md (plot/report.c) or stat-report.md.  The input files are only read, and bad
+ * input is refused before anything is written.
  */
 #include "cmd.h"
 #include "config.h"
+#include "plot/json.h"
 #include "options.h"
 #include "plot/plot.h"
 #include "util.h"
@@ -21,12 +26,19 @@
 
 static const char *const usage[] = {
     "heaplab plot RESULTS.csv|RESULTS.json [--timeline FILE]... -o DIR [options]",
+    "heaplab plot STAT.json -o DIR [options]",
     "Draw replay results as charts (gnuplot, PNG and SVG) and write DIR/report.md that",
     "embeds them with tables and provenance: grouped bars per metric (time per operation,",
     "peak RSS, fragmentation, cache misses, page faults) with allocators side by side for",
     "each trace and error bars from the runs' min and max; memory over time per trace",
     "(from `heaplab replay --timeline FILE`); call latency percentiles per trace.",
     "Metrics that were not measured are listed in the report, not drawn as zeros.",
+    "Given the output of `heaplab stat --json` (one trace or an array of them; told",
+    "apart by its fields), draws each trace's size histogram (blocks and bytes per",
+    "power-of-two bucket) and lifetime histograms (in events and in time, with the",
+    "blocks never freed), also per process for traces of several processes (processes",
+    "with few allocations are only listed), and writes DIR/stat-report.md with the key",
+    "figures: events, peak live bytes, leaks and the leak trend.",
     "Needs gnuplot (apt-get install gnuplot-nox).  The chart data and gnuplot variables",
     "are kept in DIR/data/ so a chart can be redrawn by hand.",
     NULL};
@@ -135,6 +147,27 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Make DIR and DIR/data/ and find gnuplot and the templates (dies when one is missing). */
+static void prepare(struct hl_chart_opts *o, const char *outdir, char *datadir, size_t n)
+{
+    o->gnuplot = find_gnuplot();
+    o->tpldir = find_templates();
+    if (snprintf(datadir, n, "%s/data", outdir) >= (int)n)
+        hl_die("%s: path too long", outdir);
+    make_dirs(outdir);
+    make_dirs(datadir);
+    o->datadir = datadir;
+}
+
+static int plot_stats(struct hl_stats *st, struct hl_chart_opts *o, const char *outdir)
+{
+    char datadir[PATH_MAX], report[PATH_MAX];
+    prepare(o, outdir, datadir, sizeof datadir);
+    int drawn = hl_stats_plot(st, o, report, sizeof report);
+    printf("wrote %s (%d charts)\n", report, drawn);
+    return drawn;
+}
+
 int cmd_plot(int argc, char **argv)
 {
     const char *outdir = NULL, *normalise = NULL, *formats = "png,svg", *size = NULL;
@@ -151,7 +184,7 @@ int cmd_plot(int argc, char **argv)
         HL_OPT_END()};
     int i = hl_parse_options(argc, argv, opts, usage, 0);
     if (argc - i != 1)
-        hl_usage_die("plot: give one results file (CSV or JSON) (see 'heaplab plot --help')");
+        hl_usage_die("plot: give one results file (CSV or JSON) or stat JSON (see 'heaplab plot --help')");
     if (!outdir)
         hl_usage_die("plot: give the output folder with -o DIR (see 'heaplab plot --help')");
     const char *input = argv[i];
@@ -182,6 +215,33 @@ int cmd_plot(int argc, char **argv)
                          "(200x150 to 10000x10000)");
     }
 
+    /* stat output or replay results?  Only JSON can be stat output. */
+    size_t len;
+    char *text = hl_plot_slurp(input, &len);
+    const char *p = text;
+    if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
+        p += 3;
+    p += strspn(p, " \t\r\n");
+    if (*p == '{' || *p == '[') {
+        struct hl_json *doc = hl_json_parse(input, p);
+        if (hl_stats_is_stat(doc)) {
+            if (timelines.n)
+                hl_usage_die("plot: --timeline goes with replay results; %s is `heaplab "
+                             "stat` output", input);
+            if (normalise)
+                hl_usage_die("plot: --normalise goes with replay results; %s is `heaplab "
+                             "stat` output", input);
+            struct hl_stats *st = hl_stats_read(doc, input);
+            int drawn = plot_stats(st, &o, outdir);
+            hl_stats_free(st);
+            hl_json_free(doc);
+            free(text);
+            return drawn >= 0 ? 0 : 1;
+        }
+        hl_json_free(doc);
+    }
+    free(text);
+
     struct hl_results r;
     hl_results_read(&r, input);
     struct hl_timelines tl = {0};
@@ -202,14 +262,8 @@ int cmd_plot(int argc, char **argv)
             hl_usage_die("plot: --normalise: no allocator '%s' in %s", normalise, input);
     }
 
-    o.gnuplot = find_gnuplot();
-    o.tpldir = find_templates();
     char datadir[PATH_MAX];
-    if (snprintf(datadir, sizeof datadir, "%s/data", outdir) >= (int)sizeof datadir)
-        hl_die("%s: path too long", outdir);
-    make_dirs(outdir);
-    make_dirs(datadir);
-    o.datadir = datadir;
+    prepare(&o, outdir, datadir, sizeof datadir);
 
     struct hl_charts charts;
     hl_charts_draw(&charts, &r, &tl, &o);

@@ -137,7 +137,7 @@ double hl_metric_value(const struct hl_metric *m, const struct hl_row *row, doub
 
 /* ---------------------------------------------------------------- running gnuplot */
 
-static FILE *open_out(const char *path)
+FILE *hl_plot_open(const char *path)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -145,7 +145,7 @@ static FILE *open_out(const char *path)
     return f;
 }
 
-static void close_out(FILE *f, const char *path)
+void hl_plot_close(FILE *f, const char *path)
 {
     if (ferror(f) | fclose(f))
         hl_die("%s: write error", path);
@@ -167,14 +167,14 @@ static void gp_str(FILE *f, const char *s)
     fputc('\'', f);
 }
 
-static void gp_set(FILE *f, const char *name, const char *value)
+void hl_gp_set(FILE *f, const char *name, const char *value)
 {
     fprintf(f, "%s = ", name);
     gp_str(f, value);
     fputc('\n', f);
 }
 
-static void gp_array(FILE *f, const char *name, const char *const *v, int n)
+void hl_gp_array(FILE *f, const char *name, const char *const *v, int n)
 {
     fprintf(f, "array %s[%d]\n", name, n > 0 ? n : 1);
     for (int i = 0; i < n; i++) {
@@ -203,7 +203,7 @@ static void last_line(const char *path, char *out, size_t n)
     fclose(f);
 }
 
-static void run_gnuplot(const struct hl_chart_opts *o, const char *tpl, const char *pre,
+void hl_gp_run(const struct hl_chart_opts *o, const char *tpl, const char *pre,
                         const char *stem)
 {
     for (int k = 0; k < 2; k++) {
@@ -217,8 +217,8 @@ static void run_gnuplot(const struct hl_chart_opts *o, const char *tpl, const ch
         FILE *mf = fmemopen(vars, sizeof vars, "w");
         if (!mf)
             hl_die("out of memory");
-        gp_set(mf, "fmt", fmt);
-        gp_set(mf, "outfile", out);
+        hl_gp_set(mf, "fmt", fmt);
+        hl_gp_set(mf, "outfile", out);
         fclose(mf);
         vars[sizeof vars - 1] = 0;
         for (char *p = vars; *p; p++)
@@ -257,21 +257,21 @@ static void run_gnuplot(const struct hl_chart_opts *o, const char *tpl, const ch
 }
 
 /* The preamble every chart shares: size, template folder. */
-static FILE *preamble(const struct hl_chart_opts *o, const char *stem, char *path, size_t n,
+FILE *hl_gp_preamble(const struct hl_chart_opts *o, const char *stem, char *path, size_t n,
                       long width, long height)
 {
     snprintf(path, n, "%s/%s.gp", o->datadir, stem);
-    FILE *f = open_out(path);
+    FILE *f = hl_plot_open(path);
     fprintf(f, "# Variables for one heaplab chart, written by `heaplab plot`; run as\n"
                "#   gnuplot -e \"fmt='png'; outfile='%s.png'\" %s.gp TEMPLATE\n",
             stem, stem);
-    gp_set(f, "tpldir", o->tpldir);
+    hl_gp_set(f, "tpldir", o->tpldir);
     fprintf(f, "width = %ld\nheight = %ld\n", o->width ? o->width : width,
             o->height ? o->height : height);
     return f;
 }
 
-static struct hl_chart *new_chart(struct hl_charts *out)
+struct hl_chart *hl_chart_new(struct hl_charts *out)
 {
     out->c = realloc(out->c, (size_t)(out->n + 1) * sizeof *out->c);
     if (!out->c)
@@ -283,7 +283,7 @@ static struct hl_chart *new_chart(struct hl_charts *out)
 }
 
 /* Bytes in a unit that keeps the largest value readable. */
-static void byte_unit(double max, const char **unit, double *div)
+void hl_byte_unit(double max, const char **unit, double *div)
 {
     if (max >= 10.0 * (1 << 30)) {
         *unit = "GiB";
@@ -362,7 +362,7 @@ static void note_missing(struct hl_chart *c, const char *name)
 static void bar_chart(struct hl_charts *out, const struct hl_results *r,
                       const struct hl_metric *m, const struct hl_chart_opts *o)
 {
-    struct hl_chart *c = new_chart(out);
+    struct hl_chart *c = hl_chart_new(out);
     c->metric = m;
     snprintf(c->id, sizeof c->id, "%s", m->id);
     int ng = r->ngroups, na = r->nallocs;
@@ -454,7 +454,7 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
         snprintf(ylabel, sizeof ylabel, "relative to %s (1.0 = %s, %s)", o->normalise,
                  o->normalise, m->lower_is_better ? "lower is better" : "higher is better");
     } else if (m->bytes) {
-        byte_unit(vmax, &unit, &div);
+        hl_byte_unit(vmax, &unit, &div);
         snprintf(ylabel, sizeof ylabel, "%s (%s)", m->title, unit);
     } else if (m->col == HL_RES_TIME_NS || m->col == HL_RES_ALLOC_TIME_NS) {
         snprintf(ylabel, sizeof ylabel, "nanoseconds per operation");
@@ -474,7 +474,7 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
 
     char data[4096], pre[4096];
     snprintf(data, sizeof data, "%s/%s.dat", o->datadir, m->id);
-    FILE *f = open_out(data);
+    FILE *f = hl_plot_open(data);
     fprintf(f, "# %s: one row per trace; per allocator: value low high bad\n# trace",
             c->title);
     for (int ak = 0; ak < nak; ak++) {
@@ -503,7 +503,7 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
         }
         fputc('\n', f);
     }
-    close_out(f, data);
+    hl_plot_close(f, data);
 
     /* At most about 40 bars per panel (18 px each), more panels stacked when there are
      * many traces and allocators; wide enough for the bars and the legend. */
@@ -525,14 +525,14 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
         ymin = pow(10, floor(log10(vmin / div)));
         ymax = pow(10, ceil(log10(vmax / div * 1.01)));
     }
-    f = preamble(o, m->id, pre, sizeof pre, width, height);
-    gp_set(f, "datafile", data);
+    f = hl_gp_preamble(o, m->id, pre, sizeof pre, width, height);
+    hl_gp_set(f, "datafile", data);
     char title[400];
     snprintf(title, sizeof title, "%s%s%s%s", c->title,
              o->normalise ? ", relative to " : "", o->normalise ? o->normalise : "",
              any_bad ? "\n(! = the allocator broke the malloc contract on that trace)" : "");
-    gp_set(f, "chart_title", title);
-    gp_set(f, "ylabel", ylabel);
+    hl_gp_set(f, "chart_title", title);
+    hl_gp_set(f, "ylabel", ylabel);
     fprintf(f, "nalloc = %d\nntraces = %d\nnpanels = %d\nper_panel = %d\n", na, ng, npanels,
             per_panel);
     fprintf(f, "ymin = %.6g\nymax = %.6g\n", ymin, ymax);
@@ -542,13 +542,13 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
         names[ak] = r->alloc[ai[ak]];
         colors[ak] = hl_alloc_color(ai[ak]);
     }
-    gp_array(f, "alloc_name", names, na);
-    gp_array(f, "alloc_color", colors, na);
+    hl_gp_array(f, "alloc_name", names, na);
+    hl_gp_array(f, "alloc_color", colors, na);
     free(names);
     free(colors);
     fprintf(f, "errorbars = %d\nlogscale = %d\nxrotate = %d\n", have_range, logscale,
             rotate);
-    gp_set(f, "yformat", vmin / div >= 1 ? "%.0s%c" : "%g");
+    hl_gp_set(f, "yformat", vmin / div >= 1 ? "%.0s%c" : "%g");
     fprintf(f, "na_y = %.6g\n", logscale ? ymin : 0.0);
     if (o->normalise)
         fprintf(f, "refline = 1.0\n");
@@ -556,8 +556,8 @@ static void bar_chart(struct hl_charts *out, const struct hl_results *r,
         fprintf(f, "refline = 1.0\n");
     else
         fprintf(f, "refline = NaN\n");
-    close_out(f, pre);
-    run_gnuplot(o, "bars.gp", pre, m->id);
+    hl_plot_close(f, pre);
+    hl_gp_run(o, "bars.gp", pre, m->id);
     c->drawn = 1;
     free(v);
     free(gi);
@@ -612,7 +612,7 @@ static void timeline_charts(struct hl_charts *out, const struct hl_results *r,
             }
         qsort(s, (size_t)ns, sizeof *s, cmp_tl);
 
-        struct hl_chart *c = new_chart(out);
+        struct hl_chart *c = hl_chart_new(out);
         char label[512], stem[80];
         hl_trace_label(label, sizeof label, trace);
         for (int g = 0; g < r->ngroups; g++) /* the same label as in the bar charts */
@@ -634,7 +634,7 @@ static void timeline_charts(struct hl_charts *out, const struct hl_results *r,
         const char *unit;
         double div, xdiv = 1;
         const char *xunit = "events";
-        byte_unit(maxv, &unit, &div);
+        hl_byte_unit(maxv, &unit, &div);
         if (maxev >= 1e7) {
             xdiv = 1e6;
             xunit = "millions of events";
@@ -644,7 +644,7 @@ static void timeline_charts(struct hl_charts *out, const struct hl_results *r,
         }
         char data[4096], pre[4096];
         snprintf(data, sizeof data, "%s/%s.dat", o->datadir, c->id);
-        FILE *f = open_out(data);
+        FILE *f = hl_plot_open(data);
         /* index 0: the trace's live bytes (from the first series: it is the trace's, the
          * same for every allocator); index k: allocator k's RSS. */
         fprintf(f, "# live bytes of trace %s (%s)\n", trace, unit);
@@ -676,17 +676,17 @@ static void timeline_charts(struct hl_charts *out, const struct hl_results *r,
             names[k] = s[k]->alloc;
             colors[k] = hl_alloc_color(hl_results_alloc(r, s[k]->alloc));
         }
-        close_out(f, data);
-        f = preamble(o, c->id, pre, sizeof pre, 1000, 520);
-        gp_set(f, "datafile", data);
-        gp_set(f, "chart_title", c->title);
-        gp_set(f, "unit", unit);
-        gp_set(f, "xunit", xunit);
+        hl_plot_close(f, data);
+        f = hl_gp_preamble(o, c->id, pre, sizeof pre, 1000, 520);
+        hl_gp_set(f, "datafile", data);
+        hl_gp_set(f, "chart_title", c->title);
+        hl_gp_set(f, "unit", unit);
+        hl_gp_set(f, "xunit", xunit);
         fprintf(f, "nseries = %d\n", ns);
-        gp_array(f, "series_name", names, ns);
-        gp_array(f, "series_color", colors, ns);
-        close_out(f, pre);
-        run_gnuplot(o, "timeline.gp", pre, c->id);
+        hl_gp_array(f, "series_name", names, ns);
+        hl_gp_array(f, "series_color", colors, ns);
+        hl_plot_close(f, pre);
+        hl_gp_run(o, "timeline.gp", pre, c->id);
         c->drawn = 1;
         free(names);
         free(colors);
@@ -726,7 +726,7 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
                 ai[na++] = a;
             }
         }
-        struct hl_chart *c = new_chart(out);
+        struct hl_chart *c = hl_chart_new(out);
         char stem[80];
         hl_file_stem(stem, sizeof stem, r->label[g]);
         snprintf(c->id, sizeof c->id, "latency-%s", stem);
@@ -742,7 +742,7 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
         }
         char data[4096], pre[4096];
         snprintf(data, sizeof data, "%s/%s.dat", o->datadir, c->id);
-        FILE *f = open_out(data);
+        FILE *f = hl_plot_open(data);
         for (int op = 0; op < 2; op++) {
             fprintf(f, "%s# %s latency in CPU cycles; columns: percentile", op ? "\n\n" : "",
                     op ? "free" : "malloc");
@@ -764,10 +764,10 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
                 fputc('\n', f);
             }
         }
-        close_out(f, data);
-        f = preamble(o, c->id, pre, sizeof pre, have[1] ? 1100 : 800, 480);
-        gp_set(f, "datafile", data);
-        gp_set(f, "chart_title", c->title);
+        hl_plot_close(f, data);
+        f = hl_gp_preamble(o, c->id, pre, sizeof pre, have[1] ? 1100 : 800, 480);
+        hl_gp_set(f, "datafile", data);
+        hl_gp_set(f, "chart_title", c->title);
         fprintf(f, "nalloc = %d\nhas_free = %d\n", na, have[1]);
         /* One y range for both panels, whole decades, so that malloc and free compare. */
         double lo = INFINITY, hi = 1;
@@ -782,10 +782,10 @@ static void latency_charts(struct hl_charts *out, const struct hl_results *r,
                 }
         lo = isfinite(lo) && lo >= 1 ? pow(10, floor(log10(lo))) : 1;
         fprintf(f, "ymin = %.6g\nymax = %.6g\n", lo, pow(10, ceil(log10(hi * 1.01))));
-        gp_array(f, "alloc_name", names, na);
-        gp_array(f, "alloc_color", colors, na);
-        close_out(f, pre);
-        run_gnuplot(o, "latency.gp", pre, c->id);
+        hl_gp_array(f, "alloc_name", names, na);
+        hl_gp_array(f, "alloc_color", colors, na);
+        hl_plot_close(f, pre);
+        hl_gp_run(o, "latency.gp", pre, c->id);
         c->drawn = 1;
     }
     free(ai);

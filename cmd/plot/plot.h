@@ -5,7 +5,9 @@
  *              into the tables below, with one-line "FILE:LINE: what" errors;
  *   charts.c   writes the charts' data files and a preamble per chart, and runs gnuplot
  *              on the templates in scripts/gnuplot/ (it holds no gnuplot code itself);
- *   report.c   writes report.md: provenance, tables and the embedded charts.
+ *   report.c   writes report.md: provenance, tables and the embedded charts;
+ *   stats.c    the other input: `heaplab stat --json` output, drawn as size and
+ *              lifetime histograms per trace (and per process), with stat-report.md.
  *
  * Every value is kept as the text it was read as (NULL when unmeasured), so the report
  * prints what replay wrote; numbers are taken with hl_row_num() when needed.
@@ -14,6 +16,7 @@
 #define HEAPLAB_PLOT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* The results schema's columns (the order of replay's CSV header). */
 #define HL_RESULT_COLUMNS(X)                                                          \
@@ -158,6 +161,21 @@ double hl_metric_value(const struct hl_metric *m, const struct hl_row *row, doub
 void hl_charts_draw(struct hl_charts *out, const struct hl_results *r,
                     const struct hl_timelines *tl, const struct hl_chart_opts *o);
 
+/* Chart plumbing shared by charts.c and stats.c: files that die on error, gnuplot
+ * variables, the per-chart preamble (size, template folder) and running gnuplot on a
+ * template once per output format (dies with the last line of gnuplot's log). */
+FILE *hl_plot_open(const char *path);
+void hl_plot_close(FILE *f, const char *path);
+void hl_gp_set(FILE *f, const char *name, const char *value);
+void hl_gp_array(FILE *f, const char *name, const char *const *v, int n);
+FILE *hl_gp_preamble(const struct hl_chart_opts *o, const char *stem, char *path, size_t n,
+                     long width, long height);
+void hl_gp_run(const struct hl_chart_opts *o, const char *tpl, const char *pre,
+               const char *stem);
+struct hl_chart *hl_chart_new(struct hl_charts *out);
+/* Bytes in a unit that keeps the largest value readable (KiB, MiB or GiB). */
+void hl_byte_unit(double max, const char **unit, double *div);
+
 /* ---- report ---- */
 void hl_report_write(const char *path, const struct hl_results *r,
                      const struct hl_timelines *tl, const struct hl_charts *charts,
@@ -168,5 +186,21 @@ void hl_trace_label(char *out, size_t n, const char *trace);
 
 /* Safe file-name stem of a label ("gcc -O2" -> "gcc-O2"). */
 void hl_file_stem(char *out, size_t n, const char *label);
+
+/* ---- `heaplab stat --json` input (stats.c) ---- */
+
+/* 1 if the JSON document is stat output: an object with a size histogram, or an array
+ * (stat's form for several files). */
+struct hl_json;
+int hl_stats_is_stat(const struct hl_json *doc);
+/* Read stat output into the traces and processes to draw; dies with "FILE:LINE: what"
+ * on a document that is not well-formed stat output (before anything is written). */
+struct hl_stats;
+struct hl_stats *hl_stats_read(const struct hl_json *doc, const char *input);
+/* Draw the histograms of every trace (and of each sizeable process) and write
+ * OUTDIR/stat-report.md (its path into report); returns the number of charts drawn. */
+int hl_stats_plot(struct hl_stats *s, const struct hl_chart_opts *o, char *report,
+                  size_t report_n);
+void hl_stats_free(struct hl_stats *s);
 
 #endif
