@@ -213,16 +213,36 @@ void hl_rp_write_json(FILE *f, const struct hl_rp_cell *c, int n, const struct h
                 (unsigned long long)p->events, (unsigned long long)p->skipped_unknown,
                 (unsigned long long)p->skipped_failed, p->recorded_threads,
                 (unsigned long long)r->alloc_failures, c[k].med_run);
-        if (r->cyc_event) {
-            /* Touching is the program's work, not the allocator's: the time is split by
-             * the cycle shares measured on the timed events. */
-            double share_call = (double)r->cyc_call / (double)r->cyc_event;
-            double share_touch = (double)r->cyc_touch / (double)r->cyc_event;
-            fprintf(f, ",\n   \"time_split\": {\"allocator_ns\": %.0f, \"touch_check_ns\": %.0f, "
-                       "\"rest_ns\": %.0f, \"from_events\": %llu}",
-                    (double)r->time_ns * share_call, (double)r->time_ns * share_touch,
-                    (double)r->time_ns * (1 - share_call - share_touch),
-                    (unsigned long long)(r->ops + 63) / 64);
+        if (r->thread_ns && r->timed_events) {
+            /* Measured in replay-thread time (replay.h); each part's share of the threads'
+             * time is applied to the wall time, so the parts add up to time_ns exactly.
+             * The call and touch estimates are sampled: should they overshoot the
+             * threads' time less the waits (possible on a loaded machine), they are
+             * scaled down together, and "rest" is 0. */
+            double busy = (double)r->thread_ns, w = (double)r->wait_ns;
+            double a = (double)r->call_ns, t = (double)r->touch_ns;
+            if (w > busy)
+                w = busy;
+            if (a + t > busy - w) {
+                double k = (busy - w) / (a + t);
+                a *= k;
+                t *= k;
+            }
+            double sc = (double)r->time_ns / busy;
+            uint64_t an = (uint64_t)(a * sc + 0.5), tn = (uint64_t)(t * sc + 0.5),
+                     wn = (uint64_t)(w * sc + 0.5);
+            uint64_t used = an + tn + wn;
+            if (used > r->time_ns) { /* rounding only */
+                wn -= wn < used - r->time_ns ? wn : used - r->time_ns;
+                used = an + tn + wn;
+            }
+            fprintf(f, ",\n   \"time_split\": {\"allocator_ns\": %llu, \"touch_check_ns\": %llu, "
+                       "\"wait_ns\": %llu, \"rest_ns\": %llu, \"from_events\": %llu, "
+                       "\"thread_ns\": %llu, \"off_cpu_ns\": %llu}",
+                    (unsigned long long)an, (unsigned long long)tn, (unsigned long long)wn,
+                    (unsigned long long)(r->time_ns > used ? r->time_ns - used : 0),
+                    (unsigned long long)r->timed_events, (unsigned long long)r->thread_ns,
+                    (unsigned long long)((double)r->off_cpu_ns * sc + 0.5));
         } else {
             fprintf(f, ",\n   \"time_split\": null");
         }

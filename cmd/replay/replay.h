@@ -126,9 +126,16 @@ struct hl_rp_result {
     int32_t have_dtlb;
     char counters_source[200];
     struct hl_rp_lat lat[HL_OP_COUNT_];
-    /* Where the time goes, from the timed events (one in 64): cycles in the whole
-     * event, in the allocator's call, in touching and checking the new block. */
-    uint64_t cyc_event, cyc_call, cyc_touch;
+    /* Where the time goes (JSON time_split), in nanoseconds of replay-thread time:
+     * thread_ns = the replay threads' loop times summed (= the wall time in serial
+     * mode); call_ns and touch_ns = the allocator calls and the touching/checking of new
+     * blocks, timed in cycles on one event in LAT_EVERY (timed_events of them), less the
+     * timer's own cost, scaled up by each thread's events / timed events and converted
+     * to ns at the TSC rate measured over the run; wait_ns = every wait for another
+     * thread's block, timed in full.  The parent scales them to the wall time.
+     * off_cpu_ns: of thread_ns, the time the threads did not run (preempted, blocked,
+     * yielding while they waited), from CLOCK_THREAD_CPUTIME_ID; it overlaps the parts. */
+    uint64_t thread_ns, call_ns, touch_ns, wait_ns, timed_events, off_cpu_ns;
     uint64_t violations, alloc_failures;
     char viol[HL_RP_NVIOL][200];
     uint64_t ntimeline;      /* followed on the pipe by ntimeline hl_rp_tlsample */

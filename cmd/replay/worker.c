@@ -68,6 +68,14 @@ static uint64_t t0_ns;
 static _Atomic int go;
 static _Atomic uint64_t viol_count, fail_count;
 
+/* A block of LAT_EVERY events as it ran: its cycles (waits excluded), and its first
+ * event's call and touch windows.  Accounted after the loop, so that the loop itself
+ * has no branch that depends on a time (callgrind's counts stay repeatable). */
+struct blkrec {
+    uint64_t block, call, touch;
+    uint32_t ntouch, n;
+};
+
 struct wthr {
     const struct hl_rp_ev *ev;
     uint64_t nev;
@@ -75,8 +83,14 @@ struct wthr {
     uint64_t nlat;
     uint64_t *tl;   /* pairs: time_ns, rss bytes */
     uint64_t ntl, tlk;
-    uint64_t cyc_event, cyc_call, cyc_touch; /* sums over the timed events */
-    uint64_t end_ns;
+    uint64_t cyc_call, cyc_touch; /* sums over the timed events' windows */
+    uint64_t ntouch;              /* timed touch windows */
+    uint64_t cyc_wait;            /* every wait for another thread, in full */
+    struct blkrec *blk;           /* one per block of LAT_EVERY events */
+    uint64_t nblk;
+    uint64_t est_call, est_touch; /* estimates for all events, cycles (block_account) */
+    uint64_t start_ns, end_ns;
+    uint64_t cpu_ns;              /* the thread's CPU time over its loop */
     pthread_t tid;
 } __attribute__((aligned(64)));
 static struct wthr *thr;
@@ -88,6 +102,14 @@ static void *(*f_memalign)(size_t, size_t);
 static void *(*f_valloc)(size_t);
 static void *(*f_pvalloc)(size_t);
 static size_t (*f_usable)(void *);
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static uint64_t mono_ns(void)
 {
@@ -307,8 +329,11 @@ __attribute__((noinline)) static void check_block(const struct hl_rp_ev *e, uint
 
 /* ---- the replay loop ---- */
 
-static void wait_ready(uint32_t slot)
+/* The block is not there yet: spin, then yield, and count the cycles spent, which are
+ * neither the allocator's time nor the harness's (time_split.wait_ns). */
+__attribute__((noinline)) static void wait_slow(struct wthr *t, uint32_t slot)
 {
+    const uint64_t c0 = cycles_now();
     for (int spin = 0; !atomic_load_explicit(&ready[slot], memory_order_acquire); spin++) {
         if (spin < 64) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -318,6 +343,13 @@ static void wait_ready(uint32_t slot)
             sched_yield();
         }
     }
+    t->cyc_wait += cycles_now() - c0;
+}
+
+static inline void wait_ready(struct wthr *t, uint32_t slot)
+{
+    if (__builtin_expect(!atomic_load_explicit(&ready[slot], memory_order_acquire), 0))
+        wait_slow(t, slot);
 }
 
 static uint64_t rss_now(void)
@@ -392,14 +424,20 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
 {
     void **const sl = slots;
     const uint8_t fl = e->flags;
-    const uint64_t cs = timed ? cycles_now() : 0;
     uint64_t ct = 0;
     if (e->op == HL_OP_FREE) {
         if (fl & HL_RF_WAIT)
-            wait_ready(e->slot);
+            wait_ready(t, e->slot);
         void *p = sl[e->slot];
-        if (check == HL_CHECK_FULL)
+        if (check == HL_CHECK_FULL) {
+            if (timed)
+                ct = cycles_now();
             full_check_live(e->slot, p, e->size);
+            if (timed) {
+                t->cyc_touch += cycles_now() - ct;
+                t->ntouch++;
+            }
+        }
         if (timed) {
             uint64_t c0 = cycles_now();
             free(p);
@@ -411,7 +449,7 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         }
     } else {
         if (fl & HL_RF_WAIT)
-            wait_ready(e->old_slot);
+            wait_ready(t, e->old_slot);
         void *old = sl[e->old_slot];
         if (check == HL_CHECK_FULL)
             full_check_live(e->old_slot, old, slot_bytes[e->old_slot]);
@@ -430,10 +468,10 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
             if (check != HL_CHECK_NONE || touch != HL_TOUCH_NONE) {
                 const uint64_t bytes = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
                 const uint64_t oldbytes = old ? slot_bytes[e->old_slot] : 0;
-                if (check != HL_CHECK_NONE)
-                    check_block(e, p, bytes, check == HL_CHECK_FULL);
                 if (timed)
                     ct = cycles_now();
+                if (check != HL_CHECK_NONE)
+                    check_block(e, p, bytes, check == HL_CHECK_FULL);
                 if (check == HL_CHECK_FULL) {
                     uint64_t keep = oldbytes < bytes ? oldbytes : bytes;
                     if (old && !holds(p, keep, pattern(e->old_slot)))
@@ -447,8 +485,10 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                     if (oldbytes < bytes)
                         memset(p + oldbytes, 0xa5, bytes - oldbytes);
                 }
-                if (timed)
+                if (timed) {
                     t->cyc_touch += cycles_now() - ct;
+                    t->ntouch++;
+                }
             }
         } else if (e->size) {
             atomic_fetch_add(&fail_count, 1);
@@ -458,8 +498,32 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
     }
     if (fl & HL_RF_SAMPLE)
         take_sample(t);
-    if (timed)
-        t->cyc_event += cycles_now() - cs;
+}
+
+static uint64_t timer_cyc;   /* one empty timing window, cycles (timer_cost) */
+static uint64_t preempt_cyc; /* a window this long was most likely interrupted */
+
+/* A block of n events whose first was timed took block cycles (waits for other threads
+ * excluded); its call and touch windows took call and touch cycles, of which the
+ * timer's own cost is taken off.  The sample stands for the n events of its block
+ * (scaled by n: unbiased, heavy tails included), except a window longer than
+ * preempt_cyc (100 us): that is most likely the scheduler running something else, so it
+ * is charged once, where it fell, and never for more than the block's own time,
+ * instead of n times over. */
+static void block_account(struct wthr *t, uint64_t block, uint64_t call, uint64_t touch,
+                          uint64_t ntouch, uint64_t n)
+{
+    call = call > timer_cyc ? call - timer_cyc : 0;
+    touch = touch > ntouch * timer_cyc ? touch - ntouch * timer_cyc : 0;
+    if (call > preempt_cyc || touch > preempt_cyc) {
+        uint64_t c = call < block ? call : block;
+        uint64_t u = touch < block - c ? touch : block - c;
+        t->est_call += c;
+        t->est_touch += u;
+    } else {
+        t->est_call += call * n;
+        t->est_touch += touch * n;
+    }
 }
 
 /* Events in blocks of LAT_EVERY: the first of each block is timed, the rest run
@@ -469,12 +533,22 @@ static inline __attribute__((always_inline)) void run_events(struct wthr *t, con
 {
     const struct hl_rp_ev *e = t->ev, *const end = t->ev + t->nev;
     uint64_t *lat = t->lat;
+    struct blkrec *br = t->blk;
+    uint64_t bs = cycles_now();
     while (e < end) {
+        const uint64_t c0 = t->cyc_call, u0 = t->cyc_touch, n0 = t->ntouch, w0 = t->cyc_wait;
+        const struct hl_rp_ev *first = e;
         step(t, e++, &lat, touch, check, 1);
         const struct hl_rp_ev *blk = end - e > LAT_EVERY - 1 ? e + LAT_EVERY - 1 : end;
         for (; e < blk; e++)
             step(t, e, &lat, touch, check, 0);
+        const uint64_t be = cycles_now();
+        *br++ = (struct blkrec){be - bs - (t->cyc_wait - w0), t->cyc_call - c0,
+                                t->cyc_touch - u0, (uint32_t)(t->ntouch - n0),
+                                (uint32_t)(e - first)};
+        bs = be;
     }
+    t->nblk = (uint64_t)(br - t->blk);
     t->nlat = (uint64_t)(lat - t->lat);
 }
 
@@ -504,8 +578,11 @@ static void *thread_main(void *arg)
     for (int spin = 0; !atomic_load_explicit(&go, memory_order_acquire); spin++)
         if (spin > 64)
             sched_yield();
+    const uint64_t cpu0 = thread_cpu_ns();
+    t->start_ns = mono_ns();
     hl_replay_loop(t);
     t->end_ns = mono_ns();
+    t->cpu_ns = thread_cpu_ns() - cpu0;
     return NULL;
 }
 
@@ -640,8 +717,61 @@ static void send_timeline(void)
     }
 }
 
+/* What one timing window costs with nothing inside: the median of back-to-back reads
+ * of the cycle counter.  Subtracted from each timed window, so that the split does not
+ * charge the timer to the allocator. */
+static uint64_t timer_cost(void)
+{
+    uint64_t d[201];
+    for (int i = 0; i < 201; i++) {
+        uint64_t a = cycles_now();
+        uint64_t b = cycles_now();
+        d[i] = b - a;
+    }
+    qsort(d, 201, sizeof *d, cmp_u64);
+    return d[100];
+}
+
+/* The cycle counter's rate, over 200 us of spinning. */
+static uint64_t cycles_per_us(void)
+{
+    const uint64_t c0 = cycles_now(), n0 = mono_ns();
+    uint64_t n1;
+    while ((n1 = mono_ns()) - n0 < 200000)
+        ;
+    const uint64_t r = (cycles_now() - c0) * 1000 / (n1 - n0);
+    return r ? r : 1;
+}
+
+/* time_split (see replay.h): the per-block estimates summed over the threads, cycles
+ * converted at the rate measured between (c0, ns0) and now. */
+static void time_split(uint64_t c0, uint64_t ns0)
+{
+    const uint64_t c1 = cycles_now(), ns1 = mono_ns();
+    const double ns_per_cyc = c1 > c0 && ns1 > ns0 ? (double)(ns1 - ns0) / (double)(c1 - c0) : 1;
+    double call = 0, touch = 0, wait = 0;
+    for (uint32_t i = 0; i < plan->nthreads; i++) {
+        const struct wthr *t = &thr[i];
+        const uint64_t busy = t->end_ns > t->start_ns ? t->end_ns - t->start_ns : 0;
+        res.thread_ns += busy;
+        res.off_cpu_ns += busy > t->cpu_ns ? busy - t->cpu_ns : 0;
+        res.timed_events += t->nlat;
+        wait += (double)t->cyc_wait;
+        for (uint64_t k = 0; k < t->nblk; k++) {
+            const struct blkrec *b = &thr[i].blk[k];
+            block_account(&thr[i], b->block, b->call, b->touch, b->ntouch, b->n);
+        }
+        call += (double)t->est_call;
+        touch += (double)t->est_touch;
+    }
+    res.call_ns = (uint64_t)(call * ns_per_cyc + 0.5);
+    res.touch_ns = (uint64_t)(touch * ns_per_cyc + 0.5);
+    res.wait_ns = (uint64_t)(wait * ns_per_cyc + 0.5);
+}
+
 static void run(void)
 {
+    const uint64_t cal_c0 = cycles_now(), cal_ns0 = mono_ns();
     struct stat st;
     if (cfg.plan_fd < 0 || fstat(cfg.plan_fd, &st) != 0 ||
         (uint64_t)st.st_size < sizeof(struct hl_plan_hdr))
@@ -663,6 +793,7 @@ static void run(void)
         t->ev = (const struct hl_rp_ev *)((const char *)plan + plan->thr[i].ev_off);
         t->nev = plan->thr[i].nev;
         t->lat = map_anon((t->nev / LAT_EVERY + 1) * sizeof *t->lat);
+        t->blk = map_anon((t->nev / LAT_EVERY + 1) * sizeof *t->blk);
         t->ntl = cfg.timeline ? plan->thr[i].ntl : 0;
         t->tl = map_anon(2 * t->ntl * sizeof *t->tl);
         ntl += t->ntl;
@@ -692,6 +823,8 @@ static void run(void)
         }
     }
 
+    timer_cyc = timer_cost();
+    preempt_cyc = cycles_per_us() * 100;
     for (uint32_t i = 1; i < nt; i++)
         if (pthread_create(&thr[i].tid, NULL, thread_main, &thr[i]) != 0)
             fail("worker: cannot start replay thread %u", i);
@@ -705,10 +838,13 @@ static void run(void)
         perf_ctl(PERF_EVENT_IOC_RESET);
         perf_ctl(PERF_EVENT_IOC_ENABLE);
     }
+    const uint64_t cpu0 = thread_cpu_ns();
     t0_ns = mono_ns();
+    thr[0].start_ns = t0_ns;
     atomic_store_explicit(&go, 1, memory_order_release);
     hl_replay_loop(&thr[0]);
     thr[0].end_ns = mono_ns();
+    thr[0].cpu_ns = thread_cpu_ns() - cpu0;
     for (uint32_t i = 1; i < nt; i++)
         pthread_join(thr[i].tid, NULL);
     uint64_t end = 0;
@@ -738,12 +874,9 @@ static void run(void)
     res.violations = atomic_load(&viol_count);
     res.alloc_failures = atomic_load(&fail_count);
     latency_summary();
-    for (uint32_t i = 0; i < nt; i++) {
+    for (uint32_t i = 0; i < nt; i++)
         res.ntimeline += thr[i].tlk;
-        res.cyc_event += thr[i].cyc_event;
-        res.cyc_call += thr[i].cyc_call;
-        res.cyc_touch += thr[i].cyc_touch;
-    }
+    time_split(cal_c0, cal_ns0);
 }
 
 static int parse_int(const char *arg, const char *key, int *out)
