@@ -35,6 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The replayed calls go straight through the GOT (call *malloc@GOTPCREL) rather than
+ * through a PLT stub: one jump less per event, for every allocator alike. */
+#if defined(__GNUC__) && !defined(__clang__)
+extern void *malloc(size_t) __attribute__((noplt));
+extern void free(void *) __attribute__((noplt));
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
 static inline uint64_t cycles_now(void) { return __rdtsc(); }
@@ -83,8 +90,6 @@ struct wthr {
     uint64_t nlat;
     uint64_t *tl;   /* pairs: time_ns, rss bytes */
     uint64_t ntl, tlk;
-    uint64_t cyc_call, cyc_touch; /* sums over the timed events' windows */
-    uint64_t ntouch;              /* timed touch windows */
     uint64_t cyc_wait;            /* every wait for another thread, in full */
     struct blkrec *blk;           /* one per block of LAT_EVERY events */
     uint64_t nblk;
@@ -385,11 +390,10 @@ static __attribute__((noinline)) void *call_aligned(const struct hl_rp_ev *e)
     return NULL;
 }
 
-static inline __attribute__((always_inline)) void *call_alloc(const struct hl_rp_ev *e,
+/* Every allocating op but malloc, which step calls itself. */
+static inline __attribute__((always_inline)) void *call_other(const struct hl_rp_ev *e,
                                                               void *old)
 {
-    if (__builtin_expect(e->op == HL_OP_MALLOC, 1))
-        return malloc(e->size);
     if (e->op == HL_OP_REALLOC)
         return realloc(old, e->size);
     if (e->op == HL_OP_CALLOC)
@@ -414,19 +418,23 @@ __attribute__((noinline)) static void take_sample(struct wthr *t)
     }
 }
 
-/* One replayed event.  Inlined into run_events with constant touch, check and timed,
- * so that each configuration pays only for what it does.  "No block" is a slot of its
- * own that always holds NULL (see replay.h), so free(NULL) and realloc(NULL, n) need no
- * test here. */
+/* One replayed event.  Inlined into run_events with constant touch, check, plain and
+ * timed, so that each configuration pays only for what it does: a plain loop (one
+ * replay thread, no timeline) does not even test the event's flags.  "No block" is a
+ * slot of its own that always holds NULL (see replay.h), so free(NULL) and
+ * realloc(NULL, n) need no test here.  A timed event adds its call and touch windows to
+ * *cur. */
 static inline __attribute__((always_inline)) void step(struct wthr *t, const struct hl_rp_ev *e,
-                                                       uint64_t **latp, const int touch,
-                                                       const int check, const int timed)
+                                                       void **const sl, uint64_t **latp,
+                                                       struct blkrec *cur, const int touch,
+                                                       const int check, const int plain,
+                                                       const int timed)
 {
-    void **const sl = slots;
-    const uint8_t fl = e->flags;
+    const uint8_t fl = plain ? 0 : e->flags;
+    const uint8_t op = e->op;
     uint64_t ct = 0;
-    if (e->op == HL_OP_FREE) {
-        if (fl & HL_RF_WAIT)
+    if (op == HL_OP_FREE) {
+        if (!plain && (fl & HL_RF_WAIT))
             wait_ready(t, e->slot);
         void *p = sl[e->slot];
         if (check == HL_CHECK_FULL) {
@@ -434,8 +442,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                 ct = cycles_now();
             full_check_live(e->slot, p, e->size);
             if (timed) {
-                t->cyc_touch += cycles_now() - ct;
-                t->ntouch++;
+                cur->touch += cycles_now() - ct;
+                cur->ntouch++;
             }
         }
         if (timed) {
@@ -443,30 +451,49 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
             free(p);
             uint64_t c1 = cycles_now();
             *(*latp)++ = ((uint64_t)HL_OP_FREE << 56) | (c1 - c0);
-            t->cyc_call += c1 - c0;
+            cur->call += c1 - c0;
         } else {
             free(p);
         }
     } else {
-        if (fl & HL_RF_WAIT)
-            wait_ready(t, e->old_slot);
-        void *old = sl[e->old_slot];
-        if (check == HL_CHECK_FULL)
-            full_check_live(e->old_slot, old, slot_bytes[e->old_slot]);
+        /* Only realloc passes a block in: the others neither wait for it nor load it. */
+        void *old = NULL;
         uint8_t *p;
-        if (timed) {
-            uint64_t c0 = cycles_now();
-            p = call_alloc(e, old);
-            uint64_t c1 = cycles_now();
-            *(*latp)++ = ((uint64_t)e->op << 56) | (c1 - c0);
-            t->cyc_call += c1 - c0;
+        if (__builtin_expect(op == HL_OP_MALLOC, 1)) {
+            if (timed) {
+                uint64_t c0 = cycles_now();
+                p = malloc(e->size);
+                uint64_t c1 = cycles_now();
+                *(*latp)++ = ((uint64_t)op << 56) | (c1 - c0);
+                cur->call += c1 - c0;
+            } else {
+                p = malloc(e->size);
+            }
         } else {
-            p = call_alloc(e, old);
+            if (op == HL_OP_REALLOC) {
+                if (!plain && (fl & HL_RF_WAIT))
+                    wait_ready(t, e->old_slot);
+                old = sl[e->old_slot];
+                if (check == HL_CHECK_FULL)
+                    full_check_live(e->old_slot, old, slot_bytes[e->old_slot]);
+            }
+            if (timed) {
+                uint64_t c0 = cycles_now();
+                p = call_other(e, old);
+                uint64_t c1 = cycles_now();
+                *(*latp)++ = ((uint64_t)op << 56) | (c1 - c0);
+                cur->call += c1 - c0;
+            } else {
+                p = call_other(e, old);
+            }
         }
         sl[e->slot] = p;
-        if (__builtin_expect(p != NULL, 1)) {
-            if (check != HL_CHECK_NONE || touch != HL_TOUCH_NONE) {
-                const uint64_t bytes = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
+        if (check == HL_CHECK_NONE && touch == HL_TOUCH_NONE) {
+            if (__builtin_expect(p == NULL, 0) && e->size)
+                atomic_fetch_add(&fail_count, 1);
+        } else if (__builtin_expect(p != NULL, 1)) {
+            {
+                const uint64_t bytes = op == HL_OP_CALLOC ? e->size * e->aux : e->size;
                 const uint64_t oldbytes = old ? slot_bytes[e->old_slot] : 0;
                 if (timed)
                     ct = cycles_now();
@@ -486,17 +513,17 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                         memset(p + oldbytes, 0xa5, bytes - oldbytes);
                 }
                 if (timed) {
-                    t->cyc_touch += cycles_now() - ct;
-                    t->ntouch++;
+                    cur->touch += cycles_now() - ct;
+                    cur->ntouch++;
                 }
             }
         } else if (e->size) {
             atomic_fetch_add(&fail_count, 1);
         }
-        if (fl & HL_RF_PUBLISH)
+        if (!plain && (fl & HL_RF_PUBLISH))
             atomic_store_explicit(&ready[e->slot], 1, memory_order_release);
     }
-    if (fl & HL_RF_SAMPLE)
+    if (!plain && (fl & HL_RF_SAMPLE))
         take_sample(t);
 }
 
@@ -529,27 +556,40 @@ static void block_account(struct wthr *t, uint64_t block, uint64_t call, uint64_
 /* Events in blocks of LAT_EVERY: the first of each block is timed, the rest run
  * without even a test for it. */
 static inline __attribute__((always_inline)) void run_events(struct wthr *t, const int touch,
-                                                             const int check)
+                                                             const int check, const int plain)
 {
     const struct hl_rp_ev *e = t->ev, *const end = t->ev + t->nev;
     uint64_t *lat = t->lat;
     struct blkrec *br = t->blk;
+    void **const sl = slots; /* a register, not a global reloaded after every call */
     uint64_t bs = cycles_now();
     while (e < end) {
-        const uint64_t c0 = t->cyc_call, u0 = t->cyc_touch, n0 = t->ntouch, w0 = t->cyc_wait;
+        const uint64_t w0 = plain ? 0 : t->cyc_wait;
         const struct hl_rp_ev *first = e;
-        step(t, e++, &lat, touch, check, 1);
+        struct blkrec cur = {0, 0, 0, 0, 0};
+        step(t, e++, sl, &lat, &cur, touch, check, plain, 1);
         const struct hl_rp_ev *blk = end - e > LAT_EVERY - 1 ? e + LAT_EVERY - 1 : end;
         for (; e < blk; e++)
-            step(t, e, &lat, touch, check, 0);
+            step(t, e, sl, &lat, NULL, touch, check, plain, 0);
         const uint64_t be = cycles_now();
-        *br++ = (struct blkrec){be - bs - (t->cyc_wait - w0), t->cyc_call - c0,
-                                t->cyc_touch - u0, (uint32_t)(t->ntouch - n0),
-                                (uint32_t)(e - first)};
+        cur.block = be - bs - (plain ? 0 : t->cyc_wait - w0);
+        cur.n = (uint32_t)(e - first);
+        *br++ = cur;
         bs = be;
     }
     t->nblk = (uint64_t)(br - t->blk);
     t->nlat = (uint64_t)(lat - t->lat);
+}
+
+static int plain_loop; /* one replay thread and no timeline: no event has flags */
+
+static inline __attribute__((always_inline)) void run_mode(struct wthr *t, const int touch,
+                                                           const int check)
+{
+    if (plain_loop)
+        run_events(t, touch, check, 1);
+    else
+        run_events(t, touch, check, 0);
 }
 
 /* Named so that callgrind can collect exactly this (--toggle-collect=hl_replay_loop). */
@@ -557,19 +597,19 @@ __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t);
 __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
 {
     if (cfg.check == HL_CHECK_FULL)
-        run_events(t, HL_TOUCH_ALL, HL_CHECK_FULL);
+        run_mode(t, HL_TOUCH_ALL, HL_CHECK_FULL);
     else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_PAGE)
-        run_events(t, HL_TOUCH_PAGE, HL_CHECK_CHEAP);
+        run_mode(t, HL_TOUCH_PAGE, HL_CHECK_CHEAP);
     else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_ALL)
-        run_events(t, HL_TOUCH_ALL, HL_CHECK_CHEAP);
+        run_mode(t, HL_TOUCH_ALL, HL_CHECK_CHEAP);
     else if (cfg.check == HL_CHECK_CHEAP)
-        run_events(t, HL_TOUCH_NONE, HL_CHECK_CHEAP);
+        run_mode(t, HL_TOUCH_NONE, HL_CHECK_CHEAP);
     else if (cfg.touch == HL_TOUCH_PAGE)
-        run_events(t, HL_TOUCH_PAGE, HL_CHECK_NONE);
+        run_mode(t, HL_TOUCH_PAGE, HL_CHECK_NONE);
     else if (cfg.touch == HL_TOUCH_ALL)
-        run_events(t, HL_TOUCH_ALL, HL_CHECK_NONE);
+        run_mode(t, HL_TOUCH_ALL, HL_CHECK_NONE);
     else
-        run_events(t, HL_TOUCH_NONE, HL_CHECK_NONE);
+        run_mode(t, HL_TOUCH_NONE, HL_CHECK_NONE);
 }
 
 static void *thread_main(void *arg)
@@ -824,6 +864,7 @@ static void run(void)
     }
 
     timer_cyc = timer_cost();
+    plain_loop = nt == 1 && ntl == 0;
     preempt_cyc = cycles_per_us() * 100;
     for (uint32_t i = 1; i < nt; i++)
         if (pthread_create(&thr[i].tid, NULL, thread_main, &thr[i]) != 0)
