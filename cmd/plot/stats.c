@@ -493,14 +493,16 @@ static struct axis make_axis(const double *v, int n, int room)
     } else {
         a.max = hi * (room ? 1.15 : 1.05);
         a.format = hi >= 10000 ? "%.0s%c" : "%g";
+        if (hi < 6)
+            snprintf(a.tics, sizeof a.tics, "1"); /* counts: no 0.2 blocks */
     }
     return a;
 }
 
 /* A log axis of bytes (values in bytes): tics at powers of two, every 2^step so that
- * there are at most 8 of them, labelled in binary units ("32 KiB"), so that they match
+ * there are at most maxtics of them, labelled in binary units ("32 KiB"), so that they match
  * the buckets below (decimal decades of bytes would read as nonsense: "100m MiB"). */
-static void bytes_log_tics(struct axis *a, const double *v, int n)
+static void bytes_log_tics(struct axis *a, const double *v, int n, int room, int maxtics)
 {
     double lo = INFINITY, hi = 0;
     for (int i = 0; i < n; i++)
@@ -513,8 +515,10 @@ static void bytes_log_tics(struct axis *a, const double *v, int n)
         e0--;
     if (ldexp(1, e1) < hi * 1.5)
         e1++; /* the tallest bar does not touch the frame */
+    if (room)
+        e1 += 2; /* nor its value label */
     int step = 1;
-    while ((e1 - e0) / step > 8)
+    while ((e1 - e0) / step > maxtics)
         step++;
     e0 = e0 / step * step - (e0 < 0 && e0 % step ? step : 0);
     a->min = ldexp(1, e0);
@@ -580,26 +584,36 @@ static void sizes_chart(struct hl_charts *out, struct unit *u, const struct hl_c
     if (!blocks || !bytes)
         hl_die("out of memory");
     double maxb = 0;
+    size_t value_len = 1; /* the longest value label, to know whether they fit */
     for (int i = 0; i < n; i++) {
+        char v[64];
         blocks[i] = u->size.b[i].count;
         bytes[i] = u->size.b[i].bytes;
         maxb = bytes[i] > maxb ? bytes[i] : maxb;
+        count_label(v, sizeof v, blocks[i]);
+        value_len = strlen(v) > value_len ? strlen(v) : value_len;
+        if (!isnan(bytes[i]))
+            hl_fmt_bytes(v, sizeof v, bytes[i]);
+        value_len = strlen(v) > value_len ? strlen(v) : value_len;
     }
     /* A linear bytes axis in B below 10 KiB (hand-written traces ask for a few bytes),
      * else in KiB/MiB/GiB; a log axis stays in bytes with binary tics. */
     const char *unit = "B";
     double div = 1;
-    struct axis ay = make_axis(bytes, n, 0);
+    long width = o->width ? o->width : 1000, height = o->height ? o->height : 700;
+    long plot_px = width - 120;
+    int labels = labels_fit(plot_px, n, value_len);
+    struct axis ay = make_axis(bytes, n, labels);
     if (ay.log)
-        bytes_log_tics(&ay, bytes, n);
+        bytes_log_tics(&ay, bytes, n, labels, (int)((height - 200) / 2 / 30) < 3 ? 3
+                                              : (int)((height - 200) / 2 / 30) > 8 ? 8
+                                              : (int)((height - 200) / 2 / 30));
     else if (maxb >= 10240)
         hl_byte_unit(maxb, &unit, &div);
     for (int i = 0; i < n; i++)
         bytes[i] /= div;
     ay.max /= div;
-    long width = o->width ? o->width : 1000, height = o->height ? o->height : 700;
-    long plot_px = width - 160;
-    size_t maxlen = 1, maxval = 1;
+    size_t maxlen = 1;
     char data[4096], pre[4096], lab[64], v1[64], v2[64];
     snprintf(data, sizeof data, "%s/%s.dat", o->datadir, c->id);
     FILE *f = hl_plot_open(data);
@@ -613,8 +627,6 @@ static void sizes_chart(struct hl_charts *out, struct unit *u, const struct hl_c
         else
             hl_fmt_bytes(v2, sizeof v2, u->size.b[i].bytes);
         maxlen = strlen(lab) > maxlen ? strlen(lab) : maxlen;
-        maxval = strlen(v1) > maxval ? strlen(v1) : maxval;
-        maxval = strlen(v2) > maxval ? strlen(v2) : maxval;
         dat_str(f, lab);
         if (isnan(blocks[i]) || blocks[i] == 0)
             fprintf(f, " NaN NaN");
@@ -630,15 +642,9 @@ static void sizes_chart(struct hl_charts *out, struct unit *u, const struct hl_c
     f = hl_gp_preamble(o, c->id, pre, sizeof pre, width, height);
     hl_gp_set(f, "datafile", data);
     hl_gp_set(f, "chart_title", c->title);
-    hl_gp_set(f, "xlabel", "requested size in bytes (power-of-two buckets from the size "
-                           "shown up to the next; K = 1024, M = 1024²)");
+    hl_gp_set(f, "xlabel", "requested size (bytes, power-of-two buckets; K = 1024, M = 1024²)");
     fprintf(f, "nbuckets = %d\n", n);
-    int labels = labels_fit(plot_px, n, maxval);
     struct axis ab = make_axis(blocks, n, labels);
-    if (labels && !ay.log)
-        ay.max *= 1.1;
-    else if (labels)
-        ay.max *= 4;
     set_axis(f, "blocks", &ab, "blocks");
     char ylabel[64];
     if (ay.log)
@@ -699,7 +705,7 @@ static void lifetimes_chart(struct hl_charts *out, struct unit *u,
     double leaked = u->f[F_LEAKED_BLOCKS];
     long width = o->width ? o->width : (u->has_time ? 1200 : 800);
     long height = o->height ? o->height : 500;
-    long plot_px = (u->has_time ? width / 2 : width) - 110;
+    long plot_px = u->has_time ? (width - 190) / 2 : width - 100;
     double vev[MAX_BUCKETS + 1], vns[MAX_BUCKETS + 1];
     size_t len_ev = 1, len_ns = 1, maxval = 1;
     char data[4096], pre[4096];
@@ -739,7 +745,7 @@ static void lifetimes_chart(struct hl_charts *out, struct unit *u,
     hl_gp_set(f, "ev_xlabel", u->has_time
                                   ? "events from allocation to free (power-of-two buckets)"
                                   : "lifetime: events from allocation to free "
-                                    "(power-of-two buckets, K = 1024)");
+                                    "(power-of-two buckets)");
     hl_gp_set(f, "ns_xlabel", "time from allocation to free (decades)");
     fprintf(f, "value_labels = %d\nev_xrotate = %d\nns_xrotate = %d\n", labels,
             rotation(plot_px, nev, len_ev), rotation(plot_px, nns, len_ns));
@@ -833,7 +839,8 @@ static void summary_row(FILE *f, const struct unit *u)
         fmt_int(e, sizeof e, u->f[F_PEAK_EVENT]);
         snprintf(pt, sizeof pt, " at event %s", e);
     }
-    fprintf(f, " %s | %s | %s | %s%s | %s blocks, %s | %s |\n", ev, al, by, pk, pt, lb, ly, tr);
+    fprintf(f, " %s | %s | %s | %s%s | %s block%s, %s | %s |\n", ev, al, by, pk, pt, lb,
+            u->f[F_LEAKED_BLOCKS] == 1 ? "" : "s", ly, tr);
 }
 
 static void size_tables(FILE *f, const struct unit *u)
@@ -1000,8 +1007,8 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
             md_cell(f, p->label);
             fputs(" | ", f);
             md_cell(f, p->program[0] ? p->program : "-");
-            fprintf(f, " | %s | %s | %s | %s | %s blocks, %s | %s | ", ev2, al2, by2, pk2,
-                    lb2, ly2, tr2);
+            fprintf(f, " | %s | %s | %s | %s | %s block%s, %s | %s | ", ev2, al2, by2, pk2,
+                    lb2, p->f[F_LEAKED_BLOCKS] == 1 ? "" : "s", ly2, tr2);
             if (p->charted)
                 fprintf(f, "below");
             else

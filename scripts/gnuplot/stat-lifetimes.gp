@@ -10,7 +10,7 @@
 #   has_time     1: draw the time panel (the trace has timestamps)
 #   nev, nns     rows in each index
 #   ev_log, ns_log, ev_ymin, ev_ymax, ns_ymin, ns_ymax, ev_format, ns_format
-#   (ev_tics, ns_tics: unused, always "": counts get gnuplot's own tics)
+#   ev_tics, ns_tics   "1" for a step of one block on small linear axes, else ""
 #   ev_ylabel, ns_ylabel, ev_xlabel, ns_xlabel
 #   value_labels 1: print each bar's value above it
 #   ev_xrotate, ns_xrotate   degrees to rotate the bucket labels by
@@ -21,18 +21,26 @@ leaked_rgb = 0xD55E00
 set style fill solid 0.9 border rgb "#333333"
 set boxwidth 0.8 absolute  # x is the bucket index: empty buckets must not widen a bar
 set xtics scale 0
-# The legend sits in the top right corner of the image, where it takes no room from
-# the panels (which then line up) and covers no bar.
-set key at screen 0.99, 0.99 right top horizontal samplen 1.5 spacing 1.1
+# No legend: the leaks' bar is named on the x axis ("never freed"), its colour only
+# sets it apart.
+set key off
 barcolor(c) = c > 0 ? leaked_rgb : freed_rgb
 
+# Margins in pixels, so that the panels line up and keep their size whatever the image
+# size; more room at the bottom for rotated bucket labels ("never freed" is long).
+rot_px = (ev_xrotate != 0 || ns_xrotate != 0 ? 55.0 : 0.0)
 if (has_time) {
-    set multiplot layout 1, 2 title chart_title font ",13"
+    set multiplot layout 1, 2 title chart_title font ",13" \
+        margins 80.0 / width, 1.0 - 20.0 / width, (55.0 + rot_px) / height, 1.0 - 72.0 / height \
+        spacing 90.0 / width, 0
     set title "in events" font ",11"
 } else {
     set title chart_title
+    set lmargin at screen 80.0 / width
+    set rmargin at screen 1.0 - 20.0 / width
+    set bmargin at screen (55.0 + rot_px) / height
+    set tmargin at screen 1.0 - 50.0 / height
 }
-set lmargin 12
 set xrange [-0.6:nev - 0.4]
 if (ev_xrotate != 0) {
     set xtics rotate by ev_xrotate right
@@ -47,10 +55,11 @@ if (ev_log) {
     unset logscale y
 }
 set format y ev_format
+if (ev_tics ne "") {
+    set ytics @ev_tics
+}
 set yrange [ev_ymin:ev_ymax]
 plot datafile index 0 using 0:2:(barcolor(column(3))):xtic(1) with boxes lc rgb variable notitle, \
-     NaN with boxes lc rgb "#0072B2" title "freed", \
-     NaN with boxes lc rgb "#D55E00" title "never freed", \
      datafile index 0 using 0:2:(value_labels ? stringcolumn(4) : "") with labels offset 0, 0.6 font ",8" tc rgb "#333333" notitle
 
 if (has_time) {
@@ -69,8 +78,12 @@ if (has_time) {
         unset logscale y
     }
     set format y ns_format
+    if (ns_tics ne "") {
+        set ytics @ns_tics
+    } else {
+        set ytics autofreq
+    }
     set yrange [ns_ymin:ns_ymax]
-    set key off
     plot datafile index 1 using 0:2:(barcolor(column(3))):xtic(1) with boxes lc rgb variable notitle, \
          datafile index 1 using 0:2:(value_labels ? stringcolumn(4) : "") with labels offset 0, 0.6 font ",8" tc rgb "#333333" notitle
     unset multiplot

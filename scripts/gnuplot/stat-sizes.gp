@@ -28,9 +28,12 @@ if (xrotate != 0) {
     set xtics norotate
 }
 set key off
-set multiplot layout 2, 1 title chart_title font ",13"
-set lmargin 12
-set rmargin 4
+# Two panels of the same height whatever the image size: margins in pixels, more at the
+# bottom and between the panels when the bucket labels are rotated.
+rot_px = (xrotate != 0 ? 25.0 : 0.0)
+set multiplot layout 2, 1 title chart_title font ",13" \
+    margins 100.0 / width, 1.0 - 20.0 / width, (60.0 + rot_px) / height, 1.0 - 72.0 / height \
+    spacing 0, (70.0 + rot_px) / height
 
 set title "blocks allocated" font ",11"
 set ylabel blocks_ylabel
