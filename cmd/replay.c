@@ -135,15 +135,51 @@ static int cmp_sample(const void *a, const void *b)
     return x->op_index < y->op_index ? -1 : x->op_index > y->op_index;
 }
 
+/* The progress line: which trace, run and allocator, and, once a worker has run for a
+ * while, for how long (and against which --timeout), so that a slow allocator on a big
+ * trace is visibly working, not stuck. */
+static struct {
+    int on;
+    const char *trace, *alloc;
+    int run, runs;
+    long timeout_s;
+} prog;
+
+static void progress_show(long elapsed_s)
+{
+    fprintf(stderr, "\r\033[Kreplay %s: run %d/%d, %s", prog.trace, prog.run, prog.runs,
+            prog.alloc);
+    if (elapsed_s > 0) {
+        fprintf(stderr, " (%ld s", elapsed_s);
+        if (prog.timeout_s)
+            fprintf(stderr, " of --timeout %ld", prog.timeout_s);
+        fputc(')', stderr);
+    }
+    fflush(stderr);
+}
+
+static void progress_tick(void *arg, long elapsed_s)
+{
+    (void)arg;
+    if (prog.on && prog.trace)
+        progress_show(elapsed_s);
+}
+
 static void progress(int on, const char *trace, int run, int runs, const char *alloc)
 {
+    prog.on = on;
+    prog.trace = trace;
     if (!on)
         return;
-    if (trace)
-        fprintf(stderr, "\r\033[Kreplay %s: run %d/%d, %s", trace, run, runs, alloc);
-    else
+    if (trace) {
+        prog.run = run;
+        prog.runs = runs;
+        prog.alloc = alloc;
+        progress_show(0);
+    } else {
         fprintf(stderr, "\r\033[K");
-    fflush(stderr);
+        fflush(stderr);
+    }
 }
 
 /* Split "-a a,b -a c=/x.so" into allocator specs. */
@@ -193,7 +229,7 @@ int cmd_replay(int argc, char **argv)
                *json_path = NULL;
     uint64_t timeline_every = 0;
     int quiet = 0;
-    long process = -1;
+    long process = -1, timeout = 0;
     struct hl_option opts[] = {
         HL_OPT_LIST('a', "allocators", &alist, "LIST",
                     "allocators to compare, comma-separated: NAME or NAME=/path/lib.so"),
@@ -218,6 +254,9 @@ int cmd_replay(int argc, char **argv)
                     "sample every N events (default: about 500-1000 samples)"),
         HL_OPT_INT('p', "process", &process, "PID",
                    "replay only this process of each trace (default: every process)"),
+        HL_OPT_INT(0, "timeout", &timeout, "SECONDS",
+                   "give up on a worker run after SECONDS; its allocator's cell on that trace "
+                   "is reported as n/a: timed out (default: no limit)"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no progress line"),
         HL_OPT_END()};
     int first = hl_parse_options(argc, argv, opts, usage, 0);
@@ -225,9 +264,13 @@ int cmd_replay(int argc, char **argv)
         hl_usage_die("replay: no trace given (see 'heaplab replay --help')");
     if (runs < 1 || runs > 1000)
         hl_usage_die("--runs: must be between 1 and 1000");
+    if (timeout < 0 || timeout > 1000000)
+        hl_usage_die("--timeout: must be between 0 (no limit) and 1000000 seconds");
     int serial = pick("threads", threads, threads_c);
     struct hl_rp_wopts wo = {pick("touch", touch, touch_c), pick("check", check, check_c),
-                             pick("counters", counters, counters_c), timeline_path != NULL};
+                             pick("counters", counters, counters_c), timeline_path != NULL,
+                             timeout, progress_tick, NULL};
+    prog.timeout_s = timeout;
     int fmt = pick("format", format, format_c);
 
     /* Allocators: resolved and probed before any work, so a bad name fails fast. */
@@ -305,13 +348,22 @@ int cmd_replay(int argc, char **argv)
     if (wo.counters == HL_CNT_SIM) /* timed runs natively; one extra run for the counts */
         run_o.counters = HL_CNT_NONE;
 
+    static char timed_out[MAX_ALLOCS][64];
     for (int r = 0; r < nrows; r++) {
+        memset(timed_out, 0, sizeof timed_out);
         for (int k = 0; k < runs; k++) {
             for (int a = 0; a < nalloc; a++) {
+                if (timed_out[a][0]) /* one timeout is enough: no more runs of it here */
+                    continue;
                 progress(show, rows[r].name, k + 1, (int)runs, allocs[a].name);
                 size_t idx = ((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs + (size_t)k;
-                if (hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &run_o, &all[idx], &tls[idx],
-                                    why, sizeof why) != 0) {
+                int rc = hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &run_o, &all[idx],
+                                         &tls[idx], why, sizeof why);
+                if (rc == HL_RP_TIMED_OUT) {
+                    snprintf(timed_out[a], sizeof timed_out[a], "timed out after %ld s", timeout);
+                    progress(show, NULL, 0, 0, NULL);
+                    hl_warn("%s: %s (run %d); reported as n/a", rows[r].name, why, k + 1);
+                } else if (rc != 0) {
                     progress(show, NULL, 0, 0, NULL);
                     hl_die("%s: %s", rows[r].name, why);
                 }
@@ -319,6 +371,18 @@ int cmd_replay(int argc, char **argv)
         }
         for (int a = 0; a < nalloc; a++) {
             struct hl_rp_cell *c = &cells[r * nalloc + a];
+            if (timed_out[a][0]) {
+                /* Nothing measured stands in for the runs that did not finish. */
+                c->row = &rows[r];
+                c->alloc = &allocs[a];
+                c->runs = (int)runs;
+                snprintf(c->na, sizeof c->na, "n/a: %.80s", timed_out[a]);
+                snprintf(c->med.counters_source, sizeof c->med.counters_source, "%s", c->na);
+                c->med.ops = rows[r].plan.ops;
+                for (int k = 0; k < runs; k++)
+                    free(tls[((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs + (size_t)k]);
+                continue;
+            }
             struct hl_rp_result *rr = &all[((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs];
             struct hl_rp_tlsample **tt = &tls[((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs];
             uint64_t t[1000], rss[1000];
@@ -367,8 +431,17 @@ int cmd_replay(int argc, char **argv)
                 progress(show, rows[r].name, (int)runs, (int)runs, "callgrind");
                 struct hl_rp_wopts so = wo;
                 so.timeline = 0;
-                if (hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &so, sim, NULL, why,
-                                    sizeof why) != 0) {
+                int rc = hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &so, sim, NULL, why,
+                                         sizeof why);
+                if (rc == HL_RP_TIMED_OUT) {
+                    progress(show, NULL, 0, 0, NULL);
+                    hl_warn("%s: %s under callgrind; counters reported as n/a", rows[r].name, why);
+                    snprintf(c->med.counters_source, sizeof c->med.counters_source,
+                             "n/a: the callgrind run timed out after %ld s", timeout);
+                    free(sim);
+                    continue;
+                }
+                if (rc != 0) {
                     progress(show, NULL, 0, 0, NULL);
                     hl_die("%s: %s: %s", rows[r].name, allocs[a].name, why);
                 }

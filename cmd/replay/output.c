@@ -46,6 +46,7 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
 {
     const struct hl_rp_result *r = &c->med;
     const struct hl_rp_row *row = c->row;
+    const int ok = !c->na[0]; /* measured at all */
     int n = 0;
     n = add_s(f, n, "trace", row->name);
     n = add_s(f, n, "trace_hash", row->hash);
@@ -55,23 +56,27 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
     n = add_s(f, n, "allocator_path", c->alloc->path);
     n = add_u(f, n, "runs", (uint64_t)c->runs, 1);
     n = add_u(f, n, "ops", r->ops, 1);
-    n = add_u(f, n, "time_ns", r->time_ns, 1);
-    n = add_u(f, n, "time_ns_min", c->time_min, 1);
-    n = add_u(f, n, "time_ns_max", c->time_max, 1);
-    n = add_d(f, n, "ns_per_op", r->ops ? (double)r->time_ns / (double)r->ops : 0, 3, r->ops > 0);
+    if (ok)
+        n = add_u(f, n, "time_ns", r->time_ns, 1);
+    else /* the reason, where a reader looks first ("n/a..." reads as unmeasured) */
+        n = add_s(f, n, "time_ns", c->na);
+    n = add_u(f, n, "time_ns_min", c->time_min, ok);
+    n = add_u(f, n, "time_ns_max", c->time_max, ok);
+    n = add_d(f, n, "ns_per_op", r->ops ? (double)r->time_ns / (double)r->ops : 0, 3,
+              ok && r->ops > 0);
     n = add_d(f, n, "ops_per_s", r->time_ns ? (double)r->ops * 1e9 / (double)r->time_ns : 0, 0,
-              r->time_ns > 0);
-    n = add_u(f, n, "peak_rss_bytes", c->rss_med, c->rss_ok);
-    n = add_u(f, n, "peak_rss_min", c->rss_min, c->rss_ok);
-    n = add_u(f, n, "peak_rss_max", c->rss_max, c->rss_ok);
+              ok && r->time_ns > 0);
+    n = add_u(f, n, "peak_rss_bytes", c->rss_med, ok && c->rss_ok);
+    n = add_u(f, n, "peak_rss_min", c->rss_min, ok && c->rss_ok);
+    n = add_u(f, n, "peak_rss_max", c->rss_max, ok && c->rss_ok);
     n = add_u(f, n, "peak_live_bytes", row->plan.peak_live, 1);
     n = add_d(f, n, "fragmentation",
               row->plan.peak_live ? (double)c->rss_med / (double)row->plan.peak_live : 0, 4,
-              c->rss_ok && row->plan.peak_live > 0);
-    n = add_u(f, n, "user_ns", r->user_ns, 1);
-    n = add_u(f, n, "sys_ns", r->sys_ns, 1);
-    n = add_u(f, n, "minor_faults", r->minor_faults, 1);
-    n = add_u(f, n, "major_faults", r->major_faults, 1);
+              ok && c->rss_ok && row->plan.peak_live > 0);
+    n = add_u(f, n, "user_ns", r->user_ns, ok);
+    n = add_u(f, n, "sys_ns", r->sys_ns, ok);
+    n = add_u(f, n, "minor_faults", r->minor_faults, ok);
+    n = add_u(f, n, "major_faults", r->major_faults, ok);
     n = add_u(f, n, "instructions", r->instructions, r->have_counters);
     n = add_u(f, n, "l1d_misses", r->l1d_misses, r->have_counters);
     n = add_u(f, n, "llc_misses", r->llc_misses, r->have_counters);
@@ -87,7 +92,7 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
         n = add_u(f, n, lk[i][2], l->p999, l->samples > 0);
         n = add_u(f, n, lk[i][3], l->max, l->samples > 0);
     }
-    n = add_u(f, n, "violations", c->violations, 1);
+    n = add_u(f, n, "violations", c->violations, ok);
     n = add_s(f, n, "threads_mode", m->threads_mode);
     n = add_s(f, n, "touch", m->touch);
     n = add_s(f, n, "tunables", m->tunables);
@@ -208,12 +213,16 @@ void hl_rp_write_json(FILE *f, const struct hl_rp_cell *c, int n, const struct h
         const struct hl_plan_info *p = &c[k].row->plan;
         fprintf(f, ",\n   \"check\": ");
         json_str(f, m->check);
+        if (c[k].na[0]) { /* only on a cell with nothing measured */
+            fprintf(f, ", \"status\": ");
+            json_str(f, c[k].na);
+        }
         fprintf(f, ", \"events\": %llu, \"skipped_unknown\": %llu, \"skipped_failed\": %llu, "
                    "\"recorded_threads\": %u, \"alloc_failures\": %llu, \"median_run\": %d",
                 (unsigned long long)p->events, (unsigned long long)p->skipped_unknown,
                 (unsigned long long)p->skipped_failed, p->recorded_threads,
                 (unsigned long long)r->alloc_failures, c[k].med_run);
-        if (r->thread_ns && r->timed_events) {
+        if (!c[k].na[0] && r->thread_ns && r->timed_events) {
             /* Measured in replay-thread time (replay.h); each part's share of the threads'
              * time is applied to the wall time, so the parts add up to time_ns exactly.
              * The call and touch estimates are sampled: should they overshoot the
@@ -317,6 +326,12 @@ void hl_rp_write_table(FILE *f, const struct hl_rp_cell *c, int n, const struct 
         char a[20], b[20];
         snprintf(row[C_TRACE].s, sizeof row[C_TRACE].s, "%.47s", c[k].row->name);
         snprintf(row[C_ALLOC].s, sizeof row[C_ALLOC].s, "%.47s", c[k].alloc->name);
+        if (c[k].na[0]) { /* nothing measured: every column says so, none can win */
+            snprintf(row[C_TIME].s, sizeof row[C_TIME].s, "timed out");
+            for (int i = C_TIME + 1; i < NCOL; i++)
+                snprintf(row[i].s, sizeof row[i].s, "n/a");
+            continue;
+        }
         hl_fmt_ns(row[C_TIME].s, sizeof row[C_TIME].s, (double)r->time_ns);
         row[C_TIME].v = (double)r->time_ns;
         row[C_TIME].valid = 1;
@@ -439,6 +454,9 @@ void hl_rp_write_table(FILE *f, const struct hl_rp_cell *c, int n, const struct 
                     c[k].row->name, (unsigned long long)p->skipped_unknown,
                     (unsigned long long)p->skipped_failed);
     }
+    for (int k = 0; k < n; k++)
+        if (c[k].na[0])
+            fprintf(f, "%s: %s: %s\n", c[k].row->name, c[k].alloc->name, c[k].na);
     if (all_na && counters_why)
         fprintf(f, "counters: %s\n", counters_why);
     free(t);

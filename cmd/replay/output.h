@@ -23,6 +23,9 @@ struct hl_rp_cell {
     uint64_t violations;              /* the most any run saw */
     struct hl_rp_tlsample *tl;        /* the median run's timeline */
     uint64_t ntl;
+    char na[96];                      /* "n/a: why" when nothing was measured (a run
+                                         timed out): every measured field is then
+                                         unmeasured, time_ns holds this reason */
 };
 
 struct hl_rp_meta {

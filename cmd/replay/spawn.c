@@ -11,12 +11,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/personality.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -46,10 +48,55 @@ static char **worker_env(const struct hl_alloc *a, char **preload)
     return env;
 }
 
-static int read_full(int fd, void *buf, size_t n)
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* How long a worker may take, and whom to tell that it is still running. */
+struct watch {
+    double start;
+    const struct hl_rp_wopts *o;
+    long last_tick;
+    int timed_out;
+};
+
+/* Wait until fd is readable, ticking every second; 0, or -1 once past the timeout. */
+static int wait_readable(int fd, struct watch *w)
+{
+    if (!w)
+        return 0;
+    for (;;) {
+        double el = now_s() - w->start;
+        if (w->o->timeout_s > 0 && el >= (double)w->o->timeout_s) {
+            w->timed_out = 1;
+            return -1;
+        }
+        int ms = 1000;
+        if (w->o->timeout_s > 0 && ((double)w->o->timeout_s - el) * 1000 < ms)
+            ms = (int)(((double)w->o->timeout_s - el) * 1000) + 1;
+        struct pollfd pf = {fd, POLLIN, 0};
+        int k = poll(&pf, 1, ms);
+        if (k > 0)
+            return 0;
+        if (k < 0 && errno != EINTR)
+            return 0; /* let read() report it */
+        long s = (long)(now_s() - w->start);
+        if (w->o->tick && s != w->last_tick) {
+            w->last_tick = s;
+            w->o->tick(w->o->tick_arg, s);
+        }
+    }
+}
+
+static int read_full(int fd, void *buf, size_t n, struct watch *w)
 {
     char *p = buf;
     while (n) {
+        if (wait_readable(fd, w) != 0)
+            return -1;
         ssize_t k = read(fd, p, n);
         if (k < 0 && errno == EINTR)
             continue;
@@ -229,21 +276,33 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
     free(preload);
     free(env);
     memset(res, 0, sizeof *res);
-    int got = read_full(p[0], res, sizeof *res) == 0 && res->magic == HL_RP_RESULT_MAGIC;
+    struct watch watch = {now_s(), o, 0, 0}, *w = o && (o->timeout_s > 0 || o->tick) ? &watch : NULL;
+    int got = read_full(p[0], res, sizeof *res, w) == 0 && res->magic == HL_RP_RESULT_MAGIC;
     if (got && res->status == 0 && res->ntimeline && tl) {
         *tl = calloc(res->ntimeline, sizeof **tl);
-        if (!*tl || read_full(p[0], *tl, res->ntimeline * sizeof **tl) != 0) {
+        if (!*tl || read_full(p[0], *tl, res->ntimeline * sizeof **tl, w) != 0) {
             free(*tl);
             *tl = NULL;
             res->ntimeline = 0;
         }
+    }
+    if (watch.timed_out) { /* the worker (or valgrind around it) goes, threads and all */
+        kill(pid, SIGKILL);
+        got = 0;
     }
     close(p[0]);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
     int rc = 0;
-    if (got && res->status != 0) {
+    if (watch.timed_out) {
+        snprintf(err, errlen, "%s: timed out after %ld s (--timeout)", a->name, o->timeout_s);
+        if (tl) {
+            free(*tl);
+            *tl = NULL;
+        }
+        rc = HL_RP_TIMED_OUT;
+    } else if (got && res->status != 0) {
         snprintf(err, errlen, "%s", res->error);
         rc = -1;
     } else if (!got || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {

@@ -12,12 +12,20 @@
 
 struct hl_rp_wopts {
     int touch, check, counters, timeline; /* enums in replay.h */
+    long timeout_s;                       /* per worker run; 0: none */
+    /* Called about once a second while a worker runs, with the seconds elapsed. */
+    void (*tick)(void *arg, long elapsed_s);
+    void *tick_arg;
 };
+
+/* hl_rp_spawn_run's answer when the worker ran past o->timeout_s (it was killed). */
+#define HL_RP_TIMED_OUT (-2)
 
 /* Run one replay of the plan in plan_fd with allocator a.  On success fills *res and,
  * when the worker sent a timeline, *tl (malloc'd, res->ntimeline samples).  With
  * o->counters == HL_CNT_SIM the worker runs under callgrind and the simulated counts
- * are filled in.  Returns 0, or -1 with a one-line message in err. */
+ * are filled in.  Returns 0, HL_RP_TIMED_OUT (err says so), or -1 with a one-line
+ * message in err. */
 int hl_rp_spawn_run(const struct hl_alloc *a, int plan_fd, const struct hl_rp_wopts *o,
                     struct hl_rp_result *res, struct hl_rp_tlsample **tl, char *err,
                     size_t errlen);

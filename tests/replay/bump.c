@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define ARENA (16ull << 30) /* reserved, not committed */
 #ifdef HL_BROKEN
@@ -88,6 +89,9 @@ void *malloc(size_t size)
 #ifdef HL_CRASH
     if (size == 4242) /* a trace can make this allocator crash on purpose */
         __builtin_trap();
+    if (size == 4343) /* ... or hang, for replay --timeout */
+        for (;;)
+            sleep(3600);
 #endif
 #if HDR == 0
     /* The fast path the harness benchmark measures: a few instructions. */

@@ -278,6 +278,26 @@ printf 't0 malloc 10 -> #0\nt0 malloc 4242 -> #1\n' >"$T/crash.txt"
 fails_with_one_line "an allocator that crashes during replay is a one-line error" \
     "$H" replay "$T/crash.hlt" -a crash=$LIBDIR/libhl-crash.so
 check "the crash is named with its signal" "grep -q 'killed by signal' '$T/.stderr'"
+
+# ---- --timeout: a hanging allocator is given up on, its cell n/a with the reason ----
+printf 't0 malloc 10 -> #0\nt0 malloc 4343 -> #1\n' >"$T/hang.txt"
+"$H" import --format text "$T/hang.txt" -o "$T/hang.hlt" >/dev/null
+rc=0
+timeout 60 "$H" replay "$T/hang.hlt" -n 2 -a glibc,hang=$LIBDIR/libhl-crash.so --timeout 1 \
+    --format csv -o "$T/hang.csv" --json "$T/hang.json" 2>"$T/hang.err" || rc=$?
+eq "--timeout gives up on a hanging allocator and still reports the others" "$rc" 0
+eq "a timed-out cell has no made-up time, only the reason" \
+    "$(csvcol "$T/hang.csv" time_ns | tr '\n' ' ')" "$(csvcol "$T/hang.csv" time_ns | head -1) n/a: timed out after 1 s "
+check "the allocators that finished keep their measured time" \
+    "[ \"\$(csvcol '$T/hang.csv' time_ns | head -1)\" -gt 0 ]"
+eq "a timed-out cell's measured fields are empty, never zero" \
+    "$(json "$T/hang.json" '[(r["status"], r["peak_rss_bytes"], r["ns_per_op"], r["time_split"]) for r in j["results"] if r["allocator"] == "hang"]')" \
+    "[('n/a: timed out after 1 s', None, None, None)]"
+eq "a timeout is one line on stderr naming the trace and allocator" \
+    "$(grep -c 'hang.hlt: hang: timed out after 1 s' "$T/hang.err")" 1
+"$H" replay "$T/hang.hlt" -n 1 -a glibc,hang=$LIBDIR/libhl-crash.so --timeout 1 >"$T/hang.txt" 2>/dev/null
+check "the table says which cell timed out" "grep -q 'hang  *timed out' '$T/hang.txt'"
+fails_with_one_line "a negative --timeout is a one-line error" "$H" replay "$T/small.hlt" --timeout -1
 fails_with_one_line "an output file that cannot be written is a one-line error" \
     "$H" replay "$T/small.hlt" -a glibc -o "$T/no/such/dir/out.csv"
 "$H" replay "$T/trunc.hlt" -a glibc -o "$T/failed.csv" 2>/dev/null
