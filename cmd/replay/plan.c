@@ -228,7 +228,7 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
         r->old_slot = old;
         r->size = bytes;
         if (e->op == HL_OP_CALLOC) {
-            if (e->aux <= UINT32_MAX) {
+            if (e->aux <= UINT32_MAX && e->size <= (1ull << 46)) {
                 r->size = e->size;
                 r->aux = (uint32_t)e->aux;
             } else {
@@ -333,7 +333,7 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
         for (uint64_t k = 0; k < n; k++) {
             if (dst[k].slot == HL_NO_SLOT)
                 dst[k].slot = (uint32_t)b->nslots;
-            if (dst[k].old_slot == HL_NO_SLOT)
+            if (dst[k].op == HL_OP_REALLOC && dst[k].old_slot == HL_NO_SLOT)
                 dst[k].old_slot = (uint32_t)b->nslots;
         }
         eo = align64(eo + n * sizeof(struct hl_rp_ev));

@@ -146,7 +146,7 @@ int main(void)
             for (uint64_t i = 0; i < h->thr[t].nev; i++) {
                 const struct hl_rp_ev *e = &tev(h, t)[i];
                 ops++;
-                if (e->slot > h->nslots || e->old_slot > h->nslots)
+                if (e->slot > h->nslots || (e->op == HL_OP_REALLOC && e->old_slot > h->nslots))
                     consistent = 0;
                 else if (e->op == HL_OP_FREE && e->slot < h->nslots && freed[e->slot]++)
                     consistent = 0;
