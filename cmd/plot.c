@@ -25,20 +25,22 @@
 #include <unistd.h>
 
 static const char *const usage[] = {
-    "heaplab plot RESULTS.csv|RESULTS.json [--timeline FILE]... -o DIR [options]",
-    "heaplab plot STAT.json -o DIR [options]",
+    "heaplab plot RESULTS.csv|RESULTS.json|STAT.json [--timeline FILE]... -o DIR [options]",
     "Draw replay results as charts (gnuplot, PNG and SVG) and write DIR/report.md that",
     "embeds them with tables and provenance: grouped bars per metric (time per operation,",
     "peak RSS, fragmentation, cache misses, page faults) with allocators side by side for",
     "each trace and error bars from the runs' min and max; memory over time per trace",
     "(from `heaplab replay --timeline FILE`); call latency percentiles per trace.",
     "Metrics that were not measured are listed in the report, not drawn as zeros.",
-    "Given the output of `heaplab stat --json` (one trace or an array of them; told",
-    "apart by its fields), draws each trace's size histogram (blocks and bytes per",
-    "power-of-two bucket) and lifetime histograms (in events and in time, with the",
-    "blocks never freed), also per process for traces of several processes (processes",
-    "with few allocations are only listed), and writes DIR/stat-report.md with the key",
-    "figures: events, peak live bytes, leaks and the leak trend.",
+    "",
+    "Given STAT.json, the output of `heaplab stat --json` (one trace, or an array of",
+    "them; told apart from results by its fields), draw each trace's size histogram",
+    "(blocks and bytes per power-of-two bucket) and lifetime histograms (in events and",
+    "in time, with the blocks never freed), also per process for traces of several",
+    "processes (processes with few allocations are only listed), and write",
+    "DIR/stat-report.md with the key figures: events, peak live bytes, leaks and the",
+    "leak trend.  --timeline and --normalise do not apply to it.",
+    "",
     "Needs gnuplot (apt-get install gnuplot-nox).  The chart data and gnuplot variables",
     "are kept in DIR/data/ so a chart can be redrawn by hand.",
     NULL};
@@ -173,7 +175,7 @@ int cmd_plot(int argc, char **argv)
     const char *outdir = NULL, *normalise = NULL, *formats = "png,svg", *size = NULL;
     struct hl_strlist timelines = {0};
     struct hl_option opts[] = {
-        HL_OPT_STRING('o', "output", &outdir, "DIR", "write the charts and report.md here"),
+        HL_OPT_STRING('o', "output", &outdir, "DIR", "write the charts and report.md (stat-report.md for stat JSON) here"),
         HL_OPT_LIST('t', "timeline", &timelines, "FILE",
                     "memory-over-time samples from `heaplab replay --timeline` (repeatable)"),
         HL_OPT_STRING('n', "normalise", &normalise, "ALLOC",

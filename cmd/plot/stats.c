@@ -200,6 +200,9 @@ static void read_hist(struct hist *h, const struct hl_json *o, const char *key,
         if (k == a->n)
             break;
     }
+    if (k < a->n)
+        hl_die("%s:%d: the buckets of \"%s\" span more than a histogram of stat can", file,
+               a->line, key);
 }
 
 static void read_unit(struct unit *u, const struct hl_json *o, const char *file)
@@ -348,11 +351,12 @@ static void choose(struct hl_stats *s)
     for (int i = 0; i < s->n; i++) {
         struct unit *u = &s->u[i];
         if (u->parent < 0) {
-            u->charted = u->f[F_ALLOCATIONS] > 0;
+            u->charted = u->f[F_ALLOCATIONS] > 0 && u->size.n > 0;
             continue;
         }
         double all = s->u[u->parent].f[F_ALLOCATIONS];
-        if (u->f[F_ALLOCATIONS] >= MIN_ALLOCS && u->f[F_ALLOCATIONS] >= MIN_SHARE * all)
+        if (u->f[F_ALLOCATIONS] >= MIN_ALLOCS && u->f[F_ALLOCATIONS] >= MIN_SHARE * all &&
+            u->size.n > 0)
             u->charted = 1;
         else
             snprintf(u->note, sizeof u->note, "too few allocations to chart");
@@ -900,7 +904,10 @@ static void unit_charts(FILE *f, const struct hl_chart_opts *o, const struct uni
     embed(f, o, u->sizes_id, "allocation sizes");
     size_tables(f, u);
     fprintf(f, "%s Lifetimes\n\n", h);
-    embed(f, o, u->life_id, "block lifetimes");
+    if (u->life_id[0])
+        embed(f, o, u->life_id, "block lifetimes");
+    else
+        fprintf(f, "No block was freed and none is left: no lifetimes to draw.\n\n");
     if (!u->has_time)
         fprintf(f, "No lifetimes in time: the trace has no timestamps.\n\n");
     leak_table(f, u);
@@ -1036,7 +1043,8 @@ int hl_stats_plot(struct hl_stats *s, const struct hl_chart_opts *o, char *repor
     for (int i = 0; i < s->n; i++)
         if (s->u[i].charted) {
             sizes_chart(&charts, &s->u[i], o);
-            lifetimes_chart(&charts, &s->u[i], o);
+            if (s->u[i].life_ev.n > 0 || s->u[i].f[F_LEAKED_BLOCKS] > 0)
+                lifetimes_chart(&charts, &s->u[i], o);
         }
     snprintf(report, report_n, "%s/stat-report.md", o->outdir);
     write_report(s, o, report);

@@ -29,36 +29,8 @@ assert not missing, missing
 PY
 }
 
-# ---- the known traces ----
-# multi: three processes.  alpha (pid 100): 150 blocks of 16 bytes, each freed by the
-# next event 1 us later, then 2 blocks of 4096 never freed.  beta (pid 101): 120 blocks
-# of 1000 bytes, freed in order after all were made, and 1 block of 24 never freed.
-# gamma (pid 102): one block of 8, freed: too small to chart.
-python3 - "$T/multi.txt" <<'PY'
-import sys
-out = ["# heaplab-text 1"]
-out.append('process pid=100 ppid=1 page_size=4096 start_ns=1700000000000000000 exe="/usr/bin/alpha" cmdline="alpha --run"')
-t = 1000
-for i in range(150):
-    out.append("%d t0 malloc 16 -> #%d" % (t, i)); t += 1000
-    out.append("%d t0 free #%d" % (t, i)); t += 1000
-for i in range(2):
-    out.append("%d t0 malloc 4096 -> #%d" % (t, 150 + i)); t += 1000
-out.append('process pid=101 ppid=100 page_size=4096 start_ns=1700000000000000000 exe="/usr/bin/beta" cmdline="/usr/bin/beta"')
-t = 1000
-for i in range(120):
-    out.append("%d t0 malloc 1000 -> #%d" % (t, i)); t += 1000
-out.append("%d t0 malloc 24 -> #120" % t); t += 1000
-for i in range(120):
-    out.append("%d t0 free #%d" % (t, i)); t += 1000
-out.append('process pid=102 ppid=100 page_size=4096 exe="/usr/bin/gamma" cmdline="gamma"')
-out.append("1000 t0 malloc 8 -> #0")
-out.append("2000 t0 free #0")
-open(sys.argv[1], "w").write("\n".join(out) + "\n")
-PY
-# notime: one process without timestamps: 3 blocks of 100 bytes, one never freed.
-printf 'malloc 100\nmalloc 100\nfree #0\nmalloc 100\nfree #2\n' >"$T/notime.txt"
-
+# ---- the known traces (described in data/make-stat-sample) ----
+bash "$HEAPLAB_SRC/tests/plot/data/make-stat-sample" "$T"
 ok "import the hand-written multi-process trace" \
     "$HEAPLAB" import --format text "$T/multi.txt" -o "$T/multi.hlt"
 ok "import the hand-written trace without timestamps" \
