@@ -35,6 +35,21 @@ static uint32_t tbin_max[HLM_NCLASSES];   /* a bin's cap; it starts at HLM_TBIN_
 static bool inited;
 static hlm_lock_t init_lock = HLM_LOCK_INIT;
 
+/* Cold classes.  A slab class costs at least a page of its own and a cache of objects, which
+ * is most of the footprint of a program that keeps a few blocks in each of many classes
+ * (awk's strings, sqlite's statements, a compiler's short runs): every class would touch
+ * its own pages.  So a class starts cold: its blocks are chunks of the boundary-tag heap,
+ * packed with every other size, still cached per thread like slab objects.  Once more than
+ * HEAPLAB_COLD bytes of the class are out of the tag heap (live or cached), the class turns
+ * hot for good and takes slabs; its tag chunks go back to the tag heap as they are freed.
+ * A chunk counts under the class of its usable size (which may be above the class that
+ * asked for it), the same when it leaves the tag heap and when it comes back. */
+static ptrdiff_t cold_out[HLM_NCLASSES];
+static bool class_hot[HLM_NCLASSES];
+/* Only while the process has one thread: the tag heap has one lock, and threads sharing
+ * it measured up to 5x slower (threadtest).  Cleared for good by the second thread. */
+static bool cold_ok = true;
+
 static void tcache_exit(void *arg);
 
 void hlm_init(void)
@@ -131,6 +146,8 @@ static struct hlm_tcache *tcache_create(void)
             tc_list->prev = tc;
         tc_list = tc;
         tc->shard = (unsigned)(hlm_stats.threads++ % HLM_SHARDS);
+        if (tc_list->next)
+            __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
     }
     hlm_unlock(&tc_lock);
     if (!tc)
@@ -150,6 +167,62 @@ static inline void tbin_grow(unsigned cls, struct hlm_tbin *b)
         b->max = b->max * 2 < tbin_max[cls] ? b->max * 2 : tbin_max[cls];
 }
 
+/* The size class a tag chunk can serve: the biggest one not above its usable size. */
+static unsigned cold_class(size_t usable)
+{
+    unsigned c = hlm_class_of(usable);
+    return hlm_class_size[c] > usable ? c - 1 : c;
+}
+
+/* Take up to want chunks for class cls from the tag heap under one lock, as a chain. */
+static unsigned cold_take(unsigned cls, void **chain, unsigned want)
+{
+    size_t size = hlm_class_size[cls];
+    void *head = NULL;
+    unsigned got = 0;
+    hlm_lock(&hlm_tag_lock);
+    for (; got < want; got++) {
+        void *p = hlm_tag_malloc(size);
+        if (!p)
+            break;
+        /* Counted under the class its usable size maps to, as its free will count it. */
+        unsigned c = cold_class(hlm_tag_usable(p));
+        if ((size_t)__atomic_add_fetch(&cold_out[c], 1, __ATOMIC_RELAXED) * hlm_class_size[c] >
+            hlm_opt(HLM_OPT_COLD))
+            __atomic_store_n(&class_hot[c], true, __ATOMIC_RELAXED);
+        *(void **)p = head;
+        head = p;
+    }
+    hlm_unlock(&hlm_tag_lock);
+    *chain = head;
+    return got;
+}
+
+/* Free the tag chunks of a chain back to the tag heap (one lock); return the slab objects
+ * left, relinked, and their number in *count. */
+static void *cold_return(void *chain, uint32_t *count)
+{
+    void *keep = NULL, **tail = &keep;
+    uint32_t n = 0;
+    hlm_lock(&hlm_tag_lock);
+    while (chain) {
+        void *o = chain;
+        chain = *(void **)o;
+        if (hlm_is_small(o)) {
+            *tail = o;
+            tail = (void **)o;
+            n++;
+        } else {
+            __atomic_sub_fetch(&cold_out[cold_class(hlm_tag_usable(o))], 1, __ATOMIC_RELAXED);
+            hlm_tag_free(o);
+        }
+    }
+    hlm_unlock(&hlm_tag_lock);
+    *tail = NULL;
+    *count = n;
+    return keep;
+}
+
 static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep, int shard)
 {
     if (b->count <= keep || !b->head)
@@ -158,12 +231,18 @@ static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep, int shar
      * walking them back to their spans costs no misses; the older ones stay. */
     uint32_t give = b->count - keep;
     void *chain = b->head, *last = chain;
-    for (uint32_t i = 1; i < give && *(void **)last; i++)
+    bool mixed = !hlm_is_small(chain);
+    for (uint32_t i = 1; i < give && *(void **)last; i++) {
         last = *(void **)last;
+        mixed |= !hlm_is_small(last);
+    }
     b->head = *(void **)last;
     *(void **)last = NULL;
     b->count = keep;
-    hlm_central_give(cls, chain, give, shard);
+    if (hlm_unlikely(mixed))
+        chain = cold_return(chain, &give);
+    if (chain)
+        hlm_central_give(cls, chain, give, shard);
     hlm_stat_add(flushes, 1);
 }
 
@@ -242,7 +321,11 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
                 return hlm_malloc(n);
             if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
                 tcache_gc(tc, cls);
-            unsigned got = hlm_central_take(tc->shard, cls, &p, b->max / 2 ? b->max / 2 : 1);
+            unsigned want = b->max / 2 ? b->max / 2 : 1, got;
+            if (cold_ok && hlm_opt(HLM_OPT_COLD) && !__atomic_load_n(&class_hot[cls], __ATOMIC_RELAXED))
+                got = cold_take(cls, &p, want);
+            else
+                got = hlm_central_take(tc->shard, cls, &p, want);
             tbin_grow(cls, b);
             if (!got)
                 goto nomem;
@@ -299,11 +382,32 @@ static HLM_NOINLINE void free_slow(void *p)
     if (!p)
         return;
     int saved = errno;
-    count_call(true);
     if (hlm_large_is(p)) {
+        count_call(true);
         hlm_large_free(p);
     } else {
         hlm_check(!(hlm_head(p) & HLM_OFFSET), "free(): invalid pointer", p);
+        size_t usable = hlm_tag_usable(p);
+        struct hlm_tcache *tc = tc_self;
+        if (usable <= HLM_SMALL_MAX) {
+            /* A chunk that can serve a cold class waits in the cache like a slab object. */
+            unsigned cls = cold_class(usable);
+            if (tc && cold_ok && !__atomic_load_n(&class_hot[cls], __ATOMIC_RELAXED)) {
+                struct hlm_tbin *b = &tc->bins[cls];
+                if (b->count >= b->max) {
+                    tbin_flush(cls, b, b->max / 2, (int)tc->shard);
+                    tbin_grow(cls, b);
+                }
+                *(void **)p = b->head;
+                b->head = p;
+                b->count++;
+                tc->nfree++;
+                errno = saved;
+                return;
+            }
+            __atomic_sub_fetch(&cold_out[cls], 1, __ATOMIC_RELAXED);
+        }
+        count_call(true);
         hlm_lock(&hlm_tag_lock);
         hlm_tag_free(p);
         hlm_unlock(&hlm_tag_lock);
@@ -346,6 +450,9 @@ void *hlm_realloc(void *p, size_t n)
         }
         return hlm_realloc_move(p, hlm_large_usable(p), n);
     }
+    size_t old = hlm_tag_usable(p);
+    if (old <= HLM_SMALL_MAX && n <= old && (n >= old / 2 || old <= 64))
+        return p;   /* a cold class's chunk: the same rule as a slab object */
     if (n > HLM_SMALL_MAX / 2) {
         hlm_lock(&hlm_tag_lock);
         bool ok = hlm_tag_resize(p, n);
@@ -353,7 +460,7 @@ void *hlm_realloc(void *p, size_t n)
         if (ok)
             return p;
     }
-    return hlm_realloc_move(p, hlm_tag_usable(p), n);
+    return hlm_realloc_move(p, old, n);
 }
 
 void *hlm_memalign(size_t align, size_t n)
@@ -364,8 +471,14 @@ void *hlm_memalign(size_t align, size_t n)
         /* Spans start on 64 KiB boundaries, so an object whose size is a multiple of
          * align is aligned to it. */
         for (unsigned c = hlm_class_of(s); c < HLM_NCLASSES; c++)
-            if (hlm_class_size[c] % align == 0)
-                return hlm_malloc(hlm_class_size[c]);
+            if (hlm_class_size[c] % align == 0) {
+                void *p = hlm_malloc(hlm_class_size[c]);
+                /* A cold class's block is a tag chunk, aligned to 16 only. */
+                if (!p || ((uintptr_t)p & (align - 1)) == 0)
+                    return p;
+                hlm_free(p);
+                break;
+            }
     }
     if (n + align < __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED)) {
         count_call(false);
