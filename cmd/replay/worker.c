@@ -303,33 +303,51 @@ static uint64_t ev_align(const struct hl_rp_ev *e, uint64_t bytes)
     }
 }
 
-__attribute__((noinline)) static void check_block(const struct hl_rp_ev *e, uint8_t *p,
-                                                  uint64_t bytes, int full)
+__attribute__((noinline, cold)) static void bad_align(const struct hl_rp_ev *e, const void *p,
+                                                     uint64_t bytes, uint64_t a)
 {
-    const char *op = hl_op_name(e->op);
+    violation("%s(%llu) returned %p, not %llu-byte aligned", hl_op_name(e->op),
+              (unsigned long long)bytes, p, (unsigned long long)a);
+}
+
+__attribute__((noinline, cold)) static void bad_usable(const struct hl_rp_ev *e, uint64_t bytes,
+                                                      size_t u)
+{
+    violation("%s(%llu) returned a block of %zu usable bytes", hl_op_name(e->op),
+              (unsigned long long)bytes, u);
+}
+
+__attribute__((noinline)) static void check_zeroed(const struct hl_rp_ev *e, const uint8_t *p,
+                                                   uint64_t bytes, int full)
+{
+    int zero;
+    if (full || bytes <= 512) {
+        zero = holds(p, bytes, 0);
+    } else { /* cheap: both ends and one byte per page */
+        zero = holds(p, 256, 0) && holds(p + bytes - 256, 256, 0);
+        for (uint64_t o = 256; zero && o < bytes; o += pagesz)
+            zero = p[o] == 0;
+    }
+    if (!zero)
+        violation("calloc(%u, %llu) returned memory that is not zeroed", e->aux,
+                  (unsigned long long)e->size);
+}
+
+/* The contract checks on a new block; inlined into the loop, the reports out of line. */
+static inline __attribute__((always_inline)) void check_block(const struct hl_rp_ev *e,
+                                                              uint8_t *p, uint64_t bytes,
+                                                              int full)
+{
     uint64_t a = ev_align(e, bytes);
-    if (a && ((uintptr_t)p & (a - 1)))
-        violation("%s(%llu) returned %p, not %llu-byte aligned", op,
-                  (unsigned long long)bytes, (void *)p, (unsigned long long)a);
+    if (__builtin_expect(a && ((uintptr_t)p & (a - 1)), 0))
+        bad_align(e, p, bytes, a);
     if (f_usable) {
         size_t u = f_usable(p);
-        if (u < bytes)
-            violation("%s(%llu) returned a block of %zu usable bytes", op,
-                      (unsigned long long)bytes, u);
+        if (__builtin_expect(u < bytes, 0))
+            bad_usable(e, bytes, u);
     }
-    if (e->op == HL_OP_CALLOC) {
-        int zero;
-        if (full || bytes <= 512) {
-            zero = holds(p, bytes, 0);
-        } else { /* cheap: both ends and one byte per page */
-            zero = holds(p, 256, 0) && holds(p + bytes - 256, 256, 0);
-            for (uint64_t o = 256; zero && o < bytes; o += pagesz)
-                zero = p[o] == 0;
-        }
-        if (!zero)
-            violation("calloc(%u, %llu) returned memory that is not zeroed", e->aux,
-                      (unsigned long long)e->size);
-    }
+    if (e->op == HL_OP_CALLOC)
+        check_zeroed(e, p, bytes, full);
 }
 
 /* ---- the replay loop ---- */
@@ -506,7 +524,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                                   (unsigned long long)oldbytes, (unsigned long long)bytes);
                     memset(p, pattern(e->slot), bytes);
                 } else if (touch == HL_TOUCH_PAGE) {
-                    for (uint64_t o = oldbytes; o < bytes; o += pagesz)
+                    const uint64_t pg = pagesz; /* not reloaded after each byte store */
+                    for (uint64_t o = oldbytes; o < bytes; o += pg)
                         p[o] = 1;
                 } else if (touch == HL_TOUCH_ALL) {
                     if (oldbytes < bytes)
