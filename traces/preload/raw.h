@@ -64,17 +64,23 @@
  *   the records between two readings (or a reading and the chunk's flush time)
  *   evenly spaced times.
  *
+ *   HL_RAW_MARK (2 words: w0 = HL_RAW_MARK << 1, w1 = horizon) ends every chunk a
+ *   thread flushes itself: every record of the process whose sequence number is below
+ *   the horizon is in this chunk or earlier in the file.  It lets the finaliser merge
+ *   the threads while the program still runs.  With one thread the horizon is the
+ *   next sequence number; with several, also at most the first sequence number of
+ *   any other thread's records not in the file yet (each thread publishes a lower
+ *   bound for it when it starts a buffer).
+ *
+ * COPIES: a chunk with nrecords 0 and no mark is a copy of another thread's buffer as
+ * it stood, written for it (at process exit for threads still running; while it runs
+ * for a thread that stays quiet, so that it does not hold the horizon back).  The
+ * thread's own chunk later repeats those records: a record whose sequence number its
+ * thread has passed already is a repeat, and is skipped.
+ *
  * Not recorded: free(NULL) (a no-op), and calls made while the interposer itself is
  * running (its own bootstrap before dlsym has resolved, calls made from inside the
  * real allocator).
- *
- *   HL_RAW_MARK (2 words: w0 = HL_RAW_MARK << 1, w1 = horizon) ends every chunk a
- *   thread flushes itself (not the copies written for other threads at exit): every
- *   record of the process whose sequence number is below the horizon is in this chunk
- *   or earlier in the file.  It lets the finaliser merge the threads while the program
- *   still runs.  With one thread the horizon is the next sequence number; with
- *   several, the smallest first sequence number of any other thread's unflushed
- *   records (each thread publishes a lower bound for it when it starts a buffer).
  *
  * CLOCK: the header holds a (TSC, CLOCK_MONOTONIC) pair taken when the image started,
  * every chunk header another taken when it was flushed; the finaliser converts TSC
