@@ -30,6 +30,7 @@
 #define SAME_SHARE 0.95  /* a lone charted process with this share is the file's charts */
 #define TOP_SIZES 10     /* exact sizes listed in the report */
 #define TOP_LEAKS 5      /* leak sizes listed in the report */
+#define TABLE_PROCS 20   /* processes listed in the report (the largest), the rest summed */
 #define MAX_BUCKETS 80   /* more than 2^64 or 10^14 ns: not stat output */
 
 /* The figures read from each object; "required" ones must be there. */
@@ -191,7 +192,9 @@ static void read_hist(struct hist *h, const struct hl_json *o, const char *key,
         return;
     }
     int k = 0;
-    for (double lo = in[0].lo; h->n < cap; lo = lo == 0 ? base : lo * base) {
+    /* bucket 0 is [0, 1) for sizes and events, [0, 10) ns for time */
+    double first = base == 2 ? 1 : base;
+    for (double lo = in[0].lo; h->n < cap; lo = lo == 0 ? first : lo * base) {
         struct bucket *b = &h->b[h->n++];
         b->lo = lo;
         b->count = b->bytes = NAN;
@@ -335,9 +338,19 @@ static void read_file(struct hl_stats *s, const struct hl_json *o, const char *i
                     base = q + 1;
             snprintf(pu->program, sizeof pu->program, "%.*s", (int)(cmd + w - base), base);
         }
-        snprintf(pu->label, sizeof pu->label, "%.200s[%ld]", u->label, pu->pid);
+        /* exec keeps the pid: later images of one process are pid.2, pid.3, ... as
+         * replay names them */
+        int image = 1;
+        for (int k = fi + 1; k < s->n - 1; k++)
+            image += s->u[k].pid == pu->pid;
         char stem[300];
-        snprintf(stem, sizeof stem, "%s-%ld", u->label, pu->pid);
+        if (image > 1) {
+            snprintf(pu->label, sizeof pu->label, "%.200s[%ld.%d]", u->label, pu->pid, image);
+            snprintf(stem, sizeof stem, "%s-%ld.%d", u->label, pu->pid, image);
+        } else {
+            snprintf(pu->label, sizeof pu->label, "%.200s[%ld]", u->label, pu->pid);
+            snprintf(stem, sizeof stem, "%s-%ld", u->label, pu->pid);
+        }
         set_stem(s, pu, stem);
     }
 }
@@ -358,6 +371,9 @@ static void choose(struct hl_stats *s)
         if (u->f[F_ALLOCATIONS] >= MIN_ALLOCS && u->f[F_ALLOCATIONS] >= MIN_SHARE * all &&
             u->size.n > 0)
             u->charted = 1;
+        else if (u->f[F_ALLOCATIONS] >= MIN_ALLOCS && u->size.n > 0)
+            snprintf(u->note, sizeof u->note, "under %.0f%% of the file's allocations",
+                     MIN_SHARE * 100);
         else
             snprintf(u->note, sizeof u->note, "too few allocations to chart");
     }
@@ -998,10 +1014,28 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
         fprintf(f, "### Processes\n\n| process | program | events | allocations | bytes "
                    "requested | peak live bytes | never freed | leak trend | charts |\n"
                    "|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+        /* The TABLE_PROCS largest processes (by allocations, charted ones first), in
+         * file order; a fork-and-exec-heavy program has hundreds of tiny ones. */
+        int listed = 0, rest = 0;
+        double rest_allocs = 0;
         for (int k = 0; k < s->n; k++) {
             const struct unit *p = &s->u[k];
             if (p->parent != i)
                 continue;
+            int larger = 0;
+            for (int q = 0; q < s->n; q++)
+                if (s->u[q].parent == i && q != k &&
+                    (s->u[q].charted > p->charted ||
+                     (s->u[q].charted == p->charted &&
+                      (s->u[q].f[F_ALLOCATIONS] > p->f[F_ALLOCATIONS] ||
+                       (s->u[q].f[F_ALLOCATIONS] == p->f[F_ALLOCATIONS] && q < k)))))
+                    larger++;
+            if (larger >= TABLE_PROCS) {
+                rest++;
+                rest_allocs += p->f[F_ALLOCATIONS];
+                continue;
+            }
+            listed++;
             char ev2[32], al2[32], by2[32], pk2[32], lb2[32], ly2[32], tr2[64];
             fmt_int(ev2, sizeof ev2, p->f[F_EVENTS]);
             fmt_int(al2, sizeof al2, p->f[F_ALLOCATIONS]);
@@ -1022,6 +1056,13 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
                 md_cell(f, p->note);
             fputs(" |\n", f);
         }
+        if (rest) {
+            char ra[32];
+            fmt_int(ra, sizeof ra, rest_allocs);
+            fprintf(f, "\nAnd %d smaller processes (%s allocations in all), not listed; "
+                       "`heaplab stat` shows each.\n", rest, ra);
+        }
+        (void)listed;
         fputc('\n', f);
         for (int k = 0; k < s->n; k++) {
             const struct unit *p = &s->u[k];

@@ -141,10 +141,30 @@ done
 eq "--size applies to every stat chart" "$bad" ""
 check "--format png writes no SVG" "! ls '$T'/b/*.svg >/dev/null 2>&1"
 ok "the report of two traces links only files that exist" links_exist "$T/b" stat-report.md
+eq "size 0 has its own bucket, before 1, 2, 4, ..." \
+    "$(grep -v '^#' "$T/b/data/sizes-notime.dat" | awk '{print $1, $2}' | tr '\n' ';')" \
+    '"0" 1;"1" NaN;"2" NaN;"4" NaN;"8" NaN;"16" NaN;"32" NaN;"64" 3;'
 check "a trace without timestamps has no lifetime-in-time panel" \
     "grep -q '^has_time = 0' '$T/b/data/lifetimes-notime.gp'"
 check "the report says so" \
     "grep -q 'No lifetimes in time: the trace has no timestamps' '$T/b/stat-report.md'"
+
+# ---- exec keeps the pid: two images of one process are told apart as replay does ----
+python3 - "$T/exec.txt" <<'PY'
+import sys
+out = []
+for image, size in (("sh", 32), ("worker", 256)):
+    out.append('process pid=7 ppid=1 page_size=4096 exe="/bin/%s" cmdline="%s"' % (image, image))
+    out += ["%d malloc %d" % (1000 * (i + 1), size) for i in range(200)]
+open(sys.argv[1], "w").write("\n".join(out) + "\n")
+PY
+"$HEAPLAB" import --format text "$T/exec.txt" -o "$T/exec.hlt" && "$HEAPLAB" stat --json "$T/exec.hlt" >"$T/exec.json"
+ok "plot takes a trace where one pid runs two programs" \
+    "$HEAPLAB" plot "$T/exec.json" -o "$T/e" --format svg
+eq "each image of the pid gets its own charts (pid, then pid.2)" \
+    "$(cd "$T/e" && ls sizes-*.svg | tr '\n' ' ')" "sizes-exec-7.2.svg sizes-exec-7.svg sizes-exec.svg "
+check "the report names the second image exec[7.2] (worker)" \
+    "grep -qF '### Process exec[7.2] (worker)' '$T/e/stat-report.md'"
 
 # ---- a file stat could not read is reported, not charted ----
 printf 'not a trace\n' >"$T/junk.hlt"
