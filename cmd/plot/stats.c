@@ -508,8 +508,10 @@ static struct axis make_axis(const double *v, int n, int room)
             a.min /= 2; /* a bar at the bottom decade must still show */
         a.max = pow(10, ceil(log10(hi * 1.01)));
         a.format = "%.0s%c";
-        if (room && a.max / hi < 3)
-            a.max *= 10;
+        /* The tallest bar (and its label) clear of the frame, without a whole empty
+         * decade above it. */
+        if (a.max < hi * (room ? 3 : 1.6))
+            a.max = hi * (room ? 3 : 1.6);
     } else {
         a.max = hi * (room ? 1.15 : 1.05);
         a.format = hi >= 10000 ? "%.0s%c" : "%g";
@@ -541,6 +543,7 @@ static void bytes_log_tics(struct axis *a, const double *v, int n, int room, int
     while ((e1 - e0) / step > maxtics)
         step++;
     e0 = e0 / step * step - (e0 < 0 && e0 % step ? step : 0);
+    e1 = e0 + (e1 - e0 + step - 1) / step * step; /* the frame ends on a labelled tic */
     a->min = ldexp(1, e0);
     a->max = ldexp(1, e1);
     size_t k = (size_t)snprintf(a->tics, sizeof a->tics, "(");
@@ -650,6 +653,8 @@ static void sizes_chart(struct hl_charts *out, struct unit *u, const struct hl_c
         dat_str(f, lab);
         if (isnan(blocks[i]) || blocks[i] == 0)
             fprintf(f, " NaN NaN");
+        else if (!(bytes[i] > 0)) /* malloc(0): no bar, even on a log axis */
+            fprintf(f, " %.17g NaN", blocks[i]);
         else
             fprintf(f, " %.17g %.6g", blocks[i], bytes[i]);
         fputc(' ', f);
