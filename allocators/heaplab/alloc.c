@@ -35,19 +35,19 @@ static uint32_t tbin_max[HLM_NCLASSES];   /* a bin's cap; it starts at HLM_TBIN_
 static bool inited;
 static hlm_lock_t init_lock = HLM_LOCK_INIT;
 
-/* Cold classes.  A slab class costs at least a page of its own and a cache of objects, which
- * is most of the footprint of a program that keeps a few blocks in each of many classes
- * (awk's strings, sqlite's statements, a compiler's short runs): every class would touch
- * its own pages.  So a class starts cold: its blocks are chunks of the boundary-tag heap,
- * packed with every other size, still cached per thread like slab objects.  Once more than
- * HEAPLAB_COLD bytes of the class are out of the tag heap (live or cached), the class turns
- * hot for good and takes slabs; its tag chunks go back to the tag heap as they are freed.
- * A chunk counts under the class of its usable size (which may be above the class that
- * asked for it), the same when it leaves the tag heap and when it comes back. */
-static ptrdiff_t cold_out[HLM_NCLASSES];
-static bool class_hot[HLM_NCLASSES];
-/* Only while the process has one thread: the tag heap has one lock, and threads sharing
- * it measured up to 5x slower (threadtest).  Cleared for good by the second thread. */
+/* Cold start.  A slab class costs at least a page of its own and a cache of objects, and
+ * a span stays as long as one of its objects lives: a small program that keeps a few
+ * blocks in each of many classes (awk's growing strings, sqlite's statements, a compiler
+ * pass) touched two to three times glibc's memory that way.  So a process starts cold:
+ * small blocks are chunks of the boundary-tag heap, packed with every other size and
+ * coalesced when freed, still cached per thread like slab objects (taken and given back
+ * in batches).  Once more than HEAPLAB_COLD bytes of such chunks are out (live or cached),
+ * or a second thread starts (the tag heap has one lock), the process turns warm for good:
+ * caches refill from slabs, and the chunks go back to the tag heap as they are freed.
+ * A per-class budget (256 KiB each) cost big programs 15-25% of their time (perl, phases:
+ * tens of thousands of tag-heap operations before every class warmed up); one budget for
+ * the process bounds that work. */
+static ptrdiff_t cold_bytes;   /* usable bytes of tag chunks serving small classes */
 static bool cold_ok = true;
 
 static void tcache_exit(void *arg);
@@ -177,7 +177,7 @@ static unsigned cold_class(size_t usable)
 /* Take up to want chunks for class cls from the tag heap under one lock, as a chain. */
 static unsigned cold_take(unsigned cls, void **chain, unsigned want)
 {
-    size_t size = hlm_class_size[cls];
+    size_t size = hlm_class_size[cls], bytes = 0;
     void *head = NULL;
     unsigned got = 0;
     hlm_lock(&hlm_tag_lock);
@@ -185,15 +185,13 @@ static unsigned cold_take(unsigned cls, void **chain, unsigned want)
         void *p = hlm_tag_malloc(size);
         if (!p)
             break;
-        /* Counted under the class its usable size maps to, as its free will count it. */
-        unsigned c = cold_class(hlm_tag_usable(p));
-        if ((size_t)__atomic_add_fetch(&cold_out[c], 1, __ATOMIC_RELAXED) * hlm_class_size[c] >
-            hlm_opt(HLM_OPT_COLD))
-            __atomic_store_n(&class_hot[c], true, __ATOMIC_RELAXED);
+        bytes += hlm_tag_usable(p);
         *(void **)p = head;
         head = p;
     }
     hlm_unlock(&hlm_tag_lock);
+    if (__atomic_add_fetch(&cold_bytes, (ptrdiff_t)bytes, __ATOMIC_RELAXED) > (ptrdiff_t)hlm_opt(HLM_OPT_COLD))
+        __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
     *chain = head;
     return got;
 }
@@ -204,6 +202,7 @@ static void *cold_return(void *chain, uint32_t *count)
 {
     void *keep = NULL, **tail = &keep;
     uint32_t n = 0;
+    size_t bytes = 0;
     hlm_lock(&hlm_tag_lock);
     while (chain) {
         void *o = chain;
@@ -213,11 +212,12 @@ static void *cold_return(void *chain, uint32_t *count)
             tail = (void **)o;
             n++;
         } else {
-            __atomic_sub_fetch(&cold_out[cold_class(hlm_tag_usable(o))], 1, __ATOMIC_RELAXED);
+            bytes += hlm_tag_usable(o);
             hlm_tag_free(o);
         }
     }
     hlm_unlock(&hlm_tag_lock);
+    __atomic_sub_fetch(&cold_bytes, (ptrdiff_t)bytes, __ATOMIC_RELAXED);
     *tail = NULL;
     *count = n;
     return keep;
@@ -322,11 +322,12 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
             if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
                 tcache_gc(tc, cls);
             unsigned want = b->max / 2 ? b->max / 2 : 1, got;
-            if (cold_ok && hlm_opt(HLM_OPT_COLD) && !__atomic_load_n(&class_hot[cls], __ATOMIC_RELAXED))
-                got = cold_take(cls, &p, want);
-            else
+            if (__atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD)) {
+                got = cold_take(cls, &p, want);   /* a cold bin does not grow: frugal */
+            } else {
                 got = hlm_central_take(tc->shard, cls, &p, want);
-            tbin_grow(cls, b);
+                tbin_grow(cls, b);
+            }
             if (!got)
                 goto nomem;
             b->head = *(void **)p;
@@ -392,12 +393,10 @@ static HLM_NOINLINE void free_slow(void *p)
         if (usable <= HLM_SMALL_MAX) {
             /* A chunk that can serve a cold class waits in the cache like a slab object. */
             unsigned cls = cold_class(usable);
-            if (tc && cold_ok && !__atomic_load_n(&class_hot[cls], __ATOMIC_RELAXED)) {
+            if (tc && __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)) {
                 struct hlm_tbin *b = &tc->bins[cls];
-                if (b->count >= b->max) {
+                if (b->count >= b->max)
                     tbin_flush(cls, b, b->max / 2, (int)tc->shard);
-                    tbin_grow(cls, b);
-                }
                 *(void **)p = b->head;
                 b->head = p;
                 b->count++;
@@ -405,7 +404,7 @@ static HLM_NOINLINE void free_slow(void *p)
                 errno = saved;
                 return;
             }
-            __atomic_sub_fetch(&cold_out[cls], 1, __ATOMIC_RELAXED);
+            __atomic_sub_fetch(&cold_bytes, (ptrdiff_t)usable, __ATOMIC_RELAXED);
         }
         count_call(true);
         hlm_lock(&hlm_tag_lock);

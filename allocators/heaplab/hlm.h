@@ -11,9 +11,9 @@
  *           which 4 MiB ranges are segments, so free() classifies a pointer with two loads.
  *           Threads keep per-class free lists (struct hlm_tcache) and take no lock on the
  *           common path; a per-class central list (lock) moves objects in batches.
- *           Exception: a cold class (alloc.c: single-threaded process, fewer than
- *           HEAPLAB_COLD bytes of it out) takes tag-heap chunks instead; thread caches
- *           then hold both kinds, and a flush sends each back where it came from.
+ *           Exception, the cold start (alloc.c): while the process has one thread and
+ *           fewer than HEAPLAB_COLD bytes of them out, small blocks are tag-heap chunks;
+ *           thread caches then hold both kinds, a flush sends each back where it belongs.
  *   medium  (up to the mmap threshold) chunks with boundary tags in the sbrk heap (tag.c):
  *           split, coalesced immediately, top of the heap trimmed, free interiors purged.
  *   large   (>= the mmap threshold) one mmap each (large.c), unmapped on free.
@@ -112,7 +112,7 @@ enum hlm_opt {
     HLM_OPT_TRIM_THRESHOLD,  /* HEAPLAB_TRIM_THRESHOLD: free top of the heap kept */
     HLM_OPT_RETAIN,          /* HEAPLAB_RETAIN: free dirty bytes kept before purging */
     HLM_OPT_TCACHE,          /* HEAPLAB_TCACHE: 0 turns the thread caches off */
-    HLM_OPT_COLD,            /* HEAPLAB_COLD: bytes a size class takes from the tag heap before it gets slabs */
+    HLM_OPT_COLD,            /* HEAPLAB_COLD: small blocks come from the tag heap until this many bytes are out */
     HLM_OPT_COUNT
 };
 struct hlm_option {

@@ -19,8 +19,8 @@ struct hlm_option hlm_options[HLM_OPT_COUNT] = {
     [HLM_OPT_RETAIN] = {"HEAPLAB_RETAIN", 4 * 1024 * 1024, false,
                         "free dirty bytes kept before they are purged with madvise"},
     [HLM_OPT_TCACHE] = {"HEAPLAB_TCACHE", 1, false, "0 turns the per-thread caches off"},
-    [HLM_OPT_COLD] = {"HEAPLAB_COLD", 256 * 1024, false,
-                      "bytes of a small size class served from the sbrk heap before the class gets slabs (0: slabs at once)"},
+    [HLM_OPT_COLD] = {"HEAPLAB_COLD", 1024 * 1024, false,
+                      "small blocks are tag-heap chunks until this many bytes of them are out (0: slabs at once)"},
 };
 
 size_t hlm_mmap_threshold = 256 * 1024;
