@@ -220,7 +220,8 @@ static void results_read_json(struct hl_results *r, const char *path, const char
         hl_die("%s:%d: expected an object with a \"results\" array", path, doc->line);
     const struct hl_json *res = hl_json_get(doc, "results");
     if (!res || res->t != HL_JSON_ARR)
-        hl_die("%s:%d: no \"results\" array", path, res ? res->line : doc->line);
+        hl_die("%s:%d: no \"results\" array (neither replay results nor `heaplab stat "
+               "--json` output)", path, res ? res->line : doc->line);
     static const enum hl_col prov[] = {HL_RES_HEAPLAB_VERSION, HL_RES_CPU, HL_RES_KERNEL,
                                        HL_RES_DATE};
     for (int i = 0; i < res->n; i++) {

@@ -65,6 +65,9 @@ bad_stat "stat JSON without \"events\"" "$T/noevents.json" "noevents.json:1: no 
 bad_stat "histogram buckets out of order" "$T/order.json" "not in ascending order"
 bad_stat "an array holding a non-object" "$T/array.json" "array.json:"
 bad_stat "truncated stat JSON" "$T/cut.json" "cut.json:"
+printf '{"file": "x.hlt", "events": 3}\n' >"$T/neither.json"
+bad_stat "JSON that is neither results nor stat output" "$T/neither.json" \
+    "neither.json:1: no \"results\" array (neither replay results nor \`heaplab stat --json\` output)"
 fails_with_one_line "--timeline with stat input is a one-line error" \
     "$HEAPLAB" plot "$T/multi.json" --timeline "$T/multi.json" -o "$T/bad-out"
 check "malformed stat JSON writes no output folder" "[ ! -e '$T/bad-out' ]"
