@@ -1021,7 +1021,7 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
                    "|---|---|---:|---:|---:|---:|---:|---:|---|\n");
         /* The TABLE_PROCS largest processes (by allocations, charted ones first), in
          * file order; a fork-and-exec-heavy program has hundreds of tiny ones. */
-        int listed = 0, rest = 0;
+        int rest = 0;
         double rest_allocs = 0;
         for (int k = 0; k < s->n; k++) {
             const struct unit *p = &s->u[k];
@@ -1040,7 +1040,6 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
                 rest_allocs += p->f[F_ALLOCATIONS];
                 continue;
             }
-            listed++;
             char ev2[32], al2[32], by2[32], pk2[32], lb2[32], ly2[32], tr2[64];
             fmt_int(ev2, sizeof ev2, p->f[F_EVENTS]);
             fmt_int(al2, sizeof al2, p->f[F_ALLOCATIONS]);
@@ -1067,7 +1066,6 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
             fprintf(f, "\nAnd %d smaller processes (%s allocations in all), not listed; "
                        "`heaplab stat` shows each.\n", rest, ra);
         }
-        (void)listed;
         fputc('\n', f);
         for (int k = 0; k < s->n; k++) {
             const struct unit *p = &s->u[k];
