@@ -4,12 +4,16 @@
  * more per class: its resident set should grow by about what it allocated.  Allocates
  * two blocks of every size from 16 bytes to 4 KiB in steps of an eighth, writes them
  * whole, and checks that the resident set grew by less than twice the bytes requested
- * plus 16 KiB (a slab per class costs at least 4 KiB a class, 170 KiB here).
+ * plus 16 KiB (a slab per class costs at least 4 KiB a class, 170 KiB here).  Then a
+ * fork: the child frees and reallocates those blocks (served from the tag heap while the
+ * process is small and single-threaded) and must find the heap intact.
  * Usage: footprint LIBRARY.so
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "preload.h"
@@ -51,6 +55,27 @@ int main(int argc, char **argv)
     TAP_CHECK(grown < 2 * bytes + 16 * 1024,
               "a few blocks in many size classes cost about their size (%zu KiB resident for %zu KiB)",
               grown >> 10, bytes >> 10);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int ok = 1;
+        for (size_t i = 0; i < nb; i += 2) {
+            size_t n = malloc_usable_size(blocks[i]);
+            ok &= ((unsigned char *)blocks[i])[0] == 0x5a;
+            free(blocks[i]);
+            blocks[i] = malloc(n);
+            ok &= blocks[i] != NULL;
+            if (blocks[i])
+                memset(blocks[i], 0xa5, n);
+        }
+        for (size_t i = 0; i < nb; i++)
+            free(blocks[i]);
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    TAP_CHECK(pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "after fork the child frees and reallocates the blocks cleanly");
     int intact = 1;
     for (size_t i = 0; i < nb; i++) {
         if (((unsigned char *)blocks[i])[0] != 0x5a)
