@@ -29,6 +29,9 @@ static uint32_t tbin_max[HLM_NCLASSES];   /* a bin's cap; it starts at HLM_TBIN_
 #ifndef HLM_TBIN_BYTES
 #define HLM_TBIN_BYTES (16 * 1024)   /* per class */
 #endif
+#ifndef HLM_TBIN_OBJS
+#define HLM_TBIN_OBJS 256   /* per class, at most */
+#endif
 #ifndef HLM_TCACHE_BYTES
 #define HLM_TCACHE_BYTES (256 * 1024)   /* per thread, all classes */
 #endif
@@ -61,10 +64,10 @@ void hlm_init(void)
         hlm_os_init();
         hlm_options_read();
         hlm_small_init();
-        /* A cache holds up to HLM_TBIN_BYTES per class (2..256 objects); it flushes half. */
+        /* A cache holds up to HLM_TBIN_BYTES per class (2..HLM_TBIN_OBJS objects); it flushes half. */
         for (unsigned c = 1; c < HLM_NCLASSES; c++) {
             uint32_t m = HLM_TBIN_BYTES / hlm_class_size[c];
-            tbin_max[c] = m < 2 ? 2 : m > 256 ? 256 : m;
+            tbin_max[c] = m < 2 ? 2 : m > HLM_TBIN_OBJS ? HLM_TBIN_OBJS : m;
         }
         /* glibc's pthread_key_create takes a slot in a static table: no allocation. */
         tc_key_ok = pthread_key_create(&tc_key, tcache_exit) == 0;
