@@ -25,7 +25,9 @@ static size_t exited_nmalloc, exited_nfree;
 static pthread_key_t tc_key;
 static bool tc_key_ok;
 static uint32_t tbin_max[HLM_NCLASSES];   /* a bin's cap; it starts at HLM_TBIN_START */
+#ifndef HLM_TBIN_START
 #define HLM_TBIN_START 8
+#endif
 #ifndef HLM_TBIN_BYTES
 #define HLM_TBIN_BYTES (16 * 1024)   /* per class */
 #endif
