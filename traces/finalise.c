@@ -120,6 +120,8 @@ struct rawfile {
     int done;                     /* its section is written (or it is skipped) */
     int stopped;                  /* the scan met damage: nothing after it is read */
     int over;                     /* its image is known to be over (see image_over) */
+    int started;                  /* its section is begun */
+    char *part;                   /* its section, written while the program ran */
     struct hl_raw_header h;
     size_t off;                   /* the next chunk to scan */
     struct rthread **thr;
@@ -760,12 +762,17 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
 
 /* ---- the finaliser ---- */
 
+/* Sections written side by side while the program runs, each into a file of its own
+ * (put in order at the finish): enough for a shell and its pipeline, or make and the
+ * compilers it runs at once, while bounding the address space reserved for tailing. */
+#define MAX_LIVE 8
+
 struct hl_finaliser {
     char *dir, *out;
     struct rawfile **fs;
     size_t n, cap;
-    struct hl_writer *w;
-    struct section sec;     /* the section being written: sec.f, or none */
+    struct section *live[MAX_LIVE];
+    unsigned nlive;
     struct hl_finalise_stats st;
     int failed;
     struct hl_err err;      /* the error, once failed */
@@ -788,13 +795,6 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
         return NULL;
     }
     return fz;
-}
-
-static uint64_t mono_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /* Pick up raw files that appeared since the last look. */
@@ -923,18 +923,16 @@ static void file_release(struct rawfile *f)
 
 static void section_free(struct section *s)
 {
+    if (!s)
+        return;
     hl_slotmap_free(s->map);
     free(s->h.a);
-    memset(s, 0, sizeof *s);
+    free(s);
 }
 
-static int section_begin(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
+/* Begin f's section in w. */
+static struct section *section_begin(struct rawfile *f, struct hl_writer *w, struct hl_err *err)
 {
-    if (!fz->w) {
-        fz->w = hl_writer_open(fz->out, err);
-        if (!fz->w)
-            return -1;
-    }
     struct hl_process p;
     memset(&p, 0, sizeof p);
     p.pid = f->h.pid;
@@ -943,40 +941,50 @@ static int section_begin(struct hl_finaliser *fz, struct rawfile *f, struct hl_e
     p.start_realtime_ns = f->h.start_realtime_ns;
     snprintf(p.cmdline, sizeof p.cmdline, "%s", f->h.cmdline);
     snprintf(p.exe, sizeof p.exe, "%s", f->h.exe);
-    if (hl_writer_begin_process(fz->w, &p, err) != 0)
-        return -1;
-    struct section *s = &fz->sec;
-    memset(s, 0, sizeof *s);
+    struct section *s = calloc(1, sizeof *s);
+    if (!s || !(s->map = hl_slotmap_new())) {
+        section_free(s);
+        fail(err, "out of memory");
+        return NULL;
+    }
+    if (hl_writer_begin_process(w, &p, err) != 0) {
+        section_free(s);
+        return NULL;
+    }
     s->f = f;
-    s->w = fz->w;
-    s->map = hl_slotmap_new();
-    if (!s->map)
-        return fail(err, "out of memory");
-    return 0;
+    s->w = w;
+    f->started = 1;
+    return s;
 }
 
-static int section_end(struct hl_finaliser *fz, struct hl_err *err)
+/* Read what f holds now and write what can be written; over: f is complete.  Ends
+ * the section (frees s) when over. */
+static int section_step(struct hl_finaliser *fz, struct section *s, int over, struct hl_err *err)
 {
-    struct section *s = &fz->sec;
-    if (hl_writer_end_process(fz->w, err) != 0)
+    struct rawfile *f = s->f;
+    if (scan_more(f, over, &fz->st, err) != 0 || feed(s, &fz->st) != 0)
+        return -1;
+    if (merge(s, over ? UINT64_MAX : f->horizon, &fz->st, err) != 0)
+        return -1;
+    if (!over)
+        return 0;
+    fz->st.damaged += f->damaged;
+    if (hl_writer_end_process(s->w, err) != 0)
         return -1;
     fz->st.processes++;
     fz->st.threads += s->nthreads;
     fz->st.events += s->events;
     fz->st.unknown += s->unknown;
-    s->f->done = 1;
-    file_release(s->f);
+    f->done = 1;
+    file_release(f);
     section_free(s);
     return 0;
 }
 
-/* Do what can be done.  final: every process has stopped writing. */
-static int advance(struct hl_finaliser *fz, int final, struct hl_err *err)
+static int read_headers(struct hl_finaliser *fz, int final, struct hl_err *err)
 {
-    uint64_t t0 = mono_now();
     if (list_files(fz, err) != 0)
         return -1;
-    int pending = 0;
     for (size_t i = 0; i < fz->n; i++) {
         struct rawfile *f = fz->fs[i];
         if (f->hdr != 0)
@@ -984,47 +992,66 @@ static int advance(struct hl_finaliser *fz, int final, struct hl_err *err)
         int r = read_header(f, final, &fz->st, err);
         if (r == -2)
             return -1;
-        if (r == 0)
-            pending = 1;
-        else if (r < 0) {
+        if (r < 0) {
             f->hdr = -1;
             f->done = 1;
             fz->st.damaged += f->damaged;
-        } else {
+        } else if (r > 0) {
             f->hdr = 1;
         }
     }
-    for (;;) {
-        struct section *s = &fz->sec;
-        if (!s->f) {
-            /* The next section: the earliest image not written yet, once no file can
-             * still appear that started before it. */
-            struct rawfile *next = NULL;
-            for (size_t i = 0; i < fz->n; i++) {
-                struct rawfile *f = fz->fs[i];
-                if (f->hdr == 1 && !f->done && (!next || starts_before(f, next)))
-                    next = f;
-            }
-            if (!next || (!final && (pending || next->h.start_mono_ns >= t0)))
-                return 0;
-            int m = map_file(next, final || image_over(fz, next), err);
-            if (m <= 0)
-                return m;
-            if (section_begin(fz, next, err) != 0)
-                return -1;
+    return 0;
+}
+
+/* While the program runs: begin the sections of new images (earliest first), each
+ * into its own part file, and take every begun section as far as its file allows;
+ * a section whose image is over is ended and its part closed. */
+static int advance(struct hl_finaliser *fz, struct hl_err *err)
+{
+    if (read_headers(fz, 0, err) != 0)
+        return -1;
+    while (fz->nlive < MAX_LIVE) {
+        struct rawfile *next = NULL;
+        for (size_t i = 0; i < fz->n; i++) {
+            struct rawfile *f = fz->fs[i];
+            if (f->hdr == 1 && !f->started && (!next || starts_before(f, next)))
+                next = f;
         }
-        struct rawfile *f = s->f;
-        int over = final || image_over(fz, f);
-        if (scan_more(f, over, &fz->st, err) != 0 || feed(s, &fz->st) != 0)
+        if (!next)
+            break;
+        int m = map_file(next, image_over(fz, next), err);
+        if (m < 0)
             return -1;
-        if (merge(s, over ? UINT64_MAX : f->horizon, &fz->st, err) != 0)
+        if (m == 0)
+            break; /* no address space to tail it: it waits for its image to end */
+        char *part;
+        if (asprintf(&part, "%s.part", next->path) < 0)
+            return fail(err, "out of memory");
+        struct hl_writer *w = hl_writer_open(part, err);
+        struct section *s = w ? section_begin(next, w, err) : NULL;
+        if (!s) {
+            hl_writer_abort(w);
+            free(part);
             return -1;
-        if (!over)
-            return 0;
-        fz->st.damaged += f->damaged;
-        if (section_end(fz, err) != 0)
+        }
+        next->part = part;
+        fz->live[fz->nlive++] = s;
+    }
+    for (unsigned i = 0; i < fz->nlive;) {
+        struct section *s = fz->live[i];
+        struct hl_writer *w = s->w;
+        int over = image_over(fz, s->f);
+        if (section_step(fz, s, over, err) != 0)
+            return -1;
+        if (!over) {
+            i++;
+            continue;
+        }
+        fz->live[i] = fz->live[--fz->nlive];
+        if (hl_writer_close(w, err) != 0)
             return -1;
     }
+    return 0;
 }
 
 int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err)
@@ -1033,7 +1060,7 @@ int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err)
         *err = fz->err;
         return -1;
     }
-    if (advance(fz, 0, &fz->err) != 0) {
+    if (advance(fz, &fz->err) != 0) {
         fz->failed = 1;
         *err = fz->err;
         return -1;
@@ -1046,54 +1073,101 @@ static void free_files(struct hl_finaliser *fz)
     for (size_t i = 0; i < fz->n; i++) {
         struct rawfile *f = fz->fs[i];
         file_release(f);
+        if (f->part)
+            unlink(f->part);
+        free(f->part);
         free(f->path);
         free(f);
     }
     free(fz->fs);
 }
 
-static void finaliser_free(struct hl_finaliser *fz)
+void hl_finaliser_abort(struct hl_finaliser *fz)
 {
-    section_free(&fz->sec);
+    if (!fz)
+        return;
+    for (unsigned i = 0; i < fz->nlive; i++) {
+        hl_writer_abort(fz->live[i]->w);
+        section_free(fz->live[i]);
+    }
     free_files(fz);
     free(fz->dir);
     free(fz->out);
     free(fz);
 }
 
-void hl_finaliser_abort(struct hl_finaliser *fz)
+static int cmp_start(const void *a, const void *b)
 {
-    if (!fz)
-        return;
-    hl_writer_abort(fz->w);
-    finaliser_free(fz);
+    const struct rawfile *x = *(struct rawfile *const *)a, *y = *(struct rawfile *const *)b;
+    return starts_before(x, y) ? -1 : starts_before(y, x);
+}
+
+/* Every process has stopped writing: end the begun sections, then write the trace:
+ * every section in start order, from its part or from its raw file. */
+static int finish(struct hl_finaliser *fz, struct hl_err *err)
+{
+    if (read_headers(fz, 1, err) != 0)
+        return -1;
+    while (fz->nlive) {
+        struct section *s = fz->live[--fz->nlive];
+        struct hl_writer *w = s->w;
+        if (section_step(fz, s, 1, err) != 0) {
+            fz->live[fz->nlive++] = s;
+            return -1;
+        }
+        if (hl_writer_close(w, err) != 0)
+            return -1;
+    }
+    struct rawfile **order = malloc((fz->n ? fz->n : 1) * sizeof *order);
+    if (!order)
+        return fail(err, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < fz->n; i++)
+        if (fz->fs[i]->hdr == 1)
+            order[n++] = fz->fs[i];
+    if (n == 0) {
+        free(order);
+        return fail(err, "%s: no recording found (the program never started recording)",
+                    fz->dir);
+    }
+    qsort(order, n, sizeof *order, cmp_start);
+    struct hl_writer *w = hl_writer_open(fz->out, err);
+    int rc = w ? 0 : -1;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct rawfile *f = order[i];
+        if (f->part) {
+            rc = hl_writer_append(w, f->part, err);
+            continue;
+        }
+        int m = map_file(f, 1, err);
+        struct section *s = m > 0 ? section_begin(f, w, err) : NULL;
+        rc = s ? section_step(fz, s, 1, err) : -1;
+        if (rc != 0 && s && f->map) /* section_step frees s once it ends */
+            section_free(s);
+    }
+    free(order);
+    if (rc != 0) {
+        hl_writer_abort(w);
+        return -1;
+    }
+    if (hl_writer_close(w, err) != 0)
+        return -1;
+    struct stat sb;
+    if (stat(fz->out, &sb) == 0)
+        fz->st.trace_bytes = (uint64_t)sb.st_size;
+    return 0;
 }
 
 int hl_finaliser_finish(struct hl_finaliser *fz, struct hl_finalise_stats *st,
                         struct hl_err *err)
 {
     int rc = -1;
-    if (fz->failed) {
+    if (fz->failed)
         *err = fz->err;
-        goto out;
-    }
-    if (advance(fz, 1, err) != 0)
-        goto out;
-    if (!fz->w) {
-        fail(err, "%s: no recording found (the program never started recording)", fz->dir);
-        goto out;
-    }
-    struct hl_writer *w = fz->w;
-    fz->w = NULL;
-    if (hl_writer_close(w, err) != 0)
-        goto out;
-    struct stat sb;
-    if (stat(fz->out, &sb) == 0)
-        fz->st.trace_bytes = (uint64_t)sb.st_size;
+    else if (finish(fz, err) == 0)
+        rc = 0;
     for (size_t i = 0; i < fz->n; i++)
         fz->st.raw_bytes += fz->fs[i]->size;
-    rc = 0;
-out:
     *st = fz->st;
     hl_finaliser_abort(fz);
     return rc;

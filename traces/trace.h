@@ -163,6 +163,11 @@ int hl_writer_close(struct hl_writer *w, struct hl_err *err);
 /* Remove the temporary file and free w without producing a trace. */
 void hl_writer_abort(struct hl_writer *w);
 
+/* Append the process sections of the trace file PATH (written by hl_writer, closed)
+ * as they are, between sections.  Lets a producer write sections side by side into
+ * separate files and put them in order at the end. */
+int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err);
+
 /* Bytes written so far (for "trace bytes" summaries). */
 uint64_t hl_writer_bytes(const struct hl_writer *w);
 

@@ -163,6 +163,35 @@ void hl_writer_set_chunk_events(struct hl_writer *w, uint32_t n)
     w->chunk_max = n;
 }
 
+int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
+{
+    if (w->in_section)
+        return fail(w, err, "cannot append %s inside a process section", path);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail(w, err, "%s: %s", path, strerror(errno));
+    uint8_t h[HL_FILE_HEADER_BYTES];
+    if (fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, HL_FORMAT_MAGIC, 8) != 0 ||
+        hl_get_le32(h + 8) != HL_FORMAT_VERSION) {
+        fclose(f);
+        return fail(w, err, "%s: not a trace of this version", path);
+    }
+    /* The sections are self-contained (slots, threads and times start over in each),
+     * so their bytes follow as they are. */
+    uint8_t buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (write_bytes(w, buf, n, err) < 0) {
+            fclose(f);
+            return -1;
+        }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return fail(w, err, "%s: read failed", path);
+    return 0;
+}
+
 uint64_t hl_writer_bytes(const struct hl_writer *w)
 {
     return w->bytes;

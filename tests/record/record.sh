@@ -229,5 +229,12 @@ eq "python3 threads: four threads recorded, frees never exceed allocations" \
 "$H" record -q --from-capture "$T/live3" -o "$T/live3b.hlt"
 ok "fork + exec: the trace finalised while it ran is the one finalised afterwards" \
     cmp "$T/live3.hlt" "$T/live3b.hlt"
+"$H" record -q --buffer 16k --capture-dir "$T/live4" -o "$T/live4.hlt" -- sh -c \
+    'seq 1 100000 | sort -rn | head -3 >/dev/null; PYTHONMALLOC=malloc python3 -c "x = [str(i) for i in range(200000)]"'
+"$H" record -q --from-capture "$T/live4" -o "$T/live4b.hlt"
+ok "a shell, its pipeline and the python3 it runs, finalised side by side: the same trace" \
+    cmp "$T/live4.hlt" "$T/live4b.hlt"
+eq "the kept capture folder holds only the raw files afterwards" \
+    "$(ls "$T/live4" | grep -vc '[.]hlraw$')" 0
 
 done_testing
