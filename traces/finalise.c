@@ -21,11 +21,13 @@
  * event is written with the new block.  A cursor therefore visits a realloc record
  * twice, in two phases.
  *
- * Sections go into one writer, in start order, one at a time: a section is begun
- * once no file can still appear that started before it, and ended once its process
- * image is over (it exec'd, or the process is gone) or at the finish.  So the program
- * recorded (or the first of several that run side by side) is finalised while it
- * runs, and the later ones after it.
+ * While the program runs, up to MAX_LIVE sections are written side by side, each
+ * through its own writer into a part file next to its raw file; a section is ended
+ * once its process image is over (it exec'd, or the process is gone).  At the finish
+ * the trace is written in start order: each section's part as it is
+ * (hl_writer_append), or, for an image never begun, straight from its raw file.
+ * Finalising a finished capture in one go takes the second way for every section,
+ * and gives the same bytes.
  */
 #include "finalise.h"
 #include "preload/raw.h"
