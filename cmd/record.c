@@ -377,9 +377,13 @@ int cmd_record(int argc, char **argv)
         /* Wait for what the program left running too: their captures are still open. */
         if (main_done && (no_wait || none_left))
             break;
-        if (fz_ok && hl_finaliser_poll(fz, &ferr) != 0)
-            fz_ok = 0;
-        struct timespec tick = {0, POLL_NS};
+        int moved = 0;
+        if (fz_ok) {
+            moved = hl_finaliser_poll(fz, &ferr);
+            fz_ok = moved >= 0;
+        }
+        /* Behind the program: go on at once (just let a pending SIGCHLD in). */
+        struct timespec tick = {0, moved > 0 ? 0 : POLL_NS};
         ppoll(NULL, 0, &tick, &poll_mask);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);

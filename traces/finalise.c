@@ -776,6 +776,7 @@ struct hl_finaliser {
     struct section *live[MAX_LIVE];
     unsigned nlive;
     struct hl_finalise_stats st;
+    uint64_t moved;         /* raw bytes read by the current poll */
     int failed;
     struct hl_err err;      /* the error, once failed */
 };
@@ -964,8 +965,10 @@ static struct section *section_begin(struct rawfile *f, struct hl_writer *w, str
 static int section_step(struct hl_finaliser *fz, struct section *s, int over, struct hl_err *err)
 {
     struct rawfile *f = s->f;
+    size_t before = f->off;
     if (scan_more(f, over, &fz->st, err) != 0 || feed(s, &fz->st) != 0)
         return -1;
+    fz->moved += f->off - before;
     if (merge(s, over ? UINT64_MAX : f->horizon, &fz->st, err) != 0)
         return -1;
     if (!over)
@@ -1062,12 +1065,13 @@ int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err)
         *err = fz->err;
         return -1;
     }
+    fz->moved = 0;
     if (advance(fz, &fz->err) != 0) {
         fz->failed = 1;
         *err = fz->err;
         return -1;
     }
-    return 0;
+    return fz->moved > 0;
 }
 
 static void free_files(struct hl_finaliser *fz)

@@ -44,7 +44,8 @@ int hl_finalise(const char *dir, const char *out, struct hl_finalise_stats *st,
 struct hl_finaliser;
 /* Nothing is read or created yet.  NULL (err set) only when out of memory. */
 struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct hl_err *err);
-/* Finalise what the files written so far allow.  Never waits.  Returns 0, or -1 with
+/* Finalise what the files written so far allow.  Never waits.  Returns 1 if it read
+ * anything new (more may be there already: call again soon), 0 if not, or -1 with
  * err set (the same error hl_finaliser_finish will then report). */
 int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err);
 /* Every process has stopped writing: finalise the rest and close the trace.  Returns

@@ -360,13 +360,13 @@ int main(void)
     snprintf(after, sizeof after, "%s/after.hlt", dir);
     struct hl_err err;
     struct hl_finaliser *fz = hl_finaliser_new(dir, live, &err);
-    ok = fz && hl_finaliser_poll(fz, &err) == 0;
+    ok = fz && hl_finaliser_poll(fz, &err) >= 0;
     chunk_start(&a, 10);
     add_short(&a, HL_RAW_MALLOC, 1, 0x1000, 16);
     add_short(&a, HL_RAW_MALLOC, 2, 0x2000, 16);
     add_mark(&a, 3);
     chunk_write(fd, &a, 0, 20);
-    ok = ok && hl_finaliser_poll(fz, &err) == 0;
+    ok = ok && hl_finaliser_poll(fz, &err) >= 0;
     chunk_start(&a, 30);
     add_short(&a, HL_RAW_MALLOC, 4, 0x3000, 16);
     add_short(&a, HL_RAW_FREE, 6, 0x2000, 0);
@@ -374,15 +374,15 @@ int main(void)
     static uint8_t bytes[sizeof(struct hl_raw_chunk) + sizeof a.w];
     size_t nb = chunk_bytes(&a, 0, 40, bytes);
     ok = ok && write(fd, bytes, nb / 2) == (ssize_t)(nb / 2); /* half written so far */
-    ok = ok && hl_finaliser_poll(fz, &err) == 0;
+    ok = ok && hl_finaliser_poll(fz, &err) >= 0;
     ok = ok && write(fd, bytes + nb / 2, nb - nb / 2) == (ssize_t)(nb - nb / 2);
-    ok = ok && hl_finaliser_poll(fz, &err) == 0;
+    ok = ok && hl_finaliser_poll(fz, &err) >= 0;
     chunk_start(&b, 15);
     add_short(&b, HL_RAW_FREE, 3, 0x1000, 0);   /* frees thread 0's first block */
     add_short(&b, HL_RAW_MALLOC, 5, 0x1000, 24); /* and gets its address again */
     add_mark(&b, 7);
     chunk_write(fd, &b, 1, 45);
-    ok = ok && hl_finaliser_poll(fz, &err) == 0;
+    ok = ok && hl_finaliser_poll(fz, &err) >= 0;
     close(fd);
     ok = ok && hl_finaliser_finish(fz, &st, &err) == 0;
     if (!ok)
