@@ -6,8 +6,10 @@
  * A thread's cache is created on its first allocation, found through an initial-exec TLS
  * pointer (no call, no lock, safe inside the dynamic loader and pthread_create), and
  * flushed back by a pthread key destructor when the thread exits; afterwards the thread
- * (still running other destructors) allocates straight from the central lists.  A block
- * freed by another thread simply goes into that thread's cache: objects carry no owner.
+ * (still running other destructors) allocates straight from the central lists.  Spans
+ * have owners (page.c, thread-owned spans): a thread frees its own blocks onto their
+ * span's free list, which malloc reads after the cache; a block freed by another thread
+ * goes into that thread's cache, and back to its owner's span when the cache overflows.
  */
 #include "hlm.h"
 
@@ -84,6 +86,14 @@ static void *malloc_slow(size_t n);
 static void free_small_slow(void *p, unsigned cls);
 static void free_slow(void *p);
 
+/* Out of line so that the fast path saves no registers for it (errno: pages may be purged). */
+static HLM_NOINLINE void own_free_slow(struct hlm_tcache *tc, struct hlm_span *sp)
+{
+    int saved = errno;
+    hlm_own_free_slow(tc, sp);
+    errno = saved;
+}
+
 void *hlm_malloc(size_t n)
 {
     struct hlm_tcache *tc = tc_self;
@@ -96,6 +106,15 @@ void *hlm_malloc(size_t n)
             tc->nmalloc++;
             return p;
         }
+        /* Then the free list of the thread's current span for the class, where its own
+         * frees went (page.c, thread-owned spans): no refill for a malloc/free churn. */
+        struct hlm_span *sp = tc->own[hlm_class_of(n)];
+        if (sp && (p = sp->free) != NULL) {
+            sp->free = *(void **)p;
+            sp->used++;
+            tc->nmalloc++;
+            return p;
+        }
     }
     return malloc_slow(n);
 }
@@ -103,8 +122,22 @@ void *hlm_malloc(size_t n)
 void hlm_free(void *p)
 {
     if (hlm_likely(hlm_is_small(p))) {
-        unsigned cls = hlm_small_class(p);
+        struct hlm_segment *s = hlm_segment_of(p);
+        unsigned pg = hlm_page_of(s, p);
         struct hlm_tcache *tc = tc_self;
+        /* Our own span: straight onto its free list, no lock (page.c, thread-owned spans). */
+        if (hlm_likely(__atomic_load_n(&s->page_owner[pg], __ATOMIC_RELAXED) == tc && tc != NULL)) {
+            struct hlm_span *sp = &s->spans[s->page_first[pg]];
+            hlm_assert(sp->used > 0 && sp == hlm_span_of(p) && sp->owner == tc);
+            *(void **)p = sp->free;
+            sp->free = p;
+            tc->nfree++;
+            if (hlm_unlikely(--sp->used == 0 || sp->full))
+                own_free_slow(tc, sp);
+            return;
+        }
+        unsigned cls = s->page_cls[pg];
+        hlm_assert(cls > 0 && cls < HLM_NCLASSES);
         if (hlm_likely(tc != NULL)) {
             struct hlm_tbin *b = &tc->bins[cls];
             if (hlm_likely(b->count < b->max)) {
@@ -228,7 +261,7 @@ static void *cold_return(void *chain, uint32_t *count)
     return keep;
 }
 
-static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep, int shard)
+static void tbin_flush(struct hlm_tcache *tc, unsigned cls, struct hlm_tbin *b, uint32_t keep)
 {
     if (b->count <= keep || !b->head)
         return;
@@ -247,7 +280,7 @@ static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep, int shar
     if (hlm_unlikely(mixed))
         chain = cold_return(chain, &give);
     if (chain)
-        hlm_central_give(cls, chain, give, shard);
+        hlm_own_give(tc, cls, chain, give);
     hlm_stat_add(flushes, 1);
 }
 
@@ -259,11 +292,12 @@ static void tbin_flush(unsigned cls, struct hlm_tbin *b, uint32_t keep, int shar
 static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
 {
     tc->gc_tick = 0;
+    hlm_own_collect_all(tc);
     for (unsigned c = 1; c < HLM_NCLASSES; c++) {
         struct hlm_tbin *b = &tc->bins[c];
         if (c == busy || !b->head)
             continue;
-        tbin_flush(c, b, b->count / 2, -1);
+        tbin_flush(tc, c, b, b->count / 2);
         b->max = b->max / 2 > HLM_TBIN_START ? b->max / 2 : (tbin_max[c] < HLM_TBIN_START ? tbin_max[c] : HLM_TBIN_START);
     }
 }
@@ -281,13 +315,14 @@ static void tcache_flush_all(struct hlm_tcache *tc)
 {
     for (unsigned c = 1; c < HLM_NCLASSES; c++)
         if (tc->bins[c].head)
-            tbin_flush(c, &tc->bins[c], 0, -1);
+            tbin_flush(tc, c, &tc->bins[c], 0);
 }
 
 static void tcache_exit(void *arg)
 {
     struct hlm_tcache *tc = arg;
     tcache_flush_all(tc);
+    hlm_own_abandon(tc);
     tc_self = NULL;
     tc_dead = true;
     hlm_lock(&tc_lock);
@@ -330,7 +365,7 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
             if (__atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD)) {
                 got = cold_take(cls, &p, want);   /* a cold bin does not grow: frugal */
             } else {
-                got = hlm_central_take(tc->shard, cls, &p, want);
+                got = hlm_own_refill(tc, cls, &p, want);
                 tbin_grow(cls, b);
             }
             if (!got)
@@ -369,7 +404,7 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
         struct hlm_tbin *b = &tc->bins[cls];
         if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
             tcache_gc(tc, cls);
-        tbin_flush(cls, b, b->max / 2, (int)tc->shard);
+        tbin_flush(tc, cls, b, b->max / 2);
         tbin_grow(cls, b);
         *(void **)p = b->head;
         b->head = p;
@@ -401,7 +436,7 @@ static HLM_NOINLINE void free_slow(void *p)
             if (tc && __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)) {
                 struct hlm_tbin *b = &tc->bins[cls];
                 if (b->count >= b->max)
-                    tbin_flush(cls, b, b->max / 2, (int)tc->shard);
+                    tbin_flush(tc, cls, b, b->max / 2);
                 *(void **)p = b->head;
                 b->head = p;
                 b->count++;

@@ -9,8 +9,10 @@
  *           The segment's header (struct hlm_segment, in its page 0) maps every page to
  *           its span and size class; a bitmap over the address space (hlm_segmap) says
  *           which 4 MiB ranges are segments, so free() classifies a pointer with two loads.
- *           Threads keep per-class free lists (struct hlm_tcache) and take no lock on the
- *           common path; a per-class central list (lock) moves objects in batches.
+ *           Threads own spans (they allocate from them and free their own blocks onto
+ *           them without a lock) and keep per-class free lists (struct hlm_tcache) for
+ *           batches and other threads' blocks; per-class central lists (lock) hold the
+ *           spans nobody owns and pass blocks freed by other threads back.
  *           Exception, the cold start (alloc.c): while the process has one thread and
  *           fewer than HEAPLAB_COLD bytes of them out, small blocks are tag-heap chunks;
  *           thread caches then hold both kinds, a flush sends each back where it belongs.
@@ -232,14 +234,28 @@ static inline unsigned hlm_class_of(size_t n)
  * tail [bump, end) so that a fresh span costs no resident memory until used.  Invariant:
  * used + (objects on free) + (end - bump) / size == cap.  Protected by its class's
  * central lock. */
+struct hlm_tcache;
 struct hlm_span {
     void *free;
     char *bump, *end;
     uint32_t used, cap;
     uint8_t cls, npages, first, listed;   /* listed: on its class's partial list */
     uint8_t shard;                        /* whose central list it is on */
-    struct hlm_span *prev, *next;
-};
+    uint8_t full;                         /* owned: on the owner's full list */
+    uint8_t xlisted;                      /* owned: on the owner's xready list */
+    struct hlm_span *prev, *next;         /* central partial list, or the owner's lists */
+    /* Ownership (page.c, "thread-owned spans"): a span taken by a thread cache belongs
+     * to it until the thread exits.  owner is written under the class's central lock of
+     * the span's shard (which is the owner's shard) and only ever set to the thread's own
+     * cache by that thread, so a thread can test owner == itself without a lock.  While
+     * owned, free, bump and used are the owner's alone (no lock); objects freed by other
+     * threads go onto xfree (xtail: its last object, xcount: its length; still counted
+     * in used) under the central lock, and the span onto the owner's xready list. */
+    struct hlm_tcache *owner;
+    void *xfree, *xtail;
+    uint32_t xcount;
+    struct hlm_span *xnext;
+} __attribute__((aligned(64)));   /* owners write their spans at every call: no sharing */
 
 /* A segment: 4 MiB aligned, page 0 is this header.  free_pages/dirty_pages: bit i set when
  * page i belongs to no span / when such a free page may still be resident.  page_cls and
@@ -250,6 +266,9 @@ struct hlm_segment {
     struct hlm_segment *prev, *next;
     uint8_t page_cls[HLM_SEG_PAGES];
     uint8_t page_first[HLM_SEG_PAGES];
+    /* page -> its span's owner (a copy of spans[].owner kept apart: free() reads it for
+     * every block, and spans[] lines are written by their owners at every call). */
+    struct hlm_tcache *page_owner[HLM_SEG_PAGES];
     struct hlm_span spans[HLM_SEG_PAGES];   /* indexed by the span's first page */
 };
 #define HLM_SEG_ALL_FREE (~(uint64_t)1)     /* every page but the header's */
@@ -301,10 +320,15 @@ struct hlm_tbin {
 };
 struct hlm_tcache {
     struct hlm_tbin bins[HLM_NCLASSES];
+    struct hlm_span *own[HLM_NCLASSES];    /* owned spans with free or never-used objects */
+    struct hlm_span *full[HLM_NCLASSES];   /* owned spans with none (as the owner last saw) */
     size_t nmalloc, nfree;
     uint32_t gc_tick;                 /* slow-path events since the last scavenge */
     unsigned shard;                   /* central lists this thread refills from */
     struct hlm_tcache *prev, *next;   /* all live caches, for stats and fork */
+    /* owned spans with xfree objects; written by other threads (central lock), so on
+     * lines of its own */
+    struct hlm_span *xready[HLM_NCLASSES] __attribute__((aligned(64)));
 };
 
 /* Central lists (page.c): per class the spans with free objects; the page heap.  They
@@ -318,6 +342,16 @@ unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned w
 /* chain: NULL-terminated, count objects; from_shard: the giving thread's shard, or -1. */
 void hlm_central_give(unsigned cls, void *chain, unsigned count, int from_shard);
 void hlm_central_drain(void);
+/* Thread-owned spans (page.c): refill a cache from the thread's own spans (taking new
+ * ones when they run dry); give a chain back (objects of owned spans go onto their free
+ * lists without a lock, the others to hlm_central_give); after a local free left a span
+ * empty or made a full span non-full; collect objects other threads freed; give every
+ * owned span back at thread exit. */
+unsigned hlm_own_refill(struct hlm_tcache *tc, unsigned cls, void **chain, unsigned want);
+void hlm_own_give(struct hlm_tcache *tc, unsigned cls, void *chain, unsigned count);
+void hlm_own_free_slow(struct hlm_tcache *tc, struct hlm_span *sp);
+void hlm_own_collect_all(struct hlm_tcache *tc);
+void hlm_own_abandon(struct hlm_tcache *tc);
 int hlm_pages_trim(void);
 void hlm_small_info(size_t *mapped, size_t *free_bytes);
 void hlm_small_dump(int fd) __attribute__((weak));   /* absent from the variants */
