@@ -108,12 +108,23 @@ void *hlm_malloc(size_t n)
         }
         /* Then the free list of the thread's current span for the class, where its own
          * frees went (page.c, thread-owned spans): no refill for a malloc/free churn. */
-        struct hlm_span *sp = tc->own[hlm_class_of(n)];
-        if (sp && (p = sp->free) != NULL) {
-            sp->free = *(void **)p;
-            sp->used++;
-            tc->nmalloc++;
-            return p;
+        unsigned cls = hlm_class_of(n);
+        struct hlm_span *sp = tc->own[cls];
+        if (sp) {
+            if ((p = sp->free) != NULL) {
+                sp->free = *(void **)p;
+                sp->used++;
+                tc->nmalloc++;
+                return p;
+            }
+            /* and its never-used tail, one object at a time: carving a batch into the
+             * cache wrote a link into each fresh object (malloc p99 1.9k cycles) */
+            if ((char *)(p = sp->bump) < sp->end) {
+                sp->bump += hlm_class_size[cls];
+                sp->used++;
+                tc->nmalloc++;
+                return p;
+            }
         }
     }
     return malloc_slow(n);
