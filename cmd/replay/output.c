@@ -313,6 +313,16 @@ struct tcell {
     int valid;
 };
 
+/* A long name keeps its end (the file name and [pid]), which tells rows apart. */
+static void fit_tail(char *dst, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    if (len < n)
+        snprintf(dst, n, "%s", name);
+    else
+        snprintf(dst, n, "...%s", name + len - (n - 4));
+}
+
 void hl_rp_write_table(FILE *f, const struct hl_rp_cell *c, int n, const struct hl_rp_meta *m)
 {
     struct tcell(*t)[NCOL] = calloc((size_t)n + 1, sizeof *t);
@@ -324,7 +334,7 @@ void hl_rp_write_table(FILE *f, const struct hl_rp_cell *c, int n, const struct 
         const struct hl_rp_result *r = &c[k].med;
         struct tcell *row = t[k];
         char a[20], b[20];
-        snprintf(row[C_TRACE].s, sizeof row[C_TRACE].s, "%.47s", c[k].row->name);
+        fit_tail(row[C_TRACE].s, sizeof row[C_TRACE].s, c[k].row->name);
         snprintf(row[C_ALLOC].s, sizeof row[C_ALLOC].s, "%.47s", c[k].alloc->name);
         if (c[k].na[0]) { /* nothing measured: every column says so, none can win */
             snprintf(row[C_TIME].s, sizeof row[C_TIME].s, "timed out");

@@ -261,6 +261,11 @@ eq "--timeline samples live bytes from the trace" \
 check "the table has a row per allocator and marks the best values" \
     "grep -q '^.*small.hlt *glibc' '$T/table.txt' && grep -q '^.*small.hlt *jemalloc' '$T/table.txt' && grep -q ' \*' '$T/table.txt'"
 
+deep="$T/a-folder-with-a-rather-long-name/and-another-long-folder-name"
+mkdir -p "$deep" && cp "$T/small.hlt" "$deep/small.hlt"
+"$H" replay "$deep/small.hlt" -n 1 -a glibc >"$T/deep.txt"
+check "a long trace path keeps its file name in the table" "grep -q '^\.\.\..*/small.hlt  *glibc' '$T/deep.txt'"
+
 # ---- bad input: one line, non-zero exit ----
 head -c 100 "$T/mt.hlt" >"$T/trunc.hlt"
 fails_with_one_line "a missing trace is a one-line error" "$H" replay "$T/nonexistent.hlt"
