@@ -415,10 +415,21 @@ static void size_range(char *buf, size_t n, int k)
                  k == 64 ? "" : fb(y, (double)(hl_an_pow2_lo(k + 1) - 1)));
 }
 
+/* A command line on one table line: control characters (a `python3 -c` script's
+ * newlines) become spaces, and it is cut to fit buf. */
+static const char *one_line(char *buf, size_t n, const char *cmdline)
+{
+    size_t i = 0;
+    for (; cmdline[i] && i + 1 < n; i++)
+        buf[i] = (unsigned char)cmdline[i] < 0x20 ? ' ' : cmdline[i];
+    buf[i] = 0;
+    return buf;
+}
+
 static void print_human(FILE *o, const struct file *f)
 {
     const struct hl_analysis *a = f->total;
-    char x[32], y[32], z[32], w[32];
+    char x[32], y[32], z[32], w[32], cmd[208];
 
     fprintf(o, "%s: %zu process%s, %u thread%s, %s events over %s\n", f->path, f->nprocs,
             f->nprocs == 1 ? "" : "es", a->nthreads, a->nthreads == 1 ? "" : "s",
@@ -431,10 +442,11 @@ static void print_human(FILE *o, const struct file *f)
             fprintf(o, "  %8u %8u %9s %7u %10s %10s  %.60s\n", pr->p.pid, pr->p.ppid,
                     fc(x, (double)pr->a->events), pr->a->nthreads,
                     fb(y, (double)pr->a->peak_live), fb(z, (double)pr->a->leaked_bytes),
-                    pr->p.cmdline);
+                    one_line(cmd, 61, pr->p.cmdline));
         }
     } else if (f->nprocs == 1 && f->procs[0].p.cmdline[0]) {
-        fprintf(o, "  command    %.200s (pid %u)\n", f->procs[0].p.cmdline, f->procs[0].p.pid);
+        fprintf(o, "  command    %s (pid %u)\n", one_line(cmd, sizeof cmd, f->procs[0].p.cmdline),
+                f->procs[0].p.pid);
     }
 
     fprintf(o, "  ops       ");

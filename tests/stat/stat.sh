@@ -250,4 +250,10 @@ ok "mtrace: the error names the file and the line" grep -q "bad.log: line 3" "$T
 ok "mtrace: a failed import writes no trace" test ! -e "$T/bad.hlt"
 fails_with_one_line "mtrace: a missing log is a one-line error" "$H" import --format mtrace "$T/none.log" -o "$T/none.hlt"
 
+# A command line with newlines (python3 -c SCRIPT) stays on one line of the summary.
+printf '# heaplab-text 1\nprocess pid=7 ppid=1 page_size=4096 start_ns=0 exe="/usr/bin/python3" cmdline="python3 -c \\nimport os\\nprint(1)"\nmalloc 8\n' >"$T/nl.txt"
+"$H" import "$T/nl.txt" -o "$T/nl.hlt" >/dev/null
+eq "a multi-line command line is printed on one line" \
+    "$("$H" stat "$T/nl.hlt" | grep -c 'command    python3 -c  import os print(1) (pid 7)')" 1
+
 done_testing
