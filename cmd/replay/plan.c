@@ -285,6 +285,28 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     off = align64(off + b->ntl * sizeof(struct hl_rp_tlpoint));
     uint64_t sb_off = off;
     off = align64(off + (b->nslots + 1) * sizeof(uint64_t));
+    /* One replay thread: the compact stream too (replay.h), and its escapes. */
+    uint64_t ncev = 0, ncx = 0, cev_off = 0, cx_off = 0;
+    if (nthr == 1 && b->nthr == 1) {
+        const struct evvec *v = &b->thr[0];
+        uint64_t next = 0;
+        for (uint64_t k = 0; k < v->n; k++) {
+            const struct hl_rp_ev *e = &v->v[k];
+            if (e->op == HL_OP_FREE) {
+                continue;
+            } else if (e->op == HL_OP_MALLOC && e->slot == next) {
+                next++;
+            } else {
+                ncx++;
+                next = (uint64_t)e->slot + 1;
+            }
+        }
+        ncev = v->n;
+        cev_off = off;
+        off = align64(off + ncev * sizeof(uint64_t));
+        cx_off = off;
+        off = align64(off + ncx * sizeof(struct hl_rp_ev));
+    }
 
     int fd = memfd_create("heaplab-plan", 0);
     if (fd < 0 || ftruncate(fd, (off_t)off) != 0) {
@@ -344,6 +366,29 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
             if (b->tl[k].thread == i)
                 tp[th->ntl++] = (struct hl_rp_tlpoint){b->tl[k].op_index, b->tl[k].live};
         to += th->ntl * sizeof(struct hl_rp_tlpoint);
+    }
+    h->cev_off = cev_off;
+    h->ncev = ncev;
+    h->cx_off = cx_off;
+    h->ncx = ncx;
+    if (ncev) { /* from the final events, "no block" already the slot nslots */
+        const struct hl_rp_ev *src = (const struct hl_rp_ev *)(m + h->thr[0].ev_off);
+        uint64_t *cw = (uint64_t *)(m + cev_off);
+        struct hl_rp_ev *cx = (struct hl_rp_ev *)(m + cx_off);
+        uint64_t next = 0;
+        for (uint64_t k = 0; k < ncev; k++) {
+            const struct hl_rp_ev *e = &src[k];
+            if (e->op == HL_OP_FREE) {
+                cw[k] = ((uint64_t)e->slot << 2) | HL_CEV_FREE;
+            } else if (e->op == HL_OP_MALLOC && e->slot == next) {
+                cw[k] = ((uint64_t)e->size << 2) | HL_CEV_MALLOC;
+                next++;
+            } else {
+                cw[k] = HL_CEV_OTHER;
+                *cx++ = *e;
+                next = (uint64_t)e->slot + 1;
+            }
+        }
     }
     if (b->nslots)
         memcpy(m + sb_off, b->slot_bytes, b->nslots * sizeof(uint64_t));

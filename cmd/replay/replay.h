@@ -46,6 +46,23 @@ struct hl_rp_ev {
     };
 };
 
+/* The compact stream of a plan with one replay thread, which the plain loop (one
+ * thread, no timeline) walks instead of the hl_rp_ev array: 8 bytes per event, half
+ * the memory traffic.  In one stream allocations take slots in order, so a malloc needs
+ * only its size (its slot is the one after the previous allocation's) and a free only
+ * its slot.  Tag in the low 2 bits, value above them:
+ *   HL_CEV_MALLOC: malloc(value) into the next slot;
+ *   HL_CEV_FREE:   free the block of slot value (its size is slot_bytes[value]);
+ *   HL_CEV_OTHER:  the next hl_rp_ev of the escape array (every other op, and a malloc
+ *                  whose slot is not the next one, after an allocation the plan
+ *                  skipped); the next slot becomes its slot + 1 (escapes all allocate).
+ * Flags are not carried: the plain loop ignores them. */
+#define HL_CEV_MALLOC 0u
+#define HL_CEV_FREE 1u
+#define HL_CEV_OTHER 2u
+#define HL_CEV_TAG(w) ((unsigned)((w) & 3))
+#define HL_CEV_VALUE(w) ((w) >> 2)
+
 struct hl_rp_thread {
     uint64_t ev_off, nev; /* byte offset of this thread's hl_rp_ev array, count */
     uint64_t tl_off, ntl; /* byte offset of its hl_rp_tlpoint array, count */
@@ -70,6 +87,9 @@ struct hl_plan_hdr {
     uint64_t ntl;
     uint32_t recorded_threads;
     uint32_t cross_thread;  /* events that wait on another thread */
+    /* With one replay thread: the compact stream (uint64_t[ncev], ncev = thr[0].nev)
+     * and its escape array (struct hl_rp_ev[ncx]); offsets 0 with several threads. */
+    uint64_t cev_off, ncev, cx_off, ncx;
     struct hl_rp_thread thr[]; /* nthreads entries */
 };
 

@@ -86,6 +86,8 @@ struct blkrec {
 struct wthr {
     const struct hl_rp_ev *ev;
     uint64_t nev;
+    const uint64_t *cev;          /* the compact stream (plain loop; replay.h) */
+    const struct hl_rp_ev *cx;    /* its escapes */
     uint64_t *lat;  /* (op << 56) | cycles */
     uint64_t nlat;
     uint64_t *tl;   /* pairs: time_ns, rss bytes */
@@ -441,24 +443,26 @@ __attribute__((noinline)) static void take_sample(struct wthr *t)
  * replay thread, no timeline) does not even test the event's flags.  "No block" is a
  * slot of its own that always holds NULL (see replay.h), so free(NULL) and
  * realloc(NULL, n) need no test here.  A timed event adds its call and touch windows to
- * *cur. */
+ * *cur.  op, size and slot are the event's (decoded by the caller, so that the compact
+ * stream's mallocs and frees need no hl_rp_ev); e supplies the rest, which only the
+ * other ops read (for a compact malloc or free it is a template with just the op). */
 static inline __attribute__((always_inline)) void step(struct wthr *t, const struct hl_rp_ev *e,
-                                                       void **const sl, uint64_t **latp,
+                                                       const uint8_t op, const uint64_t size,
+                                                       const uint64_t slot, void **const sl, uint64_t **latp,
                                                        struct blkrec *cur, const int touch,
                                                        const int check, const int plain,
                                                        const int timed)
 {
     const uint8_t fl = plain ? 0 : e->flags;
-    const uint8_t op = e->op;
     uint64_t ct = 0;
     if (op == HL_OP_FREE) {
         if (!plain && (fl & HL_RF_WAIT))
-            wait_ready(t, e->slot);
-        void *p = sl[e->slot];
+            wait_ready(t, slot);
+        void *p = sl[slot];
         if (check == HL_CHECK_FULL) {
             if (timed)
                 ct = cycles_now();
-            full_check_live(e->slot, p, e->size);
+            full_check_live(slot, p, size);
             if (timed) {
                 cur->touch += cycles_now() - ct;
                 cur->ntouch++;
@@ -480,12 +484,12 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         if (__builtin_expect(op == HL_OP_MALLOC, 1)) {
             if (timed) {
                 uint64_t c0 = cycles_now();
-                p = malloc(e->size);
+                p = malloc(size);
                 uint64_t c1 = cycles_now();
                 *(*latp)++ = ((uint64_t)op << 56) | (c1 - c0);
                 cur->call += c1 - c0;
             } else {
-                p = malloc(e->size);
+                p = malloc(size);
             }
         } else {
             if (op == HL_OP_REALLOC) {
@@ -505,13 +509,13 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                 p = call_other(e, old);
             }
         }
-        sl[e->slot] = p;
+        sl[slot] = p;
         if (check == HL_CHECK_NONE && touch == HL_TOUCH_NONE) {
-            if (__builtin_expect(p == NULL, 0) && e->size)
+            if (__builtin_expect(p == NULL, 0) && size)
                 atomic_fetch_add(&fail_count, 1);
         } else if (__builtin_expect(p != NULL, 1)) {
             {
-                const uint64_t bytes = op == HL_OP_CALLOC ? e->size * e->aux : e->size;
+                const uint64_t bytes = op == HL_OP_CALLOC ? e->size * e->aux : size;
                 const uint64_t oldbytes = old ? slot_bytes[e->old_slot] : 0;
                 if (timed)
                     ct = cycles_now();
@@ -522,7 +526,7 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                     if (old && !holds(p, keep, pattern(e->old_slot)))
                         violation("realloc(%llu -> %llu) did not keep the contents",
                                   (unsigned long long)oldbytes, (unsigned long long)bytes);
-                    memset(p, pattern(e->slot), bytes);
+                    memset(p, pattern(slot), bytes);
                 } else if (touch == HL_TOUCH_PAGE) {
                     const uint64_t pg = pagesz; /* not reloaded after each byte store */
                     for (uint64_t o = oldbytes; o < bytes; o += pg)
@@ -536,11 +540,11 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                     cur->ntouch++;
                 }
             }
-        } else if (e->size) {
+        } else if (size) {
             atomic_fetch_add(&fail_count, 1);
         }
         if (!plain && (fl & HL_RF_PUBLISH))
-            atomic_store_explicit(&ready[e->slot], 1, memory_order_release);
+            atomic_store_explicit(&ready[slot], 1, memory_order_release);
     }
     if (!plain && (fl & HL_RF_SAMPLE))
         take_sample(t);
@@ -586,13 +590,71 @@ static inline __attribute__((always_inline)) void run_events(struct wthr *t, con
         const uint64_t w0 = plain ? 0 : t->cyc_wait;
         const struct hl_rp_ev *first = e;
         struct blkrec cur = {0, 0, 0, 0, 0};
-        step(t, e++, sl, &lat, &cur, touch, check, plain, 1);
+        step(t, e, e->op, e->size, e->slot, sl, &lat, &cur, touch, check, plain, 1);
+        e++;
         const struct hl_rp_ev *blk = end - e > LAT_EVERY - 1 ? e + LAT_EVERY - 1 : end;
         for (; e < blk; e++)
-            step(t, e, sl, &lat, NULL, touch, check, plain, 0);
+            step(t, e, e->op, e->size, e->slot, sl, &lat, NULL, touch, check, plain, 0);
         const uint64_t be = cycles_now();
         cur.block = be - bs - (plain ? 0 : t->cyc_wait - w0);
         cur.n = (uint32_t)(e - first);
+        *br++ = cur;
+        bs = be;
+    }
+    t->nblk = (uint64_t)(br - t->blk);
+    t->nlat = (uint64_t)(lat - t->lat);
+}
+
+/* What step needs of a compact malloc or free besides op, size and slot: the op, for
+ * the contract checks and their messages. */
+static const struct hl_rp_ev cev_malloc = {.op = HL_OP_MALLOC};
+static const struct hl_rp_ev cev_free = {.op = HL_OP_FREE};
+
+/* One event of the compact stream (replay.h), plain. */
+static inline __attribute__((always_inline)) void cstep(struct wthr *t, const uint64_t w,
+                                                        const struct hl_rp_ev **xp,
+                                                        uint64_t *next, void **const sl,
+                                                        uint64_t **latp, struct blkrec *cur,
+                                                        const int touch, const int check,
+                                                        const int timed)
+{
+    const uint64_t v = HL_CEV_VALUE(w);
+    /* One bit test per kind: the tag's low bit is free, its high bit an escape. */
+    if (w & HL_CEV_FREE) {
+        step(t, &cev_free, HL_OP_FREE, check == HL_CHECK_FULL ? slot_bytes[v] : 0, v, sl,
+             latp, cur, touch, check, 1, timed);
+    } else if (__builtin_expect(!(w & HL_CEV_OTHER), 1)) {
+        step(t, &cev_malloc, HL_OP_MALLOC, v, *next, sl, latp, cur, touch, check, 1, timed);
+        ++*next;
+    } else {
+        const struct hl_rp_ev *e = (*xp)++;
+        step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed);
+        *next = (uint64_t)e->slot + 1;
+    }
+}
+
+/* run_events for the plain loop over the compact stream: the same blocks, timing and
+ * calls, half the event bytes read. */
+static inline __attribute__((always_inline)) void run_compact(struct wthr *t, const int touch,
+                                                              const int check)
+{
+    const uint64_t *c = t->cev, *const end = t->cev + t->nev;
+    const struct hl_rp_ev *x = t->cx;
+    uint64_t next = 0;
+    uint64_t *lat = t->lat;
+    struct blkrec *br = t->blk;
+    void **const sl = slots;
+    uint64_t bs = cycles_now();
+    while (c < end) {
+        const uint64_t *first = c;
+        struct blkrec cur = {0, 0, 0, 0, 0};
+        cstep(t, *c++, &x, &next, sl, &lat, &cur, touch, check, 1);
+        const uint64_t *blk = end - c > LAT_EVERY - 1 ? c + LAT_EVERY - 1 : end;
+        for (; c < blk; c++)
+            cstep(t, *c, &x, &next, sl, &lat, NULL, touch, check, 0);
+        const uint64_t be = cycles_now();
+        cur.block = be - bs;
+        cur.n = (uint32_t)(c - first);
         *br++ = cur;
         bs = be;
     }
@@ -606,7 +668,7 @@ static inline __attribute__((always_inline)) void run_mode(struct wthr *t, const
                                                            const int check)
 {
     if (plain_loop)
-        run_events(t, touch, check, 1);
+        run_compact(t, touch, check);
     else
         run_events(t, touch, check, 0);
 }
@@ -883,7 +945,11 @@ static void run(void)
     }
 
     timer_cyc = timer_cost();
-    plain_loop = nt == 1 && ntl == 0;
+    plain_loop = nt == 1 && ntl == 0 && plan->ncev == thr[0].nev;
+    if (plain_loop) {
+        thr[0].cev = (const uint64_t *)((const char *)plan + plan->cev_off);
+        thr[0].cx = (const struct hl_rp_ev *)((const char *)plan + plan->cx_off);
+    }
     preempt_cyc = cycles_per_us() * 100;
     for (uint32_t i = 1; i < nt; i++)
         if (pthread_create(&thr[i].tid, NULL, thread_main, &thr[i]) != 0)

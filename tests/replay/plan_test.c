@@ -51,6 +51,41 @@ static const struct hl_rp_ev *tev(const struct hl_plan_hdr *h, int t)
     return (const struct hl_rp_ev *)((const char *)h + h->thr[t].ev_off);
 }
 
+/* The plain loop's decoding of the compact stream (worker.c cstep), checked against
+ * the plan's full events: the same op, size and slot for every event, escapes
+ * identical.  A free's size comes from the slot's bytes, as the worker takes it. */
+static int compact_matches(const struct hl_plan_hdr *h)
+{
+    if (h->nthreads != 1 || h->ncev != h->thr[0].nev)
+        return 0;
+    const struct hl_rp_ev *e = tev(h, 0);
+    const uint64_t *c = (const uint64_t *)((const char *)h + h->cev_off);
+    const struct hl_rp_ev *x = (const struct hl_rp_ev *)((const char *)h + h->cx_off);
+    const uint64_t *sb = (const uint64_t *)((const char *)h + h->slot_bytes_off);
+    uint64_t next = 0, nx = 0;
+    for (uint64_t i = 0; i < h->ncev; i++) {
+        const uint64_t w = c[i], v = HL_CEV_VALUE(w);
+        switch (HL_CEV_TAG(w)) {
+        case HL_CEV_FREE:
+            if (e[i].op != HL_OP_FREE || e[i].slot != v || e[i].size != sb[v])
+                return 0;
+            break;
+        case HL_CEV_MALLOC:
+            if (e[i].op != HL_OP_MALLOC || e[i].slot != next++ || e[i].size != v)
+                return 0;
+            break;
+        case HL_CEV_OTHER:
+            if (nx >= h->ncx || memcmp(&x[nx], &e[i], sizeof e[i]) != 0)
+                return 0;
+            next = (uint64_t)x[nx++].slot + 1;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return nx == h->ncx;
+}
+
 int main(void)
 {
     struct hl_plan_info info;
@@ -106,10 +141,37 @@ int main(void)
         waits += (tev(h, 0)[i].flags & (HL_RF_WAIT | HL_RF_PUBLISH)) != 0;
     TAP_EQ_U(waits, 0, "serial mode has no cross-thread waits");
 
+    /* every op, free(NULL), realloc(NULL), a skipped allocation (a gap in the slots
+     * the stream replays) and a malloc after it */
+    struct hl_event d[] = {
+        ev(0, HL_OP_MALLOC, 24, 0, N),         ev(0, HL_OP_CALLOC, 16, 1, N),
+        ev(0, HL_OP_REALLOC, 200, 2, 0),       ev(0, HL_OP_POSIX_MEMALIGN, 100, 3, N),
+        ev(0, HL_OP_ALIGNED_ALLOC, 128, 4, N), ev(0, HL_OP_MEMALIGN, 50, 5, N),
+        ev(0, HL_OP_VALLOC, 5000, 6, N),       ev(0, HL_OP_PVALLOC, 3, 7, N),
+        ev(0, HL_OP_REALLOCARRAY, 8, 8, 1),    ev(0, HL_OP_FREE, 0, N, N),
+        ev(0, HL_OP_REALLOC, 70, 9, N),        ev(0, HL_OP_MALLOC, 1ull << 50, 10, N),
+        ev(0, HL_OP_MALLOC, 33, 11, N),        ev(0, HL_OP_MALLOC, 1ull << 45, 12, N),
+        ev(0, HL_OP_FREE, 0, 11, N),           ev(0, HL_OP_FREE, 0, 3, N),
+        ev(0, HL_OP_FREE, 0, 12, N),           ev(0, HL_OP_FREE, 0, 9, N),
+        ev(1, HL_OP_MALLOC, 9, 13, N),         ev(0, HL_OP_FREE, 0, 13, N),
+    };
+    d[1].aux = 4;
+    d[3].aux = 64;
+    d[4].aux = 64;
+    d[5].aux = 32;
+    d[8].aux = 5;
+    h = build(d, 20, 1, &info, &rc);
+    TAP_CHECK(h && h->ops == 19 && h->ncx == 10,
+              "the compact stream escapes every op but malloc and free, and a malloc after a skipped slot");
+    TAP_CHECK(h && compact_matches(h), "the compact stream decodes to the plan's events (every op)");
+    h = build(d, 20, 0, &info, &rc);
+    TAP_CHECK(h && h->nthreads == 2 && h->ncev == 0 && h->cev_off == 0,
+              "a plan with several replay threads has no compact stream");
+
     /* Random, partly nonsensical sections (frees of dead, unknown and future slots,
      * random flags and threads): the plan must still be self-consistent. */
     uint64_t seed = 88172645463325252ull;
-    int consistent = 1, planned = 0;
+    int consistent = 1, planned = 0, compact = 1;
     for (int round = 0; round < 20; round++) {
         static struct hl_event r[20000];
         uint32_t next = 0;
@@ -158,9 +220,12 @@ int main(void)
         }
         if (ops != h->ops)
             consistent = 0;
+        if (h->nthreads == 1 && !compact_matches(h))
+            compact = 0;
     }
     TAP_CHECK(planned > 0, "random sections plan");
     TAP_CHECK(consistent, "planned random sections free each block at most once, never NULL-slot allocations");
+    TAP_CHECK(compact, "random serial sections' compact streams decode to their events");
 
     /* the slot rule: an allocation must take the next slot */
     struct hl_event c[] = {ev(0, HL_OP_MALLOC, 8, 0, N), ev(0, HL_OP_MALLOC, 8, 5, N)};
