@@ -223,10 +223,10 @@ static unsigned cold_class(size_t usable)
     return hlm_class_size[c] > usable ? c - 1 : c;
 }
 
-/* Take up to want chunks for class cls from the tag heap under one lock, as a chain. */
-static unsigned cold_take(unsigned cls, void **chain, unsigned want)
+/* Take up to want chunks of size bytes from the tag heap under one lock, as a chain. */
+static unsigned cold_take(size_t size, void **chain, unsigned want)
 {
-    size_t size = hlm_class_size[cls], bytes = 0;
+    size_t bytes = 0;
     void *head = NULL;
     unsigned got = 0;
     hlm_lock(&hlm_tag_lock);
@@ -370,15 +370,23 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
             struct hlm_tbin *b = &tc->bins[cls];
             if (b->head)   /* the cache was just created, or refilled by a recursion */
                 return hlm_malloc(n);
-            if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
+            bool cold = __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD);
+            /* (cold bins never grow past HLM_TBIN_START: no need to sum the cache) */
+            if (++tc->gc_tick >= HLM_TC_GC_EVERY || (!cold && tcache_bytes(tc) > HLM_TCACHE_BYTES))
                 tcache_gc(tc, cls);
-            unsigned want = b->max / 2 ? b->max / 2 : 1, got;
-            if (__atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD)) {
-                got = cold_take(cls, &p, want);   /* a cold bin does not grow: frugal */
-            } else {
-                got = hlm_own_refill(tc, cls, &p, want);
-                tbin_grow(cls, b);
+            if (cold) {
+                /* One chunk of the class's size (so that, freed, it serves its class from
+                 * the cache), straight to the caller: not a batch, so a class used once
+                 * costs its block and no more (a batch of four 2 KiB chunks touched two
+                 * pages for one block). */
+                if (!cold_take(hlm_class_size[cls], &p, 1))
+                    goto nomem;
+                tc->nmalloc++;
+                return p;
             }
+            unsigned want = b->max / 2 ? b->max / 2 : 1, got;
+            got = hlm_own_refill(tc, cls, &p, want);
+            tbin_grow(cls, b);
             if (!got)
                 goto nomem;
             b->head = *(void **)p;

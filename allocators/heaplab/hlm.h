@@ -173,7 +173,8 @@ void *hlm_large_realloc(void *p, size_t n);
 /* A chunk: [prev_size][head] user data ... ; head = size | HLM_TAG_INUSE | HLM_TAG_PINUSE.
  * size counts the header and is a multiple of 16, at least HLM_TAG_MIN.  A free chunk
  * keeps fd/bk links in its first user words and its size in the next chunk's prev_size
- * (the footer), whose bit 0 says the chunk's interior pages were purged (clean).  Each
+ * (the footer), whose bit 0 says the chunk's interior pages were purged (clean).  An
+ * in-use chunk's data runs over that word (usable = size - 8), as in glibc.  Each
  * region of the heap ends with a fencepost: a 16-byte in-use chunk of size 0.  Callers
  * hold the lock that protects the heap. */
 

@@ -20,7 +20,7 @@
 #endif
 
 struct chunk {
-    size_t prev_size;   /* footer of the previous chunk, valid when it is free */
+    size_t prev_size;   /* footer of the previous chunk while it is free; its data while in use */
     size_t head;        /* size | HLM_TAG_INUSE | HLM_TAG_PINUSE */
     struct chunk *fd, *bk;   /* list links; first fit: the tree's left and right */
     size_t max;         /* first fit only: largest chunk in this subtree */
@@ -58,9 +58,13 @@ static inline struct chunk *cprev(const struct chunk *c)
 static inline void *c2m(struct chunk *c) { return (char *)c + HLM_HDR; }
 static inline struct chunk *m2c(const void *p) { return (struct chunk *)((char *)p - HLM_HDR); }
 static inline bool is_fence(const struct chunk *c) { return csize(c) == 0; }
+/* An in-use chunk's data runs over the next chunk's prev_size word, which only means
+ * something while this chunk is free (it is the footer then): a chunk costs 8 bytes of
+ * header, not 16, as in glibc (a 24-byte block takes 32 bytes, not 48). */
+#define TAG_OVERHEAD (HLM_HDR - sizeof(size_t))
 static inline size_t req_size(size_t n)
 {
-    size_t s = hlm_align_up(n + HLM_HDR, HLM_ALIGN);
+    size_t s = hlm_align_up(n + TAG_OVERHEAD, HLM_ALIGN);
     return s < TAG_MIN ? TAG_MIN : s;
 }
 
@@ -514,7 +518,7 @@ void hlm_tag_free(void *p)
     chunk_release(c);
 }
 
-size_t hlm_tag_usable(const void *p) { return csize(m2c(p)) - HLM_HDR; }
+size_t hlm_tag_usable(const void *p) { return csize(m2c(p)) - TAG_OVERHEAD; }
 
 void *hlm_tag_memalign(size_t align, size_t n)
 {
