@@ -274,6 +274,62 @@ static uint64_t align64(uint64_t x)
     return (x + 63) & ~63ull;
 }
 
+/* Whether an event has a compact word of its own (else it escapes; replay.h). */
+static int cev_compact(const struct hl_rp_ev *e)
+{
+    return e->op == HL_OP_FREE || (e->op == HL_OP_MALLOC && e->size < HL_CEV_MAX_SIZE);
+}
+
+/* Write the compact stream of the n events src (final: "no block" is the slot
+ * b->nslots) into cw and its escapes into cx, renumbering the blocks' slots densely: a
+ * new block takes the dense slot most recently given back (a stack), else the next
+ * unused one; dense slot 0 is "no block".  The slot table the loop touches is then
+ * about as large as the most blocks live at once, not the trace's allocation count. */
+static int cev_build(struct hl_plan_builder *b, const struct hl_rp_ev *src, uint64_t n,
+                     uint64_t *cw, struct hl_rp_ev *cx, uint64_t *ndense)
+{
+    uint32_t *dense = calloc(b->nslots + 1, sizeof *dense); /* trace slot -> dense */
+    uint32_t *stack = malloc((b->nslots + 1) * sizeof *stack);
+    if (!dense || !stack) {
+        free(dense);
+        free(stack);
+        return -1;
+    }
+    uint64_t top = 0, hi = 1;
+    for (uint64_t k = 0; k < n; k++) {
+        const struct hl_rp_ev *e = &src[k];
+        if (e->op == HL_OP_FREE) {
+            uint32_t d = dense[e->slot];
+            cw[k] = ((uint64_t)d << 2) | HL_CEV_FREE;
+            if (d)
+                stack[top++] = d;
+            continue;
+        }
+        /* the new block's slot before the old one is given back (realloc): a realloc
+         * never passes and receives the same dense slot */
+        uint32_t d = top ? stack[--top] : (uint32_t)hi++;
+        dense[e->slot] = d;
+        if (cev_compact(e)) {
+            cw[k] = ((uint64_t)e->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)d << 2) | HL_CEV_MALLOC;
+        } else {
+            cw[k] = HL_CEV_OTHER;
+            *cx = *e;
+            cx->slot = d;
+            if (e->op == HL_OP_REALLOC) {
+                uint32_t od = dense[e->old_slot];
+                cx->old_slot = od;
+                if (od)
+                    stack[top++] = od;
+            }
+            cx++;
+        }
+    }
+    *ndense = hi;
+    free(dense);
+    free(stack);
+    return 0;
+}
+
 int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct hl_err *err)
 {
     uint32_t nthr = b->nthr ? b->nthr : 1;
@@ -289,18 +345,8 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     uint64_t ncev = 0, ncx = 0, cev_off = 0, cx_off = 0;
     if (nthr == 1 && b->nthr == 1) {
         const struct evvec *v = &b->thr[0];
-        uint64_t next = 0;
-        for (uint64_t k = 0; k < v->n; k++) {
-            const struct hl_rp_ev *e = &v->v[k];
-            if (e->op == HL_OP_FREE) {
-                continue;
-            } else if (e->op == HL_OP_MALLOC && e->slot == next) {
-                next++;
-            } else {
-                ncx++;
-                next = (uint64_t)e->slot + 1;
-            }
-        }
+        for (uint64_t k = 0; k < v->n; k++)
+            ncx += !cev_compact(&v->v[k]);
         ncev = v->n;
         cev_off = off;
         off = align64(off + ncev * sizeof(uint64_t));
@@ -371,24 +417,15 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     h->ncev = ncev;
     h->cx_off = cx_off;
     h->ncx = ncx;
-    if (ncev) { /* from the final events, "no block" already the slot nslots */
-        const struct hl_rp_ev *src = (const struct hl_rp_ev *)(m + h->thr[0].ev_off);
-        uint64_t *cw = (uint64_t *)(m + cev_off);
-        struct hl_rp_ev *cx = (struct hl_rp_ev *)(m + cx_off);
-        uint64_t next = 0;
-        for (uint64_t k = 0; k < ncev; k++) {
-            const struct hl_rp_ev *e = &src[k];
-            if (e->op == HL_OP_FREE) {
-                cw[k] = ((uint64_t)e->slot << 2) | HL_CEV_FREE;
-            } else if (e->op == HL_OP_MALLOC && e->slot == next) {
-                cw[k] = ((uint64_t)e->size << 2) | HL_CEV_MALLOC;
-                next++;
-            } else {
-                cw[k] = HL_CEV_OTHER;
-                *cx++ = *e;
-                next = (uint64_t)e->slot + 1;
-            }
-        }
+    h->ndense = 1;
+    if (ncev && cev_build(b, (const struct hl_rp_ev *)(m + h->thr[0].ev_off), ncev,
+                          (uint64_t *)(m + cev_off), (struct hl_rp_ev *)(m + cx_off),
+                          &h->ndense) != 0) {
+        snprintf(err->msg, sizeof err->msg, "out of memory building the replay plan");
+        munmap(m, off);
+        close(fd);
+        hl_plan_abort(b);
+        return -1;
     }
     if (b->nslots)
         memcpy(m + sb_off, b->slot_bytes, b->nslots * sizeof(uint64_t));

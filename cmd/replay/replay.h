@@ -47,21 +47,25 @@ struct hl_rp_ev {
 };
 
 /* The compact stream of a plan with one replay thread, which the plain loop (one
- * thread, no timeline) walks instead of the hl_rp_ev array: 8 bytes per event, half
- * the memory traffic.  In one stream allocations take slots in order, so a malloc needs
- * only its size (its slot is the one after the previous allocation's) and a free only
- * its slot.  Tag in the low 2 bits, value above them:
- *   HL_CEV_MALLOC: malloc(value) into the next slot;
- *   HL_CEV_FREE:   free the block of slot value (its size is slot_bytes[value]);
- *   HL_CEV_OTHER:  the next hl_rp_ev of the escape array (every other op, and a malloc
- *                  whose slot is not the next one, after an allocation the plan
- *                  skipped); the next slot becomes its slot + 1 (escapes all allocate).
+ * thread, no timeline, --check other than full) walks instead of the hl_rp_ev array:
+ * 8 bytes per event, half the memory traffic.  Its slots are dense: renumbered so that
+ * a new block reuses the slot of a block freed before it (plan.c cev_build), which
+ * keeps the slot table the loop touches as small as the most blocks live at once;
+ * dense slot 0 is "no block" (always NULL), the table has ndense entries.  Tag in the
+ * low 2 bits:
+ *   HL_CEV_MALLOC: malloc(w >> HL_CEV_SIZE_SHIFT) into dense slot (w >> 2) & 0xffffffff
+ *                  (sizes below HL_CEV_MAX_SIZE; larger mallocs escape);
+ *   HL_CEV_FREE:   free the block of dense slot w >> 2;
+ *   HL_CEV_OTHER:  the next hl_rp_ev of the escape array (every other op), its slot
+ *                  and old_slot dense.
  * Flags are not carried: the plain loop ignores them. */
 #define HL_CEV_MALLOC 0u
 #define HL_CEV_FREE 1u
 #define HL_CEV_OTHER 2u
+#define HL_CEV_SIZE_SHIFT 34
+#define HL_CEV_MAX_SIZE (1ull << 30)
 #define HL_CEV_TAG(w) ((unsigned)((w) & 3))
-#define HL_CEV_VALUE(w) ((w) >> 2)
+#define HL_CEV_SLOT(w) (((w) >> 2) & 0xffffffffu)
 
 struct hl_rp_thread {
     uint64_t ev_off, nev; /* byte offset of this thread's hl_rp_ev array, count */
@@ -90,6 +94,7 @@ struct hl_plan_hdr {
     /* With one replay thread: the compact stream (uint64_t[ncev], ncev = thr[0].nev)
      * and its escape array (struct hl_rp_ev[ncx]); offsets 0 with several threads. */
     uint64_t cev_off, ncev, cx_off, ncx;
+    uint64_t ndense;        /* dense slots of the compact stream, "no block" included */
     struct hl_rp_thread thr[]; /* nthreads entries */
 };
 

@@ -66,7 +66,8 @@ static struct {
 
 static struct hl_rp_result res;
 static const struct hl_plan_hdr *plan;
-static const uint64_t *slot_bytes;
+static const uint64_t *slot_bytes; /* per slot; per dense slot over the compact stream */
+static uint64_t *dense_bytes;       /* the compact stream's: bytes of each dense slot's block */
 static void **slots;
 static _Atomic uint8_t *ready;
 static size_t pagesz;
@@ -610,26 +611,26 @@ static inline __attribute__((always_inline)) void run_events(struct wthr *t, con
 static const struct hl_rp_ev cev_malloc = {.op = HL_OP_MALLOC};
 static const struct hl_rp_ev cev_free = {.op = HL_OP_FREE};
 
-/* One event of the compact stream (replay.h), plain. */
+/* One event of the compact stream (replay.h), plain, check not full. */
 static inline __attribute__((always_inline)) void cstep(struct wthr *t, const uint64_t w,
                                                         const struct hl_rp_ev **xp,
-                                                        uint64_t *next, void **const sl,
-                                                        uint64_t **latp, struct blkrec *cur,
-                                                        const int touch, const int check,
-                                                        const int timed)
+                                                        void **const sl, uint64_t **latp,
+                                                        struct blkrec *cur, const int touch,
+                                                        const int check, const int timed)
 {
-    const uint64_t v = HL_CEV_VALUE(w);
     /* One bit test per kind: the tag's low bit is free, its high bit an escape. */
     if (w & HL_CEV_FREE) {
-        step(t, &cev_free, HL_OP_FREE, check == HL_CHECK_FULL ? slot_bytes[v] : 0, v, sl,
-             latp, cur, touch, check, 1, timed);
+        step(t, &cev_free, HL_OP_FREE, 0, w >> 2, sl, latp, cur, touch, check, 1, timed);
     } else if (__builtin_expect(!(w & HL_CEV_OTHER), 1)) {
-        step(t, &cev_malloc, HL_OP_MALLOC, v, *next, sl, latp, cur, touch, check, 1, timed);
-        ++*next;
+        const uint64_t size = w >> HL_CEV_SIZE_SHIFT, d = HL_CEV_SLOT(w);
+        if (touch != HL_TOUCH_NONE)
+            dense_bytes[d] = size;
+        step(t, &cev_malloc, HL_OP_MALLOC, size, d, sl, latp, cur, touch, check, 1, timed);
     } else {
         const struct hl_rp_ev *e = (*xp)++;
         step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed);
-        *next = (uint64_t)e->slot + 1;
+        if (touch != HL_TOUCH_NONE)
+            dense_bytes[e->slot] = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
     }
 }
 
@@ -640,7 +641,6 @@ static inline __attribute__((always_inline)) void run_compact(struct wthr *t, co
 {
     const uint64_t *c = t->cev, *const end = t->cev + t->nev;
     const struct hl_rp_ev *x = t->cx;
-    uint64_t next = 0;
     uint64_t *lat = t->lat;
     struct blkrec *br = t->blk;
     void **const sl = slots;
@@ -648,10 +648,10 @@ static inline __attribute__((always_inline)) void run_compact(struct wthr *t, co
     while (c < end) {
         const uint64_t *first = c;
         struct blkrec cur = {0, 0, 0, 0, 0};
-        cstep(t, *c++, &x, &next, sl, &lat, &cur, touch, check, 1);
+        cstep(t, *c++, &x, sl, &lat, &cur, touch, check, 1);
         const uint64_t *blk = end - c > LAT_EVERY - 1 ? c + LAT_EVERY - 1 : end;
         for (; c < blk; c++)
-            cstep(t, *c, &x, &next, sl, &lat, NULL, touch, check, 0);
+            cstep(t, *c, &x, sl, &lat, NULL, touch, check, 0);
         const uint64_t be = cycles_now();
         cur.block = be - bs;
         cur.n = (uint32_t)(c - first);
@@ -667,8 +667,10 @@ static int plain_loop; /* one replay thread and no timeline: no event has flags 
 static inline __attribute__((always_inline)) void run_mode(struct wthr *t, const int touch,
                                                            const int check)
 {
-    if (plain_loop)
+    if (plain_loop && check != HL_CHECK_FULL && t->cev)
         run_compact(t, touch, check);
+    else if (plain_loop)
+        run_events(t, touch, check, 1);
     else
         run_events(t, touch, check, 0);
 }
@@ -945,10 +947,17 @@ static void run(void)
     }
 
     timer_cyc = timer_cost();
-    plain_loop = nt == 1 && ntl == 0 && plan->ncev == thr[0].nev;
-    if (plain_loop) {
+    plain_loop = nt == 1 && ntl == 0;
+    if (plain_loop && cfg.check != HL_CHECK_FULL && plan->ncev == thr[0].nev &&
+        plan->ndense >= 1 && plan->ndense <= plan->nslots + 1) {
+        /* The compact stream, its slots dense: the slot table and the bytes per slot
+         * (realloc's old size, for touching) follow its numbering. */
         thr[0].cev = (const uint64_t *)((const char *)plan + plan->cev_off);
         thr[0].cx = (const struct hl_rp_ev *)((const char *)plan + plan->cx_off);
+        if (cfg.touch != HL_TOUCH_NONE) {
+            dense_bytes = map_anon(plan->ndense * sizeof *dense_bytes);
+            slot_bytes = dense_bytes;
+        }
     }
     preempt_cyc = cycles_per_us() * 100;
     for (uint32_t i = 1; i < nt; i++)

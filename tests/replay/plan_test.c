@@ -52,34 +52,59 @@ static const struct hl_rp_ev *tev(const struct hl_plan_hdr *h, int t)
 }
 
 /* The plain loop's decoding of the compact stream (worker.c cstep), checked against
- * the plan's full events: the same op, size and slot for every event, escapes
- * identical.  A free's size comes from the slot's bytes, as the worker takes it. */
+ * the plan's full events: the same op and size for every event, escapes identical but
+ * for their slots, and the dense slots standing for the right blocks: a free's dense
+ * slot is the one its block was given, and no dense slot is given to two live blocks
+ * (else a later free would find another block there). */
 static int compact_matches(const struct hl_plan_hdr *h)
 {
-    if (h->nthreads != 1 || h->ncev != h->thr[0].nev)
+    if (h->nthreads != 1 || h->ncev != h->thr[0].nev || h->ndense < 1 ||
+        h->ndense > h->nslots + 1)
         return 0;
     const struct hl_rp_ev *e = tev(h, 0);
     const uint64_t *c = (const uint64_t *)((const char *)h + h->cev_off);
     const struct hl_rp_ev *x = (const struct hl_rp_ev *)((const char *)h + h->cx_off);
-    const uint64_t *sb = (const uint64_t *)((const char *)h + h->slot_bytes_off);
-    uint64_t next = 0, nx = 0;
+    static uint32_t held[65536]; /* dense slot -> trace slot of its live block */
+    static uint8_t live[65536];
+    if (h->ndense > 65536)
+        return 0;
+    memset(live, 0, sizeof live);
+    held[0] = (uint32_t)h->nslots; /* "no block" */
+    live[0] = 1;
+    uint64_t nx = 0;
     for (uint64_t i = 0; i < h->ncev; i++) {
-        const uint64_t w = c[i], v = HL_CEV_VALUE(w);
-        switch (HL_CEV_TAG(w)) {
-        case HL_CEV_FREE:
-            if (e[i].op != HL_OP_FREE || e[i].slot != v || e[i].size != sb[v])
+        const uint64_t w = c[i];
+        if (HL_CEV_TAG(w) == HL_CEV_FREE) {
+            uint64_t d = w >> 2;
+            if (e[i].op != HL_OP_FREE || d >= h->ndense || !live[d] || held[d] != e[i].slot)
                 return 0;
-            break;
-        case HL_CEV_MALLOC:
-            if (e[i].op != HL_OP_MALLOC || e[i].slot != next++ || e[i].size != v)
+            live[d] = d == 0;
+        } else if (HL_CEV_TAG(w) == HL_CEV_MALLOC) {
+            uint64_t d = HL_CEV_SLOT(w);
+            if (e[i].op != HL_OP_MALLOC || e[i].size != w >> HL_CEV_SIZE_SHIFT || d == 0 ||
+                d >= h->ndense || live[d])
                 return 0;
-            break;
-        case HL_CEV_OTHER:
-            if (nx >= h->ncx || memcmp(&x[nx], &e[i], sizeof e[i]) != 0)
+            held[d] = e[i].slot;
+            live[d] = 1;
+        } else if (HL_CEV_TAG(w) == HL_CEV_OTHER) {
+            if (nx >= h->ncx)
                 return 0;
-            next = (uint64_t)x[nx++].slot + 1;
-            break;
-        default:
+            struct hl_rp_ev y = x[nx++];
+            uint32_t d = y.slot, od = y.old_slot;
+            if (d == 0 || d >= h->ndense || live[d])
+                return 0;
+            if (y.op == HL_OP_REALLOC) {
+                if (od >= h->ndense || !live[od] || held[od] != e[i].old_slot)
+                    return 0;
+                y.old_slot = e[i].old_slot;
+                live[od] = od == 0;
+            }
+            y.slot = e[i].slot;
+            if (memcmp(&y, &e[i], sizeof y) != 0)
+                return 0;
+            held[d] = e[i].slot;
+            live[d] = 1;
+        } else {
             return 0;
         }
     }
@@ -142,7 +167,7 @@ int main(void)
     TAP_EQ_U(waits, 0, "serial mode has no cross-thread waits");
 
     /* every op, free(NULL), realloc(NULL), a skipped allocation (a gap in the slots
-     * the stream replays) and a malloc after it */
+     * the stream replays), a malloc too large for a compact word */
     struct hl_event d[] = {
         ev(0, HL_OP_MALLOC, 24, 0, N),         ev(0, HL_OP_CALLOC, 16, 1, N),
         ev(0, HL_OP_REALLOC, 200, 2, 0),       ev(0, HL_OP_POSIX_MEMALIGN, 100, 3, N),
@@ -150,7 +175,7 @@ int main(void)
         ev(0, HL_OP_VALLOC, 5000, 6, N),       ev(0, HL_OP_PVALLOC, 3, 7, N),
         ev(0, HL_OP_REALLOCARRAY, 8, 8, 1),    ev(0, HL_OP_FREE, 0, N, N),
         ev(0, HL_OP_REALLOC, 70, 9, N),        ev(0, HL_OP_MALLOC, 1ull << 50, 10, N),
-        ev(0, HL_OP_MALLOC, 33, 11, N),        ev(0, HL_OP_MALLOC, 1ull << 45, 12, N),
+        ev(0, HL_OP_MALLOC, 33, 11, N),        ev(0, HL_OP_MALLOC, 1ull << 31, 12, N),
         ev(0, HL_OP_FREE, 0, 11, N),           ev(0, HL_OP_FREE, 0, 3, N),
         ev(0, HL_OP_FREE, 0, 12, N),           ev(0, HL_OP_FREE, 0, 9, N),
         ev(1, HL_OP_MALLOC, 9, 13, N),         ev(0, HL_OP_FREE, 0, 13, N),
@@ -162,7 +187,7 @@ int main(void)
     d[8].aux = 5;
     h = build(d, 20, 1, &info, &rc);
     TAP_CHECK(h && h->ops == 19 && h->ncx == 10,
-              "the compact stream escapes every op but malloc and free, and a malloc after a skipped slot");
+              "the compact stream escapes every op but malloc and free, and mallocs of 1 GiB or more");
     TAP_CHECK(h && compact_matches(h), "the compact stream decodes to the plan's events (every op)");
     h = build(d, 20, 0, &info, &rc);
     TAP_CHECK(h && h->nthreads == 2 && h->ncev == 0 && h->cev_off == 0,
