@@ -46,6 +46,24 @@ void hl_warn(const char *fmt, ...)
     va_end(ap);
 }
 
+/* Not inlined: callers compute sizes from ints and GCC then warns about impossible
+ * ranges. */
+__attribute__((noinline)) void *hl_xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p)
+        hl_die("out of memory");
+    return p;
+}
+
+char *hl_xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        hl_die("out of memory");
+    return d;
+}
+
 static char *fmt_scaled(char *buf, size_t n, double v, double base, const char *const *units,
                         int nunits)
 {

@@ -15,6 +15,11 @@ __attribute__((format(printf, 1, 2))) void hl_warn(const char *fmt, ...);
 /* Like hl_die but exits with status 2 (usage error). */
 __attribute__((format(printf, 1, 2), noreturn)) void hl_usage_die(const char *fmt, ...);
 
+/* Allocation that cannot fail: out of memory is a one-line error and exit 1.
+ * hl_xrealloc(p, 0) returns a 1-byte block, never NULL. */
+void *hl_xrealloc(void *p, size_t n);
+char *hl_xstrdup(const char *s);
+
 /* Human units: "1.5 MiB", "12.3 ms", "4.2 M".  Write into buf, return buf. */
 char *hl_fmt_bytes(char *buf, size_t n, double bytes);
 char *hl_fmt_ns(char *buf, size_t n, double ns);

@@ -16,23 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Not inlined: callers compute sizes from ints and GCC then warns about impossible
- * ranges. */
-__attribute__((noinline)) static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p)
-        hl_die("out of memory");
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        hl_die("out of memory");
-    return d;
-}
 
 char *hl_plot_slurp(const char *path, size_t *len)
 {
@@ -43,12 +26,12 @@ char *hl_plot_slurp(const char *path, size_t *len)
     if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode))
         hl_die("%s: is a directory, not a results, timeline or stat file", path);
     size_t cap = 1 << 16, n = 0;
-    char *buf = xrealloc(NULL, cap);
+    char *buf = hl_xrealloc(NULL, cap);
     size_t k;
     while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += k;
         if (cap - n < 2)
-            buf = xrealloc(buf, cap *= 2);
+            buf = hl_xrealloc(buf, cap *= 2);
     }
     int err = ferror(f);
     fclose(f);
@@ -132,7 +115,7 @@ static char *jstring(struct jparser *j)
         q++;
         cap++;
     }
-    char *out = xrealloc(NULL, cap + 8), *d = out;
+    char *out = hl_xrealloc(NULL, cap + 8), *d = out;
     for (;;) {
         char ch = *j->p;
         if (!ch)
@@ -180,7 +163,7 @@ static struct hl_json *jvalue(struct jparser *j)
     jspace(j);
     if (++j->depth > 64)
         jfail(j, "nested too deeply");
-    struct hl_json *v = xrealloc(NULL, sizeof *v);
+    struct hl_json *v = hl_xrealloc(NULL, sizeof *v);
     memset(v, 0, sizeof *v);
     v->line = j->line;
     char ch = *j->p;
@@ -193,9 +176,9 @@ static struct hl_json *jvalue(struct jparser *j)
             j->p++;
         } else {
             for (;;) {
-                v->items = xrealloc(v->items, (size_t)(v->n + 1) * sizeof *v->items);
+                v->items = hl_xrealloc(v->items, (size_t)(v->n + 1) * sizeof *v->items);
                 if (v->t == HL_JSON_OBJ) {
-                    v->keys = xrealloc(v->keys, (size_t)(v->n + 1) * sizeof *v->keys);
+                    v->keys = hl_xrealloc(v->keys, (size_t)(v->n + 1) * sizeof *v->keys);
                     jspace(j);
                     if (*j->p != '"')
                         jfail(j, "expected a string key");
@@ -228,13 +211,13 @@ static struct hl_json *jvalue(struct jparser *j)
         if (end == j->p || !isfinite(d))
             jfail(j, "bad number");
         v->t = HL_JSON_NUM;
-        v->s = xrealloc(NULL, (size_t)(end - j->p) + 1);
+        v->s = hl_xrealloc(NULL, (size_t)(end - j->p) + 1);
         memcpy(v->s, j->p, (size_t)(end - j->p));
         v->s[end - j->p] = 0;
         j->p = end;
     } else if (strncmp(j->p, "true", 4) == 0 || strncmp(j->p, "false", 5) == 0) {
         v->t = HL_JSON_BOOL;
-        v->s = xstrdup(ch == 't' ? "1" : "0");
+        v->s = hl_xstrdup(ch == 't' ? "1" : "0");
         j->p += ch == 't' ? 4 : 5;
     } else if (strncmp(j->p, "null", 4) == 0) {
         v->t = HL_JSON_NULL;

@@ -26,23 +26,6 @@ const struct hl_col_info hl_cols[HL_NCOLS] = {
 #undef HL_RES_INFO
 };
 
-/* Not inlined: callers compute sizes from ints and GCC then warns about impossible
- * ranges. */
-__attribute__((noinline)) static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p)
-        hl_die("out of memory");
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        hl_die("out of memory");
-    return d;
-}
 
 
 static int col_by_name(const char *name)
@@ -72,7 +55,7 @@ static void set_field(struct hl_row *row, int col, const char *text, const char 
         hl_die("%s:%d: %s is not a number: '%.40s'", file, line, hl_cols[col].name, text);
     free(row->v[col]);
     row->v[col] = (*text && !(hl_cols[col].numeric && strncmp(text, "n/a", 3) == 0))
-                      ? xstrdup(text) : NULL;
+                      ? hl_xstrdup(text) : NULL;
 }
 
 /* ---------------------------------------------------------------- CSV */
@@ -105,9 +88,9 @@ static int csv_record(struct csv *c, int *record_line)
         /* one field */
         if (nstarts == c->capf) {
             c->capf = c->capf ? c->capf * 2 : 64;
-            c->f = xrealloc(c->f, (size_t)c->capf * sizeof *c->f);
+            c->f = hl_xrealloc(c->f, (size_t)c->capf * sizeof *c->f);
         }
-        starts = xrealloc(starts, (size_t)(nstarts + 1) * sizeof *starts);
+        starts = hl_xrealloc(starts, (size_t)(nstarts + 1) * sizeof *starts);
         starts[nstarts++] = c->nbuf;
         int quoted = *c->p == '"';
         if (quoted)
@@ -137,11 +120,11 @@ static int csv_record(struct csv *c, int *record_line)
                     hl_die("%s:%d: stray quote inside an unquoted field", c->file, c->line);
             }
             if (c->nbuf + 2 > c->capbuf)
-                c->buf = xrealloc(c->buf, c->capbuf = c->capbuf ? c->capbuf * 2 : 4096);
+                c->buf = hl_xrealloc(c->buf, c->capbuf = c->capbuf ? c->capbuf * 2 : 4096);
             c->buf[c->nbuf++] = *c->p++;
         }
         if (c->nbuf + 1 > c->capbuf)
-            c->buf = xrealloc(c->buf, c->capbuf = c->capbuf ? c->capbuf * 2 : 4096);
+            c->buf = hl_xrealloc(c->buf, c->capbuf = c->capbuf ? c->capbuf * 2 : 4096);
         c->buf[c->nbuf++] = 0;
         if (*c->p == ',') {
             c->p++;
@@ -175,7 +158,7 @@ static void results_read_csv(struct hl_results *r, const char *path, const char 
     if (!csv_record(&c, &line))
         hl_die("%s:1: empty file, expected a results CSV header", path);
     int ncols = c.nf;
-    int *map = xrealloc(NULL, (size_t)ncols * sizeof *map);
+    int *map = hl_xrealloc(NULL, (size_t)ncols * sizeof *map);
     int have_trace = 0, have_alloc = 0;
     for (int i = 0; i < ncols; i++) {
         map[i] = col_by_name(c.f[i]);
@@ -191,7 +174,7 @@ static void results_read_csv(struct hl_results *r, const char *path, const char 
     while (csv_record(&c, &line)) {
         if (c.nf != ncols)
             hl_die("%s:%d: %d fields, the header has %d", path, line, c.nf, ncols);
-        r->rows = xrealloc(r->rows, (size_t)(r->nrows + 1) * sizeof *r->rows);
+        r->rows = hl_xrealloc(r->rows, (size_t)(r->nrows + 1) * sizeof *r->rows);
         struct hl_row *row = &r->rows[r->nrows++];
         memset(row, 0, sizeof *row);
         row->line = line;
@@ -228,7 +211,7 @@ static void results_read_json(struct hl_results *r, const char *path, const char
         const struct hl_json *o = res->items[i];
         if (o->t != HL_JSON_OBJ)
             hl_die("%s:%d: a result should be an object", path, o->line);
-        r->rows = xrealloc(r->rows, (size_t)(r->nrows + 1) * sizeof *r->rows);
+        r->rows = hl_xrealloc(r->rows, (size_t)(r->nrows + 1) * sizeof *r->rows);
         struct hl_row *row = &r->rows[r->nrows++];
         memset(row, 0, sizeof *row);
         row->line = o->line;
@@ -287,7 +270,7 @@ void hl_results_read(struct hl_results *r, const char *path)
             hl_die("%s:%d: empty trace or allocator name", path, r->rows[i].line);
 
     /* Groups: a trace, or trace#process where one trace holds several processes. */
-    r->row_group = xrealloc(NULL, (size_t)r->nrows * sizeof *r->row_group);
+    r->row_group = hl_xrealloc(NULL, (size_t)r->nrows * sizeof *r->row_group);
     for (int i = 0; i < r->nrows; i++) {
         const struct hl_row *row = &r->rows[i];
         int multi = 0;
@@ -308,17 +291,17 @@ void hl_results_read(struct hl_results *r, const char *path)
             if (strcmp(r->group[g], label) == 0)
                 break;
         if (g == r->ngroups) {
-            r->group = xrealloc(r->group, (size_t)(r->ngroups + 1) * sizeof *r->group);
-            r->group[r->ngroups++] = xstrdup(label);
+            r->group = hl_xrealloc(r->group, (size_t)(r->ngroups + 1) * sizeof *r->group);
+            r->group[r->ngroups++] = hl_xstrdup(label);
         }
         r->row_group[i] = g;
     }
     /* Short labels, unless two groups would share one. */
-    r->label = xrealloc(NULL, (size_t)r->ngroups * sizeof *r->label);
+    r->label = hl_xrealloc(NULL, (size_t)r->ngroups * sizeof *r->label);
     for (int g = 0; g < r->ngroups; g++) {
         char label[512];
         hl_trace_label(label, sizeof label, r->group[g]);
-        r->label[g] = xstrdup(label);
+        r->label[g] = hl_xstrdup(label);
     }
     for (int g = 0; g < r->ngroups; g++)
         for (int k = 0; k < r->ngroups; k++)
@@ -327,15 +310,15 @@ void hl_results_read(struct hl_results *r, const char *path)
                 hl_trace_label(label, sizeof label, r->group[k]);
                 if (strcmp(label, r->label[k]) == 0) { /* not yet widened */
                     free(r->label[k]);
-                    r->label[k] = xstrdup(r->group[k]);
+                    r->label[k] = hl_xstrdup(r->group[k]);
                 }
                 free(r->label[g]);
-                r->label[g] = xstrdup(r->group[g]);
+                r->label[g] = hl_xstrdup(r->group[g]);
             }
     /* Allocators in name order, so that the palette does not depend on row order. */
     for (int i = 0; i < r->nrows; i++)
         if (hl_results_alloc(r, r->rows[i].v[HL_RES_ALLOCATOR]) < 0) {
-            r->alloc = xrealloc(r->alloc, (size_t)(r->nallocs + 1) * sizeof *r->alloc);
+            r->alloc = hl_xrealloc(r->alloc, (size_t)(r->nallocs + 1) * sizeof *r->alloc);
             r->alloc[r->nallocs++] = r->rows[i].v[HL_RES_ALLOCATOR];
         }
     qsort(r->alloc, (size_t)r->nallocs, sizeof *r->alloc, cmp_str);
@@ -433,7 +416,7 @@ static int cmp_point(const void *a, const void *b)
 
 static void sort_series(struct hl_timeline *s)
 {
-    struct tl_point *p = xrealloc(NULL, s->n * sizeof *p);
+    struct tl_point *p = hl_xrealloc(NULL, s->n * sizeof *p);
     for (size_t i = 0; i < s->n; i++)
         p[i] = (struct tl_point){s->event[i], s->live[i], s->rss[i], s->time[i], i};
     qsort(p, s->n, sizeof *p, cmp_point);
@@ -502,19 +485,19 @@ void hl_timelines_read(struct hl_timelines *t, const char *path)
             s->run = (long)num[W_RUN];
         }
         if (!s) {
-            t->t = xrealloc(t->t, (size_t)(t->n + 1) * sizeof *t->t);
+            t->t = hl_xrealloc(t->t, (size_t)(t->n + 1) * sizeof *t->t);
             s = &t->t[t->n++];
             memset(s, 0, sizeof *s);
-            s->trace = xstrdup(c.f[idx[W_TRACE]]);
-            s->alloc = xstrdup(c.f[idx[W_ALLOC]]);
+            s->trace = hl_xstrdup(c.f[idx[W_TRACE]]);
+            s->alloc = hl_xstrdup(c.f[idx[W_ALLOC]]);
             s->run = (long)num[W_RUN];
         }
         if (s->n == s->cap) {
             s->cap = s->cap ? s->cap * 2 : 256;
-            s->event = xrealloc(s->event, s->cap * sizeof *s->event);
-            s->live = xrealloc(s->live, s->cap * sizeof *s->live);
-            s->rss = xrealloc(s->rss, s->cap * sizeof *s->rss);
-            s->time = xrealloc(s->time, s->cap * sizeof *s->time);
+            s->event = hl_xrealloc(s->event, s->cap * sizeof *s->event);
+            s->live = hl_xrealloc(s->live, s->cap * sizeof *s->live);
+            s->rss = hl_xrealloc(s->rss, s->cap * sizeof *s->rss);
+            s->time = hl_xrealloc(s->time, s->cap * sizeof *s->time);
         }
         s->event[s->n] = num[W_EVENT];
         s->live[s->n] = num[W_LIVE];
