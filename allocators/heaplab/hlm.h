@@ -218,7 +218,11 @@ void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 /* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, page.c) ------ */
 
 #define HLM_SMALL_MAX 32768u
-#define HLM_NCLASSES 57          /* classes 1..56; 0 means "not a slab page" */
+#ifndef HLM_FINE_FROM
+#define HLM_FINE_FROM 1024       /* classes 16 per doubling from here to 2048 */
+#endif
+#define HLM_NCLASSES (57 + 8 * ((HLM_FINE_FROM <= 256) + (HLM_FINE_FROM <= 512) + (HLM_FINE_FROM <= 1024)))
+                                 /* classes 1..NCLASSES-1; 0 means "not a slab page" */
 #define HLM_SEG_SHIFT 22         /* 4 MiB segments ... */
 #define HLM_SEG_SIZE ((size_t)1 << HLM_SEG_SHIFT)
 #define HLM_PAGE_SHIFT 16        /* ... of 64 pages of 64 KiB; page 0 holds the header */
@@ -228,7 +232,8 @@ void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 #define HLM_ADDR_BITS 47         /* user address space; mmap never returns more */
 #define HLM_SEGMAP_WORDS (((size_t)1 << (HLM_ADDR_BITS - HLM_SEG_SHIFT)) / 64)
 
-/* Size classes: 16-byte steps to 256, 8 per doubling to 2048, 4 per doubling to 32 KiB.
+/* Size classes: 16-byte steps to 256, 8 per doubling to HLM_FINE_FROM (1024), 16 per doubling
+ * to 2048, 4 per doubling to 32 KiB.
  * Sizes up to 2048 map through hlm_class16[(n + 15) >> 4], larger ones through
  * hlm_class512[(n + 511) >> 9] (every class above 2048 is a multiple of 512). */
 extern uint32_t hlm_class_size[HLM_NCLASSES];

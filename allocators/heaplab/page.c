@@ -47,9 +47,13 @@ void hlm_small_init(void)
     unsigned n = 0;
     for (unsigned s = 16; s <= 256; s += 16)
         hlm_class_size[++n] = s;
-    for (unsigned b = 256; b < 2048; b *= 2)
-        for (unsigned s = b + b / 8; s <= 2 * b; s += b / 8)
+    /* From HLM_FINE_FROM to 2048, 16 per doubling: a common size just above a power of
+     * two (sqlite's 1032-byte blocks) wasted up to 1/8 of each block. */
+    for (unsigned b = 256; b < 2048; b *= 2) {
+        unsigned step = b >= HLM_FINE_FROM ? b / 16 : b / 8;
+        for (unsigned s = b + step; s <= 2 * b; s += step)
             hlm_class_size[++n] = s;
+    }
     for (unsigned b = 2048; b < HLM_SMALL_MAX; b *= 2)
         for (unsigned s = b + b / 4; s <= 2 * b; s += b / 4)
             hlm_class_size[++n] = s;
