@@ -75,7 +75,7 @@ static const struct choice check_c[] = {
 static const struct choice counters_c[] = {{"auto", HL_CNT_AUTO}, {"perf", HL_CNT_PERF},
                                            {"sim", HL_CNT_SIM}, {"none", HL_CNT_NONE},
                                            {NULL, 0}};
-enum { FMT_TABLE, FMT_CSV, FMT_JSON };
+enum { FMT_TABLE, FMT_CSV, FMT_JSON, OUT_TIMELINE };
 static const struct choice format_c[] = {
     {"table", FMT_TABLE}, {"csv", FMT_CSV}, {"json", FMT_JSON}, {NULL, 0}};
 
@@ -218,6 +218,25 @@ static void check_writable(const char *path)
         snprintf(dir, sizeof dir, ".");
     if (access(path, F_OK) == 0 ? access(path, W_OK) != 0 : access(dir, W_OK | X_OK) != 0)
         hl_die("%s: cannot write: %m", path);
+}
+
+/* Write the results in one form to path (stdout when NULL). */
+static void emit(const char *path, int form, const struct hl_rp_cell *cells, int n,
+                 const struct hl_rp_meta *meta)
+{
+    FILE *f = path ? fopen(path, "w") : stdout;
+    if (!f)
+        hl_die("%s: cannot write: %m", path);
+    if (form == FMT_CSV)
+        hl_rp_write_csv(f, cells, n, meta);
+    else if (form == FMT_JSON)
+        hl_rp_write_json(f, cells, n, meta);
+    else if (form == OUT_TIMELINE)
+        hl_rp_write_timeline(f, cells, n);
+    else
+        hl_rp_write_table(f, cells, n, meta);
+    if (path ? fclose(f) != 0 : fflush(f) != 0)
+        hl_die("%s: write error", path ? path : "standard output");
 }
 
 int cmd_replay(int argc, char **argv)
@@ -457,40 +476,14 @@ int cmd_replay(int argc, char **argv)
     }
     progress(show, NULL, 0, 0, NULL);
 
-    FILE *out = stdout;
-    if (out_path && !(out = fopen(out_path, "w")))
-        hl_die("%s: cannot write: %m", out_path);
-    FILE *tlf = NULL;
-    if (timeline_path && !(tlf = fopen(timeline_path, "w")))
-        hl_die("%s: cannot write: %m", timeline_path);
-    if (fmt == FMT_CSV)
-        hl_rp_write_csv(out, cells, ncells, &meta);
-    else if (fmt == FMT_JSON)
-        hl_rp_write_json(out, cells, ncells, &meta);
-    else
-        hl_rp_write_table(out, cells, ncells, &meta);
+    emit(out_path, fmt, cells, ncells, &meta);
     /* --csv/--json: extra copies, so one run gives the table and the files. */
-    const char *extra_path[2] = {csv_path, json_path};
-    for (int k = 0; k < 2; k++) {
-        if (!extra_path[k])
-            continue;
-        FILE *ef = fopen(extra_path[k], "w");
-        if (!ef)
-            hl_die("%s: cannot write: %m", extra_path[k]);
-        if (k == 0)
-            hl_rp_write_csv(ef, cells, ncells, &meta);
-        else
-            hl_rp_write_json(ef, cells, ncells, &meta);
-        if (fclose(ef) != 0)
-            hl_die("%s: write error", extra_path[k]);
-    }
-    if (tlf) {
-        hl_rp_write_timeline(tlf, cells, ncells);
-        if (fclose(tlf) != 0)
-            hl_die("%s: write error", timeline_path);
-    }
-    if (out != stdout && fclose(out) != 0)
-        hl_die("%s: write error", out_path);
+    if (csv_path)
+        emit(csv_path, FMT_CSV, cells, ncells, &meta);
+    if (json_path)
+        emit(json_path, FMT_JSON, cells, ncells, &meta);
+    if (timeline_path)
+        emit(timeline_path, OUT_TIMELINE, cells, ncells, &meta);
     fflush(stdout);
     return 0;
 }
