@@ -39,6 +39,8 @@ static const char *const usage[] = {
     "(simulated caches: 32 KiB 8-way L1, 8 MiB 16-way LL, 64-byte lines).  Counts",
     "repeat exactly for single-threaded traces or --threads=serial and allocators that",
     "do not read the clock (glibc); threads waiting on each other add spin loops.",
+    "Each result has a status: ok, or why the cell was not measured (\"n/a: timed out",
+    "after 5 s\", a crash); such a cell's measured fields are empty in CSV, null in JSON.",
     "JSON also splits time_ns into parts that add up to it (time_split):",
     "  allocator_ns    inside the allocator's calls: one event in 64 is timed in",
     "                  cycles, less the timer's own cost, scaled to its 64 events (a",

@@ -54,12 +54,12 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
     n = add_s(f, n, "allocator", c->alloc->name);
     n = add_s(f, n, "allocator_version", c->alloc->version);
     n = add_s(f, n, "allocator_path", c->alloc->path);
+    /* "ok", or why nothing was measured ("n/a: timed out after 5 s"); the measured
+     * columns of such a cell are empty (CSV) or null (JSON), never text in a number. */
+    n = add_s(f, n, "status", ok ? "ok" : c->na);
     n = add_u(f, n, "runs", (uint64_t)c->runs, 1);
     n = add_u(f, n, "ops", r->ops, 1);
-    if (ok)
-        n = add_u(f, n, "time_ns", r->time_ns, 1);
-    else /* the reason, where a reader looks first ("n/a..." reads as unmeasured) */
-        n = add_s(f, n, "time_ns", c->na);
+    n = add_u(f, n, "time_ns", r->time_ns, ok);
     n = add_u(f, n, "time_ns_min", c->time_min, ok);
     n = add_u(f, n, "time_ns_max", c->time_max, ok);
     n = add_d(f, n, "ns_per_op", r->ops ? (double)r->time_ns / (double)r->ops : 0, 3,
@@ -213,10 +213,6 @@ void hl_rp_write_json(FILE *f, const struct hl_rp_cell *c, int n, const struct h
         const struct hl_plan_info *p = &c[k].row->plan;
         fprintf(f, ",\n   \"check\": ");
         json_str(f, m->check);
-        if (c[k].na[0]) { /* only on a cell with nothing measured */
-            fprintf(f, ", \"status\": ");
-            json_str(f, c[k].na);
-        }
         fprintf(f, ", \"events\": %llu, \"skipped_unknown\": %llu, \"skipped_failed\": %llu, "
                    "\"recorded_threads\": %u, \"alloc_failures\": %llu, \"median_run\": %d",
                 (unsigned long long)p->events, (unsigned long long)p->skipped_unknown,
