@@ -63,6 +63,10 @@ eq "threads: no worker block left live" "$got" 0
 eq "a thread still running at exit: exit status" "$?" 0
 n=$(sized "$T/run.hlt" 2002 | head -1)
 eq "a thread still running at exit: all its records are kept, none twice" "$n" 20000
+"$H" record -q --buffer 4k -o "$T/runx.hlt" -- "$B/rec-runaway" exec
+eq "a thread still running at exec: exit status of the exec'd program" "$?" 0
+eq "a thread still running at exec: all its records are kept, none twice" \
+    "$(sized "$T/runx.hlt" 2002 1 | head -1)" 20000
 
 # ---- fork without exec ----
 "$H" record -q -o "$T/fork.hlt" -- "$B/rec-forker" fork

@@ -24,7 +24,7 @@
  *     add, one rdtsc, a few stores.  errno is preserved across recording.
  *
  * Buffers are flushed when full, at thread exit (a pthread key destructor), before
- * exec, at _exit/_Exit and at normal exit (a library destructor).  A fork child drops
+ * exec (every thread's, since exec ends them), at _exit/_Exit and at normal exit (a library destructor).  A fork child drops
  * the copy of its parent's unflushed buffer and opens its own raw file.  exec keeps
  * recording: the environment passed to the new image always carries LD_PRELOAD and
  * HEAPLAB_CAPTURE_DIR, even when the program passes an envp of its own.
@@ -1176,11 +1176,17 @@ struct exec_ctx {
     const posix_spawnattr_t *attr;
 };
 
+/* exec ends every other thread of the process: write what they committed too (as at
+ * exit).  If the exec fails they go on, and a later flush of theirs repeats records the
+ * finaliser has seen already and skips. */
 static void before_exec(void)
 {
     if (!real.execve)
         resolve();
-    flush_current();
+    ts.guard++;
+    flush(&ts);
+    flush_others();
+    ts.guard--;
 }
 
 static int do_execve(void *c, char *const *envp)
