@@ -315,6 +315,7 @@ static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
 {
     tc->gc_tick = 0;
     hlm_own_collect_all(tc);
+    hlm_own_release_idle(tc, busy);
     for (unsigned c = 1; c < HLM_NCLASSES; c++) {
         struct hlm_tbin *b = &tc->bins[c];
         if (c == busy || !b->head)
@@ -395,6 +396,17 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
                 tc->nmalloc++;
                 return p;
             }
+#ifdef HLM_TAG_FROM
+            if (n > HLM_TAG_FROM && __libc_single_threaded) {
+                hlm_lock(&hlm_tag_lock);
+                p = hlm_tag_malloc(n);
+                hlm_unlock(&hlm_tag_lock);
+                if (!p)
+                    goto nomem;
+                tc->nmalloc++;
+                return p;
+            }
+#endif
             unsigned want = b->max / 2 ? b->max / 2 : 1, got;
             got = hlm_own_refill(tc, cls, &p, want);
             tbin_grow(cls, b);

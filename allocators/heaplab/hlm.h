@@ -221,7 +221,10 @@ void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 #ifndef HLM_FINE_FROM
 #define HLM_FINE_FROM 1024       /* classes 16 per doubling from here to 2048 */
 #endif
-#define HLM_NCLASSES (57 + 8 * ((HLM_FINE_FROM <= 256) + (HLM_FINE_FROM <= 512) + (HLM_FINE_FROM <= 1024)))
+#ifndef HLM_UPPER_STEPS
+#define HLM_UPPER_STEPS 8        /* classes per doubling from 2048 to HLM_SMALL_MAX */
+#endif
+#define HLM_NCLASSES (41 + 4 * HLM_UPPER_STEPS + 8 * ((HLM_FINE_FROM <= 256) + (HLM_FINE_FROM <= 512) + (HLM_FINE_FROM <= 1024)))
                                  /* classes 1..NCLASSES-1; 0 means "not a slab page" */
 #define HLM_SEG_SHIFT 22         /* 4 MiB segments ... */
 #define HLM_SEG_SIZE ((size_t)1 << HLM_SEG_SHIFT)
@@ -233,17 +236,22 @@ void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 #define HLM_SEGMAP_WORDS (((size_t)1 << (HLM_ADDR_BITS - HLM_SEG_SHIFT)) / 64)
 
 /* Size classes: 16-byte steps to 256, 8 per doubling to HLM_FINE_FROM (1024), 16 per doubling
- * to 2048, 4 per doubling to 32 KiB.
+ * to 2048, HLM_UPPER_STEPS (8) per doubling to 32 KiB.
  * Sizes up to 2048 map through hlm_class16[(n + 15) >> 4], larger ones through
- * hlm_class512[(n + 511) >> 9] (every class above 2048 is a multiple of 512). */
+ * hlm_classup[(n + grain - 1) / grain] (every class above 2048 is a multiple of the grain,
+ * 256).  8 instead of 4 per doubling above 2 KiB: phases 54.6 -> 53.8 MiB, fragmenter
+ * 41.4 -> 40.1 MiB; 16 gained nothing more on either. */
 extern uint32_t hlm_class_size[HLM_NCLASSES];
 extern uint8_t hlm_class_pages[HLM_NCLASSES];   /* span length in pages */
 extern uint8_t hlm_class16[2048 / 16 + 1];
-extern uint8_t hlm_class512[HLM_SMALL_MAX / 512 + 1];
+#define HLM_UPPER_GRAIN (2048 / HLM_UPPER_STEPS)   /* every class above 2048 is a multiple */
+#define HLM_UPPER_SHIFT (__builtin_ctz(HLM_UPPER_GRAIN))
+extern uint8_t hlm_classup[HLM_SMALL_MAX / HLM_UPPER_GRAIN + 1];
 static inline unsigned hlm_class_of(size_t n)
 {
     hlm_assert(n <= HLM_SMALL_MAX);
-    return n <= 2048 ? hlm_class16[(n + 15) >> 4] : hlm_class512[(n + 511) >> 9];
+    return n <= 2048 ? hlm_class16[(n + 15) >> 4]
+                     : hlm_classup[(n + HLM_UPPER_GRAIN - 1) >> HLM_UPPER_SHIFT];
 }
 
 /* A span: objects of one class, handed out from its free list, then from the never-used
@@ -367,6 +375,7 @@ unsigned hlm_own_refill(struct hlm_tcache *tc, unsigned cls, void **chain, unsig
 void hlm_own_give(struct hlm_tcache *tc, unsigned cls, void *chain, unsigned count);
 void hlm_own_free_slow(struct hlm_tcache *tc, struct hlm_span *sp);
 void hlm_own_collect_all(struct hlm_tcache *tc);
+void hlm_own_release_idle(struct hlm_tcache *tc, unsigned busy);
 void hlm_own_abandon(struct hlm_tcache *tc);
 int hlm_pages_trim(void);
 void hlm_small_info(size_t *mapped, size_t *free_bytes);

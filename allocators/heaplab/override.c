@@ -219,6 +219,8 @@ HLM_API void malloc_stats(void)
 {
     hlm_init();
     hlm_stats_print(2);
+    if (hlm_opt(HLM_OPT_STATS) > 1 && hlm_small_dump)   /* HEAPLAB_STATS=2: every span too */
+        hlm_small_dump(2);
 }
 
 HLM_API int malloc_info(int options, FILE *fp)
