@@ -65,7 +65,10 @@ static hlm_lock_t init_lock = HLM_LOCK_INIT;
 #ifndef COLD_EXACT
 #define COLD_EXACT 4096
 #endif
-static ptrdiff_t cold_bytes;   /* usable bytes of tag chunks serving small classes */
+/* usable bytes of tag chunks serving small classes; under hlm_tag_lock, so that a
+ * single-threaded program pays no locked instruction for it (a lock add per cold miss
+ * and per flush, as much as the rest of the miss) */
+static ptrdiff_t cold_bytes;
 /* A cold bin's cap in chunks: COLD_BIN_BYTES / class size, at least 2, at most the bin's
  * own max (HLM_TBIN_START while cold), worked out once: the 32-bit division at every
  * free of a cold chunk was 43% of free_slow's samples on sqlite. */
@@ -80,6 +83,14 @@ static bool cold_ok = true;
 
 static void tcache_exit(void *arg);
 static unsigned cold_class(size_t usable);
+
+/* hlm_tag_usable without the call (the header layout is hlm.h's: size - 8). */
+static inline size_t tag_usable(const void *p)
+{
+    size_t u = (hlm_head(p) & ~(size_t)15) - (HLM_HDR - sizeof(size_t));
+    hlm_assert(u == hlm_tag_usable(p));
+    return u;
+}
 
 void hlm_init(void)
 {
@@ -262,12 +273,14 @@ static unsigned cold_take(size_t size, void **chain, unsigned want)
         void *p = hlm_tag_malloc(size);
         if (!p)
             break;
-        bytes += hlm_tag_usable(p);
+        bytes += tag_usable(p);
         *(void **)p = head;
         head = p;
     }
+    cold_bytes += (ptrdiff_t)bytes;
+    bool over = cold_bytes > (ptrdiff_t)hlm_opt(HLM_OPT_COLD);
     hlm_unlock(&hlm_tag_lock);
-    if (__atomic_add_fetch(&cold_bytes, (ptrdiff_t)bytes, __ATOMIC_RELAXED) > (ptrdiff_t)hlm_opt(HLM_OPT_COLD))
+    if (over)
         __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
     *chain = head;
     return got;
@@ -289,12 +302,12 @@ static void *cold_return(void *chain, uint32_t *count)
             tail = (void **)o;
             n++;
         } else {
-            bytes += hlm_tag_usable(o);
+            bytes += tag_usable(o);
             hlm_tag_free(o);
         }
     }
+    cold_bytes -= (ptrdiff_t)bytes;
     hlm_unlock(&hlm_tag_lock);
-    __atomic_sub_fetch(&cold_bytes, (ptrdiff_t)bytes, __ATOMIC_RELAXED);
     *tail = NULL;
     *count = n;
     return keep;
@@ -499,11 +512,11 @@ static HLM_NOINLINE void free_slow(void *p)
         hlm_large_free(p);
     } else {
         hlm_check(!(hlm_head(p) & HLM_OFFSET), "free(): invalid pointer", p);
-        size_t usable = hlm_tag_usable(p);
-        if (usable <= HLM_SMALL_MAX)   /* (the cold ones that stay cached: above) */
-            __atomic_sub_fetch(&cold_bytes, (ptrdiff_t)usable, __ATOMIC_RELAXED);
+        size_t usable = tag_usable(p);
         count_call(true);
         hlm_lock(&hlm_tag_lock);
+        if (usable <= HLM_SMALL_MAX)   /* (the cold ones that stay cached: above) */
+            cold_bytes -= (ptrdiff_t)usable;
         hlm_tag_free(p);
         hlm_unlock(&hlm_tag_lock);
     }
@@ -518,7 +531,7 @@ size_t hlm_usable_size(const void *p)
         return hlm_class_size[hlm_small_class(p)];
     if (hlm_large_is(p))
         return hlm_large_usable(p);
-    return hlm_tag_usable(p);
+    return tag_usable(p);
 }
 
 void *hlm_calloc(size_t n)
