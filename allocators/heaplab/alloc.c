@@ -400,7 +400,28 @@ static void count_call(bool is_free)
         __atomic_add_fetch(is_free ? &exited_nfree : &exited_nmalloc, 1, __ATOMIC_RELAXED);
 }
 
+static void *malloc_slow_try(size_t n);
+
+/* Out of memory (or of address space, under RLIMIT_AS): give back what the heap keeps
+ * (thread cache, free top of the heap, free pages) and try once more.  Here, not in
+ * override.c, so that malloc is a jump to hlm_malloc: the call and frame around the fast
+ * path cost sqlite's replay 5% (127 -> 121 us, glibc 120). */
 static HLM_NOINLINE void *malloc_slow(size_t n)
+{
+    void *p = malloc_slow_try(n);
+    if (hlm_likely(p != NULL))
+        return p;
+    if (n <= PTRDIFF_MAX) {
+        hlm_trim(0);
+        errno = 0;
+        p = malloc_slow_try(n);
+    }
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+static void *malloc_slow_try(size_t n)
 {
     hlm_init();
     if (n <= HLM_SMALL_MAX) {

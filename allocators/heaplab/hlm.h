@@ -376,7 +376,10 @@ void hlm_central_fork_parent(void);
 void hlm_central_fork_child(void);
 
 /* ---- back end entry points (alloc.c for the default, variant.c for the others) --------
- * n has been checked against PTRDIFF_MAX by override.c; align is a power of two > 16. */
+ * n has been checked against PTRDIFF_MAX by override.c (but for hlm_malloc, which is
+ * malloc itself); align is a power of two > 16.  hlm_malloc returns NULL (errno ENOMEM)
+ * only after giving back what the heap keeps (hlm_trim) and trying once more, so that
+ * malloc needs no frame of its own; override.c does that for the other calls. */
 
 void hlm_init(void);
 void *hlm_malloc(size_t n);

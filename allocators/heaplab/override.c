@@ -31,11 +31,8 @@ static HLM_NOINLINE void *oom_retry(int op, void *p, size_t align, size_t n)
     return q;
 }
 
-HLM_API void *malloc(size_t n)
-{
-    void *p = hlm_malloc(n);
-    return hlm_likely(p != NULL) ? p : oom_retry(0, NULL, 0, n);
-}
+/* hlm_malloc retries itself (hlm.h): malloc is one jump, no frame around the fast path. */
+HLM_API void *malloc(size_t n) { return hlm_malloc(n); }
 HLM_API void free(void *p) { hlm_free(p); }
 HLM_API void cfree(void *p) { hlm_free(p); }
 
