@@ -384,7 +384,7 @@ void hlm_central_fork_child(void);
 void hlm_init(void);
 void *hlm_malloc(size_t n);
 void hlm_free(void *p);
-void *hlm_calloc(size_t n);            /* n already multiplied and checked */
+void *hlm_calloc(size_t n);            /* n already multiplied and checked; hlm_malloc's retry */
 void *hlm_realloc(void *p, size_t n);  /* p != NULL, n > 0 */
 void *hlm_memalign(size_t align, size_t n);
 size_t hlm_usable_size(const void *p);
