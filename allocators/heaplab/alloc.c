@@ -65,10 +65,32 @@ static hlm_lock_t init_lock = HLM_LOCK_INIT;
 #ifndef COLD_EXACT
 #define COLD_EXACT 4096
 #endif
-static ptrdiff_t cold_bytes;   /* usable bytes of tag chunks serving small classes */
+/* usable bytes of tag chunks serving small classes; under hlm_tag_lock, so that a
+ * single-threaded program pays no locked instruction for it (a lock add per cold miss
+ * and per flush, as much as the rest of the miss) */
+static ptrdiff_t cold_bytes;
+/* A cold bin's cap in chunks: COLD_BIN_BYTES / class size, at least 2, at most the bin's
+ * own max (HLM_TBIN_START while cold), worked out once: the 32-bit division at every
+ * free of a cold chunk was 43% of free_slow's samples on sqlite. */
+static uint8_t cold_cap[HLM_NCLASSES];
+/* The cold class a freed tag chunk of csize bytes serves from the cache, indexed by
+ * csize / 16 (0: none, the chunk goes back to the tag heap): cold_class of its usable
+ * size when that class is at most COLD_EXACT.  One load instead of a chain of four
+ * (usable -> hlm_class16 -> hlm_class_size -> compare) on every free of a cold chunk. */
+#define COLD_OF_MAX 8192   /* chunks this big or bigger serve classes above COLD_EXACT */
+static uint8_t cold_of[COLD_OF_MAX / 16];
 static bool cold_ok = true;
 
 static void tcache_exit(void *arg);
+static unsigned cold_class(size_t usable);
+
+/* hlm_tag_usable without the call (the header layout is hlm.h's: size - 8). */
+static inline size_t tag_usable(const void *p)
+{
+    size_t u = (hlm_head(p) & ~(size_t)15) - (HLM_HDR - sizeof(size_t));
+    hlm_assert(u == hlm_tag_usable(p));
+    return u;
+}
 
 void hlm_init(void)
 {
@@ -83,6 +105,12 @@ void hlm_init(void)
         for (unsigned c = 1; c < HLM_NCLASSES; c++) {
             uint32_t m = HLM_TBIN_BYTES / hlm_class_size[c];
             tbin_max[c] = m < 2 ? 2 : m > HLM_TBIN_OBJS ? HLM_TBIN_OBJS : m;
+            uint32_t k = COLD_BIN_BYTES / hlm_class_size[c];
+            cold_cap[c] = (uint8_t)(k < 2 ? 2 : k > 255 ? 255 : k);
+        }
+        for (size_t i = HLM_TAG_MIN / 16; i < COLD_OF_MAX / 16; i++) {
+            unsigned c = cold_class(i * 16 - (HLM_HDR - sizeof(size_t)));
+            cold_of[i] = (uint8_t)(hlm_class_size[c] <= COLD_EXACT ? c : 0);
         }
         /* glibc's pthread_key_create takes a slot in a static table: no allocation. */
         tc_key_ok = pthread_key_create(&tc_key, tcache_exit) == 0;
@@ -245,12 +273,14 @@ static unsigned cold_take(size_t size, void **chain, unsigned want)
         void *p = hlm_tag_malloc(size);
         if (!p)
             break;
-        bytes += hlm_tag_usable(p);
+        bytes += tag_usable(p);
         *(void **)p = head;
         head = p;
     }
+    cold_bytes += (ptrdiff_t)bytes;
+    bool over = cold_bytes > (ptrdiff_t)hlm_opt(HLM_OPT_COLD);
     hlm_unlock(&hlm_tag_lock);
-    if (__atomic_add_fetch(&cold_bytes, (ptrdiff_t)bytes, __ATOMIC_RELAXED) > (ptrdiff_t)hlm_opt(HLM_OPT_COLD))
+    if (over)
         __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
     *chain = head;
     return got;
@@ -272,12 +302,12 @@ static void *cold_return(void *chain, uint32_t *count)
             tail = (void **)o;
             n++;
         } else {
-            bytes += hlm_tag_usable(o);
+            bytes += tag_usable(o);
             hlm_tag_free(o);
         }
     }
+    cold_bytes -= (ptrdiff_t)bytes;
     hlm_unlock(&hlm_tag_lock);
-    __atomic_sub_fetch(&cold_bytes, (ptrdiff_t)bytes, __ATOMIC_RELAXED);
     *tail = NULL;
     *count = n;
     return keep;
@@ -371,7 +401,28 @@ static void count_call(bool is_free)
         __atomic_add_fetch(is_free ? &exited_nfree : &exited_nmalloc, 1, __ATOMIC_RELAXED);
 }
 
+static void *malloc_slow_try(size_t n);
+
+/* Out of memory (or of address space, under RLIMIT_AS): give back what the heap keeps
+ * (thread cache, free top of the heap, free pages) and try once more.  Here, not in
+ * override.c, so that malloc is a jump to hlm_malloc: the call and frame around the fast
+ * path cost sqlite's replay 5% (127 -> 121 us, glibc 120). */
 static HLM_NOINLINE void *malloc_slow(size_t n)
+{
+    void *p = malloc_slow_try(n);
+    if (hlm_likely(p != NULL))
+        return p;
+    if (n <= PTRDIFF_MAX) {
+        hlm_trim(0);
+        errno = 0;
+        p = malloc_slow_try(n);
+    }
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+static void *malloc_slow_try(size_t n)
 {
     hlm_init();
     if (n <= HLM_SMALL_MAX) {
@@ -464,34 +515,41 @@ static HLM_NOINLINE void free_slow(void *p)
 {
     if (!p)
         return;
+    /* A tag chunk that can serve a cold class waits in the cache like a slab object:
+     * the header gives its class through cold_of, and nothing here touches errno. */
+    size_t head = hlm_head(p);
+    struct hlm_tcache *tc = tc_self;
+    if (hlm_likely(!(head & (HLM_MMAPPED | HLM_OFFSET)) && (head & ~(size_t)15) < COLD_OF_MAX &&
+                   tc && __atomic_load_n(&cold_ok, __ATOMIC_RELAXED))) {
+        unsigned cls = cold_of[(head & ~(size_t)15) >> 4];
+        if (hlm_likely(cls)) {
+            hlm_assert(cls == cold_class(hlm_tag_usable(p)));
+            struct hlm_tbin *b = &tc->bins[cls];
+            uint32_t cap = cold_cap[cls];
+            cap = cap > b->max ? b->max : cap;
+            if (hlm_unlikely(b->count >= cap)) {
+                int saved = errno;
+                tbin_flush(tc, cls, b, cap / 2);
+                errno = saved;
+            }
+            *(void **)p = b->head;
+            b->head = p;
+            b->count++;
+            tc->nfree++;
+            return;
+        }
+    }
     int saved = errno;
     if (hlm_large_is(p)) {
         count_call(true);
         hlm_large_free(p);
     } else {
         hlm_check(!(hlm_head(p) & HLM_OFFSET), "free(): invalid pointer", p);
-        size_t usable = hlm_tag_usable(p);
-        struct hlm_tcache *tc = tc_self;
-        if (usable <= HLM_SMALL_MAX) {
-            /* A chunk that can serve a cold class waits in the cache like a slab object. */
-            unsigned cls = cold_class(usable);
-            if (tc && __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_class_size[cls] <= COLD_EXACT) {
-                struct hlm_tbin *b = &tc->bins[cls];
-                uint32_t cap = COLD_BIN_BYTES / hlm_class_size[cls];
-                cap = cap < 2 ? 2 : cap > b->max ? b->max : cap;
-                if (b->count >= cap)
-                    tbin_flush(tc, cls, b, cap / 2);
-                *(void **)p = b->head;
-                b->head = p;
-                b->count++;
-                tc->nfree++;
-                errno = saved;
-                return;
-            }
-            __atomic_sub_fetch(&cold_bytes, (ptrdiff_t)usable, __ATOMIC_RELAXED);
-        }
+        size_t usable = tag_usable(p);
         count_call(true);
         hlm_lock(&hlm_tag_lock);
+        if (usable <= HLM_SMALL_MAX)   /* (the cold ones that stay cached: above) */
+            cold_bytes -= (ptrdiff_t)usable;
         hlm_tag_free(p);
         hlm_unlock(&hlm_tag_lock);
     }
@@ -506,7 +564,7 @@ size_t hlm_usable_size(const void *p)
         return hlm_class_size[hlm_small_class(p)];
     if (hlm_large_is(p))
         return hlm_large_usable(p);
-    return hlm_tag_usable(p);
+    return tag_usable(p);
 }
 
 void *hlm_calloc(size_t n)
@@ -533,12 +591,20 @@ void *hlm_realloc(void *p, size_t n)
         }
         return hlm_realloc_move(p, hlm_large_usable(p), n);
     }
-    size_t old = hlm_tag_usable(p);
+    size_t old = tag_usable(p);
     if (old <= HLM_SMALL_MAX && n <= old && (n >= old / 2 || old <= 64))
         return p;   /* a cold class's chunk: the same rule as a slab object */
-    if (n > HLM_SMALL_MAX / 2) {
+    /* Growing, a chunk takes the free chunk or top of the heap after it when it can, as
+     * in glibc: no copy, no hole left behind (gcc's as grows a 1 KiB block to 2 KiB at
+     * the top: the copy read 15 lines never touched since).  A cold chunk's bytes move
+     * with it in cold_bytes (those above HLM_SMALL_MAX serve no class). */
+    if (n > HLM_SMALL_MAX / 2 || n > old) {
         hlm_lock(&hlm_tag_lock);
         bool ok = hlm_tag_resize(p, n);
+        if (ok && old <= HLM_SMALL_MAX) {
+            size_t now = tag_usable(p);
+            cold_bytes += (ptrdiff_t)(now <= HLM_SMALL_MAX ? now : 0) - (ptrdiff_t)old;
+        }
         hlm_unlock(&hlm_tag_lock);
         if (ok)
             return p;

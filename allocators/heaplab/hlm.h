@@ -385,12 +385,15 @@ void hlm_central_fork_parent(void);
 void hlm_central_fork_child(void);
 
 /* ---- back end entry points (alloc.c for the default, variant.c for the others) --------
- * n has been checked against PTRDIFF_MAX by override.c; align is a power of two > 16. */
+ * n has been checked against PTRDIFF_MAX by override.c (but for hlm_malloc, which is
+ * malloc itself); align is a power of two > 16.  hlm_malloc returns NULL (errno ENOMEM)
+ * only after giving back what the heap keeps (hlm_trim) and trying once more, so that
+ * malloc needs no frame of its own; override.c does that for the other calls. */
 
 void hlm_init(void);
 void *hlm_malloc(size_t n);
 void hlm_free(void *p);
-void *hlm_calloc(size_t n);            /* n already multiplied and checked */
+void *hlm_calloc(size_t n);            /* n already multiplied and checked; hlm_malloc's retry */
 void *hlm_realloc(void *p, size_t n);  /* p != NULL, n > 0 */
 void *hlm_memalign(size_t align, size_t n);
 size_t hlm_usable_size(const void *p);

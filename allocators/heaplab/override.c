@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 /* Out of memory (or of address space, under RLIMIT_AS): give back what the heap keeps
- * (thread cache, free top of the heap, free pages) and try once more. */
+ * (thread cache, free top of the heap, free pages) and try once more.  realloc and the
+ * aligned calls; hlm_malloc (under malloc and calloc) does this itself (hlm.h). */
 static HLM_NOINLINE void *oom_retry(int op, void *p, size_t align, size_t n)
 {
     if (n > PTRDIFF_MAX) {
@@ -24,18 +25,14 @@ static HLM_NOINLINE void *oom_retry(int op, void *p, size_t align, size_t n)
     }
     hlm_trim(0);
     errno = 0;
-    void *q = op == 0 ? hlm_malloc(n) : op == 1 ? hlm_calloc(n) : op == 2 ? hlm_realloc(p, n)
-                                                                      : hlm_memalign(align, n);
+    void *q = op == 2 ? hlm_realloc(p, n) : hlm_memalign(align, n);
     if (!q)
         errno = ENOMEM;
     return q;
 }
 
-HLM_API void *malloc(size_t n)
-{
-    void *p = hlm_malloc(n);
-    return hlm_likely(p != NULL) ? p : oom_retry(0, NULL, 0, n);
-}
+/* hlm_malloc retries itself (hlm.h): malloc is one jump, no frame around the fast path. */
+HLM_API void *malloc(size_t n) { return hlm_malloc(n); }
 HLM_API void free(void *p) { hlm_free(p); }
 HLM_API void cfree(void *p) { hlm_free(p); }
 
@@ -46,8 +43,7 @@ HLM_API void *calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    void *p = hlm_calloc(n);
-    return hlm_likely(p != NULL) ? p : oom_retry(1, NULL, 0, n);
+    return hlm_calloc(n);   /* hlm_malloc under it retries (hlm.h): a jump, no frame */
 }
 
 HLM_API void *realloc(void *p, size_t n)

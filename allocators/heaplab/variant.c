@@ -56,7 +56,25 @@ static void *large(size_t n, size_t align)
     return hlm_large_malloc(n, align);
 }
 
+static void *malloc_try(size_t n);
+
+/* Out of memory: give back what the heap keeps and try once more (see hlm.h). */
 void *hlm_malloc(size_t n)
+{
+    void *p = malloc_try(n);
+    if (hlm_likely(p != NULL))
+        return p;
+    if (n <= PTRDIFF_MAX) {
+        hlm_trim(0);
+        errno = 0;
+        p = malloc_try(n);
+    }
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+static void *malloc_try(size_t n)
 {
     hlm_init();
     if (n >= __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED) || n > CORE_MAX)
