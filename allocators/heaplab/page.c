@@ -408,7 +408,7 @@ static void give_locked(unsigned cls, void *chain)
         /* A chain is mostly from one shard: switch locks rarely.  The span's shard
          * changes only under its old shard's lock (own_acquire adopting it), so it is
          * read again once the lock is held. */
-        while ((want = &central[__atomic_load_n(&sp->shard, __ATOMIC_RELAXED) % HLM_SHARDS][cls]) != c) {
+        while ((want = &central[__atomic_load_n(&sp->shard, __ATOMIC_ACQUIRE) % HLM_SHARDS][cls]) != c) {
             if (c)
                 hlm_unlock(&c->lock);
             c = want;
@@ -562,7 +562,8 @@ static struct hlm_span *own_acquire(struct hlm_tcache *tc, unsigned cls)
         if ((sp = o->partial) != NULL) {
             partial_remove(o, sp);
             span_set_owner(sp, tc);
-            __atomic_store_n(&sp->shard, (uint8_t)tc->shard, __ATOMIC_RELAXED);
+            /* (release: whoever sees the new shard sees the new owner too) */
+            __atomic_store_n(&sp->shard, (uint8_t)tc->shard, __ATOMIC_RELEASE);
         }
         hlm_unlock(&o->lock);
     }
