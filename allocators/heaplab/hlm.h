@@ -218,6 +218,12 @@ void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 /* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, page.c) ------ */
 
 #define HLM_SMALL_MAX 32768u
+/* Once warm, blocks above HLM_SLAB_MAX are tag-heap chunks of their own size, not slab
+ * objects: a class of 5-32 KiB blocks pinned a span per thread for one or two blocks
+ * (python-threads: 250 KiB of such spans, free, at its peak). */
+#ifndef HLM_SLAB_MAX
+#define HLM_SLAB_MAX 4096u
+#endif
 #ifndef HLM_FINE_FROM
 #define HLM_FINE_FROM 1024       /* classes 16 per doubling from here to 2048 */
 #endif
@@ -257,14 +263,16 @@ static inline unsigned hlm_class_of(size_t n)
 /* A span: objects of one class, handed out from its free list, then from the never-used
  * tail [bump, end) so that a fresh span costs no resident memory until used.  Invariant:
  * used + (objects on free) + (end - bump) / size == cap.  Protected by its class's
- * central lock. */
+ * central lock.  lim: an owner's malloc fast path carves only below it (bump <= lim is
+ * not required: past it, the slow path looks for given-back objects before carving on). */
 struct hlm_tcache;
 struct hlm_span {
     void *free;
-    char *bump, *end;
+    char *bump, *end, *lim;
     uint32_t used, cap;
     uint8_t cls, npages, first, listed;   /* listed: on its class's partial list */
-    uint8_t shard;                        /* whose central list it is on */
+    uint8_t shard;                        /* whose central list it is on; changes only
+                                           * under that shard's lock (a span adopted) */
     uint8_t full;                         /* owned: on the owner's full list */
     uint8_t xlisted;                      /* owned: on the owner's xready list */
     struct hlm_span *prev, *next;         /* central partial list, or the owner's lists */
@@ -358,7 +366,10 @@ struct hlm_tcache {
 /* Central lists (page.c): per class the spans with free objects; the page heap.  They
  * are sharded: threads are spread over HLM_SHARDS sets of central lists (the first
  * thread on shard 0), so independent threads do not fight over one lock per class; a
- * freed object goes back to the shard of its span, whoever frees it. */
+ * freed object goes back to the shard of its span, whoever frees it.  Before carving
+ * fresh objects or taking fresh pages a thread looks at the other shards too: their
+ * remote stacks (objects given back that their owners did not need yet) and their
+ * partial lists (spans left by threads that exited), which it adopts. */
 #define HLM_SHARDS 4
 extern hlm_lock_t hlm_pages_lock;
 void hlm_small_init(void);
