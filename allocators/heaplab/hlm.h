@@ -218,8 +218,8 @@ void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 /* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, page.c) ------ */
 
 #define HLM_SMALL_MAX 32768u
-/* Once warm, blocks above HLM_SLAB_MAX are tag-heap chunks of their own size, not slab
- * objects: a class of 5-32 KiB blocks pinned a span per thread for one or two blocks
+/* Once warm, while the process has more than one thread, blocks above HLM_SLAB_MAX are
+ * tag-heap chunks of their own size, not slab objects: a class of 5-32 KiB blocks pinned a span per thread for one or two blocks
  * (python-threads: 250 KiB of such spans, free, at its peak). */
 #ifndef HLM_SLAB_MAX
 #define HLM_SLAB_MAX 4096u
