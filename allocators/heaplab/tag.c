@@ -44,6 +44,14 @@ static struct chunk *bins[NBINS];
 static uint64_t binmap[NBINS / 64];
 #endif
 static char *brk_end;            /* end of the current sbrk region, NULL before the first */
+/* The top: the free chunk that ends at the fence of the newest region (cur_fence), kept
+ * out of the bins and used only when no binned chunk fits (dlmalloc's top).  A miss the
+ * bins cannot serve, as most of a small program's cold start, is carved off its front:
+ * a new head and the footer in the fence, no unlink and insert of the remainder, no bin
+ * scan past the requested size.  NULL when the region ends with an in-use chunk.  Its
+ * footer, flags and counting (free_bytes, free_chunks) are those of any free chunk. */
+static struct chunk *top;
+static struct chunk *cur_fence;  /* the fence of the newest region, NULL before the first */
 static size_t arena_bytes, free_bytes, free_chunks, dirty_bytes;
 static bool growing;             /* heap_grow is filing new memory: do not trim it away */
 
@@ -315,6 +323,39 @@ static struct chunk *bin_find(size_t s)
 static void purge_all(void);
 static void trim_top(struct chunk *c, size_t pad);
 
+static inline void top_file(struct chunk *c)
+{
+    check_free(c);
+    hlm_assert(!top && cnext(c) == cur_fence);
+    top = c;
+    free_bytes += csize(c);
+    free_chunks++;
+}
+
+static inline void top_unfile(void)
+{
+    free_bytes -= csize(top);
+    free_chunks--;
+    top = NULL;
+}
+
+/* File a free chunk (set_free done): the top if it ends at the newest region's fence. */
+static inline void file(struct chunk *c)
+{
+    if (cnext(c) == cur_fence)
+        top_file(c);
+    else
+        bin_insert(c);
+}
+
+static inline void unfile(struct chunk *c)
+{
+    if (c == top)
+        top_unfile();
+    else
+        bin_unlink(c);
+}
+
 /* Give an in-use chunk back: coalesce with free neighbours, file it, maybe trim. */
 static void chunk_release(struct chunk *c)
 {
@@ -331,15 +372,25 @@ static void chunk_release(struct chunk *c)
         size += csize(prev);
         if (next_free) {
             size += csize(next);
-            bin_unlink(next);
+            unfile(next);
         }
-        bin_replace(prev, prev, size, 0);   /* prev keeps its place, with the new size */
+        if (prev == top || (char *)prev + size == (char *)cur_fence) {
+            unfile(prev);
+            set_free(prev, size, 0);
+            file(prev);
+        } else {
+            bin_replace(prev, prev, size, 0);   /* prev keeps its place, with the new size */
+        }
         c = prev;
+    } else if (next_free && next == top) {
+        top_unfile();
+        set_free(c, size + csize(next), 0);
+        top_file(c);
     } else if (next_free) {
         bin_replace(next, c, size + csize(next), 0);
     } else {
         set_free(c, size, 0);
-        bin_insert(c);
+        file(c);
     }
     check_free(c);
     if (!growing)
@@ -357,6 +408,12 @@ static void region_add(char *base, size_t len)
     size_t size = len - HLM_HDR;
     c->head = size | HLM_TAG_INUSE | HLM_TAG_PINUSE;
     write_fence(cnext(c), true);
+    if (top) {   /* the old region's free end goes into the bins: only one top */
+        struct chunk *t = top;
+        top_unfile();
+        bin_insert(t);
+    }
+    cur_fence = cnext(c);
     arena_bytes += size;
     growing = true;
     chunk_release(c);
@@ -376,6 +433,7 @@ static bool heap_grow(size_t s)
         brk_end += incr;
         c->head = incr | HLM_TAG_INUSE | (c->head & HLM_TAG_PINUSE);
         write_fence(cnext(c), true);
+        cur_fence = cnext(c);
         arena_bytes += incr;
         growing = true;
         chunk_release(c);
@@ -411,11 +469,13 @@ static void trim_top(struct chunk *c, size_t pad)
     if (!hlm_os_sbrk(-(intptr_t)cut))
         return;
     size_t size = (size_t)(new_end - HLM_HDR - (char *)c);
-    bin_unlink(c);
+    hlm_assert(c == top && cur_fence == (struct chunk *)(brk_end - HLM_HDR));
+    top_unfile();
     brk_end = new_end;
-    write_fence((struct chunk *)(new_end - HLM_HDR), false);
+    cur_fence = (struct chunk *)(new_end - HLM_HDR);
+    write_fence(cur_fence, false);
     set_free(c, size, clean);
-    bin_insert(c);
+    top_file(c);
     arena_bytes -= cut;
     if (dirty_bytes > cut)
         dirty_bytes -= cut;
@@ -449,13 +509,14 @@ static void purge_pass(bool force)
     /* The top of the sbrk heap goes back like any free chunk: once it stayed free for a
      * whole pass (trimming at every free made programs that reuse the top fault it in
      * again and again), keeping half the trim threshold. */
-    if (brk_end) {
-        struct chunk *fence = (struct chunk *)(brk_end - HLM_HDR);
+    if (top && cnext(top) == (struct chunk *)(brk_end - HLM_HDR)) {
+        struct chunk *fence = cnext(top);
         size_t thr = __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED);
-        if (!(fence->head & HLM_TAG_PINUSE) && (force || (fence->prev_size & AGED)) &&
-            csize(cprev(fence)) > thr)
-            trim_top(cprev(fence), force ? 0 : thr / 2);
+        if ((force || (fence->prev_size & AGED)) && csize(top) > thr)
+            trim_top(top, force ? 0 : thr / 2);
     }
+    if (top && csize(top) >= 2 * hlm_page_size + sizeof(struct chunk))
+        purge_chunk(top, force);
 #if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
     purge_tree(root, force);
 #else
@@ -496,19 +557,42 @@ static void *chunk_take(struct chunk *c, size_t s)
     return c2m(c);
 }
 
+/* Carve s bytes off the front of the top (csize(top) >= s): a new head for the rest and
+ * its size in the footer (the fence), nothing to unlink or insert. */
+static inline void *top_take(size_t s)
+{
+    struct chunk *c = top, *f = cnext(c);
+    size_t size = csize(c);
+    hlm_assert(size >= s && f == cur_fence && (c->head & HLM_TAG_PINUSE));
+    if (size - s >= TAG_MIN) {
+        struct chunk *r = (struct chunk *)((char *)c + s);
+        r->head = (size - s) | HLM_TAG_PINUSE;
+        f->prev_size = (size - s) | (f->prev_size & FOOT_BITS);
+        c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+        top = r;
+        free_bytes -= s;
+    } else {
+        top_unfile();
+        c->head |= HLM_TAG_INUSE;
+        f->head |= HLM_TAG_PINUSE;
+    }
+    return c2m(c);
+}
+
 void *hlm_tag_malloc(size_t n)
 {
     if (n > PTRDIFF_MAX - 2 * HLM_MIB)
         return NULL;
     size_t s = req_size(n);
     struct chunk *c = bin_find(s);
-    if (!c) {
+    if (c)
+        return chunk_take(c, s);
+    if (!top || csize(top) < s) {
         if (!heap_grow(s))
             return NULL;
-        c = bin_find(s);
-        hlm_assert(c);
+        hlm_assert(top && csize(top) >= s);
     }
-    return chunk_take(c, s);
+    return top_take(s);
 }
 
 void hlm_tag_free(void *p)
@@ -566,10 +650,17 @@ bool hlm_tag_resize(void *p, size_t n)
             return false;
         size_t clean = cnext(next)->prev_size & FOOT_BITS, total = size + csize(next);
         if (total - s >= TAG_MIN) {
-            bin_replace(next, (struct chunk *)((char *)c + s), total - s, clean);
+            struct chunk *r = (struct chunk *)((char *)c + s);
+            if (next == top) {
+                top_unfile();
+                set_free(r, total - s, clean);
+                top_file(r);
+            } else {
+                bin_replace(next, r, total - s, clean);
+            }
             c->head = s | (c->head & 15);
         } else {
-            bin_unlink(next);
+            unfile(next);
             c->head = total | (c->head & 15);
             cnext(c)->head |= HLM_TAG_PINUSE;
         }
@@ -588,11 +679,8 @@ bool hlm_tag_resize(void *p, size_t n)
 int hlm_tag_trim(size_t pad)
 {
     size_t before = hlm_stats.trimmed_bytes;
-    if (brk_end) {
-        struct chunk *fence = (struct chunk *)(brk_end - HLM_HDR);
-        if (!(fence->head & HLM_TAG_PINUSE))
-            trim_top(cprev(fence), pad);
-    }
+    if (top && cnext(top) == (struct chunk *)(brk_end - HLM_HDR))
+        trim_top(top, pad);
     size_t purged = hlm_stats.purged_bytes;
     purge_pass(true);
     return hlm_stats.trimmed_bytes != before || hlm_stats.purged_bytes != purged;
