@@ -42,6 +42,7 @@ hlm_lock_t hlm_tag_lock = HLM_LOCK_INIT;
 #if HLM_TAG_POLICY != HLM_TAG_FIRSTFIT
 static struct chunk *bins[NBINS];
 static uint64_t binmap[NBINS / 64];
+static unsigned binsum;          /* bit w: binmap[w] != 0 */
 #endif
 static char *brk_end;            /* end of the current sbrk region, NULL before the first */
 /* The top: the free chunk that ends at the fence of the newest region (cur_fence), kept
@@ -258,6 +259,7 @@ static void bin_insert(struct chunk *c)
         bins[i]->bk = c;
     bins[i] = c;
     binmap[i / 64] |= (uint64_t)1 << (i % 64);
+    binsum |= 1u << (i / 64);
 }
 
 static void bin_unlink(struct chunk *c)
@@ -272,8 +274,8 @@ static void bin_unlink(struct chunk *c)
     else {
         hlm_check(bins[i] == c, "corrupted free list", c2m(c));
         bins[i] = c->fd;
-        if (!bins[i])
-            binmap[i / 64] &= ~((uint64_t)1 << (i % 64));
+        if (!bins[i] && !(binmap[i / 64] &= ~((uint64_t)1 << (i % 64))))
+            binsum &= ~(1u << (i / 64));
     }
 }
 
@@ -286,16 +288,49 @@ static void bin_replace(struct chunk *c, struct chunk *n, size_t newsize, size_t
 
 static unsigned next_bin(unsigned i)   /* first non-empty bin >= i, NBINS if none */
 {
-    for (unsigned w = i / 64; w < NBINS / 64; w++) {
-        uint64_t m = binmap[w];
-        if (w == i / 64)
-            m &= ~(uint64_t)0 << (i % 64);
-        if (m)
-            return w * 64 + (unsigned)__builtin_ctzll(m);
-    }
-    return NBINS;
+    if (i >= NBINS)
+        return NBINS;
+    unsigned w = i / 64;
+    uint64_t m = binmap[w] & (~(uint64_t)0 << (i % 64));
+    if (m)
+        return w * 64 + (unsigned)__builtin_ctzll(m);
+    unsigned up = binsum & (~1u << w);
+    if (!up)
+        return NBINS;
+    w = (unsigned)__builtin_ctz(up);
+    return w * 64 + (unsigned)__builtin_ctzll(binmap[w]);
 }
 
+/* Is any bin >= i non-empty?  (The miss path tests this before anything else.) */
+static inline bool bins_from(unsigned i)
+{
+    unsigned w = i / 64;
+    return (binmap[w] >> (i % 64)) || (binsum & (~1u << w));
+}
+
+#if HLM_TAG_POLICY == HLM_TAG_SEGFIT
+/* Segregated fit, bounded: an exact bin's first chunk, or among the first TAG_SCAN
+ * chunks of the request's ranged bin (sizes 25% apart) the first that fits, else the
+ * first chunk of the next non-empty bin (every chunk there fits).  Scanning the whole
+ * bin, as before, made many free chunks of similar sizes a linear search per call. */
+#ifndef TAG_SCAN
+#define TAG_SCAN 8
+#endif
+static struct chunk *bin_find(size_t s)
+{
+    unsigned i = bin_of(s);
+    struct chunk *c = bins[i];
+    if (c) {
+        if (i < 64)
+            return c;
+        for (unsigned k = 0; c && k < TAG_SCAN; k++, c = c->fd)
+            if (csize(c) >= s)
+                return c;
+    }
+    i = next_bin(i + 1);
+    return i < NBINS ? bins[i] : NULL;
+}
+#else
 static struct chunk *bin_find(size_t s)
 {
     for (unsigned i = next_bin(bin_of(s)); i < NBINS; i = next_bin(i + 1)) {
@@ -315,6 +350,7 @@ static struct chunk *bin_find(size_t s)
     }
     return NULL;
 }
+#endif
 
 #endif
 
@@ -579,11 +615,9 @@ static inline void *top_take(size_t s)
     return c2m(c);
 }
 
-void *hlm_tag_malloc(size_t n)
+/* The slow half of hlm_tag_malloc: a search of the bins, or a top too small. */
+static HLM_NOINLINE void *tag_malloc_slow(size_t s)
 {
-    if (n > PTRDIFF_MAX - 2 * HLM_MIB)
-        return NULL;
-    size_t s = req_size(n);
     struct chunk *c = bin_find(s);
     if (c)
         return chunk_take(c, s);
@@ -593,6 +627,29 @@ void *hlm_tag_malloc(size_t n)
         hlm_assert(top && csize(top) >= s);
     }
     return top_take(s);
+}
+
+void *hlm_tag_malloc(size_t n)
+{
+    if (hlm_unlikely(n > PTRDIFF_MAX - 2 * HLM_MIB))
+        return NULL;
+    size_t s = req_size(n);
+    /* No free chunk in the bins of s and up, and a top with room: carve it here,
+     * without a frame (a small program's cold start is mostly this). */
+#if HLM_TAG_POLICY != HLM_TAG_FIRSTFIT
+    struct chunk *c = top;
+    if (hlm_likely(!bins_from(bin_of(s)) && c && csize(c) >= s + TAG_MIN)) {
+        struct chunk *r = (struct chunk *)((char *)c + s), *f = cnext(c);
+        size_t rest = csize(c) - s;
+        r->head = rest | HLM_TAG_PINUSE;
+        f->prev_size = rest | (f->prev_size & FOOT_BITS);
+        c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+        top = r;
+        free_bytes -= s;
+        return c2m(c);
+    }
+#endif
+    return tag_malloc_slow(s);
 }
 
 void hlm_tag_free(void *p)
