@@ -60,6 +60,11 @@ static struct {
      * those of any free chunk. */
     struct chunk *top;
     struct chunk *cur_fence;     /* the fence of the newest region, NULL before the first */
+    /* The designated victim (dlmalloc's dv; segregated fit only): the rest of the last
+     * chunk split for a request that its own bin could not serve, kept out of the bins
+     * and carved like the top by the next such requests, which then take neighbouring
+     * memory with no unlink and insert each.  A chunk freed next to it joins it. */
+    struct chunk *dv;
     size_t arena_bytes, free_bytes, free_chunks, dirty_bytes;
     bool growing;                /* heap_grow is filing new memory: do not trim it away */
 #if HLM_TAG_POLICY != HLM_TAG_FIRSTFIT
@@ -71,6 +76,7 @@ static struct {
 #define brk_end tag.brk_end
 #define top tag.top
 #define cur_fence tag.cur_fence
+#define dv tag.dv
 #define arena_bytes tag.arena_bytes
 #define free_bytes tag.free_bytes
 #define free_chunks tag.free_chunks
@@ -334,29 +340,14 @@ static inline bool bins_from(unsigned i)
     return (binmap[w] >> (i % 64)) || (binsum & (~1u << w));
 }
 
-#if HLM_TAG_POLICY == HLM_TAG_SEGFIT
-/* Segregated fit, bounded: an exact bin's first chunk, or among the first TAG_SCAN
- * chunks of the request's ranged bin (sizes 25% apart) the first that fits, else the
- * first chunk of the next non-empty bin (every chunk there fits).  Scanning the whole
- * bin, as before, made many free chunks of similar sizes a linear search per call. */
+/* Segregated fit (the default) is bounded: see tag_malloc_slow.  Scanning the whole
+ * ranged bin for the first chunk that fits, as before, made many free chunks of similar
+ * sizes a linear search per call (fragmenter with blocks above 1 KiB in the tag heap:
+ * 164-185 ms instead of 35). */
 #ifndef TAG_SCAN
 #define TAG_SCAN 8
 #endif
-static struct chunk *bin_find(size_t s)
-{
-    unsigned i = bin_of(s);
-    struct chunk *c = bins[i];
-    if (c) {
-        if (i < 64)
-            return c;
-        for (unsigned k = 0; c && k < TAG_SCAN; k++, c = c->fd)
-            if (csize(c) >= s)
-                return c;
-    }
-    i = next_bin(i + 1);
-    return i < NBINS ? bins[i] : NULL;
-}
-#else
+#if HLM_TAG_POLICY != HLM_TAG_SEGFIT
 static struct chunk *bin_find(size_t s)
 {
     for (unsigned i = next_bin(bin_of(s)); i < NBINS; i = next_bin(i + 1)) {
@@ -401,21 +392,47 @@ static inline void top_unfile(void)
     top = NULL;
 }
 
-/* File a free chunk (set_free done): the top if it ends at the newest region's fence. */
-static inline void file(struct chunk *c)
+static inline void dv_file(struct chunk *c)
+{
+    check_free(c);
+    hlm_assert(!dv);
+    dv = c;
+    free_bytes += csize(c);
+    free_chunks++;
+}
+
+static inline void dv_unfile(void)
+{
+    free_bytes -= csize(dv);
+    free_chunks--;
+    dv = NULL;
+}
+
+/* File a free chunk (set_free done): the top if it ends at the newest region's fence,
+ * else the victim if victim (it holds what was the victim), else a bin. */
+static inline void file(struct chunk *c, bool victim)
 {
     if (cnext(c) == cur_fence)
         top_file(c);
+    else if (victim)
+        dv_file(c);
     else
         bin_insert(c);
 }
 
-static inline void unfile(struct chunk *c)
+/* Take a free chunk out of where it is filed; true if it was the victim. */
+static inline bool unfile(struct chunk *c)
 {
-    if (c == top)
+    if (c == top) {
         top_unfile();
-    else
-        bin_unlink(c);
+        return false;
+    }
+    if (c == dv) {
+        dv_unfile();
+        return true;
+    }
+    bin_unlink(c);
+    return false;
 }
 
 /* Give an in-use chunk back: coalesce with free neighbours, file it, maybe trim. */
@@ -432,27 +449,28 @@ static void chunk_release(struct chunk *c)
         hlm_check(!cinuse(prev) && csize(prev) == (c->prev_size & ~(size_t)15),
                   "free(): corrupted previous chunk", c2m(c));
         size += csize(prev);
+        bool victim = false;
         if (next_free) {
             size += csize(next);
-            unfile(next);
+            victim = unfile(next);
         }
-        if (prev == top || (char *)prev + size == (char *)cur_fence) {
-            unfile(prev);
+        if (victim || prev == top || prev == dv || (char *)prev + size == (char *)cur_fence) {
+            victim |= unfile(prev);
             set_free(prev, size, 0);
-            file(prev);
+            file(prev, victim);
         } else {
             bin_replace(prev, prev, size, 0);   /* prev keeps its place, with the new size */
         }
         c = prev;
-    } else if (next_free && next == top) {
-        top_unfile();
+    } else if (next_free && (next == top || next == dv)) {
+        bool victim = unfile(next);
         set_free(c, size + csize(next), 0);
-        top_file(c);
+        file(c, victim);
     } else if (next_free) {
         bin_replace(next, c, size + csize(next), 0);
     } else {
         set_free(c, size, 0);
-        file(c);
+        file(c, false);
     }
     check_free(c);
     if (!growing)
@@ -579,6 +597,8 @@ static void purge_pass(bool force)
     }
     if (top && csize(top) >= 2 * hlm_page_size + sizeof(struct chunk))
         purge_chunk(top, force);
+    if (dv && csize(dv) >= 2 * hlm_page_size + sizeof(struct chunk))
+        purge_chunk(dv, force);
 #if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
     purge_tree(root, force);
 #else
@@ -619,45 +639,92 @@ static void *chunk_take(struct chunk *c, size_t s)
     return c2m(c);
 }
 
-/* Carve s bytes off the front of the top (csize(top) >= s): a new head for the rest and
- * its size in the footer (the fence), nothing to unlink or insert. */
-static inline void *top_take(size_t s)
+/* Carve s bytes off the front of the top or the victim (*v, at least s bytes): a new
+ * head for the rest and its size in the footer, nothing to unlink or insert. */
+static inline void *carve(struct chunk **v, size_t s)
 {
-    struct chunk *c = top, *f = cnext(c);
+    struct chunk *c = *v, *f = cnext(c);
     size_t size = csize(c);
-    hlm_assert(size >= s && f == cur_fence && (c->head & HLM_TAG_PINUSE));
+    hlm_assert(size >= s && (c->head & HLM_TAG_PINUSE) && (v == &dv || f == cur_fence));
     if (size - s >= TAG_MIN) {
         struct chunk *r = (struct chunk *)((char *)c + s);
         r->head = (size - s) | HLM_TAG_PINUSE;
         f->prev_size = (size - s) | (f->prev_size & FOOT_BITS);
         c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
-        top = r;
+        *v = r;
         free_bytes -= s;
     } else {
-        top_unfile();
+        free_bytes -= size;
+        free_chunks--;
+        *v = NULL;
         c->head |= HLM_TAG_INUSE;
         f->head |= HLM_TAG_PINUSE;
     }
     return c2m(c);
 }
 
-/* The slow half of hlm_tag_malloc: a search of the bins, or a top too small. */
+#if HLM_TAG_POLICY == HLM_TAG_SEGFIT
+/* Split binned chunk c for s bytes; the rest becomes the victim (the old one is binned). */
+static void *victim_split(struct chunk *c, size_t s)
+{
+    size_t size = csize(c), clean = cnext(c)->prev_size & FOOT_BITS;
+    if (size - s < TAG_MIN)
+        return chunk_take(c, s);
+    bin_unlink(c);
+    if (dv) {
+        struct chunk *old = dv;
+        dv_unfile();
+        bin_insert(old);
+    }
+    struct chunk *r = (struct chunk *)((char *)c + s);
+    set_free(r, size - s, clean);
+    dv_file(r);
+    c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+    return c2m(c);
+}
+#endif
+
+/* The slow half of hlm_tag_malloc.  Segregated fit: the request's own bin (an exact
+ * bin's first chunk, or the first fitting among TAG_SCAN of a ranged one), then the
+ * victim, then the first chunk of the next non-empty bin (its rest becoming the victim),
+ * then the top. */
 static HLM_NOINLINE void *tag_malloc_slow(size_t s)
 {
+#if HLM_TAG_POLICY == HLM_TAG_SEGFIT
+    unsigned i = bin_of(s);
+    struct chunk *c = bins[i];
+    if (c) {
+        if (i < 64)
+            return chunk_take(c, s);
+        for (unsigned k = 0; c && k < TAG_SCAN; k++, c = c->fd)
+            if (csize(c) >= s)
+                return chunk_take(c, s);
+    }
+    i = next_bin(i + 1);
+    c = i < NBINS ? bins[i] : NULL;
+    if (dv && csize(dv) >= s && (!c || bin_of(csize(dv)) <= i))
+        return carve(&dv, s);
+#else
     struct chunk *c = bin_find(s);
+#endif
     /* The top competes as if it were in its bin (as it was, before it had a place of
      * its own): taken before a chunk of a higher bin.  Always last, as dlmalloc does,
      * cost python's replay 17.05 -> 17.24 MiB and cc1 8 KiB. */
     if (c && top && csize(top) >= s && bin_of(csize(top)) <= bin_of(csize(c)))
         c = NULL;
-    if (c)
+    if (c) {
+#if HLM_TAG_POLICY == HLM_TAG_SEGFIT
+        return victim_split(c, s);
+#else
         return chunk_take(c, s);
+#endif
+    }
     if (!top || csize(top) < s) {
         if (!heap_grow(s))
             return NULL;
         hlm_assert(top && csize(top) >= s);
     }
-    return top_take(s);
+    return carve(&top, s);
 }
 
 void *hlm_tag_malloc(size_t n)
@@ -668,16 +735,18 @@ void *hlm_tag_malloc(size_t n)
     /* No free chunk in the bins of s and up, and a top with room: carve it here,
      * without a frame (a small program's cold start is mostly this). */
 #if HLM_TAG_POLICY != HLM_TAG_FIRSTFIT
-    struct chunk *c = top;
-    if (hlm_likely(!bins_from(bin_of(s)) && c && csize(c) >= s + TAG_MIN)) {
-        struct chunk *r = (struct chunk *)((char *)c + s), *f = cnext(c);
-        size_t rest = csize(c) - s;
-        r->head = rest | HLM_TAG_PINUSE;
-        f->prev_size = rest | (f->prev_size & FOOT_BITS);
-        c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
-        top = r;
-        free_bytes -= s;
-        return c2m(c);
+    if (hlm_likely(!bins_from(bin_of(s)))) {
+        struct chunk **v = dv && csize(dv) >= s ? &dv : &top, *c = *v;
+        if (hlm_likely(c && csize(c) >= s + TAG_MIN)) {
+            struct chunk *r = (struct chunk *)((char *)c + s), *f = cnext(c);
+            size_t rest = csize(c) - s;
+            r->head = rest | HLM_TAG_PINUSE;
+            f->prev_size = rest | (f->prev_size & FOOT_BITS);
+            c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
+            *v = r;
+            free_bytes -= s;
+            return c2m(c);
+        }
     }
 #endif
     return tag_malloc_slow(s);
@@ -739,10 +808,10 @@ bool hlm_tag_resize(void *p, size_t n)
         size_t clean = cnext(next)->prev_size & FOOT_BITS, total = size + csize(next);
         if (total - s >= TAG_MIN) {
             struct chunk *r = (struct chunk *)((char *)c + s);
-            if (next == top) {
-                top_unfile();
+            if (next == top || next == dv) {
+                bool victim = unfile(next);
                 set_free(r, total - s, clean);
-                top_file(r);
+                file(r, victim);
             } else {
                 bin_replace(next, r, total - s, clean);
             }
