@@ -345,7 +345,7 @@ static inline bool bins_from(unsigned i)
  * sizes a linear search per call (fragmenter with blocks above 1 KiB in the tag heap:
  * 164-185 ms instead of 35). */
 #ifndef TAG_SCAN
-#define TAG_SCAN 8
+#define TAG_SCAN 32
 #endif
 #if HLM_TAG_POLICY != HLM_TAG_SEGFIT
 static struct chunk *bin_find(size_t s)
@@ -664,11 +664,18 @@ static inline void *carve(struct chunk **v, size_t s)
 }
 
 #if HLM_TAG_POLICY == HLM_TAG_SEGFIT
-/* Split binned chunk c for s bytes; the rest becomes the victim (the old one is binned). */
+/* Split binned chunk c for s bytes; for a small request the rest becomes the victim (the
+ * old one is binned).  For any request, the victim's rest cost python's replay 17.05 ->
+ * 17.20 MiB and phases 55.0 -> 55.2 (medium blocks carved from a victim rather than
+ * their own bins' chunks); below 512 bytes, the same instructions saved on gcc's small
+ * processes and the same RSS as without (1 KiB: cc1 2896 -> 2912 KiB). */
+#ifndef TAG_DV_MAX
+#define TAG_DV_MAX 512
+#endif
 static void *victim_split(struct chunk *c, size_t s)
 {
     size_t size = csize(c), clean = cnext(c)->prev_size & FOOT_BITS;
-    if (size - s < TAG_MIN)
+    if (size - s < TAG_MIN || s >= TAG_DV_MAX)
         return chunk_take(c, s);
     bin_unlink(c);
     if (dv) {
