@@ -4,13 +4,16 @@
  * inside large free chunks purged once enough dirty free memory piled up.
  *
  * The fit policy is chosen at compile time by HLM_TAG_POLICY (see hlm.h):
- *   HLM_TAG_SEGFIT    the default allocator's medium blocks: size bins, first chunk of
- *                     the first bin that fits (good fit, O(1) in practice);
+ *   HLM_TAG_SEGFIT    the default allocator's medium blocks: size bins, a chunk of the
+ *                     request's bin (the smallest fitting among a bounded number) or the
+ *                     first of the next non-empty bin (good fit, O(1)), a designated
+ *                     victim for small requests;
  *   HLM_TAG_BESTFIT   libheaplab-bestfit.so: same bins, the smallest fitting chunk;
  *   HLM_TAG_FIRSTFIT  libheaplab-firstfit.so: the lowest-addressed chunk that fits
  *                     (Knuth/K&R address-ordered first fit), found in O(log n) in a treap
  *                     by address instead of walking a list (59 s -> 0.2 s on the python
  *                     trace, same placements).
+ * Every policy keeps the top of the heap out of its bins or tree (see tag.top).
  * Chunk layout and invariants: hlm.h.  Every function expects hlm_tag_lock held.
  */
 #include "hlm.h"
@@ -727,9 +730,16 @@ static HLM_NOINLINE void *tag_malloc_slow(size_t s)
 #endif
     /* The top competes as if it were in its bin (as it was, before it had a place of
      * its own): taken before a chunk of a higher bin.  Always last, as dlmalloc does,
-     * cost python's replay 17.05 -> 17.24 MiB and cc1 8 KiB. */
+     * cost python's replay 17.05 -> 17.24 MiB and cc1 8 KiB.  Best fit: when it is the
+     * smaller.  First fit: last (the highest address, unless the heap had to map a
+     * region apart from the sbrk one). */
+#if HLM_TAG_POLICY == HLM_TAG_SEGFIT
     if (c && top && csize(top) >= s && bin_of(csize(top)) <= bin_of(csize(c)))
         c = NULL;
+#elif HLM_TAG_POLICY == HLM_TAG_BESTFIT
+    if (c && top && csize(top) >= s && csize(top) < csize(c))
+        c = NULL;
+#endif
     if (c) {
 #if HLM_TAG_POLICY == HLM_TAG_SEGFIT
         return victim_split(c, s);
