@@ -75,7 +75,11 @@ static struct {
     uint64_t binmap[NBINS / 64];
     struct chunk *bins[NBINS];   /* the used ones (up to 8 MiB chunks) in the first page */
 #endif
+#if HLM_TAG_POLICY != HLM_TAG_FIRSTFIT
 } tag __attribute__((aligned(4096)));
+#else
+} tag;   /* (a few words: aligned, it took a page of its own) */
+#endif
 #define brk_end tag.brk_end
 #define top tag.top
 #define cur_fence tag.cur_fence
