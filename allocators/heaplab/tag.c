@@ -493,17 +493,23 @@ static void write_fence(struct chunk *f, bool pinuse)
     f->head = HLM_TAG_INUSE | (pinuse ? HLM_TAG_PINUSE : 0);
 }
 
+/* Another region becomes the newest: the old one's free end goes into the bins. */
+static void top_demote(void)
+{
+    if (top) {
+        struct chunk *t = top;
+        top_unfile();
+        bin_insert(t);
+    }
+}
+
 static void region_add(char *base, size_t len)
 {
     struct chunk *c = (struct chunk *)base;
     size_t size = len - HLM_HDR;
     c->head = size | HLM_TAG_INUSE | HLM_TAG_PINUSE;
     write_fence(cnext(c), true);
-    if (top) {   /* the old region's free end goes into the bins: only one top */
-        struct chunk *t = top;
-        top_unfile();
-        bin_insert(t);
-    }
+    top_demote();
     cur_fence = cnext(c);
     arena_bytes += size;
     growing = true;
@@ -521,6 +527,8 @@ static bool heap_grow(size_t s)
     if (brk_end && cur == brk_end && hlm_os_sbrk((intptr_t)incr)) {
         /* Contiguous: the old fencepost becomes the head of the new chunk. */
         struct chunk *c = (struct chunk *)(brk_end - HLM_HDR);
+        if (cur_fence != c)   /* the newest region was mapped apart: its top is done */
+            top_demote();
         brk_end += incr;
         c->head = incr | HLM_TAG_INUSE | (c->head & HLM_TAG_PINUSE);
         write_fence(cnext(c), true);
