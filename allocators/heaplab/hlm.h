@@ -185,8 +185,10 @@ void *hlm_large_realloc(void *p, size_t n);
  * keeps fd/bk links in its first user words and its size in the next chunk's prev_size
  * (the footer), whose bit 0 says the chunk's interior pages were purged (clean).  An
  * in-use chunk's data runs over that word (usable = size - 8), as in glibc.  Each
- * region of the heap ends with a fencepost: a 16-byte in-use chunk of size 0.  Callers
- * hold the lock that protects the heap. */
+ * region of the heap ends with a fencepost: a 16-byte in-use chunk of size 0.  Two free
+ * chunks live outside the bins: the top (the one before the newest region's fence) and,
+ * in the default policy, the designated victim; misses are carved off their front.
+ * Callers hold the lock that protects the heap. */
 
 #define HLM_TAG_INUSE ((size_t)1)
 #define HLM_TAG_PINUSE ((size_t)8)
