@@ -413,12 +413,39 @@ static void count_call(bool is_free)
 }
 
 static void *malloc_slow_try(size_t n);
+static HLM_NOINLINE void *malloc_slow_retry(size_t n);
+
+/* A cold miss (the cache's bin was empty, the process is single-threaded and cold, and
+ * no scavenge is due): one chunk straight from the tag heap, before anything else
+ * malloc_slow_try checks (hlm_init, a cache to create, the slab limits, the scavenge's
+ * tick and sums) and without its frame; no lock either, as hlm_lock would take none
+ * with one thread.  Anything else, and a failed take, goes the general way. */
+static HLM_NOINLINE void *malloc_slow(size_t n)
+{
+    struct hlm_tcache *tc = tc_self;
+    if (hlm_likely(tc != NULL && n <= HLM_SMALL_MAX && __libc_single_threaded &&
+                   __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD) &&
+                   tc->gc_tick < HLM_TC_GC_EVERY - 1)) {
+        /* (hlm_malloc found the class's bin empty: no recursion refilled it since) */
+        hlm_assert(tc->bins[hlm_class_of(n)].head == NULL);
+        tc->gc_tick++;
+        void *p = hlm_tag_malloc(n > COLD_EXACT ? n : hlm_class_size[hlm_class_of(n)]);
+        if (hlm_likely(p != NULL)) {
+            cold_bytes += (ptrdiff_t)tag_usable(p);
+            if (cold_bytes > (ptrdiff_t)hlm_opt(HLM_OPT_COLD))
+                __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
+            tc_self->nmalloc++;
+            return p;
+        }
+    }
+    return malloc_slow_retry(n);
+}
 
 /* Out of memory (or of address space, under RLIMIT_AS): give back what the heap keeps
  * (thread cache, free top of the heap, free pages) and try once more.  Here, not in
  * override.c, so that malloc is a jump to hlm_malloc: the call and frame around the fast
  * path cost sqlite's replay 5% (127 -> 121 us, glibc 120). */
-static HLM_NOINLINE void *malloc_slow(size_t n)
+static HLM_NOINLINE void *malloc_slow_retry(size_t n)
 {
     void *p = malloc_slow_try(n);
     if (hlm_likely(p != NULL))
@@ -534,33 +561,70 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
     errno = saved;
 }
 
+/* A full cold bin gives its most recently freed chunks back to the tag heap, down to
+ * keep, then takes p: what tbin_flush and cold_return do, in one walk (while cold, a
+ * cache holds tag chunks only; a slab object, which cannot be there, would stop the
+ * walk).  p pushed here too, so that free_slow ends in a jump to this, with no frame. */
+static HLM_NOINLINE void cold_flush(struct hlm_tcache *tc, struct hlm_tbin *b, uint32_t keep, void *p)
+{
+    int saved = errno;
+    uint32_t give = b->count - keep, n = 0;
+    void *o = b->head;
+    size_t bytes = 0;
+    hlm_lock(&hlm_tag_lock);
+    for (; n < give && o && hlm_likely(!hlm_is_small(o)); n++) {
+        void *next = *(void **)o;
+        bytes += tag_usable(o);
+        hlm_tag_free(o);
+        o = next;
+    }
+    cold_bytes -= (ptrdiff_t)bytes;
+    hlm_unlock(&hlm_tag_lock);
+    hlm_assert(n == give);
+    *(void **)p = o;
+    b->head = p;
+    b->count -= n - 1;
+    tc->nfree++;
+    if (__libc_single_threaded)   /* (no locked add for a statistic with one thread) */
+        __atomic_store_n(&hlm_stats.flushes, hlm_stats.flushes + 1, __ATOMIC_RELAXED);
+    else
+        hlm_stat_add(flushes, 1);
+    errno = saved;
+}
+
+static HLM_NOINLINE void free_slow_other(void *p);
+
 static HLM_NOINLINE void free_slow(void *p)
 {
-    if (!p)
-        return;
     /* A tag chunk that can serve a cold class waits in the cache like a slab object:
-     * the header gives its class through cold_of, and nothing here touches errno. */
-    size_t head = hlm_head(p);
-    struct hlm_tcache *tc = tc_self;
-    if (hlm_likely(!(head & (HLM_MMAPPED | HLM_OFFSET)) && (head & ~(size_t)15) < COLD_OF_MAX &&
-                   tc && __atomic_load_n(&cold_ok, __ATOMIC_RELAXED))) {
-        unsigned cls = cold_of[(head & ~(size_t)15) >> 4];
-        if (hlm_likely(cls)) {
-            hlm_assert(cls == cold_class(hlm_tag_usable(p)));
-            struct hlm_tbin *b = &tc->bins[cls];
-            uint32_t cap = cold_cap[cls];
-            if (hlm_unlikely(b->count >= cap)) {
-                int saved = errno;
-                tbin_flush(tc, cls, b, cap / 2);
-                errno = saved;
+     * the header gives its class through cold_of, and nothing here touches errno or
+     * needs a frame (the flush and the other blocks are calls of their own). */
+    if (hlm_likely(p != NULL)) {
+        size_t head = hlm_head(p);
+        struct hlm_tcache *tc = tc_self;
+        if (hlm_likely(!(head & (HLM_MMAPPED | HLM_OFFSET)) && (head & ~(size_t)15) < COLD_OF_MAX &&
+                       tc && __atomic_load_n(&cold_ok, __ATOMIC_RELAXED))) {
+            unsigned cls = cold_of[(head & ~(size_t)15) >> 4];
+            if (hlm_likely(cls)) {
+                hlm_assert(cls == cold_class(hlm_tag_usable(p)));
+                struct hlm_tbin *b = &tc->bins[cls];
+                uint32_t cap = cold_cap[cls];
+                if (hlm_unlikely(b->count >= cap))
+                    return cold_flush(tc, b, cap / 2, p);
+                *(void **)p = b->head;
+                b->head = p;
+                b->count++;
+                tc->nfree++;
+                return;
             }
-            *(void **)p = b->head;
-            b->head = p;
-            b->count++;
-            tc->nfree++;
-            return;
         }
+        free_slow_other(p);
     }
+}
+
+/* free of a large block, or a tag chunk that does not wait in a cache. */
+static HLM_NOINLINE void free_slow_other(void *p)
+{
     int saved = errno;
     if (hlm_large_is(p)) {
         count_call(true);
