@@ -355,8 +355,11 @@ static void tbin_flush(struct hlm_tcache *tc, unsigned cls, struct hlm_tbin *b, 
 static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
 {
     tc->gc_tick = 0;
-    hlm_own_collect_all(tc);
-    hlm_own_release_idle(tc, busy);
+    /* (a cold process owns no span: it took none, and cold never comes back) */
+    if (!__atomic_load_n(&cold_ok, __ATOMIC_RELAXED)) {
+        hlm_own_collect_all(tc);
+        hlm_own_release_idle(tc, busy);
+    }
     for (unsigned c = 1; c < HLM_NCLASSES; c++) {
         struct hlm_tbin *b = &tc->bins[c];
         if (c == busy || !b->head)
