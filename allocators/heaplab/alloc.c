@@ -612,8 +612,10 @@ static HLM_NOINLINE void free_slow(void *p)
                 hlm_assert(cls == cold_class(hlm_tag_usable(p)));
                 struct hlm_tbin *b = &tc->bins[cls];
                 uint32_t cap = cold_cap[cls];
-                if (hlm_unlikely(b->count >= cap))
-                    return cold_flush(tc, b, cap / 2, p);
+                if (hlm_unlikely(b->count >= cap)) {
+                    cold_flush(tc, b, cap / 2, p);
+                    return;
+                }
                 *(void **)p = b->head;
                 b->head = p;
                 b->count++;
