@@ -666,8 +666,10 @@ int hlm_trim(size_t pad)
 {
     hlm_init();
     struct hlm_tcache *tc = tc_self;
-    if (tc)
+    if (tc) {
         tcache_flush_all(tc);
+        hlm_own_stash_release(tc);
+    }
     hlm_central_drain();
     hlm_lock(&hlm_tag_lock);
     int r = hlm_tag_trim(pad);
