@@ -497,7 +497,8 @@ static void own_push(struct hlm_span **list, struct hlm_span *sp)
  * refill takes one back and malloc's fast path pops its free list.  Only for a class
  * seen churning (tc->churn: since the last scavenge an empty span of it went back to the
  * pages and the class needed a span again; stashing every empty span cost python-threads
- * ~0.15 MiB).  The scavenge gives back the stashed spans of the classes not in use and
+ * ~0.15 MiB), and only while other threads run (the single-threaded python trace: 16.3
+ * -> 17.0 MiB with it).  The scavenge gives back the stashed spans of the classes not in use and
  * those that stayed stashed through a scavenge, and forgets the churn of idle classes;
  * thread exit and malloc_trim give back all of them. */
 #ifndef HLM_STASH_BYTES
@@ -507,7 +508,7 @@ static void own_push(struct hlm_span **list, struct hlm_span *sp)
 static bool stash_put(struct hlm_tcache *tc, struct hlm_span *sp)
 {
     size_t bytes = (size_t)sp->npages << HLM_PAGE_SHIFT;
-    if (tc->churn[sp->cls] < 2 || tc->stash_bytes + bytes > HLM_STASH_BYTES) {
+    if (tc->churn[sp->cls] < 2 || tc->stash_bytes + bytes > HLM_STASH_BYTES || __libc_single_threaded) {
         tc->churn[sp->cls] |= 1;
         return false;
     }
