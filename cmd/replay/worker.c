@@ -876,8 +876,6 @@ static void time_split(uint64_t c0, uint64_t ns0)
     for (uint32_t i = 0; i < plan->nthreads; i++) {
         const struct wthr *t = &thr[i];
         const uint64_t busy = t->end_ns > t->start_ns ? t->end_ns - t->start_ns : 0;
-        if (getenv("TT_DEBUG"))
-            fprintf(stderr, "TTD %s %u %.4f %.3f %.3f\n", getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "-", i, t->cpu_ns / 1e6, (t->start_ns - t0_ns) / 1e6, (t->end_ns - t0_ns) / 1e6);
         res.thread_ns += busy;
         res.off_cpu_ns += busy > t->cpu_ns ? busy - t->cpu_ns : 0;
         res.timed_events += t->nlat;
