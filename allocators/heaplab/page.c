@@ -490,7 +490,10 @@ static void own_push(struct hlm_span **list, struct hlm_span *sp)
 }
 
 /* Stash: a thread's empty spans, still owned, with their free lists and carved objects
- * intact, at most HLM_STASH_BYTES per thread.  A program that frees a round of blocks and
+ * intact, at most HLM_STASH_BYTES per thread and HLM_STASH_TOTAL in all (threadtest's
+ * peak RSS with 128 KiB per thread and no total: 540-600 -> 670-870 KiB, glibc's 730-930;
+ * with 128 KiB in all: 600-740 KiB, and CPU summed over its threads 6.34 -> 5.80 ms
+ * instead of 5.62, mimalloc 5.55).  A program that frees a round of blocks and
  * allocates the next (threadtest: 2500 blocks of 64 bytes, ~2.4 spans per round and
  * thread) gave every span but the class's last back to the pages at the end of a round
  * and took and carved them again in the next, under the pages lock; from the stash, the
@@ -504,12 +507,22 @@ static void own_push(struct hlm_span **list, struct hlm_span *sp)
 #ifndef HLM_STASH_BYTES
 #define HLM_STASH_BYTES (128 * 1024)
 #endif
+#ifndef HLM_STASH_TOTAL
+#define HLM_STASH_TOTAL (128 * 1024)   /* all threads' stashes: the footprint of threadtest */
+#endif
+static size_t stash_total;   /* atomic */
 
 static bool stash_put(struct hlm_tcache *tc, struct hlm_span *sp)
 {
     size_t bytes = (size_t)sp->npages << HLM_PAGE_SHIFT;
-    if (tc->churn[sp->cls] < 2 || tc->stash_bytes + bytes > HLM_STASH_BYTES || __libc_single_threaded) {
-        tc->churn[sp->cls] |= 1;
+    bool ok = tc->churn[sp->cls] == 2 && tc->stash_bytes + bytes <= HLM_STASH_BYTES && !__libc_single_threaded;
+    if (ok && __atomic_add_fetch(&stash_total, bytes, __ATOMIC_RELAXED) > HLM_STASH_TOTAL) {
+        __atomic_sub_fetch(&stash_total, bytes, __ATOMIC_RELAXED);
+        ok = false;
+    }
+    if (!ok) {
+        if (!tc->churn[sp->cls])
+            tc->churn[sp->cls] = 1;
         return false;
     }
     tc->stash_bytes += bytes;
@@ -527,6 +540,7 @@ static struct hlm_span *stash_take(struct hlm_tcache *tc, unsigned cls)
         hlm_assert(sp->stashed && sp->used == 0 && sp->owner == tc);
         tc->stash[cls] = sp->next;
         tc->stash_bytes -= (size_t)sp->npages << HLM_PAGE_SHIFT;
+        __atomic_sub_fetch(&stash_total, (size_t)sp->npages << HLM_PAGE_SHIFT, __ATOMIC_RELAXED);
         sp->stashed = 0;
     }
     return sp;
@@ -541,6 +555,7 @@ static void stash_release(struct hlm_tcache *tc, unsigned cls, bool all)
         if (all || sp->stashed > 1) {
             *pp = sp->next;
             tc->stash_bytes -= (size_t)sp->npages << HLM_PAGE_SHIFT;
+            __atomic_sub_fetch(&stash_total, (size_t)sp->npages << HLM_PAGE_SHIFT, __ATOMIC_RELAXED);
             sp->stashed = 0;
             span_set_owner(sp, NULL);
             sp->next = gone;
