@@ -722,7 +722,7 @@ void hlm_fork_parent(void)
 void hlm_fork_child(void)
 {
     hlm_lock_reinit(&hlm_tag_lock);
-    hlm_central_fork_child();
+    hlm_central_fork_child(tc_self);
     hlm_lock_reinit(&tc_lock);
     tc_list = tc_self;
     if (tc_self)

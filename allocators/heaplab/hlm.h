@@ -403,7 +403,7 @@ void hlm_small_info(size_t *mapped, size_t *free_bytes);
 void hlm_small_dump(int fd) __attribute__((weak));   /* absent from the variants */
 void hlm_central_fork_prepare(void);
 void hlm_central_fork_parent(void);
-void hlm_central_fork_child(void);
+void hlm_central_fork_child(struct hlm_tcache *tc);
 
 /* ---- back end entry points (alloc.c for the default, variant.c for the others) --------
  * n has been checked against PTRDIFF_MAX by override.c (but for hlm_malloc, which is

@@ -877,8 +877,10 @@ void hlm_central_fork_parent(void)
             hlm_unlock(&central[s][i].lock);
 }
 
-void hlm_central_fork_child(void)
+void hlm_central_fork_child(struct hlm_tcache *tc)
 {
+    /* the other threads' stashes are lost with them: the budget is this thread's */
+    __atomic_store_n(&stash_total, tc ? tc->stash_bytes : 0, __ATOMIC_RELAXED);
     hlm_lock_reinit(&hlm_pages_lock);
     for (unsigned s = 0; s < HLM_SHARDS; s++)
         for (unsigned i = 1; i < HLM_NCLASSES; i++)
