@@ -735,8 +735,10 @@ int hlm_trim(size_t pad)
 {
     hlm_init();
     struct hlm_tcache *tc = tc_self;
-    if (tc)
+    if (tc) {
         tcache_flush_all(tc);
+        hlm_own_stash_release(tc);
+    }
     hlm_central_drain();
     hlm_lock(&hlm_tag_lock);
     int r = hlm_tag_trim(pad);
@@ -789,7 +791,7 @@ void hlm_fork_parent(void)
 void hlm_fork_child(void)
 {
     hlm_lock_reinit(&hlm_tag_lock);
-    hlm_central_fork_child();
+    hlm_central_fork_child(tc_self);
     hlm_lock_reinit(&tc_lock);
     tc_list = tc_self;
     if (tc_self)

@@ -278,6 +278,8 @@ struct hlm_span {
                                            * under that shard's lock (a span adopted) */
     uint8_t full;                         /* owned: on the owner's full list */
     uint8_t xlisted;                      /* owned: on the owner's xready list */
+    uint8_t stashed;                      /* owned, empty, on the owner's stash: 1, 2 when
+                                           * it stayed there through a scavenge */
     struct hlm_span *prev, *next;         /* central partial list, or the owner's lists */
     /* Ownership (page.c, "thread-owned spans"): a span taken by a thread cache belongs
      * to it until the thread exits.  owner is written under the class's central lock of
@@ -357,6 +359,10 @@ struct hlm_tcache {
     struct hlm_tbin bins[HLM_NCLASSES];
     struct hlm_span *own[HLM_NCLASSES];    /* owned spans with free or never-used objects */
     struct hlm_span *full[HLM_NCLASSES];   /* owned spans with none (as the owner last saw) */
+    struct hlm_span *stash[HLM_NCLASSES];  /* owned empty spans, free lists intact (page.c) */
+    size_t stash_bytes;                    /* their pages, at most HLM_STASH_BYTES */
+    uint8_t churn[HLM_NCLASSES];           /* 1: an empty span went back to the pages since
+                                            * the last scavenge, 2: and one came again */
     size_t nmalloc, nfree;
     uint32_t gc_tick;                 /* slow-path events since the last scavenge */
     unsigned shard;                   /* central lists this thread refills from */
@@ -390,13 +396,14 @@ void hlm_own_give(struct hlm_tcache *tc, unsigned cls, void *chain, unsigned cou
 void hlm_own_free_slow(struct hlm_tcache *tc, struct hlm_span *sp);
 void hlm_own_collect_all(struct hlm_tcache *tc);
 void hlm_own_release_idle(struct hlm_tcache *tc, unsigned busy);
+void hlm_own_stash_release(struct hlm_tcache *tc);
 void hlm_own_abandon(struct hlm_tcache *tc);
 int hlm_pages_trim(void);
 void hlm_small_info(size_t *mapped, size_t *free_bytes);
 void hlm_small_dump(int fd) __attribute__((weak));   /* absent from the variants */
 void hlm_central_fork_prepare(void);
 void hlm_central_fork_parent(void);
-void hlm_central_fork_child(void);
+void hlm_central_fork_child(struct hlm_tcache *tc);
 
 /* ---- back end entry points (alloc.c for the default, variant.c for the others) --------
  * n has been checked against PTRDIFF_MAX by override.c (but for hlm_malloc, which is
