@@ -19,25 +19,13 @@
 #include "preload.h"
 #include "tap.h"
 
-static size_t rss(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 int main(int argc, char **argv)
 {
     const char *lib = hlm_test_preload(argc, argv);
     static void *blocks[256];
     size_t nb = 0, bytes = 0, classes = 0;
-    rss();   /* stdio's own buffers are allocated before the first measurement */
-    size_t before = rss();
+    hlm_test_rss();   /* stdio's own buffers are allocated before the first measurement */
+    size_t before = hlm_test_rss();
     for (size_t s = 16; s <= 4096 && nb + 2 <= 256; s += (s / 8 + 15) & ~(size_t)15) {
         for (int k = 0; k < 2; k++) {
             blocks[nb] = malloc(s);
@@ -48,7 +36,7 @@ int main(int argc, char **argv)
         }
         classes++;
     }
-    size_t after = rss(), grown = after > before ? after - before : 0;
+    size_t after = hlm_test_rss(), grown = after > before ? after - before : 0;
     TAP_CHECK(nb == 2 * classes, "allocated 2 blocks in each of %zu sizes, %zu KiB (%s)", classes,
               bytes >> 10, lib);
     tap_diag("resident set grew by %zu KiB", grown >> 10);

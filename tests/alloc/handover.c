@@ -26,18 +26,6 @@ static char **first, **second;
 static size_t nfirst = FIRST / BLOCK, nsecond = SECOND / BLOCK;
 static int failed;
 
-static size_t rss(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static void *run_first(void *arg)
 {
     (void)arg;
@@ -90,10 +78,10 @@ int main(int argc, char **argv)
         return 1;
     TAP_CHECK(!failed, "a thread allocates %zu MiB in %d-byte blocks, frees every other one and exits",
        FIRST >> 20, BLOCK);
-    size_t before = rss();
+    size_t before = hlm_test_rss();
     if (pthread_create(&t, NULL, run_second, NULL) != 0 || pthread_join(t, NULL) != 0)
         return 1;
-    size_t after = rss(), grew = after > before ? after - before : 0;
+    size_t after = hlm_test_rss(), grew = after > before ? after - before : 0;
     TAP_CHECK(!failed && grew <= SECOND / 4,
        "the next thread's %zu MiB go into the holes it left: RSS grew by %zu KiB (at most %zu)",
        SECOND >> 20, grew >> 10, (SECOND / 4) >> 10);

@@ -18,18 +18,6 @@
 
 #define N 1500
 
-static size_t rss(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /* 40 KiB to 41 KiB in 16-byte steps, in a scrambled order: free chunks of nearly the
  * same size, many a little too small for the next request. */
 static size_t size_of(size_t i) { return 40 * 1024 + (i * 2654435761u % 64) * 16; }
@@ -61,7 +49,7 @@ int main(int argc, char **argv)
     TAP_CHECK(ok, "%d medium blocks of 40-41 KiB (%s)", N, lib);
     if (!ok)
         return tap_done();
-    size_t before = rss(), holes = 0;
+    size_t before = hlm_test_rss(), holes = 0;
     for (size_t i = 0; i < N; i += 2) {
         holes += sz[i];
         free(p[i]);
@@ -77,7 +65,7 @@ int main(int argc, char **argv)
         memset(p[i], (char)i, sz[i]);
         again += sz[i];
     }
-    size_t after = rss(), grown = after > before ? after - before : 0;
+    size_t after = hlm_test_rss(), grown = after > before ? after - before : 0;
     TAP_CHECK(ok, "as many again into the %zu KiB of holes", holes >> 10);
     tap_diag("RSS %zu KiB -> %zu KiB for %zu KiB of new blocks", before >> 10, after >> 10, again >> 10);
     TAP_CHECK(grown * 4 < again, "the holes were reused: RSS grew by %zu KiB, under a quarter of %zu KiB",

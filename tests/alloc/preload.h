@@ -2,7 +2,7 @@
  * preload.h: run a test under the allocator library named on its command line.
  * hlm_test_preload(argv) re-executes the program with LD_PRELOAD set to argv[1] unless it
  * already is, so that meson can register one test per library with the library's path
- * as the only argument.
+ * as the only argument.  hlm_test_rss() is the process's resident memory now.
  */
 #ifndef HLM_TEST_PRELOAD_H
 #define HLM_TEST_PRELOAD_H
@@ -31,6 +31,19 @@ static inline const char *hlm_test_preload(int argc, char **argv)
     }
     const char *base = strrchr(argv[1], '/');
     return base ? base + 1 : argv[1];
+}
+
+/* Resident bytes now (/proc/self/statm), 0 if unreadable. */
+static inline size_t hlm_test_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (size_t)sysconf(_SC_PAGESIZE);
 }
 
 #endif

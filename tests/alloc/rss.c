@@ -17,18 +17,6 @@
 #include "preload.h"
 #include "tap.h"
 
-static size_t rss(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 int main(int argc, char **argv)
 {
     const char *lib = hlm_test_preload(argc, argv);
@@ -39,7 +27,7 @@ int main(int argc, char **argv)
     if (p == MAP_FAILED)
         return 1;
     memset(p, 0, n * sizeof *p);
-    size_t before = rss(), got = 0, i = 0;
+    size_t before = hlm_test_rss(), got = 0, i = 0;
     while (got < total && i < n) {
         size_t sz = 16 + (i * 2654435761u) % 368;   /* 16..383 bytes, 200 on average */
         p[i] = malloc(sz);
@@ -49,7 +37,7 @@ int main(int argc, char **argv)
         got += sz;
         i++;
     }
-    size_t peak = rss();
+    size_t peak = hlm_test_rss();
     TAP_CHECK(got >= total, "allocated %zu MiB in %zu small blocks (%s)", got >> 20, i, lib);
     for (size_t k = 0; k < i; k++)
         if (sequential || k % 2 == 0)
@@ -57,13 +45,13 @@ int main(int argc, char **argv)
     for (size_t k = 0; !sequential && k < i; k++)
         if (k % 2)
             free(p[k]);
-    size_t after = rss();
+    size_t after = hlm_test_rss();
     size_t grown = peak > before ? peak - before : 0, kept = after > before ? after - before : 0;
     tap_diag("RSS before %zu MiB, peak %zu MiB, after free %zu MiB", before >> 20, peak >> 20, after >> 20);
     TAP_CHECK(grown >= total / 2, "the blocks were resident (%zu MiB)", grown >> 20);
     TAP_CHECK(kept * 2 < grown, "freeing them gives most back without malloc_trim (%zu MiB kept)", kept >> 20);
     malloc_trim(0);
-    size_t trimmed = rss();
+    size_t trimmed = hlm_test_rss();
     kept = trimmed > before ? trimmed - before : 0;
     TAP_CHECK(kept * 20 < grown, "after malloc_trim(0) under 5%% is kept (%zu MiB)", kept >> 20);
     void *again = malloc(1000);
