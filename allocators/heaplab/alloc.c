@@ -457,23 +457,10 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
     return malloc_slow_retry(n);
 }
 
-/* Out of memory (or of address space, under RLIMIT_AS): give back what the heap keeps
- * (thread cache, free top of the heap, free pages) and try once more.  Here, not in
- * override.c, so that malloc is a jump to hlm_malloc: the call and frame around the fast
- * path cost sqlite's replay 5% (127 -> 121 us, glibc 120). */
+/* The general slow path, retried once after a trim when memory runs out (hlm.h). */
 static HLM_NOINLINE void *malloc_slow_retry(size_t n)
 {
-    void *p = malloc_slow_try(n);
-    if (hlm_likely(p != NULL))
-        return p;
-    if (n <= PTRDIFF_MAX) {
-        hlm_trim(0);
-        errno = 0;
-        p = malloc_slow_try(n);
-    }
-    if (!p)
-        errno = ENOMEM;
-    return p;
+    return hlm_malloc_retry(malloc_slow_try(n), malloc_slow_try, n);
 }
 
 static void *malloc_slow_try(size_t n)

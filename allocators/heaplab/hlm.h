@@ -424,6 +424,24 @@ void hlm_fork_prepare(void);
 void hlm_fork_parent(void);
 void hlm_fork_child(void);
 
+/* Shared by the back ends' hlm_malloc: out of memory (or of address space, under
+ * RLIMIT_AS), give back what the heap keeps (thread caches, free top of the heap, free
+ * pages) and try once more.  In the back end, not in override.c, so that malloc is a
+ * jump to hlm_malloc: a call and frame around the fast path cost sqlite's replay 5%. */
+static inline void *hlm_malloc_retry(void *p, void *(*again)(size_t), size_t n)
+{
+    if (hlm_likely(p != NULL))
+        return p;
+    if (n <= PTRDIFF_MAX) {
+        hlm_trim(0);
+        errno = 0;
+        p = again(n);
+    }
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
 /* Shared by the back ends: move a block to a fresh one of size n (realloc's last resort). */
 static inline void *hlm_realloc_move(void *p, size_t old_usable, size_t n)
 {

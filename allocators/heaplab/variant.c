@@ -61,17 +61,7 @@ static void *malloc_try(size_t n);
 /* Out of memory: give back what the heap keeps and try once more (see hlm.h). */
 void *hlm_malloc(size_t n)
 {
-    void *p = malloc_try(n);
-    if (hlm_likely(p != NULL))
-        return p;
-    if (n <= PTRDIFF_MAX) {
-        hlm_trim(0);
-        errno = 0;
-        p = malloc_try(n);
-    }
-    if (!p)
-        errno = ENOMEM;
-    return p;
+    return hlm_malloc_retry(malloc_try(n), malloc_try, n);
 }
 
 static void *malloc_try(size_t n)
