@@ -372,6 +372,9 @@ static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
     if (!__atomic_load_n(&cold_ok, __ATOMIC_RELAXED)) {
         hlm_own_collect_all(tc);
         hlm_own_release_idle(tc, busy);
+        hlm_lock(&hlm_tag_lock);
+        hlm_tag_purge_idle();
+        hlm_unlock(&hlm_tag_lock);
     }
     for (unsigned c = 1; c < HLM_NCLASSES; c++) {
         struct hlm_tbin *b = &tc->bins[c];

@@ -206,6 +206,7 @@ void *hlm_tag_memalign(size_t align, size_t n);
 bool hlm_tag_resize(void *p, size_t n);
 int hlm_tag_trim(size_t pad);
 void hlm_tag_purge(void);
+void hlm_tag_purge_idle(void);   /* purge now if three quarters of the heap are free */
 void hlm_tag_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 
 /* ---- buddy core (buddy.c), same contract as the tag heap ---------------------------- */
