@@ -177,6 +177,8 @@ struct hl_chart *hl_chart_new(struct hl_charts *out);
 void hl_byte_unit(double max, const char **unit, double *div);
 
 /* ---- report ---- */
+/* A Markdown table cell, escaped; NULL or "" writes empty instead (stats.c). */
+void hl_md_cell(FILE *f, const char *s, const char *empty);
 void hl_report_write(const char *path, const struct hl_results *r,
                      const struct hl_timelines *tl, const struct hl_charts *charts,
                      const struct hl_chart_opts *o, const char *input);

@@ -17,23 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A table cell: '|' and newlines would break the table. */
-static void cell(FILE *f, const char *s)
-{
-    if (!s || !*s) {
-        fputs("-", f);
-        return;
-    }
-    for (; *s; s++) {
-        if (*s == '|')
-            fputs("\\|", f);
-        else if (*s == '\n' || *s == '\r')
-            fputc(' ', f);
-        else
-            fputc(*s, f);
-    }
-}
-
 /* The distinct values of a column, joined with ", ". */
 static void distinct(const struct hl_results *r, enum hl_col col, char *out, size_t n)
 {
@@ -131,7 +114,7 @@ static void metric_table(FILE *f, const struct hl_results *r, const struct hl_me
     for (int a = 0; a < r->nallocs; a++)
         if (col[a]) {
             fputc(' ', f);
-            cell(f, r->alloc[a]);
+            hl_md_cell(f, r->alloc[a], "-");
             fputs(" |", f);
         }
     fputs("\n|---|", f);
@@ -154,7 +137,7 @@ static void metric_table(FILE *f, const struct hl_results *r, const struct hl_me
             continue;
         double refv = o->normalise ? table_value(r, m, g, o->norm_index) : NAN;
         fputs("| ", f);
-        cell(f, r->label[g]);
+        hl_md_cell(f, r->label[g], "-");
         fputs(" |", f);
         for (int a = 0; a < r->nallocs; a++) {
             if (!col[a])
@@ -244,7 +227,7 @@ static void summary(FILE *f, const struct hl_results *r, const struct hl_chart_o
     }
     for (int a = 0; a < na; a++) {
         fputs("| ", f);
-        cell(f, r->alloc[a]);
+        hl_md_cell(f, r->alloc[a], "-");
         fputs(broke[a] ? " (!) |" : " |", f);
         for (int k = 0; k < 4; k++) {
             if (!shown[k])
@@ -298,7 +281,7 @@ void hl_report_write(const char *path, const struct hl_results *r,
         else
             distinct(r, prov[i].col, buf, sizeof buf);
         fprintf(f, "| %s | ", prov[i].label);
-        cell(f, buf);
+        hl_md_cell(f, buf, "-");
         fputs(" |\n", f);
     }
     if (o->normalise)
@@ -314,13 +297,13 @@ void hl_report_write(const char *path, const struct hl_results *r,
         if (!row)
             continue; /* seen only in a timeline */
         fputs("| ", f);
-        cell(f, r->alloc[a]);
+        hl_md_cell(f, r->alloc[a], "-");
         fputs(" | ", f);
-        cell(f, row->v[HL_RES_ALLOCATOR_VERSION]);
+        hl_md_cell(f, row->v[HL_RES_ALLOCATOR_VERSION], "-");
         fputs(" | ", f);
         if (row->v[HL_RES_ALLOCATOR_PATH]) {
             fputc('`', f);
-            cell(f, row->v[HL_RES_ALLOCATOR_PATH]);
+            hl_md_cell(f, row->v[HL_RES_ALLOCATOR_PATH], "-");
             fputc('`', f);
         } else {
             fputs("the system's (no preload)", f);
@@ -329,7 +312,7 @@ void hl_report_write(const char *path, const struct hl_results *r,
         const char *t = row->v[HL_RES_TUNABLES];
         if (t && t[strlen(t) - 1] != '=') {
             fputc('`', f);
-            cell(f, t);
+            hl_md_cell(f, t, "-");
             fputc('`', f);
         } else {
             fputs("defaults", f);
@@ -347,11 +330,11 @@ void hl_report_write(const char *path, const struct hl_results *r,
         char ops[32], live[32];
         double nops = hl_row_num(row, HL_RES_OPS), nlive = hl_row_num(row, HL_RES_PEAK_LIVE);
         fputs("| ", f);
-        cell(f, r->label[g]);
+        hl_md_cell(f, r->label[g], "-");
         fputs(" | `", f);
-        cell(f, row->v[HL_RES_TRACE]);
+        hl_md_cell(f, row->v[HL_RES_TRACE], "-");
         fputs("` | ", f);
-        cell(f, row->v[HL_RES_TRACE_HASH]);
+        hl_md_cell(f, row->v[HL_RES_TRACE_HASH], "-");
         fprintf(f, " | %s | %s |\n", isnan(nops) ? "-" : hl_fmt_count(ops, sizeof ops, nops),
                 isnan(nlive) ? "-" : hl_fmt_bytes(live, sizeof live, nlive));
     }
@@ -375,9 +358,9 @@ void hl_report_write(const char *path, const struct hl_results *r,
         for (int i = 0; i < r->nrows; i++)
             if (hl_row_num(&r->rows[i], HL_RES_VIOLATIONS) > 0) {
                 fputs("| ", f);
-                cell(f, r->label[r->row_group[i]]);
+                hl_md_cell(f, r->label[r->row_group[i]], "-");
                 fputs(" | ", f);
-                cell(f, r->rows[i].v[HL_RES_ALLOCATOR]);
+                hl_md_cell(f, r->rows[i].v[HL_RES_ALLOCATOR], "-");
                 fprintf(f, " | %s |\n", r->rows[i].v[HL_RES_VIOLATIONS]);
             }
     }
@@ -437,9 +420,9 @@ void hl_report_write(const char *path, const struct hl_results *r,
                 if (!row)
                     continue;
                 fputs("| ", f);
-                cell(f, r->label[g]);
+                hl_md_cell(f, r->label[g], "-");
                 fputs(" | ", f);
-                cell(f, r->alloc[a]);
+                hl_md_cell(f, r->alloc[a], "-");
                 for (size_t k = 0; k < sizeof lat / sizeof lat[0]; k++) {
                     double v = hl_row_num(row, lat[k]);
                     char b[32];

@@ -825,9 +825,14 @@ static void fmt_trend(char *out, size_t n, const struct unit *u)
     }
 }
 
-static void md_cell(FILE *f, const char *s)
+/* A Markdown table cell: '|' and newlines would break the table; empty writes `empty`. */
+void hl_md_cell(FILE *f, const char *s, const char *empty)
 {
-    for (; s && *s; s++) {
+    if (!s || !*s) {
+        fputs(empty, f);
+        return;
+    }
+    for (; *s; s++) {
         if (*s == '|')
             fputs("\\|", f);
         else if (*s == '\n' || *s == '\r')
@@ -959,7 +964,7 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
         if (u->parent >= 0)
             continue;
         fputs("| ", f);
-        md_cell(f, u->label);
+        hl_md_cell(f, u->label, "");
         fputs(" |", f);
         if (u->unread)
             fputs(" - | - | - | - | - | - |\n", f);
@@ -973,7 +978,7 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
         if (u->parent >= 0)
             continue;
         fprintf(f, "## %s\n\n`", u->label);
-        md_cell(f, u->file);
+        hl_md_cell(f, u->file, "");
         fputc('`', f);
         if (u->hash && *u->hash)
             fprintf(f, " (hash %s)", u->hash);
@@ -989,7 +994,7 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
         fputs("\n\n", f);
         if (u->error) {
             fprintf(f, "**%s: ", u->complete ? "Note" : "Damaged");
-            md_cell(f, u->error);
+            hl_md_cell(f, u->error, "");
             fprintf(f, "**%s\n\n", u->unread ? ""
                                    : " (the figures cover what was read before it)");
         }
@@ -1049,15 +1054,15 @@ static void write_report(const struct hl_stats *s, const struct hl_chart_opts *o
             fmt_bytes(ly2, sizeof ly2, p->f[F_LEAKED_BYTES]);
             fmt_trend(tr2, sizeof tr2, p);
             fputs("| ", f);
-            md_cell(f, p->label);
+            hl_md_cell(f, p->label, "");
             fputs(" | ", f);
-            md_cell(f, p->program[0] ? p->program : "-");
+            hl_md_cell(f, p->program, "-");
             fprintf(f, " | %s | %s | %s | %s | %s block%s, %s | %s | ", ev2, al2, by2, pk2,
                     lb2, p->f[F_LEAKED_BLOCKS] == 1 ? "" : "s", ly2, tr2);
             if (p->charted)
                 fprintf(f, "below");
             else
-                md_cell(f, p->note);
+                hl_md_cell(f, p->note, "");
             fputs(" |\n", f);
         }
         if (rest) {

@@ -120,20 +120,8 @@ static void csv_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void csv_value(FILE *f, const struct fld *x)
-{
-    switch (x->type) {
-    case F_STR:
-        csv_str(f, x->s);
-        break;
-    case F_U64:
-        fprintf(f, "%llu", (unsigned long long)x->u);
-        break;
-    case F_DBL:
-        fprintf(f, "%.*f", x->prec, x->d);
-        break;
-    }
-}
+
+static void put_value(FILE *f, const struct fld *x, int json);
 
 void hl_rp_write_csv(FILE *f, const struct hl_rp_cell *c, int n, const struct hl_rp_meta *m)
 {
@@ -150,7 +138,7 @@ void hl_rp_write_csv(FILE *f, const struct hl_rp_cell *c, int n, const struct hl
         for (int i = 0; i < nf; i++) {
             if (i)
                 fputc(',', f);
-            csv_value(f, &fl[i]);
+            put_value(f, &fl[i], 0);
         }
         fputc('\n', f);
     }
@@ -172,14 +160,17 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void json_value(FILE *f, const struct fld *x)
+/* A field's value: numbers alike in both forms; a string quoted the form's way; an
+ * unmeasured value empty in CSV, null in JSON. */
+static void put_value(FILE *f, const struct fld *x, int json)
 {
     switch (x->type) {
     case F_NULL:
-        fputs("null", f);
+        if (json)
+            fputs("null", f);
         break;
     case F_STR:
-        json_str(f, x->s);
+        (json ? json_str : csv_str)(f, x->s);
         break;
     case F_U64:
         fprintf(f, "%llu", (unsigned long long)x->u);
@@ -207,7 +198,7 @@ void hl_rp_write_json(FILE *f, const struct hl_rp_cell *c, int n, const struct h
         fprintf(f, "%s\n  {", k ? "," : "");
         for (int i = 0; i < nf; i++) {
             fprintf(f, "%s\"%s\": ", i ? ", " : "", fl[i].key);
-            json_value(f, &fl[i]);
+            put_value(f, &fl[i], 1);
         }
         const struct hl_rp_result *r = &c[k].med;
         const struct hl_plan_info *p = &c[k].row->plan;
