@@ -46,6 +46,8 @@
 
 /* Thread numbers in a raw file beyond this are taken as damage. */
 #define MAX_RAW_THREADS (1u << 20)
+/* A cursor's thread index before its first event. */
+#define NO_THREAD UINT32_MAX
 /* Address space reserved for a raw file that may still grow. */
 #define TAIL_RESERVE ((size_t)1 << 40)
 
@@ -95,8 +97,8 @@ struct cursor {
     double tsc;              /* its time, in TSC ticks */
     uint64_t key;            /* sequence number of the next thing to do */
     int phase;               /* 1: a realloc record whose old block is already taken */
-    uint32_t old_slot;
-    uint32_t dense;          /* thread index in the trace, HL_NO_SLOT until its first event */
+    uint64_t old_slot;
+    uint32_t dense;          /* thread index in the trace, NO_THREAD until its first event */
 };
 
 /* A thread's chunks and its cursor.  state: 0 waiting for chunks (or not started),
@@ -182,7 +184,7 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
         if (!t)
             return -1;
         t->c.t = t;
-        t->c.dense = HL_NO_SLOT;
+        t->c.dense = NO_THREAD;
     }
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
@@ -553,7 +555,7 @@ struct section {
     struct heap h;
     size_t hcap;
     struct cursor *cur;   /* the cursor with the smallest key, out of the heap */
-    uint32_t next_slot;
+    uint64_t next_slot;
     uint32_t nthreads;    /* dense thread indices handed out */
     uint64_t lo_tsc, hi_tsc; /* the knot bracket last used: [lo, hi) (empty at first) */
     uint64_t base_tsc, base_ns;
@@ -608,9 +610,9 @@ static inline uint64_t tick_ns(struct section *s, uint64_t tsc)
     return t;
 }
 
-static inline uint32_t new_slot(struct section *s, uint64_t addr)
+static inline uint64_t new_slot(struct section *s, uint64_t addr)
 {
-    uint32_t slot = s->next_slot++;
+    uint64_t slot = s->next_slot++;
     /* A live address allocated again means its free went unseen (made inside the
      * interposer's guard, or before recording began): the old slot just stays live. */
     hl_slotmap_put(s->map, addr, slot);
@@ -624,7 +626,7 @@ static int step(struct section *s, struct cursor *c, struct hl_err *err)
     const struct rec *r = &c->r;
     struct hl_event e;
     /* Dense thread indices in the order of each thread's first record. */
-    if (c->dense == HL_NO_SLOT)
+    if (c->dense == NO_THREAD)
         c->dense = s->nthreads++;
     e.size = 0;
     e.aux = 0;

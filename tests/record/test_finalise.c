@@ -165,7 +165,7 @@ static void clear_dir(void)
 }
 
 static int ev_is(const struct hl_event *e, int op, uint32_t thread, uint64_t size, uint64_t aux,
-                 uint32_t slot, uint32_t old_slot, int flags)
+                 uint64_t slot, uint64_t old_slot, int flags)
 {
     return e->op == op && e->thread == thread && e->size == size && e->aux == aux &&
            e->slot == slot && e->old_slot == old_slot && e->flags == flags;
@@ -214,7 +214,7 @@ int main(void)
                   "a size too big for the compact field comes from its extra word");
         TAP_CHECK(ev_is(&e[3], HL_OP_CALLOC, 0, 8, 10, 3, NS, 0), "calloc keeps nmemb");
         if (!TAP_CHECK(ev_is(&e[4], HL_OP_FREE, 0, 0, 0, 1, NS, 0), "a short free names its slot"))
-            tap_diag("op %d size %llu slot %u flags %d", e[4].op, (unsigned long long)e[4].size, e[4].slot, e[4].flags);
+            tap_diag("op %d size %llu slot %llu flags %d", e[4].op, (unsigned long long)e[4].size, (unsigned long long)e[4].slot, e[4].flags);
         TAP_CHECK(ev_is(&e[5], HL_OP_REALLOC, 0, 300, 0, 4, 3, 0), "realloc: old slot -> new");
         TAP_CHECK(ev_is(&e[6], HL_OP_MALLOC, 0, 1ull << 62, 0, NS, NS, HL_EV_FAILED),
                   "a failed malloc is flagged and takes no slot");
