@@ -158,8 +158,8 @@ static void note_damage(struct hl_finalise_stats *st, struct rawfile *f, size_t 
 /* A record that is an event (not a clock reading or a mark). */
 static inline int is_event(uint64_t w0)
 {
-    unsigned op = (unsigned)(w0 >> 1 & 15);
-    return (w0 & 1) || (op >= HL_RAW_MALLOC && op <= HL_RAW_REALLOCARRAY);
+    unsigned op = hl_raw_op_of(w0);
+    return hl_raw_is_short(w0) || (op >= HL_RAW_MALLOC && op <= HL_RAW_REALLOCARRAY);
 }
 
 /* ---- scanning a raw file ---- */
@@ -375,7 +375,7 @@ static void start_segment(struct cursor *c, uint64_t flush_tsc)
         unsigned nw = hl_raw_record_words(q[0]);
         if (!nw || (size_t)(c->end - q) < nw)
             break;
-        if (!(q[0] & 1) && (q[0] >> 1 & 15) == HL_RAW_TIME) {
+        if (!hl_raw_is_short(q[0]) && hl_raw_op_of(q[0]) == HL_RAW_TIME) {
             t1 = q[1];
             break;
         }
@@ -394,22 +394,20 @@ static void decode(struct cursor *c, unsigned nw, struct rec *r)
     c->p += nw;
     r->aux = 0;
     r->old = 0;
-    if (w[0] & 1) {
-        r->op = (unsigned)(w[0] >> 1 & 15);
+    r->op = hl_raw_op_of(w[0]);
+    if (hl_raw_is_short(w[0])) {
         r->flags = 0;
-        r->seq = c->last_seq + (w[0] >> 5 & 31);
-        int64_t dp = (int64_t)w[0] >> 26; /* arithmetic shift: the signed delta */
-        r->ptr = (uint64_t)((int64_t)(c->last_ptr >> 4) + dp) << 4;
-        r->size = w[0] >> 10 & 0xffff;
+        r->seq = c->last_seq + hl_raw_short_dseq(w[0]);
+        r->ptr = hl_raw_short_ptr(w[0], c->last_ptr);
+        r->size = hl_raw_short_size(w[0]);
         r->seq0 = r->seq;
     } else {
-        r->op = (unsigned)(w[0] >> 1 & 15);
-        r->flags = (unsigned)(w[0] >> 5 & 7);
-        r->seq = w[0] >> 24;
+        r->flags = hl_raw_flags_of(w[0]);
+        r->seq = r->flags & HL_RAWF_SEQ64 ? w[nw - 1] : hl_raw_seq_of(w[0], c->last_seq);
         r->ptr = w[1];
-        r->size = w[0] >> 8 & 0xffff;
+        r->size = hl_raw_size16_of(w[0]);
         if (r->size == HL_RAW_SIZE_BIG)
-            r->size = w[nw - 1];
+            r->size = w[nw - 1 - !!(r->flags & HL_RAWF_SEQ64)];
         r->seq0 = r->seq;
         switch (r->op) {
         case HL_RAW_REALLOCARRAY:
@@ -456,7 +454,7 @@ static void decode_ahead(struct cursor *c, const struct hl_slotmap *m)
             c->bad = 1;
             return;
         }
-        if (!(c->p[0] & 1) && (c->p[0] >> 1 & 15) == HL_RAW_TIME) {
+        if (!hl_raw_is_short(c->p[0]) && hl_raw_op_of(c->p[0]) == HL_RAW_TIME) {
             start_segment(c, c->t->chunks[c->ci - 1].flush_tsc);
             c->p += 2;
             continue;
@@ -944,6 +942,8 @@ static struct section *section_begin(struct rawfile *f, struct hl_writer *w, str
     p.ppid = f->h.ppid;
     p.page_size = f->h.page_size;
     p.start_realtime_ns = f->h.start_realtime_ns;
+    if (f->h.version >= 3 && (f->h.flags & HL_RAW_HDR_ATTACHED))
+        p.flags |= HL_PROC_ATTACHED;
     snprintf(p.cmdline, sizeof p.cmdline, "%s", f->h.cmdline);
     snprintf(p.exe, sizeof p.exe, "%s", f->h.exe);
     struct section *s = calloc(1, sizeof *s);
@@ -1035,6 +1035,8 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
         if (asprintf(&part, "%s.part", next->path) < 0)
             return fail(err, "out of memory");
         struct hl_writer *w = hl_writer_open(part, err);
+        if (w)
+            hl_writer_trust(w); /* the address map hands out every slot (step) */
         struct section *s = w ? section_begin(next, w, err) : NULL;
         if (!s) {
             hl_writer_abort(w);
@@ -1140,6 +1142,8 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
     }
     qsort(order, n, sizeof *order, cmp_start);
     struct hl_writer *w = hl_writer_open(fz->out, err);
+    if (w)
+        hl_writer_trust(w);
     int rc = w ? 0 : -1;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct rawfile *f = order[i];
