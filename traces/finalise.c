@@ -35,6 +35,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +49,12 @@
 #define MAX_RAW_THREADS (1u << 20)
 /* A cursor's thread index before its first event. */
 #define NO_THREAD UINT32_MAX
-/* Address space reserved for a raw file that may still grow. */
+/* Address space reserved for a raw file that may still grow; it is mapped again
+ * further on as the merge passes half of it (release). */
 #define TAIL_RESERVE ((size_t)1 << 40)
+/* For tests only: a smaller reservation (bytes), so that a short capture is mapped
+ * again several times. */
+#define ENV_TAIL_RESERVE "HEAPLAB_TEST_TAIL_RESERVE"
 
 struct chunkref {
     const uint64_t *words; /* payload */
@@ -118,8 +123,10 @@ struct knot {
 
 struct rawfile {
     char *path;
-    const uint8_t *map;           /* while its section is being written */
+    const uint8_t *map;           /* while its section is being written: file bytes from */
+    size_t map_off;               /* offset map_off on (a multiple of the page size) */
     size_t maplen, size;
+    size_t released;              /* file bytes below this are read and let go */
     int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
     int done;                     /* its section is written (or it is skipped) */
     int stopped;                  /* the scan met damage: nothing after it is read */
@@ -277,7 +284,7 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
  * (a map of a file's pages reflects what is appended later).  Returns 1, 0 if the
  * reservation was refused (a limit on address space: the section then waits until
  * the image is over), -1 on an error. */
-static int map_file(struct rawfile *f, int over, struct hl_err *err)
+static int map_file(struct rawfile *f, int over, size_t reserve, struct hl_err *err)
 {
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
@@ -288,7 +295,7 @@ static int map_file(struct rawfile *f, int over, struct hl_err *err)
         return -1;
     }
     f->size = (size_t)sb.st_size;
-    f->maplen = over || f->size > TAIL_RESERVE ? f->size : TAIL_RESERVE;
+    f->maplen = over ? f->size : reserve;
     void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (m == MAP_FAILED) {
@@ -297,6 +304,8 @@ static int map_file(struct rawfile *f, int over, struct hl_err *err)
         return fail(err, "%s: cannot map: %s", f->path, strerror(errno));
     }
     f->map = m;
+    f->map_off = 0;
+    f->released = 0;
     madvise(m, f->maplen, MADV_SEQUENTIAL);
     f->off = sizeof f->h;
     if (add_knot(f, f->h.start_tsc, f->h.start_mono_ns) != 0)
@@ -304,10 +313,18 @@ static int map_file(struct rawfile *f, int over, struct hl_err *err)
     return 1;
 }
 
-/* List the chunks appended since the last scan.  A chunk not complete yet, or not
+/* The file offset of a pointer into f's map. */
+static inline size_t file_off(const struct rawfile *f, const void *p)
+{
+    return (size_t)((const uint8_t *)p - f->map) + f->map_off;
+}
+
+/* List the chunks appended since the last scan, at most `budget` bytes of them (so
+ * that what is listed but not merged stays bounded).  A chunk not complete yet, or not
  * right, ends the scan: while the program runs (final == 0) it is read again next
- * time; at the finish it is damage, and nothing after it is read.  Returns 0 / -1. */
-static int scan_more(struct rawfile *f, int final, struct hl_finalise_stats *st,
+ * time; at the finish it is damage, and nothing after it is read.  Returns 1 if the
+ * budget stopped it (call again), 0 if it read all there is, -1 on an error. */
+static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_finalise_stats *st,
                      struct hl_err *err)
 {
     if (f->stopped)
@@ -316,19 +333,23 @@ static int scan_more(struct rawfile *f, int final, struct hl_finalise_stats *st,
     if (stat(f->path, &sb) != 0)
         return fail(err, "%s: %s", f->path, strerror(errno));
     size_t size = (size_t)sb.st_size;
-    if (size > f->maplen)
-        size = f->maplen; /* beyond the reservation (a terabyte): not read */
+    if (size > f->map_off + f->maplen)
+        size = f->map_off + f->maplen; /* past the reservation: read after a remap */
     if (size > f->size)
         f->size = size;
-    size_t off = f->off;
+    size_t off = f->off, start = off;
     const char *why = NULL;
     while (off < f->size) {
+        if (off - start >= budget) {
+            f->off = off;
+            return 1;
+        }
         struct hl_raw_chunk c;
         if (f->size - off < sizeof c) {
             why = "chunk header cut short";
             break;
         }
-        memcpy(&c, f->map + off, sizeof c);
+        memcpy(&c, f->map + (off - f->map_off), sizeof c);
         if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 || c.thread >= MAX_RAW_THREADS) {
             why = "damaged chunk header";
             break;
@@ -337,7 +358,7 @@ static int scan_more(struct rawfile *f, int final, struct hl_finalise_stats *st,
             why = "chunk cut short";
             break;
         }
-        const uint64_t *words = (const uint64_t *)(f->map + off + sizeof c);
+        const uint64_t *words = (const uint64_t *)(f->map + (off - f->map_off) + sizeof c);
         size_t nw = c.nbytes / 8;
         uint64_t want = c.checksum;
         c.checksum = 0;
@@ -558,6 +579,7 @@ struct section {
     uint64_t lo_tsc, hi_tsc; /* the knot bracket last used: [lo, hi) (empty at first) */
     uint64_t base_tsc, base_ns;
     double rate;          /* nanoseconds per tick in it */
+    size_t reserve;       /* the live map's reservation (remapped past half of it) */
     uint64_t prev_time;
     uint64_t events, unknown;
 };
@@ -701,7 +723,7 @@ static int feed(struct section *s, struct hl_finalise_stats *st)
         if (!cursor_next(&t->c, s->map)) {
             if (t->c.bad) {
                 t->state = 2;
-                note_damage(st, f, (size_t)((const uint8_t *)t->c.bad_at - f->map),
+                note_damage(st, f, file_off(f, t->c.bad_at),
                             "malformed record");
             }
             continue;
@@ -747,7 +769,7 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
             t->state = 0; /* until its next chunk */
             if (cur->bad) {
                 t->state = 2;
-                note_damage(st, s->f, (size_t)((const uint8_t *)cur->bad_at - s->f->map),
+                note_damage(st, s->f, file_off(s->f, cur->bad_at),
                             "malformed record");
             }
             cur = NULL;
@@ -779,7 +801,18 @@ struct hl_finaliser {
     uint64_t moved;         /* raw bytes read by the current poll */
     int failed;
     struct hl_err err;      /* the error, once failed */
+    size_t reserve;         /* address space for tailing one raw file */
+    hl_finalise_progress_fn *progress;
+    void *progress_ctx;
+    uint64_t raw_done;      /* raw bytes read so far */
 };
+
+static void progress(struct hl_finaliser *fz, uint64_t bytes)
+{
+    fz->raw_done += bytes;
+    if (fz->progress && bytes)
+        fz->progress(fz->progress_ctx, fz->raw_done);
+}
 
 struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct hl_err *err)
 {
@@ -797,7 +830,21 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
         fail(err, "out of memory");
         return NULL;
     }
+    fz->reserve = TAIL_RESERVE;
+    const char *r = getenv(ENV_TAIL_RESERVE);
+    if (r && *r) {
+        long pg = sysconf(_SC_PAGESIZE);
+        size_t v = (size_t)strtoull(r, NULL, 10) & ~(size_t)(pg - 1);
+        if (v >= (size_t)16 << 20)
+            fz->reserve = v;
+    }
     return fz;
+}
+
+void hl_finaliser_set_progress(struct hl_finaliser *fz, hl_finalise_progress_fn *fn, void *ctx)
+{
+    fz->progress = fn;
+    fz->progress_ctx = ctx;
 }
 
 /* Pick up raw files that appeared since the last look. */
@@ -962,19 +1009,156 @@ static struct section *section_begin(struct rawfile *f, struct hl_writer *w, str
     return s;
 }
 
-/* Read what f holds now and write what can be written; over: f is complete.  Ends
- * the section (frees s) when over. */
+/* ---- letting go of what the merge has passed ---- */
+
+/* Pages of the map are given back this many bytes at a time. */
+#define RELEASE_STEP ((size_t)16 << 20)
+/* Chunks listed per round of a section's step (read ahead of the merge). */
+#define SCAN_BUDGET ((size_t)32 << 20)
+
+/* The first chunk a thread still needs: the one its cursor is decoding, or the next. */
+static size_t first_needed(const struct rthread *t)
+{
+    const struct cursor *c = &t->c;
+    return c->p != c->end ? c->ci - 1 : c->ci;
+}
+
+/* A lower bound of the TSC of every record t has not written yet (UINT64_MAX: none). */
+static uint64_t pending_tsc(const struct rthread *t)
+{
+    const struct cursor *c = &t->c;
+    double lo = HUGE_VAL;
+    if (t->state == 1)
+        lo = c->tsc;
+    if (c->rn && c->ring[c->rh].tsc < lo)
+        lo = c->ring[c->rh].tsc;
+    if (c->p != c->end && c->seg_tsc < lo)
+        lo = c->seg_tsc;
+    size_t k = first_needed(t);
+    if (k < t->n) {
+        const uint64_t *w = t->chunks[k].words;
+        if (t->chunks[k].nwords >= 2 && w[0] == (uint64_t)HL_RAW_TIME << 1 && (double)w[1] < lo)
+            lo = (double)w[1];
+    }
+    return lo >= 1.8e19 ? UINT64_MAX : (uint64_t)lo;
+}
+
+/* Map f again from `base` (page-aligned, at most the first byte still needed), with a
+ * new reservation, and move every pointer into the old map across: the reservation
+ * bounds address space, not the length of a recording. */
+static int remap(struct rawfile *f, size_t base)
+{
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, fd, (off_t)base);
+    close(fd);
+    if (m == MAP_FAILED)
+        return -1;
+    madvise(m, f->maplen, MADV_SEQUENTIAL);
+    ptrdiff_t delta = ((const uint8_t *)m - (ptrdiff_t)base) - (f->map - (ptrdiff_t)f->map_off);
+#define MOVE(p) ((p) = (void *)((const uint8_t *)(p) + delta))
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        struct rthread *t = f->thr[i];
+        if (!t)
+            continue;
+        for (size_t k = 0; k < t->n; k++)
+            MOVE(t->chunks[k].words);
+        if (t->c.p)
+            MOVE(t->c.p);
+        if (t->c.end)
+            MOVE(t->c.end);
+        if (t->c.bad_at)
+            MOVE(t->c.bad_at);
+    }
+#undef MOVE
+    munmap((void *)f->map, f->maplen);
+    f->map = m;
+    f->map_off = base;
+    if (f->released < base)
+        f->released = base;
+    return 0;
+}
+
+/* After a merge: drop the chunk references and clock pairs no record needs any more,
+ * and give the pages below the first byte still needed back (the map's, and the page
+ * cache's), so that finalising holds a bounded window of the capture, however long. */
+static void release(struct section *s)
+{
+    struct rawfile *f = s->f;
+    size_t low = f->off;
+    uint64_t low_tsc = UINT64_MAX;
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        struct rthread *t = f->thr[i];
+        if (!t)
+            continue;
+        size_t k = first_needed(t);
+        if (k >= 64 || (k && 2 * k >= t->n)) {
+            memmove(t->chunks, t->chunks + k, (t->n - k) * sizeof *t->chunks);
+            t->n -= k;
+            t->c.ci -= k;
+            k = 0;
+        }
+        if (k < t->n) {
+            size_t o = file_off(f, t->chunks[k].words) - sizeof(struct hl_raw_chunk);
+            if (o < low)
+                low = o;
+        }
+        uint64_t lt = pending_tsc(t);
+        if (lt < low_tsc)
+            low_tsc = lt;
+    }
+    /* Clock pairs: keep the last one at or below every pending record's TSC. */
+    size_t lo = 0, hi = f->nknots;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->knots[mid].tsc <= low_tsc)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (lo >= 1024 || (lo && 2 * lo >= f->nknots)) {
+        memmove(f->knots, f->knots + lo, (f->nknots - lo) * sizeof *f->knots);
+        f->nknots -= lo;
+        s->lo_tsc = s->hi_tsc = 0; /* look the bracket up again */
+    }
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t upto = low & ~(size_t)(pg - 1);
+    if (upto >= f->released + RELEASE_STEP) {
+        madvise((void *)(f->map + (f->released - f->map_off)), upto - f->released, MADV_DONTNEED);
+        int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            posix_fadvise(fd, (off_t)f->released, (off_t)(upto - f->released), POSIX_FADV_DONTNEED);
+            close(fd);
+        }
+        f->released = upto;
+    }
+    /* Past half the reservation: map again from the first byte still needed. */
+    if (f->maplen == s->reserve && f->off - f->map_off > f->maplen / 2)
+        remap(f, upto);
+}
+
+/* Read what f holds now and write what can be written, a bounded window at a time;
+ * over: f is complete.  Ends the section (frees s) when over. */
 static int section_step(struct hl_finaliser *fz, struct section *s, int over, struct hl_err *err)
 {
     struct rawfile *f = s->f;
-    size_t before = f->off;
-    if (scan_more(f, over, &fz->st, err) != 0 || feed(s, &fz->st) != 0)
-        return -1;
-    fz->moved += f->off - before;
-    if (merge(s, over ? UINT64_MAX : f->horizon, &fz->st, err) != 0)
-        return -1;
+    int more;
+    do {
+        size_t before = f->off;
+        more = scan_more(f, over, SCAN_BUDGET, &fz->st, err);
+        if (more < 0 || feed(s, &fz->st) != 0)
+            return -1;
+        fz->moved += f->off - before;
+        if (merge(s, f->horizon, &fz->st, err) != 0)
+            return -1;
+        release(s);
+        progress(fz, f->off - before);
+    } while (more);
     if (!over)
         return 0;
+    if (merge(s, UINT64_MAX, &fz->st, err) != 0)
+        return -1;
     fz->st.damaged += f->damaged;
     if (hl_writer_end_process(s->w, err) != 0)
         return -1;
@@ -1026,7 +1210,7 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
         }
         if (!next)
             break;
-        int m = map_file(next, image_over(fz, next), err);
+        int m = map_file(next, image_over(fz, next), fz->reserve, err);
         if (m < 0)
             return -1;
         if (m == 0)
@@ -1043,6 +1227,7 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
             free(part);
             return -1;
         }
+        s->reserve = fz->reserve;
         next->part = part;
         fz->live[fz->nlive++] = s;
     }
@@ -1151,8 +1336,10 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
             rc = hl_writer_append(w, f->part, err);
             continue;
         }
-        int m = map_file(f, 1, err);
+        int m = map_file(f, 1, fz->reserve, err);
         struct section *s = m > 0 ? section_begin(f, w, err) : NULL;
+        if (s)
+            s->reserve = fz->reserve;
         rc = s ? section_step(fz, s, 1, err) : -1;
         if (rc != 0 && s && f->map) /* section_step frees s once it ends */
             section_free(s);
