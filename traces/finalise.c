@@ -30,6 +30,7 @@
  * and gives the same bytes.
  */
 #include "finalise.h"
+#include "finalise_int.h"
 #include "preload/raw.h"
 
 #include <dirent.h>
@@ -45,106 +46,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Thread numbers in a raw file beyond this are taken as damage. */
-#define MAX_RAW_THREADS (1u << 20)
-/* A cursor's thread index before its first event. */
-#define NO_THREAD UINT32_MAX
-/* Address space reserved for a raw file that may still grow; it is mapped again
- * further on as the merge passes half of it (release). */
-#define TAIL_RESERVE ((size_t)1 << 40)
-/* For tests only: a smaller reservation (bytes), so that a short capture is mapped
- * again several times. */
-#define ENV_TAIL_RESERVE "HEAPLAB_TEST_TAIL_RESERVE"
+#define fail fz_fail
 
-struct chunkref {
-    const uint64_t *words; /* payload */
-    size_t nwords;
-    uint64_t flush_tsc;    /* TSC when it was flushed: after its last record */
-};
-
-/* One decoded record. */
-struct rec {
-    unsigned op, flags;
-    uint64_t seq, seq0;  /* seq0: realloc's seq-before (== seq when nothing is freed) */
-    uint64_t ptr, old;   /* the block returned or freed; realloc's old block */
-    uint64_t size, aux;
-};
-
-struct rthread;
-
-/* Records are decoded this far ahead of their use, and the address map's cells they
- * will touch prefetched: the map is far bigger than the caches, and its misses were
- * most of the finaliser's time. */
-#define AHEAD 16
-
-struct ahead {
-    struct rec r;
-    double tsc;
-};
-
-struct cursor {
-    const struct rthread *t;
-    /* decoding (ahead of use) */
-    size_t ci;               /* chunks taken so far */
-    const uint64_t *p, *end; /* next record, end of the chunk */
-    uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
-    double seg_tsc, seg_step; /* the current run between clock readings: its start */
-                              /* and the TSC ticks per record */
-    uint64_t seg_k;          /* records of the current run so far */
-    int seen;                /* a record was decoded (prev holds its sequence number) */
-    uint64_t prev;
-    int bad;                 /* a malformed record ends this stream ... */
-    const uint64_t *bad_at;  /* ... here */
-    struct ahead ring[AHEAD];
-    unsigned rh, rn;         /* first decoded record not used yet, and how many */
-    /* use */
-    struct rec r;            /* the current record */
-    double tsc;              /* its time, in TSC ticks */
-    uint64_t key;            /* sequence number of the next thing to do */
-    int phase;               /* 1: a realloc record whose old block is already taken */
-    uint64_t old_slot;
-    uint32_t dense;          /* thread index in the trace, NO_THREAD until its first event */
-};
-
-/* A thread's chunks and its cursor.  state: 0 waiting for chunks (or not started),
- * 1 in the merge (the heap or the section's current cursor), 2 ended (malformed). */
-struct rthread {
-    struct chunkref *chunks;
-    size_t n, cap;
-    struct cursor c;
-    int state;
-};
-
-/* A (TSC, nanoseconds since the image started) pair; a file's pairs in file order,
- * kept while the TSC grows. */
-struct knot {
-    uint64_t tsc, ns;
-};
-
-struct rawfile {
-    char *path;
-    const uint8_t *map;           /* while its section is being written: file bytes from */
-    size_t map_off;               /* offset map_off on (a multiple of the page size) */
-    size_t maplen, size;
-    size_t released;              /* file bytes below this are read and let go */
-    int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
-    int done;                     /* its section is written (or it is skipped) */
-    int stopped;                  /* the scan met damage: nothing after it is read */
-    int over;                     /* its image is known to be over (see image_over) */
-    int started;                  /* its section is begun */
-    char *part;                   /* its section, written while the program ran */
-    struct hl_raw_header h;
-    size_t off;                   /* the next chunk to scan */
-    struct rthread **thr;
-    uint32_t nthr;                /* thread numbers seen: 0..nthr-1 (some may be NULL) */
-    struct knot *knots;
-    size_t nknots, kcap;
-    uint64_t horizon;             /* every record below this sequence number is read */
-    int damaged;
-};
-
-static int fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(struct hl_err *err, const char *fmt, ...)
+int fz_fail(struct hl_err *err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -171,8 +75,7 @@ static inline int is_event(uint64_t w0)
 
 /* ---- scanning a raw file ---- */
 
-static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, size_t nwords,
-                     uint64_t flush_tsc)
+struct rthread *thread_of(struct rawfile *f, uint32_t thread)
 {
     if (thread >= f->nthr) {
         uint32_t n = f->nthr ? f->nthr : 4;
@@ -180,7 +83,7 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
             n *= 2;
         struct rthread **t = realloc(f->thr, n * sizeof *t);
         if (!t)
-            return -1;
+            return NULL;
         memset(t + f->nthr, 0, (n - f->nthr) * sizeof *t);
         f->thr = t;
         f->nthr = n;
@@ -189,10 +92,20 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
     if (!t) {
         t = f->thr[thread] = calloc(1, sizeof *t);
         if (!t)
-            return -1;
+            return NULL;
         t->c.t = t;
         t->c.dense = NO_THREAD;
+        t->c.resume_h = f->resume_h;
     }
+    return t;
+}
+
+static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, size_t nwords,
+                     uint64_t flush_tsc)
+{
+    struct rthread *t = thread_of(f, thread);
+    if (!t)
+        return -1;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
         struct chunkref *c = realloc(t->chunks, cap * sizeof *c);
@@ -208,9 +121,13 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
     return 0;
 }
 
-static int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono)
+int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono)
 {
-    uint64_t ns = mono > f->h.start_mono_ns ? mono - f->h.start_mono_ns : 0;
+    return add_knot_raw(f, tsc, mono > f->h.start_mono_ns ? mono - f->h.start_mono_ns : 0);
+}
+
+int add_knot_raw(struct rawfile *f, uint64_t tsc, uint64_t ns)
+{
     if (f->nknots) {
         const struct knot *last = &f->knots[f->nknots - 1];
         /* Only while the TSC grows (so that a record's bracket is known once its own
@@ -311,12 +228,6 @@ static int map_file(struct rawfile *f, int over, size_t reserve, struct hl_err *
     if (add_knot(f, f->h.start_tsc, f->h.start_mono_ns) != 0)
         return fail(err, "out of memory");
     return 1;
-}
-
-/* The file offset of a pointer into f's map. */
-static inline size_t file_off(const struct rawfile *f, const void *p)
-{
-    return (size_t)((const uint8_t *)p - f->map) + f->map_off;
 }
 
 /* List the chunks appended since the last scan, at most `budget` bytes of them (so
@@ -486,6 +397,7 @@ static void decode_ahead(struct cursor *c, const struct hl_slotmap *m)
         }
         struct ahead *a = &c->ring[(c->rh + c->rn) % AHEAD];
         a->tsc = c->seg_tsc + c->seg_step * (double)c->seg_k++;
+        a->chunk = c->t->dropped + c->ci - 1;
         const uint64_t *at = c->p;
         decode(c, nw, &a->r);
         if (a->r.seq0 > a->r.seq) {
@@ -499,11 +411,25 @@ static void decode_ahead(struct cursor *c, const struct hl_slotmap *m)
             continue;
         c->seen = 1;
         c->prev = a->r.seq;
+        /* Going on from a checkpoint: written before it, or half done (a realloc). */
+        a->resumed = 0;
+        if (__builtin_expect(a->r.seq0 < c->resume_h, 0)) {
+            if (a->r.seq < c->resume_h)
+                continue;
+            a->resumed = 1;
+        }
         hl_slotmap_prefetch(m, a->r.ptr);
         if (a->r.old)
             hl_slotmap_prefetch(m, a->r.old);
         c->rn++;
     }
+}
+
+/* The old slot of a realloc half done at the checkpoint gone on from (checkpoint.c
+ * saved it: the address left the map then); HL_NO_SLOT if it was saved as unknown. */
+static uint64_t resumed_old_slot(const struct cursor *c)
+{
+    return c->r.seq == c->t->pend_seq ? c->t->pend_old_slot : HL_NO_SLOT;
 }
 
 /* Make the cursor's next event record its current one.  Returns 0 if there is none
@@ -516,18 +442,19 @@ static int cursor_next(struct cursor *c, const struct hl_slotmap *m)
     const struct ahead *a = &c->ring[c->rh];
     c->r = a->r;
     c->tsc = a->tsc;
+    c->r_chunk = a->chunk;
     c->rh = (c->rh + 1) % AHEAD;
     c->rn--;
     c->phase = 0;
     c->key = c->r.seq0;
+    if (__builtin_expect(a->resumed, 0)) {
+        c->phase = 1; /* its old block left the map before the checkpoint */
+        c->key = c->r.seq;
+        c->old_slot = resumed_old_slot(c);
+    }
     return 1;
 }
 
-/* Min-heap of cursors by key. */
-struct heap {
-    struct cursor **a;
-    size_t n;
-};
 
 static void heap_push(struct heap *h, struct cursor *c)
 {
@@ -566,23 +493,6 @@ static struct cursor *heap_pop(struct heap *h)
 }
 
 /* ---- one process section ---- */
-
-struct section {
-    struct rawfile *f;
-    struct hl_writer *w;
-    struct hl_slotmap *map;
-    struct heap h;
-    size_t hcap;
-    struct cursor *cur;   /* the cursor with the smallest key, out of the heap */
-    uint64_t next_slot;
-    uint32_t nthreads;    /* dense thread indices handed out */
-    uint64_t lo_tsc, hi_tsc; /* the knot bracket last used: [lo, hi) (empty at first) */
-    uint64_t base_tsc, base_ns;
-    double rate;          /* nanoseconds per tick in it */
-    size_t reserve;       /* the live map's reservation (remapped past half of it) */
-    uint64_t prev_time;
-    uint64_t events, unknown;
-};
 
 /* TSC -> nanoseconds since the image started: linear between the file's knots (the
  * clock pairs of the header and of every chunk), so that each stretch of the run has
@@ -779,6 +689,14 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
             heap_push(&s->h, cur);
             cur = heap_pop(&s->h);
         }
+        /* Every record keyed below cur's is written now: a checkpoint may go here. */
+        if (__builtin_expect(s->f->off - s->ckpt_off >= s->ckpt_every, 0) && s->ckpt_every &&
+            hl_writer_at_boundary(s->w)) {
+            s->done_key = cur->key < limit ? cur->key : limit;
+            s->cur = cur;
+            if (checkpoint_maybe(s, s->ckpt_every, err) != 0)
+                return -1;
+        }
     }
     s->cur = cur;
     return 0;
@@ -802,6 +720,7 @@ struct hl_finaliser {
     int failed;
     struct hl_err err;      /* the error, once failed */
     size_t reserve;         /* address space for tailing one raw file */
+    size_t ckpt_every;      /* capture bytes between two checkpoints of a section */
     hl_finalise_progress_fn *progress;
     void *progress_ctx;
     uint64_t raw_done;      /* raw bytes read so far */
@@ -831,6 +750,10 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
         return NULL;
     }
     fz->reserve = TAIL_RESERVE;
+    fz->ckpt_every = CKPT_EVERY;
+    const char *ce = getenv(ENV_CKPT_EVERY);
+    if (ce && *ce)
+        fz->ckpt_every = (size_t)strtoull(ce, NULL, 10);
     const char *r = getenv(ENV_TAIL_RESERVE);
     if (r && *r) {
         long pg = sysconf(_SC_PAGESIZE);
@@ -981,7 +904,24 @@ static void section_free(struct section *s)
 }
 
 /* Begin f's section in w. */
-static struct section *section_begin(struct rawfile *f, struct hl_writer *w, struct hl_err *err)
+/* A section of f, not begun in any writer yet. */
+static struct section *section_new(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
+{
+    struct section *s = calloc(1, sizeof *s);
+    if (!s || !(s->map = hl_slotmap_new())) {
+        section_free(s);
+        fail(err, "out of memory");
+        return NULL;
+    }
+    s->f = f;
+    s->reserve = fz->reserve;
+    s->ckpt_every = fz->ckpt_every;
+    return s;
+}
+
+/* Begin f's section in w. */
+static struct section *section_begin(struct hl_finaliser *fz, struct rawfile *f,
+                                     struct hl_writer *w, struct hl_err *err)
 {
     struct hl_process p;
     memset(&p, 0, sizeof p);
@@ -993,17 +933,13 @@ static struct section *section_begin(struct rawfile *f, struct hl_writer *w, str
         p.flags |= HL_PROC_ATTACHED;
     snprintf(p.cmdline, sizeof p.cmdline, "%s", f->h.cmdline);
     snprintf(p.exe, sizeof p.exe, "%s", f->h.exe);
-    struct section *s = calloc(1, sizeof *s);
-    if (!s || !(s->map = hl_slotmap_new())) {
-        section_free(s);
-        fail(err, "out of memory");
+    struct section *s = section_new(fz, f, err);
+    if (!s)
         return NULL;
-    }
     if (hl_writer_begin_process(w, &p, err) != 0) {
         section_free(s);
         return NULL;
     }
-    s->f = f;
     s->w = w;
     f->started = 1;
     return s;
@@ -1016,11 +952,32 @@ static struct section *section_begin(struct rawfile *f, struct hl_writer *w, str
 /* Chunks listed per round of a section's step (read ahead of the merge). */
 #define SCAN_BUDGET ((size_t)32 << 20)
 
-/* The first chunk a thread still needs: the one its cursor is decoding, or the next. */
-static size_t first_needed(const struct rthread *t)
+/* The first chunk a thread still needs: that of its current record, of the oldest
+ * record decoded ahead, the one its cursor is decoding, or the next. */
+size_t first_needed(const struct rthread *t)
 {
     const struct cursor *c = &t->c;
-    return c->p != c->end ? c->ci - 1 : c->ci;
+    size_t k = t->dropped + (c->p != c->end ? c->ci - 1 : c->ci);
+    if (c->rn && c->ring[c->rh].chunk < k)
+        k = c->ring[c->rh].chunk;
+    if (t->state == 1 && c->r_chunk < k)
+        k = c->r_chunk;
+    return k - t->dropped;
+}
+
+size_t first_needed_byte(const struct rawfile *f)
+{
+    size_t low = f->off;
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        const struct rthread *t = f->thr[i];
+        size_t k = t ? first_needed(t) : 0;
+        if (t && k < t->n) {
+            size_t o = file_off(f, t->chunks[k].words) - sizeof(struct hl_raw_chunk);
+            if (o < low)
+                low = o;
+        }
+    }
+    return low;
 }
 
 /* A lower bound of the TSC of every record t has not written yet (UINT64_MAX: none). */
@@ -1086,7 +1043,6 @@ static int remap(struct rawfile *f, size_t base)
 static void release(struct section *s)
 {
     struct rawfile *f = s->f;
-    size_t low = f->off;
     uint64_t low_tsc = UINT64_MAX;
     for (uint32_t i = 0; i < f->nthr; i++) {
         struct rthread *t = f->thr[i];
@@ -1097,12 +1053,7 @@ static void release(struct section *s)
             memmove(t->chunks, t->chunks + k, (t->n - k) * sizeof *t->chunks);
             t->n -= k;
             t->c.ci -= k;
-            k = 0;
-        }
-        if (k < t->n) {
-            size_t o = file_off(f, t->chunks[k].words) - sizeof(struct hl_raw_chunk);
-            if (o < low)
-                low = o;
+            t->dropped += k;
         }
         uint64_t lt = pending_tsc(t);
         if (lt < low_tsc)
@@ -1123,7 +1074,7 @@ static void release(struct section *s)
         s->lo_tsc = s->hi_tsc = 0; /* look the bracket up again */
     }
     long pg = sysconf(_SC_PAGESIZE);
-    size_t upto = low & ~(size_t)(pg - 1);
+    size_t upto = first_needed_byte(f) & ~(size_t)(pg - 1);
     if (upto >= f->released + RELEASE_STEP) {
         madvise((void *)(f->map + (f->released - f->map_off)), upto - f->released, MADV_DONTNEED);
         int fd = open(f->path, O_RDONLY | O_CLOEXEC);
@@ -1221,13 +1172,12 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
         struct hl_writer *w = hl_writer_open(part, err);
         if (w)
             hl_writer_trust(w); /* the address map hands out every slot (step) */
-        struct section *s = w ? section_begin(next, w, err) : NULL;
+        struct section *s = w ? section_begin(fz, next, w, err) : NULL;
         if (!s) {
             hl_writer_abort(w);
             free(part);
             return -1;
         }
-        s->reserve = fz->reserve;
         next->part = part;
         fz->live[fz->nlive++] = s;
     }
@@ -1268,7 +1218,10 @@ static void free_files(struct hl_finaliser *fz)
     for (size_t i = 0; i < fz->n; i++) {
         struct rawfile *f = fz->fs[i];
         file_release(f);
-        if (f->part)
+        /* A part stays with a checkpoint: the raw file may have holes below it. */
+        char ck[4200];
+        snprintf(ck, sizeof ck, "%s.ckpt", f->path);
+        if (f->part && access(ck, F_OK) != 0)
             unlink(f->part);
         free(f->part);
         free(f->path);
@@ -1297,8 +1250,64 @@ static int cmp_start(const void *a, const void *b)
     return starts_before(x, y) ? -1 : starts_before(y, x);
 }
 
-/* Every process has stopped writing: end the begun sections, then write the trace:
- * every section in start order, from its part or from its raw file. */
+/* Write f's section whole into its part file PATH.part (f->part), after the program
+ * has stopped writing f: from the start of f, or going on from its checkpoint where
+ * heaplab stopped before (checkpoint.c), or taking a part finished before as it is. */
+static int finish_section(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
+{
+    char *part;
+    if (asprintf(&part, "%s.part", f->path) < 0)
+        return fail(err, "out of memory");
+    f->part = part;
+    if (access(part, F_OK) == 0) { /* finished before heaplab stopped: count it */
+        struct hl_reader *r = hl_reader_open(part, err);
+        struct hl_process p;
+        int k;
+        while (r && (k = hl_reader_next_process(r, &p, err)) == 1) {
+            fz->st.processes++;
+            fz->st.threads += p.nthreads;
+            fz->st.events += p.nevents;
+        }
+        hl_reader_close(r);
+        return r && k == 0 ? 0 : -1;
+    }
+    int m = map_file(f, 1, fz->reserve, err);
+    struct section *s = m > 0 ? section_new(fz, f, err) : NULL;
+    if (!s)
+        return -1;
+    struct hl_writer_state ws;
+    int r = checkpoint_load(f, &ws, &s, err);
+    struct hl_writer *w = NULL;
+    if (r > 0) {
+        w = hl_writer_resume(part, &ws, err);
+    } else if (r == 0) {
+        w = hl_writer_open(part, err);
+        if (w) {
+            hl_writer_trust(w);
+            struct section *b = section_begin(fz, f, w, err);
+            section_free(s);
+            s = b;
+        }
+    }
+    if (!w || !s) {
+        if (w)
+            hl_writer_stop(w);
+        section_free(s);
+        return -1;
+    }
+    s->w = w;
+    f->started = 1;
+    if (section_step(fz, s, 1, err) != 0) {
+        if (f->map) /* section_step frees s once it ends */
+            section_free(s);
+        hl_writer_stop(w);
+        return -1;
+    }
+    return hl_writer_close(w, err);
+}
+
+/* Every process has stopped writing: end the begun sections, write the others into
+ * parts of their own, then the trace: every part in start order. */
 static int finish(struct hl_finaliser *fz, struct hl_err *err)
 {
     if (read_headers(fz, 1, err) != 0)
@@ -1326,24 +1335,14 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
                     fz->dir);
     }
     qsort(order, n, sizeof *order, cmp_start);
-    struct hl_writer *w = hl_writer_open(fz->out, err);
-    if (w)
-        hl_writer_trust(w);
-    int rc = w ? 0 : -1;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        struct rawfile *f = order[i];
-        if (f->part) {
-            rc = hl_writer_append(w, f->part, err);
-            continue;
-        }
-        int m = map_file(f, 1, fz->reserve, err);
-        struct section *s = m > 0 ? section_begin(f, w, err) : NULL;
-        if (s)
-            s->reserve = fz->reserve;
-        rc = s ? section_step(fz, s, 1, err) : -1;
-        if (rc != 0 && s && f->map) /* section_step frees s once it ends */
-            section_free(s);
-    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (!order[i]->part)
+            rc = finish_section(fz, order[i], err);
+    struct hl_writer *w = rc == 0 ? hl_writer_open(fz->out, err) : NULL;
+    rc = w ? 0 : -1;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = hl_writer_append(w, order[i]->part, err);
     free(order);
     if (rc != 0) {
         hl_writer_abort(w);

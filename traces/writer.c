@@ -71,6 +71,8 @@ struct hl_writer {
     ZSTD_CCtx *cctx;
 };
 
+static void chunk_reset(struct hl_writer *w);
+
 /* The columns that have a mode-1 alternative. */
 static int has_alt(int c)
 {
@@ -117,7 +119,10 @@ static int write_block(struct hl_writer *w, uint32_t tag, const uint8_t *payload
     return write_bytes(w, payload, stored, err);
 }
 
-struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
+/* A writer on PATH.tmp opened with fopen mode `mode` ("wb": a new trace, whose file
+ * header is written; "r+b": an existing one, to go on from a checkpoint). */
+static struct hl_writer *hl_writer_open_file(const char *path, const char *mode,
+                                             struct hl_err *err)
 {
     struct hl_writer *w = calloc(1, sizeof *w);
     if (!w) {
@@ -143,12 +148,21 @@ struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, HL_ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_minMatch, HL_ZSTD_MIN_MATCH);
     sprintf(w->tmp, "%s.tmp", path);
-    w->f = fopen(w->tmp, "wb");
+    w->f = fopen(w->tmp, mode);
     if (!w->f) {
-        snprintf(err->msg, sizeof err->msg, "%s: cannot create: %s", w->tmp, strerror(errno));
+        snprintf(err->msg, sizeof err->msg, "%s: cannot %s: %s", w->tmp,
+                 mode[0] == 'w' ? "create" : "open", strerror(errno));
         hl_writer_abort(w);
         return NULL;
     }
+    return w;
+}
+
+struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
+{
+    struct hl_writer *w = hl_writer_open_file(path, "wb", err);
+    if (!w)
+        return NULL;
     uint8_t h[HL_FILE_HEADER_BYTES] = {0};
     memcpy(h, HL_FORMAT_MAGIC, 8);
     hl_put_le32(h + 8, HL_FORMAT_VERSION);
@@ -195,6 +209,52 @@ int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
     if (bad)
         return fail(w, err, "%s: read failed", path);
     return 0;
+}
+
+int hl_writer_at_boundary(const struct hl_writer *w)
+{
+    return w->in_section && w->chunk_n == 0 && !w->failed;
+}
+
+int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct hl_err *err)
+{
+    if (!hl_writer_at_boundary(w))
+        return fail(w, err, "no checkpoint inside a chunk");
+    if (fflush(w->f) != 0) {
+        w->failed = 1;
+        return fail(w, err, "write failed: %s", strerror(errno));
+    }
+    st->bytes = w->bytes;
+    st->nevents = w->nevents;
+    st->next_slot = w->next_slot;
+    st->prev_time = w->prev_time;
+    st->pid = w->pid;
+    st->nthreads = w->nthreads;
+    return 0;
+}
+
+struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_state *st,
+                                   struct hl_err *err)
+{
+    struct hl_writer *w = hl_writer_open_file(path, "r+b", err);
+    if (!w)
+        return NULL;
+    if (fseeko(w->f, (off_t)st->bytes, SEEK_SET) != 0 || ftruncate(fileno(w->f), (off_t)st->bytes) != 0) {
+        fail(w, err, "cannot go back to byte %llu of %s: %s", (unsigned long long)st->bytes,
+             w->tmp, strerror(errno));
+        hl_writer_stop(w);
+        return NULL;
+    }
+    w->bytes = st->bytes;
+    w->trusted = 1;
+    w->in_section = 1;
+    w->pid = st->pid;
+    w->nevents = st->nevents;
+    w->next_slot = st->next_slot;
+    w->nthreads = st->nthreads;
+    w->prev_time = st->prev_time;
+    chunk_reset(w);
+    return w;
 }
 
 void hl_writer_trust(struct hl_writer *w)
@@ -567,6 +627,14 @@ int hl_writer_close(struct hl_writer *w, struct hl_err *err)
         unlink(w->tmp);
     writer_free(w);
     return rc;
+}
+
+void hl_writer_stop(struct hl_writer *w)
+{
+    if (w->f)
+        fclose(w->f);
+    w->f = NULL;
+    writer_free(w);
 }
 
 void hl_writer_abort(struct hl_writer *w)
