@@ -724,13 +724,18 @@ struct hl_finaliser {
     hl_finalise_progress_fn *progress;
     void *progress_ctx;
     uint64_t raw_done;      /* raw bytes read so far */
+    uint64_t fail_after;    /* tests: fail once this many bytes are read (0: never) */
 };
 
-static void progress(struct hl_finaliser *fz, uint64_t bytes)
+static int progress(struct hl_finaliser *fz, uint64_t bytes, struct hl_err *err)
 {
     fz->raw_done += bytes;
-    if (fz->progress && bytes)
-        fz->progress(fz->progress_ctx, fz->raw_done);
+    if (fz->fail_after && fz->raw_done >= fz->fail_after)
+        return fail(err, "stopped after %llu bytes of capture (%s)",
+                    (unsigned long long)fz->raw_done, ENV_FAIL_AFTER);
+    if (fz->progress && bytes && fz->progress(fz->progress_ctx, fz->raw_done) != 0)
+        return fail(err, "interrupted");
+    return 0;
 }
 
 struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct hl_err *err)
@@ -751,6 +756,9 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
     }
     fz->reserve = TAIL_RESERVE;
     fz->ckpt_every = CKPT_EVERY;
+    const char *fa = getenv(ENV_FAIL_AFTER);
+    if (fa && *fa)
+        fz->fail_after = strtoull(fa, NULL, 10);
     const char *ce = getenv(ENV_CKPT_EVERY);
     if (ce && *ce)
         fz->ckpt_every = (size_t)strtoull(ce, NULL, 10);
@@ -1104,7 +1112,8 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
         if (merge(s, f->horizon, &fz->st, err) != 0)
             return -1;
         release(s);
-        progress(fz, f->off - before);
+        if (progress(fz, f->off - before, err) != 0)
+            return -1;
     } while (more);
     if (!over)
         return 0;
@@ -1221,8 +1230,11 @@ static void free_files(struct hl_finaliser *fz)
         /* A part stays with a checkpoint: the raw file may have holes below it. */
         char ck[4200];
         snprintf(ck, sizeof ck, "%s.ckpt", f->path);
-        if (f->part && access(ck, F_OK) != 0)
+        if (f->part && access(ck, F_OK) != 0) {
+            snprintf(ck, sizeof ck, "%s.tmp", f->part);
             unlink(f->part);
+            unlink(ck);
+        }
         free(f->part);
         free(f->path);
         free(f);
@@ -1234,8 +1246,9 @@ void hl_finaliser_abort(struct hl_finaliser *fz)
 {
     if (!fz)
         return;
+    /* Parts stay as they stand: a checkpoint may need them (free_files). */
     for (unsigned i = 0; i < fz->nlive; i++) {
-        hl_writer_abort(fz->live[i]->w);
+        hl_writer_stop(fz->live[i]->w);
         section_free(fz->live[i]);
     }
     free_files(fz);

@@ -164,6 +164,8 @@ struct section {
 #define CKPT_EVERY ((size_t)256 << 20)
 /* For tests only: checkpoint every this many bytes instead. */
 #define ENV_CKPT_EVERY "HEAPLAB_TEST_CHECKPOINT_EVERY"
+/* For tests only: fail, as a full disk would, once this many bytes are read. */
+#define ENV_FAIL_AFTER "HEAPLAB_TEST_FINALISE_FAIL_AFTER"
 
 int fz_fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The file offset of a pointer into f's map. */
