@@ -159,6 +159,11 @@ static int save(struct section *s, size_t low, struct hl_err *err)
 int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err)
 {
     struct rawfile *f = s->f;
+    /* Each checkpoint writes the live address map: keep that a small part of the
+     * capture read between two. */
+    size_t map_bytes = hl_slotmap_count(s->map) * 16;
+    if (every < 4 * map_bytes)
+        every = 4 * map_bytes;
     if (f->off - s->ckpt_off < every || !hl_writer_at_boundary(s->w))
         return 0;
     s->ckpt_off = f->off;
