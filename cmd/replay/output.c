@@ -127,20 +127,6 @@ void hl_rp_machine(struct hl_rp_meta *m)
 
 /* ---- CSV ---- */
 
-static void csv_str(FILE *f, const char *s)
-{
-    if (!strpbrk(s, ",\"\n\r")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
 
 
 static void put_value(FILE *f, const struct fld *x, int json);
@@ -192,7 +178,7 @@ static void put_value(FILE *f, const struct fld *x, int json)
             fputs("null", f);
         break;
     case F_STR:
-        (json ? json_str : csv_str)(f, x->s);
+        (json ? json_str : hl_csv_str)(f, x->s);
         break;
     case F_U64:
         fprintf(f, "%llu", (unsigned long long)x->u);
@@ -300,9 +286,9 @@ void hl_rp_write_timeline(FILE *f, const struct hl_rp_cell *c, int n)
     for (int k = 0; k < n; k++)
         for (uint64_t i = 0; i < c[k].ntl; i++) {
             const struct hl_rp_tlsample *s = &c[k].tl[i];
-            csv_str(f, c[k].row->name);
+            hl_csv_str(f, c[k].row->name);
             fputc(',', f);
-            csv_str(f, c[k].alloc->name);
+            hl_csv_str(f, c[k].alloc->name);
             fprintf(f, ",%d,%llu,%llu,%llu,%llu\n", c[k].med_run,
                     (unsigned long long)s->op_index, (unsigned long long)s->time_ns,
                     (unsigned long long)s->live_bytes, (unsigned long long)s->rss_bytes);
