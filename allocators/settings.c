@@ -144,7 +144,7 @@ static const struct family {
     [FAM_JEMALLOC] = {"jemalloc", "libjemalloc", "MALLOC_CONF=KEY:VALUE,... (names and defaults "
                                                  "from jemalloc's stats_print)"},
     [FAM_MIMALLOC] = {"mimalloc", "libmimalloc", "MIMALLOC_KEY=VALUE (names and defaults "
-                                                 "from MIMALLOC_VERBOSE=1, which sets verbose)"},
+                                                 "from MIMALLOC_VERBOSE=1)"},
     [FAM_TCMALLOC] = {"tcmalloc", "libtcmalloc", "TCMALLOC_KEY=VALUE (gperftools' documented names; it cannot list them)"},
     [FAM_HEAPLAB] = {"heaplab", "libheaplab-", "HEAPLAB_KEY=VALUE (allocators/heaplab/options.h)"},
 };
@@ -285,6 +285,38 @@ static void trim(char *s)
         s[--l] = 0;
 }
 
+/* What a library lists when asked with var: one "NAME ... VALUE" line per option, read
+ * with fmt (two %95 conversions); a "(...)" after the value is dropped, repeats and the
+ * option that made it list are skipped. */
+static int library_settings(const struct hl_alloc *a, const char *var, const char *fmt,
+                            struct known *k)
+{
+    static char buf[1 << 16];
+    const char *v[] = {var};
+    if (ask_library(a->path, v, 1, buf, sizeof buf) != 0)
+        return 0;
+    int n = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(buf, "\n", &save); l && n < MAXKNOWN; l = strtok_r(NULL, "\n", &save)) {
+        char name[96], def[96];
+        if (sscanf(l, fmt, name, def) != 2)
+            continue;
+        char *paren = strstr(def, " (");
+        if (paren)
+            *paren = 0;
+        trim(def);
+        int dup = strcasestr(var, name) != NULL;
+        for (int i = 0; i < n; i++)
+            dup |= strcmp(k[i].name, name) == 0;
+        if (dup)
+            continue;
+        snprintf(k[n].name, sizeof k[n].name, "%s", name);
+        snprintf(k[n].def, sizeof k[n].def, "%s", def);
+        n++;
+    }
+    return n;
+}
+
 /* Fill k[] with what family f of allocator a accepts.  Returns the count, or -1. */
 static int known_settings(const struct hl_alloc *a, enum fam f, struct known *k, char *why,
                           size_t whylen)
@@ -321,45 +353,14 @@ static int known_settings(const struct hl_alloc *a, enum fam f, struct known *k,
         }
         break;
     }
-    case FAM_JEMALLOC: {
-        const char *v[] = {"MALLOC_CONF=stats_print:true"};
-        if (ask_library(a->path, v, 1, buf, sizeof buf) != 0)
-            break;
+    case FAM_JEMALLOC:
         /*   opt.dirty_decay_ms: 10000 (arenas.dirty_decay_ms: 10000) */
-        for (char *l = strtok_r(buf, "\n", &save); l && n < MAXKNOWN; l = strtok_r(NULL, "\n", &save)) {
-            char name[96], def[96];
-            if (sscanf(l, " opt.%95[^:]: %95[^\n]", name, def) != 2)
-                continue;
-            char *paren = strstr(def, " (");
-            if (paren)
-                *paren = 0;
-            int dup = 0;
-            for (int i = 0; i < n; i++)
-                dup |= strcmp(k[i].name, name) == 0;
-            if (dup || strcmp(name, "stats_print") == 0)
-                continue;
-            snprintf(k[n].name, sizeof k[n].name, "%s", name);
-            snprintf(k[n].def, sizeof k[n].def, "%s", def);
-            n++;
-        }
+        n = library_settings(a, "MALLOC_CONF=stats_print:true", " opt.%95[^:]: %95[^\n]", k);
         break;
-    }
-    case FAM_MIMALLOC: {
-        const char *v[] = {"MIMALLOC_VERBOSE=1"};
-        if (ask_library(a->path, v, 1, buf, sizeof buf) != 0)
-            break;
+    case FAM_MIMALLOC:
         /* mimalloc: option 'decommit_delay': 25 */
-        for (char *l = strtok_r(buf, "\n", &save); l && n < MAXKNOWN; l = strtok_r(NULL, "\n", &save)) {
-            char name[96], def[96];
-            if (sscanf(l, "mimalloc: option '%95[^']': %95[^\n]", name, def) != 2)
-                continue;
-            trim(def);
-            snprintf(k[n].name, sizeof k[n].name, "%s", name);
-            snprintf(k[n].def, sizeof k[n].def, "%s", def);
-            n++;
-        }
+        n = library_settings(a, "MIMALLOC_VERBOSE=1", "mimalloc: option '%95[^']': %95[^\n]", k);
         break;
-    }
     case FAM_TCMALLOC:
         for (size_t i = 0; i < sizeof tc_table / sizeof tc_table[0]; i++, n++) {
             snprintf(k[n].name, sizeof k[n].name, "%s", tc_table[i].name);
