@@ -10,6 +10,7 @@
 #include "config.h"
 #include "options.h"
 #include "util.h"
+#include "allocators/heaplab/options.h"
 #include "allocators/settings.h"
 #include "replay/output.h"
 #include "replay/shard.h"
@@ -126,9 +127,11 @@ static void read_tunables(char *out, size_t n)
     extern char **environ;
     static const char *const prefixes[] = {
         "GLIBC_TUNABLES=", "MALLOC_", "JE_MALLOC_CONF=", "MIMALLOC_", "TCMALLOC_",
-        /* heaplab's own allocators (allocators/heaplab/options.c) */
-        "HEAPLAB_MMAP_THRESHOLD=", "HEAPLAB_RETAIN=", "HEAPLAB_STATS=", "HEAPLAB_TCACHE=",
-        "HEAPLAB_TRIM_THRESHOLD=", NULL};
+    /* heaplab's own allocators (allocators/heaplab/options.h) */
+#define HL_TUNABLE_VAR(id, env, dflt, help) env "=",
+        HLM_OPTIONS(HL_TUNABLE_VAR)
+#undef HL_TUNABLE_VAR
+        NULL};
     size_t len = 0;
     out[0] = 0;
     for (char **e = environ; *e; e++)
