@@ -253,7 +253,8 @@ int cmd_replay(int argc, char **argv)
     struct hl_rp_shard shard = {1, 1};
     struct hl_option opts[] = {
         HL_OPT_LIST('a', "allocators", &alist, "LIST",
-                    "allocators to compare, comma-separated: NAME or NAME=/path/lib.so"),
+                    "allocators to compare, comma-separated: NAME, NAME=/path/lib.so, "
+                    "either with :KEY=VALUE,... settings"),
         HL_OPT_INT('n', "runs", &runs, "RUNS", "runs per allocator (default 3)"),
         HL_OPT_STRING(0, "threads", &threads, "MODE",
                       "recorded (one thread per recorded thread, default) or serial"),

@@ -43,7 +43,9 @@
     X(CORES, "cores", 1) X(LIBC, "libc", 0)                                            \
     /* Not in the CSV schema: from the JSON's time_split.allocator_ns (the time inside \
      * the allocator's calls, without touching memory or the harness). */             \
-    X(ALLOC_TIME_NS, "alloc_time_ns", 1)
+    X(ALLOC_TIME_NS, "alloc_time_ns", 1)                                               \
+    /* Not in the CSV schema either: the JSON's recorded_threads (threads of the trace). */ \
+    X(RECORDED_THREADS, "recorded_threads", 1)
 
 enum hl_col {
 #define HL_RES_ENUM(id, name, numeric) HL_RES_##id,

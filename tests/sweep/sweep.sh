@@ -169,6 +169,16 @@ ok "diff of a result set with itself passes the gate" "$H" diff "$T/base.json" "
 fails_with_one_line "diff fails on heaplab's planted 10% instructions regression" \
     "$H" diff "$T/base.json" "$T/worse.json" --fail-on 'heaplab:instructions>5%'
 check "... and prints the cell as worse, FAIL" 'grep -Eq "large +heaplab +instructions .*1\.100 +worse +FAIL" "$T/.stdout"'
+python3 - "$T/worse.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["results"]:
+    r["recorded_threads"] = 2 if r["trace"].endswith("large.hlt") else 1
+json.dump(d, open(sys.argv[1].replace("worse", "worse-threads"), "w"))
+PY
+ok "the same counts on a cell of several replay threads are not gated" \
+    "$H" diff "$T/base.json" "$T/worse-threads.json" --fail-on 'heaplab:instructions>5%'
+check "... but printed as such" 'grep -Eq "large +heaplab +instructions .*worse +\(threads: not gated\)" "$T/.out"'
 ok "a regression below the threshold passes" "$H" diff "$T/base.json" "$T/worse.json" --fail-on 'heaplab:instructions>15%'
 ok "a regression of another allocator passes heaplab's gate" "$H" diff "$T/base.json" "$T/worse.json" \
     --fail-on 'jemalloc:instructions>1%'
