@@ -21,7 +21,7 @@ const double hl_an_growth_bounds[HL_AN_GROWTH_BUCKETS] = {1.25, 1.5, 2.0, 4.0, 1
 /* ---- live blocks: slot -> where and when it was made ---- */
 
 struct live {
-    uint32_t slot; /* HL_NO_SLOT marks an empty cell */
+    uint64_t slot; /* HL_NO_SLOT marks an empty cell */
     uint32_t thread;
     uint64_t size, idx, time;
 };
@@ -31,10 +31,10 @@ struct livemap {
     size_t mask, n;
 };
 
-static inline size_t slot_hash(uint32_t slot, size_t mask)
+static inline size_t slot_hash(uint64_t slot, size_t mask)
 {
     /* Fibonacci hashing: slots are dense and increasing, this spreads them evenly. */
-    return (size_t)(((uint64_t)slot * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    return (size_t)((slot * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 }
 
 static int livemap_init(struct livemap *m, size_t cap)
@@ -83,7 +83,7 @@ static int livemap_insert(struct livemap *m, const struct live *l, struct live *
 }
 
 /* Remove slot, copying its record to *out.  Returns 1 if it was live. */
-static int livemap_take(struct livemap *m, uint32_t slot, struct live *out)
+static int livemap_take(struct livemap *m, uint64_t slot, struct live *out)
 {
     size_t i = slot_hash(slot, m->mask);
     for (;;) {

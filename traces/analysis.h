@@ -54,7 +54,7 @@ struct hl_an_thread {
     uint64_t allocs, frees, bytes, failed;
     uint64_t cross_frees; /* frees/reallocs by this thread of blocks other threads made */
     uint64_t temporary;
-    uint32_t last_alloc; /* slot of this thread's latest allocation, HL_NO_SLOT if none
+    uint64_t last_alloc; /* slot of this thread's latest allocation, HL_NO_SLOT if none
                             or already freed (for the temporary rule) */
 };
 

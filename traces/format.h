@@ -1,5 +1,5 @@
 /*
- * format.h: the on-disk layout of a finalised heaplab trace (.hlt), version 2.
+ * format.h: the on-disk layout of a finalised heaplab trace (.hlt), version 3.
  *
  * This header is the specification: a reader can be written from it alone.  Only the
  * trace library (traces/writer.c, traces/reader.c) includes it; everything else goes
@@ -11,9 +11,11 @@
  *
  *   file header:
  *     0   8  magic        "HLTRACE\0"
- *     8   4  version      2 (HL_FORMAT_VERSION); a reader also reads version 1, which
- *                         differs only in the CHNK payload (no modes: always 0),
- *                         and refuses any other version
+ *     8   4  version      3 (HL_FORMAT_VERSION); a reader also reads versions 1 and
+ *                         2: version 2 differs only in the PROC payload (no flags,
+ *                         no first slot: both 0), version 1 also in the CHNK payload
+ *                         (no modes: always 0).  Any other version is refused.
+ *                         Version 3 made slot ids 64-bit (they were below 2^32).
  *     12  4  reserved     0
  *
  * SECTION  (one process)
@@ -36,17 +38,21 @@
  *   Limits a reader enforces (a block beyond them is corrupt): a CHNK's stored at most
  *   HL_BLOCK_MAX_BYTES and raw at most HL_CHUNK_MAX_RAW; PROC and ENDS payloads at most
  *   HL_META_MAX_BYTES; thread
- *   indices below HL_MAX_THREADS; slot ids below HL_NO_SLOT (2^32 - 1).
+ *   indices below HL_MAX_THREADS; slot ids below 2^63.
  *   Blocks must come in the order PROC CHNK* ENDS; anything else is corrupt.
  *
  * PROC payload
  *     u32 pid, u32 ppid, u32 page_size, u64 start_realtime_ns,
+ *     (version 3) u32 flags (HL_PROC_* of trace.h; unknown bits are corruption),
+ *     (version 3) u64 first_slot: the slot id of the section's first allocation (0,
+ *                 except in traces written to test the numbering's boundaries),
  *     u16 cmdline length + bytes (no NUL, <= 1023), u16 exe length + bytes (<= 511)
  *
  * ENDS payload
- *     u64 nevents, u64 nslots, u32 nthreads (max thread index + 1, 0 if no events)
- *   nevents must equal the sum of the section's chunk counts, and nslots the slot
- *   count reached by its last chunk; a mismatch is corruption.
+ *     u64 nevents, u64 next_slot, u32 nthreads (max thread index + 1, 0 if no events)
+ *   nevents must equal the sum of the section's chunk counts, and next_slot the slot
+ *   the next allocation would have taken (first_slot + the allocations); a mismatch
+ *   is corruption.
  *
  * CHNK payload
  *     varint first_slot    slot id of the chunk's first allocation (the section's
@@ -126,7 +132,7 @@
 #include <stdint.h>
 
 #define HL_FORMAT_MAGIC "HLTRACE\0"
-#define HL_FORMAT_VERSION 2u
+#define HL_FORMAT_VERSION 3u
 #define HL_FORMAT_MIN_VERSION 1u
 #define HL_FILE_HEADER_BYTES 16u
 #define HL_BLOCK_HEADER_BYTES 24u
@@ -156,10 +162,10 @@ enum {
     HL_COL_OPF, HL_COL_THREAD, HL_COL_SIZE_LO, HL_COL_SIZE_HI, HL_COL_AUX, HL_COL_REF,
     HL_COL_TIME_LO, HL_COL_TIME_HI, HL_NCOLS
 };
-/* Most bytes one event adds to each column (varints of < 2^24, 2^56, 2^64, 2^32, 2^57). */
-#define HL_COL_MAX_BYTES {1, 4, 1, 8, 10, 5, 1, 9}
+/* Most bytes one event adds to each column (varints of < 2^24, 2^56, 2^64, 2^64, 2^57). */
+#define HL_COL_MAX_BYTES {1, 4, 1, 8, 10, 10, 1, 9}
 /* Most decoded bytes a chunk may have (the sum of the above per event). */
-#define HL_CHUNK_MAX_RAW (HL_CHUNK_MAX_EVENTS * 39u)
+#define HL_CHUNK_MAX_RAW (HL_CHUNK_MAX_EVENTS * 44u)
 
 /* CRC-32C of buf, continuing from crc (start with 0). */
 uint32_t hl_crc32c(uint32_t crc, const void *buf, size_t n);

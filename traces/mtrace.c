@@ -16,11 +16,11 @@ struct imp {
     struct hl_writer *w;
     struct hl_slotmap *map;
     struct hl_err *err;
-    uint32_t next_slot;
+    uint64_t next_slot;
     uint64_t time;
     /* a "<" waiting for its ">" */
     int pending;
-    uint32_t pending_slot;
+    uint64_t pending_slot;
     uint8_t pending_flags;
 };
 
@@ -32,9 +32,9 @@ static int emit(struct imp *m, struct hl_event *e)
 
 /* An allocation at addr: returns its slot.  If addr is still live, the log lost that
  * block's free: emit it first. */
-static int alloc_at(struct imp *m, uint64_t addr, uint32_t *slot)
+static int alloc_at(struct imp *m, uint64_t addr, uint64_t *slot)
 {
-    uint32_t prev = hl_slotmap_put(m->map, addr, m->next_slot);
+    uint64_t prev = hl_slotmap_put(m->map, addr, m->next_slot);
     if (prev != HL_NO_SLOT) {
         struct hl_event f = {.slot = prev, .old_slot = HL_NO_SLOT, .op = HL_OP_FREE};
         if (emit(m, &f) < 0)
@@ -148,7 +148,7 @@ static int do_line(struct imp *m, char *s)
         e.size = size;
         e.flags = HL_EV_FAILED;
         /* the block passed in stays live: look it up without removing it */
-        uint32_t s = hl_slotmap_take(m->map, addr);
+        uint64_t s = hl_slotmap_take(m->map, addr);
         if (s != HL_NO_SLOT)
             hl_slotmap_put(m->map, addr, s);
         else

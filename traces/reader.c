@@ -18,6 +18,7 @@
 #include "trace.h"
 #include "codec.h"
 #include "format.h"
+#include "liveset.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,11 +60,11 @@ struct hl_reader {
     /* the current section */
     uint32_t pid;
     uint64_t nevents;
-    uint32_t next_slot;
+    uint64_t next_slot;
     uint32_t nthreads;
     uint64_t last_time;
-    uint8_t *live; /* bitmap of live slots, to refuse double frees */
-    size_t live_bytes;
+    struct hl_liveset live; /* to refuse double frees */
+    int live_ok;
 
     /* the chunk being decoded, a batch at a time */
     uint32_t left;       /* its events not yet decoded */
@@ -71,7 +72,7 @@ struct hl_reader {
     const uint8_t *cp[HL_NCOLS], *ce[HL_NCOLS];
     uint32_t thread;     /* thread of the last event decoded */
     unsigned modes;      /* format.h, HL_MODE_* */
-    uint32_t prev_ref;   /* HL_MODE_REF_PREV's prediction */
+    uint64_t prev_ref;   /* HL_MODE_REF_PREV's prediction */
     int64_t prev_dt;     /* HL_MODE_TIME_DD's prediction */
 
     struct hl_event *ev; /* HL_BATCH events */
@@ -155,8 +156,9 @@ static struct hl_reader *reader_new(const char *name, struct hl_err *err)
         r->name = strdup(name);
         r->ev = malloc(HL_BATCH * sizeof *r->ev);
         r->dctx = ZSTD_createDCtx();
+        r->live_ok = hl_liveset_init(&r->live) == 0;
     }
-    if (!r || !r->name || !r->ev || !r->dctx) {
+    if (!r || !r->name || !r->ev || !r->dctx || !r->live_ok) {
         snprintf(err->msg, sizeof err->msg, "%s: out of memory", name);
         hl_reader_close(r);
         return NULL;
@@ -244,7 +246,8 @@ void hl_reader_close(struct hl_reader *r)
     free(r->name);
     free(r->ev);
     free(r->raw);
-    free(r->live);
+    if (r->live_ok)
+        hl_liveset_destroy(&r->live);
     ZSTD_freeDCtx(r->dctx);
     free(r);
 }
@@ -294,7 +297,7 @@ static void peek_trailer(struct hl_reader *r, struct hl_process *p)
             if (stored != 20 || hl_crc32c(0, h + 24, 20) != hl_get_le32(h + 16))
                 return;
             p->nevents = hl_get_le64(h + 24);
-            p->nslots = hl_get_le64(h + 32);
+            p->nslots = hl_get_le64(h + 32) - p->first_slot;
             p->nthreads = hl_get_le32(h + 40);
             return;
         }
@@ -328,6 +331,16 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
     p->page_size = hl_get_le32(q + 8);
     p->start_realtime_ns = hl_get_le64(q + 12);
     q += 20;
+    if (r->version >= 3) {
+        if (end - q < 12)
+            return fail(r, err, "corrupted process header at byte offset %zu (too short)", b.off);
+        p->flags = hl_get_le32(q);
+        p->first_slot = hl_get_le64(q + 4);
+        q += 12;
+        if (p->flags & ~HL_PROC_KNOWN_FLAGS || p->first_slot > HL_NO_SLOT / 2)
+            return fail(r, err, "corrupted process header at byte offset %zu (bad flags or first "
+                        "slot)", b.off);
+    }
     char *dst[2] = {p->cmdline, p->exe};
     size_t caps[2] = {sizeof p->cmdline, sizeof p->exe};
     for (int i = 0; i < 2; i++) {
@@ -348,11 +361,10 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
     r->left = 0;
     r->pid = p->pid;
     r->nevents = 0;
-    r->next_slot = 0;
+    r->next_slot = p->first_slot;
     r->nthreads = 0;
     r->last_time = 0;
-    if (r->live)
-        memset(r->live, 0, r->live_bytes);
+    hl_liveset_clear(&r->live);
     return 1;
 }
 
@@ -370,20 +382,6 @@ static const uint8_t op_props[16] = {
     [HL_OP_PVALLOC] = 1 | 8,
     [HL_OP_REALLOCARRAY] = 1 | 2 | 4 | 8,
 };
-
-static int live_grow(struct hl_reader *r, uint32_t s)
-{
-    size_t nb = r->live_bytes ? r->live_bytes : 4096;
-    while ((size_t)(s >> 3) >= nb)
-        nb *= 2;
-    uint8_t *nl = realloc(r->live, nb);
-    if (!nl)
-        return -1;
-    memset(nl + r->live_bytes, 0, nb - r->live_bytes);
-    r->live = nl;
-    r->live_bytes = nb;
-    return 0;
-}
 
 static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
 
@@ -460,12 +458,9 @@ static const char *start_chunk(struct hl_reader *r, const struct block *b)
     if (base_time != r->last_time)
         return "chunk does not follow the previous one (time base)";
     uint32_t n = b->nevents;
-    /* At most n allocations: make room in the live bitmap and check the slot limit once,
-     * outside the decode loop. */
-    if ((uint64_t)r->next_slot + n >= HL_NO_SLOT - 1)
+    /* At most n allocations: check the slot limit once, outside the decode loop. */
+    if (r->next_slot + n >= HL_NO_SLOT / 2)
         return "too many slots";
-    if ((size_t)((r->next_slot + n) >> 3) >= r->live_bytes && live_grow(r, r->next_slot + n) < 0)
-        return "out of memory";
     if (!(r->cp[HL_COL_OPF][0] & HL_OPF_THREAD) && r->nthreads == 0)
         r->nthreads = 1; /* thread 0 is seen without a THREAD entry */
     r->thread = 0;
@@ -486,14 +481,14 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
     memcpy(cp, r->cp, sizeof cp);
     memcpy(ce, r->ce, sizeof ce);
     const uint8_t *opf = cp[HL_COL_OPF];
-    uint8_t *live = r->live;
-    uint32_t next = r->next_slot;
+    struct hl_liveset *live = &r->live;
+    uint64_t next = r->next_slot;
     uint64_t t = r->last_time;
     uint32_t thread = r->thread, maxthread = r->nthreads;
     const int ref_prev = !!(r->modes & HL_MODE_REF_PREV);
     const int time_dd = !!(r->modes & HL_MODE_TIME_DD);
     uint64_t prev_dt = (uint64_t)r->prev_dt;
-    uint32_t prev_ref = r->prev_ref;
+    uint64_t prev_ref = r->prev_ref;
     struct hl_event *ev = r->ev;
     for (uint32_t i = 0; i < n; i++) {
         uint8_t b8 = opf[i];
@@ -520,7 +515,7 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
         e->aux = 0;
         if ((props & 2) && hl_get_varint(&cp[HL_COL_AUX], ce[HL_COL_AUX], &e->aux))
             return "bad aux column";
-        uint32_t ref = HL_NO_SLOT;
+        uint64_t ref = HL_NO_SLOT;
         if (props & 4) {
             if ((b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == 0) {
                 if (hl_get_varint(&cp[HL_COL_REF], ce[HL_COL_REF], &v))
@@ -528,17 +523,15 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
                 if (!ref_prev) {
                     if (v >= next)
                         return "bad slot reference";
-                    ref = next - 1 - (uint32_t)v;
+                    ref = next - 1 - v;
                 } else {
-                    int64_t s = (int64_t)prev_ref + hl_unzigzag(v);
-                    if (s < 0 || s >= next)
+                    uint64_t s = prev_ref + (uint64_t)hl_unzigzag(v);
+                    if (s >= next)
                         return "bad slot reference";
-                    ref = prev_ref = (uint32_t)s;
+                    ref = prev_ref = s;
                 }
-                if (!((live[ref >> 3] >> (ref & 7)) & 1))
+                if (!hl_liveset_take(live, ref, !!(b8 & HL_OPF_FAILED)))
                     return "a slot given back twice";
-                if (!(b8 & HL_OPF_FAILED))
-                    live[ref >> 3] &= (uint8_t)~(1u << (ref & 7));
             } else if ((b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
                 return "bad op flags";
             }
@@ -555,7 +548,8 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
             if (b8 & HL_OPF_FAILED) {
                 e->slot = HL_NO_SLOT;
             } else {
-                live[next >> 3] |= (uint8_t)(1u << (next & 7));
+                if (hl_liveset_add(live, next) < 0)
+                    return "out of memory";
                 e->slot = next++;
             }
         }

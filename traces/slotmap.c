@@ -13,7 +13,7 @@
 
 struct cell {
     uint64_t addr;
-    uint32_t slot;
+    uint64_t slot;
 };
 
 struct hl_slotmap {
@@ -84,7 +84,7 @@ static int grow(struct hl_slotmap *m)
     return 0;
 }
 
-uint32_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint32_t slot)
+uint64_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint64_t slot)
 {
     if (addr == 0)
         return HL_NO_SLOT;
@@ -99,7 +99,7 @@ uint32_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint32_t slot)
     size_t i = hash_addr(addr) & m->mask;
     while (m->cells[i].addr) {
         if (m->cells[i].addr == addr) {
-            uint32_t old = m->cells[i].slot;
+            uint64_t old = m->cells[i].slot;
             m->cells[i].slot = slot;
             return old;
         }
@@ -111,7 +111,7 @@ uint32_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint32_t slot)
     return HL_NO_SLOT;
 }
 
-uint32_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr)
+uint64_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr)
 {
     if (addr == 0)
         return HL_NO_SLOT;
@@ -121,7 +121,7 @@ uint32_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr)
             return HL_NO_SLOT;
         i = (i + 1) & m->mask;
     }
-    uint32_t slot = m->cells[i].slot;
+    uint64_t slot = m->cells[i].slot;
     /* Backward-shift deletion: move later members of the probe run into the hole
      * when their home position allows it. */
     size_t hole = i;
@@ -141,4 +141,17 @@ uint32_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr)
 void hl_slotmap_prefetch(const struct hl_slotmap *m, uint64_t addr)
 {
     __builtin_prefetch(&m->cells[hash_addr(addr) & m->mask]);
+}
+
+size_t hl_slotmap_count(const struct hl_slotmap *m)
+{
+    return m->count;
+}
+
+void hl_slotmap_each(const struct hl_slotmap *m, void (*fn)(void *ctx, uint64_t addr, uint64_t slot),
+                     void *ctx)
+{
+    for (size_t i = 0; i <= m->mask; i++)
+        if (m->cells[i].addr)
+            fn(ctx, m->cells[i].addr, m->cells[i].slot);
 }

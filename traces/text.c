@@ -18,19 +18,19 @@
 
 /* ---- export ---- */
 
-static int fmt_ref(char *buf, size_t n, uint32_t slot, int unknown)
+static int fmt_ref(char *buf, size_t n, uint64_t slot, int unknown)
 {
     if (unknown)
         return snprintf(buf, n, "?");
     if (slot == HL_NO_SLOT)
         return snprintf(buf, n, "NULL");
-    return snprintf(buf, n, "#%" PRIu32, slot);
+    return snprintf(buf, n, "#%" PRIu64, slot);
 }
 
 int hl_text_format_event(char *buf, size_t n, const struct hl_event *e)
 {
     const char *name = hl_op_name(e->op);
-    char ref[16], args[80], res[16];
+    char ref[32], args[96], res[32];
     int unknown = !!(e->flags & HL_EV_UNKNOWN);
     if (!name)
         return snprintf(buf, n, "%" PRIu64 " t%" PRIu32 " op%d", e->time_ns, e->thread, e->op);
@@ -62,7 +62,7 @@ int hl_text_format_event(char *buf, size_t n, const struct hl_event *e)
     if (e->flags & HL_EV_FAILED)
         snprintf(res, sizeof res, "FAILED");
     else
-        snprintf(res, sizeof res, "#%" PRIu32, e->slot);
+        snprintf(res, sizeof res, "#%" PRIu64, e->slot);
     return snprintf(buf, n, "%" PRIu64 " t%" PRIu32 " %s %s -> %s", e->time_ns, e->thread, name,
                     args, res);
 }
@@ -97,10 +97,17 @@ int hl_text_format_process(char *buf, size_t n, const struct hl_process *p)
     char exe[4 * sizeof p->exe + 3], cmd[4 * sizeof p->cmdline + 3];
     quote(exe, p->exe);
     quote(cmd, p->cmdline);
+    /* flags and first_slot only where they are not 0, as most sections have them. */
+    char extra[64] = "";
+    if (p->flags)
+        snprintf(extra, sizeof extra, " flags=%" PRIu32, p->flags);
+    if (p->first_slot)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " first_slot=%" PRIu64,
+                 p->first_slot);
     return snprintf(buf, n,
                     "process pid=%" PRIu32 " ppid=%" PRIu32 " page_size=%" PRIu32
-                    " start_ns=%" PRIu64 " exe=%s cmdline=%s",
-                    p->pid, p->ppid, p->page_size, p->start_realtime_ns, exe, cmd);
+                    " start_ns=%" PRIu64 "%s exe=%s cmdline=%s",
+                    p->pid, p->ppid, p->page_size, p->start_realtime_ns, extra, exe, cmd);
 }
 
 int hl_text_export(const char *in, FILE *out, const char *outname, struct hl_err *err)
@@ -147,7 +154,7 @@ struct parser {
     unsigned long line;
     struct hl_writer *w;
     int in_process;
-    uint32_t next_slot;
+    uint64_t next_slot;
     struct hl_err *err;
 };
 
@@ -272,10 +279,11 @@ static int parse_string(struct parser *ps, const char *key, const char *s, char 
 
 static int begin_process(struct parser *ps, const struct hl_process *p)
 {
+    hl_writer_set_first_slot(ps->w, p->first_slot);
     if (hl_writer_begin_process(ps->w, p, ps->err) < 0)
         return -1;
     ps->in_process = 1;
-    ps->next_slot = 0;
+    ps->next_slot = p->first_slot;
     return 0;
 }
 
@@ -299,6 +307,10 @@ static int parse_process(struct parser *ps, char **words, int n)
             bad = parse_u32(v, &p.page_size);
         else if (strcmp(k, "start_ns") == 0)
             bad = parse_u64(v, &p.start_realtime_ns);
+        else if (strcmp(k, "flags") == 0)
+            bad = parse_u32(v, &p.flags) || (p.flags & ~HL_PROC_KNOWN_FLAGS);
+        else if (strcmp(k, "first_slot") == 0)
+            bad = parse_u64(v, &p.first_slot) || p.first_slot > HL_NO_SLOT / 2;
         else if (strcmp(k, "exe") == 0)
             bad = parse_string(ps, k, v, p.exe, sizeof p.exe) ? -2 : 0;
         else if (strcmp(k, "cmdline") == 0)
@@ -314,7 +326,7 @@ static int parse_process(struct parser *ps, char **words, int n)
 }
 
 /* A block given back: #N, NULL or ?. */
-static int parse_ref(struct parser *ps, const char *s, struct hl_event *e, uint32_t *ref)
+static int parse_ref(struct parser *ps, const char *s, struct hl_event *e, uint64_t *ref)
 {
     if (strcmp(s, "?") == 0) {
         e->flags |= HL_EV_UNKNOWN;
@@ -325,10 +337,10 @@ static int parse_ref(struct parser *ps, const char *s, struct hl_event *e, uint3
         *ref = HL_NO_SLOT;
         return 0;
     }
-    if (s[0] != '#' || parse_u32(s + 1, ref) < 0 || *ref == HL_NO_SLOT)
+    if (s[0] != '#' || parse_u64(s + 1, ref) < 0 || *ref == HL_NO_SLOT)
         return perr(ps, "expected a block (#N, NULL or ?), got '%.40s'", s);
     if (*ref >= ps->next_slot)
-        return perr(ps, "block #%" PRIu32 " is not allocated yet (the next slot is #%" PRIu32 ")",
+        return perr(ps, "block #%" PRIu64 " is not allocated yet (the next slot is #%" PRIu64 ")",
                     *ref, ps->next_slot);
     return 0;
 }
@@ -390,7 +402,7 @@ static int parse_event(struct parser *ps, char **words, int n)
         result = words[i + 1];
     }
 
-    uint32_t ref = HL_NO_SLOT;
+    uint64_t ref = HL_NO_SLOT;
     switch (op) {
     case HL_OP_FREE:
         if (nargs != 1)
@@ -456,11 +468,11 @@ static int parse_event(struct parser *ps, char **words, int n)
         if (result && strcmp(result, "FAILED") == 0) {
             e.flags |= HL_EV_FAILED;
         } else {
-            uint32_t s = ps->next_slot;
-            if (result && (result[0] != '#' || parse_u32(result + 1, &s) < 0))
+            uint64_t s = ps->next_slot;
+            if (result && (result[0] != '#' || parse_u64(result + 1, &s) < 0))
                 return perr(ps, "expected a result (#N or FAILED), got '%.40s'", result);
             if (s != ps->next_slot)
-                return perr(ps, "the result must be the next slot #%" PRIu32 ", got #%" PRIu32,
+                return perr(ps, "the result must be the next slot #%" PRIu64 ", got #%" PRIu64,
                             ps->next_slot, s);
             e.slot = s;
         }

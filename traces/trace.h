@@ -50,7 +50,7 @@ enum hl_op {
 const char *hl_op_name(int op);
 int hl_op_from_name(const char *name);
 
-#define HL_NO_SLOT UINT32_MAX
+#define HL_NO_SLOT UINT64_MAX
 
 /* Event flags. */
 #define HL_EV_FAILED 0x01  /* the call failed: NULL result (posix_memalign: non-zero
@@ -64,9 +64,9 @@ struct hl_event {
     uint64_t time_ns;  /* since the start of the process's recording */
     uint64_t size;     /* bytes asked for; calloc/reallocarray: element size */
     uint64_t aux;      /* calloc/reallocarray: nmemb; aligned ops: alignment; else 0 */
-    uint32_t slot;     /* allocating ops: the new block's slot (HL_NO_SLOT if failed);
+    uint64_t slot;     /* allocating ops: the new block's slot (HL_NO_SLOT if failed);
                           free: the slot freed (HL_NO_SLOT if HL_EV_UNKNOWN) */
-    uint32_t old_slot; /* realloc/reallocarray: the block passed in, HL_NO_SLOT for NULL
+    uint64_t old_slot; /* realloc/reallocarray: the block passed in, HL_NO_SLOT for NULL
                           or unknown; other ops: HL_NO_SLOT */
     uint32_t thread;   /* dense thread index within the process; 0 is the first thread
                           seen (normally the main thread) */
@@ -87,14 +87,24 @@ int hl_op_has_aux(int op);
  * realloc(NULL, ...) without HL_EV_UNKNOWN, and for an unknown pointer with it. */
 int hl_op_takes_block(int op);
 
+/* Process flags. */
+#define HL_PROC_ATTACHED 0x1u /* recording began while the process was running (record
+                                 -p): frees and reallocs of blocks allocated before
+                                 that are HL_EV_UNKNOWN events */
+#define HL_PROC_KNOWN_FLAGS HL_PROC_ATTACHED
+
 struct hl_process {
     uint32_t pid, ppid;
     uint32_t page_size;
     uint32_t nthreads;          /* threads seen in the section */
+    uint32_t flags;             /* HL_PROC_* */
     uint64_t start_realtime_ns; /* CLOCK_REALTIME when recording of this process began */
     uint64_t nevents;           /* events in the section (known from the header's
                                    trailer once read; 0 until then when streaming) */
-    uint64_t nslots;            /* slots allocated in the section */
+    uint64_t first_slot;        /* the section's first slot id: 0, except in traces
+                                   written for tests (hl_writer_set_first_slot) */
+    uint64_t nslots;            /* slots allocated in the section: its slot ids are
+                                   first_slot .. first_slot + nslots - 1 */
     char cmdline[1024];         /* argv joined with single spaces, truncated */
     char exe[512];              /* /proc/self/exe of the process, "" if unknown */
 };
@@ -163,6 +173,29 @@ int hl_writer_close(struct hl_writer *w, struct hl_err *err);
 /* Remove the temporary file and free w without producing a trace. */
 void hl_writer_abort(struct hl_writer *w);
 
+/* Free w and leave PATH.tmp as it stands: a trace cut short, readable up to its last
+ * whole chunk, or a part to go on from a checkpoint (hl_writer_resume). */
+void hl_writer_stop(struct hl_writer *w);
+
+/* Checkpoints: a long-running producer (the record finaliser) can save where its
+ * writer stands and, after being stopped, go on writing from there.  At a chunk
+ * boundary (hl_writer_at_boundary: no event since the last chunk was written) of an
+ * open section, hl_writer_checkpoint flushes the file to the kernel and fills *st;
+ * hl_writer_resume reopens PATH.tmp, cuts it back to st->bytes and goes on with that
+ * section, as the writer stood at the checkpoint (trusted, as hl_writer_trust). */
+struct hl_writer_state {
+    uint64_t bytes;      /* file bytes written */
+    uint64_t nevents;    /* events of the open section */
+    uint64_t next_slot;
+    uint64_t prev_time;
+    uint32_t pid;
+    uint32_t nthreads;
+};
+int hl_writer_at_boundary(const struct hl_writer *w);
+int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct hl_err *err);
+struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_state *st,
+                                   struct hl_err *err);
+
 /* Append the process sections of the trace file PATH (written by hl_writer, closed)
  * as they are, between sections.  Lets a producer write sections side by side into
  * separate files and put them in order at the end. */
@@ -174,6 +207,17 @@ uint64_t hl_writer_bytes(const struct hl_writer *w);
 /* Events per chunk from now on (1..65536, default 65536; tests use small chunks). */
 void hl_writer_set_chunk_events(struct hl_writer *w, uint32_t n);
 
+/* The producer guarantees the slot rule and the fields each op may use by
+ * construction (the record finaliser, whose address map hands out every slot): the
+ * writer stops checking them, which is about a third of its time per event.  An
+ * unknown op is still refused. */
+void hl_writer_trust(struct hl_writer *w);
+
+/* Sections begun from now on number their slots from `slot` instead of 0 (at most
+ * 2^63).  For tests of long traces: numbering just below 2^32 or 2^40 reaches the
+ * boundaries without writing billions of events. */
+void hl_writer_set_first_slot(struct hl_writer *w, uint64_t slot);
+
 /* ---- address -> slot mapping, for producers that see raw addresses ---- */
 
 /* Used by the record finaliser and the mtrace importer: map addresses to the slots
@@ -183,10 +227,14 @@ struct hl_slotmap *hl_slotmap_new(void);
 void hl_slotmap_free(struct hl_slotmap *m);
 /* Record that addr now holds slot.  Returns the previous slot if addr was already
  * live (the producer saw an allocation of a live address), else HL_NO_SLOT. */
-uint32_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint32_t slot);
+uint64_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint64_t slot);
 /* Remove addr and return its slot, or HL_NO_SLOT if not live. */
-uint32_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr);
+uint64_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr);
 /* A hint: addr will soon be put or taken (fetches its cell into the cache ahead). */
 void hl_slotmap_prefetch(const struct hl_slotmap *m, uint64_t addr);
+/* Live addresses, and each of them with its slot (in no particular order). */
+size_t hl_slotmap_count(const struct hl_slotmap *m);
+void hl_slotmap_each(const struct hl_slotmap *m, void (*fn)(void *ctx, uint64_t addr, uint64_t slot),
+                     void *ctx);
 
 #endif

@@ -124,7 +124,10 @@ static void tl_thin(struct hl_plan_builder *b)
     b->ntl = k;
 }
 
-static int slot_usable(struct hl_plan_builder *b, uint32_t s)
+/* The plan's own "no block" (its events carry 32-bit slots). */
+#define NO_SLOT UINT32_MAX
+
+static int slot_usable(struct hl_plan_builder *b, uint64_t s)
 {
     return s != HL_NO_SLOT && s < b->nslots && b->slot_state[s] == SLOT_LIVE;
 }
@@ -150,14 +153,14 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
     uint32_t t = b->serial ? 0 : e->thread;
     int allocates = hl_op_allocates(e->op);
     int has_old = e->op == HL_OP_FREE || e->op == HL_OP_REALLOC || e->op == HL_OP_REALLOCARRAY;
-    uint32_t old = HL_NO_SLOT;
+    uint32_t old = NO_SLOT;
 
     if (allocates && e->slot == HL_NO_SLOT) { /* an allocation without a block */
         b->failed++;
         return 0;
     }
     if (has_old) {
-        uint32_t s = e->op == HL_OP_FREE ? e->slot : e->old_slot;
+        uint64_t s = e->op == HL_OP_FREE ? e->slot : e->old_slot;
         if (s != HL_NO_SLOT && s < b->nslots && b->slot_state[s] == SLOT_SKIPPED) {
             /* the block was never replayed: neither is what gives it back */
             b->slot_state[s] = SLOT_DEAD;
@@ -166,7 +169,7 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
                 return 0;
             }
         } else if (slot_usable(b, s)) {
-            old = s;
+            old = (uint32_t)s;
         } else if (e->op == HL_OP_FREE && s == HL_NO_SLOT && !(e->flags & HL_EV_UNKNOWN)) {
             /* free(NULL): a real call, replayed as one */
         } else if (e->op == HL_OP_FREE || s != HL_NO_SLOT || (e->flags & HL_EV_UNKNOWN)) {
@@ -180,8 +183,8 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
     if (allocates) {
         if (e->slot != b->nslots || b->nslots >= UINT32_MAX - 1) {
             snprintf(err->msg, sizeof err->msg,
-                     "corrupted trace: event %llu allocates slot %u, expected slot %llu",
-                     (unsigned long long)b->events - 1, e->slot,
+                     "corrupted trace: event %llu allocates slot %llu, expected slot %llu",
+                     (unsigned long long)b->events - 1, (unsigned long long)e->slot,
                      (unsigned long long)b->nslots);
             return -1;
         }
@@ -207,7 +210,7 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
             b->slot_state[e->slot] = SLOT_SKIPPED;
             b->slot_bytes[e->slot] = 0;
             b->failed++;
-            if (old != HL_NO_SLOT) { /* the trace says realloc gave the old block back */
+            if (old != NO_SLOT) { /* the trace says realloc gave the old block back */
                 b->slot_state[old] = SLOT_DEAD;
                 b->live -= b->slot_bytes[old];
             }
@@ -218,13 +221,13 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
     uint64_t idx;
     struct hl_rp_ev *r = push(b, t, &idx);
     r->op = e->op == HL_OP_REALLOCARRAY ? HL_OP_REALLOC : e->op;
-    r->slot = HL_NO_SLOT;
-    r->old_slot = HL_NO_SLOT;
+    r->slot = NO_SLOT;
+    r->old_slot = NO_SLOT;
     if (e->op == HL_OP_FREE) {
         r->slot = old;
-        r->size = old == HL_NO_SLOT ? 0 : b->slot_bytes[old];
+        r->size = old == NO_SLOT ? 0 : b->slot_bytes[old];
     } else {
-        r->slot = e->slot;
+        r->slot = (uint32_t)e->slot;
         r->old_slot = old;
         r->size = bytes;
         if (e->op == HL_OP_CALLOC) {
@@ -240,7 +243,7 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
             r->aux = (uint32_t)e->aux;
         }
     }
-    if (old != HL_NO_SLOT) {
+    if (old != NO_SLOT) {
         if (!b->serial && b->slot_thread[old] != t) {
             r->flags |= HL_RF_WAIT;
             b->thr[b->slot_thread[old]].v[b->slot_idx[old]].flags |= HL_RF_PUBLISH;
@@ -399,9 +402,9 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
         /* "No block" (free(NULL), realloc(NULL, n)) becomes the extra slot nslots, which
          * always holds NULL: the loop then never tests for it. */
         for (uint64_t k = 0; k < n; k++) {
-            if (dst[k].slot == HL_NO_SLOT)
+            if (dst[k].slot == NO_SLOT)
                 dst[k].slot = (uint32_t)b->nslots;
-            if (dst[k].op == HL_OP_REALLOC && dst[k].old_slot == HL_NO_SLOT)
+            if (dst[k].op == HL_OP_REALLOC && dst[k].old_slot == NO_SLOT)
                 dst[k].old_slot = (uint32_t)b->nslots;
         }
         eo = align64(eo + n * sizeof(struct hl_rp_ev));

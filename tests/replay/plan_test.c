@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static struct hl_event ev(int thread, int op, uint64_t size, uint32_t slot, uint32_t old)
+static struct hl_event ev(int thread, int op, uint64_t size, uint64_t slot, uint64_t old)
 {
     struct hl_event e;
     memset(&e, 0, sizeof e);
@@ -199,12 +199,12 @@ int main(void)
     int consistent = 1, planned = 0, compact = 1;
     for (int round = 0; round < 20; round++) {
         static struct hl_event r[20000];
-        uint32_t next = 0;
+        uint64_t next = 0;
         for (int i = 0; i < 20000; i++) {
             seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
             int op = (int)(seed % 11);
             int thread = (int)((seed >> 8) % 5);
-            uint32_t victim = next ? (uint32_t)((seed >> 16) % (next + 2)) : N;
+            uint64_t victim = next ? (seed >> 16) % (next + 2) : N;
             if (op == 0)
                 r[i] = ev(thread, HL_OP_FREE, 0, victim, N);
             else if (op == HL_OP_REALLOC || op == HL_OP_REALLOCARRAY)

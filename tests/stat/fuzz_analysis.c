@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t slot_of(uint8_t b)
+static uint64_t slot_of(uint8_t b)
 {
     return b == 255 ? HL_NO_SLOT : b;
 }

@@ -12,7 +12,7 @@
 #define N HL_NO_SLOT
 
 static struct hl_event ev(uint64_t t, uint32_t thr, int op, uint64_t size, uint64_t aux,
-                          uint32_t slot, uint32_t old, int flags)
+                          uint64_t slot, uint64_t old, int flags)
 {
     struct hl_event e = {t, size, aux, slot, old, thr, (uint8_t)op, (uint8_t)flags};
     return e;
@@ -55,7 +55,7 @@ static void test_trend_exact(void)
 static void test_trend_leak(void)
 {
     struct hl_analysis *a = hl_analysis_new();
-    uint32_t slot = 0;
+    uint64_t slot = 0;
     for (int i = 0; i < 1000; i++) {
         uint64_t t = (uint64_t)i * 1000000;
         struct hl_event e = ev(t, 0, HL_OP_MALLOC, 100, 0, slot, N, 0);

@@ -40,7 +40,7 @@ static size_t read_back(struct hl_event **ev)
 
 #define N HL_NO_SLOT
 
-static int is(const struct hl_event *e, int op, uint64_t size, uint32_t slot, uint32_t old, int flags)
+static int is(const struct hl_event *e, int op, uint64_t size, uint64_t slot, uint64_t old, int flags)
 {
     return e->op == op && e->size == size && e->slot == slot && e->old_slot == old &&
            e->flags == flags && e->thread == 0;

@@ -21,8 +21,8 @@
 struct synth {
     uint64_t rng;
     uint64_t time;
-    uint32_t next_slot;
-    uint32_t *live; /* live slots, newest last */
+    uint64_t next_slot;
+    uint64_t *live; /* live slots, newest last */
     size_t nlive, cap;
     uint32_t nthreads, thread;
 };
@@ -96,7 +96,7 @@ static inline void synth_next(struct synth *s, struct hl_event *e)
             idx = s->nlive - 1 - (size_t)((r >> 48) % (s->nlive < 8 ? s->nlive : 8));
         else
             idx = (size_t)((r >> 48) % s->nlive);
-        uint32_t slot = s->live[idx];
+        uint64_t slot = s->live[idx];
         memmove(&s->live[idx], &s->live[idx + 1], (s->nlive - idx - 1) * sizeof *s->live);
         s->nlive--;
         if (k % 10 == 3 && !(s->nlive > 4096)) { /* some reallocs */

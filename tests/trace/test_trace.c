@@ -25,8 +25,8 @@ static const char *path(const char *name)
     return p;
 }
 
-static struct hl_event ev(int op, uint8_t flags, uint64_t size, uint64_t aux, uint32_t slot,
-                          uint32_t old_slot, uint32_t thread, uint64_t t)
+static struct hl_event ev(int op, uint8_t flags, uint64_t size, uint64_t aux, uint64_t slot,
+                          uint64_t old_slot, uint32_t thread, uint64_t t)
 {
     struct hl_event e = {.time_ns = t, .size = size, .aux = aux, .slot = slot,
                          .old_slot = old_slot, .thread = thread, .op = (uint8_t)op,
@@ -521,9 +521,9 @@ static void test_damage(void)
                   strstr(err.msg, "flip.hlt"),
               "a file with the wrong magic is not a heaplab trace");
     memcpy(d2, d, len);
-    d2[8] = 3;
+    d2[8] = 4;
     spit(c, d2, len);
-    TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, "unsupported trace version 3"),
+    TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, "unsupported trace version 4"),
               "a file of another version is refused with its version");
     spit(c, d2, 0);
     TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, "empty"), "an empty file is refused");
@@ -563,7 +563,7 @@ static void test_slotmap(void)
 {
     struct hl_slotmap *m = hl_slotmap_new();
     enum { K = 200000 };
-    uint32_t *ref = malloc(K * sizeof *ref); /* reference: slot of address i*16+4096 */
+    uint64_t *ref = malloc(K * sizeof *ref); /* reference: slot of address i*16+4096 */
     for (int i = 0; i < K; i++)
         ref[i] = HL_NO_SLOT;
     struct synth s;
@@ -592,6 +592,108 @@ static void test_slotmap(void)
     hl_slotmap_free(m);
 }
 
+
+/* Slots past 2^32 and 2^40: a section numbered from just below each boundary (the
+ * writer's test hook) crosses it, and every slot, free and realloc reads back. */
+static void test_slot_boundaries(void)
+{
+    static const uint64_t bases[] = {(1ull << 32) - 100, (1ull << 40) - 100};
+    for (int b = 0; b < 2; b++) {
+        const uint64_t base = bases[b];
+        const char *f = path("boundary.hlt");
+        struct hl_err err;
+        struct hl_writer *w = hl_writer_open(f, &err);
+        struct hl_process p = proc(77, "boundary");
+        hl_writer_set_first_slot(w, base);
+        hl_writer_set_chunk_events(w, 64); /* chunks that start on either side */
+        int ok = hl_writer_begin_process(w, &p, &err) == 0;
+        uint64_t next = base;
+        enum { N_EV = 600 };
+        static struct hl_event want[N_EV];
+        size_t n = 0;
+        /* 200 mallocs, then free every third oldest-first, realloc the newest ones. */
+        for (int i = 0; i < 200; i++)
+            want[n++] = ev(HL_OP_MALLOC, 0, 16 + i, 0, next++, N, 0, i);
+        for (uint64_t s = base; s < base + 200; s += 3) {
+            want[n] = ev(HL_OP_FREE, 0, 0, 0, s, N, 1, n);
+            n++;
+        }
+        for (uint64_t s = base + 199; s > base + 150; s -= 3) {
+            want[n] = ev(HL_OP_REALLOC, 0, 1000, 0, next++, s, 0, n);
+            n++;
+        }
+        for (size_t i = 0; i < n && ok; i++)
+            ok = hl_writer_event(w, &want[i], &err) == 0;
+        /* A free of a slot past the next one, and a double free, are refused. */
+        struct hl_event bad = ev(HL_OP_FREE, 0, 0, 0, next, N, 0, n);
+        ok = ok && hl_writer_event(w, &bad, &err) < 0;
+        bad.slot = base;
+        ok = ok && hl_writer_event(w, &bad, &err) < 0;
+        ok = ok && hl_writer_close(w, &err) == 0;
+        if (!ok)
+            tap_diag("%s", err.msg);
+        struct hl_reader *r = ok ? hl_reader_open(f, &err) : NULL;
+        struct hl_event *got = NULL;
+        size_t ngot = 0;
+        ok = r && hl_reader_next_process(r, &p, &err) == 1 &&
+             hl_reader_read_all(r, &got, &ngot, &err) == 0 && ngot == n;
+        int same = ok;
+        for (size_t i = 0; same && i < n; i++)
+            same = got[i].slot == want[i].slot && got[i].old_slot == want[i].old_slot &&
+                   got[i].op == want[i].op;
+        TAP_CHECK(same && p.first_slot == base && p.nslots == next - base,
+                  "a section numbered from 2^%d - 100 crosses the boundary and reads back",
+                  b ? 40 : 32);
+        free(got);
+        hl_reader_close(r);
+    }
+}
+
+/* The live-slot set stays exact when blocks outlive its window: one block allocated
+ * first and freed after millions of others (swept out of the window, then found in
+ * the old set), and a double free of it still refused by writer and reader. */
+static void test_long_lived(void)
+{
+    const char *f = path("longlived.hlt");
+    struct hl_err err;
+    struct hl_writer *w = hl_writer_open(f, &err);
+    struct hl_process p = proc(78, "longlived");
+    int ok = hl_writer_begin_process(w, &p, &err) == 0;
+    uint64_t next = 0;
+    struct hl_event e = ev(HL_OP_MALLOC, 0, 64, 0, next++, N, 0, 0);
+    ok = ok && hl_writer_event(w, &e, &err) == 0;
+    const uint64_t churn = 3 * (1ull << 22);
+    for (uint64_t i = 0; i < churn && ok; i++) {
+        e = ev(HL_OP_MALLOC, 0, 32, 0, next++, N, 0, 0);
+        ok = hl_writer_event(w, &e, &err) == 0;
+        if (i % 1000 != 0) { /* one in a thousand stays live */
+            e = ev(HL_OP_FREE, 0, 0, 0, next - 1, N, 0, 0);
+            ok = ok && hl_writer_event(w, &e, &err) == 0;
+        }
+    }
+    e = ev(HL_OP_FREE, 0, 0, 0, 0, N, 0, 0);
+    ok = ok && hl_writer_event(w, &e, &err) == 0;
+    TAP_CHECK(ok && hl_writer_event(w, &e, &err) < 0 && strstr(err.msg, "already freed"),
+              "the writer frees a slot older than its window once, and refuses it twice");
+    e = ev(HL_OP_FREE, 0, 0, 0, 1001, N, 0, 0); /* live since the start of the churn */
+    ok = ok && hl_writer_event(w, &e, &err) == 0 && hl_writer_close(w, &err) == 0;
+    struct hl_reader *r = ok ? hl_reader_open(f, &err) : NULL;
+    const struct hl_event *b;
+    ssize_t k;
+    uint64_t frees = 0, events = 0;
+    ok = r && hl_reader_next_process(r, &p, &err) == 1;
+    while (ok && (k = hl_reader_events(r, &b, &err)) > 0) {
+        for (ssize_t i = 0; i < k; i++)
+            frees += b[i].op == HL_OP_FREE;
+        events += (uint64_t)k;
+    }
+    TAP_CHECK(ok && events == churn + 1 + (churn - (churn + 999) / 1000) + 2 &&
+                  p.nslots == churn + 1,
+              "the reader follows slots freed after millions of others (%llu events)",
+              (unsigned long long)events);
+    hl_reader_close(r);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -607,6 +709,8 @@ int main(void)
     test_damage();
     test_hash();
     test_slotmap();
+    test_slot_boundaries();
+    test_long_lived();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

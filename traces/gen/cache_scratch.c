@@ -43,7 +43,7 @@ static void run(struct hl_gen *g, const uint64_t *v)
         if (done[w] >= iters)
             continue;
         for (uint64_t q = hl_gen_range(g, 1, 64); q && done[w] < iters; q--) {
-            uint32_t s = hl_gen_malloc(g, w + 1, size);
+            uint64_t s = hl_gen_malloc(g, w + 1, size);
             hl_gen_work(g, work / active);
             hl_gen_free(g, w + 1, s);
             done[w]++;

@@ -28,14 +28,14 @@ static void run(struct hl_gen *g, const uint64_t *v)
     uint64_t rounds = v[0], nb = v[1], lo = v[2], hi = v[3] < v[2] ? v[2] : v[3], keep = v[4];
     uint64_t nlong = nb / 2, nshort = nb - nlong;
     /* long-lived blocks of the last `keep` rounds, a ring of rounds */
-    uint32_t *longs = malloc((keep + 1) * nlong * sizeof *longs);
+    uint64_t *longs = malloc((keep + 1) * nlong * sizeof *longs);
     uint32_t *shorts = malloc(nshort * sizeof *shorts);
     if (!longs || !shorts)
         abort();
     for (uint64_t r = 0; r < rounds && !hl_gen_failed(g); r++) {
         double f = rounds > 1 ? (double)r / (double)(rounds - 1) : 0.0;
         uint64_t base = (uint64_t)((double)lo * pow((double)hi / (double)lo, f));
-        uint32_t *lr = &longs[(r % (keep + 1)) * nlong];
+        uint64_t *lr = &longs[(r % (keep + 1)) * nlong];
         uint64_t il = 0, is = 0;
         for (uint64_t i = 0; i < nb; i++) {
             /* sizes vary by up to 1/8 around the round's base size */
@@ -48,7 +48,7 @@ static void run(struct hl_gen *g, const uint64_t *v)
         for (uint64_t i = 0; i < is; i++)
             hl_gen_free(g, 0, shorts[i]);
         if (r >= keep) { /* the long-lived blocks of round r - keep die now */
-            uint32_t *old = &longs[((r - keep) % (keep + 1)) * nlong];
+            uint64_t *old = &longs[((r - keep) % (keep + 1)) * nlong];
             for (uint64_t i = 0; i < nlong; i++)
                 hl_gen_free(g, 0, old[i]);
         }

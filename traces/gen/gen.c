@@ -31,7 +31,7 @@ struct hl_gen {
     uint64_t s[4];      /* xoshiro256** state */
     uint64_t now;       /* simulated clock, ns */
     uint32_t running;   /* threads running at once, shares the per-call cost */
-    uint32_t next_slot; /* the slot rule: allocations get 0, 1, 2, ... */
+    uint64_t next_slot; /* the slot rule: allocations get 0, 1, 2, ... */
     uint32_t nthreads;
     uint64_t events, bytes;
 };
@@ -126,8 +126,8 @@ static void emit(struct hl_gen *g, struct hl_event *e)
     g->events++;
 }
 
-static uint32_t emit_alloc(struct hl_gen *g, uint32_t thread, int op, uint64_t size, uint64_t aux,
-                           uint32_t old)
+static uint64_t emit_alloc(struct hl_gen *g, uint32_t thread, int op, uint64_t size, uint64_t aux,
+                           uint64_t old)
 {
     struct hl_event e = {.size = size, .aux = aux, .slot = g->next_slot, .old_slot = old,
                          .thread = thread, .op = (uint8_t)op};
@@ -136,22 +136,22 @@ static uint32_t emit_alloc(struct hl_gen *g, uint32_t thread, int op, uint64_t s
     return g->next_slot++;
 }
 
-uint32_t hl_gen_malloc(struct hl_gen *g, uint32_t thread, uint64_t size)
+uint64_t hl_gen_malloc(struct hl_gen *g, uint32_t thread, uint64_t size)
 {
     return emit_alloc(g, thread, HL_OP_MALLOC, size, 0, HL_NO_SLOT);
 }
 
-uint32_t hl_gen_calloc(struct hl_gen *g, uint32_t thread, uint64_t nmemb, uint64_t size)
+uint64_t hl_gen_calloc(struct hl_gen *g, uint32_t thread, uint64_t nmemb, uint64_t size)
 {
     return emit_alloc(g, thread, HL_OP_CALLOC, size, nmemb, HL_NO_SLOT);
 }
 
-uint32_t hl_gen_realloc(struct hl_gen *g, uint32_t thread, uint32_t slot, uint64_t size)
+uint64_t hl_gen_realloc(struct hl_gen *g, uint32_t thread, uint64_t slot, uint64_t size)
 {
     return emit_alloc(g, thread, HL_OP_REALLOC, size, 0, slot);
 }
 
-void hl_gen_free(struct hl_gen *g, uint32_t thread, uint32_t slot)
+void hl_gen_free(struct hl_gen *g, uint32_t thread, uint64_t slot)
 {
     struct hl_event e = {.slot = slot, .old_slot = HL_NO_SLOT, .thread = thread,
                          .op = HL_OP_FREE};

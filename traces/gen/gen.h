@@ -65,10 +65,10 @@ uint64_t hl_gen_logsize(struct hl_gen *g, uint64_t lo, uint64_t hi);
 int hl_gen_chance(struct hl_gen *g, uint64_t pct);
 
 /* Emit calls.  Allocations return the new block's slot. */
-uint32_t hl_gen_malloc(struct hl_gen *g, uint32_t thread, uint64_t size);
-uint32_t hl_gen_calloc(struct hl_gen *g, uint32_t thread, uint64_t nmemb, uint64_t size);
-uint32_t hl_gen_realloc(struct hl_gen *g, uint32_t thread, uint32_t slot, uint64_t size);
-void hl_gen_free(struct hl_gen *g, uint32_t thread, uint32_t slot);
+uint64_t hl_gen_malloc(struct hl_gen *g, uint32_t thread, uint64_t size);
+uint64_t hl_gen_calloc(struct hl_gen *g, uint32_t thread, uint64_t nmemb, uint64_t size);
+uint64_t hl_gen_realloc(struct hl_gen *g, uint32_t thread, uint64_t slot, uint64_t size);
+void hl_gen_free(struct hl_gen *g, uint32_t thread, uint64_t slot);
 
 /* Time: each call costs tens of nanoseconds, divided among the threads running at once
  * (hl_gen_running); hl_gen_work adds time spent outside the allocator. */

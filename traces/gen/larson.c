@@ -27,7 +27,7 @@ static void run(struct hl_gen *g, const uint64_t *v)
 {
     uint32_t nt = (uint32_t)v[0];
     uint64_t nb = v[1], steps = v[2], round = v[3], lo = v[4], hi = v[5] < v[4] ? v[4] : v[5];
-    uint32_t *slots = malloc(nt * nb * sizeof *slots); /* array a: slots[a*nb .. ] */
+    uint64_t *slots = malloc(nt * nb * sizeof *slots); /* array a: slots[a*nb .. ] */
     uint32_t *array_of = malloc(nt * sizeof *array_of); /* thread -> array it holds */
     uint64_t *done = calloc(nt, sizeof *done);
     if (!slots || !array_of || !done)
@@ -46,7 +46,7 @@ static void run(struct hl_gen *g, const uint64_t *v)
             continue;
         uint64_t q = hl_gen_range(g, 1, 64);
         for (; q && done[t] < steps; q--) {
-            uint32_t *a = &slots[array_of[t] * nb];
+            uint64_t *a = &slots[array_of[t] * nb];
             uint64_t i = hl_gen_range(g, 0, nb - 1);
             hl_gen_free(g, t, a[i]);
             a[i] = hl_gen_malloc(g, t, hl_gen_range(g, lo, hi));

@@ -25,7 +25,7 @@ static const struct hl_gen_param params[] = {
 };
 
 struct blk {
-    uint32_t slot;
+    uint64_t slot;
     uint64_t size;
 };
 
@@ -74,7 +74,7 @@ static void run(struct hl_gen *g, const uint64_t *v)
                     abort();
             }
             uint64_t size = hl_gen_logsize(g, lo, hi);
-            uint32_t s = hl_gen_chance(g, 10) ? hl_gen_calloc(g, 0, 1, size) : hl_gen_malloc(g, 0, size);
+            uint64_t s = hl_gen_chance(g, 10) ? hl_gen_calloc(g, 0, 1, size) : hl_gen_malloc(g, 0, size);
             live[nlive++] = (struct blk){s, size};
             bytes += (double)size;
         } else {

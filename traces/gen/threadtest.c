@@ -27,7 +27,7 @@ static void run(struct hl_gen *g, const uint64_t *v)
 {
     uint32_t nt = (uint32_t)v[0];
     uint64_t iters = v[1], nobj = v[2], size = v[3], work = v[4];
-    uint32_t *slots = malloc(nt * nobj * sizeof *slots);
+    uint64_t *slots = malloc(nt * nobj * sizeof *slots);
     struct thr *th = calloc(nt, sizeof *th);
     if (!slots || !th)
         abort();

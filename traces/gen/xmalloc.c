@@ -24,7 +24,7 @@ static void run(struct hl_gen *g, const uint64_t *v)
 {
     uint32_t np = (uint32_t)v[0], nc = (uint32_t)v[1], nt = np + nc;
     uint64_t total = v[2], cap = v[3], lo = v[4], hi = v[5] < v[4] ? v[4] : v[5];
-    uint32_t *q = malloc(cap * sizeof *q); /* ring buffer of slots */
+    uint64_t *q = malloc(cap * sizeof *q); /* ring buffer of slots */
     if (!q)
         abort();
     uint64_t head = 0, tail = 0, made = 0, freed = 0;
