@@ -25,7 +25,7 @@ products), so that each run does the same work.  The result of a run, the thing 
 across allocators, is its exit status, its standard output and its output files
 (digest() below); standard error is not part of it.
 
-Command line:  python3 scripts/workloads/programs.py list
+Command line:  python3 scripts/workloads/programs.py list | names
                python3 scripts/workloads/programs.py digest NAME [--size S] [--build DIR]
                                                      [--preload LIB]
 `digest` sets the program up in a scratch folder, runs it once (under LIB when given) and
@@ -341,17 +341,17 @@ def project(prog):
 
 
 PROGRAMS = [
-    Program("gcc", "gcc", "C", "real", "processes", {"test": 20, "small": 120, "full": 350}, setup_gcc),
-    Program("g++", "g++", "C++", "real", "processes", {"test": 1, "small": 6, "full": 20}, setup_gxx),
+    Program("gcc", "gcc", "C", "real", "processes", {"test": 5, "small": 40, "full": 250}, setup_gcc),
+    Program("g++", "g++", "C++", "real", "processes", {"test": 0, "small": 2, "full": 10}, setup_gxx),
     Program("python3", "python3", "C", "real", "threads",
-            {"test": 20000, "small": 60000, "full": 150000}, setup_python),
-    Program("perl", "perl", "C", "real", "single", {"test": 30000, "small": 120000, "full": 400000},
+            {"test": 5000, "small": 20000, "full": 100000}, setup_python),
+    Program("perl", "perl", "C", "real", "single", {"test": 10000, "small": 50000, "full": 300000},
             setup_perl),
     Program("sqlite3", "sqlite3", "C", "real", "single", {"test": 5000, "small": 30000, "full": 100000},
             setup_sqlite),
-    Program("xz", "xz-utils", "C", "real", "threads", {"test": 1, "small": 3, "full": 8}, setup_xz),
-    Program("zstd", "zstd", "C", "real", "threads", {"test": 1, "small": 4, "full": 12}, setup_zstd),
-    Program("make", "make", "C", "real", "processes", {"test": 30, "small": 150, "full": 400},
+    Program("xz", "xz-utils", "C", "real", "threads", {"test": 0.25, "small": 2, "full": 8}, setup_xz),
+    Program("zstd", "zstd", "C", "real", "threads", {"test": 0.25, "small": 1, "full": 6}, setup_zstd),
+    Program("make", "make", "C", "real", "processes", {"test": 10, "small": 60, "full": 300},
             setup_make),
     # classic-style allocator benchmarks (scripts/workloads/*.c); THREADS comes first
     Program("bignum", "heaplab", "C", "classic", "single",
@@ -432,8 +432,11 @@ def main(argv):
     def fail(msg):
         print("programs.py: " + msg, file=sys.stderr)
         sys.exit(2)
-    if not argv or argv[0] not in ("list", "digest"):
-        fail("usage: programs.py list | digest NAME [--size S] [--build DIR] [--preload LIB]")
+    if not argv or argv[0] not in ("list", "names", "digest"):
+        fail("usage: programs.py list | names | digest NAME [--size S] [--build DIR] [--preload LIB]")
+    if argv[0] == "names":
+        print(" ".join(p.name for p in PROGRAMS))
+        return
     if argv[0] == "list":
         for p in PROGRAMS:
             print("%-10s %-8s %-12s %-4s %s" % (p.name, p.kind, p.package, p.lang, p.par))
