@@ -41,7 +41,7 @@ static const char *const usage[] = {
     "do not read the clock (glibc); threads waiting on each other add spin loops.",
     "Latency (malloc p50, p99, p99.9, max; in cycles, with rdtsc) is taken on the timed",
     "events, one in 64 and the same ones for every allocator: max is the largest of those,",
-    "not of every call.",
+    "not of every call; the percentiles are exact below 1024 cycles, within 1% above.",
     "Timed runs replay with no contract check: the checks (--check) run in one more",
     "run per allocator, after the timed ones, whose time is never reported; the cell",
     "takes its violations from it.",

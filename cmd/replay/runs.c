@@ -9,6 +9,7 @@
 #include "runs.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static long run_limit(const struct hl_rp_runner *rn, double shortest)
     double s = shortest * HL_RP_TIMEOUT_FACTOR;
     if (s < HL_RP_TIMEOUT_MIN_S)
         s = HL_RP_TIMEOUT_MIN_S;
-    return s > HL_RP_TIMEOUT_CAP_S ? HL_RP_TIMEOUT_CAP_S : (long)s + 1;
+    return s > HL_RP_TIMEOUT_CAP_S ? HL_RP_TIMEOUT_CAP_S : (long)ceil(s);
 }
 
 /* One worker run; on failure the cell's reason goes to na (and one line to stderr).

@@ -3,10 +3,13 @@
  *
  * The worker runs with the allocator under test preloaded, so every byte it allocates
  * itself would disturb what it measures.  It therefore never calls malloc on its own
- * account: the plan is a read-only mapping of the parent's memfd, and the slot table,
- * ready flags, latency samples and timeline live in anonymous mmaps, all touched before
- * the baseline is taken.  The only allocator calls between the baseline and the end of
- * the loop are the replayed ones (and whatever the allocator does for itself).
+ * account: the plan is read a window at a time (pread, between windows, with the clock
+ * paused) into a buffer of constant size, and the slot table, ready flags, latency
+ * samples and histogram, and timeline live in anonymous mmaps, all touched before the
+ * baseline is taken, so the harness's memory is constant and subtracted.  The only
+ * allocator calls between the baseline and the end of the loop are the replayed ones
+ * (and whatever the allocator does for itself).  A plan with one replay thread is
+ * replayed on the main thread alone, its windows read inline: no helper thread.
  *
  * Output is one struct hl_rp_result (then the timeline samples) written to the result
  * pipe; errors travel in the same struct so that the parent prints the one-line error.
@@ -102,7 +105,6 @@ struct wthr {
     uint64_t start_ns, end_ns;
     uint64_t cpu_ns;              /* the thread's CPU time over its loop */
     int64_t live;                 /* bytes this thread allocated less those it freed */
-    _Atomic uint32_t go;          /* the window it may run (futex word; several threads) */
     pthread_t tid;
 } __attribute__((aligned(64)));
 static struct wthr *thr;
@@ -841,42 +843,33 @@ static int next_window(void)
     return end;
 }
 
-static void futex_wake(_Atomic uint32_t *w)
-{
-    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
-}
+/* The windows handed out so far (a futex word): every replay thread runs window k
+ * (its events in it, maybe none) once win_gen reaches k, and the last to finish reads
+ * window k+1 and moves win_gen on; UINT32_MAX: the end. */
+static _Atomic uint32_t win_gen;
 
-/* Hand the window just loaded to the threads that have events in it (all of them, to
- * leave, at the end). */
 static void release_window(int end)
 {
-    const uint32_t seq = end ? UINT32_MAX : ++win_seq;
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < nthr_run; i++)
-        n += end || thr[i].nev > 0;
-    atomic_store_explicit(&pending, n, memory_order_relaxed);
-    for (uint32_t i = 0; i < nthr_run; i++)
-        if (end || thr[i].nev > 0) {
-            atomic_store_explicit(&thr[i].go, seq, memory_order_release);
-            futex_wake(&thr[i].go);
-        }
+    atomic_store_explicit(&pending, nthr_run, memory_order_relaxed);
+    atomic_store_explicit(&win_gen, end ? UINT32_MAX : ++win_seq, memory_order_release);
+    syscall(SYS_futex, &win_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
-/* Wait until this thread is handed a window after seen; the wait is a wait for other
- * threads (time_split.wait_ns). */
+/* Wait until a window after seen is handed out; the wait is a wait for other threads
+ * (time_split.wait_ns). */
 static uint32_t wait_window(struct wthr *t, uint32_t seen)
 {
-    uint32_t g = atomic_load_explicit(&t->go, memory_order_acquire);
+    uint32_t g = atomic_load_explicit(&win_gen, memory_order_acquire);
     if (g != seen)
         return g;
     const uint64_t c0 = cycles_now();
-    for (int spin = 0; (g = atomic_load_explicit(&t->go, memory_order_acquire)) == seen; spin++) {
+    for (int spin = 0; (g = atomic_load_explicit(&win_gen, memory_order_acquire)) == seen; spin++) {
         if (spin < 256) {
 #if defined(__x86_64__) || defined(__i386__)
             _mm_pause();
 #endif
         } else {
-            syscall(SYS_futex, &t->go, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+            syscall(SYS_futex, &win_gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
         }
     }
     t->cyc_wait += cycles_now() - c0;
@@ -899,7 +892,8 @@ static void replay_windows(struct wthr *t)
         seen = wait_window(t, seen);
         if (seen == UINT32_MAX)
             return;
-        hl_replay_loop(t);
+        if (t->nev)
+            hl_replay_loop(t);
         if (atomic_fetch_sub_explicit(&pending, 1, memory_order_acq_rel) == 1)
             release_window(next_window());
     }

@@ -30,9 +30,9 @@ static struct hl_event ev(int thread, int op, uint64_t size, uint64_t slot, uint
  * window each came from). */
 struct rplan {
     struct hl_plan_hdr h;
-    struct hl_rp_ev *ev[8];
-    uint64_t *win[8];
-    uint64_t nev[8];
+    struct hl_rp_ev *ev[64];
+    uint64_t *win[64];
+    uint64_t nev[64];
 };
 static struct rplan P;
 
@@ -64,7 +64,7 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
         close(fd);
         return NULL;
     }
-    for (int t = 0; t < 8; t++) {
+    for (int t = 0; t < 64; t++) {
         free(P.ev[t]);
         free(P.win[t]);
         P.ev[t] = calloc((size_t)n + 1, sizeof *P.ev[t]);
@@ -80,7 +80,7 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
             return NULL;
         const struct hl_plan_win *hw = (const struct hl_plan_win *)buf;
         const struct hl_rp_ev *at = (const struct hl_rp_ev *)(buf + hl_plan_win_hdr_bytes(hw->nthr));
-        for (uint32_t t = 0; t < hw->nthr && t < 8; t++)
+        for (uint32_t t = 0; t < hw->nthr && t < 64; t++)
             for (uint32_t k = 0; k < hw->nev[t]; k++) {
                 P.win[t][P.nev[t]] = w;
                 P.ev[t][P.nev[t]++] = *at++;
@@ -113,7 +113,7 @@ static int dense_ok(const struct hl_plan_hdr *h)
     memset(live, 0, sizeof live);
     if (h->ndense > sizeof live)
         return 0;
-    uint64_t pos[8] = {0};
+    uint64_t pos[64] = {0};
     for (uint64_t w = 0; w < h->nwin; w++) {
         memset(taken_in, 0, sizeof taken_in);
         /* several threads: allocations of the window first (a consumer waits for them) */

@@ -67,7 +67,7 @@ eq "no allocator that ships with heaplab breaks the contract on it" \
     "$(csvcol "$T/small.csv" violations | sort -u)" 0
 eq "replay is silent on stderr when it is not a terminal" "$(cat "$T/err")" ""
 eq "the CSV header is the results schema" "$(head -1 "$T/small.csv")" \
-    "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date"
+    "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,replay_live_bytes,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date"
 hash=$(csvcol "$T/small.csv" trace_hash | sort -u)
 check "rows carry the trace's hash" "[ \${#hash} -eq 16 ]"
 eq "glibc's row has its version and no library path" \
@@ -248,6 +248,31 @@ rm -f "$T"/usable.*
 HL_USABLE_LOG="$T/usable" "$H" replay "$T/small.hlt" -n 2 -a count=$COUNT --check=none >/dev/null
 eq "--check=none: no run calls malloc_usable_size, and there is no verification run" \
     "$(for f in "$T"/usable.*; do od -An -tu8 -N8 "$f"; done | tr -s ' \n' ' ')" " 0 0 0 "
+
+# ---- recorded concurrency: a barrier program (every block live at the barrier) ----
+"$H" record -o "$T/barrier.hlt" -- "$LIBDIR/hl-barrier" 8 1500 >/dev/null 2>&1
+for mode in recorded serial; do
+    "$H" replay "$T/barrier.hlt" -n 1 -a glibc,jemalloc --threads=$mode --format csv \
+        -o "$T/barrier-$mode.csv" 2>/dev/null
+    eq "barrier program, $mode threads: every cell measured" \
+        "$(csvcol "$T/barrier-$mode.csv" status | sort -u)" ok
+    check "barrier program, $mode threads: fragmentation >= 1 (peak RSS over the replay's own live peak)" \
+        "python3 -c 'import csv,sys; sys.exit(0 if all(float(r[\"fragmentation\"]) >= 1 for r in csv.DictReader(open(\"$T/barrier-$mode.csv\"))) else 1)'"
+done
+check "barrier program, recorded threads: the replay's live peak is within 5% of the recorded one" \
+    "python3 -c 'import csv,sys; sys.exit(0 if all(abs(int(r[\"replay_live_bytes\"]) - int(r[\"peak_live_bytes\"])) <= 0.05 * int(r[\"peak_live_bytes\"]) for r in csv.DictReader(open(\"$T/barrier-recorded.csv\"))) else 1)'"
+eq "barrier program, serial: the replay's live peak is the recorded one" \
+    "$(csvcol "$T/barrier-serial.csv" replay_live_bytes | sort -u)" "$(csvcol "$T/barrier-serial.csv" peak_live_bytes | sort -u)"
+
+# ---- bounded memory: a trace whose whole plan (16 B/event) would be 160 MB ----
+"$H" gen threadtest threads=1 iterations=2000 objects=2500 -o "$T/long.hlt" >/dev/null
+maxrss=$(python3 -c '
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' \
+    "$H" replay "$T/long.hlt" -n 1 -a glibc --check=none -q)
+check "10M events replayed with heaplab and its worker under 64 MiB (VmHWM; got $maxrss KiB)" \
+    "[ '$maxrss' -lt 65536 ]"
 
 # ---- output forms, runs, timeline ----
 "$H" replay "$T/small.hlt" -n 3 -a glibc,mimalloc --format json -o "$T/n3.json"
