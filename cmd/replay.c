@@ -210,12 +210,7 @@ static void check_writable(const char *path)
     if (!path)
         return;
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
-    else
-        snprintf(dir, sizeof dir, ".");
+    hl_dir_of(path, dir, sizeof dir);
     if (access(path, F_OK) == 0 ? access(path, W_OK) != 0 : access(dir, W_OK | X_OK) != 0)
         hl_die("%s: cannot write: %m", path);
 }

@@ -447,12 +447,7 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
 int hl_plan_file(const char *path, struct hl_err *err)
 {
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
-    else
-        snprintf(dir, sizeof dir, ".");
+    hl_dir_of(path, dir, sizeof dir);
     const char *tmp = getenv("TMPDIR");
     const char *cand[] = {dir, tmp && *tmp ? tmp : "/tmp", "/tmp"};
     for (int i = 0; i < 3; i++) {

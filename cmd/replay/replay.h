@@ -27,6 +27,8 @@
 #include "trace.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 /* ---- the plan, as laid out in its file ---- */
 
@@ -140,6 +142,17 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
 /* Finish the plan in its file; frees b (and, on failure, leaves the fd to the caller). */
 int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct hl_err *err);
 void hl_plan_abort(struct hl_plan_builder *b);
+/* The directory of path into dir (n bytes): "." when it has none, "/" for "/x". */
+static inline void hl_dir_of(const char *path, char *dir, size_t n)
+{
+    snprintf(dir, n, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
+    else
+        snprintf(dir, n, ".");
+}
+
 /* A new unlinked file for a plan of a trace at path: in the trace's directory, else
  * $TMPDIR or /tmp.  -1 with err on failure. */
 int hl_plan_file(const char *path, struct hl_err *err);

@@ -120,54 +120,63 @@ static void aggregate(struct hl_rp_cell *c, struct hl_rp_result *rr, struct hl_r
         }
 }
 
+/* A run whose time is not reported (checks, callgrind): without a timeline, with
+ * check and counters as given.  Returns the result (malloc'd) or NULL, the reason then
+ * in na.  shortest NULL: the limit is the cap (callgrind is slow). */
+static struct hl_rp_result *extra_run(const struct hl_rp_runner *rn, const struct hl_rp_row *row,
+                                      const struct hl_alloc *a, int check, int counters,
+                                      const char *label, double *shortest, char *na, size_t nalen)
+{
+    struct hl_rp_result *r = calloc(1, sizeof *r);
+    if (!r)
+        hl_die("out of memory");
+    struct hl_rp_wopts o = rn->wo;
+    o.timeline = 0;
+    o.check = check;
+    o.counters = counters;
+    if (rn->progress)
+        rn->progress(row->name, rn->runs, rn->runs, label);
+    double none = 0;
+    if (one_run(rn, row, a, &o, shortest ? shortest : &none, r, NULL, label, na, nalen) == 0)
+        return r;
+    free(r);
+    return NULL;
+}
+
 /* The verification run: the contract checks, untimed; its violations go to the cell. */
 static void verify(const struct hl_rp_runner *rn, const struct hl_rp_row *row,
                    const struct hl_alloc *a, double *shortest, struct hl_rp_cell *c)
 {
-    struct hl_rp_result *v = calloc(1, sizeof *v);
-    if (!v)
-        hl_die("out of memory");
-    struct hl_rp_wopts o = rn->wo;
-    o.timeline = 0;
-    o.counters = HL_CNT_NONE;
-    if (rn->progress)
-        rn->progress(row->name, rn->runs, rn->runs, "checks");
     char na[sizeof c->na];
-    if (one_run(rn, row, a, &o, shortest, v, NULL, "verification run", na, sizeof na) == 0) {
-        c->violations = v->violations;
-        c->med.violations = v->violations;
-        memcpy(c->med.viol, v->viol, sizeof c->med.viol);
-    } else {
+    struct hl_rp_result *v =
+        extra_run(rn, row, a, rn->wo.check, HL_CNT_NONE, "checks", shortest, na, sizeof na);
+    if (!v) {
         memcpy(c->na, na, sizeof c->na);
+        return;
     }
+    c->violations = v->violations;
+    c->med.violations = v->violations;
+    memcpy(c->med.viol, v->viol, sizeof c->med.viol);
     free(v);
 }
 
 /* --counters=sim: one more run under callgrind for the counts. */
 static void simulate(const struct hl_rp_runner *rn, const struct hl_rp_row *row,
-                     const struct hl_alloc *a, double *shortest, struct hl_rp_cell *c)
+                     const struct hl_alloc *a, struct hl_rp_cell *c)
 {
-    struct hl_rp_result *sim = calloc(1, sizeof *sim);
-    if (!sim)
-        hl_die("out of memory");
-    struct hl_rp_wopts o = rn->wo;
-    o.timeline = 0;
-    o.check = HL_CHECK_NONE;
-    if (rn->progress)
-        rn->progress(row->name, rn->runs, rn->runs, "callgrind");
     char na[sizeof c->na];
-    double none = 0; /* callgrind is slow: its limit is the cap, not the shortest run */
-    (void)shortest;
-    if (one_run(rn, row, a, &o, &none, sim, NULL, "callgrind run", na, sizeof na) == 0) {
-        c->med.have_counters = sim->have_counters;
-        c->med.have_dtlb = 0;
-        c->med.instructions = sim->instructions;
-        c->med.l1d_misses = sim->l1d_misses;
-        c->med.llc_misses = sim->llc_misses;
-        snprintf(c->med.counters_source, sizeof c->med.counters_source, "sim");
-    } else {
+    struct hl_rp_result *sim =
+        extra_run(rn, row, a, HL_CHECK_NONE, HL_CNT_SIM, "callgrind", NULL, na, sizeof na);
+    if (!sim) {
         snprintf(c->med.counters_source, sizeof c->med.counters_source, "%s", na);
+        return;
     }
+    c->med.have_counters = sim->have_counters;
+    c->med.have_dtlb = 0;
+    c->med.instructions = sim->instructions;
+    c->med.l1d_misses = sim->l1d_misses;
+    c->med.llc_misses = sim->llc_misses;
+    snprintf(c->med.counters_source, sizeof c->med.counters_source, "sim");
     free(sim);
 }
 
@@ -209,7 +218,7 @@ void hl_rp_run_row(const struct hl_rp_runner *rn, const struct hl_rp_row *row,
             if (rn->wo.check != HL_CHECK_NONE)
                 verify(rn, row, &rn->allocs[a], &shortest, c);
             if (!c->na[0] && rn->wo.counters == HL_CNT_SIM)
-                simulate(rn, row, &rn->allocs[a], &shortest, c);
+                simulate(rn, row, &rn->allocs[a], c);
         }
         if (c->na[0]) {
             /* Nothing measured stands in for the runs that did not finish. */

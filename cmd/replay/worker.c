@@ -1147,8 +1147,7 @@ static void open_plan(void)
     }
     win_next = h->win_off;
     win_left = h->nwin;
-    if (load_window() != 0) /* a plan has one window at least */
-        fail("worker: damaged replay plan (no window)");
+    load_window(); /* none when every event was skipped: nothing to replay */
 }
 
 static void run(void)
