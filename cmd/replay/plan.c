@@ -41,8 +41,16 @@ struct dslot {
     uint32_t idx;
 };
 
+/* Live trace slot -> dense slot.  Slots are handed out in increasing order and most
+ * are given back soon: the newest RING_SLOTS slots are a direct array (0: not live),
+ * older live ones move to a hash map as the ring passes them.  Memory is the ring
+ * (constant) plus the long-lived blocks. */
+#define RING_BITS 20
+#define RING_SLOTS (1ull << RING_BITS)
+
 struct hl_plan_builder {
     int fd, serial, single;
+    uint32_t *ring;               /* RING_SLOTS entries: slot s at s % RING_SLOTS */
     uint64_t every;   /* timeline interval; UINT64_MAX: no timeline */
     uint64_t window;
     struct evvec *thr; /* the window being built, per replay thread */
@@ -89,6 +97,30 @@ static inline uint64_t key_of(uint64_t slot)
     return (slot + 1) << 4;
 }
 
+/* Slot s (the next one, b->next_slot) now maps to v: the ring entry it takes over
+ * held slot s - RING_SLOTS, which moves to the map if still live. */
+static void slot_put(struct hl_plan_builder *b, uint64_t s, uint32_t v)
+{
+    uint32_t *r = &b->ring[s & (RING_SLOTS - 1)];
+    if (*r)
+        hl_slotmap_put(b->map, key_of(s - RING_SLOTS), *r);
+    *r = v;
+}
+
+/* Take slot s's value out: a dense slot, SKIPPED_D, or HL_NO_SLOT if not live. */
+static uint64_t slot_take(struct hl_plan_builder *b, uint64_t s)
+{
+    if (s >= b->next_slot || s < b->first_slot)
+        return HL_NO_SLOT;
+    if (b->next_slot - s <= RING_SLOTS) {
+        uint32_t *r = &b->ring[s & (RING_SLOTS - 1)];
+        uint32_t v = *r;
+        *r = 0;
+        return v ? v : HL_NO_SLOT;
+    }
+    return hl_slotmap_take(b->map, key_of(s));
+}
+
 struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
                                       const struct hl_process *p)
 {
@@ -96,7 +128,10 @@ struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
     if (!b)
         return NULL;
     b->map = hl_slotmap_new();
-    if (!b->map) {
+    b->ring = calloc(RING_SLOTS, sizeof *b->ring);
+    if (!b->map || !b->ring) {
+        hl_slotmap_free(b->map);
+        free(b->ring);
         free(b);
         return NULL;
     }
@@ -121,6 +156,7 @@ void hl_plan_abort(struct hl_plan_builder *b)
         free(b->thr[i].v);
     free(b->thr);
     hl_slotmap_free(b->map);
+    free(b->ring);
     free(b->ds);
     free(b->freed);
     free(b->pend);
@@ -274,7 +310,7 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
     }
     if (has_old) {
         uint64_t s = e->op == HL_OP_FREE ? e->slot : e->old_slot;
-        uint64_t d = s == HL_NO_SLOT ? HL_NO_SLOT : hl_slotmap_take(b->map, key_of(s));
+        uint64_t d = s == HL_NO_SLOT ? HL_NO_SLOT : slot_take(b, s);
         if (d == SKIPPED_D) {
             /* the block was never replayed: neither is what gives it back */
             if (e->op == HL_OP_FREE) {
@@ -308,7 +344,7 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
         /* Calls the worker could not make as recorded (absurd sizes or alignments) are
          * not replayed; the block's later free is dropped with it. */
         if (bytes == UINT64_MAX || bytes > (1ull << 46) || (aligned_op(e->op) && e->aux > (1u << 30))) {
-            hl_slotmap_put(b->map, key_of(e->slot), SKIPPED_D);
+            slot_put(b, e->slot, (uint32_t)SKIPPED_D);
             b->failed++;
             if (old != HL_NO_SLOT) { /* the trace says realloc gave the old block back */
                 struct hl_rp_ev dummy;
@@ -352,7 +388,7 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
         r->slot = d;
         if (r->op == HL_OP_REALLOC)
             r->old_slot = old == HL_NO_SLOT ? 0 : (uint32_t)old;
-        hl_slotmap_put(b->map, key_of(e->slot), d);
+        slot_put(b, e->slot, d);
         b->ds[d] = (struct dslot){bytes, b->win, t, idx};
     }
     if (old != HL_NO_SLOT)
