@@ -182,6 +182,56 @@ static int write_at(int fd, const void *p, uint64_t n, uint64_t off)
 }
 
 /* Write the window built so far; the slots freed in it can be handed out again. */
+/* The compact form of a serial window (replay.h): words, then escapes; bytes written. */
+static uint64_t compact_window(struct hl_plan_builder *b, uint64_t hb)
+{
+    const struct evvec *v = &b->thr[0];
+    uint64_t ncx = 0;
+    for (uint64_t k = 0; k < v->n; k++)
+        ncx += !(v->v[k].op == HL_OP_FREE ||
+                 (v->v[k].op == HL_OP_MALLOC && v->v[k].size < HL_CEV_MAX_SIZE));
+    uint64_t bytes = hb + v->n * sizeof(uint64_t) + ncx * sizeof(struct hl_rp_ev);
+    b->wbuf = grow(b->wbuf, &b->wcap, bytes, 1);
+    memset(b->wbuf, 0, hb);
+    uint64_t *cw = (uint64_t *)(b->wbuf + hb);
+    struct hl_rp_ev *cx = (struct hl_rp_ev *)(cw + v->n);
+    for (uint64_t k = 0; k < v->n; k++) {
+        const struct hl_rp_ev *e = &v->v[k];
+        if (e->op == HL_OP_FREE) {
+            cw[k] = ((uint64_t)e->slot << 2) | HL_CEV_FREE;
+        } else if (e->op == HL_OP_MALLOC && e->size < HL_CEV_MAX_SIZE) {
+            cw[k] = ((uint64_t)e->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)e->slot << 2) |
+                    HL_CEV_MALLOC;
+        } else {
+            cw[k] = HL_CEV_OTHER;
+            *cx = *e;
+            cx->flags = 0;
+            cx++;
+        }
+    }
+    struct hl_plan_win *w = (struct hl_plan_win *)b->wbuf;
+    w->ncx = (uint32_t)ncx;
+    w->nev[0] = (uint32_t)v->n;
+    return bytes;
+}
+
+/* The events of a window with several threads: thread after thread; bytes written. */
+static uint64_t threads_window(struct hl_plan_builder *b, uint64_t hb, uint64_t n)
+{
+    uint64_t bytes = hb + n * sizeof(struct hl_rp_ev);
+    b->wbuf = grow(b->wbuf, &b->wcap, bytes, 1);
+    memset(b->wbuf, 0, hb);
+    struct hl_plan_win *w = (struct hl_plan_win *)b->wbuf;
+    char *at = b->wbuf + hb;
+    for (uint32_t i = 0; i < b->nthr; i++) {
+        w->nev[i] = (uint32_t)b->thr[i].n;
+        memcpy(at, b->thr[i].v, b->thr[i].n * sizeof(struct hl_rp_ev));
+        at += b->thr[i].n * sizeof(struct hl_rp_ev);
+    }
+    return bytes;
+}
+
+/* Write the window built so far; the slots freed in it can be handed out again. */
 static void flush_window(struct hl_plan_builder *b)
 {
     uint64_t hb = hl_plan_win_hdr_bytes(b->nthr), n = 0;
@@ -189,20 +239,13 @@ static void flush_window(struct hl_plan_builder *b)
         n += b->thr[i].n;
     if (n == 0)
         return;
-    uint64_t bytes = hb + n * sizeof(struct hl_rp_ev);
-    b->wbuf = grow(b->wbuf, &b->wcap, bytes, 1);
-    memset(b->wbuf, 0, hb);
+    const uint64_t bytes = b->serial ? compact_window(b, hb) : threads_window(b, hb, n);
     struct hl_plan_win *w = (struct hl_plan_win *)b->wbuf;
     w->bytes = bytes;
     w->nev_total = n;
     w->nthr = b->nthr;
-    char *at = b->wbuf + hb;
-    for (uint32_t i = 0; i < b->nthr; i++) {
-        w->nev[i] = (uint32_t)b->thr[i].n;
-        memcpy(at, b->thr[i].v, b->thr[i].n * sizeof(struct hl_rp_ev));
-        at += b->thr[i].n * sizeof(struct hl_rp_ev);
+    for (uint32_t i = 0; i < b->nthr; i++)
         b->thr[i].n = 0;
-    }
     if (!b->werr && write_at(b->fd, b->wbuf, bytes, b->off) != 0)
         b->werr = errno ? errno : EIO;
     b->off += bytes;
@@ -419,6 +462,7 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     h.version = HL_PLAN_VERSION;
     h.nthreads = nthr;
     h.serial = (uint32_t)b->serial;
+    h.compact = (uint32_t)b->serial;
     h.window = b->window;
     h.nwin = b->nwin;
     h.win_off = HL_PLAN_HDR_BYTES;

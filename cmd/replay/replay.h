@@ -33,7 +33,7 @@
 /* ---- the plan, as laid out in its file ---- */
 
 #define HL_PLAN_MAGIC 0x4e414c5042504c48ull /* "HLPBPLAN" */
-#define HL_PLAN_VERSION 2
+#define HL_PLAN_VERSION 3
 #define HL_PLAN_HDR_BYTES 4096 /* the header's room; windows follow */
 
 /* Replay event flags (hl_rp_ev.flags). */
@@ -60,10 +60,11 @@ struct hl_rp_ev {
     };
 };
 
-/* The compact stream, which the plain loop (one replay thread, no timeline, --check
- * other than full) walks instead of the hl_rp_ev array: the worker writes it from each
- * window as it reads it, 8 bytes per event, half the memory traffic of the loop.  Tag
- * in the low 2 bits:
+/* The compact stream: how a plan with one replay thread stores its windows (half the
+ * bytes to write and read), and what the plain loop (no timeline, --check other than
+ * full) walks instead of hl_rp_ev events, half the memory traffic of the loop; the
+ * other loops get the events decoded back (sample flags from the timeline points, a
+ * free's size from the worker's own table).  Tag in the low 2 bits:
  *   HL_CEV_MALLOC: malloc(w >> HL_CEV_SIZE_SHIFT) into slot (w >> 2) & 0xffffffff
  *                  (sizes below HL_CEV_MAX_SIZE; larger mallocs escape);
  *   HL_CEV_FREE:   free the block of slot w >> 2;
@@ -77,12 +78,13 @@ struct hl_rp_ev {
 #define HL_CEV_SLOT(w) (((w) >> 2) & 0xffffffffu)
 
 /* A window: this header, then nev[0] events of thread 0, nev[1] of thread 1, ...
- * (threads from nthr on have none in it); bytes covers it all, the header padded to
- * 16 bytes.  The last window is followed by the timeline points. */
+ * (threads from nthr on have none in it); in a compact plan (one thread), nev_total
+ * compact words and then ncx escapes instead.  bytes covers it all, the header padded
+ * to 16 bytes.  The last window is followed by the timeline points. */
 struct hl_plan_win {
     uint64_t bytes;
     uint64_t nev_total;
-    uint32_t nthr, pad_;
+    uint32_t nthr, ncx;
     uint32_t nev[];
 };
 
@@ -101,6 +103,8 @@ struct hl_plan_hdr {
     uint64_t magic, version, total_bytes;
     uint32_t nthreads;      /* replay threads (1 in serial mode) */
     uint32_t serial;
+    uint32_t compact;       /* windows hold the compact stream (one replay thread) */
+    uint32_t pad_;
     uint64_t window;        /* events of the global order per window */
     uint64_t nwin, win_off, max_win_bytes; /* windows from win_off, the largest's size */
     uint64_t ndense;        /* dense slots, "no block" (0) included */

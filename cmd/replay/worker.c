@@ -487,7 +487,7 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         if (check == HL_CHECK_FULL) {
             if (timed)
                 ct = cycles_now();
-            full_check_live(slot, p, size);
+            full_check_live(slot, p, blk_bytes[slot]);
             if (timed) {
                 cur->touch += cycles_now() - ct;
                 cur->ntouch++;
@@ -704,8 +704,9 @@ __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
 
 static char *win_buf;              /* the window being replayed: max_win_bytes */
 static uint64_t win_next, win_left; /* file offset of the next window; windows unread */
-static uint64_t *cev_buf;          /* the window's compact stream (plain loop) */
-static struct hl_rp_ev *cx_buf;    /* and its escapes */
+static struct hl_rp_ev *ev_buf;    /* a compact window decoded (loops other than plain) */
+static struct hl_rp_tlpoint *tl_points; /* the plan's, grouped per thread */
+static uint64_t *tl_per_thread;
 static int use_compact;
 static uint64_t refill_ns;         /* time between windows: off every reported clock */
 static _Atomic uint32_t pending;   /* threads still replaying the current window */
@@ -775,6 +776,84 @@ static void read_plan(void *buf, uint64_t n, uint64_t off)
     }
 }
 
+static void damaged(void)
+{
+    fail("worker: damaged replay plan (window at %llu)", (unsigned long long)win_next);
+}
+
+/* A window of events per thread (several replay threads). */
+static void load_events(const struct hl_plan_win *w, uint64_t hb)
+{
+    if ((w->bytes - hb) / sizeof(struct hl_rp_ev) != w->nev_total)
+        damaged();
+    const struct hl_rp_ev *at = (const struct hl_rp_ev *)(win_buf + hb);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < nthr_run; i++) {
+        const uint64_t k = i < w->nthr ? w->nev[i] : 0;
+        thr[i].ev = at + sum;
+        thr[i].nev = k;
+        sum += k;
+    }
+    if (sum != w->nev_total)
+        damaged();
+    for (uint64_t k = 0; k < sum; k++)
+        if (at[k].slot >= plan->ndense ||
+            (at[k].op == HL_OP_REALLOC && at[k].old_slot >= plan->ndense))
+            damaged();
+}
+
+static uint64_t ops_before; /* ops of the windows before this one (compact plans) */
+static uint64_t tl_next;    /* the next timeline point to flag (compact plans) */
+
+/* A window of the compact stream (one replay thread): walked as it is by the plain
+ * loop, else decoded back into events. */
+static void load_compact(const struct hl_plan_win *w, uint64_t hb)
+{
+    const uint64_t n = w->nev_total;
+    if (w->nthr != 1 || n > plan->window ||
+        w->bytes != hb + n * sizeof(uint64_t) + (uint64_t)w->ncx * sizeof(struct hl_rp_ev))
+        damaged();
+    const uint64_t *cw = (const uint64_t *)(win_buf + hb);
+    const struct hl_rp_ev *cx = (const struct hl_rp_ev *)(cw + n), *x = cx;
+    for (uint64_t k = 0; k < n; k++) {
+        if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER) {
+            if (x - cx >= w->ncx || x->slot >= plan->ndense ||
+                (x->op == HL_OP_REALLOC && x->old_slot >= plan->ndense) || x->op == HL_OP_FREE ||
+                x->op == 0 || x->op >= HL_OP_COUNT_)
+                damaged();
+            x++;
+        } else if (HL_CEV_SLOT(cw[k]) >= plan->ndense || HL_CEV_TAG(cw[k]) == 3 ||
+                   (HL_CEV_TAG(cw[k]) == HL_CEV_FREE && (cw[k] >> 34))) {
+            damaged();
+        }
+    }
+    thr[0].nev = n;
+    if (use_compact) {
+        thr[0].cev = cw;
+        thr[0].cx = cx;
+    } else {
+        x = cx;
+        for (uint64_t k = 0; k < n; k++) {
+            struct hl_rp_ev *e = &ev_buf[k];
+            const uint64_t c = cw[k];
+            if (HL_CEV_TAG(c) == HL_CEV_OTHER) {
+                *e = *x++;
+            } else {
+                memset(e, 0, sizeof *e);
+                e->op = HL_CEV_TAG(c) == HL_CEV_FREE ? HL_OP_FREE : HL_OP_MALLOC;
+                e->size = HL_CEV_TAG(c) == HL_CEV_FREE ? 0 : c >> HL_CEV_SIZE_SHIFT;
+                e->slot = (uint32_t)HL_CEV_SLOT(c);
+            }
+            if (tl_next < plan->ntl && tl_points[tl_next].op_index == ops_before + k) {
+                e->flags |= HL_RF_SAMPLE;
+                tl_next++;
+            }
+        }
+        thr[0].ev = ev_buf;
+    }
+    ops_before += n;
+}
+
 /* Read the next window and point each thread at its events; 1 when there is none. */
 static int load_window(void)
 {
@@ -786,40 +865,12 @@ static int load_window(void)
     read_plan(win_buf, n, win_next);
     const struct hl_plan_win *w = (const struct hl_plan_win *)win_buf;
     const uint64_t hb = hl_plan_win_hdr_bytes(w->nthr);
-    if (w->bytes > n || w->nthr > nthr_run || hb > w->bytes ||
-        (w->bytes - hb) / sizeof(struct hl_rp_ev) != w->nev_total)
-        fail("worker: damaged replay plan (window at %llu)", (unsigned long long)win_next);
-    const struct hl_rp_ev *at = (const struct hl_rp_ev *)(win_buf + hb);
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < nthr_run; i++) {
-        const uint64_t k = i < w->nthr ? w->nev[i] : 0;
-        thr[i].ev = at + sum;
-        thr[i].nev = k;
-        sum += k;
-    }
-    if (sum != w->nev_total)
-        fail("worker: damaged replay plan (window at %llu)", (unsigned long long)win_next);
-    for (uint64_t k = 0; k < sum; k++)
-        if (at[k].slot >= plan->ndense ||
-            (at[k].op == HL_OP_REALLOC && at[k].old_slot >= plan->ndense))
-            fail("worker: damaged replay plan (slot out of range)");
-    if (use_compact) { /* slots are dense already: the words only repack the events */
-        const struct hl_rp_ev *e = thr[0].ev;
-        struct hl_rp_ev *x = cx_buf;
-        for (uint64_t k = 0; k < thr[0].nev; k++) {
-            if (e[k].op == HL_OP_FREE) {
-                cev_buf[k] = ((uint64_t)e[k].slot << 2) | HL_CEV_FREE;
-            } else if (e[k].op == HL_OP_MALLOC && e[k].size < HL_CEV_MAX_SIZE) {
-                cev_buf[k] = ((uint64_t)e[k].size << HL_CEV_SIZE_SHIFT) |
-                             ((uint64_t)e[k].slot << 2) | HL_CEV_MALLOC;
-            } else {
-                cev_buf[k] = HL_CEV_OTHER;
-                *x++ = e[k];
-            }
-        }
-        thr[0].cev = cev_buf;
-        thr[0].cx = cx_buf;
-    }
+    if (n < sizeof *w || w->bytes > n || w->nthr > nthr_run || hb > w->bytes)
+        damaged();
+    if (plan->compact)
+        load_compact(w, hb);
+    else
+        load_events(w, hb);
     win_next += w->bytes;
     win_left--;
     return 0;
@@ -1030,8 +1081,6 @@ static void latency_summary(void)
     }
 }
 
-static struct hl_rp_tlpoint *tl_points; /* the plan's, grouped per thread */
-static uint64_t *tl_per_thread;
 
 static void send_timeline(void)
 {
@@ -1112,6 +1161,7 @@ static void open_plan(void)
     if (h->magic != HL_PLAN_MAGIC || h->version != HL_PLAN_VERSION ||
         h->total_bytes != (uint64_t)st.st_size || h->nthreads == 0 || h->nthreads > 65536 ||
         h->ndense == 0 || h->ndense > UINT32_MAX || h->tl_off > h->total_bytes ||
+        (h->compact && h->nthreads != 1) || h->window == 0 || h->window > (1ull << 32) ||
         h->max_win_bytes > h->tl_off || h->win_off > h->tl_off ||
         h->tl_thread_off != h->tl_off + h->ntl * sizeof(struct hl_rp_tlpoint) ||
         h->tl_thread_off + h->nthreads * sizeof(uint64_t) != h->total_bytes)
@@ -1140,11 +1190,9 @@ static void open_plan(void)
     if (ntl && (statm_fd = open("/proc/self/statm", O_RDONLY)) < 0)
         fail("worker: /proc/self/statm: %s", strerror(errno));
     plain_loop = h->nthreads == 1 && ntl == 0;
-    use_compact = plain_loop && cfg.check != HL_CHECK_FULL;
-    if (use_compact) {
-        cev_buf = map_anon(h->window * sizeof *cev_buf);
-        cx_buf = map_anon(h->window * sizeof *cx_buf);
-    }
+    use_compact = plain_loop && cfg.check != HL_CHECK_FULL && h->compact;
+    if (h->compact && !use_compact)
+        ev_buf = map_anon(h->window * sizeof *ev_buf);
     win_next = h->win_off;
     win_left = h->nwin;
     load_window(); /* none when every event was skipped: nothing to replay */
