@@ -249,7 +249,7 @@ int cmd_replay(int argc, char **argv)
                *format = "table", *out_path = NULL, *timeline_path = NULL, *csv_path = NULL,
                *json_path = NULL;
     uint64_t timeline_every = 0, window = 0;
-    int quiet = 0;
+    int quiet = 0, no_cache = 0;
     long process = -1, timeout = 0;
     struct hl_option opts[] = {
         HL_OPT_LIST('a', "allocators", &alist, "LIST",
@@ -285,6 +285,9 @@ int cmd_replay(int argc, char **argv)
                    "x the shortest run on the trace so far, at least "
                    HL_STR(HL_RP_TIMEOUT_MIN_S) " s, at most " HL_STR(HL_RP_TIMEOUT_CAP_S)
                    " s; before any run finished, " HL_STR(HL_RP_TIMEOUT_CAP_S) " s)"),
+        HL_OPT_FLAG(0, "no-plan-cache", &no_cache,
+                    "plan every trace afresh; by default plans are kept beside the trace "
+                    "(TRACE.N.plan) and reused while the trace and options are the same"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no progress line"),
         HL_OPT_END()};
     int first = hl_parse_options(argc, argv, opts, usage, 0);
@@ -340,7 +343,8 @@ int cmd_replay(int argc, char **argv)
     int nrows = 0;
     for (int i = first; i < argc; i++) {
         struct hl_err err;
-        struct hl_plan_opts po = {serial, timeline_path ? timeline_every : UINT64_MAX, window};
+        struct hl_plan_opts po = {serial, timeline_path ? timeline_every : UINT64_MAX, window,
+                                  !no_cache, 0, 0};
         if (hl_plan_trace(argv[i], &po, process, &rows, &nrows, &err) != 0)
             hl_die("%s", err.msg);
     }

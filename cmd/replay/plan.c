@@ -16,6 +16,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_THREADS 65536
@@ -50,6 +51,7 @@ struct dslot {
 
 struct hl_plan_builder {
     int fd, serial, single;
+    struct hl_plan_opts opts;     /* as asked (the cache key) */
     uint32_t *ring;               /* RING_SLOTS entries: slot s at s % RING_SLOTS */
     uint64_t every;   /* timeline interval; UINT64_MAX: no timeline */
     uint64_t window;
@@ -136,6 +138,7 @@ struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
         return NULL;
     }
     b->fd = fd;
+    b->opts = *o;
     /* A section of one thread is planned as serial (the same plan, slots reused at
      * once); an event of another thread there is a corrupted trace. */
     b->serial = o->serial || p->nthreads == 1;
@@ -475,6 +478,11 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     h.peak_live = b->peak;
     h.recorded_threads = b->recorded_threads;
     h.cross_thread = (uint32_t)(b->cross > UINT32_MAX ? UINT32_MAX : b->cross);
+    h.key_trace = b->opts.trace_key;
+    h.key_every = b->opts.timeline_every;
+    h.key_window = b->opts.window;
+    h.key_section = b->opts.section;
+    h.key_serial = (uint32_t)b->opts.serial;
     /* Timeline points, grouped per thread (a sort by thread keeps op order within). */
     uint64_t *per = calloc(nthr, sizeof *per);
     struct hl_rp_tlpoint *tp = calloc(b->ntl + 1, sizeof *tp);
@@ -540,6 +548,101 @@ int hl_plan_file(const char *path, struct hl_err *err)
     return -1;
 }
 
+static void plan_progress(const char *path, uint64_t done, uint64_t total, int end);
+
+/* Plan the section the reader stands at into a new file.  1 planned (info filled),
+ * 0 the section has no events, -1 error (err says why). */
+static int plan_section(struct hl_reader *r, const char *path, const struct hl_plan_opts *o,
+                        const struct hl_process *p, int show, struct hl_plan_info *info,
+                        struct hl_err *err)
+{
+    int fd = hl_plan_file(path, err);
+    if (fd < 0)
+        return -1;
+    struct hl_plan_builder *b = hl_plan_begin(fd, o, p);
+    if (!b) {
+        close(fd);
+        snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
+        return -1;
+    }
+    const struct hl_event *ev;
+    ssize_t n;
+    uint64_t shown = 0;
+    while ((n = hl_reader_events(r, &ev, err)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (hl_plan_add(b, &ev[i], err) != 0) {
+                char why[sizeof err->msg];
+                snprintf(why, sizeof why, "%s", err->msg);
+                snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, why);
+                hl_plan_abort(b);
+                close(fd);
+                return -1;
+            }
+        }
+        if (show && b->events >> 24 != shown) {
+            shown = b->events >> 24;
+            plan_progress(path, b->events, p->nevents, 0);
+        }
+    }
+    if (shown)
+        plan_progress(path, 0, 0, 1);
+    if (n < 0 || b->events == 0) {
+        hl_plan_abort(b);
+        close(fd);
+        return n < 0 ? -1 : 0;
+    }
+    if (hl_plan_finish(b, info, err) != 0) {
+        close(fd);
+        return -1;
+    }
+    return 1;
+}
+
+/* A cached plan at cpath made from the same trace, section and options: 0 with its fd
+ * and info, else -1 (none, or one that does not match: it will be rebuilt). */
+static int cache_open(const char *cpath, const struct hl_plan_opts *o, struct hl_plan_info *info)
+{
+    int fd = open(cpath, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    struct hl_plan_hdr h;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
+        h.magic != HL_PLAN_MAGIC || h.version != HL_PLAN_VERSION ||
+        h.total_bytes != (uint64_t)st.st_size || h.key_trace != o->trace_key ||
+        h.key_section != o->section || h.key_serial != (uint32_t)o->serial ||
+        h.key_every != o->timeline_every || h.key_window != o->window) {
+        close(fd);
+        return -1;
+    }
+    memset(info, 0, sizeof *info);
+    info->fd = fd;
+    info->events = h.events;
+    info->ops = h.ops;
+    info->skipped_unknown = h.skipped_unknown;
+    info->skipped_failed = h.skipped_failed;
+    info->peak_live = h.peak_live;
+    info->ndense = h.ndense;
+    info->bytes = h.total_bytes;
+    info->threads = h.nthreads;
+    info->recorded_threads = h.recorded_threads;
+    return 0;
+}
+
+/* Keep the finished plan in fd (an unlinked file) at cpath: linked under a temporary
+ * name beside it, then renamed over it, so that cpath is always a whole plan.  Best
+ * effort: where it cannot be kept, this replay still has its plan. */
+static void cache_store(int fd, const char *cpath)
+{
+    char proc[64], tmp[4300];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", cpath, (int)getpid());
+    if (fsync(fd) != 0 || linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) != 0)
+        return;
+    if (rename(tmp, cpath) != 0)
+        unlink(tmp);
+}
+
 /* Progress of a long preparation on a terminal: every 2^24 events. */
 static void plan_progress(const char *path, uint64_t done, uint64_t total, int end)
 {
@@ -559,6 +662,7 @@ int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
     if (!r)
         return -1;
     int first = *nrows, rc = -1;
+    uint32_t section = 0;
     struct hl_process p;
     for (;;) {
         int k = hl_reader_next_process(r, &p, err);
@@ -575,54 +679,24 @@ int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
                 goto out;
             continue;
         }
-        int fd = hl_plan_file(path, err);
-        if (fd < 0)
-            goto out;
-        struct hl_plan_builder *b = hl_plan_begin(fd, o, &p);
-        if (!b) {
-            close(fd);
-            snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
-            goto out;
-        }
-        const struct hl_event *ev;
-        ssize_t n;
-        uint64_t shown = 0;
-        while ((n = hl_reader_events(r, &ev, err)) > 0) {
-            for (ssize_t i = 0; i < n; i++) {
-                if (hl_plan_add(b, &ev[i], err) != 0) {
-                    char why[sizeof err->msg];
-                    snprintf(why, sizeof why, "%s", err->msg);
-                    snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, why);
-                    hl_plan_abort(b);
-                    close(fd);
-                    goto out;
-                }
-            }
-            if (show && b->events >> 24 != shown) {
-                shown = b->events >> 24;
-                plan_progress(path, b->events, p.nevents, 0);
-            }
-        }
-        if (shown)
-            plan_progress(path, 0, 0, 1);
-        if (n < 0) {
-            hl_plan_abort(b);
-            close(fd);
-            goto out;
-        }
-        if (b->events == 0) {
-            hl_plan_abort(b);
-            close(fd);
-            continue;
-        }
+        struct hl_plan_opts so = *o;
+        so.trace_key = strtoull(hl_reader_hash(r), NULL, 16);
+        so.section = section++;
         struct hl_rp_row row;
         memset(&row, 0, sizeof row);
         snprintf(row.file, sizeof row.file, "%s", path);
         snprintf(row.hash, sizeof row.hash, "%s", hl_reader_hash(r));
         row.pid = p.pid;
-        if (hl_plan_finish(b, &row.plan, err) != 0) {
-            close(fd);
-            goto out;
+        char cpath[4200];
+        snprintf(cpath, sizeof cpath, "%s.%u.plan", path, so.section);
+        if (!o->cache || cache_open(cpath, &so, &row.plan) != 0) {
+            int k = plan_section(r, path, &so, &p, show, &row.plan, err);
+            if (k < 0)
+                goto out;
+            if (k == 0)
+                continue;
+            if (o->cache)
+                cache_store(row.plan.fd, cpath);
         }
         struct hl_rp_row *nr = realloc(*rows, (size_t)(*nrows + 1) * sizeof **rows);
         if (!nr) {

@@ -117,6 +117,10 @@ struct hl_plan_hdr {
     uint64_t tl_thread_off; /* uint64_t[nthreads]: points per thread */
     uint32_t recorded_threads;
     uint32_t cross_thread;  /* events that wait on another thread */
+    /* What the plan was made from (a cached plan is used only if they all match): the
+     * trace's content hash, the section's index in it, the options as asked. */
+    uint64_t key_trace, key_every, key_window;
+    uint32_t key_section, key_serial;
 };
 
 struct hl_plan_info {
@@ -136,6 +140,9 @@ struct hl_plan_opts {
     uint64_t timeline_every; /* mark every Nth op for a timeline sample; 0 = about 500
                                 points (from nevents); UINT64_MAX = none */
     uint64_t window;         /* events per window, 0 = the default */
+    int cache;               /* keep plans beside the trace and reuse them (hl_plan_trace) */
+    uint64_t trace_key;      /* set by hl_plan_trace: the trace's content hash */
+    uint32_t section;        /* and the section's index */
 };
 /* Plan a section (its header p: event count, threads, first slot) into fd. */
 struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
@@ -170,8 +177,13 @@ struct hl_rp_row {
     struct hl_plan_info plan;
 };
 /* Read every process section of path (or only those of process pid, when pid >= 0)
- * and plan each one with events.  Appends to *rows (malloc'd, *nrows).  Returns 0, or
- * -1 with a one-line message naming the file. */
+ * and plan each one with events.  With o->cache, each section's plan is kept beside
+ * the trace, in PATH.N.plan (N: the section's index; written to a temporary name and
+ * renamed into place when complete), and a later replay with the same trace contents
+ * and options uses it instead of planning again; a plan that does not match (another
+ * trace, other options, truncated, damaged) is rebuilt.  Where the trace's directory
+ * cannot be written, plans go to unlinked files in $TMPDIR.  Appends to *rows
+ * (malloc'd, *nrows).  Returns 0, or -1 with a one-line message naming the file. */
 int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
                   struct hl_rp_row **rows, int *nrows, struct hl_err *err);
 

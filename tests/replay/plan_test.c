@@ -49,7 +49,7 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
     for (int i = 0; i < n; i++)
         if (e[i].thread + 1 > p.nthreads)
             p.nthreads = e[i].thread + 1;
-    struct hl_plan_opts o = {serial, UINT64_MAX, window};
+    struct hl_plan_opts o = {serial, UINT64_MAX, window, 0, 0, 0};
     struct hl_plan_builder *b = hl_plan_begin(fd, &o, &p);
     *rc = 0;
     for (int i = 0; i < n; i++)

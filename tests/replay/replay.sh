@@ -264,6 +264,41 @@ check "barrier program, recorded threads: the replay's live peak is within 5% of
 eq "barrier program, serial: the replay's live peak is the recorded one" \
     "$(csvcol "$T/barrier-serial.csv" replay_live_bytes | sort -u)" "$(csvcol "$T/barrier-serial.csv" peak_live_bytes | sort -u)"
 
+# ---- the windowed plan counts what the trace holds (the corpus, against stat) ----
+for t in awk perl python python-threads sqlite; do
+    f=$HEAPLAB_SRC/traces/corpus/$t.hlt
+    [ -f "$f" ] || continue
+    "$H" stat --json "$f" >"$T/c-stat.json"
+    "$H" replay "$f" -a bump=$BUMP -n 1 --check=none --touch=none --format json -o "$T/c-rp.json" -q \
+        --no-plan-cache
+    eq "corpus $t: replayed + skipped events and peak live bytes are the trace's (stat)" \
+        "$(json "$T/c-rp.json" '[(r["ops"] + r["skipped_unknown"] + r["skipped_failed"], r["peak_live_bytes"]) for r in j["results"]]')" \
+        "$(json "$T/c-stat.json" '[(j["events"], j["peak_live_bytes"])]')"
+    [ "$t" = python-threads ] && check "corpus python-threads, recorded threads: the replay's live peak within 5% of the recorded one" \
+        "json '$T/c-rp.json' 'all(abs(r[\"replay_live_bytes\"] - r[\"peak_live_bytes\"]) <= 0.05 * r[\"peak_live_bytes\"] for r in j[\"results\"])' | grep -q True"
+done
+
+# ---- plans kept beside the trace and reused while trace and options match ----
+cp "$T/small.hlt" "$T/cache.hlt"
+ops() { "$H" replay "$T/cache.hlt" -a glibc -n 1 -q --format csv "$@" | sed -n 2p | cut -d, -f9; }
+eq "a first replay plans the trace" "$(ops)" 9
+check "and keeps the plan beside it" "[ -s '$T/cache.hlt.0.plan' ]"
+before=$(stat -c '%i %z' "$T/cache.hlt.0.plan")
+eq "a second replay gives the same counts" "$(ops)" 9
+eq "from the kept plan, not a new one" "$(stat -c '%i %z' "$T/cache.hlt.0.plan")" "$before"
+ops --threads=serial >/dev/null
+check "other options make a new plan" "[ \"\$(stat -c '%i %z' '$T/cache.hlt.0.plan')\" != '$before' ]"
+truncate -s 100 "$T/cache.hlt.0.plan"
+eq "a truncated plan is not used: replanned, same counts" "$(ops)" 9
+check "and replaced whole" "[ \$(stat -c %s '$T/cache.hlt.0.plan') -gt 4096 ]"
+dd if=/dev/zero of="$T/cache.hlt.0.plan" bs=64 count=1 conv=notrunc 2>/dev/null
+eq "a damaged plan is not used: replanned, same counts" "$(ops)" 9
+cp "$T/calloc.hlt" "$T/cache.hlt"
+eq "a changed trace is replanned (its plan is the old trace's)" "$(ops)" 2
+rm -f "$T"/nocache.hlt*; cp "$T/small.hlt" "$T/nocache.hlt"
+"$H" replay "$T/nocache.hlt" -a glibc -n 1 -q --no-plan-cache >/dev/null
+eq "--no-plan-cache keeps nothing beside the trace" "$(ls "$T" | grep -c '^nocache.hlt.*plan')" 0
+
 # ---- bounded memory: a trace whose whole plan (16 B/event) would be 160 MB ----
 "$H" gen threadtest threads=1 iterations=2000 objects=2500 -o "$T/long.hlt" >/dev/null
 maxrss=$(python3 -c '
