@@ -455,6 +455,22 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
     return 0;
 }
 
+/* What the parent keeps of a plan: its file and its header's counts. */
+static void info_of(const struct hl_plan_hdr *h, int fd, struct hl_plan_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->fd = fd;
+    info->events = h->events;
+    info->ops = h->ops;
+    info->skipped_unknown = h->skipped_unknown;
+    info->skipped_failed = h->skipped_failed;
+    info->peak_live = h->peak_live;
+    info->ndense = h->ndense;
+    info->bytes = h->total_bytes;
+    info->threads = h->nthreads;
+    info->recorded_threads = h->recorded_threads;
+}
+
 int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct hl_err *err)
 {
     flush_window(b);
@@ -517,17 +533,7 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
         hl_plan_abort(b);
         return -1;
     }
-    memset(info, 0, sizeof *info);
-    info->fd = b->fd;
-    info->events = b->events;
-    info->ops = b->ops;
-    info->skipped_unknown = b->unknown;
-    info->skipped_failed = b->failed;
-    info->peak_live = b->peak;
-    info->ndense = b->hi;
-    info->bytes = h.total_bytes;
-    info->threads = nthr;
-    info->recorded_threads = b->recorded_threads;
+    info_of(&h, b->fd, info);
     hl_plan_abort(b);
     return 0;
 }
@@ -615,17 +621,7 @@ static int cache_open(const char *cpath, const struct hl_plan_opts *o, struct hl
         close(fd);
         return -1;
     }
-    memset(info, 0, sizeof *info);
-    info->fd = fd;
-    info->events = h.events;
-    info->ops = h.ops;
-    info->skipped_unknown = h.skipped_unknown;
-    info->skipped_failed = h.skipped_failed;
-    info->peak_live = h.peak_live;
-    info->ndense = h.ndense;
-    info->bytes = h.total_bytes;
-    info->threads = h.nthreads;
-    info->recorded_threads = h.recorded_threads;
+    info_of(&h, fd, info);
     return 0;
 }
 
