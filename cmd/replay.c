@@ -13,8 +13,8 @@
 #include "allocators/heaplab/options.h"
 #include "allocators/settings.h"
 #include "replay/output.h"
+#include "replay/runs.h"
 #include "replay/shard.h"
-#include "replay/spawn.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -55,15 +55,27 @@ static const char *const usage[] = {
     "do not read the clock (glibc); threads waiting on each other add spin loops.",
     "Latency (malloc p50, p99, p99.9, max; in cycles, with rdtsc) is taken on the timed",
     "events, one in 64 and the same ones for every allocator: max is the largest of those,",
-    "not of every call.",
+    "not of every call; the percentiles are exact below 1024 cycles, within 1% above.",
+    "Timed runs replay with no contract check: the checks (--check) run in one more",
+    "run per allocator, after the timed ones, whose time is never reported; the cell",
+    "takes its violations from it.",
+    "fragmentation = peak RSS / replay_live_bytes, the live bytes the replay itself held",
+    "at most: with one replay thread the recorded peak; with several, the most seen at",
+    "the ends of windows, where every thread stands still (peak_live_bytes is the",
+    "recorded program's).  It can be below 1 only when live blocks are not resident",
+    "(--touch=none: pages never written) or sit in memory that was resident before the",
+    "replay started (peak RSS is counted above that baseline).",
     "Each result has a status: ok, or why the cell was not measured (\"n/a: timed out",
-    "after 5 s\", a crash); such a cell's measured fields are empty in CSV, null in JSON.",
+    "after 5 s\", a crash); such a cell's measured fields are empty in CSV, null in JSON,",
+    "and the other cells are still measured.  Every worker run has a time limit",
+    "(--timeout; by default derived from the shortest run on the same trace).",
     "JSON also splits time_ns into parts that add up to it (time_split):",
     "  allocator_ns    inside the allocator's calls: one event in 64 is timed in",
     "                  cycles, less the timer's own cost, scaled to its 64 events (a",
     "                  window over 100 us, most likely the scheduler's, counts once)",
-    "  touch_check_ns  touching and checking new blocks, measured the same way",
-    "  wait_ns         waiting for a block another replay thread allocates, timed in full",
+    "  touch_check_ns  touching new blocks, measured the same way",
+    "  wait_ns         waiting for a block another replay thread allocates, or for the",
+    "                  other threads at the end of a window, timed in full",
     "  rest_ns         the remainder: heaplab's own loop, its timers, timeline samples",
     "The parts are measured in the replay threads' time (thread_ns, their loop times",
     "summed; the wall time in serial mode) and scaled to the wall time; off_cpu_ns is",
@@ -144,18 +156,6 @@ static void read_tunables(char *out, size_t n)
             }
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int cmp_sample(const void *a, const void *b)
-{
-    const struct hl_rp_tlsample *x = a, *y = b;
-    return x->op_index < y->op_index ? -1 : x->op_index > y->op_index;
-}
-
 /* The progress line: which trace, run and allocator, and, once a worker has run for a
  * while, for how long (and against which --timeout), so that a slow allocator on a big
  * trace is visibly working, not stuck. */
@@ -186,11 +186,13 @@ static void progress_tick(void *arg, long elapsed_s)
         progress_show(elapsed_s);
 }
 
-static void progress(int on, const char *trace, int run, int runs, const char *alloc)
+static int show_progress;
+
+static void progress(const char *trace, int run, int runs, const char *alloc)
 {
-    prog.on = on;
+    prog.on = show_progress;
     prog.trace = trace;
-    if (!on)
+    if (!prog.on)
         return;
     if (trace) {
         prog.run = run;
@@ -210,12 +212,7 @@ static void check_writable(const char *path)
     if (!path)
         return;
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
-    else
-        snprintf(dir, sizeof dir, ".");
+    hl_dir_of(path, dir, sizeof dir);
     if (access(path, F_OK) == 0 ? access(path, W_OK) != 0 : access(dir, W_OK | X_OK) != 0)
         hl_die("%s: cannot write: %m", path);
 }
@@ -246,8 +243,8 @@ int cmd_replay(int argc, char **argv)
     const char *threads = "recorded", *touch = "page", *check = "cheap", *counters = "auto",
                *format = "table", *out_path = NULL, *timeline_path = NULL, *csv_path = NULL,
                *json_path = NULL;
-    uint64_t timeline_every = 0;
-    int quiet = 0;
+    uint64_t timeline_every = 0, window = 0;
+    int quiet = 0, no_cache = 0;
     long process = -1, timeout = 0;
     const char *shard_arg = NULL;
     struct hl_rp_shard shard = {1, 1};
@@ -257,7 +254,11 @@ int cmd_replay(int argc, char **argv)
                     "either with :KEY=VALUE,... settings"),
         HL_OPT_INT('n', "runs", &runs, "RUNS", "runs per allocator (default 3)"),
         HL_OPT_STRING(0, "threads", &threads, "MODE",
-                      "recorded (one thread per recorded thread, default) or serial"),
+                      "recorded (one thread per recorded thread, kept to the recorded "
+                      "order at the grain of a --window, default) or serial"),
+        HL_OPT_SIZE(0, "window", &window, "N",
+                    "recorded threads: no thread runs more than N events of the recorded "
+                    "order ahead of another (default " HL_STR(HL_PLAN_WINDOW_THREADS) ")"),
         HL_OPT_STRING(0, "touch", &touch, "HOW",
                       "write to new blocks: page (one byte per page, default), all, none"),
         HL_OPT_STRING(0, "check", &check, "LEVEL",
@@ -278,7 +279,13 @@ int cmd_replay(int argc, char **argv)
                    "replay only this process of each trace (default: every process)"),
         HL_OPT_INT(0, "timeout", &timeout, "SECONDS",
                    "give up on a worker run after SECONDS; its allocator's cell on that trace "
-                   "is reported as n/a: timed out (default: no limit)"),
+                   "is reported as n/a: timed out (default: " HL_STR(HL_RP_TIMEOUT_FACTOR)
+                   "x the shortest run on the trace so far, at least "
+                   HL_STR(HL_RP_TIMEOUT_MIN_S) " s, at most " HL_STR(HL_RP_TIMEOUT_CAP_S)
+                   " s; before any run finished, " HL_STR(HL_RP_TIMEOUT_CAP_S) " s)"),
+        HL_OPT_FLAG(0, "no-plan-cache", &no_cache,
+                    "plan every trace afresh; by default plans are kept beside the trace "
+                    "(TRACE.N.plan) and reused while the trace and options are the same"),
         HL_OPT_STRING(0, "shard", &shard_arg, "I/N",
                       "run only shard I of N: the (trace, allocator) cells whose number is I "
                       "modulo N (cells counted from 1, traces first), for fan-out"),
@@ -290,7 +297,7 @@ int cmd_replay(int argc, char **argv)
     if (runs < 1 || runs > 1000)
         hl_usage_die("--runs: must be between 1 and 1000");
     if (timeout < 0 || timeout > 1000000)
-        hl_usage_die("--timeout: must be between 0 (no limit) and 1000000 seconds");
+        hl_usage_die("--timeout: must be between 1 and 1000000 seconds (0: the default)");
     int serial = pick("threads", threads, threads_c);
     struct hl_rp_wopts wo = {pick("touch", touch, touch_c), pick("check", check, check_c),
                              pick("counters", counters, counters_c), timeline_path != NULL,
@@ -342,8 +349,9 @@ int cmd_replay(int argc, char **argv)
     int nrows = 0;
     for (int i = first; i < argc; i++) {
         struct hl_err err;
-        if (hl_plan_trace(argv[i], serial, timeline_path ? timeline_every : UINT64_MAX,
-                          process, &rows, &nrows, &err) != 0)
+        struct hl_plan_opts po = {serial, timeline_path ? timeline_every : UINT64_MAX, window,
+                                  !no_cache, 0, 0};
+        if (hl_plan_trace(argv[i], &po, process, &rows, &nrows, &err) != 0)
             hl_die("%s", err.msg);
     }
 
@@ -370,125 +378,13 @@ int cmd_replay(int argc, char **argv)
 
     int ncells = nrows * nalloc;
     struct hl_rp_cell *cells = calloc((size_t)ncells, sizeof *cells);
-    struct hl_rp_result *all = calloc((size_t)ncells * (size_t)runs, sizeof *all);
-    struct hl_rp_tlsample **tls = calloc((size_t)ncells * (size_t)runs, sizeof *tls);
-    if (!cells || !all || !tls)
+    if (!cells)
         hl_die("out of memory");
-    int show = !quiet && hl_isatty(2);
-    struct hl_rp_wopts run_o = wo;
-    if (wo.counters == HL_CNT_SIM) /* timed runs natively; one extra run for the counts */
-        run_o.counters = HL_CNT_NONE;
-
-    static char timed_out[MAX_ALLOCS][64];
-    for (int r = 0; r < nrows; r++) {
-        memset(timed_out, 0, sizeof timed_out);
-        for (int k = 0; k < runs; k++) {
-            for (int a = 0; a < nalloc; a++) {
-                if (timed_out[a][0] || !hl_rp_shard_has(&shard, r * nalloc + a))
-                    continue; /* one timeout is enough: no more runs of it here */
-                progress(show, rows[r].name, k + 1, (int)runs, allocs[a].name);
-                size_t idx = ((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs + (size_t)k;
-                int rc = hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &run_o, &all[idx],
-                                         &tls[idx], why, sizeof why);
-                if (rc == HL_RP_TIMED_OUT) {
-                    snprintf(timed_out[a], sizeof timed_out[a], "timed out after %ld s", timeout);
-                    progress(show, NULL, 0, 0, NULL);
-                    hl_warn("%s: %s (run %d); reported as n/a", rows[r].name, why, k + 1);
-                } else if (rc != 0) {
-                    progress(show, NULL, 0, 0, NULL);
-                    hl_die("%s: %s", rows[r].name, why);
-                }
-            }
-        }
-        for (int a = 0; a < nalloc; a++) {
-            struct hl_rp_cell *c = &cells[r * nalloc + a];
-            if (!hl_rp_shard_has(&shard, r * nalloc + a))
-                continue;
-            if (timed_out[a][0]) {
-                /* Nothing measured stands in for the runs that did not finish. */
-                c->row = &rows[r];
-                c->alloc = &allocs[a];
-                c->runs = (int)runs;
-                snprintf(c->na, sizeof c->na, "n/a: %.80s", timed_out[a]);
-                snprintf(c->med.counters_source, sizeof c->med.counters_source, "%s", c->na);
-                c->med.ops = rows[r].plan.ops;
-                for (int k = 0; k < runs; k++)
-                    free(tls[((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs + (size_t)k]);
-                continue;
-            }
-            struct hl_rp_result *rr = &all[((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs];
-            struct hl_rp_tlsample **tt = &tls[((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs];
-            uint64_t t[1000], rss[1000];
-            for (int k = 0; k < runs; k++) {
-                t[k] = rr[k].time_ns;
-                rss[k] = rr[k].peak_rss;
-            }
-            qsort(t, (size_t)runs, sizeof *t, cmp_u64);
-            qsort(rss, (size_t)runs, sizeof *rss, cmp_u64);
-            uint64_t tmed = t[(runs - 1) / 2];
-            int med = 0;
-            for (int k = 0; k < runs; k++)
-                if (rr[k].time_ns == tmed) {
-                    med = k;
-                    break;
-                }
-            c->row = &rows[r];
-            c->alloc = &allocs[a];
-            c->runs = (int)runs;
-            c->med = rr[med];
-            c->med_run = med + 1;
-            c->time_min = t[0];
-            c->time_max = t[runs - 1];
-            c->rss_med = rss[(runs - 1) / 2];
-            c->rss_min = rss[0];
-            c->rss_max = rss[runs - 1];
-            c->rss_ok = 1;
-            for (int k = 0; k < runs; k++) {
-                c->rss_ok &= rr[k].rss_ok;
-                if (rr[k].violations > c->violations) {
-                    c->violations = rr[k].violations;
-                    if (k != med) /* describe the worst run's violations */
-                        memcpy(c->med.viol, rr[k].viol, sizeof c->med.viol);
-                    c->med.violations = rr[k].violations;
-                }
-            }
-            c->tl = tt[med];
-            c->ntl = rr[med].ntimeline;
-            /* threads send their samples one after the other: put them in trace order */
-            if (c->ntl)
-                qsort(c->tl, c->ntl, sizeof *c->tl, cmp_sample);
-            if (wo.counters == HL_CNT_SIM) {
-                struct hl_rp_result *sim = calloc(1, sizeof *sim);
-                if (!sim)
-                    hl_die("out of memory");
-                progress(show, rows[r].name, (int)runs, (int)runs, "callgrind");
-                struct hl_rp_wopts so = wo;
-                so.timeline = 0;
-                int rc = hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &so, sim, NULL, why,
-                                         sizeof why);
-                if (rc == HL_RP_TIMED_OUT) {
-                    progress(show, NULL, 0, 0, NULL);
-                    hl_warn("%s: %s under callgrind; counters reported as n/a", rows[r].name, why);
-                    snprintf(c->med.counters_source, sizeof c->med.counters_source,
-                             "n/a: the callgrind run timed out after %ld s", timeout);
-                    free(sim);
-                    continue;
-                }
-                if (rc != 0) {
-                    progress(show, NULL, 0, 0, NULL);
-                    hl_die("%s: %s: %s", rows[r].name, allocs[a].name, why);
-                }
-                c->med.have_counters = sim->have_counters;
-                c->med.have_dtlb = 0;
-                c->med.instructions = sim->instructions;
-                c->med.l1d_misses = sim->l1d_misses;
-                c->med.llc_misses = sim->llc_misses;
-                snprintf(c->med.counters_source, sizeof c->med.counters_source, "sim");
-                free(sim);
-            }
-        }
-    }
-    progress(show, NULL, 0, 0, NULL);
+    show_progress = !quiet && hl_isatty(2);
+    struct hl_rp_runner rn = {allocs, nalloc, (int)runs, wo, progress, &shard};
+    for (int r = 0; r < nrows; r++)
+        hl_rp_run_row(&rn, &rows[r], r, &cells[r * nalloc]);
+    progress(NULL, 0, 0, NULL);
     ncells = hl_rp_shard_compact(cells, ncells);
 
     emit(out_path, fmt, cells, ncells, &meta);

@@ -71,10 +71,13 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
     n = add_u(f, n, "peak_rss_bytes", c->rss_med, ok && c->rss_ok);
     n = add_u(f, n, "peak_rss_min", c->rss_min, ok && c->rss_ok);
     n = add_u(f, n, "peak_rss_max", c->rss_max, ok && c->rss_ok);
+    /* peak_live_bytes: the recorded program's; replay_live_bytes: what this replay
+     * held at most, which fragmentation divides by (replay.h, live_peak). */
     n = add_u(f, n, "peak_live_bytes", row->plan.peak_live, 1);
     n = add_d(f, n, "fragmentation",
-              row->plan.peak_live ? (double)c->rss_med / (double)row->plan.peak_live : 0, 4,
-              ok && c->rss_ok && row->plan.peak_live > 0);
+              r->live_peak ? (double)c->rss_med / (double)r->live_peak : 0, 4,
+              ok && c->rss_ok && r->live_peak > 0);
+    n = add_u(f, n, "replay_live_bytes", r->live_peak, ok);
     n = add_u(f, n, "user_ns", r->user_ns, ok);
     n = add_u(f, n, "sys_ns", r->sys_ns, ok);
     n = add_u(f, n, "minor_faults", r->minor_faults, ok);
@@ -361,8 +364,8 @@ void hl_rp_write_table(FILE *f, const struct hl_rp_cell *c, int n, const struct 
             row[C_RSS].v = (double)c[k].rss_med;
             hl_fmt_bytes(row[C_RSS].s, sizeof row[C_RSS].s, row[C_RSS].v);
             row[C_RSS].valid = 1;
-            if (c[k].row->plan.peak_live) {
-                row[C_FRAG].v = (double)c[k].rss_med / (double)c[k].row->plan.peak_live;
+            if (r->live_peak) {
+                row[C_FRAG].v = (double)c[k].rss_med / (double)r->live_peak;
                 snprintf(row[C_FRAG].s, sizeof row[C_FRAG].s, "%.2f", row[C_FRAG].v);
                 row[C_FRAG].valid = 1;
             }

@@ -5,7 +5,8 @@
  * events are replayed (frees of unknown or already-freed blocks and failed calls are
  * counted and dropped), which replay thread runs each event, where a thread must wait
  * for a block another thread allocates, the live-bytes curve and the timeline sample
- * points.  The result is one flat memfd that workers map read-only.
+ * points, and each block's dense slot.  The result is a file of windows that workers
+ * read one at a time (replay.h); the builder holds one window and the live blocks.
  */
 #include "replay.h"
 
@@ -13,13 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_THREADS 65536
-#define TL_TARGET 512 /* adaptive timeline: between TL_TARGET and 2*TL_TARGET points */
-
-enum { SLOT_NONE, SLOT_LIVE, SLOT_DEAD, SLOT_SKIPPED };
+#define TL_TARGET 512 /* default timeline: between TL_TARGET and 2*TL_TARGET points */
+#define MAX_DENSE (UINT32_MAX - 1) /* dense slots are 32-bit: blocks live at once */
+#define SKIPPED_D ((uint64_t)UINT32_MAX) /* map value: a block that is not replayed */
 
 struct evvec {
     struct hl_rp_ev *v;
@@ -29,25 +32,48 @@ struct evvec {
 struct tlmark {
     uint64_t op_index, live;
     uint32_t thread;
-    uint64_t idx;
 };
 
+/* What the plan knows of a live dense slot: its block's bytes, and where its
+ * allocating event is while its window is still being built (for HL_RF_PUBLISH). */
+struct dslot {
+    uint64_t bytes, win;
+    uint32_t thread;
+    uint32_t idx;
+};
+
+/* Live trace slot -> dense slot.  Slots are handed out in increasing order and most
+ * are given back soon: the newest RING_SLOTS slots are a direct array (0: not live),
+ * older live ones move to a hash map as the ring passes them.  Memory is the ring
+ * (constant) plus the long-lived blocks. */
+#define RING_BITS 20
+#define RING_SLOTS (1ull << RING_BITS)
+
 struct hl_plan_builder {
-    int serial;
-    uint64_t every;   /* current timeline interval; UINT64_MAX: no timeline */
-    int adaptive;
-    struct evvec *thr;
+    int fd, serial, single;
+    struct hl_plan_opts opts;     /* as asked (the cache key) */
+    uint32_t *ring;               /* RING_SLOTS entries: slot s at s % RING_SLOTS */
+    uint64_t every;   /* timeline interval; UINT64_MAX: no timeline */
+    uint64_t window;
+    struct evvec *thr; /* the window being built, per replay thread */
     uint32_t nthr, thrcap;
     uint32_t recorded_threads;
-    /* per slot */
-    uint64_t *slot_bytes;
-    uint8_t *slot_state;
-    uint32_t *slot_thread;
-    uint64_t *slot_idx;
-    uint64_t nslots, slotcap;
+    uint64_t first_slot, next_slot;
+    struct hl_slotmap *map;       /* live trace slot -> dense slot (or SKIPPED_D) */
+    struct dslot *ds;
+    uint64_t dscap, hi;           /* dense slots handed out so far: 1 .. hi-1 */
+    uint32_t *freed;              /* dense slots to hand out again */
+    uint64_t nfreed, freedcap;
+    uint32_t *pend;               /* freed in this window (several threads) */
+    uint64_t npend, pendcap;
+    uint64_t win, win_ev;         /* window number, events in it */
+    uint64_t off, nwin, max_win;
     uint64_t events, ops, unknown, failed, live, peak, cross;
     struct tlmark *tl;
     uint64_t ntl, tlcap;
+    char *wbuf;                   /* the window as written */
+    uint64_t wcap;
+    int werr;
 };
 
 static void *grow(void *p, uint64_t *cap, uint64_t need, size_t elem)
@@ -66,14 +92,62 @@ static void *grow(void *p, uint64_t *cap, uint64_t need, size_t elem)
     return q;
 }
 
-struct hl_plan_builder *hl_plan_begin(int serial, uint64_t timeline_every)
+/* Trace slots as slot-map keys: consecutive slots are neighbouring cells (the map
+ * keeps 16-byte granules of a page together), and none is the map's empty key 0. */
+static inline uint64_t key_of(uint64_t slot)
+{
+    return (slot + 1) << 4;
+}
+
+/* Slot s (the next one, b->next_slot) now maps to v: the ring entry it takes over
+ * held slot s - RING_SLOTS, which moves to the map if still live. */
+static void slot_put(struct hl_plan_builder *b, uint64_t s, uint32_t v)
+{
+    uint32_t *r = &b->ring[s & (RING_SLOTS - 1)];
+    if (*r)
+        hl_slotmap_put(b->map, key_of(s - RING_SLOTS), *r);
+    *r = v;
+}
+
+/* Take slot s's value out: a dense slot, SKIPPED_D, or HL_NO_SLOT if not live. */
+static uint64_t slot_take(struct hl_plan_builder *b, uint64_t s)
+{
+    if (s >= b->next_slot || s < b->first_slot)
+        return HL_NO_SLOT;
+    if (b->next_slot - s <= RING_SLOTS) {
+        uint32_t *r = &b->ring[s & (RING_SLOTS - 1)];
+        uint32_t v = *r;
+        *r = 0;
+        return v ? v : HL_NO_SLOT;
+    }
+    return hl_slotmap_take(b->map, key_of(s));
+}
+
+struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
+                                      const struct hl_process *p)
 {
     struct hl_plan_builder *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
-    b->serial = serial;
-    b->adaptive = timeline_every == 0;
-    b->every = timeline_every ? timeline_every : 1;
+    b->map = hl_slotmap_new();
+    b->ring = calloc(RING_SLOTS, sizeof *b->ring);
+    if (!b->map || !b->ring) {
+        hl_slotmap_free(b->map);
+        free(b->ring);
+        free(b);
+        return NULL;
+    }
+    b->fd = fd;
+    b->opts = *o;
+    /* A section of one thread is planned as serial (the same plan, slots reused at
+     * once); an event of another thread there is a corrupted trace. */
+    b->serial = o->serial || p->nthreads == 1;
+    b->single = p->nthreads == 1;
+    b->every = o->timeline_every ? o->timeline_every : p->nevents / TL_TARGET + 1;
+    b->window = o->window ? o->window : b->serial ? HL_PLAN_WINDOW_SERIAL : HL_PLAN_WINDOW_THREADS;
+    b->first_slot = b->next_slot = p->first_slot;
+    b->hi = 1;
+    b->off = HL_PLAN_HDR_BYTES;
     return b;
 }
 
@@ -81,55 +155,169 @@ void hl_plan_abort(struct hl_plan_builder *b)
 {
     if (!b)
         return;
-    for (uint32_t i = 0; i < b->nthr; i++)
+    for (uint32_t i = 0; i < b->thrcap; i++)
         free(b->thr[i].v);
     free(b->thr);
-    free(b->slot_bytes);
-    free(b->slot_state);
-    free(b->slot_thread);
-    free(b->slot_idx);
+    hl_slotmap_free(b->map);
+    free(b->ring);
+    free(b->ds);
+    free(b->freed);
+    free(b->pend);
     free(b->tl);
+    free(b->wbuf);
     free(b);
 }
 
-static struct hl_rp_ev *push(struct hl_plan_builder *b, uint32_t t, uint64_t *idx)
+static int write_at(int fd, const void *p, uint64_t n, uint64_t off)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t k = pwrite(fd, c, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        c += k;
+        n -= (uint64_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* Write the window built so far; the slots freed in it can be handed out again. */
+/* The compact form of a serial window (replay.h): words, then escapes; bytes written. */
+static uint64_t compact_window(struct hl_plan_builder *b, uint64_t hb)
+{
+    const struct evvec *v = &b->thr[0];
+    uint64_t ncx = 0;
+    for (uint64_t k = 0; k < v->n; k++)
+        ncx += !(v->v[k].op == HL_OP_FREE ||
+                 (v->v[k].op == HL_OP_MALLOC && v->v[k].size < HL_CEV_MAX_SIZE));
+    uint64_t bytes = hb + v->n * sizeof(uint64_t) + ncx * sizeof(struct hl_rp_ev);
+    b->wbuf = grow(b->wbuf, &b->wcap, bytes, 1);
+    memset(b->wbuf, 0, hb);
+    uint64_t *cw = (uint64_t *)(b->wbuf + hb);
+    struct hl_rp_ev *cx = (struct hl_rp_ev *)(cw + v->n);
+    for (uint64_t k = 0; k < v->n; k++) {
+        const struct hl_rp_ev *e = &v->v[k];
+        if (e->op == HL_OP_FREE) {
+            cw[k] = ((uint64_t)e->slot << 2) | HL_CEV_FREE;
+        } else if (e->op == HL_OP_MALLOC && e->size < HL_CEV_MAX_SIZE) {
+            cw[k] = ((uint64_t)e->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)e->slot << 2) |
+                    HL_CEV_MALLOC;
+        } else {
+            cw[k] = HL_CEV_OTHER;
+            *cx = *e;
+            cx->flags = 0;
+            cx++;
+        }
+    }
+    struct hl_plan_win *w = (struct hl_plan_win *)b->wbuf;
+    w->ncx = (uint32_t)ncx;
+    w->nev[0] = (uint32_t)v->n;
+    return bytes;
+}
+
+/* The events of a window with several threads: thread after thread; bytes written. */
+static uint64_t threads_window(struct hl_plan_builder *b, uint64_t hb, uint64_t n)
+{
+    uint64_t bytes = hb + n * sizeof(struct hl_rp_ev);
+    b->wbuf = grow(b->wbuf, &b->wcap, bytes, 1);
+    memset(b->wbuf, 0, hb);
+    struct hl_plan_win *w = (struct hl_plan_win *)b->wbuf;
+    char *at = b->wbuf + hb;
+    for (uint32_t i = 0; i < b->nthr; i++) {
+        w->nev[i] = (uint32_t)b->thr[i].n;
+        memcpy(at, b->thr[i].v, b->thr[i].n * sizeof(struct hl_rp_ev));
+        at += b->thr[i].n * sizeof(struct hl_rp_ev);
+    }
+    return bytes;
+}
+
+/* Write the window built so far; the slots freed in it can be handed out again. */
+static void flush_window(struct hl_plan_builder *b)
+{
+    uint64_t hb = hl_plan_win_hdr_bytes(b->nthr), n = 0;
+    for (uint32_t i = 0; i < b->nthr; i++)
+        n += b->thr[i].n;
+    if (n == 0)
+        return;
+    const uint64_t bytes = b->serial ? compact_window(b, hb) : threads_window(b, hb, n);
+    struct hl_plan_win *w = (struct hl_plan_win *)b->wbuf;
+    w->bytes = bytes;
+    w->nev_total = n;
+    w->nthr = b->nthr;
+    for (uint32_t i = 0; i < b->nthr; i++)
+        b->thr[i].n = 0;
+    if (!b->werr && write_at(b->fd, b->wbuf, bytes, b->off) != 0)
+        b->werr = errno ? errno : EIO;
+    b->off += bytes;
+    b->nwin++;
+    if (bytes > b->max_win)
+        b->max_win = bytes;
+    for (uint64_t k = 0; k < b->npend; k++)
+        b->freed[b->nfreed++] = b->pend[k];
+    b->npend = 0;
+    b->win++;
+    b->win_ev = 0;
+}
+
+static struct hl_rp_ev *push(struct hl_plan_builder *b, uint32_t t, uint32_t *idx)
 {
     if (t >= b->nthr) {
-        uint64_t cap = b->thrcap;
-        b->thr = grow(b->thr, &cap, (uint64_t)t + 1, sizeof *b->thr);
-        memset(b->thr + b->thrcap, 0, (cap - b->thrcap) * sizeof *b->thr);
-        b->thrcap = (uint32_t)cap;
+        if (t >= b->thrcap) {
+            uint64_t cap = b->thrcap;
+            b->thr = grow(b->thr, &cap, (uint64_t)t + 1, sizeof *b->thr);
+            memset(b->thr + b->thrcap, 0, (cap - b->thrcap) * sizeof *b->thr);
+            b->thrcap = (uint32_t)cap;
+        }
         b->nthr = t + 1;
     }
     struct evvec *v = &b->thr[t];
     v->v = grow(v->v, &v->cap, v->n + 1, sizeof *v->v);
-    *idx = v->n;
+    *idx = (uint32_t)v->n;
     struct hl_rp_ev *e = &v->v[v->n++];
     memset(e, 0, sizeof *e);
     return e;
 }
 
-/* Thin the timeline marks to every 2*every-th op once there are too many. */
-static void tl_thin(struct hl_plan_builder *b)
+/* A dense slot for a new block: one given back before (in an earlier window, with
+ * several threads), else the next unused one.  0 when there are too many live. */
+static uint32_t dense_new(struct hl_plan_builder *b)
 {
-    b->every *= 2;
-    uint64_t k = 0;
-    for (uint64_t i = 0; i < b->ntl; i++) {
-        struct tlmark *m = &b->tl[i];
-        if (m->op_index % b->every == 0)
-            b->tl[k++] = *m;
-        else
-            b->thr[m->thread].v[m->idx].flags &= (uint8_t)~HL_RF_SAMPLE;
-    }
-    b->ntl = k;
+    if (b->nfreed)
+        return b->freed[--b->nfreed];
+    if (b->hi > MAX_DENSE)
+        return 0;
+    b->ds = grow(b->ds, &b->dscap, b->hi + 1, sizeof *b->ds);
+    uint64_t c = b->freedcap;
+    b->freed = grow(b->freed, &c, b->hi + 1, sizeof *b->freed);
+    b->freedcap = c;
+    c = b->pendcap;
+    b->pend = grow(b->pend, &c, b->hi + 1, sizeof *b->pend);
+    b->pendcap = c;
+    return (uint32_t)b->hi++;
 }
 
-/* The plan's own "no block" (its events carry 32-bit slots). */
-#define NO_SLOT UINT32_MAX
-
-static int slot_usable(struct hl_plan_builder *b, uint64_t s)
+/* Dense slot d's block is given back by an event of thread t. */
+static void dense_free(struct hl_plan_builder *b, uint32_t d, uint32_t t, struct hl_rp_ev *r)
 {
-    return s != HL_NO_SLOT && s < b->nslots && b->slot_state[s] == SLOT_LIVE;
+    struct dslot *x = &b->ds[d];
+    if (!b->serial && x->thread != t && x->win == b->win) {
+        r->flags |= HL_RF_WAIT;
+        b->thr[x->thread].v[x->idx].flags |= HL_RF_PUBLISH;
+        b->cross++;
+    }
+    b->live -= x->bytes;
+    if (b->serial)
+        b->freed[b->nfreed++] = d;
+    else
+        b->pend[b->npend++] = d;
+}
+
+static int aligned_op(int op)
+{
+    return op == HL_OP_POSIX_MEMALIGN || op == HL_OP_ALIGNED_ALLOC || op == HL_OP_MEMALIGN;
 }
 
 int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_err *err)
@@ -137,6 +325,12 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
     b->events++;
     if (e->thread >= MAX_THREADS) {
         snprintf(err->msg, sizeof err->msg, "event %llu: thread index %u out of range",
+                 (unsigned long long)b->events - 1, e->thread);
+        return -1;
+    }
+    if (b->single && e->thread != 0) {
+        snprintf(err->msg, sizeof err->msg,
+                 "corrupted trace: event %llu comes from thread %u of a one-thread section",
                  (unsigned long long)b->events - 1, e->thread);
         return -1;
     }
@@ -150,10 +344,11 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
         b->failed++;
         return 0;
     }
-    uint32_t t = b->serial ? 0 : e->thread;
-    int allocates = hl_op_allocates(e->op);
-    int has_old = e->op == HL_OP_FREE || e->op == HL_OP_REALLOC || e->op == HL_OP_REALLOCARRAY;
-    uint32_t old = NO_SLOT;
+    const uint32_t t = b->serial ? 0 : e->thread;
+    const int allocates = hl_op_allocates(e->op);
+    const int has_old = e->op == HL_OP_FREE || e->op == HL_OP_REALLOC ||
+                        e->op == HL_OP_REALLOCARRAY;
+    uint64_t old = HL_NO_SLOT; /* the dense slot given back, if any */
 
     if (allocates && e->slot == HL_NO_SLOT) { /* an allocation without a block */
         b->failed++;
@@ -161,15 +356,15 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
     }
     if (has_old) {
         uint64_t s = e->op == HL_OP_FREE ? e->slot : e->old_slot;
-        if (s != HL_NO_SLOT && s < b->nslots && b->slot_state[s] == SLOT_SKIPPED) {
+        uint64_t d = s == HL_NO_SLOT ? HL_NO_SLOT : slot_take(b, s);
+        if (d == SKIPPED_D) {
             /* the block was never replayed: neither is what gives it back */
-            b->slot_state[s] = SLOT_DEAD;
             if (e->op == HL_OP_FREE) {
                 b->failed++;
                 return 0;
             }
-        } else if (slot_usable(b, s)) {
-            old = (uint32_t)s;
+        } else if (d != HL_NO_SLOT) {
+            old = d;
         } else if (e->op == HL_OP_FREE && s == HL_NO_SLOT && !(e->flags & HL_EV_UNKNOWN)) {
             /* free(NULL): a real call, replayed as one */
         } else if (e->op == HL_OP_FREE || s != HL_NO_SLOT || (e->flags & HL_EV_UNKNOWN)) {
@@ -180,55 +375,40 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
                 return 0;
         }
     }
-    if (allocates) {
-        if (e->slot != b->nslots || b->nslots >= UINT32_MAX - 1) {
-            snprintf(err->msg, sizeof err->msg,
-                     "corrupted trace: event %llu allocates slot %llu, expected slot %llu",
-                     (unsigned long long)b->events - 1, (unsigned long long)e->slot,
-                     (unsigned long long)b->nslots);
-            return -1;
-        }
-        uint64_t cap = b->slotcap;
-        b->slot_bytes = grow(b->slot_bytes, &cap, b->nslots + 1, sizeof *b->slot_bytes);
-        cap = b->slotcap;
-        b->slot_state = grow(b->slot_state, &cap, b->nslots + 1, 1);
-        cap = b->slotcap;
-        b->slot_thread = grow(b->slot_thread, &cap, b->nslots + 1, sizeof *b->slot_thread);
-        cap = b->slotcap;
-        b->slot_idx = grow(b->slot_idx, &cap, b->nslots + 1, sizeof *b->slot_idx);
-        b->slotcap = cap;
-        b->nslots++;
+    if (allocates && e->slot != b->next_slot) {
+        snprintf(err->msg, sizeof err->msg,
+                 "corrupted trace: event %llu allocates slot %llu, expected slot %llu",
+                 (unsigned long long)b->events - 1, (unsigned long long)e->slot,
+                 (unsigned long long)b->next_slot);
+        return -1;
     }
 
-    uint64_t bytes = allocates ? hl_event_bytes(e) : 0;
+    uint64_t bytes = 0;
     if (allocates) {
-        int aligned = e->op == HL_OP_POSIX_MEMALIGN || e->op == HL_OP_ALIGNED_ALLOC ||
-                      e->op == HL_OP_MEMALIGN;
+        b->next_slot++;
+        bytes = hl_event_bytes(e);
         /* Calls the worker could not make as recorded (absurd sizes or alignments) are
          * not replayed; the block's later free is dropped with it. */
-        if (bytes == UINT64_MAX || bytes > (1ull << 46) || (aligned && e->aux > (1u << 30))) {
-            b->slot_state[e->slot] = SLOT_SKIPPED;
-            b->slot_bytes[e->slot] = 0;
+        if (bytes == UINT64_MAX || bytes > (1ull << 46) || (aligned_op(e->op) && e->aux > (1u << 30))) {
+            slot_put(b, e->slot, (uint32_t)SKIPPED_D);
             b->failed++;
-            if (old != NO_SLOT) { /* the trace says realloc gave the old block back */
-                b->slot_state[old] = SLOT_DEAD;
-                b->live -= b->slot_bytes[old];
+            if (old != HL_NO_SLOT) { /* the trace says realloc gave the old block back */
+                struct hl_rp_ev dummy;
+                memset(&dummy, 0, sizeof dummy);
+                b->ds[old].win = UINT64_MAX; /* no event to wait on it */
+                dense_free(b, (uint32_t)old, t, &dummy);
             }
             return 0;
         }
     }
 
-    uint64_t idx;
+    uint32_t idx;
     struct hl_rp_ev *r = push(b, t, &idx);
     r->op = e->op == HL_OP_REALLOCARRAY ? HL_OP_REALLOC : e->op;
-    r->slot = NO_SLOT;
-    r->old_slot = NO_SLOT;
     if (e->op == HL_OP_FREE) {
-        r->slot = old;
-        r->size = old == NO_SLOT ? 0 : b->slot_bytes[old];
+        r->slot = old == HL_NO_SLOT ? 0 : (uint32_t)old;
+        r->size = old == HL_NO_SLOT ? 0 : b->ds[old].bytes;
     } else {
-        r->slot = (uint32_t)e->slot;
-        r->old_slot = old;
         r->size = bytes;
         if (e->op == HL_OP_CALLOC) {
             if (e->aux <= UINT32_MAX && e->size <= (1ull << 46)) {
@@ -238,25 +418,28 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
                 r->size = bytes;
                 r->aux = 1;
             }
-        } else if (e->op == HL_OP_POSIX_MEMALIGN || e->op == HL_OP_ALIGNED_ALLOC ||
-                   e->op == HL_OP_MEMALIGN) {
+        } else if (aligned_op(e->op)) {
             r->aux = (uint32_t)e->aux;
         }
     }
-    if (old != NO_SLOT) {
-        if (!b->serial && b->slot_thread[old] != t) {
-            r->flags |= HL_RF_WAIT;
-            b->thr[b->slot_thread[old]].v[b->slot_idx[old]].flags |= HL_RF_PUBLISH;
-            b->cross++;
-        }
-        b->slot_state[old] = SLOT_DEAD;
-        b->live -= b->slot_bytes[old];
-    }
+    /* The new block's slot before the old one is given back (realloc): a realloc never
+     * passes and receives the same slot. */
     if (allocates) {
-        b->slot_state[e->slot] = SLOT_LIVE;
-        b->slot_bytes[e->slot] = bytes;
-        b->slot_thread[e->slot] = t;
-        b->slot_idx[e->slot] = idx;
+        uint32_t d = dense_new(b);
+        if (!d) {
+            snprintf(err->msg, sizeof err->msg, "event %llu: more than %u blocks live at once",
+                     (unsigned long long)b->events - 1, MAX_DENSE);
+            return -1;
+        }
+        r->slot = d;
+        if (r->op == HL_OP_REALLOC)
+            r->old_slot = old == HL_NO_SLOT ? 0 : (uint32_t)old;
+        slot_put(b, e->slot, d);
+        b->ds[d] = (struct dslot){bytes, b->win, t, idx};
+    }
+    if (old != HL_NO_SLOT)
+        dense_free(b, (uint32_t)old, t, r);
+    if (allocates) {
         b->live += bytes;
         if (b->live > b->peak)
             b->peak = b->live;
@@ -265,197 +448,217 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
     if (b->every != UINT64_MAX && opi % b->every == 0) {
         r->flags |= HL_RF_SAMPLE;
         b->tl = grow(b->tl, &b->tlcap, b->ntl + 1, sizeof *b->tl);
-        b->tl[b->ntl++] = (struct tlmark){opi, b->live, t, idx};
-        if (b->adaptive && b->ntl >= 2 * TL_TARGET)
-            tl_thin(b);
+        b->tl[b->ntl++] = (struct tlmark){opi, b->live, t};
     }
+    if (++b->win_ev == b->window)
+        flush_window(b);
     return 0;
 }
 
-static uint64_t align64(uint64_t x)
+/* What the parent keeps of a plan: its file and its header's counts. */
+static void info_of(const struct hl_plan_hdr *h, int fd, struct hl_plan_info *info)
 {
-    return (x + 63) & ~63ull;
-}
-
-/* Whether an event has a compact word of its own (else it escapes; replay.h). */
-static int cev_compact(const struct hl_rp_ev *e)
-{
-    return e->op == HL_OP_FREE || (e->op == HL_OP_MALLOC && e->size < HL_CEV_MAX_SIZE);
-}
-
-/* Write the compact stream of the n events src (final: "no block" is the slot
- * b->nslots) into cw and its escapes into cx, renumbering the blocks' slots densely: a
- * new block takes the dense slot most recently given back (a stack), else the next
- * unused one; dense slot 0 is "no block".  The slot table the loop touches is then
- * about as large as the most blocks live at once, not the trace's allocation count. */
-static int cev_build(struct hl_plan_builder *b, const struct hl_rp_ev *src, uint64_t n,
-                     uint64_t *cw, struct hl_rp_ev *cx, uint64_t *ndense)
-{
-    uint32_t *dense = calloc(b->nslots + 1, sizeof *dense); /* trace slot -> dense */
-    uint32_t *stack = malloc((b->nslots + 1) * sizeof *stack);
-    if (!dense || !stack) {
-        free(dense);
-        free(stack);
-        return -1;
-    }
-    uint64_t top = 0, hi = 1;
-    for (uint64_t k = 0; k < n; k++) {
-        const struct hl_rp_ev *e = &src[k];
-        if (e->op == HL_OP_FREE) {
-            uint32_t d = dense[e->slot];
-            cw[k] = ((uint64_t)d << 2) | HL_CEV_FREE;
-            if (d)
-                stack[top++] = d;
-            continue;
-        }
-        /* the new block's slot before the old one is given back (realloc): a realloc
-         * never passes and receives the same dense slot */
-        uint32_t d = top ? stack[--top] : (uint32_t)hi++;
-        dense[e->slot] = d;
-        if (cev_compact(e)) {
-            cw[k] = ((uint64_t)e->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)d << 2) | HL_CEV_MALLOC;
-        } else {
-            cw[k] = HL_CEV_OTHER;
-            *cx = *e;
-            cx->slot = d;
-            if (e->op == HL_OP_REALLOC) {
-                uint32_t od = dense[e->old_slot];
-                cx->old_slot = od;
-                if (od)
-                    stack[top++] = od;
-            }
-            cx++;
-        }
-    }
-    *ndense = hi;
-    free(dense);
-    free(stack);
-    return 0;
+    memset(info, 0, sizeof *info);
+    info->fd = fd;
+    info->events = h->events;
+    info->ops = h->ops;
+    info->skipped_unknown = h->skipped_unknown;
+    info->skipped_failed = h->skipped_failed;
+    info->peak_live = h->peak_live;
+    info->ndense = h->ndense;
+    info->bytes = h->total_bytes;
+    info->threads = h->nthreads;
+    info->recorded_threads = h->recorded_threads;
 }
 
 int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct hl_err *err)
 {
+    flush_window(b);
     uint32_t nthr = b->nthr ? b->nthr : 1;
-    uint64_t off = align64(sizeof(struct hl_plan_hdr) + nthr * sizeof(struct hl_rp_thread));
-    uint64_t ev_off = off;
-    for (uint32_t i = 0; i < b->nthr; i++)
-        off = align64(off + b->thr[i].n * sizeof(struct hl_rp_ev));
-    uint64_t tl_off = off;
-    off = align64(off + b->ntl * sizeof(struct hl_rp_tlpoint));
-    uint64_t sb_off = off;
-    off = align64(off + (b->nslots + 1) * sizeof(uint64_t));
-    /* One replay thread: the compact stream too (replay.h), and its escapes. */
-    uint64_t ncev = 0, ncx = 0, cev_off = 0, cx_off = 0;
-    if (nthr == 1 && b->nthr == 1) {
-        const struct evvec *v = &b->thr[0];
-        for (uint64_t k = 0; k < v->n; k++)
-            ncx += !cev_compact(&v->v[k]);
-        ncev = v->n;
-        cev_off = off;
-        off = align64(off + ncev * sizeof(uint64_t));
-        cx_off = off;
-        off = align64(off + ncx * sizeof(struct hl_rp_ev));
-    }
-
-    int fd = memfd_create("heaplab-plan", 0);
-    if (fd < 0 || ftruncate(fd, (off_t)off) != 0) {
-        snprintf(err->msg, sizeof err->msg, "cannot create the replay plan: %s",
-                 strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        hl_plan_abort(b);
-        return -1;
-    }
-    char *m = mmap(NULL, off, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-        snprintf(err->msg, sizeof err->msg, "cannot map the replay plan: %s", strerror(errno));
-        close(fd);
-        hl_plan_abort(b);
-        return -1;
-    }
-    struct hl_plan_hdr *h = (struct hl_plan_hdr *)m;
-    h->magic = HL_PLAN_MAGIC;
-    h->total_bytes = off;
-    h->nthreads = nthr;
-    h->serial = (uint32_t)b->serial;
-    h->nslots = b->nslots;
-    h->slot_bytes_off = sb_off;
-    h->events = b->events;
-    h->ops = b->ops;
-    h->skipped_unknown = b->unknown;
-    h->skipped_failed = b->failed;
-    h->peak_live = b->peak;
-    h->ntl = b->ntl;
-    h->recorded_threads = b->recorded_threads;
-    h->cross_thread = (uint32_t)(b->cross > UINT32_MAX ? UINT32_MAX : b->cross);
-    /* Timeline points are grouped per thread, each group in op order, which is the
-     * order that thread meets its sample flags. */
-    uint64_t eo = ev_off, to = tl_off;
-    for (uint32_t i = 0; i < nthr; i++) {
-        struct hl_rp_thread *th = &h->thr[i];
-        uint64_t n = i < b->nthr ? b->thr[i].n : 0;
-        th->ev_off = eo;
-        th->nev = n;
-        struct hl_rp_ev *dst = (struct hl_rp_ev *)(m + eo);
-        if (n)
-            memcpy(dst, b->thr[i].v, n * sizeof(struct hl_rp_ev));
-        /* "No block" (free(NULL), realloc(NULL, n)) becomes the extra slot nslots, which
-         * always holds NULL: the loop then never tests for it. */
-        for (uint64_t k = 0; k < n; k++) {
-            if (dst[k].slot == NO_SLOT)
-                dst[k].slot = (uint32_t)b->nslots;
-            if (dst[k].op == HL_OP_REALLOC && dst[k].old_slot == NO_SLOT)
-                dst[k].old_slot = (uint32_t)b->nslots;
-        }
-        eo = align64(eo + n * sizeof(struct hl_rp_ev));
-        th->tl_off = to;
-        th->ntl = 0;
-        struct hl_rp_tlpoint *tp = (struct hl_rp_tlpoint *)(m + to);
-        for (uint64_t k = 0; k < b->ntl; k++)
-            if (b->tl[k].thread == i)
-                tp[th->ntl++] = (struct hl_rp_tlpoint){b->tl[k].op_index, b->tl[k].live};
-        to += th->ntl * sizeof(struct hl_rp_tlpoint);
-    }
-    h->cev_off = cev_off;
-    h->ncev = ncev;
-    h->cx_off = cx_off;
-    h->ncx = ncx;
-    h->ndense = 1;
-    if (ncev && cev_build(b, (const struct hl_rp_ev *)(m + h->thr[0].ev_off), ncev,
-                          (uint64_t *)(m + cev_off), (struct hl_rp_ev *)(m + cx_off),
-                          &h->ndense) != 0) {
+    struct hl_plan_hdr h;
+    memset(&h, 0, sizeof h);
+    h.magic = HL_PLAN_MAGIC;
+    h.version = HL_PLAN_VERSION;
+    h.nthreads = nthr;
+    h.serial = (uint32_t)b->serial;
+    h.compact = (uint32_t)b->serial;
+    h.window = b->window;
+    h.nwin = b->nwin;
+    h.win_off = HL_PLAN_HDR_BYTES;
+    h.max_win_bytes = b->max_win;
+    h.ndense = b->hi;
+    h.events = b->events;
+    h.ops = b->ops;
+    h.skipped_unknown = b->unknown;
+    h.skipped_failed = b->failed;
+    h.peak_live = b->peak;
+    h.recorded_threads = b->recorded_threads;
+    h.cross_thread = (uint32_t)(b->cross > UINT32_MAX ? UINT32_MAX : b->cross);
+    h.key_trace = b->opts.trace_key;
+    h.key_every = b->opts.timeline_every;
+    h.key_window = b->opts.window;
+    h.key_section = b->opts.section;
+    h.key_serial = (uint32_t)b->opts.serial;
+    /* Timeline points, grouped per thread (a sort by thread keeps op order within). */
+    uint64_t *per = calloc(nthr, sizeof *per);
+    struct hl_rp_tlpoint *tp = calloc(b->ntl + 1, sizeof *tp);
+    if (!per || !tp) {
+        free(per);
+        free(tp);
         snprintf(err->msg, sizeof err->msg, "out of memory building the replay plan");
-        munmap(m, off);
-        close(fd);
         hl_plan_abort(b);
         return -1;
     }
-    if (b->nslots)
-        memcpy(m + sb_off, b->slot_bytes, b->nslots * sizeof(uint64_t));
-    ((uint64_t *)(m + sb_off))[b->nslots] = 0;
-    munmap(m, off);
-
-    memset(info, 0, sizeof *info);
-    info->fd = fd;
-    info->events = b->events;
-    info->ops = b->ops;
-    info->skipped_unknown = b->unknown;
-    info->skipped_failed = b->failed;
-    info->peak_live = b->peak;
-    info->nslots = b->nslots;
-    info->threads = nthr;
-    info->recorded_threads = b->recorded_threads;
+    for (uint64_t k = 0; k < b->ntl; k++)
+        per[b->tl[k].thread]++;
+    uint64_t *at = calloc(nthr, sizeof *at);
+    for (uint32_t i = 1; at && i < nthr; i++)
+        at[i] = at[i - 1] + per[i - 1];
+    for (uint64_t k = 0; at && k < b->ntl; k++)
+        tp[at[b->tl[k].thread]++] = (struct hl_rp_tlpoint){b->tl[k].op_index, b->tl[k].live};
+    h.tl_off = b->off;
+    h.ntl = b->ntl;
+    h.tl_thread_off = h.tl_off + b->ntl * sizeof *tp;
+    h.total_bytes = h.tl_thread_off + nthr * sizeof(uint64_t);
+    int bad = !at || b->werr || write_at(b->fd, tp, b->ntl * sizeof *tp, h.tl_off) != 0 ||
+              write_at(b->fd, per, nthr * sizeof *per, h.tl_thread_off) != 0 ||
+              write_at(b->fd, &h, sizeof h, 0) != 0;
+    int e = b->werr ? b->werr : errno;
+    free(at);
+    free(per);
+    free(tp);
+    if (bad) {
+        snprintf(err->msg, sizeof err->msg, "cannot write the replay plan: %s",
+                 at ? strerror(e) : "out of memory");
+        hl_plan_abort(b);
+        return -1;
+    }
+    info_of(&h, b->fd, info);
     hl_plan_abort(b);
     return 0;
 }
 
-int hl_plan_trace(const char *path, int serial, uint64_t timeline_every, long pid,
+int hl_plan_file(const char *path, struct hl_err *err)
+{
+    char dir[4096];
+    hl_dir_of(path, dir, sizeof dir);
+    const char *tmp = getenv("TMPDIR");
+    const char *cand[] = {dir, tmp && *tmp ? tmp : "/tmp", "/tmp"};
+    for (int i = 0; i < 3; i++) {
+        int fd = open(cand[i], O_TMPFILE | O_RDWR, 0600);
+        if (fd >= 0)
+            return fd;
+    }
+    snprintf(err->msg, sizeof err->msg, "cannot create the replay plan's file in %.200s or %.200s: %s",
+             dir, cand[1], strerror(errno));
+    return -1;
+}
+
+static void plan_progress(const char *path, uint64_t done, uint64_t total, int end);
+
+/* Plan the section the reader stands at into a new file.  1 planned (info filled),
+ * 0 the section has no events, -1 error (err says why). */
+static int plan_section(struct hl_reader *r, const char *path, const struct hl_plan_opts *o,
+                        const struct hl_process *p, int show, struct hl_plan_info *info,
+                        struct hl_err *err)
+{
+    int fd = hl_plan_file(path, err);
+    if (fd < 0)
+        return -1;
+    struct hl_plan_builder *b = hl_plan_begin(fd, o, p);
+    if (!b) {
+        close(fd);
+        snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
+        return -1;
+    }
+    const struct hl_event *ev;
+    ssize_t n;
+    uint64_t shown = 0;
+    while ((n = hl_reader_events(r, &ev, err)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (hl_plan_add(b, &ev[i], err) != 0) {
+                char why[sizeof err->msg];
+                snprintf(why, sizeof why, "%s", err->msg);
+                snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, why);
+                hl_plan_abort(b);
+                close(fd);
+                return -1;
+            }
+        }
+        if (show && b->events >> 24 != shown) {
+            shown = b->events >> 24;
+            plan_progress(path, b->events, p->nevents, 0);
+        }
+    }
+    if (shown)
+        plan_progress(path, 0, 0, 1);
+    if (n < 0 || b->events == 0) {
+        hl_plan_abort(b);
+        close(fd);
+        return n < 0 ? -1 : 0;
+    }
+    if (hl_plan_finish(b, info, err) != 0) {
+        close(fd);
+        return -1;
+    }
+    return 1;
+}
+
+/* A cached plan at cpath made from the same trace, section and options: 0 with its fd
+ * and info, else -1 (none, or one that does not match: it will be rebuilt). */
+static int cache_open(const char *cpath, const struct hl_plan_opts *o, struct hl_plan_info *info)
+{
+    int fd = open(cpath, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    struct hl_plan_hdr h;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
+        h.magic != HL_PLAN_MAGIC || h.version != HL_PLAN_VERSION ||
+        h.total_bytes != (uint64_t)st.st_size || h.key_trace != o->trace_key ||
+        h.key_section != o->section || h.key_serial != (uint32_t)o->serial ||
+        h.key_every != o->timeline_every || h.key_window != o->window) {
+        close(fd);
+        return -1;
+    }
+    info_of(&h, fd, info);
+    return 0;
+}
+
+/* Keep the finished plan in fd (an unlinked file) at cpath: linked under a temporary
+ * name beside it, then renamed over it, so that cpath is always a whole plan.  Best
+ * effort: where it cannot be kept, this replay still has its plan. */
+static void cache_store(int fd, const char *cpath)
+{
+    char proc[64], tmp[4300];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", cpath, (int)getpid());
+    if (fsync(fd) != 0 || linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) != 0)
+        return;
+    if (rename(tmp, cpath) != 0)
+        unlink(tmp);
+}
+
+/* Progress of a long preparation on a terminal: every 2^24 events. */
+static void plan_progress(const char *path, uint64_t done, uint64_t total, int end)
+{
+    if (end)
+        fprintf(stderr, "\r\033[K");
+    else
+        fprintf(stderr, "\r\033[Kreplay %s: preparing, %llu M of %llu M events", path,
+                (unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
+    fflush(stderr);
+}
+
+int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
                   struct hl_rp_row **rows, int *nrows, struct hl_err *err)
 {
+    const int show = isatty(2);
     struct hl_reader *r = hl_reader_open(path, err);
     if (!r)
         return -1;
     int first = *nrows, rc = -1;
+    uint32_t section = 0;
     struct hl_process p;
     for (;;) {
         int k = hl_reader_next_process(r, &p, err);
@@ -472,39 +675,25 @@ int hl_plan_trace(const char *path, int serial, uint64_t timeline_every, long pi
                 goto out;
             continue;
         }
-        struct hl_plan_builder *b = hl_plan_begin(serial, timeline_every);
-        if (!b) {
-            snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
-            goto out;
-        }
-        const struct hl_event *ev;
-        ssize_t n;
-        while ((n = hl_reader_events(r, &ev, err)) > 0) {
-            for (ssize_t i = 0; i < n; i++) {
-                if (hl_plan_add(b, &ev[i], err) != 0) {
-                    char why[sizeof err->msg];
-                    snprintf(why, sizeof why, "%s", err->msg);
-                    snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, why);
-                    hl_plan_abort(b);
-                    goto out;
-                }
-            }
-        }
-        if (n < 0) {
-            hl_plan_abort(b);
-            goto out;
-        }
-        if (b->events == 0) {
-            hl_plan_abort(b);
-            continue;
-        }
+        struct hl_plan_opts so = *o;
+        so.trace_key = strtoull(hl_reader_hash(r), NULL, 16);
+        so.section = section++;
         struct hl_rp_row row;
         memset(&row, 0, sizeof row);
         snprintf(row.file, sizeof row.file, "%s", path);
         snprintf(row.hash, sizeof row.hash, "%s", hl_reader_hash(r));
         row.pid = p.pid;
-        if (hl_plan_finish(b, &row.plan, err) != 0)
-            goto out;
+        char cpath[4200];
+        snprintf(cpath, sizeof cpath, "%s.%u.plan", path, so.section);
+        if (!o->cache || cache_open(cpath, &so, &row.plan) != 0) {
+            int k = plan_section(r, path, &so, &p, show, &row.plan, err);
+            if (k < 0)
+                goto out;
+            if (k == 0)
+                continue;
+            if (o->cache)
+                cache_store(row.plan.fd, cpath);
+        }
         struct hl_rp_row *nr = realloc(*rows, (size_t)(*nrows + 1) * sizeof **rows);
         if (!nr) {
             close(row.plan.fd);

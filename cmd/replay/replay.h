@@ -2,13 +2,24 @@
  * replay.h: the replay engine's internal contract, shared by the parent (cmd/replay.c)
  * and the worker process (worker.c).
  *
- * Data flow.  The parent reads each trace once and builds, per process section, a plan
- * (plan.c): flat arrays of compact events per replay thread, written into a memfd.  For
- * each run and allocator it starts a worker, `heaplab __worker run ...`, with the
- * allocator preloaded; the worker maps the plan read-only (so building it costs the
- * allocator under test nothing), replays it, and writes one struct hl_rp_result (plus
- * its timeline samples) back over a pipe.  `heaplab __worker probe` only checks that
- * the preloaded library really provides malloc and reports its version.
+ * Data flow.  The parent reads each trace once and writes, per process section, a plan
+ * (plan.c) into an unlinked file: windows of consecutive events of the trace's global
+ * order, each holding the window's events per replay thread.  For each run and
+ * allocator it starts a worker, `heaplab __worker run ...`, with the allocator
+ * preloaded; the worker reads the plan one window at a time into a buffer of constant
+ * size (so neither process holds the whole plan, and building it costs the allocator
+ * under test nothing), replays it, and writes one struct hl_rp_result (plus its
+ * timeline samples) back over a pipe.  `heaplab __worker probe` only checks that the
+ * preloaded library really provides malloc and reports its version.
+ *
+ * Slots are dense: the plan renumbers the trace's blocks so that a new block takes a
+ * number given back by a block freed before it, so the worker's slot table is as large
+ * as the most blocks live at once, whatever the trace's length.  Dense slot 0 is "no
+ * block" (always NULL: free(NULL), realloc(NULL, n)).  With several replay threads, a
+ * number freed in a window is handed out again only from the next window on, and all
+ * threads finish window k before any starts window k+1 (the recorded interleaving, at
+ * the grain of a window); within a window a thread that frees or reallocates another
+ * thread's block waits for it (HL_RF_WAIT / HL_RF_PUBLISH).
  */
 #ifndef HEAPLAB_REPLAY_H
 #define HEAPLAB_REPLAY_H
@@ -16,25 +27,28 @@
 #include "trace.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
-/* ---- the plan, as laid out in the memfd ---- */
+/* ---- the plan, as laid out in its file ---- */
 
 #define HL_PLAN_MAGIC 0x4e414c5042504c48ull /* "HLPBPLAN" */
+#define HL_PLAN_VERSION 3
+#define HL_PLAN_HDR_BYTES 4096 /* the header's room; windows follow */
 
 /* Replay event flags (hl_rp_ev.flags). */
-#define HL_RF_WAIT 0x01    /* frees/reallocs a block another thread allocated: wait for
-                              that slot's ready flag first */
-#define HL_RF_PUBLISH 0x02 /* allocates a block another thread will consume: set its
-                              ready flag (release) once done */
+#define HL_RF_WAIT 0x01    /* frees/reallocs a block another thread allocated in the same
+                              window: wait for that slot's ready flag first (and clear it) */
+#define HL_RF_PUBLISH 0x02 /* allocates a block another thread consumes in the same
+                              window: set its ready flag (release) once done */
 #define HL_RF_SAMPLE 0x04  /* take a timeline sample after this event */
 
-/* One replayed call, 16 bytes (the timed loop streams these: a third less memory
- * traffic than a plain 24-byte layout).  free: size = bytes of the block freed (for
- * --check=full); calloc: size = element size, aux = nmemb; aligned ops: aux =
- * alignment; realloc: size = new bytes, old_slot = the block passed in (reallocarray
- * is replayed as realloc of size*nmemb).  Sizes are below 2^46 (the plan skips larger
- * calls).  old_slot and aux share their word: only realloc has an old block, and
- * realloc has no aux. */
+/* One replayed call, 16 bytes.  free: size = bytes of the block freed (for
+ * --check=full and the live bytes); calloc: size = element size, aux = nmemb; aligned
+ * ops: aux = alignment; realloc: size = new bytes, old_slot = the block passed in
+ * (reallocarray is replayed as realloc of size*nmemb).  Sizes are below 2^46 (the plan
+ * skips larger calls).  old_slot and aux share their word: only realloc has an old
+ * block, and realloc has no aux.  Slots are dense (above). */
 struct hl_rp_ev {
     uint64_t size : 48;
     uint64_t op : 8;    /* enum hl_op */
@@ -46,19 +60,15 @@ struct hl_rp_ev {
     };
 };
 
-/* The compact stream of a plan with one replay thread, which the plain loop (one
- * thread, no timeline, --check other than full) walks instead of the hl_rp_ev array:
- * 8 bytes per event, half the memory traffic.  Its slots are dense: renumbered so that
- * a new block reuses the slot of a block freed before it (plan.c cev_build), which
- * keeps the slot table the loop touches as small as the most blocks live at once;
- * dense slot 0 is "no block" (always NULL), the table has ndense entries.  Tag in the
- * low 2 bits:
- *   HL_CEV_MALLOC: malloc(w >> HL_CEV_SIZE_SHIFT) into dense slot (w >> 2) & 0xffffffff
+/* The compact stream: how a plan with one replay thread stores its windows (half the
+ * bytes to write and read), and what the plain loop (no timeline, --check other than
+ * full) walks instead of hl_rp_ev events, half the memory traffic of the loop; the
+ * other loops get the events decoded back (sample flags from the timeline points, a
+ * free's size from the worker's own table).  Tag in the low 2 bits:
+ *   HL_CEV_MALLOC: malloc(w >> HL_CEV_SIZE_SHIFT) into slot (w >> 2) & 0xffffffff
  *                  (sizes below HL_CEV_MAX_SIZE; larger mallocs escape);
- *   HL_CEV_FREE:   free the block of dense slot w >> 2;
- *   HL_CEV_OTHER:  the next hl_rp_ev of the escape array (every other op), its slot
- *                  and old_slot dense.
- * Flags are not carried: the plain loop ignores them. */
+ *   HL_CEV_FREE:   free the block of slot w >> 2;
+ *   HL_CEV_OTHER:  the next hl_rp_ev of the escape array (every other op). */
 #define HL_CEV_MALLOC 0u
 #define HL_CEV_FREE 1u
 #define HL_CEV_OTHER 2u
@@ -67,10 +77,22 @@ struct hl_rp_ev {
 #define HL_CEV_TAG(w) ((unsigned)((w) & 3))
 #define HL_CEV_SLOT(w) (((w) >> 2) & 0xffffffffu)
 
-struct hl_rp_thread {
-    uint64_t ev_off, nev; /* byte offset of this thread's hl_rp_ev array, count */
-    uint64_t tl_off, ntl; /* byte offset of its hl_rp_tlpoint array, count */
+/* A window: this header, then nev[0] events of thread 0, nev[1] of thread 1, ...
+ * (threads from nthr on have none in it); in a compact plan (one thread), nev_total
+ * compact words and then ncx escapes instead.  bytes covers it all, the header padded
+ * to 16 bytes.  The last window is followed by the timeline points. */
+struct hl_plan_win {
+    uint64_t bytes;
+    uint64_t nev_total;
+    uint32_t nthr, ncx;
+    uint32_t nev[];
 };
+
+/* Bytes of a window's header with nthr threads. */
+static inline uint64_t hl_plan_win_hdr_bytes(uint32_t nthr)
+{
+    return (sizeof(struct hl_plan_win) + (uint64_t)nthr * sizeof(uint32_t) + 15) & ~15ull;
+}
 
 /* A timeline point known from the trace: global op index and live bytes after it. */
 struct hl_rp_tlpoint {
@@ -78,41 +100,73 @@ struct hl_rp_tlpoint {
 };
 
 struct hl_plan_hdr {
-    uint64_t magic, total_bytes;
+    uint64_t magic, version, total_bytes;
     uint32_t nthreads;      /* replay threads (1 in serial mode) */
     uint32_t serial;
-    uint64_t nslots;        /* slots 0..nslots-1 are the trace's blocks; slot nslots is
-                               "no block" (NULL): events never carry HL_NO_SLOT */
-    uint64_t slot_bytes_off; /* uint64_t[nslots + 1]: bytes each slot asked for */
+    uint32_t compact;       /* windows hold the compact stream (one replay thread) */
+    uint32_t pad_;
+    uint64_t window;        /* events of the global order per window */
+    uint64_t nwin, win_off, max_win_bytes; /* windows from win_off, the largest's size */
+    uint64_t ndense;        /* dense slots, "no block" (0) included */
     uint64_t events;        /* trace events in the section */
     uint64_t ops;           /* events replayed */
     uint64_t skipped_unknown, skipped_failed;
     uint64_t peak_live;     /* bytes, from the trace's global order */
-    uint64_t ntl;
+    uint64_t tl_off, ntl;   /* timeline points, grouped per thread, each group in op
+                               order (the order its thread meets its sample flags) */
+    uint64_t tl_thread_off; /* uint64_t[nthreads]: points per thread */
     uint32_t recorded_threads;
     uint32_t cross_thread;  /* events that wait on another thread */
-    /* With one replay thread: the compact stream (uint64_t[ncev], ncev = thr[0].nev)
-     * and its escape array (struct hl_rp_ev[ncx]); offsets 0 with several threads. */
-    uint64_t cev_off, ncev, cx_off, ncx;
-    uint64_t ndense;        /* dense slots of the compact stream, "no block" included */
-    struct hl_rp_thread thr[]; /* nthreads entries */
+    /* What the plan was made from (a cached plan is used only if they all match): the
+     * trace's content hash, the section's index in it, the options as asked. */
+    uint64_t key_trace, key_every, key_window;
+    uint32_t key_section, key_serial;
 };
 
 struct hl_plan_info {
-    int fd;                 /* memfd holding the plan (not close-on-exec) */
-    uint64_t events, ops, skipped_unknown, skipped_failed, peak_live, nslots;
+    int fd;                 /* the plan's file (not close-on-exec) */
+    uint64_t events, ops, skipped_unknown, skipped_failed, peak_live, ndense, bytes;
     uint32_t threads, recorded_threads;
 };
 
+/* Default window: events of the global order per window. */
+#define HL_PLAN_WINDOW_SERIAL (1u << 18) /* one replay thread: only a refill */
+#define HL_PLAN_WINDOW_THREADS 4096      /* several: also the grain of the interleaving */
+
 struct hl_plan_builder;
-/* serial: one replay thread in global order.  timeline_every: mark every Nth op for a
- * timeline sample; 0 = adaptively, about 500 to 1000 points; UINT64_MAX = none. */
-struct hl_plan_builder *hl_plan_begin(int serial, uint64_t timeline_every);
-/* Add the section's next event.  Fails only on a trace that breaks the slot rules. */
+/* What a plan is built from, besides its events. */
+struct hl_plan_opts {
+    int serial;              /* one replay thread in global order */
+    uint64_t timeline_every; /* mark every Nth op for a timeline sample; 0 = about 500
+                                points (from nevents); UINT64_MAX = none */
+    uint64_t window;         /* events per window, 0 = the default */
+    int cache;               /* keep plans beside the trace and reuse them (hl_plan_trace) */
+    uint64_t trace_key;      /* set by hl_plan_trace: the trace's content hash */
+    uint32_t section;        /* and the section's index */
+};
+/* Plan a section (its header p: event count, threads, first slot) into fd. */
+struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
+                                      const struct hl_process *p);
+/* Add the section's next event.  Fails only on a trace that breaks the slot rules, or
+ * a failed write (err says which). */
 int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_err *err);
-/* Write the plan into a memfd; frees b. */
+/* Finish the plan in its file; frees b (and, on failure, leaves the fd to the caller). */
 int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct hl_err *err);
 void hl_plan_abort(struct hl_plan_builder *b);
+/* The directory of path into dir (n bytes): "." when it has none, "/" for "/x". */
+static inline void hl_dir_of(const char *path, char *dir, size_t n)
+{
+    snprintf(dir, n, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
+    else
+        snprintf(dir, n, ".");
+}
+
+/* A new unlinked file for a plan of a trace at path: in the trace's directory, else
+ * $TMPDIR or /tmp.  -1 with err on failure. */
+int hl_plan_file(const char *path, struct hl_err *err);
 
 /* One trace row: a process section with events. */
 struct hl_rp_row {
@@ -123,9 +177,14 @@ struct hl_rp_row {
     struct hl_plan_info plan;
 };
 /* Read every process section of path (or only those of process pid, when pid >= 0)
- * and plan each one with events.  Appends to *rows (malloc'd, *nrows).  Returns 0, or
- * -1 with a one-line message naming the file. */
-int hl_plan_trace(const char *path, int serial, uint64_t timeline_every, long pid,
+ * and plan each one with events.  With o->cache, each section's plan is kept beside
+ * the trace, in PATH.N.plan (N: the section's index; written to a temporary name and
+ * renamed into place when complete), and a later replay with the same trace contents
+ * and options uses it instead of planning again; a plan that does not match (another
+ * trace, other options, truncated, damaged) is rebuilt.  Where the trace's directory
+ * cannot be written, plans go to unlinked files in $TMPDIR.  Appends to *rows
+ * (malloc'd, *nrows).  Returns 0, or -1 with a one-line message naming the file. */
+int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
                   struct hl_rp_row **rows, int *nrows, struct hl_err *err);
 
 /* ---- the worker's answer ---- */
@@ -167,6 +226,10 @@ struct hl_rp_result {
      * yielding while they waited), from CLOCK_THREAD_CPUTIME_ID; it overlaps the parts. */
     uint64_t thread_ns, call_ns, touch_ns, wait_ns, timed_events, off_cpu_ns;
     uint64_t violations, alloc_failures;
+    /* The live bytes this replay held at most: with one replay thread, the plan's
+     * (the replay follows the global order exactly); with several, summed over the
+     * threads at every window's end, where all threads stand still. */
+    uint64_t live_peak;
     char viol[HL_RP_NVIOL][200];
     uint64_t ntimeline;      /* followed on the pipe by ntimeline hl_rp_tlsample */
 };

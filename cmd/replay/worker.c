@@ -3,10 +3,13 @@
  *
  * The worker runs with the allocator under test preloaded, so every byte it allocates
  * itself would disturb what it measures.  It therefore never calls malloc on its own
- * account: the plan is a read-only mapping of the parent's memfd, and the slot table,
- * ready flags, latency samples and timeline live in anonymous mmaps, all touched before
- * the baseline is taken.  The only allocator calls between the baseline and the end of
- * the loop are the replayed ones (and whatever the allocator does for itself).
+ * account: the plan is read a window at a time (pread, between windows, with the clock
+ * paused) into a buffer of constant size, and the slot table, ready flags, latency
+ * samples and histogram, and timeline live in anonymous mmaps, all touched before the
+ * baseline is taken, so the harness's memory is constant and subtracted.  The only
+ * allocator calls between the baseline and the end of the loop are the replayed ones
+ * (and whatever the allocator does for itself).  A plan with one replay thread is
+ * replayed on the main thread alone, its windows read inline: no helper thread.
  *
  * Output is one struct hl_rp_result (then the timeline samples) written to the result
  * pipe; errors travel in the same struct so that the parent prints the one-line error.
@@ -27,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -66,14 +70,15 @@ static struct {
 
 static struct hl_rp_result res;
 static const struct hl_plan_hdr *plan;
-static const uint64_t *slot_bytes; /* per slot; per dense slot over the compact stream */
-static uint64_t *dense_bytes;       /* the compact stream's: bytes of each dense slot's block */
+static struct hl_plan_hdr plan_hdr;  /* the plan's header (its windows are read one by one) */
+static const struct hl_plan_hdr *plan = &plan_hdr;
+static uint64_t *blk_bytes;          /* bytes of each slot's block, written as allocated */
 static void **slots;
 static _Atomic uint8_t *ready;
 static size_t pagesz;
 static int statm_fd = -1;
 static uint64_t t0_ns;
-static _Atomic int go;
+static _Atomic int start_flag;
 static _Atomic uint64_t viol_count, fail_count;
 
 /* A block of LAT_EVERY events as it ran: its cycles (waits excluded), and its first
@@ -99,6 +104,7 @@ struct wthr {
     uint64_t est_call, est_touch; /* estimates for all events, cycles (block_account) */
     uint64_t start_ns, end_ns;
     uint64_t cpu_ns;              /* the thread's CPU time over its loop */
+    int64_t live;                 /* bytes this thread allocated less those it freed */
     pthread_t tid;
 } __attribute__((aligned(64)));
 static struct wthr *thr;
@@ -372,10 +378,13 @@ __attribute__((noinline)) static void wait_slow(struct wthr *t, uint32_t slot)
     t->cyc_wait += cycles_now() - c0;
 }
 
+/* Wait for the block of slot and take its flag back: the slot is handed out again
+ * only in a later window (replay.h), whose publisher must set it anew. */
 static inline void wait_ready(struct wthr *t, uint32_t slot)
 {
     if (__builtin_expect(!atomic_load_explicit(&ready[slot], memory_order_acquire), 0))
         wait_slow(t, slot);
+    atomic_store_explicit(&ready[slot], 0, memory_order_relaxed);
 }
 
 static uint64_t rss_now(void)
@@ -388,6 +397,21 @@ static uint64_t rss_now(void)
     const char *s = strchr(buf, ' ');
     return s ? strtoull(s + 1, NULL, 10) * pagesz : 0;
 }
+
+/* A call, timed or not: a timed one adds its cycles to cur->call and one latency
+ * sample (op << 56 | cycles) at *latp. */
+#define TIMED_CALL(timed, op, latp, cur, expr)                                              \
+    do {                                                                                   \
+        if (timed) {                                                                       \
+            const uint64_t c0_ = cycles_now();                                             \
+            expr;                                                                          \
+            const uint64_t c1_ = cycles_now();                                             \
+            *(*(latp))++ = ((uint64_t)(op) << 56) | (c1_ - c0_);                           \
+            (cur)->call += c1_ - c0_;                                                      \
+        } else {                                                                           \
+            expr;                                                                          \
+        }                                                                                  \
+    } while (0)
 
 static __attribute__((noinline)) void *call_aligned(const struct hl_rp_ev *e)
 {
@@ -463,61 +487,46 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         if (check == HL_CHECK_FULL) {
             if (timed)
                 ct = cycles_now();
-            full_check_live(slot, p, size);
+            full_check_live(slot, p, blk_bytes[slot]);
             if (timed) {
                 cur->touch += cycles_now() - ct;
                 cur->ntouch++;
             }
         }
-        if (timed) {
-            uint64_t c0 = cycles_now();
-            free(p);
-            uint64_t c1 = cycles_now();
-            *(*latp)++ = ((uint64_t)HL_OP_FREE << 56) | (c1 - c0);
-            cur->call += c1 - c0;
-        } else {
-            free(p);
-        }
+        TIMED_CALL(timed, HL_OP_FREE, latp, cur, free(p));
+        if (!plain)
+            t->live -= (int64_t)size;
     } else {
         /* Only realloc passes a block in: the others neither wait for it nor load it. */
         void *old = NULL;
         uint8_t *p;
         if (__builtin_expect(op == HL_OP_MALLOC, 1)) {
-            if (timed) {
-                uint64_t c0 = cycles_now();
-                p = malloc(size);
-                uint64_t c1 = cycles_now();
-                *(*latp)++ = ((uint64_t)op << 56) | (c1 - c0);
-                cur->call += c1 - c0;
-            } else {
-                p = malloc(size);
-            }
+            TIMED_CALL(timed, op, latp, cur, p = malloc(size));
         } else {
             if (op == HL_OP_REALLOC) {
                 if (!plain && (fl & HL_RF_WAIT))
                     wait_ready(t, e->old_slot);
                 old = sl[e->old_slot];
                 if (check == HL_CHECK_FULL)
-                    full_check_live(e->old_slot, old, slot_bytes[e->old_slot]);
+                    full_check_live(e->old_slot, old, blk_bytes[e->old_slot]);
             }
-            if (timed) {
-                uint64_t c0 = cycles_now();
-                p = call_other(e, old);
-                uint64_t c1 = cycles_now();
-                *(*latp)++ = ((uint64_t)op << 56) | (c1 - c0);
-                cur->call += c1 - c0;
-            } else {
-                p = call_other(e, old);
-            }
+            TIMED_CALL(timed, op, latp, cur, p = call_other(e, old));
         }
         sl[slot] = p;
+        /* The block's bytes, for a later realloc (touch, checks) and the live bytes. */
+        const uint64_t nbytes = op == HL_OP_CALLOC ? e->size * e->aux : size;
+        const uint64_t obytes = op == HL_OP_REALLOC ? blk_bytes[e->old_slot] : 0;
+        if (!plain || touch != HL_TOUCH_NONE || check == HL_CHECK_FULL)
+            blk_bytes[slot] = nbytes;
+        if (!plain)
+            t->live += (int64_t)nbytes - (int64_t)obytes;
         if (check == HL_CHECK_NONE && touch == HL_TOUCH_NONE) {
             if (__builtin_expect(p == NULL, 0) && size)
                 atomic_fetch_add(&fail_count, 1);
         } else if (__builtin_expect(p != NULL, 1)) {
             {
-                const uint64_t bytes = op == HL_OP_CALLOC ? e->size * e->aux : size;
-                const uint64_t oldbytes = old ? slot_bytes[e->old_slot] : 0;
+                const uint64_t bytes = nbytes;
+                const uint64_t oldbytes = old ? obytes : 0;
                 if (timed)
                     ct = cycles_now();
                 if (check != HL_CHECK_NONE)
@@ -623,14 +632,10 @@ static inline __attribute__((always_inline)) void cstep(struct wthr *t, const ui
         step(t, &cev_free, HL_OP_FREE, 0, w >> 2, sl, latp, cur, touch, check, 1, timed);
     } else if (__builtin_expect(!(w & HL_CEV_OTHER), 1)) {
         const uint64_t size = w >> HL_CEV_SIZE_SHIFT, d = HL_CEV_SLOT(w);
-        if (touch != HL_TOUCH_NONE)
-            dense_bytes[d] = size;
         step(t, &cev_malloc, HL_OP_MALLOC, size, d, sl, latp, cur, touch, check, 1, timed);
     } else {
         const struct hl_rp_ev *e = (*xp)++;
         step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed);
-        if (touch != HL_TOUCH_NONE)
-            dense_bytes[e->slot] = e->op == HL_OP_CALLOC ? e->size * e->aux : e->size;
     }
 }
 
@@ -695,15 +700,265 @@ __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
         run_mode(t, HL_TOUCH_NONE, HL_CHECK_NONE);
 }
 
+/* ---- windows of the plan (replay.h) ---- */
+
+static char *win_buf;              /* the window being replayed: max_win_bytes */
+static uint64_t win_next, win_left; /* file offset of the next window; windows unread */
+static struct hl_rp_ev *ev_buf;    /* a compact window decoded (loops other than plain) */
+static struct hl_rp_tlpoint *tl_points; /* the plan's, grouped per thread */
+static uint64_t *tl_per_thread;
+static int use_compact;
+static uint64_t refill_ns;         /* time between windows: off every reported clock */
+static _Atomic uint32_t pending;   /* threads still replaying the current window */
+static uint32_t win_seq;           /* windows handed out so far */
+static uint32_t nthr_run;          /* replay threads */
+
+/* Latency samples, folded after each window into a histogram per op: exact below
+ * LAT_EXACT cycles, above that LAT_SUB buckets per power of two (under 1% apart). */
+#define LAT_EXACT 1024u
+#define LAT_SUB_BITS 7
+#define LAT_BUCKETS (LAT_EXACT + (64 - 10) * (1u << LAT_SUB_BITS))
+static uint64_t *lat_hist; /* [HL_OP_COUNT_][LAT_BUCKETS] */
+static uint64_t lat_max[HL_OP_COUNT_];
+
+static unsigned lat_bucket(uint64_t v)
+{
+    if (v < LAT_EXACT)
+        return (unsigned)v;
+    const unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= 10 */
+    const unsigned sub = (unsigned)(v >> (e - LAT_SUB_BITS)) & ((1u << LAT_SUB_BITS) - 1);
+    return LAT_EXACT + (e - 10) * (1u << LAT_SUB_BITS) + sub;
+}
+
+static uint64_t lat_value(unsigned b)
+{
+    if (b < LAT_EXACT)
+        return b;
+    const unsigned e = (b - LAT_EXACT) / (1u << LAT_SUB_BITS) + 10;
+    const uint64_t sub = (b - LAT_EXACT) % (1u << LAT_SUB_BITS);
+    return ((1ull << LAT_SUB_BITS) + sub) << (e - LAT_SUB_BITS);
+}
+
+/* What the threads' last window left: block estimates and latency samples. */
+static void fold(void)
+{
+    for (uint32_t i = 0; i < nthr_run; i++) {
+        struct wthr *t = &thr[i];
+        for (uint64_t k = 0; k < t->nblk; k++) {
+            const struct blkrec *b = &t->blk[k];
+            block_account(t, b->block, b->call, b->touch, b->ntouch, b->n);
+        }
+        for (uint64_t k = 0; k < t->nlat; k++) {
+            const unsigned op = (unsigned)(t->lat[k] >> 56);
+            const uint64_t v = t->lat[k] & ((1ull << 56) - 1);
+            if (op >= HL_OP_COUNT_)
+                continue;
+            lat_hist[(size_t)op * LAT_BUCKETS + lat_bucket(v)]++;
+            if (v > lat_max[op])
+                lat_max[op] = v;
+        }
+        t->nblk = t->nlat = 0;
+    }
+}
+
+static void read_plan(void *buf, uint64_t n, uint64_t off)
+{
+    char *p = buf;
+    while (n) {
+        ssize_t k = pread(cfg.plan_fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            fail("worker: damaged replay plan (cannot read it: %s)", k ? strerror(errno) : "short");
+        p += k;
+        n -= (uint64_t)k;
+        off += (uint64_t)k;
+    }
+}
+
+static void damaged(void)
+{
+    fail("worker: damaged replay plan (window at %llu)", (unsigned long long)win_next);
+}
+
+/* A window of events per thread (several replay threads). */
+static void load_events(const struct hl_plan_win *w, uint64_t hb)
+{
+    if ((w->bytes - hb) / sizeof(struct hl_rp_ev) != w->nev_total)
+        damaged();
+    const struct hl_rp_ev *at = (const struct hl_rp_ev *)(win_buf + hb);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < nthr_run; i++) {
+        const uint64_t k = i < w->nthr ? w->nev[i] : 0;
+        thr[i].ev = at + sum;
+        thr[i].nev = k;
+        sum += k;
+    }
+    if (sum != w->nev_total)
+        damaged();
+    for (uint64_t k = 0; k < sum; k++)
+        if (at[k].slot >= plan->ndense ||
+            (at[k].op == HL_OP_REALLOC && at[k].old_slot >= plan->ndense))
+            damaged();
+}
+
+static uint64_t ops_before; /* ops of the windows before this one (compact plans) */
+static uint64_t tl_next;    /* the next timeline point to flag (compact plans) */
+
+/* A window of the compact stream (one replay thread): walked as it is by the plain
+ * loop, else decoded back into events. */
+static void load_compact(const struct hl_plan_win *w, uint64_t hb)
+{
+    const uint64_t n = w->nev_total;
+    if (w->nthr != 1 || n > plan->window ||
+        w->bytes != hb + n * sizeof(uint64_t) + (uint64_t)w->ncx * sizeof(struct hl_rp_ev))
+        damaged();
+    const uint64_t *cw = (const uint64_t *)(win_buf + hb);
+    const struct hl_rp_ev *cx = (const struct hl_rp_ev *)(cw + n), *x = cx;
+    for (uint64_t k = 0; k < n; k++) {
+        if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER) {
+            if (x - cx >= w->ncx || x->slot >= plan->ndense ||
+                (x->op == HL_OP_REALLOC && x->old_slot >= plan->ndense) || x->op == HL_OP_FREE ||
+                x->op == 0 || x->op >= HL_OP_COUNT_)
+                damaged();
+            x++;
+        } else if (HL_CEV_SLOT(cw[k]) >= plan->ndense || HL_CEV_TAG(cw[k]) == 3 ||
+                   (HL_CEV_TAG(cw[k]) == HL_CEV_FREE && (cw[k] >> 34))) {
+            damaged();
+        }
+    }
+    thr[0].nev = n;
+    if (use_compact) {
+        thr[0].cev = cw;
+        thr[0].cx = cx;
+    } else {
+        x = cx;
+        for (uint64_t k = 0; k < n; k++) {
+            struct hl_rp_ev *e = &ev_buf[k];
+            const uint64_t c = cw[k];
+            if (HL_CEV_TAG(c) == HL_CEV_OTHER) {
+                *e = *x++;
+            } else {
+                memset(e, 0, sizeof *e);
+                e->op = HL_CEV_TAG(c) == HL_CEV_FREE ? HL_OP_FREE : HL_OP_MALLOC;
+                e->size = HL_CEV_TAG(c) == HL_CEV_FREE ? 0 : c >> HL_CEV_SIZE_SHIFT;
+                e->slot = (uint32_t)HL_CEV_SLOT(c);
+            }
+            if (tl_next < plan->ntl && tl_points[tl_next].op_index == ops_before + k) {
+                e->flags |= HL_RF_SAMPLE;
+                tl_next++;
+            }
+        }
+        thr[0].ev = ev_buf;
+    }
+    ops_before += n;
+}
+
+/* Read the next window and point each thread at its events; 1 when there is none. */
+static int load_window(void)
+{
+    if (!win_left)
+        return 1;
+    uint64_t n = plan->tl_off - win_next;
+    if (n > plan->max_win_bytes)
+        n = plan->max_win_bytes;
+    read_plan(win_buf, n, win_next);
+    const struct hl_plan_win *w = (const struct hl_plan_win *)win_buf;
+    const uint64_t hb = hl_plan_win_hdr_bytes(w->nthr);
+    if (n < sizeof *w || w->bytes > n || w->nthr > nthr_run || hb > w->bytes)
+        damaged();
+    if (plan->compact)
+        load_compact(w, hb);
+    else
+        load_events(w, hb);
+    win_next += w->bytes;
+    win_left--;
+    return 0;
+}
+
+/* Between two windows, every replay thread standing still: fold, take the live bytes,
+ * read the next window.  Its time is taken off every clock.  1 at the end. */
+static int next_window(void)
+{
+    const uint64_t r0 = mono_ns();
+    fold();
+    if (nthr_run > 1) {
+        int64_t live = 0;
+        for (uint32_t i = 0; i < nthr_run; i++)
+            live += thr[i].live;
+        if (live > 0 && (uint64_t)live > res.live_peak)
+            res.live_peak = (uint64_t)live;
+    }
+    const int end = load_window();
+    refill_ns += mono_ns() - r0;
+    return end;
+}
+
+/* The windows handed out so far (a futex word): every replay thread runs window k
+ * (its events in it, maybe none) once win_gen reaches k, and the last to finish reads
+ * window k+1 and moves win_gen on; UINT32_MAX: the end. */
+static _Atomic uint32_t win_gen;
+
+static void release_window(int end)
+{
+    atomic_store_explicit(&pending, nthr_run, memory_order_relaxed);
+    atomic_store_explicit(&win_gen, end ? UINT32_MAX : ++win_seq, memory_order_release);
+    syscall(SYS_futex, &win_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* Wait until a window after seen is handed out; the wait is a wait for other threads
+ * (time_split.wait_ns). */
+static uint32_t wait_window(struct wthr *t, uint32_t seen)
+{
+    uint32_t g = atomic_load_explicit(&win_gen, memory_order_acquire);
+    if (g != seen)
+        return g;
+    const uint64_t c0 = cycles_now();
+    for (int spin = 0; (g = atomic_load_explicit(&win_gen, memory_order_acquire)) == seen; spin++) {
+        if (spin < 256) {
+#if defined(__x86_64__) || defined(__i386__)
+            _mm_pause();
+#endif
+        } else {
+            syscall(SYS_futex, &win_gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+        }
+    }
+    t->cyc_wait += cycles_now() - c0;
+    return g;
+}
+
+/* A replay thread's whole replay: window after window.  One replay thread reads the
+ * next window itself, inline (no helper thread); with several, the last to finish a
+ * window reads the next and hands it out. */
+static void replay_windows(struct wthr *t)
+{
+    if (nthr_run == 1) {
+        do
+            hl_replay_loop(t);
+        while (next_window() == 0);
+        return;
+    }
+    uint32_t seen = 0;
+    for (;;) {
+        seen = wait_window(t, seen);
+        if (seen == UINT32_MAX)
+            return;
+        if (t->nev)
+            hl_replay_loop(t);
+        if (atomic_fetch_sub_explicit(&pending, 1, memory_order_acq_rel) == 1)
+            release_window(next_window());
+    }
+}
+
 static void *thread_main(void *arg)
 {
     struct wthr *t = arg;
-    for (int spin = 0; !atomic_load_explicit(&go, memory_order_acquire); spin++)
+    for (int spin = 0; !atomic_load_explicit(&start_flag, memory_order_acquire); spin++)
         if (spin > 64)
             sched_yield();
     const uint64_t cpu0 = thread_cpu_ns();
     t->start_ns = mono_ns();
-    hl_replay_loop(t);
+    replay_windows(t);
     t->end_ns = mono_ns();
     t->cpu_ns = thread_cpu_ns() - cpu0;
     return NULL;
@@ -803,33 +1058,36 @@ static int cmp_u64(const void *a, const void *b)
 
 static void latency_summary(void)
 {
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < plan->nthreads; i++)
-        total += thr[i].nlat;
-    uint64_t *buf = map_anon(total * sizeof *buf);
     for (int op = 1; op < HL_OP_COUNT_; op++) {
+        const uint64_t *h = &lat_hist[(size_t)op * LAT_BUCKETS];
         uint64_t n = 0;
-        for (uint32_t i = 0; i < plan->nthreads; i++)
-            for (uint64_t k = 0; k < thr[i].nlat; k++)
-                if ((int)(thr[i].lat[k] >> 56) == op)
-                    buf[n++] = thr[i].lat[k] & ((1ull << 56) - 1);
+        for (unsigned k = 0; k < LAT_BUCKETS; k++)
+            n += h[k];
         if (!n)
             continue;
-        qsort(buf, n, sizeof *buf, cmp_u64);
         struct hl_rp_lat *l = &res.lat[op];
         l->samples = n;
-        l->p50 = buf[(n - 1) * 50 / 100];
-        l->p99 = buf[(n - 1) * 99 / 100];
-        l->p999 = buf[(n - 1) * 999 / 1000];
-        l->max = buf[n - 1];
+        /* the sample of rank (n-1)*q, as a sort would give it */
+        const uint64_t rank[3] = {(n - 1) * 50 / 100, (n - 1) * 99 / 100, (n - 1) * 999 / 1000};
+        uint64_t *out[3] = {&l->p50, &l->p99, &l->p999};
+        uint64_t seen = 0;
+        int q = 0;
+        for (unsigned k = 0; k < LAT_BUCKETS && q < 3; k++) {
+            seen += h[k];
+            while (q < 3 && seen > rank[q])
+                *out[q++] = lat_value(k);
+        }
+        l->max = lat_max[op];
     }
 }
 
+
 static void send_timeline(void)
 {
+    uint64_t first = 0;
     for (uint32_t i = 0; i < plan->nthreads; i++) {
-        const struct hl_rp_tlpoint *tp =
-            (const struct hl_rp_tlpoint *)((const char *)plan + plan->thr[i].tl_off);
+        const struct hl_rp_tlpoint *tp = tl_points + first;
+        first += tl_per_thread[i];
         for (uint64_t k = 0; k < thr[i].tlk; k++) {
             uint64_t rss = thr[i].tl[2 * k + 1];
             struct hl_rp_tlsample s = {tp[k].op_index, thr[i].tl[2 * k], tp[k].live_bytes,
@@ -875,54 +1133,76 @@ static void time_split(uint64_t c0, uint64_t ns0)
     double call = 0, touch = 0, wait = 0;
     for (uint32_t i = 0; i < plan->nthreads; i++) {
         const struct wthr *t = &thr[i];
-        const uint64_t busy = t->end_ns > t->start_ns ? t->end_ns - t->start_ns : 0;
+        uint64_t busy = t->end_ns > t->start_ns ? t->end_ns - t->start_ns : 0;
+        busy = busy > refill_ns ? busy - refill_ns : 0; /* the windows' reading is not timed */
         res.thread_ns += busy;
         res.off_cpu_ns += busy > t->cpu_ns ? busy - t->cpu_ns : 0;
-        res.timed_events += t->nlat;
         wait += (double)t->cyc_wait;
-        for (uint64_t k = 0; k < t->nblk; k++) {
-            const struct blkrec *b = &thr[i].blk[k];
-            block_account(&thr[i], b->block, b->call, b->touch, b->ntouch, b->n);
-        }
         call += (double)t->est_call;
         touch += (double)t->est_touch;
     }
+    for (int op = 1; op < HL_OP_COUNT_; op++)
+        res.timed_events += res.lat[op].samples;
     res.call_ns = (uint64_t)(call * ns_per_cyc + 0.5);
     res.touch_ns = (uint64_t)(touch * ns_per_cyc + 0.5);
     res.wait_ns = (uint64_t)(wait * ns_per_cyc + 0.5);
 }
 
-static void run(void)
+/* Read and check the plan's header and timeline points; map the worker's tables and
+ * window buffers (all touched: resident before the baseline). */
+static void open_plan(void)
 {
-    const uint64_t cal_c0 = cycles_now(), cal_ns0 = mono_ns();
     struct stat st;
     if (cfg.plan_fd < 0 || fstat(cfg.plan_fd, &st) != 0 ||
-        (uint64_t)st.st_size < sizeof(struct hl_plan_hdr))
+        (uint64_t)st.st_size < HL_PLAN_HDR_BYTES)
         fail("worker: no replay plan");
-    plan = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, cfg.plan_fd, 0);
-    if (plan == MAP_FAILED || plan->magic != HL_PLAN_MAGIC ||
-        plan->total_bytes != (uint64_t)st.st_size)
+    read_plan(&plan_hdr, sizeof plan_hdr, 0);
+    const struct hl_plan_hdr *h = &plan_hdr;
+    if (h->magic != HL_PLAN_MAGIC || h->version != HL_PLAN_VERSION ||
+        h->total_bytes != (uint64_t)st.st_size || h->nthreads == 0 || h->nthreads > 65536 ||
+        h->ndense == 0 || h->ndense > UINT32_MAX || h->tl_off > h->total_bytes ||
+        (h->compact && h->nthreads != 1) || h->window == 0 || h->window > (1ull << 32) ||
+        h->max_win_bytes > h->tl_off || h->win_off > h->tl_off ||
+        h->tl_thread_off != h->tl_off + h->ntl * sizeof(struct hl_rp_tlpoint) ||
+        h->tl_thread_off + h->nthreads * sizeof(uint64_t) != h->total_bytes)
         fail("worker: damaged replay plan");
-    close(cfg.plan_fd);
-    slot_bytes = (const uint64_t *)((const char *)plan + plan->slot_bytes_off);
-    slots = map_anon((plan->nslots + 1) * sizeof *slots);
-    uint32_t nt = plan->nthreads;
-    if (nt > 1)
-        ready = map_anon(plan->nslots + 1);
-    thr = map_anon(nt * sizeof *thr);
+    nthr_run = h->nthreads;
+    tl_points = map_anon((h->ntl + 1) * sizeof *tl_points);
+    tl_per_thread = map_anon(h->nthreads * sizeof *tl_per_thread);
+    read_plan(tl_points, h->ntl * sizeof *tl_points, h->tl_off);
+    read_plan(tl_per_thread, h->nthreads * sizeof *tl_per_thread, h->tl_thread_off);
+    slots = map_anon(h->ndense * sizeof *slots);
+    blk_bytes = map_anon(h->ndense * sizeof *blk_bytes);
+    if (h->nthreads > 1)
+        ready = map_anon(h->ndense);
+    win_buf = map_anon(h->max_win_bytes + 16);
+    lat_hist = map_anon((size_t)HL_OP_COUNT_ * LAT_BUCKETS * sizeof *lat_hist);
+    thr = map_anon(h->nthreads * sizeof *thr);
     uint64_t ntl = 0;
-    for (uint32_t i = 0; i < nt; i++) {
+    for (uint32_t i = 0; i < h->nthreads; i++) {
         struct wthr *t = &thr[i];
-        t->ev = (const struct hl_rp_ev *)((const char *)plan + plan->thr[i].ev_off);
-        t->nev = plan->thr[i].nev;
-        t->lat = map_anon((t->nev / LAT_EVERY + 1) * sizeof *t->lat);
-        t->blk = map_anon((t->nev / LAT_EVERY + 1) * sizeof *t->blk);
-        t->ntl = cfg.timeline ? plan->thr[i].ntl : 0;
+        t->lat = map_anon((h->window / LAT_EVERY + 2) * sizeof *t->lat);
+        t->blk = map_anon((h->window / LAT_EVERY + 2) * sizeof *t->blk);
+        t->ntl = cfg.timeline ? tl_per_thread[i] : 0;
         t->tl = map_anon(2 * t->ntl * sizeof *t->tl);
         ntl += t->ntl;
     }
     if (ntl && (statm_fd = open("/proc/self/statm", O_RDONLY)) < 0)
         fail("worker: /proc/self/statm: %s", strerror(errno));
+    plain_loop = h->nthreads == 1 && ntl == 0;
+    use_compact = plain_loop && cfg.check != HL_CHECK_FULL && h->compact;
+    if (h->compact && !use_compact)
+        ev_buf = map_anon(h->window * sizeof *ev_buf);
+    win_next = h->win_off;
+    win_left = h->nwin;
+    load_window(); /* none when every event was skipped: nothing to replay */
+}
+
+static void run(void)
+{
+    const uint64_t cal_c0 = cycles_now(), cal_ns0 = mono_ns();
+    open_plan();
+    const uint32_t nt = plan->nthreads;
 
     switch (cfg.counters) {
     case HL_CNT_NONE:
@@ -947,18 +1227,6 @@ static void run(void)
     }
 
     timer_cyc = timer_cost();
-    plain_loop = nt == 1 && ntl == 0;
-    if (plain_loop && cfg.check != HL_CHECK_FULL && plan->ncev == thr[0].nev &&
-        plan->ndense >= 1 && plan->ndense <= plan->nslots + 1) {
-        /* The compact stream, its slots dense: the slot table and the bytes per slot
-         * (realloc's old size, for touching) follow its numbering. */
-        thr[0].cev = (const uint64_t *)((const char *)plan + plan->cev_off);
-        thr[0].cx = (const struct hl_rp_ev *)((const char *)plan + plan->cx_off);
-        if (cfg.touch != HL_TOUCH_NONE) {
-            dense_bytes = map_anon(plan->ndense * sizeof *dense_bytes);
-            slot_bytes = dense_bytes;
-        }
-    }
     preempt_cyc = cycles_per_us() * 100;
     for (uint32_t i = 1; i < nt; i++)
         if (pthread_create(&thr[i].tid, NULL, thread_main, &thr[i]) != 0)
@@ -976,8 +1244,10 @@ static void run(void)
     const uint64_t cpu0 = thread_cpu_ns();
     t0_ns = mono_ns();
     thr[0].start_ns = t0_ns;
-    atomic_store_explicit(&go, 1, memory_order_release);
-    hl_replay_loop(&thr[0]);
+    if (nt > 1)
+        release_window(0);
+    atomic_store_explicit(&start_flag, 1, memory_order_release);
+    replay_windows(&thr[0]);
     thr[0].end_ns = mono_ns();
     thr[0].cpu_ns = thread_cpu_ns() - cpu0;
     for (uint32_t i = 1; i < nt; i++)
@@ -991,8 +1261,11 @@ static void run(void)
     getrusage(RUSAGE_SELF, &ru1);
     uint64_t hwm = status_kb("VmHWM:") * 1024;
 
+    end = end - t0_ns > refill_ns ? end - refill_ns : t0_ns;
     res.time_ns = end - t0_ns;
     res.ops = plan->ops;
+    if (nt == 1) /* the replay follows the global order: its live bytes are the plan's */
+        res.live_peak = plan->peak_live;
     res.peak_rss = hwm > res.base_rss ? hwm - res.base_rss : 0;
     res.user_ns = tv_ns(ru1.ru_utime) - tv_ns(ru0.ru_utime);
     res.sys_ns = tv_ns(ru1.ru_stime) - tv_ns(ru0.ru_stime);

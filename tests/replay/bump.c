@@ -11,7 +11,10 @@
  * blocks 8 bytes off their alignment, malloc_usable_size reporting half the size, and
  * calloc memory that is not zeroed, so that replay's contract checks have something to
  * catch.  With -DHL_CRASH, malloc(4242) kills the process, so that a crashing
- * allocator can be replayed.  Test code only: never returns memory.
+ * allocator can be replayed.  With -DHL_COUNT_USABLE, malloc_usable_size counts its
+ * calls in the file $HL_USABLE_LOG.PID (a binary uint64_t), so that a test can see in
+ * which worker runs the contract checks called it.  Test code only:
+ * never returns memory.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -113,6 +116,35 @@ void *calloc(size_t n, size_t size)
     }
     return bump(n * size, 16); /* fresh pages are zero (the broken build dirties them) */
 }
+#ifdef HL_COUNT_USABLE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+/* The count lives in a shared file mapping, $HL_USABLE_LOG.PID, made when the library
+ * loads: it survives the worker's _exit. */
+static _Atomic uint64_t *usable_calls, usable_none;
+__attribute__((constructor)) static void usable_open(void)
+{
+    usable_calls = &usable_none;
+    const char *dir = getenv("HL_USABLE_LOG");
+    if (!dir)
+        return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s.%d", dir, (int)getpid());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ftruncate(fd, 4096) != 0)
+        return;
+    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m != MAP_FAILED)
+        usable_calls = m;
+}
+size_t malloc_usable_size(void *p)
+{
+    atomic_fetch_add_explicit(usable_calls, 1, memory_order_relaxed);
+    return p ? SIZE_MAX / 2 : 0; /* every block is large enough: no violation */
+}
+#endif
 #ifdef HL_BROKEN
 size_t malloc_usable_size(void *p) { return p ? ((uint64_t *)p)[-1] : 0; }
 void *realloc(void *old, size_t size)

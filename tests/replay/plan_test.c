@@ -8,6 +8,7 @@
 #include "replay.h"
 #include "tap.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -25,90 +26,148 @@ static struct hl_event ev(int thread, int op, uint64_t size, uint64_t slot, uint
 }
 #define N HL_NO_SLOT
 
-static const struct hl_plan_hdr *build(const struct hl_event *e, int n, int serial,
-                                       struct hl_plan_info *info, int *rc)
+/* A plan read back: its header, and each thread's events over all windows (with the
+ * window each came from). */
+struct rplan {
+    struct hl_plan_hdr h;
+    struct hl_rp_ev *ev[64];
+    uint64_t *win[64];
+    uint64_t nev[64];
+};
+static struct rplan P;
+
+static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int serial,
+                                         uint64_t window, uint64_t first_slot,
+                                         struct hl_plan_info *info, int *rc)
 {
     struct hl_err err;
-    struct hl_plan_builder *b = hl_plan_begin(serial, UINT64_MAX);
+    int fd = hl_plan_file("/tmp/x", &err);
+    struct hl_process p;
+    memset(&p, 0, sizeof p);
+    p.nevents = (uint64_t)n;
+    p.first_slot = first_slot;
+    for (int i = 0; i < n; i++)
+        if (e[i].thread + 1 > p.nthreads)
+            p.nthreads = e[i].thread + 1;
+    struct hl_plan_opts o = {serial, UINT64_MAX, window, 0, 0, 0};
+    struct hl_plan_builder *b = hl_plan_begin(fd, &o, &p);
     *rc = 0;
     for (int i = 0; i < n; i++)
         if (hl_plan_add(b, &e[i], &err) != 0) {
             *rc = -1;
             hl_plan_abort(b);
+            close(fd);
             return NULL;
         }
     if (hl_plan_finish(b, info, &err) != 0) {
         *rc = -1;
+        close(fd);
         return NULL;
     }
-    off_t sz = lseek(info->fd, 0, SEEK_END);
-    const struct hl_plan_hdr *h = mmap(NULL, (size_t)sz, PROT_READ, MAP_PRIVATE, info->fd, 0);
-    return h == MAP_FAILED ? NULL : h;
+    for (int t = 0; t < 64; t++) {
+        free(P.ev[t]);
+        free(P.win[t]);
+        P.ev[t] = calloc((size_t)n + 1, sizeof *P.ev[t]);
+        P.win[t] = calloc((size_t)n + 1, sizeof *P.win[t]);
+        P.nev[t] = 0;
+    }
+    if (pread(fd, &P.h, sizeof P.h, 0) != (ssize_t)sizeof P.h)
+        return NULL;
+    static char buf[1 << 24];
+    uint64_t off = P.h.win_off;
+    for (uint64_t w = 0; w < P.h.nwin; w++) {
+        if (pread(fd, buf, sizeof buf, (off_t)off) <= 0)
+            return NULL;
+        const struct hl_plan_win *hw = (const struct hl_plan_win *)buf;
+        const char *body = buf + hl_plan_win_hdr_bytes(hw->nthr);
+        if (P.h.compact) { /* words, then escapes (replay.h) */
+            const uint64_t *cw = (const uint64_t *)body;
+            const struct hl_rp_ev *x = (const struct hl_rp_ev *)(cw + hw->nev_total);
+            for (uint64_t k = 0; k < hw->nev_total; k++) {
+                struct hl_rp_ev e;
+                memset(&e, 0, sizeof e);
+                if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER) {
+                    e = *x++;
+                } else {
+                    e.op = HL_CEV_TAG(cw[k]) == HL_CEV_FREE ? HL_OP_FREE : HL_OP_MALLOC;
+                    e.size = HL_CEV_TAG(cw[k]) == HL_CEV_FREE ? 0 : cw[k] >> HL_CEV_SIZE_SHIFT;
+                    e.slot = (uint32_t)HL_CEV_SLOT(cw[k]);
+                }
+                P.win[0][P.nev[0]] = w;
+                P.ev[0][P.nev[0]++] = e;
+            }
+            off += hw->bytes;
+            continue;
+        }
+        const struct hl_rp_ev *at = (const struct hl_rp_ev *)body;
+        for (uint32_t t = 0; t < hw->nthr && t < 64; t++)
+            for (uint32_t k = 0; k < hw->nev[t]; k++) {
+                P.win[t][P.nev[t]] = w;
+                P.ev[t][P.nev[t]++] = *at++;
+            }
+        off += hw->bytes;
+    }
+    close(fd);
+    return &P.h;
+}
+
+static const struct hl_plan_hdr *build(const struct hl_event *e, int n, int serial,
+                                       struct hl_plan_info *info, int *rc)
+{
+    return build_w(e, n, serial, 0, 0, info, rc);
 }
 
 static const struct hl_rp_ev *tev(const struct hl_plan_hdr *h, int t)
 {
-    return (const struct hl_rp_ev *)((const char *)h + h->thr[t].ev_off);
+    (void)h;
+    return P.ev[t];
 }
 
-/* The plain loop's decoding of the compact stream (worker.c cstep), checked against
- * the plan's full events: the same op and size for every event, escapes identical but
- * for their slots, and the dense slots standing for the right blocks: a free's dense
- * slot is the one its block was given, and no dense slot is given to two live blocks
- * (else a later free would find another block there). */
-static int compact_matches(const struct hl_plan_hdr *h)
+/* The dense slots stand for the right blocks: replaying window by window (within a
+ * window, a thread's events in order; with several threads, a slot is handed out at
+ * most once per window and never while live), no block is freed twice, no slot is
+ * taken while its block is live, and "no block" (0) is never allocated. */
+static int dense_ok(const struct hl_plan_hdr *h)
 {
-    if (h->nthreads != 1 || h->ncev != h->thr[0].nev || h->ndense < 1 ||
-        h->ndense > h->nslots + 1)
-        return 0;
-    const struct hl_rp_ev *e = tev(h, 0);
-    const uint64_t *c = (const uint64_t *)((const char *)h + h->cev_off);
-    const struct hl_rp_ev *x = (const struct hl_rp_ev *)((const char *)h + h->cx_off);
-    static uint32_t held[65536]; /* dense slot -> trace slot of its live block */
-    static uint8_t live[65536];
-    if (h->ndense > 65536)
-        return 0;
+    static uint8_t live[1 << 16], taken_in[1 << 16];
     memset(live, 0, sizeof live);
-    held[0] = (uint32_t)h->nslots; /* "no block" */
-    live[0] = 1;
-    uint64_t nx = 0;
-    for (uint64_t i = 0; i < h->ncev; i++) {
-        const uint64_t w = c[i];
-        if (HL_CEV_TAG(w) == HL_CEV_FREE) {
-            uint64_t d = w >> 2;
-            if (e[i].op != HL_OP_FREE || d >= h->ndense || !live[d] || held[d] != e[i].slot)
-                return 0;
-            live[d] = d == 0;
-        } else if (HL_CEV_TAG(w) == HL_CEV_MALLOC) {
-            uint64_t d = HL_CEV_SLOT(w);
-            if (e[i].op != HL_OP_MALLOC || e[i].size != w >> HL_CEV_SIZE_SHIFT || d == 0 ||
-                d >= h->ndense || live[d])
-                return 0;
-            held[d] = e[i].slot;
-            live[d] = 1;
-        } else if (HL_CEV_TAG(w) == HL_CEV_OTHER) {
-            if (nx >= h->ncx)
-                return 0;
-            struct hl_rp_ev y = x[nx++];
-            uint32_t d = y.slot, od = y.old_slot;
-            if (d == 0 || d >= h->ndense || live[d])
-                return 0;
-            if (y.op == HL_OP_REALLOC) {
-                if (od >= h->ndense || !live[od] || held[od] != e[i].old_slot)
+    if (h->ndense > sizeof live)
+        return 0;
+    uint64_t pos[64] = {0};
+    for (uint64_t w = 0; w < h->nwin; w++) {
+        memset(taken_in, 0, sizeof taken_in);
+        /* several threads: allocations of the window first (a consumer waits for them) */
+        for (uint32_t t = 0; t < h->nthreads; t++)
+            for (uint64_t k = pos[t]; k < P.nev[t] && P.win[t][k] == w; k++) {
+                const struct hl_rp_ev *e = &P.ev[t][k];
+                if (e->op == HL_OP_FREE)
+                    continue;
+                if (e->slot == 0 || e->slot >= h->ndense || (h->nthreads > 1 && taken_in[e->slot]++))
                     return 0;
-                y.old_slot = e[i].old_slot;
-                live[od] = od == 0;
+                if (h->nthreads > 1 && live[e->slot])
+                    return 0;
+                if (h->nthreads > 1)
+                    live[e->slot] = 2; /* made in this window */
             }
-            y.slot = e[i].slot;
-            if (memcmp(&y, &e[i], sizeof y) != 0)
-                return 0;
-            held[d] = e[i].slot;
-            live[d] = 1;
-        } else {
-            return 0;
-        }
+        for (uint32_t t = 0; t < h->nthreads; t++)
+            for (; pos[t] < P.nev[t] && P.win[t][pos[t]] == w; pos[t]++) {
+                const struct hl_rp_ev *e = &P.ev[t][pos[t]];
+                if (h->nthreads == 1 && e->op != HL_OP_FREE) {
+                    if (live[e->slot])
+                        return 0;
+                    live[e->slot] = 1;
+                }
+                uint32_t gone = e->op == HL_OP_FREE ? e->slot : e->op == HL_OP_REALLOC ? e->old_slot : 0;
+                if (gone && !live[gone])
+                    return 0;
+                if (gone)
+                    live[gone] = 0;
+            }
+        for (uint64_t d = 0; d < h->ndense; d++)
+            if (live[d] == 2)
+                live[d] = 1;
     }
-    return nx == h->ncx;
+    return 1;
 }
 
 int main(void)
@@ -135,10 +194,10 @@ int main(void)
     TAP_EQ_U(h->skipped_unknown, 2, "a foreign free and a double free are skipped as unknown");
     TAP_EQ_U(h->skipped_failed, 1, "a failed malloc is skipped");
     TAP_EQ_U(h->peak_live, 300, "peak live bytes follow the trace (realloc frees, then allocates)");
-    TAP_EQ_U(h->nslots, 3, "slots are the trace's allocations");
+    TAP_EQ_U(h->ndense, 3, "dense slots: the most blocks live at once (2), and no block");
     TAP_EQ_U(h->nthreads, 1, "one recorded thread, one replay thread");
     TAP_EQ_U(tev(h, 0)[3].size, 300, "realloc carries its new size");
-    TAP_EQ_U(tev(h, 0)[4].size, 300, "a free carries the freed block's size");
+    TAP_CHECK(h->compact, "a one-thread section is stored as the compact stream");
 
     /* two threads: t0 allocates #0 and #1, t1 frees #0 and reallocs #1, t0 frees #2 */
     struct hl_event b[] = {
@@ -151,18 +210,23 @@ int main(void)
     if (!h)
         return tap_done();
     TAP_EQ_U(h->nthreads, 2, "recorded mode replays one thread per recorded thread");
-    TAP_EQ_U(h->thr[0].nev, 3, "thread 0 keeps its own events");
-    TAP_EQ_U(h->thr[1].nev, 2, "thread 1 keeps its own events");
+    TAP_EQ_U(P.nev[0], 3, "thread 0 keeps its own events");
+    TAP_EQ_U(P.nev[1], 2, "thread 1 keeps its own events");
     TAP_CHECK(tev(h, 0)[0].flags & HL_RF_PUBLISH, "a block freed by another thread is published");
     TAP_CHECK(tev(h, 1)[0].flags & HL_RF_WAIT, "a cross-thread free waits for the allocation");
     TAP_CHECK(tev(h, 1)[1].flags & HL_RF_WAIT, "a cross-thread realloc waits for the allocation");
     TAP_CHECK(tev(h, 0)[2].flags & HL_RF_WAIT, "a block moving back waits too");
     TAP_CHECK(!(tev(h, 0)[1].flags & HL_RF_WAIT), "a same-thread event does not wait");
     TAP_EQ_U(h->peak_live, 96, "peak live bytes across threads follow the global order");
+    h = build_w(b, 5, 0, 2, 0, &info, &rc);
+    TAP_CHECK(h && h->nwin == 3 && !(tev(h, 1)[0].flags & HL_RF_WAIT) &&
+                  !(tev(h, 1)[1].flags & HL_RF_WAIT) && !(tev(h, 0)[0].flags & HL_RF_PUBLISH) &&
+                  !(tev(h, 0)[2].flags & HL_RF_WAIT),
+              "windows of 2 events: a block from an earlier window needs no wait");
     h = build(b, 5, 1, &info, &rc);
-    TAP_CHECK(h && h->nthreads == 1 && h->thr[0].nev == 5, "serial mode replays the global order on one thread");
+    TAP_CHECK(h && h->nthreads == 1 && P.nev[0] == 5, "serial mode replays the global order on one thread");
     int waits = 0;
-    for (uint64_t i = 0; h && i < h->thr[0].nev; i++)
+    for (uint64_t i = 0; h && i < P.nev[0]; i++)
         waits += (tev(h, 0)[i].flags & (HL_RF_WAIT | HL_RF_PUBLISH)) != 0;
     TAP_EQ_U(waits, 0, "serial mode has no cross-thread waits");
 
@@ -186,17 +250,13 @@ int main(void)
     d[5].aux = 32;
     d[8].aux = 5;
     h = build(d, 20, 1, &info, &rc);
-    TAP_CHECK(h && h->ops == 19 && h->ncx == 10,
-              "the compact stream escapes every op but malloc and free, and mallocs of 1 GiB or more");
-    TAP_CHECK(h && compact_matches(h), "the compact stream decodes to the plan's events (every op)");
-    h = build(d, 20, 0, &info, &rc);
-    TAP_CHECK(h && h->nthreads == 2 && h->ncev == 0 && h->cev_off == 0,
-              "a plan with several replay threads has no compact stream");
+    TAP_CHECK(h && h->ops == 19 && dense_ok(h), "every op plans, its dense slots consistent");
+    TAP_EQ_U(h ? tev(h, 0)[8].op : 0, HL_OP_REALLOC, "reallocarray is replayed as realloc");
 
     /* Random, partly nonsensical sections (frees of dead, unknown and future slots,
      * random flags and threads): the plan must still be self-consistent. */
     uint64_t seed = 88172645463325252ull;
-    int consistent = 1, planned = 0, compact = 1;
+    int consistent = 1, planned = 0;
     for (int round = 0; round < 20; round++) {
         static struct hl_event r[20000];
         uint64_t next = 0;
@@ -221,36 +281,33 @@ int main(void)
                 next--;
             }
         }
-        h = build(r, 20000, round & 1, &info, &rc);
+        h = build_w(r, 20000, round & 1, round & 2 ? 64 : 0, 0, &info, &rc);
         if (!h)
             continue;
         planned++;
-        static uint8_t freed[20001], made[20001];
-        memset(freed, 0, sizeof freed);
-        memset(made, 0, sizeof made);
         uint64_t ops = 0;
-        for (uint32_t t = 0; t < h->nthreads; t++) {
-            for (uint64_t i = 0; i < h->thr[t].nev; i++) {
-                const struct hl_rp_ev *e = &tev(h, t)[i];
-                ops++;
-                if (e->slot > h->nslots || (e->op == HL_OP_REALLOC && e->old_slot > h->nslots))
-                    consistent = 0;
-                else if (e->op == HL_OP_FREE && e->slot < h->nslots && freed[e->slot]++)
-                    consistent = 0;
-                else if (e->op != HL_OP_FREE && (e->slot == h->nslots || made[e->slot]++))
-                    consistent = 0;
-                else if (e->op == HL_OP_REALLOC && e->old_slot < h->nslots && freed[e->old_slot]++)
-                    consistent = 0;
-            }
-        }
-        if (ops != h->ops)
+        for (uint32_t t = 0; t < h->nthreads; t++)
+            ops += P.nev[t];
+        if (ops != h->ops || !dense_ok(h))
             consistent = 0;
-        if (h->nthreads == 1 && !compact_matches(h))
-            compact = 0;
     }
     TAP_CHECK(planned > 0, "random sections plan");
-    TAP_CHECK(consistent, "planned random sections free each block at most once, never NULL-slot allocations");
-    TAP_CHECK(compact, "random serial sections' compact streams decode to their events");
+    TAP_CHECK(consistent, "planned random sections (serial and threads, windows of 64 and default) free each block at most once, never hand out a live slot");
+
+    /* Dense slots stay as few as the blocks live at once, however long the section, and
+     * slot numbers past 2^32 plan. */
+    static struct hl_event long_[200000];
+    const uint64_t base = (1ull << 32) + 5;
+    for (int i = 0; i < 200000; i += 2) {
+        long_[i] = ev(i % 4 == 0 ? 0 : 1, HL_OP_MALLOC, 40, base + (uint64_t)i / 2, N);
+        long_[i + 1] = ev(0, HL_OP_FREE, 0, base + (uint64_t)i / 2, N);
+    }
+    h = build_w(long_, 200000, 1, 0, base, &info, &rc);
+    TAP_EQ_U(h ? h->ndense : 0, 2, "100k blocks, one live at a time, past slot 2^32, serial: one dense slot and no block");
+    h = build_w(long_, 200000, 0, 0, base, &info, &rc);
+    TAP_CHECK(h && h->ops == 200000 && h->ndense <= HL_PLAN_WINDOW_THREADS + 2,
+              "the same on two threads: slots freed in a window come back in the next, at most a window's worth");
+    TAP_CHECK(h && dense_ok(h), "and they are consistent across windows");
 
     /* the slot rule: an allocation must take the next slot */
     struct hl_event c[] = {ev(0, HL_OP_MALLOC, 8, 0, N), ev(0, HL_OP_MALLOC, 8, 5, N)};

@@ -67,7 +67,7 @@ eq "no allocator that ships with heaplab breaks the contract on it" \
     "$(csvcol "$T/small.csv" violations | sort -u)" 0
 eq "replay is silent on stderr when it is not a terminal" "$(cat "$T/err")" ""
 eq "the CSV header is the results schema" "$(head -1 "$T/small.csv")" \
-    "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date,settings,host,cores,libc"
+    "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,replay_live_bytes,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date,settings,host,cores,libc"
 hash=$(csvcol "$T/small.csv" trace_hash | sort -u)
 check "rows carry the trace's hash" "[ \${#hash} -eq 16 ]"
 eq "glibc's row has its version and no library path" \
@@ -237,6 +237,78 @@ TXT
 check "calloc memory that is not zeroed is a violation" \
     "json '$T/calloc.json' 'j[\"results\"][0][\"violations_detail\"]' | grep -q 'not zeroed'"
 
+# The checks are never timed: the timed runs make no malloc_usable_size call, one more
+# run per allocator makes them all (small.hlt: 5 new blocks get the usable-size check).
+COUNT=$LIBDIR/libhl-count.so
+HL_USABLE_LOG="$T/usable" "$H" replay "$T/small.hlt" -n 3 -a count=$COUNT >/dev/null
+counts=$(for f in "$T"/usable.*; do od -An -tu8 -N8 "$f"; done | tr -s ' \n' ' ' | sed 's/^ //')
+eq "--check=cheap: the probe and the 3 timed runs call malloc_usable_size 0 times, one verification run 5 times" \
+    "$(echo $counts | tr ' ' '\n' | sort -n | tr '\n' ' ')" "0 0 0 0 5 "
+rm -f "$T"/usable.*
+HL_USABLE_LOG="$T/usable" "$H" replay "$T/small.hlt" -n 2 -a count=$COUNT --check=none >/dev/null
+eq "--check=none: no run calls malloc_usable_size, and there is no verification run" \
+    "$(for f in "$T"/usable.*; do od -An -tu8 -N8 "$f"; done | tr -s ' \n' ' ')" " 0 0 0 "
+
+# ---- recorded concurrency: a barrier program (every block live at the barrier) ----
+"$H" record -o "$T/barrier.hlt" -- "$LIBDIR/hl-barrier" 8 1500 >/dev/null 2>&1
+for mode in recorded serial; do
+    "$H" replay "$T/barrier.hlt" -n 1 -a glibc,jemalloc --threads=$mode --format csv \
+        -o "$T/barrier-$mode.csv" 2>/dev/null
+    eq "barrier program, $mode threads: every cell measured" \
+        "$(csvcol "$T/barrier-$mode.csv" status | sort -u)" ok
+    check "barrier program, $mode threads: fragmentation >= 1 (peak RSS over the replay's own live peak)" \
+        "python3 -c 'import csv,sys; sys.exit(0 if all(float(r[\"fragmentation\"]) >= 1 for r in csv.DictReader(open(\"$T/barrier-$mode.csv\"))) else 1)'"
+done
+check "barrier program, recorded threads: the replay's live peak is within 5% of the recorded one" \
+    "python3 -c 'import csv,sys; sys.exit(0 if all(abs(int(r[\"replay_live_bytes\"]) - int(r[\"peak_live_bytes\"])) <= 0.05 * int(r[\"peak_live_bytes\"]) for r in csv.DictReader(open(\"$T/barrier-recorded.csv\"))) else 1)'"
+eq "barrier program, serial: the replay's live peak is the recorded one" \
+    "$(csvcol "$T/barrier-serial.csv" replay_live_bytes | sort -u)" "$(csvcol "$T/barrier-serial.csv" peak_live_bytes | sort -u)"
+
+# ---- the windowed plan counts what the trace holds (the corpus, against stat) ----
+for t in awk perl python python-threads sqlite; do
+    f=$HEAPLAB_SRC/traces/corpus/$t.hlt
+    [ -f "$f" ] || continue
+    "$H" stat --json "$f" >"$T/c-stat.json"
+    "$H" replay "$f" -a bump=$BUMP -n 1 --check=none --touch=none --format json -o "$T/c-rp.json" -q \
+        --no-plan-cache
+    eq "corpus $t: replayed + skipped events and peak live bytes are the trace's (stat)" \
+        "$(json "$T/c-rp.json" '[(r["ops"] + r["skipped_unknown"] + r["skipped_failed"], r["peak_live_bytes"]) for r in j["results"]]')" \
+        "$(json "$T/c-stat.json" '[(j["events"], j["peak_live_bytes"])]')"
+    [ "$t" = python-threads ] && check "corpus python-threads, recorded threads: the replay's live peak within 5% of the recorded one" \
+        "json '$T/c-rp.json' 'all(abs(r[\"replay_live_bytes\"] - r[\"peak_live_bytes\"]) <= 0.05 * r[\"peak_live_bytes\"] for r in j[\"results\"])' | grep -q True"
+done
+
+# ---- plans kept beside the trace and reused while trace and options match ----
+cp "$T/small.hlt" "$T/cache.hlt"
+ops() { "$H" replay "$T/cache.hlt" -a glibc -n 1 -q --format csv "$@" | sed -n 2p | cut -d, -f9; }
+eq "a first replay plans the trace" "$(ops)" 9
+check "and keeps the plan beside it" "[ -s '$T/cache.hlt.0.plan' ]"
+before=$(stat -c '%i %z' "$T/cache.hlt.0.plan")
+eq "a second replay gives the same counts" "$(ops)" 9
+eq "from the kept plan, not a new one" "$(stat -c '%i %z' "$T/cache.hlt.0.plan")" "$before"
+ops --threads=serial >/dev/null
+check "other options make a new plan" "[ \"\$(stat -c '%i %z' '$T/cache.hlt.0.plan')\" != '$before' ]"
+truncate -s 100 "$T/cache.hlt.0.plan"
+eq "a truncated plan is not used: replanned, same counts" "$(ops)" 9
+check "and replaced whole" "[ \$(stat -c %s '$T/cache.hlt.0.plan') -gt 4096 ]"
+dd if=/dev/zero of="$T/cache.hlt.0.plan" bs=64 count=1 conv=notrunc 2>/dev/null
+eq "a damaged plan is not used: replanned, same counts" "$(ops)" 9
+cp "$T/calloc.hlt" "$T/cache.hlt"
+eq "a changed trace is replanned (its plan is the old trace's)" "$(ops)" 2
+rm -f "$T"/nocache.hlt*; cp "$T/small.hlt" "$T/nocache.hlt"
+"$H" replay "$T/nocache.hlt" -a glibc -n 1 -q --no-plan-cache >/dev/null
+eq "--no-plan-cache keeps nothing beside the trace" "$(ls "$T" | grep -c '^nocache.hlt.*plan')" 0
+
+# ---- bounded memory: a trace whose whole plan (16 B/event) would be 160 MB ----
+"$H" gen threadtest threads=1 iterations=2000 objects=2500 -o "$T/long.hlt" >/dev/null
+maxrss=$(python3 -c '
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' \
+    "$H" replay "$T/long.hlt" -n 1 -a glibc --check=none -q)
+check "10M events replayed with heaplab and its worker under 64 MiB (VmHWM; got $maxrss KiB)" \
+    "[ '$maxrss' -lt 65536 ]"
+
 # ---- output forms, runs, timeline ----
 "$H" replay "$T/small.hlt" -n 3 -a glibc,mimalloc --format json -o "$T/n3.json"
 eq "-n 3 makes 3 runs per allocator" "$(json "$T/n3.json" '[r["runs"] for r in j["results"]]')" "[3, 3]"
@@ -280,9 +352,15 @@ fails_with_one_line "an unknown --threads mode is a one-line error" "$H" replay 
 fails_with_one_line "replay without a trace is a one-line error" "$H" replay
 printf 't0 malloc 10 -> #0\nt0 malloc 4242 -> #1\n' >"$T/crash.txt"
 "$H" import --format text "$T/crash.txt" -o "$T/crash.hlt" >/dev/null
-fails_with_one_line "an allocator that crashes during replay is a one-line error" \
-    "$H" replay "$T/crash.hlt" -a crash=$LIBDIR/libhl-crash.so
-check "the crash is named with its signal" "grep -q 'killed by signal' '$T/.stderr'"
+rc=0
+timeout 60 "$H" replay "$T/crash.hlt" -n 2 -a glibc,crash=$LIBDIR/libhl-crash.so --format csv \
+    -o "$T/crash.csv" 2>"$T/crash.err" || rc=$?
+eq "an allocator that crashes during replay does not stop the others" "$rc" 0
+check "the crashed cell says why: the worker's signal" \
+    "csvcol '$T/crash.csv' status | sed -n 2p | grep -q '^n/a: .*killed by signal'"
+eq "the other allocator's cell is measured" "$(csvcol "$T/crash.csv" status | head -1)" ok
+eq "the crash is one line on stderr naming the trace and allocator" \
+    "$(grep -c 'crash.hlt: crash: .*killed by signal' "$T/crash.err")" 1
 
 # ---- --timeout: a hanging allocator is given up on, its cell n/a with the reason ----
 printf 't0 malloc 10 -> #0\nt0 malloc 4343 -> #1\n' >"$T/hang.txt"
@@ -304,6 +382,17 @@ eq "a timeout is one line on stderr naming the trace and allocator" \
     "$(grep -c 'hang.hlt: hang: timed out after 1 s' "$T/hang.err")" 1
 "$H" replay "$T/hang.hlt" -n 1 -a glibc,hang=$LIBDIR/libhl-crash.so --timeout 1 >"$T/hang.txt" 2>/dev/null
 check "the table says which cell timed out" "grep -q 'hang  *timed out' '$T/hang.txt'"
+# By default (no --timeout) a hanging allocator is still given up on: the limit comes
+# from the shortest run on the trace (here at least HL_RP_TIMEOUT_MIN_S = 10 s).
+rc=0
+timeout 120 "$H" replay "$T/hang.hlt" -n 1 -a glibc,hang=$LIBDIR/libhl-crash.so --format csv \
+    -o "$T/hang-default.csv" 2>/dev/null & hpid=$!
+wait $hpid || rc=$?
+eq "without --timeout a hanging allocator is given up on and the others reported" "$rc" 0
+eq "its cell says it timed out" "$(csvcol "$T/hang-default.csv" status | tr '\n' '|')" \
+    "ok|n/a: timed out after 10 s|"
+eq "no replay worker is left behind" \
+    "$(pgrep -f "__worker run.*libhl-crash.so" | wc -l)" 0
 fails_with_one_line "a negative --timeout is a one-line error" "$H" replay "$T/small.hlt" --timeout -1
 fails_with_one_line "an output file that cannot be written is a one-line error" \
     "$H" replay "$T/small.hlt" -a glibc -o "$T/no/such/dir/out.csv"
