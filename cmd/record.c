@@ -17,6 +17,7 @@
 #include "cmd.h"
 #include "options.h"
 #include "paths.h"
+#include "record.h"
 #include "util.h"
 
 #include "finalise.h"
@@ -39,12 +40,16 @@
 
 static const char *const usage[] = {
     "heaplab record [-o FILE] [options] [--] PROGRAM [ARGS...]",
+    "heaplab record -p PID -o FILE [--duration SECONDS] [options]",
     "Run PROGRAM with heaplab's recording interposer and write its malloc/free calls to a",
     "trace (default: PROGRAM's name + .hlt).  Threads, fork children and exec'd programs",
     "are recorded too, one process section each.  Exits with the program's status",
     "(128+N if signal N killed it); 127 if the program cannot be started.  It waits for",
     "every process the program started, unless --no-wait.  A capture kept",
     "with --capture-dir can be finalised again: heaplab record -o FILE --from-capture DIR.",
+    "With -p, attach to the running process PID instead (with gdb), record until",
+    "--duration, SIGINT/SIGTERM or its exit, then detach: it keeps running.  The trace",
+    "starts mid-life: frees of blocks allocated before the attach are marked unknown.",
     NULL};
 
 static volatile pid_t child_pid;
@@ -107,7 +112,7 @@ static char *find_program(const char *prog)
     return NULL;
 }
 
-static void remove_capture(const char *dir)
+void hl_remove_capture(const char *dir)
 {
     DIR *d = opendir(dir);
     if (d) {
@@ -143,6 +148,29 @@ static int has_capture(const char *dir)
     return found;
 }
 
+char *hl_capture_dir(const char *capture)
+{
+    char *dir;
+    if (capture) {
+        if (mkdir(capture, 0700) != 0 && errno != EEXIST)
+            hl_die("%s: %s", capture, strerror(errno));
+        dir = realpath(capture, NULL);
+        if (!dir)
+            hl_die("%s: %s", capture, strerror(errno));
+        if (has_capture(dir))
+            hl_die("%s: holds an earlier capture (remove it, or name another folder)", capture);
+    } else {
+        /* Absolute, since the program may change its working directory. */
+        const char *tmp = getenv("TMPDIR");
+        char *tdir = realpath(tmp && *tmp ? tmp : "/tmp", NULL);
+        if (!tdir || asprintf(&dir, "%s/heaplab-record.XXXXXX", tdir) < 0 || !mkdtemp(dir))
+            hl_die("cannot create a capture directory in %s: %s", tmp && *tmp ? tmp : "/tmp",
+                   strerror(errno));
+        free(tdir);
+    }
+    return dir;
+}
+
 static char *default_output(const char *prog)
 {
     const char *base = strrchr(prog, '/');
@@ -160,10 +188,7 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* Finalise the capture in dir into out (what fz has not done yet, if given) and print
- * the summary line; exited: when the program exited (then the line says how long
- * finalising took after that), 0 if not run.  Returns 0 / -1. */
-static int finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
+int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
                     double exited)
 {
     struct hl_finalise_stats st;
@@ -204,6 +229,7 @@ int cmd_record(int argc, char **argv)
     const char *output = NULL, *capture = NULL, *from = NULL;
     uint64_t buffer = 0;
     int quiet = 0, no_wait = 0;
+    long attach_pid = LONG_MIN, duration = 0;
     struct hl_option opts[] = {
         HL_OPT_STRING('o', "output", &output, "FILE", "write the trace to FILE"),
         HL_OPT_STRING(0, "capture-dir", &capture, "DIR",
@@ -215,6 +241,9 @@ int cmd_record(int argc, char **argv)
         HL_OPT_FLAG(0, "no-wait", &no_wait,
                     "finalise when PROGRAM exits, even if processes it started still run "
                     "(their captures end where they are)"),
+        HL_OPT_INT('p', "pid", &attach_pid, "PID", "attach to the running process PID"),
+        HL_OPT_INT(0, "duration", &duration, "SECONDS",
+                   "with -p: detach after SECONDS (default: at SIGINT/SIGTERM or its exit)"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no summary line"),
         HL_OPT_END()};
     int i = hl_parse_options(argc, argv, opts, usage, HL_PARSE_STOP_AT_NON_OPTION);
@@ -223,8 +252,17 @@ int cmd_record(int argc, char **argv)
             hl_usage_die("record: --from-capture takes no program");
         if (!output)
             hl_usage_die("record: --from-capture needs -o FILE");
-        return finalise(NULL, from, output, quiet, 0) == 0 ? 0 : 1;
+        return hl_record_finalise(NULL, from, output, quiet, 0) == 0 ? 0 : 1;
     }
+    if (attach_pid != LONG_MIN) {
+        if (i < argc || from || buffer || no_wait)
+            hl_usage_die("record: -p PID takes no program, --from-capture, --buffer or --no-wait");
+        if (!output)
+            hl_usage_die("record: -p PID needs -o FILE");
+        return hl_record_attach(attach_pid, output, duration, capture, quiet);
+    }
+    if (duration)
+        hl_usage_die("record: --duration needs -p PID");
     if (i >= argc)
         hl_usage_die("record: no program given (heaplab record -- PROGRAM [ARGS...])");
     char **prog_argv = argv + i;
@@ -245,25 +283,7 @@ int cmd_record(int argc, char **argv)
         hl_die("%s: %s", found, strerror(errno));
     char *out = output ? strdup(output) : default_output(prog);
 
-    /* The capture directory: private unless the user asked to keep it. */
-    char *dir;
-    if (capture) {
-        if (mkdir(capture, 0700) != 0 && errno != EEXIST)
-            hl_die("%s: %s", capture, strerror(errno));
-        dir = realpath(capture, NULL);
-        if (!dir)
-            hl_die("%s: %s", capture, strerror(errno));
-        if (has_capture(dir))
-            hl_die("%s: holds an earlier capture (remove it, or name another folder)", capture);
-    } else {
-        /* Absolute, since the program may change its working directory. */
-        const char *tmp = getenv("TMPDIR");
-        char *tdir = realpath(tmp && *tmp ? tmp : "/tmp", NULL);
-        if (!tdir || asprintf(&dir, "%s/heaplab-record.XXXXXX", tdir) < 0 || !mkdtemp(dir))
-            hl_die("cannot create a capture directory in %s: %s", tmp && *tmp ? tmp : "/tmp",
-                   strerror(errno));
-        free(tdir);
-    }
+    char *dir = hl_capture_dir(capture);
 
     /* The environment the program starts with. */
     const char *old_pre = getenv("LD_PRELOAD");
@@ -342,7 +362,7 @@ int cmd_record(int argc, char **argv)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         fprintf(stderr, "heaplab: %s: %s\n", prog, strerror(exec_errno));
-        remove_capture(dir);
+        hl_remove_capture(dir);
         return exec_errno == ENOENT ? 127 : 126;
     }
 
@@ -397,10 +417,10 @@ int cmd_record(int argc, char **argv)
         hl_finaliser_abort(fz);
         r = -1;
     } else {
-        r = finalise(fz, dir, out, quiet, exited);
+        r = hl_record_finalise(fz, dir, out, quiet, exited);
     }
     if (!capture)
-        remove_capture(dir);
+        hl_remove_capture(dir);
     if (r != 0 && code == 0)
         code = 1;
     free(out);

@@ -127,6 +127,11 @@ static inline void guard_off(struct tstate *t)
 
 /* ---- process state ---- */
 
+static int g_attached; /* loaded into a running process by hook.c, not preloaded */
+#ifndef HL_RAW_HDR_ATTACHED
+#define HL_RAW_HDR_ATTACHED 0x1u
+#endif
+
 static uint64_t g_seq;              /* the global sequence counter */
 static int g_multi;                 /* the process has (had) more than one thread */
 static uint32_t g_nthreads;         /* thread numbers handed out in this image */
@@ -278,6 +283,8 @@ static void write_header(void)
     h.pid = (uint32_t)getpid();
     h.ppid = (uint32_t)getppid();
     h.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+    if (g_attached)
+        h.reserved |= HL_RAW_HDR_ATTACHED;
     h.start_realtime_ns = clock_ns(CLOCK_REALTIME);
     h.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
     h.start_tsc = read_tsc();
@@ -1323,4 +1330,84 @@ EXPORT void _exit(int status)
 EXPORT void _Exit(int status)
 {
     _exit(status);
+}
+
+/* ---- attaching to a running process (hook.c) ----
+ *
+ * When the library is dlopen'ed into a running program, nothing calls the wrappers
+ * until hook.c points the program's GOT entries at them.  The real functions are then
+ * the program's global definitions (an allocator the program preloads, say), not the
+ * next ones after this library (RTLD_NEXT from a dlopen'ed library means libc's).
+ * hl_attach_begin starts a capture in dir, hl_attach_end flushes it and stops: the
+ * library stays loaded (threads may still be inside a wrapper), and a later attach
+ * starts over with the thread buffers it left behind. */
+__attribute__((visibility("hidden"))) int hl_attach_begin(const char *dir);
+__attribute__((visibility("hidden"))) void hl_attach_end(void);
+
+int hl_attach_begin(const char *dir)
+{
+    static int atfork_set, key_made;
+    if (g_on || strlen(dir) >= sizeof g_dir || !g_libpath[0])
+        return -1;
+    ts.guard++;
+#define G(name) real.name = (__typeof__(real.name))dlsym(RTLD_DEFAULT, #name)
+    G(malloc);
+    G(free);
+    G(calloc);
+    G(realloc);
+    G(reallocarray);
+    G(posix_memalign);
+    G(aligned_alloc);
+    G(memalign);
+    G(valloc);
+    G(pvalloc);
+    G(malloc_usable_size);
+#undef G
+    int r = -1;
+    if (real.malloc && real.free && real.calloc && real.realloc &&
+        (key_made || (key_made = pthread_key_create(&g_key, thread_dtor) == 0))) {
+        strcpy(g_dir, dir);
+        char *p = put_str(g_env_dir, g_env_dir + sizeof g_env_dir - 1, HL_RAW_ENV_DIR "=");
+        *put_str(p, g_env_dir + sizeof g_env_dir - 1, g_dir) = 0;
+        /* Threads that recorded in an earlier attach start over, numbered afresh. */
+        reg_lock();
+        g_nthreads = 0;
+        g_reg_full = 0;
+        for (size_t i = 0; i < MAX_REGISTERED; i++) {
+            struct tstate *t = g_reg[i];
+            if (!t)
+                continue;
+            t->pos = t->end = t->buf;
+            t->nrec = 0;
+            t->last_seq = 0;
+            t->last_ptr = 0;
+            t->lo = UINT64_MAX;
+            t->seen_pos = t->copied_pos = NULL;
+            t->thread = g_nthreads++;
+        }
+        reg_unlock();
+        /* No pthread_create wrapper saw the threads already running. */
+        __atomic_store_n(&g_multi, 1, __ATOMIC_SEQ_CST);
+        g_attached = 1;
+        if (open_raw() == 0) {
+            if (!atfork_set)
+                atfork_set = pthread_atfork(NULL, NULL, atfork_child) == 0;
+            __atomic_store_n(&g_on, 1, __ATOMIC_SEQ_CST);
+            r = 0;
+        }
+    }
+    ts.guard--;
+    return r;
+}
+
+void hl_attach_end(void)
+{
+    ts.guard++;
+    flush(&ts);
+    flush_others();
+    __atomic_store_n(&g_on, 0, __ATOMIC_SEQ_CST);
+    if (g_fd >= 0)
+        close(g_fd);
+    g_fd = -1;
+    ts.guard--;
 }
