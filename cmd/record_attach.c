@@ -311,6 +311,16 @@ static int attach(const char *gdb, long pid, const char *lib, const char *dir)
         return 0;
     if (read_refusal(dir, v, sizeof v) == 0) {
         fprintf(stderr, "heaplab: PID %ld: %s\n", pid, v);
+        /* Refused before anything was hooked: unload the library again. */
+        char h[1024], c_close[1100];
+        const char *x;
+        if (gdb_value(log, 1, h, sizeof h) == 0 && (x = strstr(h, "0x"))) {
+            snprintf(c_close, sizeof c_close, "call (int) dlclose((void *) %.*s)",
+                     (int)strspn(x, "0123456789abcdefx"), x);
+            const char *close_cmd[] = {c_close};
+            snprintf(log, sizeof log, "%s/gdb-unload.log", dir);
+            run_gdb(gdb, pid, log, close_cmd, 1);
+        }
     } else if (gdb_value(log, 1, v, sizeof v) == 0 && strstr(v, " 0x0")) {
         char e[1024] = "";
         gdb_value(log, 2, e, sizeof e);

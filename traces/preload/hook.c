@@ -48,7 +48,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-int hl_attach_begin(const char *dir);
+int hl_attach_begin(const char *dir, void *const *fns);
 void hl_attach_end(void);
 
 #if defined(__x86_64__)
@@ -71,6 +71,7 @@ enum { N_HOOKED = sizeof hooked / sizeof hooked[0], N_ALLOC = 11, H_DLOPEN = 12,
 
 static void *wrapper[N_HOOKED]; /* what the slots are pointed at */
 static void *global[N_HOOKED];  /* the program's own definitions */
+static void *canon[N_HOOKED];   /* a non-PIE program's PLT entry standing for one, or NULL */
 
 /* One rewritten slot. */
 struct slot {
@@ -197,6 +198,45 @@ static int set_slot(void **got, void *v, uint32_t ro)
     return 0;
 }
 
+/* Does a function symbol start at p (a definition, not a PLT stub)? */
+static int is_function(const void *p)
+{
+    Dl_info di;
+    return dladdr(p, &di) && di.dli_saddr == p;
+}
+
+/* The definition of name that the program's calls reach.  A non-PIE program that
+ * takes a function's address exports its PLT entry under the function's name
+ * (undefined, with a value): dlsym returns that, and a wrapper calling it would come
+ * back to itself once the program's GOT is rewritten.  Then the definition is the
+ * first one in the objects after the program (*plt gets the PLT entry). */
+static void *definition(const char *name, void **plt)
+{
+    void *p = dlsym(RTLD_DEFAULT, name);
+    Dl_info di;
+    const ElfW(Sym) *sym = NULL;
+    *plt = NULL;
+    if (!p || !dladdr1(p, &di, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
+        sym->st_shndx != SHN_UNDEF)
+        return p;
+    *plt = p;
+    for (struct link_map *lm = _r_debug.r_map ? _r_debug.r_map->l_next : NULL; lm;
+         lm = lm->l_next) {
+        /* A handle of its own (an initial object's link map has no search list). */
+        void *h = lm->l_name && *lm->l_name ? dlopen(lm->l_name, RTLD_LAZY | RTLD_NOLOAD)
+                                             : NULL;
+        void *q = h ? dlsym(h, name) : NULL;
+        const ElfW(Sym) *qs = NULL;
+        int defined = q && dladdr1(q, &di, (void **)&qs, RTLD_DL_SYMENT) && qs &&
+                      qs->st_shndx != SHN_UNDEF;
+        if (h)
+            dlclose(h);
+        if (defined)
+            return q;
+    }
+    return NULL;
+}
+
 static int hooked_index(const char *name)
 {
     for (int i = 0; i < N_HOOKED; i++)
@@ -246,17 +286,20 @@ static int visit(const struct object *o, int check, char *why, size_t whylen)
             if (!inside(o, got, &ro))
                 continue;
             if (check) {
-                /* Bound to the program's definition, or not bound yet (a lazy slot
-                 * still points into its own object's PLT). */
-                if (fn < N_ALLOC && cur != global[fn] && cur != wrapper[fn] &&
-                    !inside(o, cur, NULL)) {
-                    Dl_info di;
+                /* Bound to the program's definition, or not bound yet: a lazy
+                 * JUMP_SLOT still points into its own object's PLT, which no symbol
+                 * starts at. */
+                if (fn < N_ALLOC && cur != global[fn] && cur != wrapper[fn] && cur != canon[fn] &&
+                    (type == R_GDAT || !inside(o, cur, NULL) || is_function(cur))) {
+                    Dl_info di, dg;
                     const char *where = dladdr(cur, &di) && di.dli_fname ? di.dli_fname : "?";
+                    const char *glob = dladdr(global[fn], &dg) && dg.dli_fname ? dg.dli_fname
+                                                                               : "?";
                     snprintf(why, whylen,
-                             "%s calls %s in %s, not the program's %s (a separate allocator "
-                             "reached through its own symbol version): the hooks cannot "
-                             "reach it",
-                             oname, hooked[fn], where, hooked[fn]);
+                             "%s calls the %s of %s, the program that of %s (two allocators, "
+                             "one reached through its own symbol version): the hooks cannot "
+                             "reach both",
+                             oname, hooked[fn], where, glob);
                     return -1;
                 }
                 continue;
@@ -428,7 +471,7 @@ static int find_self(void)
     if (!self)
         return -1;
     for (int i = 0; i < N_HOOKED; i++) {
-        global[i] = dlsym(RTLD_DEFAULT, hooked[i]);
+        global[i] = definition(hooked[i], &canon[i]);
         wrapper[i] = i < H_DLOPEN ? dlsym(self, hooked[i]) : NULL;
     }
     wrapper[H_DLOPEN] = global[H_DLOPEN] ? (void *)hook_dlopen : NULL;
@@ -453,9 +496,11 @@ EXPORT int heaplab_attach(const char *dir)
         r = refuse(dir, "the recording library cannot find itself");
     } else if (!global[0] || !wrapper[0]) {
         r = refuse(dir, "the program has no malloc to hook");
+    } else if (!is_function(global[0]) || !is_function(global[1])) {
+        r = refuse(dir, "its malloc is not a function the hooks can call");
     } else if (visit_all(1, why, sizeof why) != 0) {
         r = refuse(dir, "%s", why);
-    } else if (hl_attach_begin(dir) != 0) {
+    } else if (hl_attach_begin(dir, global) != 0) {
         r = refuse(dir, "cannot start a capture in %s (is it already being recorded?)", dir);
     } else {
         g_nslots = 0;

@@ -1341,28 +1341,23 @@ EXPORT void _Exit(int status)
  * hl_attach_begin starts a capture in dir, hl_attach_end flushes it and stops: the
  * library stays loaded (threads may still be inside a wrapper), and a later attach
  * starts over with the thread buffers it left behind. */
-__attribute__((visibility("hidden"))) int hl_attach_begin(const char *dir);
+__attribute__((visibility("hidden"))) int hl_attach_begin(const char *dir, void *const *fns);
 __attribute__((visibility("hidden"))) void hl_attach_end(void);
 
-int hl_attach_begin(const char *dir)
+int hl_attach_begin(const char *dir, void *const *fns)
 {
     static int atfork_set, key_made;
     if (g_on || strlen(dir) >= sizeof g_dir || !g_libpath[0])
         return -1;
     ts.guard++;
-#define G(name) real.name = (__typeof__(real.name))dlsym(RTLD_DEFAULT, #name)
-    G(malloc);
-    G(free);
-    G(calloc);
-    G(realloc);
-    G(reallocarray);
-    G(posix_memalign);
-    G(aligned_alloc);
-    G(memalign);
-    G(valloc);
-    G(pvalloc);
-    G(malloc_usable_size);
-#undef G
+    /* In hook.c's order (its `hooked` table). */
+    void **slot[] = {(void **)&real.malloc, (void **)&real.free, (void **)&real.calloc,
+                     (void **)&real.realloc, (void **)&real.reallocarray,
+                     (void **)&real.posix_memalign, (void **)&real.aligned_alloc,
+                     (void **)&real.memalign, (void **)&real.valloc, (void **)&real.pvalloc,
+                     (void **)&real.malloc_usable_size};
+    for (size_t i = 0; i < sizeof slot / sizeof slot[0]; i++)
+        *slot[i] = fns[i];
     int r = -1;
     if (real.malloc && real.free && real.calloc && real.realloc &&
         (key_made || (key_made = pthread_key_create(&g_key, thread_dtor) == 0))) {

@@ -1,0 +1,171 @@
+#!/bin/bash
+# attach.sh: `heaplab record -p PID` on running programs.  A multi-threaded test server
+# (tests/record/server.c, which counts its own requests) and Debian's python3 are
+# attached to while they work, detached from, checked still answering, and attached to
+# again; the traces must hold exactly what they did meanwhile.  Then each refusal.
+. "$HEAPLAB_SRC/tests/lib/lib.sh"
+B=$HEAPLAB_BUILD/tests/record
+H=$HEAPLAB
+
+if ! command -v gdb >/dev/null; then
+    skip "attach" "gdb is not installed (scripts/setup installs it)"
+    done_testing
+fi
+
+sj() { "$H" stat --json "$1" >"$T/.stat.json" && json "$T/.stat.json" "$2"; }
+# count TRACE OP SIZE: events OP of SIZE bytes (malloc, realloc: the new size)
+count() {
+    "$H" export "$1" | awk -v op="$2" -v size="$3" '
+        $3 == op && (($4 == size) || ($5 == size) || ($4 == "3x" size)) { n++ } END { print n + 0 }'
+}
+
+# A program on a pipe: start NAME CMD...; ask NAME LINE (prints the answer line).
+declare -A PID
+start() {
+    local name=$1; shift
+    mkfifo "$T/$name.in"
+    "$@" <"$T/$name.in" >"$T/$name.out" 2>&1 &
+    PID[$name]=$!
+    eval "exec {fd_$name}>\"\$T/\$name.in\""
+}
+ask() {
+    local name=$1 fd n
+    eval "fd=\$fd_$name"
+    n=$(($(wc -l <"$T/$name.out") + 1))
+    echo "$2" >&"$fd"
+    for _ in $(seq 600); do
+        [ "$(wc -l <"$T/$name.out")" -ge "$n" ] && break
+        sleep 0.05
+    done
+    sed -n "${n}p" "$T/$name.out"
+}
+# attach NAME TRACE [ARGS]: heaplab record -p in the background, returns once attached
+attach() {
+    "$H" record -p "${PID[$1]}" -o "$2" "${@:3}" 2>"$2.err" &
+    AP=$!
+    for _ in $(seq 1200); do
+        grep -q attached "$2.err" 2>/dev/null && return 0
+        kill -0 "$AP" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+# stop SIGNAL: stop the attached heaplab; its exit status in $st
+stop() {
+    kill -"$1" "$AP"
+    wait "$AP"
+    st=$?
+}
+attached_flag() { "$H" export "$1" | grep -c '^process .*attached'; }
+
+# ---- the test server ----
+start srv "$B/rec-server"
+eq "server: answers before the attach" "$(ask srv 'req 64')" "done 64"
+r0=$(ask srv count | cut -d' ' -f2)
+ok "server: attached" attach srv "$T/a1.hlt"
+eq "server: answers while attached" "$(ask srv 'req 400')" "done 400"
+r1=$(ask srv count | cut -d' ' -f2)
+stop INT
+eq "server: SIGINT detaches and finalises (status 0)" "$st" 0
+check "server: still running after the detach" "kill -0 ${PID[srv]}"
+eq "server: still answering after the detach" "$(ask srv 'req 40')" "done 40"
+n=$((r1 - r0))
+eq "server: trace holds exactly the requests made while attached (malloc)" \
+    "$(count "$T/a1.hlt" malloc 4001)" "$n"
+eq "server: ... calloc" "$(count "$T/a1.hlt" calloc 1335)" "$n"
+eq "server: ... realloc" "$(count "$T/a1.hlt" realloc 8003)" "$n"
+eq "server: four worker threads recorded" "$(sj "$T/a1.hlt" 'j["threads"]')" 4
+eq "server: 32 frees of blocks from before the attach (4 rings of 8), marked unknown" \
+    "$(sj "$T/a1.hlt" 'j["unknown_frees"]')" 32
+eq "server: every other free known (realloc frees the old block)" "$(sj "$T/a1.hlt" 'j["frees"]')" \
+    $((3 * n - 32))
+
+ok "server: attached a second time" attach srv "$T/a2.hlt"
+eq "server: answers during the second attach" "$(ask srv 'req 100')" "done 100"
+stop TERM
+eq "server: SIGTERM detaches too" "$st" 0
+eq "server: second trace holds the second batch" "$(count "$T/a2.hlt" malloc 4001)" 100
+eq "server: its frees of the first attach's blocks are unknown too" \
+    "$(sj "$T/a2.hlt" 'j["unknown_frees"]')" 32
+
+ok "server: --duration detaches by itself" "$H" record -q -p "${PID[srv]}" -o "$T/a3.hlt" --duration 1
+eq "server: answers after a --duration attach" "$(ask srv 'req 8')" "done 8"
+ok "server: the --duration trace is readable" "$H" stat "$T/a3.hlt"
+
+ok "server: attached before it exits" attach srv "$T/a4.hlt"
+ask srv 'req 20' >/dev/null
+ask srv quit >/dev/null
+wait "$AP"
+eq "server: its exit ends the recording (status 0)" "$?" 0
+eq "server: recorded up to its exit" "$(count "$T/a4.hlt" malloc 4001)" 20
+
+# ---- a real program: Debian's python3, allocating in a thread per line ----
+py='
+import sys, threading
+keep = []
+def work(n):
+    keep.append([bytearray(5000) for _ in range(n)])
+for line in sys.stdin:
+    t = threading.Thread(target=work, args=(int(line),))
+    t.start(); t.join()
+    print("done", len(keep[-1]), flush=True)
+'
+start py /usr/bin/python3 -u -c "$py"
+eq "python3: answers before the attach" "$(ask py 10)" "done 10"
+ok "python3: attached" attach py "$T/p1.hlt"
+eq "python3: answers while attached" "$(ask py 300)" "done 300"
+stop INT
+eq "python3: detached" "$st" 0
+eq "python3: still answering after the detach" "$(ask py 7)" "done 7"
+eq "python3: its 300 bytearrays recorded (malloc of 5001 bytes)" \
+    "$(count "$T/p1.hlt" malloc 5001)" 300
+ok "python3: attached a second time" attach py "$T/p2.hlt"
+eq "python3: answers during the second attach" "$(ask py 50)" "done 50"
+stop INT
+eq "python3: detached again" "$st" 0
+eq "python3: second trace holds the second batch" "$(count "$T/p2.hlt" malloc 5001)" 50
+eq "python3: still answering" "$(ask py 3)" "done 3"
+
+# ---- refusals: one line, nothing done to the program ----
+"$B/rec-static" >"$T/static.out" &
+SP=$!
+for _ in $(seq 100); do [ -s "$T/static.out" ] && break; sleep 0.05; done
+fails_with_one_line "refused: a statically linked program" "$H" record -p "$SP" -o "$T/x.hlt"
+check "refused: ... the line says why" "grep -q 'statically linked' '$T/.stderr'"
+kill "$SP"
+
+"$B/rec-ownalloc" >"$T/own.out" &
+OP=$!
+for _ in $(seq 100); do [ -s "$T/own.out" ] && break; sleep 0.05; done
+fails_with_one_line "refused: an allocator reached through its own symbol version" \
+    "$H" record -p "$OP" -o "$T/x.hlt"
+check "refused: ... the line names the other allocator" "grep -q 'libownalloc.so' '$T/.stderr'"
+check "refused: ... the recorder is unloaded again" "! grep -q heaplab-record /proc/$OP/maps"
+check "refused: ... and the program still runs" "kill -0 $OP"
+kill "$OP"
+
+sleep 300 &
+SL=$!
+fails_with_one_line "refused: a PID that does not exist" "$H" record -p 2147483646 -o "$T/x.hlt"
+check "refused: ... the line says so" "grep -q 'no process' '$T/.stderr'"
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+    fails_with_one_line "refused: no permission (another user's process)" \
+        setpriv --reuid=nobody --regid=nogroup --clear-groups "$H" record -p "$SL" -o /tmp/x.hlt
+    check "refused: ... the line says what to do" "grep -q 'not allowed to trace' '$T/.stderr'"
+else
+    fails_with_one_line "refused: no permission (PID 1)" "$H" record -p 1 -o "$T/x.hlt"
+    check "refused: ... the line says what to do" "grep -q 'not allowed to trace' '$T/.stderr'"
+fi
+gdb -nx -batch -ex 'shell sleep 30' -p "$SL" >/dev/null 2>&1 &
+GP=$!
+for _ in $(seq 200); do
+    [ "$(awk '/TracerPid/ { print $2 }' /proc/$SL/status)" != 0 ] && break
+    sleep 0.05
+done
+fails_with_one_line "refused: a process already being traced" "$H" record -p "$SL" -o "$T/x.hlt"
+check "refused: ... the line names the tracer" "grep -q 'already being traced' '$T/.stderr'"
+kill "$GP" "$SL" 2>/dev/null
+wait "$GP" "$SL" 2>/dev/null
+
+kill "${PID[py]}"
+done_testing
