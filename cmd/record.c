@@ -13,6 +13,11 @@
  * lets the finaliser read what the capture holds so far, so the merge, slot mapping
  * and compression run on the core the program leaves free, and only the tail is
  * left after the program exits.  The trace is the same as finalising afterwards.
+ *
+ * Nothing is lost: the capture goes into OUTPUT.capture beside the trace (or the
+ * --capture-dir), which is removed only once the trace is written.  If finalising
+ * fails or is interrupted, or heaplab itself is killed, the capture stays there, and
+ * `heaplab record --from-capture DIR -o OUTPUT` goes on from the last checkpoint.
  */
 #include "cmd.h"
 #include "options.h"
@@ -45,8 +50,14 @@ static const char *const usage[] = {
     "trace (default: PROGRAM's name + .hlt).  Threads, fork children and exec'd programs",
     "are recorded too, one process section each.  Exits with the program's status",
     "(128+N if signal N killed it); 127 if the program cannot be started.  It waits for",
-    "every process the program started, unless --no-wait.  A capture kept",
-    "with --capture-dir can be finalised again: heaplab record -o FILE --from-capture DIR.",
+    "every process the program started, unless --no-wait.",
+    "The raw capture goes into FILE.capture (or --capture-dir DIR), is finalised while",
+    "the program runs, and is removed once the trace is written.  If finalising fails,",
+    "is interrupted, or heaplab is killed, it stays: finish it with",
+    "heaplab record --from-capture DIR -o FILE (a capture kept with --capture-dir can",
+    "be finalised again the same way).  Memory and disk stay bounded however long the",
+    "recording: the capture read so far is given back to the file system as",
+    "finalising passes it.",
     "With -p, attach to the running process PID instead (with gdb), record until",
     "--duration, SIGINT/SIGTERM or its exit, then detach: it keeps running.  The trace",
     "starts mid-life: frees of blocks allocated before the attach are marked unknown.",
@@ -132,8 +143,7 @@ void hl_remove_capture(const char *dir)
     rmdir(dir);
 }
 
-/* Did any process write a raw file into dir? */
-static int has_capture(const char *dir)
+int hl_has_capture(const char *dir)
 {
     DIR *d = opendir(dir);
     int found = 0;
@@ -148,7 +158,7 @@ static int has_capture(const char *dir)
     return found;
 }
 
-char *hl_capture_dir(const char *capture)
+char *hl_capture_dir(const char *capture, const char *out)
 {
     char *dir;
     if (capture) {
@@ -157,16 +167,26 @@ char *hl_capture_dir(const char *capture)
         dir = realpath(capture, NULL);
         if (!dir)
             hl_die("%s: %s", capture, strerror(errno));
-        if (has_capture(dir))
-            hl_die("%s: holds an earlier capture (remove it, or name another folder)", capture);
+        if (hl_has_capture(dir))
+            hl_die("%s holds an earlier capture: finalise it with 'heaplab record "
+                   "--from-capture %s -o FILE', or remove it, or name another folder",
+                   capture, capture);
     } else {
+        /* Beside the trace, where a user finds it if heaplab is killed. */
+        char *want;
+        if (asprintf(&want, "%s.capture", out) < 0)
+            hl_die("out of memory");
+        if (mkdir(want, 0700) != 0 && errno != EEXIST)
+            hl_die("cannot create the capture directory %s: %s", want, strerror(errno));
         /* Absolute, since the program may change its working directory. */
-        const char *tmp = getenv("TMPDIR");
-        char *tdir = realpath(tmp && *tmp ? tmp : "/tmp", NULL);
-        if (!tdir || asprintf(&dir, "%s/heaplab-record.XXXXXX", tdir) < 0 || !mkdtemp(dir))
-            hl_die("cannot create a capture directory in %s: %s", tmp && *tmp ? tmp : "/tmp",
-                   strerror(errno));
-        free(tdir);
+        dir = realpath(want, NULL);
+        if (!dir)
+            hl_die("%s: %s", want, strerror(errno));
+        if (hl_has_capture(dir))
+            hl_die("%s holds the capture of an earlier recording that was not finalised: "
+                   "finish it with 'heaplab record --from-capture %s -o %s', or remove it",
+                   want, want, out);
+        free(want);
     }
     return dir;
 }
@@ -188,14 +208,78 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* Progress while the tail of a long capture is finalised (on a terminal only), and
+ * a stop when a signal asks for one. */
+struct progress {
+    uint64_t total;       /* raw bytes in the capture */
+    double last;          /* when the line was last drawn */
+    int shown;
+};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+    stop_signal = sig;
+}
+
+static int show_progress(void *ctx, uint64_t done)
+{
+    struct progress *p = ctx;
+    double t = now_s();
+    if (p->total && t - p->last >= 0.5) {
+        char a[32], b[32];
+        fprintf(stderr, "\rheaplab: finalising: %s of %s of capture read (%.0f%%)  ",
+                hl_fmt_bytes(a, sizeof a, (double)done), hl_fmt_bytes(b, sizeof b, (double)p->total),
+                100.0 * (double)(done < p->total ? done : p->total) / (double)p->total);
+        p->last = t;
+        p->shown = 1;
+    }
+    return stop_signal != 0;
+}
+
+/* Bytes of raw capture in dir. */
+static uint64_t capture_bytes(const char *dir)
+{
+    uint64_t n = 0;
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        struct stat sb;
+        if (len > 6 && strcmp(de->d_name + len - 6, ".hlraw") == 0 &&
+            fstatat(dirfd(d), de->d_name, &sb, 0) == 0)
+            n += (uint64_t)sb.st_size;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
                     double exited)
 {
     struct hl_finalise_stats st;
     struct hl_err err;
-    int r = fz ? hl_finaliser_finish(fz, &st, &err) : hl_finalise(dir, out, &st, &err);
-    if (r != 0) {
+    struct progress pg = {0, now_s(), 0};
+    if (!quiet && isatty(2))
+        pg.total = capture_bytes(dir);
+    if (!fz && !(fz = hl_finaliser_new(dir, out, &err))) {
         fprintf(stderr, "heaplab: %s\n", err.msg);
+        return -1;
+    }
+    hl_finaliser_set_progress(fz, show_progress, &pg);
+    /* From here a signal to heaplab stops finalising; the capture stays. */
+    signal(SIGINT, on_stop);
+    signal(SIGTERM, on_stop);
+    signal(SIGHUP, on_stop);
+    int r = hl_finaliser_finish(fz, &st, &err);
+    if (pg.shown)
+        fprintf(stderr, "\r\033[K");
+    if (r != 0) {
+        fprintf(stderr, "heaplab: %s; the capture is kept in %s: finish it with "
+                        "'heaplab record --from-capture %s -o %s'\n",
+                err.msg, dir, dir, out);
         return -1;
     }
     if (st.damaged)
@@ -283,7 +367,7 @@ int cmd_record(int argc, char **argv)
         hl_die("%s: %s", found, strerror(errno));
     char *out = output ? strdup(output) : default_output(prog);
 
-    char *dir = hl_capture_dir(capture);
+    char *dir = hl_capture_dir(capture, out);
 
     /* The environment the program starts with. */
     const char *old_pre = getenv("LD_PRELOAD");
@@ -411,16 +495,18 @@ int cmd_record(int argc, char **argv)
     int code = status_code(status);
 
     int r;
-    if (!has_capture(dir)) {
+    if (!hl_has_capture(dir)) {
         fprintf(stderr, "heaplab: %s: nothing was recorded (a static or setuid program "
                         "cannot be preloaded)\n", prog);
         hl_finaliser_abort(fz);
         r = -1;
+        if (!capture)
+            hl_remove_capture(dir);
     } else {
         r = hl_record_finalise(fz, dir, out, quiet, exited);
+        if (r == 0 && !capture)
+            hl_remove_capture(dir);
     }
-    if (!capture)
-        hl_remove_capture(dir);
     if (r != 0 && code == 0)
         code = 1;
     free(out);

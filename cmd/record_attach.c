@@ -396,7 +396,7 @@ int hl_record_attach(long pid, const char *out, long duration, const char *captu
         hl_die("%s: %s", found, strerror(errno));
     if (strchr(lib, '"'))
         hl_die("%s: a path with a double quote cannot be passed to gdb", lib);
-    char *dir = hl_capture_dir(capture);
+    char *dir = hl_capture_dir(capture, out);
     if (strchr(dir, '"'))
         hl_die("%s: a path with a double quote cannot be passed to gdb", dir);
     /* The program writes the capture: root attaching to another user's process
@@ -449,8 +449,10 @@ int hl_record_attach(long pid, const char *out, long duration, const char *captu
             close(pidfd);
         code = hl_record_finalise(fz, dir, out, quiet, 0) == 0 ? 0 : 1;
     }
-    if (!capture)
+    if (!capture && code == 0)
         hl_remove_capture(dir);
+    else if (!capture && !hl_has_capture(dir))
+        hl_remove_capture(dir); /* refused: nothing worth keeping */
     free(dir);
     free(lib);
     free(gdb);

@@ -30,11 +30,13 @@
  * and gives the same bytes.
  */
 #include "finalise.h"
+#include "finalise_int.h"
 #include "preload/raw.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,100 +46,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Thread numbers in a raw file beyond this are taken as damage. */
-#define MAX_RAW_THREADS (1u << 20)
-/* A cursor's thread index before its first event. */
-#define NO_THREAD UINT32_MAX
-/* Address space reserved for a raw file that may still grow. */
-#define TAIL_RESERVE ((size_t)1 << 40)
+#define fail fz_fail
 
-struct chunkref {
-    const uint64_t *words; /* payload */
-    size_t nwords;
-    uint64_t flush_tsc;    /* TSC when it was flushed: after its last record */
-};
-
-/* One decoded record. */
-struct rec {
-    unsigned op, flags;
-    uint64_t seq, seq0;  /* seq0: realloc's seq-before (== seq when nothing is freed) */
-    uint64_t ptr, old;   /* the block returned or freed; realloc's old block */
-    uint64_t size, aux;
-};
-
-struct rthread;
-
-/* Records are decoded this far ahead of their use, and the address map's cells they
- * will touch prefetched: the map is far bigger than the caches, and its misses were
- * most of the finaliser's time. */
-#define AHEAD 16
-
-struct ahead {
-    struct rec r;
-    double tsc;
-};
-
-struct cursor {
-    const struct rthread *t;
-    /* decoding (ahead of use) */
-    size_t ci;               /* chunks taken so far */
-    const uint64_t *p, *end; /* next record, end of the chunk */
-    uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
-    double seg_tsc, seg_step; /* the current run between clock readings: its start */
-                              /* and the TSC ticks per record */
-    uint64_t seg_k;          /* records of the current run so far */
-    int seen;                /* a record was decoded (prev holds its sequence number) */
-    uint64_t prev;
-    int bad;                 /* a malformed record ends this stream ... */
-    const uint64_t *bad_at;  /* ... here */
-    struct ahead ring[AHEAD];
-    unsigned rh, rn;         /* first decoded record not used yet, and how many */
-    /* use */
-    struct rec r;            /* the current record */
-    double tsc;              /* its time, in TSC ticks */
-    uint64_t key;            /* sequence number of the next thing to do */
-    int phase;               /* 1: a realloc record whose old block is already taken */
-    uint64_t old_slot;
-    uint32_t dense;          /* thread index in the trace, NO_THREAD until its first event */
-};
-
-/* A thread's chunks and its cursor.  state: 0 waiting for chunks (or not started),
- * 1 in the merge (the heap or the section's current cursor), 2 ended (malformed). */
-struct rthread {
-    struct chunkref *chunks;
-    size_t n, cap;
-    struct cursor c;
-    int state;
-};
-
-/* A (TSC, nanoseconds since the image started) pair; a file's pairs in file order,
- * kept while the TSC grows. */
-struct knot {
-    uint64_t tsc, ns;
-};
-
-struct rawfile {
-    char *path;
-    const uint8_t *map;           /* while its section is being written */
-    size_t maplen, size;
-    int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
-    int done;                     /* its section is written (or it is skipped) */
-    int stopped;                  /* the scan met damage: nothing after it is read */
-    int over;                     /* its image is known to be over (see image_over) */
-    int started;                  /* its section is begun */
-    char *part;                   /* its section, written while the program ran */
-    struct hl_raw_header h;
-    size_t off;                   /* the next chunk to scan */
-    struct rthread **thr;
-    uint32_t nthr;                /* thread numbers seen: 0..nthr-1 (some may be NULL) */
-    struct knot *knots;
-    size_t nknots, kcap;
-    uint64_t horizon;             /* every record below this sequence number is read */
-    int damaged;
-};
-
-static int fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(struct hl_err *err, const char *fmt, ...)
+int fz_fail(struct hl_err *err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -158,14 +69,13 @@ static void note_damage(struct hl_finalise_stats *st, struct rawfile *f, size_t 
 /* A record that is an event (not a clock reading or a mark). */
 static inline int is_event(uint64_t w0)
 {
-    unsigned op = (unsigned)(w0 >> 1 & 15);
-    return (w0 & 1) || (op >= HL_RAW_MALLOC && op <= HL_RAW_REALLOCARRAY);
+    unsigned op = hl_raw_op_of(w0);
+    return hl_raw_is_short(w0) || (op >= HL_RAW_MALLOC && op <= HL_RAW_REALLOCARRAY);
 }
 
 /* ---- scanning a raw file ---- */
 
-static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, size_t nwords,
-                     uint64_t flush_tsc)
+struct rthread *thread_of(struct rawfile *f, uint32_t thread)
 {
     if (thread >= f->nthr) {
         uint32_t n = f->nthr ? f->nthr : 4;
@@ -173,7 +83,7 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
             n *= 2;
         struct rthread **t = realloc(f->thr, n * sizeof *t);
         if (!t)
-            return -1;
+            return NULL;
         memset(t + f->nthr, 0, (n - f->nthr) * sizeof *t);
         f->thr = t;
         f->nthr = n;
@@ -182,10 +92,20 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
     if (!t) {
         t = f->thr[thread] = calloc(1, sizeof *t);
         if (!t)
-            return -1;
+            return NULL;
         t->c.t = t;
         t->c.dense = NO_THREAD;
+        t->c.resume_h = f->resume_h;
     }
+    return t;
+}
+
+static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, size_t nwords,
+                     uint64_t flush_tsc)
+{
+    struct rthread *t = thread_of(f, thread);
+    if (!t)
+        return -1;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
         struct chunkref *c = realloc(t->chunks, cap * sizeof *c);
@@ -201,9 +121,13 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
     return 0;
 }
 
-static int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono)
+int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono)
 {
-    uint64_t ns = mono > f->h.start_mono_ns ? mono - f->h.start_mono_ns : 0;
+    return add_knot_raw(f, tsc, mono > f->h.start_mono_ns ? mono - f->h.start_mono_ns : 0);
+}
+
+int add_knot_raw(struct rawfile *f, uint64_t tsc, uint64_t ns)
+{
     if (f->nknots) {
         const struct knot *last = &f->knots[f->nknots - 1];
         /* Only while the TSC grows (so that a record's bracket is known once its own
@@ -277,7 +201,7 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
  * (a map of a file's pages reflects what is appended later).  Returns 1, 0 if the
  * reservation was refused (a limit on address space: the section then waits until
  * the image is over), -1 on an error. */
-static int map_file(struct rawfile *f, int over, struct hl_err *err)
+static int map_file(struct rawfile *f, int over, size_t reserve, struct hl_err *err)
 {
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
@@ -288,7 +212,7 @@ static int map_file(struct rawfile *f, int over, struct hl_err *err)
         return -1;
     }
     f->size = (size_t)sb.st_size;
-    f->maplen = over || f->size > TAIL_RESERVE ? f->size : TAIL_RESERVE;
+    f->maplen = over ? f->size : reserve;
     void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (m == MAP_FAILED) {
@@ -297,6 +221,8 @@ static int map_file(struct rawfile *f, int over, struct hl_err *err)
         return fail(err, "%s: cannot map: %s", f->path, strerror(errno));
     }
     f->map = m;
+    f->map_off = 0;
+    f->released = 0;
     madvise(m, f->maplen, MADV_SEQUENTIAL);
     f->off = sizeof f->h;
     if (add_knot(f, f->h.start_tsc, f->h.start_mono_ns) != 0)
@@ -304,10 +230,12 @@ static int map_file(struct rawfile *f, int over, struct hl_err *err)
     return 1;
 }
 
-/* List the chunks appended since the last scan.  A chunk not complete yet, or not
+/* List the chunks appended since the last scan, at most `budget` bytes of them (so
+ * that what is listed but not merged stays bounded).  A chunk not complete yet, or not
  * right, ends the scan: while the program runs (final == 0) it is read again next
- * time; at the finish it is damage, and nothing after it is read.  Returns 0 / -1. */
-static int scan_more(struct rawfile *f, int final, struct hl_finalise_stats *st,
+ * time; at the finish it is damage, and nothing after it is read.  Returns 1 if the
+ * budget stopped it (call again), 0 if it read all there is, -1 on an error. */
+static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_finalise_stats *st,
                      struct hl_err *err)
 {
     if (f->stopped)
@@ -316,19 +244,23 @@ static int scan_more(struct rawfile *f, int final, struct hl_finalise_stats *st,
     if (stat(f->path, &sb) != 0)
         return fail(err, "%s: %s", f->path, strerror(errno));
     size_t size = (size_t)sb.st_size;
-    if (size > f->maplen)
-        size = f->maplen; /* beyond the reservation (a terabyte): not read */
+    if (size > f->map_off + f->maplen)
+        size = f->map_off + f->maplen; /* past the reservation: read after a remap */
     if (size > f->size)
         f->size = size;
-    size_t off = f->off;
+    size_t off = f->off, start = off;
     const char *why = NULL;
     while (off < f->size) {
+        if (off - start >= budget) {
+            f->off = off;
+            return 1;
+        }
         struct hl_raw_chunk c;
         if (f->size - off < sizeof c) {
             why = "chunk header cut short";
             break;
         }
-        memcpy(&c, f->map + off, sizeof c);
+        memcpy(&c, f->map + (off - f->map_off), sizeof c);
         if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 || c.thread >= MAX_RAW_THREADS) {
             why = "damaged chunk header";
             break;
@@ -337,7 +269,7 @@ static int scan_more(struct rawfile *f, int final, struct hl_finalise_stats *st,
             why = "chunk cut short";
             break;
         }
-        const uint64_t *words = (const uint64_t *)(f->map + off + sizeof c);
+        const uint64_t *words = (const uint64_t *)(f->map + (off - f->map_off) + sizeof c);
         size_t nw = c.nbytes / 8;
         uint64_t want = c.checksum;
         c.checksum = 0;
@@ -375,7 +307,7 @@ static void start_segment(struct cursor *c, uint64_t flush_tsc)
         unsigned nw = hl_raw_record_words(q[0]);
         if (!nw || (size_t)(c->end - q) < nw)
             break;
-        if (!(q[0] & 1) && (q[0] >> 1 & 15) == HL_RAW_TIME) {
+        if (!hl_raw_is_short(q[0]) && hl_raw_op_of(q[0]) == HL_RAW_TIME) {
             t1 = q[1];
             break;
         }
@@ -394,22 +326,20 @@ static void decode(struct cursor *c, unsigned nw, struct rec *r)
     c->p += nw;
     r->aux = 0;
     r->old = 0;
-    if (w[0] & 1) {
-        r->op = (unsigned)(w[0] >> 1 & 15);
+    r->op = hl_raw_op_of(w[0]);
+    if (hl_raw_is_short(w[0])) {
         r->flags = 0;
-        r->seq = c->last_seq + (w[0] >> 5 & 31);
-        int64_t dp = (int64_t)w[0] >> 26; /* arithmetic shift: the signed delta */
-        r->ptr = (uint64_t)((int64_t)(c->last_ptr >> 4) + dp) << 4;
-        r->size = w[0] >> 10 & 0xffff;
+        r->seq = c->last_seq + hl_raw_short_dseq(w[0]);
+        r->ptr = hl_raw_short_ptr(w[0], c->last_ptr);
+        r->size = hl_raw_short_size(w[0]);
         r->seq0 = r->seq;
     } else {
-        r->op = (unsigned)(w[0] >> 1 & 15);
-        r->flags = (unsigned)(w[0] >> 5 & 7);
-        r->seq = w[0] >> 24;
+        r->flags = hl_raw_flags_of(w[0]);
+        r->seq = r->flags & HL_RAWF_SEQ64 ? w[nw - 1] : hl_raw_seq_of(w[0], c->last_seq);
         r->ptr = w[1];
-        r->size = w[0] >> 8 & 0xffff;
+        r->size = hl_raw_size16_of(w[0]);
         if (r->size == HL_RAW_SIZE_BIG)
-            r->size = w[nw - 1];
+            r->size = w[nw - 1 - !!(r->flags & HL_RAWF_SEQ64)];
         r->seq0 = r->seq;
         switch (r->op) {
         case HL_RAW_REALLOCARRAY:
@@ -456,7 +386,7 @@ static void decode_ahead(struct cursor *c, const struct hl_slotmap *m)
             c->bad = 1;
             return;
         }
-        if (!(c->p[0] & 1) && (c->p[0] >> 1 & 15) == HL_RAW_TIME) {
+        if (!hl_raw_is_short(c->p[0]) && hl_raw_op_of(c->p[0]) == HL_RAW_TIME) {
             start_segment(c, c->t->chunks[c->ci - 1].flush_tsc);
             c->p += 2;
             continue;
@@ -467,6 +397,7 @@ static void decode_ahead(struct cursor *c, const struct hl_slotmap *m)
         }
         struct ahead *a = &c->ring[(c->rh + c->rn) % AHEAD];
         a->tsc = c->seg_tsc + c->seg_step * (double)c->seg_k++;
+        a->chunk = c->t->dropped + c->ci - 1;
         const uint64_t *at = c->p;
         decode(c, nw, &a->r);
         if (a->r.seq0 > a->r.seq) {
@@ -480,11 +411,25 @@ static void decode_ahead(struct cursor *c, const struct hl_slotmap *m)
             continue;
         c->seen = 1;
         c->prev = a->r.seq;
+        /* Going on from a checkpoint: written before it, or half done (a realloc). */
+        a->resumed = 0;
+        if (__builtin_expect(a->r.seq0 < c->resume_h, 0)) {
+            if (a->r.seq < c->resume_h)
+                continue;
+            a->resumed = 1;
+        }
         hl_slotmap_prefetch(m, a->r.ptr);
         if (a->r.old)
             hl_slotmap_prefetch(m, a->r.old);
         c->rn++;
     }
+}
+
+/* The old slot of a realloc half done at the checkpoint gone on from (checkpoint.c
+ * saved it: the address left the map then); HL_NO_SLOT if it was saved as unknown. */
+static uint64_t resumed_old_slot(const struct cursor *c)
+{
+    return c->r.seq == c->t->pend_seq ? c->t->pend_old_slot : HL_NO_SLOT;
 }
 
 /* Make the cursor's next event record its current one.  Returns 0 if there is none
@@ -497,18 +442,19 @@ static int cursor_next(struct cursor *c, const struct hl_slotmap *m)
     const struct ahead *a = &c->ring[c->rh];
     c->r = a->r;
     c->tsc = a->tsc;
+    c->r_chunk = a->chunk;
     c->rh = (c->rh + 1) % AHEAD;
     c->rn--;
     c->phase = 0;
     c->key = c->r.seq0;
+    if (__builtin_expect(a->resumed, 0)) {
+        c->phase = 1; /* its old block left the map before the checkpoint */
+        c->key = c->r.seq;
+        c->old_slot = resumed_old_slot(c);
+    }
     return 1;
 }
 
-/* Min-heap of cursors by key. */
-struct heap {
-    struct cursor **a;
-    size_t n;
-};
 
 static void heap_push(struct heap *h, struct cursor *c)
 {
@@ -547,22 +493,6 @@ static struct cursor *heap_pop(struct heap *h)
 }
 
 /* ---- one process section ---- */
-
-struct section {
-    struct rawfile *f;
-    struct hl_writer *w;
-    struct hl_slotmap *map;
-    struct heap h;
-    size_t hcap;
-    struct cursor *cur;   /* the cursor with the smallest key, out of the heap */
-    uint64_t next_slot;
-    uint32_t nthreads;    /* dense thread indices handed out */
-    uint64_t lo_tsc, hi_tsc; /* the knot bracket last used: [lo, hi) (empty at first) */
-    uint64_t base_tsc, base_ns;
-    double rate;          /* nanoseconds per tick in it */
-    uint64_t prev_time;
-    uint64_t events, unknown;
-};
 
 /* TSC -> nanoseconds since the image started: linear between the file's knots (the
  * clock pairs of the header and of every chunk), so that each stretch of the run has
@@ -703,7 +633,7 @@ static int feed(struct section *s, struct hl_finalise_stats *st)
         if (!cursor_next(&t->c, s->map)) {
             if (t->c.bad) {
                 t->state = 2;
-                note_damage(st, f, (size_t)((const uint8_t *)t->c.bad_at - f->map),
+                note_damage(st, f, file_off(f, t->c.bad_at),
                             "malformed record");
             }
             continue;
@@ -749,7 +679,7 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
             t->state = 0; /* until its next chunk */
             if (cur->bad) {
                 t->state = 2;
-                note_damage(st, s->f, (size_t)((const uint8_t *)cur->bad_at - s->f->map),
+                note_damage(st, s->f, file_off(s->f, cur->bad_at),
                             "malformed record");
             }
             cur = NULL;
@@ -758,6 +688,14 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
         if (s->h.n && s->h.a[0]->key < cur->key) {
             heap_push(&s->h, cur);
             cur = heap_pop(&s->h);
+        }
+        /* Every record keyed below cur's is written now: a checkpoint may go here. */
+        if (__builtin_expect(s->f->off - s->ckpt_off >= s->ckpt_every, 0) && s->ckpt_every &&
+            hl_writer_at_boundary(s->w)) {
+            s->done_key = cur->key < limit ? cur->key : limit;
+            s->cur = cur;
+            if (checkpoint_maybe(s, s->ckpt_every, err) != 0)
+                return -1;
         }
     }
     s->cur = cur;
@@ -781,7 +719,24 @@ struct hl_finaliser {
     uint64_t moved;         /* raw bytes read by the current poll */
     int failed;
     struct hl_err err;      /* the error, once failed */
+    size_t reserve;         /* address space for tailing one raw file */
+    size_t ckpt_every;      /* capture bytes between two checkpoints of a section */
+    hl_finalise_progress_fn *progress;
+    void *progress_ctx;
+    uint64_t raw_done;      /* raw bytes read so far */
+    uint64_t fail_after;    /* tests: fail once this many bytes are read (0: never) */
 };
+
+static int progress(struct hl_finaliser *fz, uint64_t bytes, struct hl_err *err)
+{
+    fz->raw_done += bytes;
+    if (fz->fail_after && fz->raw_done >= fz->fail_after)
+        return fail(err, "stopped after %llu bytes of capture (%s)",
+                    (unsigned long long)fz->raw_done, ENV_FAIL_AFTER);
+    if (fz->progress && bytes && fz->progress(fz->progress_ctx, fz->raw_done) != 0)
+        return fail(err, "interrupted");
+    return 0;
+}
 
 struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct hl_err *err)
 {
@@ -799,7 +754,28 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
         fail(err, "out of memory");
         return NULL;
     }
+    fz->reserve = TAIL_RESERVE;
+    fz->ckpt_every = CKPT_EVERY;
+    const char *fa = getenv(ENV_FAIL_AFTER);
+    if (fa && *fa)
+        fz->fail_after = strtoull(fa, NULL, 10);
+    const char *ce = getenv(ENV_CKPT_EVERY);
+    if (ce && *ce)
+        fz->ckpt_every = (size_t)strtoull(ce, NULL, 10);
+    const char *r = getenv(ENV_TAIL_RESERVE);
+    if (r && *r) {
+        long pg = sysconf(_SC_PAGESIZE);
+        size_t v = (size_t)strtoull(r, NULL, 10) & ~(size_t)(pg - 1);
+        if (v >= (size_t)16 << 20)
+            fz->reserve = v;
+    }
     return fz;
+}
+
+void hl_finaliser_set_progress(struct hl_finaliser *fz, hl_finalise_progress_fn *fn, void *ctx)
+{
+    fz->progress = fn;
+    fz->progress_ctx = ctx;
 }
 
 /* Pick up raw files that appeared since the last look. */
@@ -936,7 +912,24 @@ static void section_free(struct section *s)
 }
 
 /* Begin f's section in w. */
-static struct section *section_begin(struct rawfile *f, struct hl_writer *w, struct hl_err *err)
+/* A section of f, not begun in any writer yet. */
+static struct section *section_new(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
+{
+    struct section *s = calloc(1, sizeof *s);
+    if (!s || !(s->map = hl_slotmap_new())) {
+        section_free(s);
+        fail(err, "out of memory");
+        return NULL;
+    }
+    s->f = f;
+    s->reserve = fz->reserve;
+    s->ckpt_every = fz->ckpt_every;
+    return s;
+}
+
+/* Begin f's section in w. */
+static struct section *section_begin(struct hl_finaliser *fz, struct rawfile *f,
+                                     struct hl_writer *w, struct hl_err *err)
 {
     struct hl_process p;
     memset(&p, 0, sizeof p);
@@ -944,37 +937,188 @@ static struct section *section_begin(struct rawfile *f, struct hl_writer *w, str
     p.ppid = f->h.ppid;
     p.page_size = f->h.page_size;
     p.start_realtime_ns = f->h.start_realtime_ns;
+    if (f->h.version >= 3 && (f->h.flags & HL_RAW_HDR_ATTACHED))
+        p.flags |= HL_PROC_ATTACHED;
     snprintf(p.cmdline, sizeof p.cmdline, "%s", f->h.cmdline);
     snprintf(p.exe, sizeof p.exe, "%s", f->h.exe);
-    struct section *s = calloc(1, sizeof *s);
-    if (!s || !(s->map = hl_slotmap_new())) {
-        section_free(s);
-        fail(err, "out of memory");
+    struct section *s = section_new(fz, f, err);
+    if (!s)
         return NULL;
-    }
     if (hl_writer_begin_process(w, &p, err) != 0) {
         section_free(s);
         return NULL;
     }
-    s->f = f;
     s->w = w;
     f->started = 1;
     return s;
 }
 
-/* Read what f holds now and write what can be written; over: f is complete.  Ends
- * the section (frees s) when over. */
+/* ---- letting go of what the merge has passed ---- */
+
+/* Pages of the map are given back this many bytes at a time. */
+#define RELEASE_STEP ((size_t)16 << 20)
+/* Chunks listed per round of a section's step (read ahead of the merge). */
+#define SCAN_BUDGET ((size_t)32 << 20)
+
+/* The first chunk a thread still needs: that of its current record, of the oldest
+ * record decoded ahead, the one its cursor is decoding, or the next. */
+size_t first_needed(const struct rthread *t)
+{
+    const struct cursor *c = &t->c;
+    size_t k = t->dropped + (c->p != c->end ? c->ci - 1 : c->ci);
+    if (c->rn && c->ring[c->rh].chunk < k)
+        k = c->ring[c->rh].chunk;
+    if (t->state == 1 && c->r_chunk < k)
+        k = c->r_chunk;
+    return k - t->dropped;
+}
+
+size_t first_needed_byte(const struct rawfile *f)
+{
+    size_t low = f->off;
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        const struct rthread *t = f->thr[i];
+        size_t k = t ? first_needed(t) : 0;
+        if (t && k < t->n) {
+            size_t o = file_off(f, t->chunks[k].words) - sizeof(struct hl_raw_chunk);
+            if (o < low)
+                low = o;
+        }
+    }
+    return low;
+}
+
+/* A lower bound of the TSC of every record t has not written yet (UINT64_MAX: none). */
+static uint64_t pending_tsc(const struct rthread *t)
+{
+    const struct cursor *c = &t->c;
+    double lo = HUGE_VAL;
+    if (t->state == 1)
+        lo = c->tsc;
+    if (c->rn && c->ring[c->rh].tsc < lo)
+        lo = c->ring[c->rh].tsc;
+    if (c->p != c->end && c->seg_tsc < lo)
+        lo = c->seg_tsc;
+    size_t k = first_needed(t);
+    if (k < t->n) {
+        const uint64_t *w = t->chunks[k].words;
+        if (t->chunks[k].nwords >= 2 && w[0] == (uint64_t)HL_RAW_TIME << 1 && (double)w[1] < lo)
+            lo = (double)w[1];
+    }
+    return lo >= 1.8e19 ? UINT64_MAX : (uint64_t)lo;
+}
+
+/* Map f again from `base` (page-aligned, at most the first byte still needed), with a
+ * new reservation, and move every pointer into the old map across: the reservation
+ * bounds address space, not the length of a recording. */
+static int remap(struct rawfile *f, size_t base)
+{
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, fd, (off_t)base);
+    close(fd);
+    if (m == MAP_FAILED)
+        return -1;
+    madvise(m, f->maplen, MADV_SEQUENTIAL);
+    ptrdiff_t delta = ((const uint8_t *)m - (ptrdiff_t)base) - (f->map - (ptrdiff_t)f->map_off);
+#define MOVE(p) ((p) = (void *)((const uint8_t *)(p) + delta))
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        struct rthread *t = f->thr[i];
+        if (!t)
+            continue;
+        for (size_t k = 0; k < t->n; k++)
+            MOVE(t->chunks[k].words);
+        if (t->c.p)
+            MOVE(t->c.p);
+        if (t->c.end)
+            MOVE(t->c.end);
+        if (t->c.bad_at)
+            MOVE(t->c.bad_at);
+    }
+#undef MOVE
+    munmap((void *)f->map, f->maplen);
+    f->map = m;
+    f->map_off = base;
+    if (f->released < base)
+        f->released = base;
+    return 0;
+}
+
+/* After a merge: drop the chunk references and clock pairs no record needs any more,
+ * and give the pages below the first byte still needed back (the map's, and the page
+ * cache's), so that finalising holds a bounded window of the capture, however long. */
+static void release(struct section *s)
+{
+    struct rawfile *f = s->f;
+    uint64_t low_tsc = UINT64_MAX;
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        struct rthread *t = f->thr[i];
+        if (!t)
+            continue;
+        size_t k = first_needed(t);
+        if (k >= 64 || (k && 2 * k >= t->n)) {
+            memmove(t->chunks, t->chunks + k, (t->n - k) * sizeof *t->chunks);
+            t->n -= k;
+            t->c.ci -= k;
+            t->dropped += k;
+        }
+        uint64_t lt = pending_tsc(t);
+        if (lt < low_tsc)
+            low_tsc = lt;
+    }
+    /* Clock pairs: keep the last one at or below every pending record's TSC. */
+    size_t lo = 0, hi = f->nknots;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->knots[mid].tsc <= low_tsc)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (lo >= 1024 || (lo && 2 * lo >= f->nknots)) {
+        memmove(f->knots, f->knots + lo, (f->nknots - lo) * sizeof *f->knots);
+        f->nknots -= lo;
+        s->lo_tsc = s->hi_tsc = 0; /* look the bracket up again */
+    }
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t upto = first_needed_byte(f) & ~(size_t)(pg - 1);
+    if (upto >= f->released + RELEASE_STEP) {
+        madvise((void *)(f->map + (f->released - f->map_off)), upto - f->released, MADV_DONTNEED);
+        int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            posix_fadvise(fd, (off_t)f->released, (off_t)(upto - f->released), POSIX_FADV_DONTNEED);
+            close(fd);
+        }
+        f->released = upto;
+    }
+    /* Past half the reservation: map again from the first byte still needed. */
+    if (f->maplen == s->reserve && f->off - f->map_off > f->maplen / 2)
+        remap(f, upto);
+}
+
+/* Read what f holds now and write what can be written, a bounded window at a time;
+ * over: f is complete.  Ends the section (frees s) when over. */
 static int section_step(struct hl_finaliser *fz, struct section *s, int over, struct hl_err *err)
 {
     struct rawfile *f = s->f;
-    size_t before = f->off;
-    if (scan_more(f, over, &fz->st, err) != 0 || feed(s, &fz->st) != 0)
-        return -1;
-    fz->moved += f->off - before;
-    if (merge(s, over ? UINT64_MAX : f->horizon, &fz->st, err) != 0)
-        return -1;
+    int more;
+    do {
+        size_t before = f->off;
+        more = scan_more(f, over, SCAN_BUDGET, &fz->st, err);
+        if (more < 0 || feed(s, &fz->st) != 0)
+            return -1;
+        fz->moved += f->off - before;
+        if (merge(s, f->horizon, &fz->st, err) != 0)
+            return -1;
+        release(s);
+        if (progress(fz, f->off - before, err) != 0)
+            return -1;
+    } while (more);
     if (!over)
         return 0;
+    if (merge(s, UINT64_MAX, &fz->st, err) != 0)
+        return -1;
     fz->st.damaged += f->damaged;
     if (hl_writer_end_process(s->w, err) != 0)
         return -1;
@@ -1026,7 +1170,7 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
         }
         if (!next)
             break;
-        int m = map_file(next, image_over(fz, next), err);
+        int m = map_file(next, image_over(fz, next), fz->reserve, err);
         if (m < 0)
             return -1;
         if (m == 0)
@@ -1035,7 +1179,9 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
         if (asprintf(&part, "%s.part", next->path) < 0)
             return fail(err, "out of memory");
         struct hl_writer *w = hl_writer_open(part, err);
-        struct section *s = w ? section_begin(next, w, err) : NULL;
+        if (w)
+            hl_writer_trust(w); /* the address map hands out every slot (step) */
+        struct section *s = w ? section_begin(fz, next, w, err) : NULL;
         if (!s) {
             hl_writer_abort(w);
             free(part);
@@ -1081,8 +1227,14 @@ static void free_files(struct hl_finaliser *fz)
     for (size_t i = 0; i < fz->n; i++) {
         struct rawfile *f = fz->fs[i];
         file_release(f);
-        if (f->part)
+        /* A part stays with a checkpoint: the raw file may have holes below it. */
+        char ck[4200];
+        snprintf(ck, sizeof ck, "%s.ckpt", f->path);
+        if (f->part && access(ck, F_OK) != 0) {
+            snprintf(ck, sizeof ck, "%s.tmp", f->part);
             unlink(f->part);
+            unlink(ck);
+        }
         free(f->part);
         free(f->path);
         free(f);
@@ -1094,8 +1246,9 @@ void hl_finaliser_abort(struct hl_finaliser *fz)
 {
     if (!fz)
         return;
+    /* Parts stay as they stand: a checkpoint may need them (free_files). */
     for (unsigned i = 0; i < fz->nlive; i++) {
-        hl_writer_abort(fz->live[i]->w);
+        hl_writer_stop(fz->live[i]->w);
         section_free(fz->live[i]);
     }
     free_files(fz);
@@ -1110,8 +1263,64 @@ static int cmp_start(const void *a, const void *b)
     return starts_before(x, y) ? -1 : starts_before(y, x);
 }
 
-/* Every process has stopped writing: end the begun sections, then write the trace:
- * every section in start order, from its part or from its raw file. */
+/* Write f's section whole into its part file PATH.part (f->part), after the program
+ * has stopped writing f: from the start of f, or going on from its checkpoint where
+ * heaplab stopped before (checkpoint.c), or taking a part finished before as it is. */
+static int finish_section(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
+{
+    char *part;
+    if (asprintf(&part, "%s.part", f->path) < 0)
+        return fail(err, "out of memory");
+    f->part = part;
+    if (access(part, F_OK) == 0) { /* finished before heaplab stopped: count it */
+        struct hl_reader *r = hl_reader_open(part, err);
+        struct hl_process p;
+        int k;
+        while (r && (k = hl_reader_next_process(r, &p, err)) == 1) {
+            fz->st.processes++;
+            fz->st.threads += p.nthreads;
+            fz->st.events += p.nevents;
+        }
+        hl_reader_close(r);
+        return r && k == 0 ? 0 : -1;
+    }
+    int m = map_file(f, 1, fz->reserve, err);
+    struct section *s = m > 0 ? section_new(fz, f, err) : NULL;
+    if (!s)
+        return -1;
+    struct hl_writer_state ws;
+    int r = checkpoint_load(f, &ws, &s, err);
+    struct hl_writer *w = NULL;
+    if (r > 0) {
+        w = hl_writer_resume(part, &ws, err);
+    } else if (r == 0) {
+        w = hl_writer_open(part, err);
+        if (w) {
+            hl_writer_trust(w);
+            struct section *b = section_begin(fz, f, w, err);
+            section_free(s);
+            s = b;
+        }
+    }
+    if (!w || !s) {
+        if (w)
+            hl_writer_stop(w);
+        section_free(s);
+        return -1;
+    }
+    s->w = w;
+    f->started = 1;
+    if (section_step(fz, s, 1, err) != 0) {
+        if (f->map) /* section_step frees s once it ends */
+            section_free(s);
+        hl_writer_stop(w);
+        return -1;
+    }
+    return hl_writer_close(w, err);
+}
+
+/* Every process has stopped writing: end the begun sections, write the others into
+ * parts of their own, then the trace: every part in start order. */
 static int finish(struct hl_finaliser *fz, struct hl_err *err)
 {
     if (read_headers(fz, 1, err) != 0)
@@ -1139,20 +1348,14 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
                     fz->dir);
     }
     qsort(order, n, sizeof *order, cmp_start);
-    struct hl_writer *w = hl_writer_open(fz->out, err);
-    int rc = w ? 0 : -1;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        struct rawfile *f = order[i];
-        if (f->part) {
-            rc = hl_writer_append(w, f->part, err);
-            continue;
-        }
-        int m = map_file(f, 1, err);
-        struct section *s = m > 0 ? section_begin(f, w, err) : NULL;
-        rc = s ? section_step(fz, s, 1, err) : -1;
-        if (rc != 0 && s && f->map) /* section_step frees s once it ends */
-            section_free(s);
-    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (!order[i]->part)
+            rc = finish_section(fz, order[i], err);
+    struct hl_writer *w = rc == 0 ? hl_writer_open(fz->out, err) : NULL;
+    rc = w ? 0 : -1;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = hl_writer_append(w, order[i]->part, err);
     free(order);
     if (rc != 0) {
         hl_writer_abort(w);

@@ -52,7 +52,13 @@ int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err);
  * 0, or -1 with err set (no trace left under `out`).  Always frees fz. */
 int hl_finaliser_finish(struct hl_finaliser *fz, struct hl_finalise_stats *st,
                         struct hl_err *err);
-/* Give up: remove what was written and free fz. */
+/* Called now and then while finalising, with the raw capture bytes read so far (for a
+ * progress line: compare with the capture's size).  A non-zero return stops
+ * finalising with the error "interrupted" (the capture stays as it is). */
+typedef int hl_finalise_progress_fn(void *ctx, uint64_t raw_done);
+void hl_finaliser_set_progress(struct hl_finaliser *fz, hl_finalise_progress_fn *fn, void *ctx);
+/* Give up and free fz.  The parts of sections a checkpoint needs stay (a later
+ * hl_finalise of the same directory goes on from them); the others are removed. */
 void hl_finaliser_abort(struct hl_finaliser *fz);
 
 #endif

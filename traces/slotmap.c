@@ -142,3 +142,16 @@ void hl_slotmap_prefetch(const struct hl_slotmap *m, uint64_t addr)
 {
     __builtin_prefetch(&m->cells[hash_addr(addr) & m->mask]);
 }
+
+size_t hl_slotmap_count(const struct hl_slotmap *m)
+{
+    return m->count;
+}
+
+void hl_slotmap_each(const struct hl_slotmap *m, void (*fn)(void *ctx, uint64_t addr, uint64_t slot),
+                     void *ctx)
+{
+    for (size_t i = 0; i <= m->mask; i++)
+        if (m->cells[i].addr)
+            fn(ctx, m->cells[i].addr, m->cells[i].slot);
+}

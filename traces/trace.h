@@ -173,6 +173,29 @@ int hl_writer_close(struct hl_writer *w, struct hl_err *err);
 /* Remove the temporary file and free w without producing a trace. */
 void hl_writer_abort(struct hl_writer *w);
 
+/* Free w and leave PATH.tmp as it stands: a trace cut short, readable up to its last
+ * whole chunk, or a part to go on from a checkpoint (hl_writer_resume). */
+void hl_writer_stop(struct hl_writer *w);
+
+/* Checkpoints: a long-running producer (the record finaliser) can save where its
+ * writer stands and, after being stopped, go on writing from there.  At a chunk
+ * boundary (hl_writer_at_boundary: no event since the last chunk was written) of an
+ * open section, hl_writer_checkpoint flushes the file to the kernel and fills *st;
+ * hl_writer_resume reopens PATH.tmp, cuts it back to st->bytes and goes on with that
+ * section, as the writer stood at the checkpoint (trusted, as hl_writer_trust). */
+struct hl_writer_state {
+    uint64_t bytes;      /* file bytes written */
+    uint64_t nevents;    /* events of the open section */
+    uint64_t next_slot;
+    uint64_t prev_time;
+    uint32_t pid;
+    uint32_t nthreads;
+};
+int hl_writer_at_boundary(const struct hl_writer *w);
+int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct hl_err *err);
+struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_state *st,
+                                   struct hl_err *err);
+
 /* Append the process sections of the trace file PATH (written by hl_writer, closed)
  * as they are, between sections.  Lets a producer write sections side by side into
  * separate files and put them in order at the end. */
@@ -183,6 +206,12 @@ uint64_t hl_writer_bytes(const struct hl_writer *w);
 
 /* Events per chunk from now on (1..65536, default 65536; tests use small chunks). */
 void hl_writer_set_chunk_events(struct hl_writer *w, uint32_t n);
+
+/* The producer guarantees the slot rule and the fields each op may use by
+ * construction (the record finaliser, whose address map hands out every slot): the
+ * writer stops checking them, which is about a third of its time per event.  An
+ * unknown op is still refused. */
+void hl_writer_trust(struct hl_writer *w);
 
 /* Sections begun from now on number their slots from `slot` instead of 0 (at most
  * 2^63).  For tests of long traces: numbering just below 2^32 or 2^40 reaches the
@@ -203,5 +232,9 @@ uint64_t hl_slotmap_put(struct hl_slotmap *m, uint64_t addr, uint64_t slot);
 uint64_t hl_slotmap_take(struct hl_slotmap *m, uint64_t addr);
 /* A hint: addr will soon be put or taken (fetches its cell into the cache ahead). */
 void hl_slotmap_prefetch(const struct hl_slotmap *m, uint64_t addr);
+/* Live addresses, and each of them with its slot (in no particular order). */
+size_t hl_slotmap_count(const struct hl_slotmap *m);
+void hl_slotmap_each(const struct hl_slotmap *m, void (*fn)(void *ctx, uint64_t addr, uint64_t slot),
+                     void *ctx);
 
 #endif

@@ -30,7 +30,9 @@
  * level 19 is 6% smaller at 1M events/s.  Long minimum matches keep zstd from spending
  * bits on chance three-byte matches in the noisy columns.  Decoding speed does not
  * depend on either. */
+#ifndef HL_ZSTD_LEVEL
 #define HL_ZSTD_LEVEL 3
+#endif
 #define HL_ZSTD_MIN_MATCH 7
 
 static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
@@ -42,6 +44,7 @@ struct hl_writer {
     int failed;
     uint32_t chunk_max;
     uint64_t first_slot; /* of every section from now on (tests of the numbering) */
+    int trusted;         /* the producer keeps the slot rule: no checks */
 
     /* the open section */
     int in_section;
@@ -67,6 +70,8 @@ struct hl_writer {
     uint8_t *zalt[HL_NCOLS]; /* compressed alternatives */
     ZSTD_CCtx *cctx;
 };
+
+static void chunk_reset(struct hl_writer *w);
 
 /* The columns that have a mode-1 alternative. */
 static int has_alt(int c)
@@ -114,7 +119,10 @@ static int write_block(struct hl_writer *w, uint32_t tag, const uint8_t *payload
     return write_bytes(w, payload, stored, err);
 }
 
-struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
+/* A writer on PATH.tmp opened with fopen mode `mode` ("wb": a new trace, whose file
+ * header is written; "r+b": an existing one, to go on from a checkpoint). */
+static struct hl_writer *hl_writer_open_file(const char *path, const char *mode,
+                                             struct hl_err *err)
 {
     struct hl_writer *w = calloc(1, sizeof *w);
     if (!w) {
@@ -140,12 +148,21 @@ struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, HL_ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_minMatch, HL_ZSTD_MIN_MATCH);
     sprintf(w->tmp, "%s.tmp", path);
-    w->f = fopen(w->tmp, "wb");
+    w->f = fopen(w->tmp, mode);
     if (!w->f) {
-        snprintf(err->msg, sizeof err->msg, "%s: cannot create: %s", w->tmp, strerror(errno));
+        snprintf(err->msg, sizeof err->msg, "%s: cannot %s: %s", w->tmp,
+                 mode[0] == 'w' ? "create" : "open", strerror(errno));
         hl_writer_abort(w);
         return NULL;
     }
+    return w;
+}
+
+struct hl_writer *hl_writer_open(const char *path, struct hl_err *err)
+{
+    struct hl_writer *w = hl_writer_open_file(path, "wb", err);
+    if (!w)
+        return NULL;
     uint8_t h[HL_FILE_HEADER_BYTES] = {0};
     memcpy(h, HL_FORMAT_MAGIC, 8);
     hl_put_le32(h + 8, HL_FORMAT_VERSION);
@@ -192,6 +209,57 @@ int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
     if (bad)
         return fail(w, err, "%s: read failed", path);
     return 0;
+}
+
+int hl_writer_at_boundary(const struct hl_writer *w)
+{
+    return w->in_section && w->chunk_n == 0 && !w->failed;
+}
+
+int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct hl_err *err)
+{
+    if (!hl_writer_at_boundary(w))
+        return fail(w, err, "no checkpoint inside a chunk");
+    if (fflush(w->f) != 0) {
+        w->failed = 1;
+        return fail(w, err, "write failed: %s", strerror(errno));
+    }
+    st->bytes = w->bytes;
+    st->nevents = w->nevents;
+    st->next_slot = w->next_slot;
+    st->prev_time = w->prev_time;
+    st->pid = w->pid;
+    st->nthreads = w->nthreads;
+    return 0;
+}
+
+struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_state *st,
+                                   struct hl_err *err)
+{
+    struct hl_writer *w = hl_writer_open_file(path, "r+b", err);
+    if (!w)
+        return NULL;
+    if (fseeko(w->f, (off_t)st->bytes, SEEK_SET) != 0 || ftruncate(fileno(w->f), (off_t)st->bytes) != 0) {
+        fail(w, err, "cannot go back to byte %llu of %s: %s", (unsigned long long)st->bytes,
+             w->tmp, strerror(errno));
+        hl_writer_stop(w);
+        return NULL;
+    }
+    w->bytes = st->bytes;
+    w->trusted = 1;
+    w->in_section = 1;
+    w->pid = st->pid;
+    w->nevents = st->nevents;
+    w->next_slot = st->next_slot;
+    w->nthreads = st->nthreads;
+    w->prev_time = st->prev_time;
+    chunk_reset(w);
+    return w;
+}
+
+void hl_writer_trust(struct hl_writer *w)
+{
+    w->trusted = 1;
 }
 
 void hl_writer_set_first_slot(struct hl_writer *w, uint64_t slot)
@@ -381,10 +449,11 @@ static int check_live(struct hl_writer *w, const struct hl_event *e, uint64_t s,
     return 0;
 }
 
-int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err *err)
+/* The slot rule and the fields an op may use (trace.h), for producers that do not
+ * guarantee them.  Returns 0, or -1 with err set; *ref_out is the slot given back. */
+static int check_event(struct hl_writer *w, const struct hl_event *e, uint64_t *ref_out,
+                       struct hl_err *err)
 {
-    if (!w->in_section)
-        return fail(w, err, "event before any process section (hl_writer_begin_process)");
     unsigned long long n = w->nevents;
     int op = e->op;
     const char *name = hl_op_name(op);
@@ -438,6 +507,40 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
             return fail(w, err, "event %llu of pid %u: too many slots in one section", n, w->pid);
         }
     }
+    *ref_out = ref;
+    return 0;
+}
+
+/* Op properties for the encoder: bit 0 takes a block, bit 1 allocates, bit 2 has aux. */
+static const uint8_t op_bits[16] = {
+    [HL_OP_MALLOC] = 2,
+    [HL_OP_CALLOC] = 2 | 4,
+    [HL_OP_REALLOC] = 1 | 2,
+    [HL_OP_FREE] = 1,
+    [HL_OP_POSIX_MEMALIGN] = 2 | 4,
+    [HL_OP_ALIGNED_ALLOC] = 2 | 4,
+    [HL_OP_MEMALIGN] = 2 | 4,
+    [HL_OP_VALLOC] = 2,
+    [HL_OP_PVALLOC] = 2,
+    [HL_OP_REALLOCARRAY] = 1 | 2 | 4,
+};
+
+int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err *err)
+{
+    if (!w->in_section)
+        return fail(w, err, "event before any process section (hl_writer_begin_process)");
+    int op = e->op;
+    uint64_t ref = HL_NO_SLOT;
+    if (!w->trusted) {
+        if (check_event(w, e, &ref, err) < 0)
+            return -1;
+    } else if (op <= 0 || op >= HL_OP_COUNT_) {
+        return fail(w, err, "event %llu of pid %u: unknown op %d",
+                    (unsigned long long)w->nevents, w->pid, op);
+    } else {
+        ref = op == HL_OP_FREE ? e->slot : (op_bits[op] & 1) ? e->old_slot : HL_NO_SLOT;
+    }
+    int takes = op_bits[op] & 1, allocates = op_bits[op] & 2;
 
     /* Encode (format.h, CHNK payload). */
     uint8_t opf = (uint8_t)(op | e->flags << 4);
@@ -454,7 +557,7 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
         *w->colp[HL_COL_SIZE_LO]++ = (uint8_t)e->size;
         w->colp[HL_COL_SIZE_HI] = hl_put_varint(w->colp[HL_COL_SIZE_HI], e->size >> 8);
     }
-    if (hl_op_has_aux(op))
+    if (op_bits[op] & 4)
         w->colp[HL_COL_AUX] = hl_put_varint(w->colp[HL_COL_AUX], e->aux);
     if (ref != HL_NO_SLOT) {
         w->colp[HL_COL_REF] = hl_put_varint(w->colp[HL_COL_REF], w->next_slot - 1 - ref);
@@ -475,12 +578,16 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
     w->prev_time = e->time_ns;
 
     /* Update the section's state: realloc gives the old block back unless it failed. */
-    if (ref != HL_NO_SLOT && !(e->flags & HL_EV_FAILED))
-        hl_liveset_take(&w->live, ref, 0);
-    if (allocates && !(e->flags & HL_EV_FAILED) && hl_liveset_add(&w->live, w->next_slot++) < 0) {
-        w->failed = 1;
-        return fail(w, err, "out of memory");
+    if (!w->trusted) {
+        if (ref != HL_NO_SLOT && !(e->flags & HL_EV_FAILED))
+            hl_liveset_take(&w->live, ref, 0);
+        if (allocates && !(e->flags & HL_EV_FAILED) && hl_liveset_add(&w->live, w->next_slot) < 0) {
+            w->failed = 1;
+            return fail(w, err, "out of memory");
+        }
     }
+    if (allocates && !(e->flags & HL_EV_FAILED))
+        w->next_slot++;
     if (e->thread + 1 > w->nthreads)
         w->nthreads = e->thread + 1;
     w->nevents++;
@@ -520,6 +627,14 @@ int hl_writer_close(struct hl_writer *w, struct hl_err *err)
         unlink(w->tmp);
     writer_free(w);
     return rc;
+}
+
+void hl_writer_stop(struct hl_writer *w)
+{
+    if (w->f)
+        fclose(w->f);
+    w->f = NULL;
+    writer_free(w);
 }
 
 void hl_writer_abort(struct hl_writer *w)

@@ -64,23 +64,26 @@ static void add_time(struct chunk *c, uint64_t tsc)
 static void add_long(struct chunk *c, unsigned op, unsigned flags, uint64_t seq, uint64_t ptr,
                      uint64_t size, const uint64_t *extra, int nextra)
 {
-    uint64_t s16 = size < HL_RAW_SIZE_BIG ? size : HL_RAW_SIZE_BIG;
-    c->w[c->n++] = seq << 24 | s16 << 8 | flags << 5 | op << 1;
+    if (hl_raw_needs_seq64(seq, c->last_seq))
+        flags |= HL_RAWF_SEQ64;
+    c->w[c->n++] = hl_raw_w0(seq, size, op, flags);
     c->w[c->n++] = ptr;
     for (int i = 0; i < nextra; i++)
         c->w[c->n++] = extra[i];
-    if (s16 == HL_RAW_SIZE_BIG)
+    if (size >= HL_RAW_SIZE_BIG)
         c->w[c->n++] = size;
+    if (flags & HL_RAWF_SEQ64)
+        c->w[c->n++] = seq;
     c->last_seq = seq;
     c->last_ptr = ptr;
 }
 
 static void add_short(struct chunk *c, unsigned op, uint64_t seq, uint64_t ptr, uint64_t size)
 {
-    int64_t dp = (int64_t)(ptr >> 4) - (int64_t)(c->last_ptr >> 4);
-    if (dp >= (1ll << 37) || dp < -(1ll << 37) || seq - c->last_seq > 31 || size >= 0xffff)
+    uint64_t w = hl_raw_short(op, seq, c->last_seq, ptr, c->last_ptr, size);
+    if (!w)
         abort(); /* the test itself is wrong: this record cannot be short */
-    c->w[c->n++] = (uint64_t)dp << 26 | size << 10 | (seq - c->last_seq) << 5 | op << 1 | 1;
+    c->w[c->n++] = w;
     c->last_seq = seq;
     c->last_ptr = ptr;
 }
@@ -422,7 +425,42 @@ int main(void)
         TAP_CHECK(0, "finalised in steps: merged in sequence order across the wait for a thread");
     }
 
-    /* 5. nothing to finalise */
+    /* 5. sequence numbers past 2^40 (a long record keeps 40 bits of them): two
+     * threads whose records cross the boundary, a chunk that starts past it (its first
+     * record carries the whole number) and a realloc whose two numbers straddle it. */
+    clear_dir();
+    {
+        const uint64_t b = (1ull << 40) - 3;
+        fd = raw_create("5.hlraw", 500, 1, 0);
+        chunk_start(&c, 100);
+        add_long(&c, HL_RAW_MALLOC, 0, b, 0x7f0000001000, 32, NULL, 0);      /* #0 */
+        add_short(&c, HL_RAW_MALLOC, b + 2, 0x7f0000001040, 48);            /* #2 */
+        realloc_rec(&c, 0, b + 3, b + 4, 0x7f0000001000, 0x7f0000002000, 64); /* #0 -> #3 */
+        chunk_write(fd, &c, 0, 200);
+        chunk_start(&c, 150);
+        add_long(&c, HL_RAW_MALLOC, 0, b + 1, 0x7f0000009000, 16, NULL, 0);  /* #1, thread 1 */
+        add_long(&c, HL_RAW_CALLOC, 0, b + 5, 0x7f000000a000, 8, (uint64_t[]){4}, 1); /* #4 */
+        add_short(&c, HL_RAW_FREE, b + 6, 0x7f0000009000, 0);               /* free #1 */
+        chunk_write(fd, &c, 1, 250);
+        chunk_start(&c, 300);
+        add_long(&c, HL_RAW_FREE, 0, b + 7, 0x7f0000002000, 0, NULL, 0);     /* free #3 */
+        add_short(&c, HL_RAW_FREE, b + 8, 0x7f0000001040, 0);               /* free #2 */
+        chunk_write(fd, &c, 0, 400);
+        close(fd);
+        int ok = finalise_and_read(&st) == 0 && nprocs == 1 && nevents[0] == 8;
+        struct hl_event *e = ok ? events[0] : NULL;
+        TAP_CHECK(ok && ev_is(&e[0], HL_OP_MALLOC, 0, 32, 0, 0, NS, 0) &&
+                      ev_is(&e[1], HL_OP_MALLOC, 1, 16, 0, 1, NS, 0) &&
+                      ev_is(&e[2], HL_OP_MALLOC, 0, 48, 0, 2, NS, 0) &&
+                      ev_is(&e[3], HL_OP_REALLOC, 0, 64, 0, 3, 0, 0) &&
+                      ev_is(&e[4], HL_OP_CALLOC, 1, 8, 4, 4, NS, 0) &&
+                      ev_is(&e[5], HL_OP_FREE, 1, 0, 0, 1, NS, 0) &&
+                      ev_is(&e[6], HL_OP_FREE, 0, 0, 0, 3, NS, 0) &&
+                      ev_is(&e[7], HL_OP_FREE, 0, 0, 0, 2, NS, 0),
+                  "sequence numbers crossing 2^40 merge in order (whole numbers where needed)");
+    }
+
+    /* 6. nothing to finalise */
     clear_dir();
     snprintf(path, sizeof path, "%s/none.hlt", dir);
     TAP_CHECK(hl_finalise(dir, path, &st, &err) != 0 && strstr(err.msg, dir) &&

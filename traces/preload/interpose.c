@@ -128,9 +128,6 @@ static inline void guard_off(struct tstate *t)
 /* ---- process state ---- */
 
 static int g_attached; /* loaded into a running process by hook.c, not preloaded */
-#ifndef HL_RAW_HDR_ATTACHED
-#define HL_RAW_HDR_ATTACHED 0x1u
-#endif
 
 static uint64_t g_seq;              /* the global sequence counter */
 static int g_multi;                 /* the process has (had) more than one thread */
@@ -284,7 +281,7 @@ static void write_header(void)
     h.ppid = (uint32_t)getppid();
     h.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
     if (g_attached)
-        h.reserved |= HL_RAW_HDR_ATTACHED;
+        h.flags |= HL_RAW_HDR_ATTACHED;
     h.start_realtime_ns = clock_ns(CLOCK_REALTIME);
     h.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
     h.start_tsc = read_tsc();
@@ -368,7 +365,7 @@ static int raw_fd_ok(void)
 /* ---- buffers ---- */
 
 #define CHUNK_WORDS (sizeof(struct hl_raw_chunk) / 8)
-#define MAX_RECORD_WORDS 6 /* reallocarray with a big size */
+#define MAX_RECORD_WORDS 7 /* reallocarray with a big size and a whole seq */
 /* A clock reading (HL_RAW_TIME) every this many words, about 30 records: the soft end
  * t->end stops the fast path there, so the reading costs the fast path nothing. */
 #define TIME_EVERY_WORDS 64
@@ -664,15 +661,22 @@ static inline uint64_t next_seq(void)
     return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
 }
 
-static inline uint64_t w0(uint64_t seq, uint64_t size, unsigned op, unsigned flags)
+/* A long record (raw.h): w[0] = its first word, w[1 .. n-1] its fixed words already
+ * written; append the size word and the whole seq where they are needed, commit, and
+ * move the running values on. */
+static inline void commit_long(struct tstate *t, uint64_t *w, unsigned n, uint64_t seq,
+                               uintptr_t p, size_t size, unsigned op, unsigned flags)
 {
-    uint64_t s16 = size < HL_RAW_SIZE_BIG ? size : HL_RAW_SIZE_BIG;
-    return seq << 24 | s16 << 8 | flags << 5 | op << 1;
-}
-
-static inline unsigned big(size_t size)
-{
-    return size >= HL_RAW_SIZE_BIG;
+    if (unlikely(hl_raw_needs_seq64(seq, t->last_seq)))
+        flags |= HL_RAWF_SEQ64;
+    w[0] = hl_raw_w0(seq, size, op, flags);
+    if (size >= HL_RAW_SIZE_BIG)
+        w[n++] = size;
+    if (flags & HL_RAWF_SEQ64)
+        w[n++] = seq;
+    t->last_seq = seq;
+    t->last_ptr = p;
+    commit(t, w, n);
 }
 
 /* Threads flush at exit.  Later destructors (other keys, in the same round) may still
@@ -737,6 +741,9 @@ static void setup_process(void)
         resolve();
     const char *dir = getenv(HL_RAW_ENV_DIR);
     const char *bs = getenv(HL_RAW_ENV_BUFFER);
+    const char *ss = getenv(HL_RAW_ENV_SEQ_START);
+    if (ss && *ss)
+        g_seq = strtoull(ss, NULL, 10);
     if (bs && *bs) {
         char *e;
         unsigned long long v = strtoull(bs, &e, 10);
@@ -797,53 +804,40 @@ static void *quiet_malloc(size_t n)
 }
 
 /* A malloc or free as a one-word short record if its deltas fit (raw.h), which they
- * nearly always do; else as a long one.  Returns 1 if written. */
+ * nearly always do.  Returns 1 if written. */
 static inline int record_short(struct tstate *t, unsigned op, uint64_t seq, uintptr_t p,
                                size_t size)
 {
-    uint64_t ds = seq - t->last_seq;
-    uint64_t dp = (uint64_t)((p >> 4) - (t->last_ptr >> 4)) +
-                  (1ull << (HL_RAW_SHORT_PTR_BITS - 1));
-    t->last_seq = seq;
-    t->last_ptr = p;
-    if (likely(ds - 1 < HL_RAW_SHORT_SEQ_MAX && size < HL_RAW_SIZE_BIG && !(p & 15) &&
-               dp < (1ull << HL_RAW_SHORT_PTR_BITS))) {
-        uint64_t *w = t->pos; /* room for a long record was reserved */
-        w[0] = (dp - (1ull << (HL_RAW_SHORT_PTR_BITS - 1))) << 26 | (uint64_t)size << 10 |
-               ds << 5 | op << 1 | 1;
-        commit(t, w, 1);
+    uint64_t w = hl_raw_short(op, seq, t->last_seq, p, t->last_ptr, size);
+    if (likely(w)) {
+        t->last_seq = seq;
+        t->last_ptr = p;
+        t->pos[0] = w; /* room for a long record was reserved */
+        commit(t, t->pos, 1);
         return 1;
     }
     return 0;
 }
 
-/* malloc, valloc, pvalloc: w0 ptr [size] */
+/* malloc, valloc, pvalloc: w0 ptr [size] [seq] */
 static inline void record_plain(struct tstate *t, unsigned op, void *p, size_t size)
-{
-    uint64_t *w = reserve(t, 3);
-    uint64_t seq = next_seq();
-    if (op == HL_RAW_MALLOC && p && record_short(t, op, seq, (uintptr_t)p, size))
-        return;
-    t->last_seq = seq;
-    t->last_ptr = (uintptr_t)p;
-    w[0] = w0(seq, size, op, p ? 0 : HL_RAWF_FAILED);
-    w[1] = (uintptr_t)p;
-    w[2] = size;
-    commit(t, w, 2 + big(size));
-}
-
-/* calloc and the aligned ops: w0 ptr aux [size] */
-static inline void record_aux(struct tstate *t, unsigned op, void *p, size_t size, size_t aux)
 {
     uint64_t *w = reserve(t, 4);
     uint64_t seq = next_seq();
-    t->last_seq = seq;
-    t->last_ptr = (uintptr_t)p;
-    w[0] = w0(seq, size, op, p ? 0 : HL_RAWF_FAILED);
+    if (op == HL_RAW_MALLOC && p && record_short(t, op, seq, (uintptr_t)p, size))
+        return;
+    w[1] = (uintptr_t)p;
+    commit_long(t, w, 2, seq, (uintptr_t)p, size, op, p ? 0 : HL_RAWF_FAILED);
+}
+
+/* calloc and the aligned ops: w0 ptr aux [size] [seq] */
+static inline void record_aux(struct tstate *t, unsigned op, void *p, size_t size, size_t aux)
+{
+    uint64_t *w = reserve(t, 5);
+    uint64_t seq = next_seq();
     w[1] = (uintptr_t)p;
     w[2] = aux;
-    w[3] = size;
-    commit(t, w, 3 + big(size));
+    commit_long(t, w, 3, seq, (uintptr_t)p, size, op, p ? 0 : HL_RAWF_FAILED);
 }
 
 EXPORT void *malloc(size_t n)
@@ -876,12 +870,11 @@ EXPORT void free(void *p)
         return;
     }
     guard_on(t);
-    uint64_t *w = reserve(t, 2);
+    uint64_t *w = reserve(t, 3);
     uint64_t seq = next_seq();
     if (!record_short(t, HL_RAW_FREE, seq, (uintptr_t)p, 0)) {
-        w[0] = w0(seq, 0, HL_RAW_FREE, 0);
         w[1] = (uintptr_t)p;
-        commit(t, w, 2);
+        commit_long(t, w, 2, seq, (uintptr_t)p, 0, HL_RAW_FREE, 0);
     }
     real.free(p);
     guard_off(t);
@@ -923,8 +916,8 @@ static void *boot_realloc(void *old, size_t n)
     return p;
 }
 
-/* w0(seq after) new seq-before old [nmemb] [size], into w (reserved before s0 was
- * taken, so that a horizon never passes s0 while the record is not written). */
+/* w0(seq after) new seq-before old [nmemb] [size] [seq], into w (reserved before s0
+ * was taken, so that a horizon never passes s0 while the record is not written). */
 static void record_realloc(struct tstate *t, uint64_t *w, unsigned op, uint64_t s0, void *old,
                            void *p, size_t size, size_t nmemb, size_t total)
 {
@@ -932,17 +925,13 @@ static void record_realloc(struct tstate *t, uint64_t *w, unsigned op, uint64_t 
     if (!p)
         flags = old && total == 0 ? HL_RAWF_FREED : HL_RAWF_FAILED;
     uint64_t s1 = next_seq();
-    t->last_seq = s1;
-    t->last_ptr = (uintptr_t)p;
-    w[0] = w0(s1, size, op, flags);
     w[1] = (uintptr_t)p;
     w[2] = old ? s0 : s1;
     w[3] = (uintptr_t)old;
     unsigned n = 4;
     if (op == HL_RAW_REALLOCARRAY)
         w[n++] = nmemb;
-    w[n] = size;
-    commit(t, w, n + big(size));
+    commit_long(t, w, n, s1, (uintptr_t)p, size, op, flags);
 }
 
 EXPORT void *realloc(void *old, size_t n)
@@ -956,7 +945,7 @@ EXPORT void *realloc(void *old, size_t n)
         return old ? NULL : boot_alloc(n, 16);
     }
     guard_on(t);
-    uint64_t *w = reserve(t, 6);
+    uint64_t *w = reserve(t, 7);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = real.realloc(old, n);
     record_realloc(t, w, HL_RAW_REALLOC, s0, old, p, n, 0, n);
@@ -995,7 +984,7 @@ EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
         return old || total == SIZE_MAX ? NULL : boot_alloc(total, 16);
     }
     guard_on(t);
-    uint64_t *w = reserve(t, 6);
+    uint64_t *w = reserve(t, 7);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = do_reallocarray(old, nmemb, size);
     record_realloc(t, w, HL_RAW_REALLOCARRAY, s0, old, p, size, nmemb, total);

@@ -36,8 +36,14 @@
  *     bits 10-25 size (malloc; < 0xffff), 0 for free
  *     bits 26-63 (ptr >> 4) - (last ptr >> 4), signed 38 bits; ptr is 16-byte aligned
  * LONG (bit 0 = 0):
- *     w0  = seq << 24 | size16 << 8 | flags << 5 | op << 1
- *           seq    : 40 bits
+ *     w0  = seq40 << 24 | size16 << 8 | flags << 5 | op << 1
+ *           seq40  : the low 40 bits of seq.  The whole number is the smallest one
+ *                    not below the stream's last seq (0 at a chunk's start) with
+ *                    these low bits, unless flag HL_RAWF_SEQ64 is set: then it is in
+ *                    an extra word at the end of the record (after the size word,
+ *                    if any).  The writer sets it where the rule would not give it:
+ *                    when seq - last seq >= 2^40 (a chunk's first record once the
+ *                    counter has passed 2^40), so sequence numbers are 64-bit.
  *           size16 : the size asked for (calloc, reallocarray: element size) if below
  *                    0xffff; 0xffff means the size is in one extra word at the end of
  *                    the record.  0 for free.
@@ -54,8 +60,12 @@
  *   seq-before equals seq-after when the old pointer is NULL (nothing is freed).  The
  *   running values after a realloc are its seq after and its new pointer.
  *
- *   words (without the extra size word): free 2; malloc, valloc, pvalloc 2; calloc,
- *   posix_memalign, aligned_alloc, memalign 3; realloc 4; reallocarray 5.
+ *   words (without the extra size and seq words): free 2; malloc, valloc, pvalloc 2;
+ *   calloc, posix_memalign, aligned_alloc, memalign 3; realloc 4; reallocarray 5.
+ *
+ *   The helpers below (hl_raw_short, hl_raw_w0 and the hl_raw_*_of accessors) are the
+ *   one place these bit layouts are written down in code: the interposer packs with
+ *   them, the finaliser and the tests unpack with them.
  *
  *   HL_RAW_TIME (2 words: w0 = HL_RAW_TIME << 1, w1 = TSC) is a clock reading, not an
  *   event; it leaves the running values alone.
@@ -94,7 +104,7 @@
 #include <stdint.h>
 
 #define HL_RAW_MAGIC "HLRAW01\n"
-#define HL_RAW_VERSION 2u     /* 2 added HL_RAW_MARK */
+#define HL_RAW_VERSION 3u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags */
 #define HL_RAW_MIN_VERSION 1u /* the oldest a finaliser reads */
 #define HL_RAW_CHUNK_MAGIC 0x4b43524cu /* "LRCK" */
 
@@ -121,6 +131,89 @@ enum {
                                realloc: the old block stays live */
 #define HL_RAWF_FREED 0x2u  /* realloc(p, 0) / reallocarray(p, 0, n) freed p and
                                returned NULL (glibc's behaviour): a plain free */
+#define HL_RAWF_SEQ64 0x4u  /* the whole sequence number is in an extra last word */
+
+/* ---- packing and unpacking records ---- */
+
+/* Short record fields. */
+#define HL_RAW_SHORT_SEQ_MAX 31u
+#define HL_RAW_SHORT_PTR_BITS 38
+#define HL_RAW_SEQ_BITS 40 /* of seq in a long record's w0 */
+#define HL_RAW_SEQ_MASK ((1ull << HL_RAW_SEQ_BITS) - 1)
+
+static inline int hl_raw_is_short(uint64_t w0)
+{
+    return (int)(w0 & 1);
+}
+
+static inline unsigned hl_raw_op_of(uint64_t w0)
+{
+    return (unsigned)(w0 >> 1 & 15);
+}
+
+/* A short record for op at (seq, p), given the stream's running values, if the
+ * deltas fit (1 <= dseq <= 31, size < 0xffff, p 16-byte aligned, |dptr| < 2^37);
+ * else 0, which no short record is (bit 0 is always set). */
+static inline uint64_t hl_raw_short(unsigned op, uint64_t seq, uint64_t last_seq, uint64_t p,
+                                    uint64_t last_ptr, uint64_t size)
+{
+    uint64_t ds = seq - last_seq;
+    uint64_t dp = (uint64_t)((p >> 4) - (last_ptr >> 4)) + (1ull << (HL_RAW_SHORT_PTR_BITS - 1));
+    if (ds - 1 < HL_RAW_SHORT_SEQ_MAX && size < HL_RAW_SIZE_BIG && !(p & 15) &&
+        dp < (1ull << HL_RAW_SHORT_PTR_BITS))
+        return (dp - (1ull << (HL_RAW_SHORT_PTR_BITS - 1))) << 26 | size << 10 | ds << 5 |
+               op << 1 | 1;
+    return 0;
+}
+
+/* A short record's sequence-number step, size and pointer (given the last pointer). */
+static inline uint64_t hl_raw_short_dseq(uint64_t w)
+{
+    return w >> 5 & 31;
+}
+
+static inline uint64_t hl_raw_short_size(uint64_t w)
+{
+    return w >> 10 & 0xffff;
+}
+
+static inline uint64_t hl_raw_short_ptr(uint64_t w, uint64_t last_ptr)
+{
+    int64_t dp = (int64_t)w >> 26; /* arithmetic shift: the signed delta */
+    return (uint64_t)((int64_t)(last_ptr >> 4) + dp) << 4;
+}
+
+/* A long record's first word.  flags may include HL_RAWF_SEQ64 (see hl_raw_needs_seq64). */
+static inline uint64_t hl_raw_w0(uint64_t seq, uint64_t size, unsigned op, unsigned flags)
+{
+    uint64_t s16 = size < HL_RAW_SIZE_BIG ? size : HL_RAW_SIZE_BIG;
+    return (seq & HL_RAW_SEQ_MASK) << 24 | s16 << 8 | (uint64_t)flags << 5 | (uint64_t)op << 1;
+}
+
+/* Does a long record of seq after last_seq need its whole seq in a word of its own? */
+static inline int hl_raw_needs_seq64(uint64_t seq, uint64_t last_seq)
+{
+    return seq - last_seq > HL_RAW_SEQ_MASK;
+}
+
+static inline unsigned hl_raw_flags_of(uint64_t w0)
+{
+    return (unsigned)(w0 >> 5 & 7);
+}
+
+/* size16 of a long record: the size, or HL_RAW_SIZE_BIG for "in an extra word". */
+static inline uint64_t hl_raw_size16_of(uint64_t w0)
+{
+    return w0 >> 8 & 0xffff;
+}
+
+/* A long record's whole seq from its low bits and the stream's last seq (when
+ * HL_RAWF_SEQ64 is not set). */
+static inline uint64_t hl_raw_seq_of(uint64_t w0, uint64_t last_seq)
+{
+    uint64_t s = (last_seq & ~HL_RAW_SEQ_MASK) | (w0 >> 24);
+    return s < last_seq ? s + (1ull << HL_RAW_SEQ_BITS) : s;
+}
 
 /* Words in a record whose first word is w0, 0 for an unknown op. */
 static inline unsigned hl_raw_record_words(uint64_t w0)
@@ -128,15 +221,14 @@ static inline unsigned hl_raw_record_words(uint64_t w0)
     static const unsigned char words[16] = {0, 2, 3, 4, 2, 3, 3, 3, 2, 2, 5, 0, 0, 0, 2, 2};
     if (w0 & 1)
         return 1;
-    unsigned op = (unsigned)(w0 >> 1 & 15);
+    unsigned op = hl_raw_op_of(w0);
     if (!words[op])
         return 0;
-    return words[op] + (op < HL_RAW_MARK && (w0 >> 8 & 0xffff) == HL_RAW_SIZE_BIG);
+    if (op >= HL_RAW_MARK)
+        return words[op];
+    return words[op] + (hl_raw_size16_of(w0) == HL_RAW_SIZE_BIG) +
+           !!(hl_raw_flags_of(w0) & HL_RAWF_SEQ64);
 }
-
-/* Short record fields. */
-#define HL_RAW_SHORT_SEQ_MAX 31u
-#define HL_RAW_SHORT_PTR_BITS 38
 
 struct hl_raw_header {
     char magic[8];              /* HL_RAW_MAGIC */
@@ -144,7 +236,7 @@ struct hl_raw_header {
     uint32_t header_bytes;      /* sizeof(struct hl_raw_header) */
     uint32_t pid, ppid;
     uint32_t page_size;
-    uint32_t reserved;
+    uint32_t flags;             /* HL_RAW_HDR_*; 0 in version 2 */
     uint64_t start_realtime_ns; /* CLOCK_REALTIME when the image started recording */
     uint64_t start_mono_ns;     /* CLOCK_MONOTONIC at the same moment: orders images */
     uint64_t start_tsc;         /* TSC at the same moment */
@@ -152,6 +244,9 @@ struct hl_raw_header {
     char exe[512];              /* readlink(/proc/self/exe), NUL-terminated */
     char cmdline[1024];         /* argv joined with spaces, NUL-terminated, truncated */
 };
+
+/* Header flags. */
+#define HL_RAW_HDR_ATTACHED 0x1u /* recording began while the process ran (record -p) */
 
 struct hl_raw_chunk {
     uint32_t magic;    /* HL_RAW_CHUNK_MAGIC */
@@ -196,5 +291,8 @@ static __attribute__((noinline, unused)) uint64_t hl_raw_checksum(uint64_t seed,
 /* Environment variables the interposer reads. */
 #define HL_RAW_ENV_DIR "HEAPLAB_CAPTURE_DIR"  /* where to write; unset = record nothing */
 #define HL_RAW_ENV_BUFFER "HEAPLAB_RECORD_BUFFER" /* per-thread buffer bytes (default 1 MiB) */
+/* For tests only: the first sequence number (default 0), so that a short run reaches
+ * the 2^40 boundary of a long record's seq40 field. */
+#define HL_RAW_ENV_SEQ_START "HEAPLAB_RECORD_SEQ_START"
 
 #endif

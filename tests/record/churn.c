@@ -1,0 +1,37 @@
+/* churn: a malloc-heavy single-threaded program for long-recording tests and
+ * benchmarks.  churn N [LIVE]: N times, free a random one of LIVE slots and allocate a
+ * block of 16..527 bytes into it (a deterministic LCG, so two runs make the same calls
+ * in the same order), touching its first word; then free them all.  Prints N.  That
+ * is N mallocs and N + LIVE frees, of which the first LIVE are free(NULL), which the
+ * interposer does not record; with the table of slots and stdio's buffer, 2N + 3
+ * events. */
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 1000000;
+    long live = argc > 2 ? atol(argv[2]) : 4096;
+    if (n < 0 || live < 1) {
+        fprintf(stderr, "usage: churn N [LIVE]\n");
+        return 2;
+    }
+    void **slots = calloc((size_t)live, sizeof *slots);
+    if (!slots)
+        return 1;
+    unsigned x = 12345;
+    for (long i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        unsigned k = (x >> 8) % (unsigned)live;
+        free(slots[k]);
+        slots[k] = malloc(16 + (x >> 20) % 512);
+        if (!slots[k])
+            return 1;
+        *(volatile long *)slots[k] = i;
+    }
+    for (long k = 0; k < live; k++)
+        free(slots[k]);
+    free(slots);
+    printf("%ld\n", n);
+    return 0;
+}

@@ -1,0 +1,87 @@
+#!/bin/bash
+# long.sh: recordings as long as users make them, at a scale a test can afford.
+#   - heaplab record's memory stays bounded on tens of millions of events, and the
+#     capture it has read goes back to the file system (checkpoints punch holes);
+#   - sequence numbers past 2^40 (the interposer starts numbering there for a test);
+#   - nothing lost: a finalise that fails keeps the capture and says how to go on;
+#     heaplab killed with SIGKILL mid-run, then --from-capture, gives every event.
+# Figures (speed, bytes) belong to scripts/bench-scale; this asserts counts and bytes.
+. "$HEAPLAB_SRC/tests/lib/lib.sh"
+B=$HEAPLAB_BUILD/tests/record
+H=$HEAPLAB
+
+# events FILE: the event lines of a trace's text form, without the time field
+events() { "$H" export "$1" | grep -v '^#' | grep -v '^process ' | cut -d' ' -f2-; }
+# peak_kib CMD...: run CMD, print the largest peak RSS (KiB) of it and its children
+peak_kib() {
+    python3 - "$@" <<'PY'
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PY
+}
+
+# ---- bounded memory: 30M events, record's own peak RSS under 64 MiB ----
+N=15000000
+kib=$(HEAPLAB_TEST_CHECKPOINT_EVERY=16777216 peak_kib "$H" record -q --capture-dir "$T/big" \
+    -o "$T/big.hlt" -- "$B/rec-churn" "$N")
+eq "30M events recorded" "$("$H" stat --json "$T/big.hlt" >"$T/big.json" && json "$T/big.json" 'j["events"]')" \
+    $((2 * N + 3))
+check "heaplab record's peak RSS stays under 64 MiB on 30M events (got $kib KiB)" "[ '$kib' -lt 65536 ]"
+raw=$(ls "$T/big"/*.hlraw)
+apparent=$(stat -c %s "$raw")
+allocated=$(( $(stat -c %b "$raw") * $(stat -c %B "$raw") ))
+check "the raw capture read is given back to the disk: $allocated of $apparent bytes still held" \
+    "[ $allocated -lt $((apparent / 4)) ]"
+check "a checkpoint and the finished part stay with the punched capture" \
+    "[ -s '$raw.ckpt' ] && [ -s '$raw.part' ]"
+"$H" record -q --from-capture "$T/big" -o "$T/again.hlt"
+ok "a punched capture is finalised again from its part, the same trace" cmp "$T/big.hlt" "$T/again.hlt"
+rm -rf "$T/big" "$T/again.hlt"
+
+# ---- sequence numbers past 2^40 ----
+"$H" record -q -o "$T/ref.hlt" -- "$B/rec-churn" 300000 >/dev/null
+HEAPLAB_RECORD_SEQ_START=$(( (1 << 40) - 200000 )) "$H" record -q -o "$T/s40.hlt" -- \
+    "$B/rec-churn" 300000 >/dev/null
+ok "numbering across 2^40 gives the same events" diff <(events "$T/ref.hlt") <(events "$T/s40.hlt")
+HEAPLAB_RECORD_SEQ_START=$(( (1 << 40) - 2000 )) "$H" record -q -o "$T/t40.hlt" -- \
+    "$B/rec-threads" >/dev/null
+eq "threads numbered across 2^40: every worker block freed, none unknown" \
+    "$("$H" stat --json "$T/t40.hlt" >"$T/t40.json" && json "$T/t40.json" '(j["threads"], j["unknown_frees"])')" "(5, 0)"
+
+# ---- a finalise that fails keeps the capture and says how to go on ----
+HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 HEAPLAB_TEST_FINALISE_FAIL_AFTER=20000000 \
+    "$H" record -q -o "$T/fail.hlt" -- "$B/rec-churn" 2000000 >/dev/null 2>"$T/fail.err"
+rc=$?
+check "a failed finalise exits non-zero (got $rc)" "[ $rc -ne 0 ]"
+check "its message names the capture kept and the command to finish it" \
+    "grep -q 'kept in .*fail.hlt.capture.*--from-capture' '$T/fail.err'"
+check "no trace is left under the output name" "[ ! -e '$T/fail.hlt' ]"
+ok "--from-capture finishes it" "$H" record -q --from-capture "$T/fail.hlt.capture" -o "$T/fail.hlt"
+"$H" record -q -o "$T/ref2.hlt" -- "$B/rec-churn" 2000000 >/dev/null
+ok "--from-capture gives every event of the failed recording" \
+    diff <(events "$T/ref2.hlt") <(events "$T/fail.hlt")
+fails_with_one_line "a capture left beside the output is not overwritten by a new recording" \
+    "$H" record -o "$T/fail.hlt" -- "$B/rec-churn" 10
+rm -rf "$T/fail.hlt.capture"
+
+# ---- heaplab killed with SIGKILL while the program runs ----
+HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 "$H" record -q -o "$T/kill.hlt" -- \
+    "$B/rec-churn" 6000000 >/dev/null &
+hp=$!
+for _ in $(seq 100); do # until a checkpoint is there
+    ls "$T/kill.hlt.capture/"*.ckpt >/dev/null 2>&1 && break
+    sleep 0.05
+done
+kill -9 "$hp"
+wait "$hp" 2>/dev/null
+while pgrep -f "rec-churn 6000000" >/dev/null; do sleep 0.1; done # the program goes on
+check "heaplab killed: the capture stays beside the output" "[ -d '$T/kill.hlt.capture' ]"
+"$H" record -q --from-capture "$T/kill.hlt.capture" -o "$T/kill.hlt"
+eq "--from-capture after SIGKILL: every event" \
+    "$("$H" stat --json "$T/kill.hlt" >"$T/kill.json" && json "$T/kill.json" 'j["events"]')" 12000003
+"$H" record -q -o "$T/ref3.hlt" -- "$B/rec-churn" 6000000 >/dev/null
+ok "--from-capture after SIGKILL: the same events as a recording left alone" \
+    cmp <(events "$T/ref3.hlt") <(events "$T/kill.hlt")
+
+done_testing

@@ -1,0 +1,276 @@
+/*
+ * checkpoint.c: a live section's state saved beside its raw file, so that the
+ * capture it has read can be given back to the disk, and so that finalising can go on
+ * from there after heaplab itself was stopped (killed, or a failure) -- `heaplab
+ * record --from-capture DIR` picks the checkpoints up.
+ *
+ * A checkpoint is taken at a chunk boundary of the section's part file (so the part
+ * is a valid trace prefix up to `bytes`), every CKPT_EVERY bytes of capture read.  At
+ * that moment every record whose merge key is below H (done_key) is written and no
+ * other is, so the state to keep is small:
+ *   - where the part file stands (struct hl_writer_state);
+ *   - H, and the first byte of the raw file a record at or above H can be in (low);
+ *     going on, the scan starts at low and skips records numbered below H;
+ *   - the address map: every live (address, slot) pair;
+ *   - dense thread numbers, the clock pairs kept, the horizon, the last time written;
+ *   - reallocs half done (old block taken at seq0 < H, event not yet written).
+ * Then the file system gets the raw bytes below low back (a hole punched in the file),
+ * so that disk use is the trace plus a bounded window of capture.
+ *
+ * FILE <raw>.ckpt (written as .tmp and renamed, so it is whole or absent), native
+ * 64-bit words: magic, version, H, low, horizon, prev_time, next_slot, events,
+ * unknown, nthreads, the writer state (6 words), the counts of dense pairs, knots,
+ * pending reallocs and live pairs, then those arrays (2, 2, 3 and 2 words each), then
+ * a checksum (hl_raw_checksum) of all the words before it.
+ */
+#include "finalise_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CKPT_MAGIC 0x31544b43504c4c48ull /* "HLLPCKT1" */
+#define CKPT_VERSION 1u
+
+/* A growing array of words. */
+struct words {
+    uint64_t *w;
+    size_t n, cap;
+};
+
+static int put(struct words *b, uint64_t v)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        uint64_t *w = realloc(b->w, cap * sizeof *w);
+        if (!w)
+            return -1;
+        b->w = w;
+        b->cap = cap;
+    }
+    b->w[b->n++] = v;
+    return 0;
+}
+
+static void ckpt_path(char *buf, size_t n, const struct rawfile *f, const char *suffix)
+{
+    snprintf(buf, n, "%s.ckpt%s", f->path, suffix);
+}
+
+struct live_ctx {
+    struct words *b;
+    int bad;
+};
+
+static void put_live(void *ctx, uint64_t addr, uint64_t slot)
+{
+    struct live_ctx *l = ctx;
+    l->bad |= put(l->b, addr) | put(l->b, slot);
+}
+
+/* Give the file system the bytes of f below `upto` back (a hole; the size stays). */
+static void punch(struct rawfile *f, size_t upto)
+{
+    /* The header stays: the file is still listed and ordered by it. */
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t keep = (sizeof f->h + (size_t)pg - 1) & ~(size_t)(pg - 1);
+    if (f->punched < keep)
+        f->punched = keep;
+    if (upto <= f->punched)
+        return;
+    int fd = open(f->path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)f->punched,
+                  (off_t)(upto - f->punched)) == 0)
+        f->punched = upto;
+    close(fd);
+}
+
+static int save(struct section *s, size_t low, struct hl_err *err)
+{
+    struct rawfile *f = s->f;
+    struct hl_writer_state ws;
+    if (hl_writer_checkpoint(s->w, &ws, err) != 0)
+        return -1;
+    struct words b = {0};
+    int bad = put(&b, CKPT_MAGIC) | put(&b, CKPT_VERSION) | put(&b, s->done_key) |
+              put(&b, low) | put(&b, f->horizon) | put(&b, s->prev_time) | put(&b, s->next_slot) |
+              put(&b, s->events) | put(&b, s->unknown) | put(&b, s->nthreads) |
+              put(&b, ws.bytes) | put(&b, ws.nevents) | put(&b, ws.next_slot) |
+              put(&b, ws.prev_time) | put(&b, ws.pid) | put(&b, ws.nthreads);
+    uint64_t ndense = 0, npend = 0;
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        const struct rthread *t = f->thr[i];
+        ndense += t && t->c.dense != NO_THREAD;
+        npend += t && t->state == 1 && t->c.phase == 1;
+    }
+    bad |= put(&b, ndense) | put(&b, f->nknots) | put(&b, npend) | put(&b, hl_slotmap_count(s->map));
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        const struct rthread *t = f->thr[i];
+        if (t && t->c.dense != NO_THREAD)
+            bad |= put(&b, i) | put(&b, t->c.dense);
+    }
+    for (size_t k = 0; k < f->nknots; k++)
+        bad |= put(&b, f->knots[k].tsc) | put(&b, f->knots[k].ns);
+    for (uint32_t i = 0; i < f->nthr; i++) {
+        const struct rthread *t = f->thr[i];
+        if (t && t->state == 1 && t->c.phase == 1)
+            bad |= put(&b, i) | put(&b, t->c.r.seq) | put(&b, t->c.old_slot);
+    }
+    struct live_ctx lc = {&b, 0};
+    hl_slotmap_each(s->map, put_live, &lc);
+    bad |= lc.bad;
+    bad |= put(&b, b.n ? hl_raw_checksum(HL_RAW_CHECKSUM_INIT, b.w, b.n) : 0);
+    if (bad) {
+        free(b.w);
+        return fz_fail(err, "out of memory");
+    }
+    char tmp[4200], path[4200];
+    ckpt_path(tmp, sizeof tmp, f, ".tmp");
+    ckpt_path(path, sizeof path, f, "");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    size_t len = b.n * 8, done = 0;
+    while (fd >= 0 && done < len) {
+        ssize_t k = write(fd, (const char *)b.w + done, len - done);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        done += (size_t)k;
+    }
+    int e = errno;
+    free(b.w);
+    if (fd < 0 || done < len || close(fd) != 0 || rename(tmp, path) != 0) {
+        if (fd >= 0 && done < len)
+            close(fd);
+        unlink(tmp);
+        return fz_fail(err, "%s: cannot write a checkpoint: %s", path,
+                       fd < 0 || done < len ? strerror(e) : strerror(errno));
+    }
+    return 0;
+}
+
+int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err)
+{
+    struct rawfile *f = s->f;
+    if (f->off - s->ckpt_off < every || !hl_writer_at_boundary(s->w))
+        return 0;
+    s->ckpt_off = f->off;
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t low = first_needed_byte(f);
+    if (save(s, low, err) != 0)
+        return -1;
+    punch(f, low & ~(size_t)(pg - 1));
+    return 0;
+}
+
+/* Read the whole checkpoint file into *w (malloc'd), checking its checksum. */
+static int load_words(const char *path, uint64_t **w, size_t *n, struct hl_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : fz_fail(err, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    uint64_t *buf = NULL;
+    if (fstat(fd, &sb) == 0 && sb.st_size >= 16 * 8 && sb.st_size % 8 == 0 &&
+        (buf = malloc((size_t)sb.st_size)) != NULL &&
+        pread(fd, buf, (size_t)sb.st_size, 0) == sb.st_size) {
+        close(fd);
+        size_t k = (size_t)sb.st_size / 8;
+        if (buf[0] == CKPT_MAGIC && buf[1] == CKPT_VERSION &&
+            hl_raw_checksum(HL_RAW_CHECKSUM_INIT, buf, k - 1) == buf[k - 1]) {
+            *w = buf;
+            *n = k - 1;
+            return 1;
+        }
+    } else {
+        close(fd);
+    }
+    free(buf);
+    return fz_fail(err, "%s: a damaged checkpoint (the capture before it cannot be read "
+                   "again)", path);
+}
+
+int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct section **sp,
+                    struct hl_err *err)
+{
+    char path[4200];
+    ckpt_path(path, sizeof path, f, "");
+    uint64_t *w = NULL;
+    size_t n = 0;
+    int r = load_words(path, &w, &n, err);
+    if (r <= 0)
+        return r;
+    struct section *s = *sp;
+    size_t i = 2;
+#define NEXT() (i < n ? w[i++] : (bad = 1, 0))
+    int bad = 0;
+    s->done_key = NEXT();
+    uint64_t low = NEXT();
+    f->horizon = NEXT();
+    s->prev_time = NEXT();
+    s->next_slot = NEXT();
+    s->events = NEXT();
+    s->unknown = NEXT();
+    s->nthreads = (uint32_t)NEXT();
+    ws->bytes = NEXT();
+    ws->nevents = NEXT();
+    ws->next_slot = NEXT();
+    ws->prev_time = NEXT();
+    ws->pid = (uint32_t)NEXT();
+    ws->nthreads = (uint32_t)NEXT();
+    uint64_t ndense = NEXT(), nknots = NEXT(), npend = NEXT(), nlive = NEXT();
+    if (bad || ndense > n || nknots > n || npend > n || nlive > n ||
+        i + 2 * ndense + 2 * nknots + 3 * npend + 2 * nlive != n || low < sizeof f->h ||
+        low > f->size) {
+        free(w);
+        return fz_fail(err, "%s: a damaged checkpoint (its counts do not fit)", path);
+    }
+    f->resume_h = s->done_key;
+    for (uint64_t k = 0; k < ndense && !bad; k++) {
+        uint64_t raw = NEXT(), dense = NEXT();
+        struct rthread *t = raw < MAX_RAW_THREADS ? thread_of(f, (uint32_t)raw) : NULL;
+        bad = !t;
+        if (t)
+            t->c.dense = (uint32_t)dense;
+    }
+    f->nknots = 0;
+    for (uint64_t k = 0; k < nknots && !bad; k++) {
+        uint64_t tsc = NEXT(), ns = NEXT();
+        bad = add_knot_raw(f, tsc, ns) != 0;
+    }
+    for (uint64_t k = 0; k < npend && !bad; k++) {
+        uint64_t raw = NEXT(), seq = NEXT(), old = NEXT();
+        struct rthread *t = raw < MAX_RAW_THREADS ? thread_of(f, (uint32_t)raw) : NULL;
+        bad = !t;
+        if (t) {
+            t->pend_seq = seq;
+            t->pend_old_slot = old;
+        }
+    }
+    for (uint64_t k = 0; k < nlive && !bad; k++) {
+        uint64_t addr = NEXT(), slot = NEXT();
+        hl_slotmap_put(s->map, addr, slot);
+    }
+#undef NEXT
+    free(w);
+    if (bad)
+        return fz_fail(err, "%s: a damaged checkpoint", path);
+    long pg = sysconf(_SC_PAGESIZE);
+    f->off = (size_t)low;
+    f->released = f->punched = (size_t)low & ~(size_t)(pg - 1);
+    s->ckpt_off = f->off;
+    return 1;
+}
+
+void checkpoint_remove(const struct rawfile *f)
+{
+    char path[4200];
+    ckpt_path(path, sizeof path, f, "");
+    unlink(path);
+}

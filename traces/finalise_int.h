@@ -1,0 +1,200 @@
+/*
+ * finalise_int.h: the finaliser's data model, shared by its parts (private to traces/):
+ * finalise.c (scanning raw files, merging threads, writing sections) and
+ * checkpoint.c (saving a live section's state so that the capture behind it can be
+ * given back, and going on from it after heaplab was stopped).
+ *
+ * A raw file (struct rawfile) is mapped and scanned into per-thread lists of chunks
+ * (struct rthread); each thread has a cursor that decodes its records a little ahead
+ * (struct ahead) and takes part in a merge by sequence number (struct heap); a
+ * section (struct section) turns the merged records into events through the address
+ * map and writes them.
+ */
+#ifndef HEAPLAB_FINALISE_INT_H
+#define HEAPLAB_FINALISE_INT_H
+
+#include "finalise.h"
+#include "trace.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "preload/raw.h"
+
+/* Thread numbers in a raw file beyond this are taken as damage. */
+#define MAX_RAW_THREADS (1u << 20)
+/* A cursor's thread index before its first event. */
+#define NO_THREAD UINT32_MAX
+/* Address space reserved for a raw file that may still grow; it is mapped again
+ * further on as the merge passes half of it (release). */
+#define TAIL_RESERVE ((size_t)1 << 40)
+/* For tests only: a smaller reservation (bytes), so that a short capture is mapped
+ * again several times. */
+#define ENV_TAIL_RESERVE "HEAPLAB_TEST_TAIL_RESERVE"
+
+struct chunkref {
+    const uint64_t *words; /* payload */
+    size_t nwords;
+    uint64_t flush_tsc;    /* TSC when it was flushed: after its last record */
+};
+
+/* One decoded record. */
+struct rec {
+    unsigned op, flags;
+    uint64_t seq, seq0;  /* seq0: realloc's seq-before (== seq when nothing is freed) */
+    uint64_t ptr, old;   /* the block returned or freed; realloc's old block */
+    uint64_t size, aux;
+};
+
+struct rthread;
+
+/* Records are decoded this far ahead of their use, and the address map's cells they
+ * will touch prefetched: the map is far bigger than the caches, and its misses were
+ * most of the finaliser's time. */
+#define AHEAD 16
+
+struct ahead {
+    struct rec r;
+    double tsc;
+    size_t chunk;            /* the thread's chunk it came from (absolute number) */
+    int resumed;             /* a realloc whose old block was taken before a checkpoint */
+};
+
+struct cursor {
+    const struct rthread *t;
+    /* decoding (ahead of use) */
+    size_t ci;               /* chunks taken so far */
+    const uint64_t *p, *end; /* next record, end of the chunk */
+    uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
+    double seg_tsc, seg_step; /* the current run between clock readings: its start */
+                              /* and the TSC ticks per record */
+    uint64_t seg_k;          /* records of the current run so far */
+    int seen;                /* a record was decoded (prev holds its sequence number) */
+    uint64_t prev;
+    int bad;                 /* a malformed record ends this stream ... */
+    const uint64_t *bad_at;  /* ... here */
+    struct ahead ring[AHEAD];
+    unsigned rh, rn;         /* first decoded record not used yet, and how many */
+    /* use */
+    struct rec r;            /* the current record */
+    double tsc;              /* its time, in TSC ticks */
+    uint64_t key;            /* sequence number of the next thing to do */
+    int phase;               /* 1: a realloc record whose old block is already taken */
+    uint64_t old_slot;
+    size_t r_chunk;          /* the chunk r came from (absolute number) */
+    uint64_t resume_h;       /* records numbered below this were written before the
+                                checkpoint this section went on from: skipped */
+    uint32_t dense;          /* thread index in the trace, NO_THREAD until its first event */
+};
+
+/* A thread's chunks and its cursor.  state: 0 waiting for chunks (or not started),
+ * 1 in the merge (the heap or the section's current cursor), 2 ended (malformed). */
+struct rthread {
+    struct chunkref *chunks;
+    size_t n, cap;
+    size_t dropped;          /* chunks let go before chunks[0] (release) */
+    /* A realloc of this thread whose old block left the address map before the
+     * checkpoint this section went on from, and whose event was not written yet. */
+    uint64_t pend_seq, pend_old_slot;
+    struct cursor c;
+    int state;
+};
+
+/* A (TSC, nanoseconds since the image started) pair; a file's pairs in file order,
+ * kept while the TSC grows. */
+struct knot {
+    uint64_t tsc, ns;
+};
+
+struct rawfile {
+    char *path;
+    const uint8_t *map;           /* while its section is being written: file bytes from */
+    size_t map_off;               /* offset map_off on (a multiple of the page size) */
+    size_t maplen, size;
+    size_t released;              /* file bytes below this are read and let go */
+    size_t punched;               /* file bytes below this are given back to the disk */
+    int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
+    int done;                     /* its section is written (or it is skipped) */
+    int stopped;                  /* the scan met damage: nothing after it is read */
+    int over;                     /* its image is known to be over (see image_over) */
+    int started;                  /* its section is begun */
+    char *part;                   /* its section, written while the program ran */
+    struct hl_raw_header h;
+    size_t off;                   /* the next chunk to scan */
+    struct rthread **thr;
+    uint32_t nthr;                /* thread numbers seen: 0..nthr-1 (some may be NULL) */
+    struct knot *knots;
+    size_t nknots, kcap;
+    uint64_t horizon;             /* every record below this sequence number is read */
+    uint64_t resume_h;            /* going on from a checkpoint: its done key (else 0) */
+    int damaged;
+};
+
+/* Min-heap of cursors by key. */
+struct heap {
+    struct cursor **a;
+    size_t n;
+};
+
+/* ---- one process section ---- */
+
+struct section {
+    struct rawfile *f;
+    struct hl_writer *w;
+    struct hl_slotmap *map;
+    struct heap h;
+    size_t hcap;
+    struct cursor *cur;   /* the cursor with the smallest key, out of the heap */
+    uint64_t next_slot;
+    uint32_t nthreads;    /* dense thread indices handed out */
+    uint64_t lo_tsc, hi_tsc; /* the knot bracket last used: [lo, hi) (empty at first) */
+    uint64_t base_tsc, base_ns;
+    double rate;          /* nanoseconds per tick in it */
+    size_t reserve;       /* the live map's reservation (remapped past half of it) */
+    uint64_t prev_time;
+    uint64_t events, unknown;
+    uint64_t done_key;    /* every record numbered below this is written (merge) */
+    size_t ckpt_off;      /* raw offset read at the last checkpoint */
+    size_t ckpt_every;    /* raw bytes read between checkpoints (0: none) */
+};
+
+/* ---- shared between finalise.c and checkpoint.c ---- */
+
+/* Bytes of capture read between two checkpoints of a section. */
+#define CKPT_EVERY ((size_t)256 << 20)
+/* For tests only: checkpoint every this many bytes instead. */
+#define ENV_CKPT_EVERY "HEAPLAB_TEST_CHECKPOINT_EVERY"
+/* For tests only: fail, as a full disk would, once this many bytes are read. */
+#define ENV_FAIL_AFTER "HEAPLAB_TEST_FINALISE_FAIL_AFTER"
+
+int fz_fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The file offset of a pointer into f's map. */
+static inline size_t file_off(const struct rawfile *f, const void *p)
+{
+    return (size_t)((const uint8_t *)p - f->map) + f->map_off;
+}
+/* The first chunk t still needs (an index into t->chunks). */
+size_t first_needed(const struct rthread *t);
+/* The first byte of f still needed (a chunk header), f->off if none. */
+size_t first_needed_byte(const struct rawfile *f);
+/* The thread's chunk list and cursor, made on first use.  NULL if out of memory. */
+struct rthread *thread_of(struct rawfile *f, uint32_t thread);
+int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono);
+/* A clock pair given in nanoseconds since the image started. */
+int add_knot_raw(struct rawfile *f, uint64_t tsc, uint64_t ns);
+
+/* checkpoint.c: at a chunk boundary of s's writer, if CKPT_EVERY bytes were read since
+ * the last one, save s's state beside the raw file (PATH.ckpt) and give the disk
+ * space below what the section still needs back to the file system.  Returns 0 / -1. */
+int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err);
+/* Go on from f's checkpoint, if it has one: restore the state into s (begun on a
+ * writer resumed from the part file) and set f's scan to start where the checkpoint
+ * says.  Returns 1 if resumed, 0 if there is no checkpoint, -1 (err set) if it is
+ * damaged. */
+int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct section **sp,
+                    struct hl_err *err);
+/* Remove f's checkpoint file, once its section is written whole. */
+void checkpoint_remove(const struct rawfile *f);
+
+
+#endif
