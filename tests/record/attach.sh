@@ -56,7 +56,6 @@ stop() {
     wait "$AP"
     st=$?
 }
-attached_flag() { "$H" export "$1" | grep -c '^process .*attached'; }
 
 # ---- the test server ----
 start srv "$B/rec-server"
@@ -77,6 +76,13 @@ eq "server: ... realloc" "$(count "$T/a1.hlt" realloc 8003)" "$n"
 eq "server: four worker threads recorded" "$(sj "$T/a1.hlt" 'j["threads"]')" 4
 eq "server: 32 frees of blocks from before the attach (4 rings of 8), marked unknown" \
     "$(sj "$T/a1.hlt" 'j["unknown_frees"]')" 32
+eq "server: stat counts them as frees from before the attach, in one attached section" \
+    "$(sj "$T/a1.hlt" '(j["attached_sections"], j["frees_from_before_attach"], j["process_list"][0]["attached"])')" \
+    "(1, 32, True)"
+check "server: stat's summary says the recording began mid-life" \
+    "'$H' stat '$T/a1.hlt' | grep -q 'attached .*began while the program ran: 32 frees'"
+ok "server: replay runs the attached trace (skipping those frees)" \
+    "$H" replay -q -n 1 -a glibc "$T/a1.hlt"
 eq "server: every other free known (realloc frees the old block)" "$(sj "$T/a1.hlt" 'j["frees"]')" \
     $((3 * n - 32))
 
@@ -98,6 +104,10 @@ ask srv quit >/dev/null
 wait "$AP"
 eq "server: its exit ends the recording (status 0)" "$?" 0
 eq "server: recorded up to its exit" "$(count "$T/a4.hlt" malloc 4001)" 20
+
+"$H" record -q -o "$T/run.hlt" -- "$B/rec-allocs" >/dev/null
+eq "a recording from the start is not marked attached" \
+    "$(sj "$T/run.hlt" '(j["attached_sections"], j["process_list"][0]["attached"])')" "(0, False)"
 
 # ---- a real program: Debian's python3, allocating in a thread per line ----
 py='
