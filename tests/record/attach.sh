@@ -88,9 +88,14 @@ eq "server: every other free known (realloc frees the old block)" "$(sj "$T/a1.h
 
 ok "server: attached a second time" attach srv "$T/a2.hlt"
 eq "server: answers during the second attach" "$(ask srv 'req 100')" "done 100"
+eq "server: a fork child made while attached runs" "$(ask srv 'fork 30')" "forked 30"
 stop TERM
 eq "server: SIGTERM detaches too" "$st" 0
-eq "server: second trace holds the second batch" "$(count "$T/a2.hlt" malloc 4001)" 100
+eq "server: second trace holds the second batch and the child's" \
+    "$(count "$T/a2.hlt" malloc 4001)" 130
+eq "server: the fork child is a second process, attached too" \
+    "$(sj "$T/a2.hlt" '(j["processes"], j["attached_sections"], j["process_list"][1]["ops"]["malloc"])')" \
+    "(2, 2, 30)"
 eq "server: its frees of the first attach's blocks are unknown too" \
     "$(sj "$T/a2.hlt" 'j["unknown_frees"]')" 32
 

@@ -3,6 +3,8 @@
  * It reads one command a line on stdin and answers one line on stdout:
  *   req N   handle N requests, request i in worker thread i % NWORKERS; answers "done N"
  *   count   answers "requests R": requests handled since it started
+ *   fork N  a child process handles N requests in its main thread and exits; answers
+ *           "forked N" once it has
  *   quit    exits 0
  * Each request makes four calls: malloc(4001), calloc(3, 1335), realloc of the first
  * block to 8003 bytes, free of the calloc'ed one; the realloc'ed block goes into the
@@ -13,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define NWORKERS 4
 #define RING 8
@@ -81,6 +85,21 @@ int main(void)
             }
             pthread_mutex_unlock(&mu);
             printf("done %ld\n", n);
+        } else if (sscanf(line, "fork %ld", &n) == 1 && n > 0) {
+            fflush(stdout);
+            pid_t c = fork();
+            if (c == 0) {
+                void *ring[RING] = {0};
+                unsigned next = 0;
+                for (long i = 0; i < n; i++)
+                    request(ring, &next);
+                exit(0);
+            }
+            int st = 0;
+            if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st))
+                printf("error\n");
+            else
+                printf("forked %ld\n", n);
         } else if (strncmp(line, "count", 5) == 0) {
             pthread_mutex_lock(&mu);
             printf("requests %ld\n", handled);

@@ -31,6 +31,7 @@
  */
 #include "raw.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1370,8 +1371,17 @@ int hl_attach_begin(const char *dir, void *const *fns)
             t->thread = g_nthreads++;
         }
         reg_unlock();
-        /* No pthread_create wrapper saw the threads already running. */
-        __atomic_store_n(&g_multi, 1, __ATOMIC_SEQ_CST);
+        /* No pthread_create wrapper saw the threads already running: count them
+         * (the wrapper, hooked from now on, sees later ones). */
+        int nthreads = 0;
+        DIR *d = opendir("/proc/self/task");
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            nthreads += de->d_name[0] != '.';
+        if (d)
+            closedir(d);
+        if (nthreads != 1)
+            __atomic_store_n(&g_multi, 1, __ATOMIC_SEQ_CST);
         g_attached = 1;
         if (open_raw() == 0) {
             if (!atfork_set)
