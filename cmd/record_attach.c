@@ -300,7 +300,8 @@ static int attach(const char *gdb, long pid, const char *lib, const char *dir)
     char log[4096], c_open[4400], c_attach[4400], v[1024];
     snprintf(log, sizeof log, "%s/gdb-attach.log", dir);
     snprintf(c_open, sizeof c_open, "call (void *) dlopen(\"%s\", 2)", lib);
-    snprintf(c_attach, sizeof c_attach, "call (int) heaplab_attach(\"%s\")", dir);
+    snprintf(c_attach, sizeof c_attach, "call (int) heaplab_attach(\"%s\", %d)", dir,
+             (int)getpid());
     const char *cmds[] = {c_open, "call (char *) dlerror()", c_attach};
     if (run_gdb(gdb, pid, log, cmds, 3) != 0) {
         gdb_error(log, v, sizeof v);

@@ -99,6 +99,21 @@ eq "server: the fork child is a second process, attached too" \
 eq "server: its frees of the first attach's blocks are unknown too" \
     "$(sj "$T/a2.hlt" 'j["unknown_frees"]')" 32
 
+# heaplab killed while attached: the program stops writing at its next flush (nobody
+# would read the capture), keeps working, and the next attach takes the hooks over.
+ok "server: attached, then heaplab is killed" attach srv "$T/k.hlt" --capture-dir "$T/kcap"
+kill -KILL "$AP"
+wait "$AP" 2>/dev/null
+size0=$(cat "$T"/kcap/*.hlraw | wc -c)
+eq "server: answers after heaplab was killed" "$(ask srv 'req 80000')" "done 80000"
+eq "server: ... twice" "$(ask srv 'req 80000')" "done 80000"
+eq "server: nothing more written to the orphaned capture (buffers filled and flushed)" \
+    "$(cat "$T"/kcap/*.hlraw | wc -c)" "$size0"
+ok "server: the next attach takes over" attach srv "$T/k2.hlt"
+eq "server: answers" "$(ask srv 'req 12')" "done 12"
+stop INT
+eq "server: ... and its trace holds what it did" "$st,$(count "$T/k2.hlt" malloc 4001)" "0,12"
+
 ok "server: --duration detaches by itself" "$H" record -q -p "${PID[srv]}" -o "$T/a3.hlt" --duration 1
 eq "server: answers after a --duration attach" "$(ask srv 'req 8')" "done 8"
 ok "server: the --duration trace is readable" "$H" stat "$T/a3.hlt"

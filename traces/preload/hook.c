@@ -27,7 +27,9 @@
  * libc and are left alone.
  *
  * heaplab_detach puts back every slot that still points at a wrapper, in objects still
- * loaded, then flushes the capture and stops recording.  The library stays loaded:
+ * loaded, then flushes the capture and stops recording.  If heaplab is killed instead,
+ * the interposer stops writing at its next flush (nobody reads the capture) and the
+ * slots stay until the next attach, which takes them over.  The library stays loaded:
  * another thread may still be inside a wrapper, and a second attach reuses it.  Slot
  * stores are single aligned words, so running threads see either the old or the new
  * function, never a torn pointer.
@@ -39,6 +41,7 @@
 #include <limits.h>
 #include <link.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,7 +51,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-int hl_attach_begin(const char *dir, void *const *fns);
+int hl_attach_begin(const char *dir, void *const *fns, pid_t watcher);
 void hl_attach_end(void);
 
 #if defined(__x86_64__)
@@ -480,15 +483,23 @@ static int find_self(void)
     return 0;
 }
 
-/* Start recording into the capture directory dir.  Returns 0, or 1 with the reason in
- * dir/refused and the program as it was. */
-EXPORT int heaplab_attach(const char *dir)
+static pid_t g_watcher; /* the heaplab attached */
+
+/* Start recording into the capture directory dir for the heaplab process watcher.
+ * Returns 0, or 1 with the reason in dir/refused and the program as it was.  Hooks
+ * left by a heaplab that was killed are taken over. */
+EXPORT int heaplab_attach(const char *dir, int watcher)
 {
     char why[384];
     lock();
     int r = 0;
+    if (g_hooks && kill(g_watcher, 0) != 0 && errno == ESRCH) {
+        restore_all();
+        g_hooks = 0;
+        hl_attach_end();
+    }
     if (g_hooks) {
-        r = refuse(dir, "heaplab is attached to it already");
+        r = refuse(dir, "heaplab PID %d is attached to it already", (int)g_watcher);
     } else if ((!g_slots && !(g_slots = map_array(MAX_SLOTS * sizeof *g_slots))) ||
                (!g_objs && !(g_objs = map_array(MAX_OBJECTS * sizeof *g_objs)))) {
         r = refuse(dir, "out of memory");
@@ -500,7 +511,7 @@ EXPORT int heaplab_attach(const char *dir)
         r = refuse(dir, "its malloc is not a function the hooks can call");
     } else if (visit_all(1, why, sizeof why) != 0) {
         r = refuse(dir, "%s", why);
-    } else if (hl_attach_begin(dir, global) != 0) {
+    } else if (hl_attach_begin(dir, global, (pid_t)watcher) != 0) {
         r = refuse(dir, "cannot start a capture in %s (is it already being recorded?)", dir);
     } else {
         g_nslots = 0;
@@ -510,6 +521,7 @@ EXPORT int heaplab_attach(const char *dir)
             r = refuse(dir, "%s", why);
         } else {
             g_hooks = 1;
+            g_watcher = (pid_t)watcher;
         }
     }
     unlock();

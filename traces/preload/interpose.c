@@ -39,6 +39,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -129,6 +130,7 @@ static inline void guard_off(struct tstate *t)
 /* ---- process state ---- */
 
 static int g_attached; /* loaded into a running process by hook.c, not preloaded */
+static pid_t g_watcher; /* attached: the heaplab recording us (see orphaned) */
 
 static uint64_t g_seq;              /* the global sequence counter */
 static int g_multi;                 /* the process has (had) more than one thread */
@@ -463,11 +465,15 @@ static uint64_t horizon(struct tstate *self)
 
 /* Write the buffer as one chunk (or drop it if recording stopped: a fork child that
  * could not open its file) and start it over. */
+static int orphaned(void);
+
 static void flush(struct tstate *t)
 {
     if (!t->buf || t->pos == t->buf)
         return;
     int saved = errno;
+    if (g_attached && g_on && orphaned())
+        __atomic_store_n(&g_on, 0, __ATOMIC_SEQ_CST);
     struct hl_raw_chunk *c = (struct hl_raw_chunk *)(t->buf - CHUNK_WORDS);
     /* The mark goes past pos: flush_others never copies it. */
     t->pos[0] = (uint64_t)HL_RAW_MARK << 1;
@@ -1327,14 +1333,24 @@ EXPORT void _Exit(int status)
  * When the library is dlopen'ed into a running program, nothing calls the wrappers
  * until hook.c points the program's GOT entries at them.  The real functions are then
  * the program's global definitions (an allocator the program preloads, say), not the
- * next ones after this library (RTLD_NEXT from a dlopen'ed library means libc's).
- * hl_attach_begin starts a capture in dir, hl_attach_end flushes it and stops: the
- * library stays loaded (threads may still be inside a wrapper), and a later attach
- * starts over with the thread buffers it left behind. */
-__attribute__((visibility("hidden"))) int hl_attach_begin(const char *dir, void *const *fns);
+ * next ones after this library (RTLD_NEXT from a dlopen'ed library means libc's):
+ * hook.c finds them and passes them in fns (in its own order).  hl_attach_begin starts
+ * a capture in dir for the heaplab process `watcher` (if that dies without detaching,
+ * writing stops at the next flush), hl_attach_end flushes it and stops: the library
+ * stays loaded (threads may still be inside a wrapper), and a later attach starts over
+ * with the thread buffers it left behind. */
+__attribute__((visibility("hidden"))) int hl_attach_begin(const char *dir, void *const *fns,
+                                                         pid_t watcher);
 __attribute__((visibility("hidden"))) void hl_attach_end(void);
 
-int hl_attach_begin(const char *dir, void *const *fns)
+/* The heaplab that attached is gone (killed before it could detach): nobody will read
+ * the capture any more. */
+static int orphaned(void)
+{
+    return g_watcher > 0 && kill(g_watcher, 0) != 0 && errno == ESRCH;
+}
+
+int hl_attach_begin(const char *dir, void *const *fns, pid_t watcher)
 {
     static int atfork_set, key_made;
     if (g_on || strlen(dir) >= sizeof g_dir || !g_libpath[0])
@@ -1383,6 +1399,7 @@ int hl_attach_begin(const char *dir, void *const *fns)
         if (nthreads != 1)
             __atomic_store_n(&g_multi, 1, __ATOMIC_SEQ_CST);
         g_attached = 1;
+        g_watcher = watcher;
         if (open_raw() == 0) {
             if (!atfork_set)
                 atfork_set = pthread_atfork(NULL, NULL, atfork_child) == 0;
