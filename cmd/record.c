@@ -45,7 +45,6 @@
 
 static const char *const usage[] = {
     "heaplab record [-o FILE] [options] [--] PROGRAM [ARGS...]",
-    "heaplab record -p PID -o FILE [--duration SECONDS] [options]",
     "Run PROGRAM with heaplab's recording interposer and write its malloc/free calls to a",
     "trace (default: PROGRAM's name + .hlt).  Threads, fork children and exec'd programs",
     "are recorded too, one process section each.  Exits with the program's status",
@@ -58,9 +57,10 @@ static const char *const usage[] = {
     "be finalised again the same way).  Memory and disk stay bounded however long the",
     "recording: the capture read so far is given back to the file system as",
     "finalising passes it.",
-    "With -p, attach to the running process PID instead (with gdb), record until",
-    "--duration, SIGINT/SIGTERM or its exit, then detach: it keeps running.  The trace",
-    "starts mid-life: frees of blocks allocated before the attach are marked unknown.",
+    "heaplab record -p PID -o FILE [--duration SECONDS] attaches to the running process",
+    "PID instead (with gdb), records until --duration, SIGINT/SIGTERM or its exit, then",
+    "detaches: the process keeps running.  The trace starts mid-life: frees of blocks",
+    "allocated before the attach are marked unknown (see heaplab stat, replay --help).",
     NULL};
 
 static volatile pid_t child_pid;

@@ -58,7 +58,7 @@ stop() {
 }
 
 # ---- the test server ----
-start srv "$B/rec-server"
+start srv "$B/rec-server" "$B/libdlalloc.so"
 eq "server: answers before the attach" "$(ask srv 'req 64')" "done 64"
 r0=$(ask srv count | cut -d' ' -f2)
 ok "server: attached" attach srv "$T/a1.hlt"
@@ -89,10 +89,13 @@ eq "server: every other free known (realloc frees the old block)" "$(sj "$T/a1.h
 ok "server: attached a second time" attach srv "$T/a2.hlt"
 eq "server: answers during the second attach" "$(ask srv 'req 100')" "done 100"
 eq "server: a fork child made while attached runs" "$(ask srv 'fork 30')" "forked 30"
+eq "server: a library it loads with dlopen while attached runs" "$(ask srv 'dl 25')" "dl 25"
 stop TERM
 eq "server: SIGTERM detaches too" "$st" 0
 eq "server: second trace holds the second batch and the child's" \
     "$(count "$T/a2.hlt" malloc 4001)" 130
+eq "server: the dlopen'ed library's own malloc calls are recorded" \
+    "$(count "$T/a2.hlt" malloc 7777)" 25
 eq "server: the fork child is a second process, attached too" \
     "$(sj "$T/a2.hlt" '(j["processes"], j["attached_sections"], j["process_list"][1]["ops"]["malloc"])')" \
     "(2, 2, 30)"

@@ -2,6 +2,8 @@
  * server.c: a small multi-threaded server for the attach tests (`heaplab record -p`).
  * It reads one command a line on stdin and answers one line on stdout:
  *   req N   handle N requests, request i in worker thread i % NWORKERS; answers "done N"
+ *   dl N    loads the library named by argv[1] with dlopen (once) and calls its
+ *           dl_alloc(N) (N malloc(7777)/free pairs); answers "dl N"
  *   count   answers "requests R": requests handled since it started
  *   fork N  a child process handles N requests in its main thread and exits; answers
  *           "forked N" once it has
@@ -11,6 +13,7 @@
  * worker's ring of RING slots, and the block it replaces there is freed (so a worker's
  * first RING requests after an attach free blocks allocated before it).
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +63,9 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    void (*dl_alloc)(long) = NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
     pthread_t th[NWORKERS];
     for (long w = 0; w < NWORKERS; w++)
@@ -100,6 +104,17 @@ int main(void)
                 printf("error\n");
             else
                 printf("forked %ld\n", n);
+        } else if (sscanf(line, "dl %ld", &n) == 1 && argc > 1) {
+            if (!dl_alloc) {
+                void *h = dlopen(argv[1], RTLD_NOW);
+                dl_alloc = h ? (void (*)(long))dlsym(h, "dl_alloc") : NULL;
+            }
+            if (dl_alloc) {
+                dl_alloc(n);
+                printf("dl %ld\n", n);
+            } else {
+                printf("error\n");
+            }
         } else if (strncmp(line, "count", 5) == 0) {
             pthread_mutex_lock(&mu);
             printf("requests %ld\n", handled);

@@ -172,7 +172,7 @@ static const ElfW(Dyn) *dynamic_of(const struct object *o)
 /* Only the program, its libraries and what it dlopen'ed in the base namespace. */
 static int hookable(const struct object *o, const ElfW(Dyn) *dyn)
 {
-    if (!dyn || o->base == g_self_base || strstr(o->name, "linux-vdso") ||
+    if (!dyn || o->base == g_self_base || !o->name || strstr(o->name, "linux-vdso") ||
         strstr(o->name, "linux-gate"))
         return 0;
     Dl_info di;
