@@ -20,7 +20,8 @@
  * While attached this waits like `heaplab record` does for a child: it finalises what
  * the capture holds every few milliseconds, and stops at --duration, SIGINT/SIGTERM,
  * or the program's exit.  Fork children recording into the same capture are detached
- * from too.
+ * from too.  An exec after the attach is not followed: the new image starts without
+ * the library.
  */
 #include "options.h"
 #include "paths.h"

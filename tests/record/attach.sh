@@ -132,6 +132,22 @@ eq "server: recorded up to its exit" "$(count "$T/a4.hlt" malloc 4001)" 20
 eq "a recording from the start is not marked attached" \
     "$(sj "$T/run.hlt" '(j["attached_sections"], j["process_list"][0]["attached"])')" "(0, False)"
 
+# ---- a program running on a preloaded allocator (jemalloc): the hooks call it ----
+JE=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+if [ -f "$JE" ]; then
+    start je env LD_PRELOAD="$JE" "$B/rec-server"
+    ask je 'req 64' >/dev/null
+    ok "jemalloc: attached" attach je "$T/je.hlt"
+    eq "jemalloc: answers while attached" "$(ask je 'req 100')" "done 100"
+    stop INT
+    eq "jemalloc: detached, trace holds the requests" "$st,$(count "$T/je.hlt" malloc 4001)" "0,100"
+    eq "jemalloc: still answering (blocks freed by the same allocator)" "$(ask je 'req 100')" \
+        "done 100"
+    ask je quit >/dev/null
+else
+    skip "jemalloc: attached" "libjemalloc2 is not installed"
+fi
+
 # ---- a real program: Debian's python3, allocating in a thread per line ----
 py='
 import sys, threading
