@@ -463,10 +463,10 @@ static uint64_t horizon(struct tstate *self)
     return h;
 }
 
-/* Write the buffer as one chunk (or drop it if recording stopped: a fork child that
- * could not open its file) and start it over. */
 static int orphaned(void);
 
+/* Write the buffer as one chunk (or drop it if recording stopped: a fork child that
+ * could not open its file, an attach whose heaplab is gone) and start it over. */
 static void flush(struct tstate *t)
 {
     if (!t->buf || t->pos == t->buf)
