@@ -199,6 +199,20 @@ check "refused: ... the recorder is unloaded again" "! grep -q heaplab-record /p
 check "refused: ... and the program still runs" "kill -0 $OP"
 kill "$OP"
 
+"$H" record -q -o "$T/pre.hlt" -- sleep 300 &
+RP=$!
+CP=
+for _ in $(seq 200); do
+    CP=$(pgrep -P "$RP" | head -1)
+    [ -n "$CP" ] && grep -q heaplab-record "/proc/$CP/maps" 2>/dev/null && break
+    sleep 0.05
+done
+fails_with_one_line "refused: a program heaplab records from its start already" \
+    "$H" record -p "$CP" -o "$T/x.hlt"
+check "refused: ... the line says so" "grep -q 'recorded from its start' '$T/.stderr'"
+kill "$CP"
+wait "$RP" 2>/dev/null
+
 sleep 300 &
 SL=$!
 fails_with_one_line "refused: a PID that does not exist" "$H" record -p 2147483646 -o "$T/x.hlt"

@@ -511,8 +511,10 @@ EXPORT int heaplab_attach(const char *dir, int watcher)
         r = refuse(dir, "its malloc is not a function the hooks can call");
     } else if (visit_all(1, why, sizeof why) != 0) {
         r = refuse(dir, "%s", why);
-    } else if (hl_attach_begin(dir, global, (pid_t)watcher) != 0) {
-        r = refuse(dir, "cannot start a capture in %s (is it already being recorded?)", dir);
+    } else if ((r = hl_attach_begin(dir, global, (pid_t)watcher)) != 0) {
+        r = r == -2 ? refuse(dir, "it is being recorded from its start already (heaplab "
+                                  "record -- PROGRAM)")
+                    : refuse(dir, "cannot start a capture in %s", dir);
     } else {
         g_nslots = 0;
         if (visit_all(0, why, sizeof why) != 0) {

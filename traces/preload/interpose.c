@@ -1338,7 +1338,8 @@ EXPORT void _Exit(int status)
  * a capture in dir for the heaplab process `watcher` (if that dies without detaching,
  * writing stops at the next flush), hl_attach_end flushes it and stops: the library
  * stays loaded (threads may still be inside a wrapper), and a later attach starts over
- * with the thread buffers it left behind. */
+ * with the thread buffers it left behind.  hl_attach_begin returns 0, -2 if the library
+ * was preloaded and records already, -1 if the capture cannot start. */
 __attribute__((visibility("hidden"))) int hl_attach_begin(const char *dir, void *const *fns,
                                                          pid_t watcher);
 __attribute__((visibility("hidden"))) void hl_attach_end(void);
@@ -1353,6 +1354,8 @@ static int orphaned(void)
 int hl_attach_begin(const char *dir, void *const *fns, pid_t watcher)
 {
     static int atfork_set, key_made;
+    if (g_on && !g_attached)
+        return -2; /* preloaded: recorded from its start */
     if (g_on || strlen(dir) >= sizeof g_dir || !g_libpath[0])
         return -1;
     ts.guard++;
