@@ -19,7 +19,7 @@
  *
  * FILE <raw>.ckpt (written as .tmp and renamed, so it is whole or absent), native
  * 64-bit words: magic, version, H, low, horizon, prev_time, next_slot, events,
- * unknown, nthreads, the writer state (6 words), the counts of dense pairs, knots,
+ * unknown, nthreads, the writer state (8 words), the counts of dense pairs, knots,
  * pending reallocs and live pairs, then those arrays (2, 2, 3 and 2 words each), then
  * a checksum (hl_raw_checksum) of all the words before it.
  */
@@ -102,7 +102,8 @@ static int save(struct section *s, size_t low, struct hl_err *err)
               put(&b, low) | put(&b, f->horizon) | put(&b, s->prev_time) | put(&b, s->next_slot) |
               put(&b, s->events) | put(&b, s->unknown) | put(&b, s->nthreads) |
               put(&b, ws.bytes) | put(&b, ws.nevents) | put(&b, ws.next_slot) |
-              put(&b, ws.prev_time) | put(&b, ws.pid) | put(&b, ws.nthreads);
+              put(&b, ws.prev_time) | put(&b, ws.pid) | put(&b, ws.nthreads) |
+              put(&b, ws.chunk_seq) | put(&b, ws.modes);
     uint64_t ndense = 0, npend = 0;
     for (uint32_t i = 0; i < f->nthr; i++) {
         const struct rthread *t = f->thr[i];
@@ -158,6 +159,11 @@ static int save(struct section *s, size_t low, struct hl_err *err)
 int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err)
 {
     struct rawfile *f = s->f;
+    /* Each checkpoint writes the live address map: keep that a small part of the
+     * capture read between two. */
+    size_t map_bytes = hl_slotmap_count(s->map) * 16;
+    if (every < 4 * map_bytes)
+        every = 4 * map_bytes;
     if (f->off - s->ckpt_off < every || !hl_writer_at_boundary(s->w))
         return 0;
     s->ckpt_off = f->off;
@@ -224,6 +230,8 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
     ws->prev_time = NEXT();
     ws->pid = (uint32_t)NEXT();
     ws->nthreads = (uint32_t)NEXT();
+    ws->chunk_seq = (uint32_t)NEXT();
+    ws->modes = (uint32_t)NEXT();
     uint64_t ndense = NEXT(), nknots = NEXT(), npend = NEXT(), nlive = NEXT();
     if (bad || ndense > n || nknots > n || npend > n || nlive > n ||
         i + 2 * ndense + 2 * nknots + 3 * npend + 2 * nlive != n || low < sizeof f->h ||

@@ -160,8 +160,10 @@ struct section {
 
 /* ---- shared between finalise.c and checkpoint.c ---- */
 
-/* Bytes of capture read between two checkpoints of a section. */
-#define CKPT_EVERY ((size_t)256 << 20)
+/* Bytes of capture read between two checkpoints of a section (at least four times
+ * the live address map a checkpoint writes): with the merge's lag, about what the
+ * capture holds on disk. */
+#define CKPT_EVERY ((size_t)64 << 20)
 /* For tests only: checkpoint every this many bytes instead. */
 #define ENV_CKPT_EVERY "HEAPLAB_TEST_CHECKPOINT_EVERY"
 /* For tests only: fail, as a full disk would, once this many bytes are read. */

@@ -51,6 +51,8 @@ struct hl_reader {
     const uint8_t *data;
     size_t len;
     size_t map_len; /* non-zero if data is our mapping */
+    size_t released; /* pages of the mapping below this were given back */
+    int fd;          /* the file, if mapped (else -1) */
     size_t pos;     /* offset of the next block */
     int state;
     struct hl_err sticky;
@@ -93,6 +95,28 @@ __attribute__((format(printf, 3, 4))) static int fail(struct hl_reader *r, struc
     if (err)
         *err = r->sticky;
     return -1;
+}
+
+/* Give back the pages of the mapping in [from, to) (page-aligned inward), so that
+ * reading a long trace holds a bounded window of it in memory. */
+static void drop_pages(struct hl_reader *r, size_t from, size_t to)
+{
+    if (!r->map_len)
+        return;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    from = (from + pg - 1) & ~(pg - 1);
+    to &= ~(pg - 1);
+    if (to > from)
+        madvise((void *)(r->data + from), to - from, MADV_DONTNEED);
+}
+
+/* Called as the reading position moves on: let go of what lies behind it. */
+static void release_behind(struct hl_reader *r)
+{
+    if (r->pos - r->released >= ((size_t)8 << 20)) {
+        drop_pages(r, r->released, r->pos);
+        r->released = r->pos & ~(size_t)(sysconf(_SC_PAGESIZE) - 1);
+    }
 }
 
 static const char *tag_name(uint32_t tag)
@@ -156,6 +180,7 @@ static struct hl_reader *reader_new(const char *name, struct hl_err *err)
         r->name = strdup(name);
         r->ev = malloc(HL_BATCH * sizeof *r->ev);
         r->dctx = ZSTD_createDCtx();
+        r->fd = -1;
         r->live_ok = hl_liveset_init(&r->live) == 0;
     }
     if (!r || !r->name || !r->ev || !r->dctx || !r->live_ok) {
@@ -230,10 +255,11 @@ struct hl_reader *hl_reader_open(const char *path, struct hl_err *err)
         }
         r->data = m;
         r->len = r->map_len = (size_t)st.st_size;
+        r->fd = fd; /* peek_blocks reads headers with pread: see there */
     } else {
         r->data = (const uint8_t *)"";
+        close(fd);
     }
-    close(fd);
     return check_header(r, err);
 }
 
@@ -243,6 +269,8 @@ void hl_reader_close(struct hl_reader *r)
         return;
     if (r->map_len)
         munmap((void *)r->data, r->map_len);
+    if (r->fd >= 0)
+        close(r->fd);
     free(r->name);
     free(r->ev);
     free(r->raw);
@@ -254,8 +282,16 @@ void hl_reader_close(struct hl_reader *r)
 
 const char *hl_reader_hash(struct hl_reader *r)
 {
-    if (!r->hash[0])
-        snprintf(r->hash, sizeof r->hash, "%016" PRIx64, hl_fnv1a64(HL_FNV_INIT, r->data, r->len));
+    if (!r->hash[0]) {
+        uint64_t h = HL_FNV_INIT;
+        const size_t piece = (size_t)8 << 20;
+        for (size_t off = 0; off < r->len; off += piece) {
+            size_t n = r->len - off < piece ? r->len - off : piece;
+            h = hl_fnv1a64(h, r->data + off, n);
+            drop_pages(r, off, off + n); /* a window at a time (reading maps it again) */
+        }
+        snprintf(r->hash, sizeof r->hash, "%016" PRIx64, h);
+    }
     return r->hash;
 }
 
@@ -281,28 +317,49 @@ static int skip_section(struct hl_reader *r, struct hl_err *err)
 
 /* Look ahead for the section's trailer to fill in its counts; headers only, and
  * silently: damage is reported when the events get there. */
+static void peek_blocks(struct hl_reader *r, struct hl_process *p, size_t *at);
+
 static void peek_trailer(struct hl_reader *r, struct hl_process *p)
 {
     size_t pos = r->pos;
+    peek_blocks(r, p, &pos);
+}
+
+/* The section's trailer counts, looking from *at on over block headers; *at ends where
+ * the look stopped. */
+static void peek_blocks(struct hl_reader *r, struct hl_process *p, size_t *at)
+{
+    size_t pos = *at;
+    uint8_t buf[HL_BLOCK_HEADER_BYTES + 20];
     while (r->len - pos >= HL_BLOCK_HEADER_BYTES) {
+        /* Through the file, not the map: a fault on the map brings the pages around
+         * it in too (fault-around), and one header a chunk would map the whole file. */
         const uint8_t *h = r->data + pos;
+        if (r->fd >= 0) {
+            size_t want = r->len - pos < sizeof buf ? r->len - pos : sizeof buf;
+            if (pread(r->fd, buf, want, (off_t)pos) != (ssize_t)want)
+                break;
+            h = buf;
+        }
         if (hl_crc32c(0, h, 20) != hl_get_le32(h + 20))
-            return;
+            break;
         uint32_t tag = hl_get_le32(h), stored = hl_get_le32(h + 4);
         if (tag != HL_TAG_CHNK && tag != HL_TAG_ENDS)
-            return;
+            break;
         if (r->len - pos - HL_BLOCK_HEADER_BYTES < stored)
-            return;
+            break;
         if (tag == HL_TAG_ENDS) {
-            if (stored != 20 || hl_crc32c(0, h + 24, 20) != hl_get_le32(h + 16))
-                return;
-            p->nevents = hl_get_le64(h + 24);
-            p->nslots = hl_get_le64(h + 32) - p->first_slot;
-            p->nthreads = hl_get_le32(h + 40);
-            return;
+            if (stored == 20 && r->len - pos >= HL_BLOCK_HEADER_BYTES + 20 &&
+                hl_crc32c(0, h + 24, 20) == hl_get_le32(h + 16)) {
+                p->nevents = hl_get_le64(h + 24);
+                p->nslots = hl_get_le64(h + 32) - p->first_slot;
+                p->nthreads = hl_get_le32(h + 40);
+            }
+            break;
         }
         pos += HL_BLOCK_HEADER_BYTES + stored;
     }
+    *at = pos;
 }
 
 int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_err *err)
@@ -597,6 +654,7 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
         return fail(r, err, "truncated at byte offset %zu: the section of pid %u has no trailer",
                     r->pos, r->pid);
     struct block b;
+    release_behind(r);
     if (read_block(r, &b, err) < 0)
         return -1;
     if (b.tag == HL_TAG_PROC)

@@ -190,6 +190,8 @@ struct hl_writer_state {
     uint64_t prev_time;
     uint32_t pid;
     uint32_t nthreads;
+    uint32_t chunk_seq;  /* chunks of the section (the next may try both modes) */
+    uint32_t modes;      /* the modes the last trial chose */
 };
 int hl_writer_at_boundary(const struct hl_writer *w);
 int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct hl_err *err);

@@ -34,6 +34,10 @@
 #define HL_ZSTD_LEVEL 3
 #endif
 #define HL_ZSTD_MIN_MATCH 7
+/* Chunks that try both forms of REF and TIME (chunk_reset): the first this many of
+ * a section, then one in MODE_TRIAL_EVERY. */
+#define MODE_TRIAL_ALL 64
+#define MODE_TRIAL_EVERY 8
 
 static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
 
@@ -66,6 +70,9 @@ struct hl_writer {
     uint8_t *altp[HL_NCOLS];
     uint64_t prev_ref;       /* REF mode 1's prediction */
     int64_t prev_dt;         /* TIME mode 1's prediction */
+    int trial;               /* this chunk encodes REF and TIME both ways */
+    unsigned modes;          /* otherwise, the modes the last trial chose */
+    uint32_t chunk_seq;      /* chunks begun in this section */
     uint8_t *z[HL_NCOLS];    /* compressed columns */
     uint8_t *zalt[HL_NCOLS]; /* compressed alternatives */
     ZSTD_CCtx *cctx;
@@ -230,6 +237,8 @@ int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct
     st->prev_time = w->prev_time;
     st->pid = w->pid;
     st->nthreads = w->nthreads;
+    st->chunk_seq = w->chunk_seq;
+    st->modes = w->modes;
     return 0;
 }
 
@@ -253,6 +262,8 @@ struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_stat
     w->next_slot = st->next_slot;
     w->nthreads = st->nthreads;
     w->prev_time = st->prev_time;
+    w->chunk_seq = st->chunk_seq;
+    w->modes = st->modes;
     chunk_reset(w);
     return w;
 }
@@ -284,6 +295,12 @@ static void chunk_reset(struct hl_writer *w)
         w->altp[c] = w->alt[c];
     w->prev_ref = w->next_slot;
     w->prev_dt = 0;
+    /* Encoding and packing both ways costs a fifth of the writer's time: past a
+     * section's first MODE_TRIAL_ALL chunks, try both on one chunk in MODE_TRIAL_EVERY
+     * and keep the winner for the chunks after it (a long run's patterns change
+     * slowly; short traces keep the best of both on every chunk). */
+    w->trial = w->chunk_seq < MODE_TRIAL_ALL || w->chunk_seq % MODE_TRIAL_EVERY == 0;
+    w->chunk_seq++;
 }
 
 /* A column ready to be written: stored as it is (zn == 0) or compressed. */
@@ -317,6 +334,13 @@ static int pack(struct hl_writer *w, const uint8_t *data, size_t n, uint8_t *zbu
     return 0;
 }
 
+/* Does column c of this chunk use its mode-1 form? */
+static int uses_alt(unsigned modes, int c)
+{
+    return c == HL_COL_REF ? !!(modes & HL_MODE_REF_PREV)
+                           : (c == HL_COL_TIME_LO || c == HL_COL_TIME_HI) && (modes & HL_MODE_TIME_DD);
+}
+
 static int flush_chunk(struct hl_writer *w, struct hl_err *err)
 {
     if (w->chunk_n == 0)
@@ -324,23 +348,32 @@ static int flush_chunk(struct hl_writer *w, struct hl_err *err)
     struct packed col[HL_NCOLS], alt[HL_NCOLS];
     for (int c = 0; c < HL_NCOLS; c++) {
         size_t cap = ZSTD_compressBound(col_max[c] * HL_CHUNK_MAX_EVENTS);
+        if (!w->trial && uses_alt(w->modes, c)) {
+            if (pack(w, w->alt[c], (size_t)(w->altp[c] - w->alt[c]), w->z[c], cap, &col[c], err) < 0)
+                return -1;
+            continue;
+        }
         if (pack(w, w->col[c], (size_t)(w->colp[c] - w->col[c]), w->z[c], cap, &col[c], err) < 0)
             return -1;
-        if (has_alt(c) &&
+        if (w->trial && has_alt(c) &&
             pack(w, w->alt[c], (size_t)(w->altp[c] - w->alt[c]), w->zalt[c], cap, &alt[c], err) < 0)
             return -1;
     }
-    /* Modes (format.h): keep whichever prediction packs smaller. */
-    unsigned modes = 0;
-    if (packed_bytes(&alt[HL_COL_REF]) < packed_bytes(&col[HL_COL_REF])) {
-        modes |= HL_MODE_REF_PREV;
-        col[HL_COL_REF] = alt[HL_COL_REF];
-    }
-    if (packed_bytes(&alt[HL_COL_TIME_LO]) + packed_bytes(&alt[HL_COL_TIME_HI]) <
-        packed_bytes(&col[HL_COL_TIME_LO]) + packed_bytes(&col[HL_COL_TIME_HI])) {
-        modes |= HL_MODE_TIME_DD;
-        col[HL_COL_TIME_LO] = alt[HL_COL_TIME_LO];
-        col[HL_COL_TIME_HI] = alt[HL_COL_TIME_HI];
+    /* Modes (format.h): on a trial chunk keep whichever prediction packs smaller. */
+    unsigned modes = w->modes;
+    if (w->trial) {
+        modes = 0;
+        if (packed_bytes(&alt[HL_COL_REF]) < packed_bytes(&col[HL_COL_REF])) {
+            modes |= HL_MODE_REF_PREV;
+            col[HL_COL_REF] = alt[HL_COL_REF];
+        }
+        if (packed_bytes(&alt[HL_COL_TIME_LO]) + packed_bytes(&alt[HL_COL_TIME_HI]) <
+            packed_bytes(&col[HL_COL_TIME_LO]) + packed_bytes(&col[HL_COL_TIME_HI])) {
+            modes |= HL_MODE_TIME_DD;
+            col[HL_COL_TIME_LO] = alt[HL_COL_TIME_LO];
+            col[HL_COL_TIME_HI] = alt[HL_COL_TIME_HI];
+        }
+        w->modes = modes;
     }
 
     /* The payload is written in pieces: its header varints, then per column two varints
@@ -417,6 +450,8 @@ int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
     w->nthreads = 0;
     w->prev_time = 0;
     hl_liveset_clear(&w->live);
+    w->chunk_seq = 0;
+    w->modes = 0;
     chunk_reset(w);
     return 0;
 }
@@ -559,10 +594,14 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
     }
     if (op_bits[op] & 4)
         w->colp[HL_COL_AUX] = hl_put_varint(w->colp[HL_COL_AUX], e->aux);
+    /* REF and TIME as mode 0 and/or mode 1 (a trial chunk writes both). */
+    unsigned want0 = w->trial ? 3 : ~w->modes, want1 = w->trial ? 3 : w->modes;
     if (ref != HL_NO_SLOT) {
-        w->colp[HL_COL_REF] = hl_put_varint(w->colp[HL_COL_REF], w->next_slot - 1 - ref);
-        w->altp[HL_COL_REF] =
-            hl_put_varint(w->altp[HL_COL_REF], hl_zigzag((int64_t)ref - (int64_t)w->prev_ref));
+        if (want0 & HL_MODE_REF_PREV)
+            w->colp[HL_COL_REF] = hl_put_varint(w->colp[HL_COL_REF], w->next_slot - 1 - ref);
+        if (want1 & HL_MODE_REF_PREV)
+            w->altp[HL_COL_REF] =
+                hl_put_varint(w->altp[HL_COL_REF], hl_zigzag((int64_t)ref - (int64_t)w->prev_ref));
         w->prev_ref = ref;
     }
     /* TIME mode 0 stores the step, mode 1 the change of step (wrapping arithmetic, so
@@ -570,11 +609,15 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
     int64_t dt = (int64_t)(e->time_ns - w->prev_time);
     int64_t ddt = (int64_t)((uint64_t)dt - (uint64_t)w->prev_dt);
     w->prev_dt = dt;
-    *w->colp[HL_COL_TIME_LO]++ = (uint8_t)dt;
-    w->colp[HL_COL_TIME_HI] = hl_put_varint(w->colp[HL_COL_TIME_HI], hl_zigzag(dt >> 8));
-    uint64_t zdt = hl_zigzag(ddt); /* changes go either way: zigzag before the split */
-    *w->altp[HL_COL_TIME_LO]++ = (uint8_t)zdt;
-    w->altp[HL_COL_TIME_HI] = hl_put_varint(w->altp[HL_COL_TIME_HI], zdt >> 8);
+    if (want0 & HL_MODE_TIME_DD) {
+        *w->colp[HL_COL_TIME_LO]++ = (uint8_t)dt;
+        w->colp[HL_COL_TIME_HI] = hl_put_varint(w->colp[HL_COL_TIME_HI], hl_zigzag(dt >> 8));
+    }
+    if (want1 & HL_MODE_TIME_DD) {
+        uint64_t zdt = hl_zigzag(ddt); /* changes go either way: zigzag before the split */
+        *w->altp[HL_COL_TIME_LO]++ = (uint8_t)zdt;
+        w->altp[HL_COL_TIME_HI] = hl_put_varint(w->altp[HL_COL_TIME_HI], zdt >> 8);
+    }
     w->prev_time = e->time_ns;
 
     /* Update the section's state: realloc gives the old block back unless it failed. */
