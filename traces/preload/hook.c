@@ -514,7 +514,8 @@ EXPORT int heaplab_attach(const char *dir, int watcher)
     } else if ((r = hl_attach_begin(dir, global, (pid_t)watcher)) != 0) {
         r = r == -2 ? refuse(dir, "it is being recorded from its start already (heaplab "
                                   "record -- PROGRAM)")
-                    : refuse(dir, "cannot start a capture in %s", dir);
+                    : refuse(dir, "cannot start a capture in %s (can the program's user "
+                                  "write there?)", dir);
     } else {
         g_nslots = 0;
         if (visit_all(0, why, sizeof why) != 0) {
