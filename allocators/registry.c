@@ -6,6 +6,7 @@
  */
 #include "allocators/registry.h"
 #include "allocators/registry_paths.h"
+#include "allocators/settings.h"
 #include "config.h"
 #include "paths.h"
 
@@ -73,7 +74,37 @@ int hl_registry_list(struct hl_alloc *out, int max)
     return n;
 }
 
+static int resolve_plain(const char *spec, struct hl_alloc *out, char *why, int whylen);
+
 int hl_registry_resolve(const char *spec, struct hl_alloc *out, char *why, int whylen)
+{
+    const char *colon = strchr(spec, ':');
+    if (!colon)
+        return resolve_plain(spec, out, why, whylen);
+    char base[PATH_MAX + 80];
+    if ((size_t)(colon - spec) >= sizeof base || !colon[1]) {
+        snprintf(why, (size_t)whylen, "%s: expected NAME:KEY=VALUE[,KEY=VALUE...]", spec);
+        return -1;
+    }
+    memcpy(base, spec, (size_t)(colon - spec));
+    base[colon - spec] = 0;
+    if (resolve_plain(base, out, why, whylen) != 0)
+        return -1;
+    if (hl_settings_apply(out, colon + 1, why, (size_t)whylen) != 0)
+        return -1;
+    /* The row is named after the variant: the allocator's name, then its settings. */
+    char name[sizeof out->name];
+    int k = snprintf(name, sizeof name, "%s:%s", out->name, out->settings);
+    if (k < 0 || (size_t)k >= sizeof name) {
+        snprintf(why, (size_t)whylen, "%s: name too long (at most %zu characters)", spec,
+                 sizeof name - 1);
+        return -1;
+    }
+    memcpy(out->name, name, sizeof name);
+    return 0;
+}
+
+static int resolve_plain(const char *spec, struct hl_alloc *out, char *why, int whylen)
 {
     const char *eq = strchr(spec, '=');
     if (eq) {

@@ -9,37 +9,50 @@
 #include "options.h"
 #include "util.h"
 #include "replay/spawn.h"
+#include "allocators/settings.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static const char *const usage[] = {
     "heaplab allocators [--format table|csv] [-a NAME=/path/lib.so]...",
+    "heaplab allocators --settings NAME[=/path/lib.so]",
     "List the allocators 'heaplab replay' can load: name, version, library path, and",
     "whether it is available (and why not).  -a adds a library given by path, checked",
     "the same way (e.g. -a tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4).",
+    "--settings lists the settings an allocator takes in a variant (replay -a",
+    "NAME:KEY=VALUE), how they reach it, and their defaults where the allocator tells.",
     NULL};
 
 #define MAXA 64
 
 int cmd_allocators(int argc, char **argv)
 {
-    const char *format = "table";
+    const char *format = "table", *settings = NULL;
     struct hl_strlist extra = {0};
     struct hl_option opts[] = {
         HL_OPT_STRING(0, "format", &format, "FMT", "table (default) or csv"),
         HL_OPT_LIST('a', "allocator", &extra, "NAME=PATH", "also check this library"),
+        HL_OPT_STRING(0, "settings", &settings, "NAME",
+                      "list the settings NAME takes (and their defaults)"),
         HL_OPT_END()};
     int first = hl_parse_options(argc, argv, opts, usage, 0);
     if (first < argc)
         hl_usage_die("allocators: unexpected argument '%s'", argv[first]);
+    char why[1024];
+    if (settings) {
+        static struct hl_alloc one;
+        if (hl_registry_resolve(settings, &one, why, sizeof why) != 0 ||
+            hl_settings_list(&one, why, sizeof why) != 0)
+            hl_die("%s", why);
+        return 0;
+    }
     int csv = strcmp(format, "csv") == 0;
     if (!csv && strcmp(format, "table") != 0)
         hl_usage_die("--format: unknown value '%s'", format);
 
     static struct hl_alloc a[MAXA];
     int n = hl_registry_list(a, MAXA);
-    char why[1024];
     for (int i = 0; i < extra.n && n < MAXA; i++) {
         if (hl_registry_resolve(extra.items[i], &a[n], why, sizeof why) != 0)
             hl_die("%s", why);

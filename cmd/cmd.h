@@ -20,6 +20,8 @@ int cmd_plot(int argc, char **argv);
 int cmd_gen(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 /* Worker entry: heaplab re-executes itself as `heaplab __worker ...` for each
  * allocator under test (see cmd/replay/).  Not listed in help. */

@@ -22,6 +22,8 @@ static const struct subcommand commands[] = {
     {"replay", cmd_replay, "replay traces against allocators and measure them"},
     {"allocators", cmd_allocators, "list the allocators replay can load, with versions"},
     {"plot", cmd_plot, "turn replay results into gnuplot charts and a report"},
+    {"merge", cmd_merge, "join result files of shards or machines into one, for plot"},
+    {"diff", cmd_diff, "compare two result sets; fail on a regression (--fail-on)"},
     {"gen", cmd_gen, "generate a synthetic workload trace (larson, xmalloc, ...)"},
     {"export", cmd_export, "write a trace as text, one event a line"},
     {"import", cmd_import, "make a trace from text (heaplab export) or a glibc mtrace log"},

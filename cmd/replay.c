@@ -10,7 +10,10 @@
 #include "config.h"
 #include "options.h"
 #include "util.h"
+#include "allocators/heaplab/options.h"
+#include "allocators/settings.h"
 #include "replay/output.h"
+#include "replay/shard.h"
 #include "replay/spawn.h"
 
 #include <limits.h>
@@ -32,6 +35,17 @@ static const char *const usage[] = {
     "heaplab-buddy (see 'heaplab allocators'), or NAME=/path/lib.so for any library",
     "that replaces malloc, e.g. tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.",
     "The default is every available allocator.",
+    "A variant adds settings, NAME[=PATH]:KEY=VALUE[,KEY=VALUE...], and names its rows:",
+    "  -a 'glibc:trim_threshold=128k' -a 'jemalloc:dirty_decay_ms=0,narenas=1'",
+    "  -a 'heaplab:retain=1m' -a 'tc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4:release_rate=0'",
+    "They reach only that allocator's workers, through GLIBC_TUNABLES, MALLOC_CONF",
+    "(jemalloc), MIMALLOC_*, TCMALLOC_* or HEAPLAB_*; a size takes k, m, g.  A sweep",
+    "-a 'glibc:trim_threshold={128k,1m,16m}' expands to one variant per value.  Names and",
+    "values are checked before anything runs: 'heaplab allocators --settings NAME' lists",
+    "what NAME takes.  Results carry the variables in their settings field.",
+    "--shard I/N splits the cells (trace x allocator) among N jobs without overlap;",
+    "'heaplab merge' joins the shards' results (scripts/fanout-parallel, fanout-slurm,",
+    "and .github/workflows/compare.yml run them).",
     "",
     "--counters=sim runs one extra replay per allocator under valgrind's callgrind",
     "(cache simulator, collection only around the replay loop): deterministic",
@@ -116,9 +130,11 @@ static void read_tunables(char *out, size_t n)
     extern char **environ;
     static const char *const prefixes[] = {
         "GLIBC_TUNABLES=", "MALLOC_", "JE_MALLOC_CONF=", "MIMALLOC_", "TCMALLOC_",
-        /* heaplab's own allocators (allocators/heaplab/options.c) */
-        "HEAPLAB_MMAP_THRESHOLD=", "HEAPLAB_RETAIN=", "HEAPLAB_STATS=", "HEAPLAB_TCACHE=",
-        "HEAPLAB_TRIM_THRESHOLD=", NULL};
+    /* heaplab's own allocators (allocators/heaplab/options.h) */
+#define HL_TUNABLE_VAR(id, env, dflt, help) env "=",
+        HLM_OPTIONS(HL_TUNABLE_VAR)
+#undef HL_TUNABLE_VAR
+        NULL};
     size_t len = 0;
     out[0] = 0;
     for (char **e = environ; *e; e++)
@@ -190,27 +206,6 @@ static void progress(int on, const char *trace, int run, int runs, const char *a
     }
 }
 
-/* Split "-a a,b -a c=/x.so" into allocator specs. */
-static int split_specs(const struct hl_strlist *l, char *buf, size_t bufn, const char **specs,
-                       int max)
-{
-    size_t used = 0;
-    int n = 0;
-    for (int i = 0; i < l->n; i++) {
-        size_t k = strlen(l->items[i]) + 1;
-        if (used + k > bufn)
-            hl_usage_die("-a: too long");
-        char *s = memcpy(buf + used, l->items[i], k);
-        used += k;
-        for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
-            if (n == max)
-                hl_usage_die("-a: too many allocators (at most %d)", max);
-            specs[n++] = tok;
-        }
-    }
-    return n;
-}
-
 #define MAX_ALLOCS 32
 
 static void check_writable(const char *path)
@@ -257,9 +252,12 @@ int cmd_replay(int argc, char **argv)
     uint64_t timeline_every = 0;
     int quiet = 0;
     long process = -1, timeout = 0;
+    const char *shard_arg = NULL;
+    struct hl_rp_shard shard = {1, 1};
     struct hl_option opts[] = {
         HL_OPT_LIST('a', "allocators", &alist, "LIST",
-                    "allocators to compare, comma-separated: NAME or NAME=/path/lib.so"),
+                    "allocators to compare, comma-separated: NAME, NAME=/path/lib.so, "
+                    "either with :KEY=VALUE,... settings"),
         HL_OPT_INT('n', "runs", &runs, "RUNS", "runs per allocator (default 3)"),
         HL_OPT_STRING(0, "threads", &threads, "MODE",
                       "recorded (one thread per recorded thread, default) or serial"),
@@ -284,6 +282,9 @@ int cmd_replay(int argc, char **argv)
         HL_OPT_INT(0, "timeout", &timeout, "SECONDS",
                    "give up on a worker run after SECONDS; its allocator's cell on that trace "
                    "is reported as n/a: timed out (default: no limit)"),
+        HL_OPT_STRING(0, "shard", &shard_arg, "I/N",
+                      "run only shard I of N: the (trace, allocator) cells whose number is I "
+                      "modulo N (cells counted from 1, traces first), for fan-out"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no progress line"),
         HL_OPT_END()};
     int first = hl_parse_options(argc, argv, opts, usage, 0);
@@ -299,15 +300,20 @@ int cmd_replay(int argc, char **argv)
                              timeout, progress_tick, NULL};
     prog.timeout_s = timeout;
     int fmt = pick("format", format, format_c);
+    if (shard_arg && hl_rp_shard_parse(shard_arg, &shard) != 0)
+        hl_usage_die("--shard: expected I/N with 1 <= I <= N, not '%s'", shard_arg);
 
     /* Allocators: resolved and probed before any work, so a bad name fails fast. */
     static struct hl_alloc allocs[MAX_ALLOCS];
     int nalloc = 0;
     char why[1024];
     if (alist.n) {
-        static char buf[8192];
-        const char *specs[MAX_ALLOCS];
-        int ns = split_specs(&alist, buf, sizeof buf, specs, MAX_ALLOCS);
+        static char specs[MAX_ALLOCS][1024];
+        int ns = 0;
+        for (int i = 0; i < alist.n; i++)
+            if (hl_variants_expand(alist.items[i], specs[0], sizeof specs[0], &ns, MAX_ALLOCS,
+                                   why, sizeof why) != 0)
+                hl_die("%s", why);
         for (int i = 0; i < ns; i++) {
             if (hl_registry_resolve(specs[i], &allocs[nalloc], why, sizeof why) != 0)
                 hl_die("%s", why);
@@ -358,6 +364,7 @@ int cmd_replay(int argc, char **argv)
     meta.check = check;
     read_tunables(meta.tunables, sizeof meta.tunables);
     read_cpu(meta.cpu, sizeof meta.cpu);
+    hl_rp_machine(&meta);
     struct utsname u;
     if (uname(&u) == 0)
         snprintf(meta.kernel, sizeof meta.kernel, "%s %s", u.sysname, u.release);
@@ -380,8 +387,8 @@ int cmd_replay(int argc, char **argv)
         memset(timed_out, 0, sizeof timed_out);
         for (int k = 0; k < runs; k++) {
             for (int a = 0; a < nalloc; a++) {
-                if (timed_out[a][0]) /* one timeout is enough: no more runs of it here */
-                    continue;
+                if (timed_out[a][0] || !hl_rp_shard_has(&shard, r * nalloc + a))
+                    continue; /* one timeout is enough: no more runs of it here */
                 progress(show, rows[r].name, k + 1, (int)runs, allocs[a].name);
                 size_t idx = ((size_t)r * (size_t)nalloc + (size_t)a) * (size_t)runs + (size_t)k;
                 int rc = hl_rp_spawn_run(&allocs[a], rows[r].plan.fd, &run_o, &all[idx],
@@ -398,6 +405,8 @@ int cmd_replay(int argc, char **argv)
         }
         for (int a = 0; a < nalloc; a++) {
             struct hl_rp_cell *c = &cells[r * nalloc + a];
+            if (!hl_rp_shard_has(&shard, r * nalloc + a))
+                continue;
             if (timed_out[a][0]) {
                 /* Nothing measured stands in for the runs that did not finish. */
                 c->row = &rows[r];
@@ -483,6 +492,7 @@ int cmd_replay(int argc, char **argv)
         }
     }
     progress(show, NULL, 0, 0, NULL);
+    ncells = hl_rp_shard_compact(cells, ncells);
 
     emit(out_path, fmt, cells, ncells, &meta);
     /* --csv/--json: extra copies, so one run gives the table and the files. */

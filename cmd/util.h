@@ -8,6 +8,7 @@
 #define HEAPLAB_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 __attribute__((format(printf, 1, 2), noreturn)) void hl_die(const char *fmt, ...);
@@ -24,6 +25,10 @@ char *hl_xstrdup(const char *s);
 char *hl_fmt_bytes(char *buf, size_t n, double bytes);
 char *hl_fmt_ns(char *buf, size_t n, double ns);
 char *hl_fmt_count(char *buf, size_t n, double count);
+
+/* A CSV field: as is, or quoted (quotes doubled) when it holds a comma, quote or
+ * line break. */
+void hl_csv_str(FILE *f, const char *s);
 
 /* Path of the running heaplab executable (/proc/self/exe). */
 const char *hl_self_exe(void);

@@ -41,6 +41,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/single_threaded.h>
+#include "options.h"
 
 #define HLM_API __attribute__((visibility("default")))
 #define hlm_likely(x) __builtin_expect(!!(x), 1)
@@ -118,13 +119,11 @@ void hlm_os_write(int fd, const char *s, size_t n);
 
 /* ---- options (options.c): one table, read once from HEAPLAB_* variables ---------------- */
 
+/* The table itself, names and defaults, is in options.h. */
 enum hlm_opt {
-    HLM_OPT_STATS,           /* HEAPLAB_STATS: print statistics to stderr at exit (2: spans too) */
-    HLM_OPT_MMAP_THRESHOLD,  /* HEAPLAB_MMAP_THRESHOLD: blocks this big are mmap'd */
-    HLM_OPT_TRIM_THRESHOLD,  /* HEAPLAB_TRIM_THRESHOLD: free top of the heap kept */
-    HLM_OPT_RETAIN,          /* HEAPLAB_RETAIN: free dirty bytes kept before purging */
-    HLM_OPT_TCACHE,          /* HEAPLAB_TCACHE: 0 turns the thread caches off */
-    HLM_OPT_COLD,            /* HEAPLAB_COLD: small blocks come from the tag heap until this many bytes are out */
+#define HLM_OPT_ID(id, env, def, help) HLM_OPT_##id,
+    HLM_OPTIONS(HLM_OPT_ID)
+#undef HLM_OPT_ID
     HLM_OPT_COUNT
 };
 struct hlm_option {

@@ -11,16 +11,9 @@
 extern char **environ;
 
 struct hlm_option hlm_options[HLM_OPT_COUNT] = {
-    [HLM_OPT_STATS] = {"HEAPLAB_STATS", 0, false, "print allocator statistics to stderr at exit"},
-    [HLM_OPT_MMAP_THRESHOLD] = {"HEAPLAB_MMAP_THRESHOLD", 256 * 1024, false,
-                                "blocks this large get their own mmap (fixed if set, else adaptive)"},
-    [HLM_OPT_TRIM_THRESHOLD] = {"HEAPLAB_TRIM_THRESHOLD", 512 * 1024, false,
-                                "free bytes at the top of the sbrk heap kept before trimming"},
-    [HLM_OPT_RETAIN] = {"HEAPLAB_RETAIN", 4 * 1024 * 1024, false,
-                        "free dirty bytes kept before they are purged with madvise"},
-    [HLM_OPT_TCACHE] = {"HEAPLAB_TCACHE", 1, false, "0 turns the per-thread caches off"},
-    [HLM_OPT_COLD] = {"HEAPLAB_COLD", 1024 * 1024, false,
-                      "small blocks are tag-heap chunks until this many bytes of them are out (0: slabs at once)"},
+#define HLM_OPT_ENTRY(id, env, def, help) [HLM_OPT_##id] = {env, def, false, help},
+    HLM_OPTIONS(HLM_OPT_ENTRY)
+#undef HLM_OPT_ENTRY
 };
 
 size_t hlm_mmap_threshold = 256 * 1024;

@@ -39,10 +39,13 @@
     X(VIOLATIONS, "violations", 1) X(THREADS_MODE, "threads_mode", 0)                  \
     X(TOUCH, "touch", 0) X(TUNABLES, "tunables", 0)                                    \
     X(HEAPLAB_VERSION, "heaplab_version", 0) X(CPU, "cpu", 0) X(KERNEL, "kernel", 0)   \
-    X(DATE, "date", 0)                                                                  \
+    X(DATE, "date", 0) X(SETTINGS, "settings", 0) X(HOST, "host", 0)                   \
+    X(CORES, "cores", 1) X(LIBC, "libc", 0)                                            \
     /* Not in the CSV schema: from the JSON's time_split.allocator_ns (the time inside \
      * the allocator's calls, without touching memory or the harness). */             \
-    X(ALLOC_TIME_NS, "alloc_time_ns", 1)
+    X(ALLOC_TIME_NS, "alloc_time_ns", 1)                                               \
+    /* Not in the CSV schema either: the JSON's recorded_threads (threads of the trace). */ \
+    X(RECORDED_THREADS, "recorded_threads", 1)
 
 enum hl_col {
 #define HL_RES_ENUM(id, name, numeric) HL_RES_##id,
@@ -204,5 +207,27 @@ struct hl_stats *hl_stats_read(const struct hl_json *doc, const char *input);
 int hl_stats_plot(struct hl_stats *s, const struct hl_chart_opts *o, char *report,
                   size_t report_n);
 void hl_stats_free(struct hl_stats *s);
+
+/* ---- several result sets (merge.c, diff.c) ---- */
+
+/* Join result files (shards, machines) into one results CSV on out; dies with one line
+ * on files that do not fit together (rules in merge.c). */
+void hl_results_merge(FILE *out, const char *const *paths, int nfiles);
+
+/* A --fail-on rule of `heaplab diff`: ALLOC:METRIC>PCT%. */
+struct hl_diff_rule {
+    char alloc[160];
+    int metric; /* hl_diff_metric() */
+    double pct;
+};
+/* A metric's index by name, or -1; the names, for help and messages. */
+int hl_diff_metric(const char *name);
+const char *hl_diff_metric_names(void);
+/* Parse ALLOC:METRIC>PCT%.  Returns 0 or -1. */
+int hl_diff_rule_parse(const char *s, struct hl_diff_rule *out);
+/* Compare cell by cell and print the changes (every compared value with all) of the
+ * metrics in metric_mask (bit = metric index).  Returns 1 when a rule failed, else 0. */
+int hl_results_diff(FILE *out, const struct hl_results *base, const struct hl_results *new,
+                    const struct hl_diff_rule *rules, int nrules, unsigned metric_mask, int all);
 
 #endif

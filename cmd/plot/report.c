@@ -271,6 +271,7 @@ void hl_report_write(const char *path, const struct hl_results *r,
     fprintf(f, "## Provenance\n\n| | |\n|---|---|\n");
     static const struct { enum hl_col col; const char *label; } prov[] = {
         {HL_RES_HEAPLAB_VERSION, "heaplab version"}, {HL_RES_CPU, "CPU"},
+        {HL_RES_HOST, "host"}, {HL_RES_CORES, "cores"}, {HL_RES_LIBC, "C library"},
         {HL_RES_KERNEL, "kernel"}, {HL_RES_DATE, "date of the runs"},
         {HL_RES_RUNS, "runs per allocator"}, {HL_RES_THREADS_MODE, "thread mode"},
         {HL_RES_TOUCH, "memory touched"}, {HL_RES_COUNTERS_SOURCE, "cache counters"},
@@ -309,7 +310,8 @@ void hl_report_write(const char *path, const struct hl_results *r,
             fputs("the system's (no preload)", f);
         }
         fputs(" | ", f);
-        const char *t = row->v[HL_RES_TUNABLES];
+        /* A variant's own settings, else what every worker inherited. */
+        const char *t = row->v[HL_RES_SETTINGS] ? row->v[HL_RES_SETTINGS] : row->v[HL_RES_TUNABLES];
         if (t && t[strlen(t) - 1] != '=') {
             fputc('`', f);
             hl_md_cell(f, t, "-");

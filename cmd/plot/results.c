@@ -206,7 +206,7 @@ static void results_read_json(struct hl_results *r, const char *path, const char
         hl_die("%s:%d: no \"results\" array (neither replay results nor `heaplab stat "
                "--json` output)", path, res ? res->line : doc->line);
     static const enum hl_col prov[] = {HL_RES_HEAPLAB_VERSION, HL_RES_CPU, HL_RES_KERNEL,
-                                       HL_RES_DATE};
+                                       HL_RES_DATE, HL_RES_HOST, HL_RES_CORES, HL_RES_LIBC};
     for (int i = 0; i < res->n; i++) {
         const struct hl_json *o = res->items[i];
         if (o->t != HL_JSON_OBJ)

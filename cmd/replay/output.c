@@ -9,9 +9,11 @@
 #include "config.h"
 #include "util.h"
 
+#include <gnu/libc-version.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { F_NULL, F_STR, F_U64, F_DBL };
 
@@ -100,25 +102,31 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
     n = add_s(f, n, "cpu", m->cpu);
     n = add_s(f, n, "kernel", m->kernel);
     n = add_s(f, n, "date", m->date);
+    /* Appended to the schema: the variant's variables, and the machine. */
+    char settings[HL_ALLOC_MAXENV * 322];
+    size_t sl = 0;
+    settings[0] = 0;
+    for (int i = 0; i < c->alloc->nenv; i++)
+        sl += (size_t)snprintf(settings + sl, sizeof settings - sl, "%s%s", i ? " " : "",
+                               c->alloc->env[i]);
+    n = add_s(f, n, "settings", settings);
+    n = add_s(f, n, "host", m->host);
+    n = add_u(f, n, "cores", (uint64_t)m->cores, m->cores > 0);
+    n = add_s(f, n, "libc", m->libc);
     return n;
+}
+
+void hl_rp_machine(struct hl_rp_meta *m)
+{
+    if (gethostname(m->host, sizeof m->host) != 0)
+        snprintf(m->host, sizeof m->host, "unknown");
+    m->host[sizeof m->host - 1] = 0;
+    m->cores = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(m->libc, sizeof m->libc, "glibc %s", gnu_get_libc_version());
 }
 
 /* ---- CSV ---- */
 
-static void csv_str(FILE *f, const char *s)
-{
-    if (!strpbrk(s, ",\"\n\r")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
 
 
 static void put_value(FILE *f, const struct fld *x, int json);
@@ -170,7 +178,7 @@ static void put_value(FILE *f, const struct fld *x, int json)
             fputs("null", f);
         break;
     case F_STR:
-        (json ? json_str : csv_str)(f, x->s);
+        (json ? json_str : hl_csv_str)(f, x->s);
         break;
     case F_U64:
         fprintf(f, "%llu", (unsigned long long)x->u);
@@ -191,6 +199,10 @@ void hl_rp_write_json(FILE *f, const struct hl_rp_cell *c, int n, const struct h
     json_str(f, m->kernel);
     fprintf(f, ", \"date\": ");
     json_str(f, m->date);
+    fprintf(f, ", \"host\": ");
+    json_str(f, m->host);
+    fprintf(f, ", \"cores\": %ld, \"libc\": ", m->cores);
+    json_str(f, m->libc);
     fprintf(f, ",\n \"results\": [");
     for (int k = 0; k < n; k++) {
         struct fld fl[MAXF];
@@ -274,9 +286,9 @@ void hl_rp_write_timeline(FILE *f, const struct hl_rp_cell *c, int n)
     for (int k = 0; k < n; k++)
         for (uint64_t i = 0; i < c[k].ntl; i++) {
             const struct hl_rp_tlsample *s = &c[k].tl[i];
-            csv_str(f, c[k].row->name);
+            hl_csv_str(f, c[k].row->name);
             fputc(',', f);
-            csv_str(f, c[k].alloc->name);
+            hl_csv_str(f, c[k].alloc->name);
             fprintf(f, ",%d,%llu,%llu,%llu,%llu\n", c[k].med_run,
                     (unsigned long long)s->op_index, (unsigned long long)s->time_ns,
                     (unsigned long long)s->live_bytes, (unsigned long long)s->rss_bytes);
@@ -456,5 +468,18 @@ void hl_rp_write_table(FILE *f, const struct hl_rp_cell *c, int n, const struct 
             fprintf(f, "%s: %s: %s\n", c[k].row->name, c[k].alloc->name, c[k].na);
     if (all_na && counters_why)
         fprintf(f, "counters: %s\n", counters_why);
+    /* Each variant once: the variables its workers ran with. */
+    for (int k = 0; k < n; k++) {
+        const struct hl_alloc *a = c[k].alloc;
+        int seen = 0;
+        for (int j = 0; j < k && !seen; j++)
+            seen = c[j].alloc == a;
+        if (seen || !a->nenv)
+            continue;
+        fprintf(f, "%s ran with", a->name);
+        for (int i = 0; i < a->nenv; i++)
+            fprintf(f, " %s", a->env[i]);
+        fputc('\n', f);
+    }
     free(t);
 }

@@ -32,7 +32,14 @@ struct hl_rp_meta {
     const char *threads_mode, *touch, *check;
     char tunables[1024];
     char cpu[256], kernel[256], date[64];
+    /* The machine, so that results of several machines can be told apart when merged
+     * (cmd/plot/merge.c): host name, online cores, the C library. */
+    char host[256], libc[64];
+    long cores;
 };
+
+/* Fill m's host, cores and libc from this machine. */
+void hl_rp_machine(struct hl_rp_meta *m);
 
 void hl_rp_write_csv(FILE *f, const struct hl_rp_cell *c, int n, const struct hl_rp_meta *m);
 void hl_rp_write_json(FILE *f, const struct hl_rp_cell *c, int n, const struct hl_rp_meta *m);

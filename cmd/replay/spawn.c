@@ -28,14 +28,22 @@ static char **worker_env(const struct hl_alloc *a, char **preload)
     int n = 0;
     while (environ[n])
         n++;
-    char **env = calloc((size_t)n + 2, sizeof *env);
+    char **env = calloc((size_t)n + (size_t)a->nenv + 2, sizeof *env);
     if (!env)
         hl_die("out of memory");
     int k = 0;
     *preload = NULL;
-    for (int i = 0; i < n; i++)
-        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
+    /* A variant's settings replace the same variables inherited from heaplab's caller. */
+    for (int i = 0; i < n; i++) {
+        int drop = strncmp(environ[i], "LD_PRELOAD=", 11) == 0;
+        size_t vl = strcspn(environ[i], "=") + 1;
+        for (int j = 0; j < a->nenv && !drop; j++)
+            drop = strncmp(environ[i], a->env[j], vl) == 0;
+        if (!drop)
             env[k++] = environ[i];
+    }
+    for (int j = 0; j < a->nenv; j++)
+        env[k++] = (char *)a->env[j];
     if (a->path[0]) {
         size_t l = strlen(a->path) + 12;
         env[k] = malloc(l);
