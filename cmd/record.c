@@ -22,6 +22,7 @@
 #include "cmd.h"
 #include "options.h"
 #include "paths.h"
+#include "record.h"
 #include "util.h"
 
 #include "finalise.h"
@@ -56,6 +57,10 @@ static const char *const usage[] = {
     "be finalised again the same way).  Memory and disk stay bounded however long the",
     "recording: the capture read so far is given back to the file system as",
     "finalising passes it.",
+    "heaplab record -p PID -o FILE [--duration SECONDS] attaches to the running process",
+    "PID instead (with gdb), records until --duration, SIGINT/SIGTERM or its exit, then",
+    "detaches: the process keeps running.  The trace starts mid-life: frees of blocks",
+    "allocated before the attach are marked unknown (see heaplab stat, replay --help).",
     NULL};
 
 static volatile pid_t child_pid;
@@ -118,7 +123,7 @@ static char *find_program(const char *prog)
     return NULL;
 }
 
-static void remove_capture(const char *dir)
+void hl_remove_capture(const char *dir)
 {
     DIR *d = opendir(dir);
     if (d) {
@@ -138,8 +143,7 @@ static void remove_capture(const char *dir)
     rmdir(dir);
 }
 
-/* Did any process write a raw file into dir? */
-static int has_capture(const char *dir)
+int hl_has_capture(const char *dir)
 {
     DIR *d = opendir(dir);
     int found = 0;
@@ -152,6 +156,39 @@ static int has_capture(const char *dir)
     }
     closedir(d);
     return found;
+}
+
+char *hl_capture_dir(const char *capture, const char *out)
+{
+    char *dir;
+    if (capture) {
+        if (mkdir(capture, 0700) != 0 && errno != EEXIST)
+            hl_die("%s: %s", capture, strerror(errno));
+        dir = realpath(capture, NULL);
+        if (!dir)
+            hl_die("%s: %s", capture, strerror(errno));
+        if (hl_has_capture(dir))
+            hl_die("%s holds an earlier capture: finalise it with 'heaplab record "
+                   "--from-capture %s -o FILE', or remove it, or name another folder",
+                   capture, capture);
+    } else {
+        /* Beside the trace, where a user finds it if heaplab is killed. */
+        char *want;
+        if (asprintf(&want, "%s.capture", out) < 0)
+            hl_die("out of memory");
+        if (mkdir(want, 0700) != 0 && errno != EEXIST)
+            hl_die("cannot create the capture directory %s: %s", want, strerror(errno));
+        /* Absolute, since the program may change its working directory. */
+        dir = realpath(want, NULL);
+        if (!dir)
+            hl_die("%s: %s", want, strerror(errno));
+        if (hl_has_capture(dir))
+            hl_die("%s holds the capture of an earlier recording that was not finalised: "
+                   "finish it with 'heaplab record --from-capture %s -o %s', or remove it",
+                   want, want, out);
+        free(want);
+    }
+    return dir;
 }
 
 static char *default_output(const char *prog)
@@ -219,11 +256,7 @@ static uint64_t capture_bytes(const char *dir)
     return n;
 }
 
-/* Finalise the capture in dir into out (what fz has not done yet, if given) and print
- * the summary line; exited: when the program exited (then the line says how long
- * finalising took after that), 0 if not run.  On failure the capture is kept and the
- * message says where and how to go on.  Returns 0 / -1. */
-static int finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
+int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
                     double exited)
 {
     struct hl_finalise_stats st;
@@ -280,6 +313,7 @@ int cmd_record(int argc, char **argv)
     const char *output = NULL, *capture = NULL, *from = NULL;
     uint64_t buffer = 0;
     int quiet = 0, no_wait = 0;
+    long attach_pid = LONG_MIN, duration = 0;
     struct hl_option opts[] = {
         HL_OPT_STRING('o', "output", &output, "FILE", "write the trace to FILE"),
         HL_OPT_STRING(0, "capture-dir", &capture, "DIR",
@@ -291,6 +325,9 @@ int cmd_record(int argc, char **argv)
         HL_OPT_FLAG(0, "no-wait", &no_wait,
                     "finalise when PROGRAM exits, even if processes it started still run "
                     "(their captures end where they are)"),
+        HL_OPT_INT('p', "pid", &attach_pid, "PID", "attach to the running process PID"),
+        HL_OPT_INT(0, "duration", &duration, "SECONDS",
+                   "with -p: detach after SECONDS (default: at SIGINT/SIGTERM or its exit)"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no summary line"),
         HL_OPT_END()};
     int i = hl_parse_options(argc, argv, opts, usage, HL_PARSE_STOP_AT_NON_OPTION);
@@ -299,8 +336,17 @@ int cmd_record(int argc, char **argv)
             hl_usage_die("record: --from-capture takes no program");
         if (!output)
             hl_usage_die("record: --from-capture needs -o FILE");
-        return finalise(NULL, from, output, quiet, 0) == 0 ? 0 : 1;
+        return hl_record_finalise(NULL, from, output, quiet, 0) == 0 ? 0 : 1;
     }
+    if (attach_pid != LONG_MIN) {
+        if (i < argc || from || buffer || no_wait)
+            hl_usage_die("record: -p PID takes no program, --from-capture, --buffer or --no-wait");
+        if (!output)
+            hl_usage_die("record: -p PID needs -o FILE");
+        return hl_record_attach(attach_pid, output, duration, capture, quiet);
+    }
+    if (duration)
+        hl_usage_die("record: --duration needs -p PID");
     if (i >= argc)
         hl_usage_die("record: no program given (heaplab record -- PROGRAM [ARGS...])");
     char **prog_argv = argv + i;
@@ -321,35 +367,7 @@ int cmd_record(int argc, char **argv)
         hl_die("%s: %s", found, strerror(errno));
     char *out = output ? strdup(output) : default_output(prog);
 
-    /* The capture directory: private unless the user asked to keep it. */
-    char *dir;
-    if (capture) {
-        if (mkdir(capture, 0700) != 0 && errno != EEXIST)
-            hl_die("%s: %s", capture, strerror(errno));
-        dir = realpath(capture, NULL);
-        if (!dir)
-            hl_die("%s: %s", capture, strerror(errno));
-        if (has_capture(dir))
-            hl_die("%s holds an earlier capture: finalise it with 'heaplab record "
-                   "--from-capture %s -o FILE', or remove it, or name another folder",
-                   capture, capture);
-    } else {
-        /* Beside the trace, where a user finds it if heaplab is killed. */
-        char *want;
-        if (asprintf(&want, "%s.capture", out) < 0)
-            hl_die("out of memory");
-        if (mkdir(want, 0700) != 0 && errno != EEXIST)
-            hl_die("cannot create the capture directory %s: %s", want, strerror(errno));
-        /* Absolute, since the program may change its working directory. */
-        dir = realpath(want, NULL);
-        if (!dir)
-            hl_die("%s: %s", want, strerror(errno));
-        if (has_capture(dir))
-            hl_die("%s holds the capture of an earlier recording that was not finalised: "
-                   "finish it with 'heaplab record --from-capture %s -o %s', or remove it",
-                   want, want, out);
-        free(want);
-    }
+    char *dir = hl_capture_dir(capture, out);
 
     /* The environment the program starts with. */
     const char *old_pre = getenv("LD_PRELOAD");
@@ -428,7 +446,7 @@ int cmd_record(int argc, char **argv)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         fprintf(stderr, "heaplab: %s: %s\n", prog, strerror(exec_errno));
-        remove_capture(dir);
+        hl_remove_capture(dir);
         return exec_errno == ENOENT ? 127 : 126;
     }
 
@@ -477,17 +495,17 @@ int cmd_record(int argc, char **argv)
     int code = status_code(status);
 
     int r;
-    if (!has_capture(dir)) {
+    if (!hl_has_capture(dir)) {
         fprintf(stderr, "heaplab: %s: nothing was recorded (a static or setuid program "
                         "cannot be preloaded)\n", prog);
         hl_finaliser_abort(fz);
         r = -1;
         if (!capture)
-            remove_capture(dir);
+            hl_remove_capture(dir);
     } else {
-        r = finalise(fz, dir, out, quiet, exited);
+        r = hl_record_finalise(fz, dir, out, quiet, exited);
         if (r == 0 && !capture)
-            remove_capture(dir);
+            hl_remove_capture(dir);
     }
     if (r != 0 && code == 0)
         code = 1;

@@ -105,6 +105,20 @@ static void analyse_file(struct file *f)
     hl_reader_close(r);
 }
 
+/* Sections recorded by attaching to a running process (record -p), and the frees
+ * and reallocs there of blocks allocated before the attach (its unknown frees). */
+static uint64_t attached_sections(const struct file *f, uint64_t *before)
+{
+    uint64_t n = 0;
+    *before = 0;
+    for (size_t i = 0; i < f->nprocs; i++)
+        if (f->procs[i].p.flags & HL_PROC_ATTACHED) {
+            n++;
+            *before += f->procs[i].a->unknown_frees;
+        }
+    return n;
+}
+
 static void free_file(struct file *f)
 {
     for (size_t i = 0; i < f->nprocs; i++)
@@ -363,6 +377,9 @@ static void print_json(struct json *j, const struct file *f)
     if (f->failed)
         j_str(j, "error", f->err.msg);
     j_analysis(j, f->total, f->nprocs, f->duration_ns, f->procs);
+    uint64_t before;
+    j_u64(j, "attached_sections", attached_sections(f, &before));
+    j_u64(j, "frees_from_before_attach", before);
     j_open(j, "process_list", '[');
     for (size_t i = 0; i < f->nprocs; i++) {
         const struct proc *pr = &f->procs[i];
@@ -372,6 +389,8 @@ static void print_json(struct json *j, const struct file *f)
         j_str(j, "cmdline", pr->p.cmdline);
         j_str(j, "exe", pr->p.exe);
         j_u64(j, "start_realtime_ns", pr->p.start_realtime_ns);
+        j_key(j, "attached");
+        fputs(pr->p.flags & HL_PROC_ATTACHED ? "true" : "false", j->out);
         j_analysis(j, pr->a, 1, pr->a->last_time_ns, NULL);
         j_close(j, '}');
     }
@@ -476,6 +495,12 @@ static void print_human(FILE *o, const struct file *f)
         fprintf(o, "; %llu unknown, %llu double, %llu of NULL", (unsigned long long)a->unknown_frees,
                 (unsigned long long)a->double_frees, (unsigned long long)a->null_frees);
     fputc('\n', o);
+    uint64_t before, nattached = attached_sections(f, &before);
+    if (nattached)
+        fprintf(o, "  attached   recording began while %s ran: %s frees/reallocs of blocks "
+                   "from before (counted as unknown; their sizes are not known)\n",
+                nattached == f->nprocs ? "the program" : "some of its processes",
+                fc(x, (double)before));
     uint64_t failed = 0;
     for (int op = 1; op < HL_OP_COUNT_; op++)
         failed += a->failed[op];

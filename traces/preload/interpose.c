@@ -31,6 +31,7 @@
  */
 #include "raw.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +39,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -126,6 +128,9 @@ static inline void guard_off(struct tstate *t)
 }
 
 /* ---- process state ---- */
+
+static int g_attached; /* loaded into a running process by hook.c, not preloaded */
+static pid_t g_watcher; /* attached: the heaplab recording us (see orphaned) */
 
 static uint64_t g_seq;              /* the global sequence counter */
 static int g_multi;                 /* the process has (had) more than one thread */
@@ -278,6 +283,8 @@ static void write_header(void)
     h.pid = (uint32_t)getpid();
     h.ppid = (uint32_t)getppid();
     h.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+    if (g_attached)
+        h.flags |= HL_RAW_HDR_ATTACHED;
     h.start_realtime_ns = clock_ns(CLOCK_REALTIME);
     h.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
     h.start_tsc = read_tsc();
@@ -456,13 +463,17 @@ static uint64_t horizon(struct tstate *self)
     return h;
 }
 
+static int orphaned(void);
+
 /* Write the buffer as one chunk (or drop it if recording stopped: a fork child that
- * could not open its file) and start it over. */
+ * could not open its file, an attach whose heaplab is gone) and start it over. */
 static void flush(struct tstate *t)
 {
     if (!t->buf || t->pos == t->buf)
         return;
     int saved = errno;
+    if (g_attached && g_on && orphaned())
+        __atomic_store_n(&g_on, 0, __ATOMIC_SEQ_CST);
     struct hl_raw_chunk *c = (struct hl_raw_chunk *)(t->buf - CHUNK_WORDS);
     /* The mark goes past pos: flush_others never copies it. */
     t->pos[0] = (uint64_t)HL_RAW_MARK << 1;
@@ -1315,4 +1326,102 @@ EXPORT void _exit(int status)
 EXPORT void _Exit(int status)
 {
     _exit(status);
+}
+
+/* ---- attaching to a running process (hook.c) ----
+ *
+ * When the library is dlopen'ed into a running program, nothing calls the wrappers
+ * until hook.c points the program's GOT entries at them.  The real functions are then
+ * the program's global definitions (an allocator the program preloads, say), not the
+ * next ones after this library (RTLD_NEXT from a dlopen'ed library means libc's):
+ * hook.c finds them and passes them in fns (in its own order).  hl_attach_begin starts
+ * a capture in dir for the heaplab process `watcher` (if that dies without detaching,
+ * writing stops at the next flush), hl_attach_end flushes it and stops: the library
+ * stays loaded (threads may still be inside a wrapper), and a later attach starts over
+ * with the thread buffers it left behind.  hl_attach_begin returns 0, -2 if the library
+ * was preloaded and records already, -1 if the capture cannot start. */
+__attribute__((visibility("hidden"))) int hl_attach_begin(const char *dir, void *const *fns,
+                                                         pid_t watcher);
+__attribute__((visibility("hidden"))) void hl_attach_end(void);
+
+/* The heaplab that attached is gone (killed before it could detach): nobody will read
+ * the capture any more. */
+static int orphaned(void)
+{
+    return g_watcher > 0 && kill(g_watcher, 0) != 0 && errno == ESRCH;
+}
+
+int hl_attach_begin(const char *dir, void *const *fns, pid_t watcher)
+{
+    static int atfork_set, key_made;
+    if (g_on && !g_attached)
+        return -2; /* preloaded: recorded from its start */
+    if (g_on || strlen(dir) >= sizeof g_dir || !g_libpath[0])
+        return -1;
+    ts.guard++;
+    /* In hook.c's order (its `hooked` table). */
+    void **slot[] = {(void **)&real.malloc, (void **)&real.free, (void **)&real.calloc,
+                     (void **)&real.realloc, (void **)&real.reallocarray,
+                     (void **)&real.posix_memalign, (void **)&real.aligned_alloc,
+                     (void **)&real.memalign, (void **)&real.valloc, (void **)&real.pvalloc,
+                     (void **)&real.malloc_usable_size};
+    for (size_t i = 0; i < sizeof slot / sizeof slot[0]; i++)
+        *slot[i] = fns[i];
+    int r = -1;
+    if (real.malloc && real.free && real.calloc && real.realloc &&
+        (key_made || (key_made = pthread_key_create(&g_key, thread_dtor) == 0))) {
+        strcpy(g_dir, dir);
+        char *p = put_str(g_env_dir, g_env_dir + sizeof g_env_dir - 1, HL_RAW_ENV_DIR "=");
+        *put_str(p, g_env_dir + sizeof g_env_dir - 1, g_dir) = 0;
+        /* Threads that recorded in an earlier attach start over, numbered afresh. */
+        reg_lock();
+        g_nthreads = 0;
+        g_reg_full = 0;
+        for (size_t i = 0; i < MAX_REGISTERED; i++) {
+            struct tstate *t = g_reg[i];
+            if (!t)
+                continue;
+            t->pos = t->end = t->buf;
+            t->nrec = 0;
+            t->last_seq = 0;
+            t->last_ptr = 0;
+            t->lo = UINT64_MAX;
+            t->seen_pos = t->copied_pos = NULL;
+            t->thread = g_nthreads++;
+        }
+        reg_unlock();
+        /* No pthread_create wrapper saw the threads already running: count them
+         * (the wrapper, hooked from now on, sees later ones). */
+        int nthreads = 0;
+        DIR *d = opendir("/proc/self/task");
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            nthreads += de->d_name[0] != '.';
+        if (d)
+            closedir(d);
+        if (nthreads != 1)
+            __atomic_store_n(&g_multi, 1, __ATOMIC_SEQ_CST);
+        g_attached = 1;
+        g_watcher = watcher;
+        if (open_raw() == 0) {
+            if (!atfork_set)
+                atfork_set = pthread_atfork(NULL, NULL, atfork_child) == 0;
+            __atomic_store_n(&g_on, 1, __ATOMIC_SEQ_CST);
+            r = 0;
+        }
+    }
+    ts.guard--;
+    return r;
+}
+
+void hl_attach_end(void)
+{
+    ts.guard++;
+    flush(&ts);
+    flush_others();
+    __atomic_store_n(&g_on, 0, __ATOMIC_SEQ_CST);
+    if (g_fd >= 0)
+        close(g_fd);
+    g_fd = -1;
+    ts.guard--;
 }

@@ -1,0 +1,32 @@
+/*
+ * record.h: the pieces of `heaplab record` shared by its two ways of recording, running
+ * a program (record.c) and attaching to a running one (record_attach.c).
+ */
+#ifndef HEAPLAB_RECORD_H
+#define HEAPLAB_RECORD_H
+
+struct hl_finaliser;
+
+/* The capture directory, absolute: `capture` or, without it, out + ".capture"
+ * (created; must hold no capture yet).  Dies on failure. */
+char *hl_capture_dir(const char *capture, const char *out);
+
+/* Did any process write a raw file into dir? */
+int hl_has_capture(const char *dir);
+
+/* Remove a capture directory and the files in it. */
+void hl_remove_capture(const char *dir);
+
+/* Finalise the capture in dir into out (what fz has not done yet, if given) and print
+ * the summary line unless quiet; exited: when the program exited (then the line says
+ * how long finalising took after that), 0 if not run.  On failure the capture is kept
+ * and the message says where and how to go on.  Returns 0 / -1. */
+int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
+                       double exited);
+
+/* `heaplab record -p PID`: attach, record until stopped, detach, finalise (see
+ * record_attach.c).  Returns the exit status. */
+int hl_record_attach(long pid, const char *out, long duration, const char *capture,
+                     int quiet);
+
+#endif
