@@ -1046,8 +1046,8 @@ static int remap(struct rawfile *f, size_t base)
 }
 
 /* After a merge: drop the chunk references and clock pairs no record needs any more,
- * and give the pages below the first byte still needed back (the map's, and the page
- * cache's), so that finalising holds a bounded window of the capture, however long. */
+ * and give the map's pages below the first byte still needed back, so that finalising
+ * holds a bounded window of the capture, however long. */
 static void release(struct section *s)
 {
     struct rawfile *f = s->f;
@@ -1084,12 +1084,10 @@ static void release(struct section *s)
     long pg = sysconf(_SC_PAGESIZE);
     size_t upto = first_needed_byte(f) & ~(size_t)(pg - 1);
     if (upto >= f->released + RELEASE_STEP) {
+        /* Not POSIX_FADV_DONTNEED on the page cache: it writes dirty pages back first,
+         * and the capture's pages are freed without ever being written once the
+         * checkpoint punches the hole. */
         madvise((void *)(f->map + (f->released - f->map_off)), upto - f->released, MADV_DONTNEED);
-        int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            posix_fadvise(fd, (off_t)f->released, (off_t)(upto - f->released), POSIX_FADV_DONTNEED);
-            close(fd);
-        }
         f->released = upto;
     }
     /* Past half the reservation: map again from the first byte still needed. */
