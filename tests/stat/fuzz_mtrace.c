@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64], in[128], out[128];
+static char dir[256], in[300], out[300];
 
 static void cleanup(void)
 {
@@ -24,7 +24,8 @@ static void cleanup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/hl-fuzz-mtrace.XXXXXX");
+        const char *tmp = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/hl-fuzz-mtrace.XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(dir))
             abort();
         snprintf(in, sizeof in, "%s/in.log", dir);
