@@ -151,10 +151,7 @@ static void check_released(const char *what)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!dir[0]) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/hl-fuzz-plot.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(dir))
-            abort();
+        fuzz_scratch(dir, sizeof dir, "plot");
         snprintf(path, sizeof path, "%s/results", dir);
         atexit(cleanup);
     }

@@ -25,10 +25,7 @@ static void cleanup(void)
 
 static void setup(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/hl-fuzz-raw.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir))
-        abort();
+    fuzz_scratch(dir, sizeof dir, "raw");
     snprintf(raw, sizeof raw, "%s/1-1.hlraw", dir);
     snprintf(out, sizeof out, "%s/out.hlt", dir);
     atexit(cleanup);
@@ -104,16 +101,3 @@ void fuzz_postprocess(uint8_t *d, size_t len)
         pos += sizeof c + nb;
     }
 }
-
-#ifdef HL_LIBFUZZER
-size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
-
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
-{
-    size = LLVMFuzzerMutate(data, size, max_size);
-    if (seed & 1)
-        fuzz_postprocess(data, size);
-    return size;
-}
-#endif

@@ -22,10 +22,7 @@ static void cleanup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!dir[0]) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/hl-fuzz-text.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(dir))
-            abort();
+        fuzz_scratch(dir, sizeof dir, "text");
         atexit(cleanup);
     }
     char out[300];

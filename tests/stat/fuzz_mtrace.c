@@ -24,10 +24,7 @@ static void cleanup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!dir[0]) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/hl-fuzz-mtrace.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(dir))
-            abort();
+        fuzz_scratch(dir, sizeof dir, "mtrace");
         snprintf(in, sizeof in, "%s/in.log", dir);
         snprintf(out, sizeof out, "%s/out.hlt", dir);
         atexit(cleanup);
