@@ -326,7 +326,10 @@ static void create(struct hl_analysis *a, const struct hl_event *e, uint64_t idx
                    struct hl_an_thread *th, uint64_t bytes)
 {
     struct priv *p = a->priv_;
-    struct live l = {e->slot, e->thread, bytes, idx, e->time_ns}, old;
+    /* Live bytes saturate rather than wrap: only a damaged or crafted trace has 2^64
+     * bytes live at once; the block then counts for what is left below that. */
+    uint64_t live = bytes > UINT64_MAX - a->live_bytes ? UINT64_MAX - a->live_bytes : bytes;
+    struct live l = {e->slot, e->thread, live, idx, e->time_ns}, old;
     int r = livemap_insert(&p->live, &l, &old);
     if (r < 0)
         abort(); /* out of memory: nothing sensible to report half-way */
@@ -337,7 +340,7 @@ static void create(struct hl_analysis *a, const struct hl_event *e, uint64_t idx
     }
     a->allocations++;
     a->bytes_requested += bytes;
-    a->live_bytes += bytes;
+    a->live_bytes += live;
     a->live_blocks++;
     th->allocs++;
     th->bytes += bytes;

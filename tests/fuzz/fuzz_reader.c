@@ -56,18 +56,3 @@ void fuzz_postprocess(uint8_t *d, size_t len)
         pos += HL_BLOCK_HEADER_BYTES + stored;
     }
 }
-
-#ifdef HL_LIBFUZZER
-/* Under libFuzzer: mutate as usual, then repair the checksums of half the mutants so
- * that coverage grows past them into the chunk decoder. */
-size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
-
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
-{
-    size = LLVMFuzzerMutate(data, size, max_size);
-    if (seed & 1)
-        fuzz_postprocess(data, size);
-    return size;
-}
-#endif

@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static char dir[64];
+static char dir[256];
 
 static void cleanup(void)
 {
-    char p[128];
+    char p[300];
     snprintf(p, sizeof p, "%s/out.hlt", dir);
     unlink(p);
     rmdir(dir);
@@ -22,12 +22,10 @@ static void cleanup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/hl-fuzz-text.XXXXXX");
-        if (!mkdtemp(dir))
-            abort();
+        fuzz_scratch(dir, sizeof dir, "text");
         atexit(cleanup);
     }
-    char out[128];
+    char out[300];
     snprintf(out, sizeof out, "%s/out.hlt", dir);
     struct hl_err err;
     if (hl_text_import_mem((const char *)data, size, "fuzz.txt", out, &err) == 0) {

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64], in[128], out[128];
+static char dir[256], in[300], out[300];
 
 static void cleanup(void)
 {
@@ -24,9 +24,7 @@ static void cleanup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/hl-fuzz-mtrace.XXXXXX");
-        if (!mkdtemp(dir))
-            abort();
+        fuzz_scratch(dir, sizeof dir, "mtrace");
         snprintf(in, sizeof in, "%s/in.log", dir);
         snprintf(out, sizeof out, "%s/out.hlt", dir);
         atexit(cleanup);
