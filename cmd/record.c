@@ -455,12 +455,20 @@ int cmd_record(int argc, char **argv)
      * exits.  Any error is kept for the finish to report. */
     struct hl_err ferr;
     struct hl_finaliser *fz = hl_finaliser_new(dir, out, &ferr);
+    struct hl_unseen *unseen = hl_unseen_new();
     int fz_ok = fz != NULL, main_done = 0;
     for (;;) {
         int none_left = 0;
         for (;;) {
             int st;
-            pid_t r = waitpid(-1, &st, WNOHANG);
+            /* Look before reaping, to note what exited (record_unseen.c). */
+            siginfo_t si;
+            si.si_pid = 0;
+            pid_t r = waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT);
+            if (r == 0 && si.si_pid > 0) {
+                hl_unseen_note(unseen, si.si_pid);
+                r = waitpid(si.si_pid, &st, 0);
+            }
             if (r > 0) {
                 if (r == pid) {
                     status = st;
@@ -503,10 +511,12 @@ int cmd_record(int argc, char **argv)
         if (!capture)
             hl_remove_capture(dir);
     } else {
+        hl_unseen_report(unseen, dir); /* nothing silent: say what was not recorded */
         r = hl_record_finalise(fz, dir, out, quiet, exited);
         if (r == 0 && !capture)
             hl_remove_capture(dir);
     }
+    hl_unseen_free(unseen);
     if (r != 0 && code == 0)
         code = 1;
     free(out);

@@ -29,4 +29,13 @@ int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out
 int hl_record_attach(long pid, const char *out, long duration, const char *capture,
                      int quiet);
 
+/* Processes heaplab reaped (record_unseen.c): note one before reaping it; at the end,
+ * warn about each whose pid left no raw file in dir, and return how many. */
+#include <sys/types.h>
+struct hl_unseen;
+struct hl_unseen *hl_unseen_new(void);
+void hl_unseen_free(struct hl_unseen *u);
+void hl_unseen_note(struct hl_unseen *u, pid_t pid);
+int hl_unseen_report(const struct hl_unseen *u, const char *dir);
+
 #endif

@@ -241,4 +241,15 @@ ok "a shell, its pipeline and the python3 it runs, finalised side by side: the s
 eq "the kept capture folder holds only the raw files afterwards" \
     "$(ls "$T/live4" | grep -vc '[.]hlraw$')" 0
 
+# ---- nothing silent: a process the interposer cannot enter is named ----
+if [ -x "$B/rec-spawn-static" ]; then
+    "$H" record -q -o "$T/static.hlt" -- "$B/rec-spawn-static" /bin/true 2>"$T/static.err"
+    eq "a static program starting a dynamic one: its exit status comes back" "$?" 0
+    check "the static process is named as not recorded, even with -q" \
+        "grep -q 'process [0-9]* (rec-spawn-stati) was not recorded' '$T/static.err'"
+    eq "its dynamic child is still recorded" "$(sj "$T/static.hlt" 'j["processes"]')" 1
+    "$H" record -q -o "$T/dyn.hlt" -- sh -c 'true' 2>"$T/dyn.err"
+    eq "recorded programs are not named" "$(cat "$T/dyn.err")" ""
+fi
+
 done_testing
