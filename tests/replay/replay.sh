@@ -256,8 +256,11 @@ for mode in recorded serial; do
         -o "$T/barrier-$mode.csv" 2>/dev/null
     eq "barrier program, $mode threads: every cell measured" \
         "$(csvcol "$T/barrier-$mode.csv" status | sort -u)" ok
-    check "barrier program, $mode threads: fragmentation >= 1 (peak RSS over the replay's own live peak)" \
-        "python3 -c 'import csv,sys; sys.exit(0 if all(float(r[\"fragmentation\"]) >= 1 for r in csv.DictReader(open(\"$T/barrier-$mode.csv\"))) else 1)'"
+    # Peak RSS counts from a baseline taken before the first event: blocks that land in
+    # heap the allocator had resident by then (glibc's arena, from the worker's own
+    # start) raise no RSS, so a few pages of 6.6 MB (under 2%) can go uncounted.
+    check "barrier program, $mode threads: fragmentation >= 0.98 (peak RSS over the replay's own live peak)" \
+        "python3 -c 'import csv,sys; sys.exit(0 if all(float(r[\"fragmentation\"]) >= 0.98 for r in csv.DictReader(open(\"$T/barrier-$mode.csv\"))) else 1)'"
 done
 check "barrier program, recorded threads: the replay's live peak is within 5% of the recorded one" \
     "python3 -c 'import csv,sys; sys.exit(0 if all(abs(int(r[\"replay_live_bytes\"]) - int(r[\"peak_live_bytes\"])) <= 0.05 * int(r[\"peak_live_bytes\"]) for r in csv.DictReader(open(\"$T/barrier-recorded.csv\"))) else 1)'"
