@@ -54,9 +54,9 @@ static const char *const usage[] = {
     "the program runs, and is removed once the trace is written.  If finalising fails,",
     "is interrupted, or heaplab is killed, it stays: finish it with",
     "heaplab record --from-capture DIR -o FILE (a capture kept with --capture-dir can",
-    "be finalised again the same way).  Memory and disk stay bounded however long the",
-    "recording: the capture read so far is given back to the file system as",
-    "finalising passes it.",
+    "be finalised again the same way).  Memory stays bounded however long the",
+    "recording, and the capture read so far is given back to the file system as",
+    "finalising passes it (so disk stays bounded while finalising keeps up).",
     "heaplab record -p PID -o FILE [--duration SECONDS] attaches to the running process",
     "PID instead (with gdb), records until --duration, SIGINT/SIGTERM or its exit, then",
     "detaches: the process keeps running.  The trace starts mid-life: frees of blocks",
@@ -277,9 +277,12 @@ int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out
     if (pg.shown)
         fprintf(stderr, "\r\033[K");
     if (r != 0) {
-        fprintf(stderr, "heaplab: %s; the capture is kept in %s: finish it with "
-                        "'heaplab record --from-capture %s -o %s'\n",
-                err.msg, dir, dir, out);
+        if (hl_has_capture(dir))
+            fprintf(stderr, "heaplab: %s; the capture is kept in %s: finish it with "
+                            "'heaplab record --from-capture %s -o %s'\n",
+                    err.msg, dir, dir, out);
+        else
+            fprintf(stderr, "heaplab: %s\n", err.msg);
         return -1;
     }
     if (st.damaged)
