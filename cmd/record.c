@@ -160,34 +160,25 @@ int hl_has_capture(const char *dir)
 
 char *hl_capture_dir(const char *capture, const char *out)
 {
-    char *dir;
-    if (capture) {
-        if (mkdir(capture, 0700) != 0 && errno != EEXIST)
-            hl_die("%s: %s", capture, strerror(errno));
-        dir = realpath(capture, NULL);
-        if (!dir)
-            hl_die("%s: %s", capture, strerror(errno));
-        if (hl_has_capture(dir))
-            hl_die("%s holds an earlier capture: finalise it with 'heaplab record "
-                   "--from-capture %s -o FILE', or remove it, or name another folder",
-                   capture, capture);
-    } else {
-        /* Beside the trace, where a user finds it if heaplab is killed. */
-        char *want;
-        if (asprintf(&want, "%s.capture", out) < 0)
-            hl_die("out of memory");
-        if (mkdir(want, 0700) != 0 && errno != EEXIST)
-            hl_die("cannot create the capture directory %s: %s", want, strerror(errno));
-        /* Absolute, since the program may change its working directory. */
-        dir = realpath(want, NULL);
-        if (!dir)
-            hl_die("%s: %s", want, strerror(errno));
-        if (hl_has_capture(dir))
-            hl_die("%s holds the capture of an earlier recording that was not finalised: "
-                   "finish it with 'heaplab record --from-capture %s -o %s', or remove it",
-                   want, want, out);
-        free(want);
-    }
+    /* By default beside the trace, where a user finds it if heaplab is killed. */
+    char *want;
+    if (capture)
+        want = strdup(capture);
+    else if (asprintf(&want, "%s.capture", out) < 0)
+        want = NULL;
+    if (!want)
+        hl_die("out of memory");
+    if (mkdir(want, 0700) != 0 && errno != EEXIST)
+        hl_die("cannot create the capture directory %s: %s", want, strerror(errno));
+    /* Absolute, since the program may change its working directory. */
+    char *dir = realpath(want, NULL);
+    if (!dir)
+        hl_die("%s: %s", want, strerror(errno));
+    if (hl_has_capture(dir))
+        hl_die("%s holds the capture of an earlier recording that was not finalised: "
+               "finish it with 'heaplab record --from-capture %s -o %s', or remove it%s",
+               want, want, capture ? "FILE" : out, capture ? ", or name another folder" : "");
+    free(want);
     return dir;
 }
 
