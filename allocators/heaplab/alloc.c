@@ -12,6 +12,7 @@
  * goes into that thread's cache, and back to its owner's span when the cache overflows.
  */
 #include "hlm.h"
+#include "tunables.h"
 
 #include <pthread.h>
 
@@ -27,9 +28,6 @@ static size_t exited_nmalloc, exited_nfree;
 static pthread_key_t tc_key;
 static bool tc_key_ok;
 static uint32_t tbin_max[HLM_NCLASSES];   /* a bin's cap; it starts at HLM_TBIN_START */
-#ifndef HLM_TBIN_START
-#define HLM_TBIN_START 8
-#endif
 /* Caps of a cache: what exceeds them goes back to the spans (foreign objects to their
  * owners).  They hold mostly blocks other threads allocated (a thread's own frees go
  * to its spans), and every byte held is one its owner may carve again: 16 KiB per class
@@ -37,15 +35,6 @@ static uint32_t tbin_max[HLM_NCLASSES];   /* a bin's cap; it starts at HLM_TBIN_
  * with 40% more time; 8 and 128 KiB, in one run: 1.79 MiB at 12.0 ms instead of 1.76 at
  * 15.7 (16 and 256: 2.04 at 11.0; glibc 1.71, mimalloc 15.5 ms), and the direct 4-thread
  * larson program 0.06 s instead of 0.08 (mimalloc 0.05). */
-#ifndef HLM_TBIN_BYTES
-#define HLM_TBIN_BYTES (8 * 1024)   /* per class */
-#endif
-#ifndef HLM_TBIN_OBJS
-#define HLM_TBIN_OBJS 256   /* per class, at most */
-#endif
-#ifndef HLM_TCACHE_BYTES
-#define HLM_TCACHE_BYTES (128 * 1024)   /* per thread, all classes */
-#endif
 static bool inited;
 static hlm_lock_t init_lock = HLM_LOCK_INIT;
 
@@ -61,44 +50,35 @@ static hlm_lock_t init_lock = HLM_LOCK_INIT;
  * A per-class budget (256 KiB each) cost big programs 15-25% of their time (perl, phases:
  * tens of thousands of tag-heap operations before every class warmed up); one budget for
  * the process bounds that work. */
-/* While cold, a block above COLD_EXACT bytes is a chunk of exactly its size that goes
+/* While cold, a block above HLM_COLD_EXACT bytes is a chunk of exactly its size that goes
  * straight back to the tag heap when freed (classes there are 25% apart, and a program
- * rarely churns them: sqlite 160 -> 148 KiB), and a cold bin holds at most COLD_BIN_BYTES
+ * rarely churns them: sqlite 160 -> 148 KiB), and a cold bin holds at most HLM_COLD_BIN_BYTES
  * (awk 536 -> 500 KiB).  Exact below 4 KiB cost awk and sqlite 30-80% more time in
  * tag-heap calls. */
-#ifndef COLD_BIN_BYTES
-#define COLD_BIN_BYTES 8192
-#endif
-#ifndef COLD_EXACT
-#define COLD_EXACT 4096
-#endif
 /* usable bytes of tag chunks serving small classes; under hlm_tag_lock, so that a
  * single-threaded program pays no locked instruction for it (a lock add per cold miss
  * and per flush, as much as the rest of the miss) */
 static ptrdiff_t cold_bytes;
-/* A cold bin's cap in chunks: COLD_BIN_BYTES / class size, at least 2, at most the bin's
+/* A cold bin's cap in chunks: HLM_COLD_BIN_BYTES / class size, at least 2, at most the bin's
  * own max (HLM_TBIN_START while cold), worked out once: the 32-bit division at every
  * free of a cold chunk was 43% of free_slow's samples on sqlite. */
 static uint8_t cold_cap[HLM_NCLASSES];
 /* The cold class a freed tag chunk of csize bytes serves from the cache, indexed by
  * csize / 16 (0: none, the chunk goes back to the tag heap): cold_class of its usable
- * size when that class is at most COLD_EXACT.  One load instead of a chain of four
+ * size when that class is at most HLM_COLD_EXACT.  One load instead of a chain of four
  * (usable -> hlm_class16 -> hlm_class_size -> compare) on every free of a cold chunk. */
-#define COLD_OF_MAX 8192   /* chunks this big or bigger serve classes above COLD_EXACT */
+#define COLD_OF_MAX 8192   /* chunks this big or bigger serve classes above HLM_COLD_EXACT */
 static uint8_t cold_of[COLD_OF_MAX / 16];
 static bool cold_ok = true;
 /* Churn ends the cold start too: a program that keeps little but frees and allocates
  * more blocks of a class than its cold bin holds sends each of them through the tag heap
  * (threadtest's rounds of 2500 64-byte blocks replayed in one thread, 640 KiB live: 19.7
- * ms, glibc 8.5).  After COLD_FLUSH_MAX overflowing bins the process turns warm: 5.8 ms,
+ * ms, glibc 8.5).  After HLM_COLD_FLUSH_MAX overflowing bins the process turns warm: 5.8 ms,
  * but the chunks the tag heap got back stay resident next to the slabs (1.23 MiB, glibc
  * 0.72).  Letting the cold bins grow instead (doubling at each overflow, up to 64 or
  * 256 KiB per class) gave 10.8 or 8.0 ms at 0.72 MiB, but the python trace 15.9 -> 19.1
  * MiB and sqlite 124 -> 152 KiB.  1024 or 4096: awk, sqlite, gcc, perl, python as
  * before; 256: awk 480 -> 964 KiB. */
-#ifndef COLD_FLUSH_MAX
-#define COLD_FLUSH_MAX 4096
-#endif
 static size_t cold_flushes;   /* under hlm_tag_lock */
 
 static void tcache_exit(void *arg);
@@ -125,14 +105,14 @@ void hlm_init(void)
         for (unsigned c = 1; c < HLM_NCLASSES; c++) {
             uint32_t m = HLM_TBIN_BYTES / hlm_class_size[c];
             tbin_max[c] = m < 2 ? 2 : m > HLM_TBIN_OBJS ? HLM_TBIN_OBJS : m;
-            uint32_t k = COLD_BIN_BYTES / hlm_class_size[c];
+            uint32_t k = HLM_COLD_BIN_BYTES / hlm_class_size[c];
             /* (not the warm bin's max: that follows HLM_TBIN_BYTES, which is smaller; 4 KiB
              * there cost sqlite 12% more time in tag-heap calls) */
             cold_cap[c] = (uint8_t)(k < 2 ? 2 : k > HLM_TBIN_START ? HLM_TBIN_START : k);
         }
         for (size_t i = HLM_TAG_MIN / 16; i < COLD_OF_MAX / 16; i++) {
             unsigned c = cold_class(i * 16 - (HLM_HDR - sizeof(size_t)));
-            cold_of[i] = (uint8_t)(hlm_class_size[c] <= COLD_EXACT ? c : 0);
+            cold_of[i] = (uint8_t)(hlm_class_size[c] <= HLM_COLD_EXACT ? c : 0);
         }
         /* glibc's pthread_key_create takes a slot in a static table: no allocation. */
         tc_key_ok = pthread_key_create(&tc_key, tcache_exit) == 0;
@@ -364,7 +344,6 @@ static void tbin_flush(struct hlm_tcache *tc, unsigned cls, struct hlm_tbin *b, 
  * HLM_TCACHE_BYTES, every other bin gives half its
  * objects back and halves its limit.  A class the program stopped using drains away
  * instead of pinning a span per cached object; a class in use refills in a few batches. */
-#define HLM_TC_GC_EVERY 64
 static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
 {
     tc->gc_tick = 0;
@@ -448,7 +427,7 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
         /* (hlm_malloc found the class's bin empty: no recursion refilled it since) */
         hlm_assert(tc->bins[hlm_class_of(n)].head == NULL);
         tc->gc_tick++;
-        void *p = hlm_tag_malloc(n > COLD_EXACT ? n : hlm_class_size[hlm_class_of(n)]);
+        void *p = hlm_tag_malloc(n > HLM_COLD_EXACT ? n : hlm_class_size[hlm_class_of(n)]);
         if (hlm_likely(p != NULL)) {
             cold_bytes += (ptrdiff_t)tag_usable(p);
             if (cold_bytes > (ptrdiff_t)hlm_opt(HLM_OPT_COLD))
@@ -498,7 +477,7 @@ static void *malloc_slow_try(size_t n)
                  * the cache), straight to the caller: not a batch, so a class used once
                  * costs its block and no more (a batch of four 2 KiB chunks touched two
                  * pages for one block). */
-                if (!cold_take(n > COLD_EXACT ? n : hlm_class_size[cls], &p, 1))
+                if (!cold_take(n > HLM_COLD_EXACT ? n : hlm_class_size[cls], &p, 1))
                     goto nomem;
                 tc->nmalloc++;
                 return p;
@@ -585,7 +564,7 @@ static HLM_NOINLINE void cold_flush(struct hlm_tcache *tc, struct hlm_tbin *b, u
         o = next;
     }
     cold_bytes -= (ptrdiff_t)bytes;
-    bool churn = ++cold_flushes > COLD_FLUSH_MAX;
+    bool churn = ++cold_flushes > HLM_COLD_FLUSH_MAX;
     hlm_unlock(&hlm_tag_lock);
     if (hlm_unlikely(churn))
         __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);

@@ -186,7 +186,7 @@ void *hlm_large_realloc(void *p, size_t n);
  * in-use chunk's data runs over that word (usable = size - 8), as in glibc.  Each
  * region of the heap ends with a fencepost: a 16-byte in-use chunk of size 0.  Two free
  * chunks live outside the bins: the top (the one before the newest region's fence) and,
- * in the default policy, the designated victim (off unless built with TAG_DV_MAX); misses
+ * in the default policy, the designated victim (off unless built with HLM_TAG_DV_MAX); misses
  * are carved off their front.
  * Callers hold the lock that protects the heap. */
 

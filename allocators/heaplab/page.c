@@ -13,6 +13,7 @@
  * Locks: a class's central lock, then hlm_pages_lock, never the other way round.
  */
 #include "hlm.h"
+#include "tunables.h"
 
 #include <stdio.h>
 
@@ -27,7 +28,6 @@ uint64_t hlm_segmap[HLM_SEGMAP_WORDS];
  * owner needs to refill; the owner's next refill takes the whole stack with one exchange.
  * A batch on the stack: its first object's second word links the next batch.  Bounded by
  * HLM_REMOTE_BYTES per class and shard (beyond it, the locked path). */
-#define HLM_REMOTE_BYTES (8 * 1024)
 struct hlm_central {
     hlm_lock_t lock;
     struct hlm_span *partial;   /* spans of this class with free or never-used objects */
@@ -144,10 +144,6 @@ static void segment_release(struct hlm_segment *s)
  * pass (aged, as the tag heap does).  Spans take dirty pages first (pages_alloc), so the
  * page heap purges all at each pass: measured, aging here only raised peak RSS
  * (python trace 16.3 -> 20.9 MiB). */
-#define HLM_PURGE_MIN_PAGES 4   /* free dirty pages a purge pass leaves alone */
-#ifndef HLM_PURGE_KEEP_DIV
-#define HLM_PURGE_KEEP_DIV 8
-#endif
 /* Purge the free dirty pages but the first keep that pages_alloc would take again. */
 static void pages_purge(size_t keep)
 {
@@ -504,12 +500,6 @@ static void own_push(struct hlm_span **list, struct hlm_span *sp)
  * -> 17.0 MiB with it).  The scavenge gives back the stashed spans of the classes not in use and
  * those that stayed stashed through a scavenge, and forgets the churn of idle classes;
  * thread exit and malloc_trim give back all of them. */
-#ifndef HLM_STASH_BYTES
-#define HLM_STASH_BYTES (128 * 1024)
-#endif
-#ifndef HLM_STASH_TOTAL
-#define HLM_STASH_TOTAL (128 * 1024)   /* all threads' stashes: the footprint of threadtest */
-#endif
 static size_t stash_total;   /* atomic */
 
 static bool stash_put(struct hlm_tcache *tc, struct hlm_span *sp)
@@ -722,9 +712,6 @@ static unsigned steal(struct hlm_tcache *tc, unsigned cls, void **chain)
 
 /* How far malloc's fast path carves a span between two looks for given-back objects
  * (at least a refill's worth of objects). */
-#ifndef HLM_CARVE_BYTES
-#define HLM_CARVE_BYTES 4096
-#endif
 
 unsigned hlm_own_refill(struct hlm_tcache *tc, unsigned cls, void **chain, unsigned want)
 {

@@ -17,10 +17,7 @@
  * Chunk layout and invariants: hlm.h.  Every function expects hlm_tag_lock held.
  */
 #include "hlm.h"
-
-#ifndef HLM_TAG_POLICY
-#define HLM_TAG_POLICY HLM_TAG_SEGFIT
-#endif
+#include "tunables.h"
 
 struct chunk {
     size_t prev_size;   /* footer of the previous chunk while it is free; its data while in use */
@@ -36,14 +33,11 @@ struct chunk {
 #define TAG_MIN HLM_TAG_MIN
 #endif
 
-/* Bins: exact below 1 KiB (16-byte steps), TAG_STEPS per doubling from 1 KiB to 1 MiB,
+/* Bins: exact below 1 KiB (16-byte steps), HLM_TAG_STEPS per doubling from 1 KiB to 1 MiB,
  * 4 per doubling above.  4 per doubling from 1 KiB (bins 25% wide, 256 in all) made
  * first fit within a bin a linear scan past chunks a little too small: */
-#ifndef TAG_STEPS
-#define TAG_STEPS 32
-#endif
-#define TAG_STEPS_LOG (__builtin_ctz(TAG_STEPS))
-#define NBINS ((64 + 10 * TAG_STEPS + 4 * (48 - 20) + 63) / 64 * 64)
+#define TAG_STEPS_LOG (__builtin_ctz(HLM_TAG_STEPS))
+#define NBINS ((64 + 10 * HLM_TAG_STEPS + 4 * (48 - 20) + 63) / 64 * 64)
 #define CLEAN ((size_t)1)   /* footer bit: the chunk's interior pages were purged */
 #define AGED ((size_t)2)    /* footer bit: the chunk was already free at the last purge pass */
 #define FOOT_BITS (CLEAN | AGED)
@@ -145,8 +139,8 @@ static inline unsigned bin_of(size_t s)
         return (unsigned)(s >> 4);   /* exact bins: every chunk in one has the same size */
     unsigned b = 63u - (unsigned)__builtin_clzl(s);
     if (b < 20)
-        return 64 + (b - 10) * TAG_STEPS + (unsigned)((s >> (b - TAG_STEPS_LOG)) & (TAG_STEPS - 1));
-    unsigned i = 64 + 10 * TAG_STEPS + (b - 20) * 4 + (unsigned)((s >> (b - 2)) & 3);
+        return 64 + (b - 10) * HLM_TAG_STEPS + (unsigned)((s >> (b - TAG_STEPS_LOG)) & (HLM_TAG_STEPS - 1));
+    unsigned i = 64 + 10 * HLM_TAG_STEPS + (b - 20) * 4 + (unsigned)((s >> (b - 2)) & 3);
     return i < NBINS ? i : NBINS - 1;
 #endif
 }
@@ -355,9 +349,6 @@ static inline bool bins_from(unsigned i)
  * but 40-41 KiB blocks (one bin) put back into their holes grew the heap by 6.6 MiB of
  * 30 (tests/alloc/medium.c; the full first fit 2.7): the smallest fitting chunk among 32
  * keeps the big ones for big requests, 1.3 MiB. */
-#ifndef TAG_SCAN
-#define TAG_SCAN 32
-#endif
 #if HLM_TAG_POLICY != HLM_TAG_SEGFIT
 static struct chunk *bin_find(size_t s)
 {
@@ -690,14 +681,11 @@ static inline void *carve(struct chunk **v, size_t s)
  * processes and the same RSS as without (1 KiB: cc1 2896 -> 2912 KiB). */
 /* Off by default (0): merged with the thread-owned spans' changes, a victim for small
  * requests cost the python trace 15.9 -> 16.9 MiB and saved gcc's small processes 3-7%
- * of their instructions but no measurable time (-n 11).  -DTAG_DV_MAX=512 turns it on. */
-#ifndef TAG_DV_MAX
-#define TAG_DV_MAX 0
-#endif
+ * of their instructions but no measurable time (-n 11).  -DHLM_TAG_DV_MAX=512 turns it on. */
 static void *victim_split(struct chunk *c, size_t s)
 {
     size_t size = csize(c), clean = cnext(c)->prev_size & FOOT_BITS;
-    if (TAG_DV_MAX == 0 || size - s < TAG_MIN || s + 1 > TAG_DV_MAX)
+    if (HLM_TAG_DV_MAX == 0 || size - s < TAG_MIN || s + 1 > HLM_TAG_DV_MAX)
         return chunk_take(c, s);
     bin_unlink(c);
     if (dv) {
@@ -714,7 +702,7 @@ static void *victim_split(struct chunk *c, size_t s)
 #endif
 
 /* The slow half of hlm_tag_malloc.  Segregated fit: the request's own bin (an exact
- * bin's first chunk, or the smallest fitting among the first TAG_SCAN of a ranged one),
+ * bin's first chunk, or the smallest fitting among the first HLM_TAG_SCAN of a ranged one),
  * then the victim, then the first chunk of the next non-empty bin (every chunk there
  * fits; the rest of a small request's becomes the victim), then the top; the victim and
  * the top only before a chunk of a higher bin than theirs. */
@@ -727,7 +715,7 @@ static HLM_NOINLINE void *tag_malloc_slow(size_t s)
         if (i < 64)
             return chunk_take(c, s);
         struct chunk *best = NULL;
-        for (unsigned k = 0; c && k < TAG_SCAN; k++, c = c->fd)
+        for (unsigned k = 0; c && k < HLM_TAG_SCAN; k++, c = c->fd)
             if (csize(c) >= s && (!best || csize(c) < csize(best))) {
                 best = c;
                 if (csize(c) == s)

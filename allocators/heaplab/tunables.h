@@ -1,0 +1,110 @@
+/*
+ * tunables.h: every compile-time tunable of heaplab's allocators, in one place, under one
+ * prefix (HLM_).  Each can be overridden with -DNAME=value; the default below is the one
+ * the measurements behind it chose (the allocator's history file has the figures).  The
+ * comment on each line says what it bounds and why that default.
+ *
+ * Included after hlm.h (HLM_TAG_SEGFIT, HLM_NCLASSES) by the files that use them.
+ */
+#ifndef HLM_TUNABLES_H
+#define HLM_TUNABLES_H
+
+/* ---- thread caches (alloc.c) ---------------------------------------------------------- */
+
+/* A bin's starting cap in objects: a class a thread barely uses holds few objects. */
+#ifndef HLM_TBIN_START
+#define HLM_TBIN_START 8
+#endif
+/* Bytes a thread's bin holds per class before flushing half: more kept blocks other
+ * threads' spans cannot reuse (RSS) against more trips to the spans (time); 8 KiB balanced
+ * larson's RSS and time. */
+#ifndef HLM_TBIN_BYTES
+#define HLM_TBIN_BYTES (8 * 1024)
+#endif
+/* Objects a bin holds at most, whatever the class size: bounds a flush of tiny objects. */
+#ifndef HLM_TBIN_OBJS
+#define HLM_TBIN_OBJS 256
+#endif
+/* Bytes a thread's cache holds over all classes before a scavenge: the cache's share of
+ * RSS per thread (128 KiB with 8 KiB per class, chosen with HLM_TBIN_BYTES). */
+#ifndef HLM_TCACHE_BYTES
+#define HLM_TCACHE_BYTES (128 * 1024)
+#endif
+/* Refills and flushes between two scavenges of a cache: how soon an idle class drains. */
+#ifndef HLM_TC_GC_EVERY
+#define HLM_TC_GC_EVERY 64
+#endif
+
+/* ---- cold start (alloc.c) ------------------------------------------------------------- */
+
+/* Bytes a cold bin holds per class: small caches while small blocks are tag-heap chunks
+ * (bigger kept awk's chunks apart and raised its RSS). */
+#ifndef HLM_COLD_BIN_BYTES
+#define HLM_COLD_BIN_BYTES 8192
+#endif
+/* While cold, a block above this size is a tag chunk of exactly its size, not of its
+ * class (classes up there are 25% apart); exact below it cost awk and sqlite tag calls. */
+#ifndef HLM_COLD_EXACT
+#define HLM_COLD_EXACT 4096
+#endif
+/* Overflowing cold bins before a churning process turns warm: high enough that small
+ * programs stay cold, low enough that a churning one stops paying the tag heap. */
+#ifndef HLM_COLD_FLUSH_MAX
+#define HLM_COLD_FLUSH_MAX 4096
+#endif
+
+/* ---- pages, spans, stash (page.c) ----------------------------------------------------- */
+
+/* Bytes of remote-freed objects a class's lock-free stack holds per shard before flushes
+ * take the lock: bounds what an owner has to take back at once. */
+#ifndef HLM_REMOTE_BYTES
+#define HLM_REMOTE_BYTES (8 * 1024)
+#endif
+/* Free dirty pages a purge pass leaves alone at least: a program allocating a page after
+ * each purge does not fault it in every time. */
+#ifndef HLM_PURGE_MIN_PAGES
+#define HLM_PURGE_MIN_PAGES 4
+#endif
+/* A purge keeps 1/HLM_PURGE_KEEP_DIV of the segments' pages dirty for reuse: RSS given
+ * back against pages faulted in again. */
+#ifndef HLM_PURGE_KEEP_DIV
+#define HLM_PURGE_KEEP_DIV 8
+#endif
+/* Bytes of empty spans a churning thread stashes for its next refill (per thread), and
+ * in all threads: threadtest's rounds reuse spans without the pages lock, at its footprint. */
+#ifndef HLM_STASH_BYTES
+#define HLM_STASH_BYTES (128 * 1024)
+#endif
+#ifndef HLM_STASH_TOTAL
+#define HLM_STASH_TOTAL (128 * 1024)
+#endif
+/* Bytes malloc's fast path carves from a span between two looks for given-back objects:
+ * at least a refill's worth, small enough that freed objects are reused first. */
+#ifndef HLM_CARVE_BYTES
+#define HLM_CARVE_BYTES 4096
+#endif
+
+/* ---- boundary-tag heap (tag.c) -------------------------------------------------------- */
+
+/* The tag heap's policy (hlm.h's HLM_TAG_FIRSTFIT, _BESTFIT, _SEGFIT); meson sets it per
+ * library, segregated fit is the default allocator's. */
+#ifndef HLM_TAG_POLICY
+#define HLM_TAG_POLICY HLM_TAG_SEGFIT
+#endif
+/* Bins per doubling from 1 KiB to 1 MiB (a power of two): narrow bins keep first fit
+ * within a bin from scanning past chunks a little too small. */
+#ifndef HLM_TAG_STEPS
+#define HLM_TAG_STEPS 32
+#endif
+/* Chunks segregated fit looks at in a ranged bin for the smallest that fits: bounds the
+ * search, and 32 keeps big chunks for big requests (tests/alloc/medium.c). */
+#ifndef HLM_TAG_SCAN
+#define HLM_TAG_SCAN 32
+#endif
+/* Largest request the designated victim serves; 0 (off) because it raised RSS for no
+ * measurable time. */
+#ifndef HLM_TAG_DV_MAX
+#define HLM_TAG_DV_MAX 0
+#endif
+
+#endif
