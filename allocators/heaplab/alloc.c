@@ -1,13 +1,13 @@
 /*
  * alloc.c: libheaplab-malloc.so's back end: the thread caches and the fast paths of
  * malloc and free, then the slow paths (named *_slow) that refill and flush the caches
- * through page.c, and the medium (tag.c) and large (large.c) blocks.
+ * through the small-block heap (small.h), and the medium (tag.c) and large (large.c) blocks.
  *
  * A thread's cache is created on its first allocation, found through an initial-exec TLS
  * pointer (no call, no lock, safe inside the dynamic loader and pthread_create), and
  * flushed back by a pthread key destructor when the thread exits; afterwards the thread
  * (still running other destructors) allocates straight from the central lists.  Spans
- * have owners (page.c, thread-owned spans): a thread frees its own blocks onto their
+ * have owners (owned.c): a thread frees its own blocks onto their
  * span's free list, which malloc reads after the cache; a block freed by another thread
  * goes into that thread's cache, and back to its owner's span when the cache overflows.
  */
@@ -140,7 +140,7 @@ void *hlm_malloc(size_t n)
     struct hlm_tcache *tc = tc_self;
     if (hlm_likely(tc != NULL && n <= HLM_SMALL_MAX)) {
         /* First the free list of the thread's current span for the class, where its own
-         * frees went (page.c, thread-owned spans): no refill for a malloc/free churn.
+         * frees went (owned.c): no refill for a malloc/free churn.
          * Before the cache, which holds mostly blocks of other threads' spans: taken
          * first, they left the thread's own freed blocks idle while it carved more
          * (larson: 2.03 -> 1.79 MiB with the caps below, glibc 1.90). */
@@ -162,7 +162,7 @@ void *hlm_malloc(size_t n)
         }
         /* Then the span's never-used tail, one object at a time (carving a batch into
          * the cache wrote a link into each fresh object: malloc p99 1.9k cycles), up to
-         * lim: past it the slow path first takes what other threads gave back (page.c). */
+         * lim: past it the slow path first takes what other threads gave back (owned.c). */
         if (sp && (char *)(p = sp->bump) < sp->lim) {
             sp->bump += hlm_class_size[cls];
             sp->used++;
@@ -179,7 +179,7 @@ void hlm_free(void *p)
         struct hlm_segment *s = hlm_segment_of(p);
         unsigned pg = hlm_page_of(s, p);
         struct hlm_tcache *tc = tc_self;
-        /* Our own span: straight onto its free list, no lock (page.c, thread-owned spans). */
+        /* Our own span: straight onto its free list, no lock (owned.c). */
         if (hlm_likely(__atomic_load_n(&s->page_owner[pg], __ATOMIC_RELAXED) == tc && tc != NULL)) {
             struct hlm_span *sp = &s->spans[s->page_first[pg]];
             hlm_assert(sp->used > 0 && sp == hlm_span_of(p) && sp->owner == tc);

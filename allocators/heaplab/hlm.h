@@ -218,7 +218,7 @@ int hlm_buddy_trim(size_t pad);
 void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 #define HLM_BUDDY_MAX_REQUEST (2 * HLM_MIB)
 
-/* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, page.c) ------ */
+/* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, small.h) ---- */
 
 #define HLM_SMALL_MAX 32768u
 /* Once warm, while the process has more than one thread, blocks above HLM_SLAB_MAX are
@@ -281,7 +281,7 @@ struct hlm_span {
     uint8_t stashed;                      /* owned, empty, on the owner's stash: 1, 2 when
                                            * it stayed there through a scavenge */
     struct hlm_span *prev, *next;         /* central partial list, or the owner's lists */
-    /* Ownership (page.c, "thread-owned spans"): a span taken by a thread cache belongs
+    /* Ownership (owned.c): a span taken by a thread cache belongs
      * to it until the thread exits.  owner is written under the class's central lock of
      * the span's shard (which is the owner's shard) and only ever set to the thread's own
      * cache by that thread, so a thread can test owner == itself without a lock.  While
@@ -359,7 +359,7 @@ struct hlm_tcache {
     struct hlm_tbin bins[HLM_NCLASSES];
     struct hlm_span *own[HLM_NCLASSES];    /* owned spans with free or never-used objects */
     struct hlm_span *full[HLM_NCLASSES];   /* owned spans with none (as the owner last saw) */
-    struct hlm_span *stash[HLM_NCLASSES];  /* owned empty spans, free lists intact (page.c) */
+    struct hlm_span *stash[HLM_NCLASSES];  /* owned empty spans, free lists intact (stash.c) */
     size_t stash_bytes;                    /* their pages, at most HLM_STASH_BYTES */
     uint8_t churn[HLM_NCLASSES];           /* 1: an empty span went back to the pages since
                                             * the last scavenge, 2: and one came again */
@@ -372,8 +372,8 @@ struct hlm_tcache {
     struct hlm_span *xready[HLM_NCLASSES] __attribute__((aligned(64)));
 };
 
-/* Central lists (page.c): per class the spans with free objects; the page heap.  They
- * are sharded: threads are spread over HLM_SHARDS sets of central lists (the first
+/* Central lists (central.c, remote.c): per class the spans with free objects; the page
+ * heap (segments.c).  They are sharded: threads are spread over HLM_SHARDS sets of central lists (the first
  * thread on shard 0), so independent threads do not fight over one lock per class; a
  * freed object goes back to the shard of its span, whoever frees it.  Before carving
  * fresh objects or taking fresh pages a thread looks at the other shards too: their
@@ -386,7 +386,7 @@ unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned w
 /* chain: NULL-terminated, count objects; from_shard: the giving thread's shard, or -1. */
 void hlm_central_give(unsigned cls, void *chain, unsigned count, int from_shard);
 void hlm_central_drain(void);
-/* Thread-owned spans (page.c): refill a cache from the thread's own spans (taking new
+/* Thread-owned spans (owned.c): refill a cache from the thread's own spans (taking new
  * ones when they run dry); give a chain back (objects of owned spans go onto their free
  * lists without a lock, the others to hlm_central_give); after a local free left a span
  * empty or made a full span non-full; collect objects other threads freed; give every

@@ -53,7 +53,7 @@
 #define HLM_COLD_FLUSH_MAX 4096
 #endif
 
-/* ---- pages, spans, stash (page.c) ----------------------------------------------------- */
+/* ---- pages, spans, stash (small.h) ---------------------------------------------------- */
 
 /* Bytes of remote-freed objects a class's lock-free stack holds per shard before flushes
  * take the lock: bounds what an owner has to take back at once. */

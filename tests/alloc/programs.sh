@@ -57,7 +57,7 @@ C
     ok "gcc compiles a file under $name" test -x "$T/prog-heaplab"
     ok "the program gcc built under $name is identical" cmp "$T/prog-glibc" "$T/prog-heaplab"
     same "the program gcc built runs" "$T/prog-heaplab"
-    same "gcc -O2 -S of the allocator's own page.c" gcc -O2 -S -o - -D_GNU_SOURCE "$HEAPLAB_SRC/allocators/heaplab/page.c"
+    same "gcc -O2 -S of the allocator's own owned.c" gcc -O2 -S -o - -D_GNU_SOURCE "$HEAPLAB_SRC/allocators/heaplab/owned.c"
 
     git init -q "$T/repo"
     for i in $(seq 1 200); do echo "file $i" >"$T/repo/f$i.txt"; done

@@ -1,7 +1,7 @@
 /*
  * rounds.c: threads that allocate a round of blocks and free them all, round after round
  * (threadtest's pattern).  The default allocator keeps a thread's emptied spans, free
- * lists intact, for its next round (allocators/heaplab/page.c, "stash"): the blocks of a
+ * lists intact, for its next round (allocators/heaplab/stash.c): the blocks of a
  * round must come back whole and distinct whatever span they come from, also when the
  * size moves on (the stash of the class left behind goes back at a scavenge), when some
  * blocks are freed by another thread, after malloc_trim (which gives the stash back) and
