@@ -19,6 +19,11 @@
 const char *hlm_name = "heaplab";
 
 static HLM_TLS struct hlm_tcache *tc_self;
+/* The fast paths' view of tc_self: never NULL, so that they test nothing before using
+ * it.  A thread without a cache sees tc_none, which owns no span and holds nothing (its
+ * bins' max is 0), so that every call of such a thread goes the slow way. */
+static struct hlm_tcache tc_none;
+static HLM_TLS struct hlm_tcache *tc_fast = &tc_none;
 static HLM_TLS bool tc_dead;   /* this thread's cache was flushed at thread exit */
 
 static hlm_lock_t tc_lock = HLM_LOCK_INIT;   /* tc_list, tc_spare, meta, exited counts */
@@ -137,38 +142,33 @@ static HLM_NOINLINE void own_free_slow(struct hlm_tcache *tc, struct hlm_span *s
 
 void *hlm_malloc(size_t n)
 {
-    struct hlm_tcache *tc = tc_self;
-    if (hlm_likely(tc != NULL && n <= HLM_SMALL_MAX)) {
-        /* First the free list of the thread's current span for the class, where its own
-         * frees went (owned.c): no refill for a malloc/free churn.
-         * Before the cache, which holds mostly blocks of other threads' spans: taken
-         * first, they left the thread's own freed blocks idle while it carved more
-         * (larson: 2.03 -> 1.79 MiB with the caps below, glibc 1.90). */
-        unsigned cls = hlm_class_of(n);
-        struct hlm_span *sp = tc->own[cls];
-        void *p;
-        if (sp && (p = sp->free) != NULL) {
-            sp->free = *(void **)p;
-            sp->used++;
-            tc->nmalloc++;
-            return p;
-        }
-        struct hlm_tbin *b = &tc->bins[cls];
-        if (hlm_likely((p = b->head) != NULL)) {
-            b->head = *(void **)p;
-            b->count--;
-            tc->nmalloc++;
-            return p;
-        }
-        /* Then the span's never-used tail, one object at a time (carving a batch into
-         * the cache wrote a link into each fresh object: malloc p99 1.9k cycles), up to
-         * lim: past it the slow path first takes what other threads gave back (owned.c). */
-        if (sp && (char *)(p = sp->bump) < sp->lim) {
-            sp->bump += hlm_class_size[cls];
-            sp->used++;
-            tc->nmalloc++;
-            return p;
-        }
+    struct hlm_tcache *tc = tc_fast;
+    unsigned cls;
+    if (hlm_likely(n <= 2048))
+        cls = hlm_class16[(n + 15) >> 4];
+    else if (n <= HLM_SMALL_MAX)
+        cls = hlm_classup[(n + HLM_UPPER_GRAIN - 1) >> HLM_UPPER_SHIFT];
+    else
+        return malloc_slow(n);
+    /* First the free list of the thread's current span for the class, where its own
+     * frees went (owned.c): no refill for a malloc/free churn.  Before the cache, which
+     * holds mostly blocks of other threads' spans: taken first, they left the thread's
+     * own freed blocks idle while it carved more (larson: 2.03 -> 1.79 MiB with the caps
+     * below, glibc 1.90). */
+    struct hlm_span *sp = tc->own[cls];
+    void *p;
+    if (sp && (p = sp->free) != NULL) {
+        sp->free = *(void **)p;
+        sp->used++;
+        tc->nmalloc++;
+        return p;
+    }
+    struct hlm_tbin *b = &tc->bins[cls];
+    if (hlm_likely((p = b->head) != NULL)) {
+        b->head = *(void **)p;
+        b->count--;
+        tc->nmalloc++;
+        return p;
     }
     return malloc_slow(n);
 }
@@ -178,9 +178,9 @@ void hlm_free(void *p)
     if (hlm_likely(hlm_is_small(p))) {
         struct hlm_segment *s = hlm_segment_of(p);
         unsigned pg = hlm_page_of(s, p);
-        struct hlm_tcache *tc = tc_self;
+        struct hlm_tcache *tc = tc_fast;
         /* Our own span: straight onto its free list, no lock (owned.c). */
-        if (hlm_likely(__atomic_load_n(&s->page_owner[pg], __ATOMIC_RELAXED) == tc && tc != NULL)) {
+        if (hlm_likely(__atomic_load_n(&s->page_owner[pg], __ATOMIC_RELAXED) == tc)) {
             struct hlm_span *sp = &s->spans[s->page_first[pg]];
             hlm_assert(sp->used > 0 && sp == hlm_span_of(p) && sp->owner == tc);
             *(void **)p = sp->free;
@@ -192,15 +192,13 @@ void hlm_free(void *p)
         }
         unsigned cls = s->page_cls[pg];
         hlm_assert(cls > 0 && cls < HLM_NCLASSES);
-        if (hlm_likely(tc != NULL)) {
-            struct hlm_tbin *b = &tc->bins[cls];
-            if (hlm_likely(b->count < b->max)) {
-                *(void **)p = b->head;
-                b->head = p;
-                b->count++;
-                tc->nfree++;
-                return;
-            }
+        struct hlm_tbin *b = &tc->bins[cls];
+        if (hlm_likely(b->count < b->max)) {   /* (never for tc_none) */
+            *(void **)p = b->head;
+            b->head = p;
+            b->count++;
+            tc->nfree++;
+            return;
         }
         free_small_slow(p, cls);
         return;
@@ -245,6 +243,7 @@ static struct hlm_tcache *tcache_create(void)
     if (!tc)
         return NULL;
     tc_self = tc;   /* before setspecific, which may allocate and come back here */
+    tc_fast = tc;
     if (tc_key_ok)
         pthread_setspecific(tc_key, tc);
     return tc;
@@ -386,6 +385,7 @@ static void tcache_exit(void *arg)
     tcache_flush_all(tc);
     hlm_own_abandon(tc);
     tc_self = NULL;
+    tc_fast = &tc_none;
     tc_dead = true;
     hlm_lock(&tc_lock);
     exited_nmalloc += tc->nmalloc;

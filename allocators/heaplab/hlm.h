@@ -266,12 +266,12 @@ static inline unsigned hlm_class_of(size_t n)
 /* A span: objects of one class, handed out from its free list, then from the never-used
  * tail [bump, end) so that a fresh span costs no resident memory until used.  Invariant:
  * used + (objects on free) + (end - bump) / size == cap.  Protected by its class's
- * central lock.  lim: an owner's malloc fast path carves only below it (bump <= lim is
- * not required: past it, the slow path looks for given-back objects before carving on). */
+ * central lock, or owned (owned.c); an owner carves the tail a window at a time onto the
+ * free list, where malloc's fast path takes it. */
 struct hlm_tcache;
 struct hlm_span {
     void *free;
-    char *bump, *end, *lim;
+    char *bump, *end;
     uint32_t used, cap;
     uint8_t cls, npages, first, listed;   /* listed: on its class's partial list */
     uint8_t shard;                        /* whose central list it is on; changes only

@@ -107,7 +107,6 @@ struct hlm_span *hlm_pages_alloc(unsigned cls, unsigned shard)
     sp->cap = (uint32_t)(((size_t)np << HLM_PAGE_SHIFT) / size);
     sp->bump = (char *)s + ((size_t)first << HLM_PAGE_SHIFT);
     sp->end = sp->bump + (size_t)sp->cap * size;
-    sp->lim = sp->bump;
     sp->used = 0;
     sp->cls = (uint8_t)cls;
     sp->npages = (uint8_t)np;
