@@ -181,7 +181,7 @@ void hlm_free(void *p)
         struct hlm_tcache *tc = tc_fast;
         /* Our own span: straight onto its free list, no lock (owned.c). */
         if (hlm_likely(__atomic_load_n(&s->page_owner[pg], __ATOMIC_RELAXED) == tc)) {
-            struct hlm_span *sp = &s->spans[s->page_first[pg]];
+            struct hlm_span *sp = s->page_span[pg];
             hlm_assert(sp->used > 0 && sp == hlm_span_of(p) && sp->owner == tc);
             *(void **)p = sp->free;
             sp->free = p;

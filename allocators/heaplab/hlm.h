@@ -306,6 +306,9 @@ struct hlm_segment {
     /* page -> its span's owner (a copy of spans[].owner kept apart: free() reads it for
      * every block, and spans[] lines are written by their owners at every call). */
     struct hlm_tcache *page_owner[HLM_SEG_PAGES];
+    /* page -> its span (&spans[page_first[page]], written with it): free()'s owner path
+     * finds its span with one load. */
+    struct hlm_span *page_span[HLM_SEG_PAGES];
     struct hlm_span spans[HLM_SEG_PAGES];   /* indexed by the span's first page */
 };
 #define HLM_SEG_ALL_FREE (~(uint64_t)1)     /* every page but the header's */

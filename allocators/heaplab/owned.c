@@ -63,11 +63,12 @@ void hlm_own_free_slow(struct hlm_tcache *tc, struct hlm_span *sp)
             own_push(&tc->own[cls], sp);
         }
     }
-    /* (the current span, first on own, stays while empty: a program that frees what it
-     * just allocated, a round at a time, allocates the next round from its free list
-     * instead of giving the span back and carving it again; the scavenge gives it back
-     * once its class is idle) */
-    if (sp->used == 0 && sp->prev) {
+    /* (the current span, first on own, stays while empty if its class churns: a program
+     * that frees what it just allocated, a round at a time, allocates the next round
+     * from its free list instead of giving the span back and carving it again; the
+     * scavenge gives it back once its class is idle.  Kept for every class, empty
+     * current spans took the python trace's peak from 16.0 to 19.3 MiB.) */
+    if (sp->used == 0 && (sp->prev || (sp->next && tc->churn[cls] != 2))) {
         hlm_assert(!sp->xlisted && !sp->xfree);
         own_unlink(&tc->own[cls], sp);
         if (hlm_stash_put(tc, sp))

@@ -119,6 +119,7 @@ struct hlm_span *hlm_pages_alloc(unsigned cls, unsigned shard)
     sp->xcount = 0;
     for (unsigned i = first; i < first + np; i++) {
         s->page_first[i] = (uint8_t)first;
+        s->page_span[i] = sp;
         __atomic_store_n(&s->page_cls[i], (uint8_t)cls, __ATOMIC_RELEASE);
     }
     return sp;
