@@ -87,12 +87,16 @@ static struct {
 /* ---- per-thread state ---- */
 
 struct tstate {
-    uint64_t *pos, *end; /* write cursor and soft end (next clock reading) */
+    uint64_t *pos;       /* write cursor */
+    uint64_t *end;       /* soft end: a record may start at pos while pos < end (the
+                            next clock reading; MAX_RECORD_WORDS fit past it) */
     uint64_t *hard;      /* end of the buffer */
     uint64_t last_seq;   /* running values of the chunk (raw.h: short records) */
     uintptr_t last_ptr;
     uint64_t *buf;       /* first payload word; the chunk header sits just before */
-    uint32_t nrec;       /* records in the buffer */
+    uint32_t nlong;      /* records in the buffer other than short ones ... */
+    uint32_t long_words; /* ... and their words: the short ones are the other words,
+                            so that the fast path counts nothing (see nrecords) */
     uint32_t thread;     /* thread number within the image */
     int guard;           /* non-zero while inside a wrapper or the interposer */
     int registered;      /* thread number assigned, destructor armed */
@@ -217,7 +221,7 @@ static size_t boot_used;
 
 static int is_boot(const void *p)
 {
-    return (const char *)p >= boot_buf && (const char *)p < boot_buf + sizeof boot_buf;
+    return (uintptr_t)p - (uintptr_t)boot_buf < sizeof boot_buf;
 }
 
 /* Blocks carry their size in the 16 bytes before them (for realloc and
@@ -375,6 +379,12 @@ static int raw_fd_ok(void)
 /* Room kept at the end of every buffer for the chunk's mark (raw.h). */
 #define MARK_WORDS 2
 
+/* Records in the buffer: the short ones are one word each, the others are counted. */
+static uint32_t nrecords(const struct tstate *t)
+{
+    return t->nlong + (uint32_t)(t->pos - t->buf) - t->long_words;
+}
+
 static void reg_lock(void);
 static void reg_unlock(void);
 static int raw_fd_ok(void);
@@ -482,7 +492,7 @@ static void flush(struct tstate *t)
     c->magic = HL_RAW_CHUNK_MAGIC;
     c->thread = t->thread;
     c->nbytes = (uint32_t)(nwords * 8);
-    c->nrecords = t->nrec + 1;
+    c->nrecords = nrecords(t) + 1;
     c->tsc = read_tsc();
     c->mono_ns = clock_ns(CLOCK_MONOTONIC);
     c->checksum = 0;
@@ -494,7 +504,7 @@ static void flush(struct tstate *t)
     /* The next record takes the slow path, which starts the chunk with a reading. */
     __atomic_store_n(&t->pos, t->buf, __ATOMIC_RELEASE);
     t->end = t->buf;
-    t->nrec = 0;
+    t->nlong = t->long_words = 0;
     t->last_seq = 0;
     t->last_ptr = 0;
     __atomic_store_n(&t->lo, UINT64_MAX, __ATOMIC_SEQ_CST); /* written: holds nothing back */
@@ -603,7 +613,7 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
             t->buf = (uint64_t *)m + CHUNK_WORDS;
             t->pos = t->buf;
             t->hard = (uint64_t *)m + g_bufbytes / 8 - MARK_WORDS;
-            t->nrec = 0;
+            t->nlong = t->long_words = 0;
             t->last_seq = 0;
             t->last_ptr = 0;
             if (!t->registered) {
@@ -625,25 +635,28 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
         t->pos[0] = HL_RAW_TIME << 1;
         t->pos[1] = read_tsc();
         t->pos += 2;
-        t->nrec++;
-        t->end = (size_t)(t->hard - t->pos) > TIME_EVERY_WORDS ? t->pos + TIME_EVERY_WORDS
-                                                                : t->hard;
+        t->nlong++;
+        t->long_words += 2;
+        /* The flush above left room for a whole record at pos. */
+        uint64_t *last = t->hard - MAX_RECORD_WORDS + 1;
+        t->end = last - t->pos > TIME_EVERY_WORDS ? t->pos + TIME_EVERY_WORDS : last;
     } else {
-        /* Not recording: let records land in the scratch area. */
+        /* Not recording: let records land in the scratch area, one at a time. */
         t->pos = t->scratch;
-        t->end = t->scratch + 8;
-        t->nrec = 0;
+        t->end = t->scratch + 1;
+        t->nlong = t->long_words = 0;
     }
     errno = saved;
     return t->pos;
 }
 
-/* Room for a record of up to maxw words; the caller fills it and commits the words it
- * used, so a record whose size needs an extra word can store it unconditionally. */
-static inline uint64_t *reserve(struct tstate *t, unsigned maxw)
+/* Room for a record of up to MAX_RECORD_WORDS; the caller fills it and commits the
+ * words it used, so a record whose size needs an extra word can store it
+ * unconditionally. */
+static inline uint64_t *reserve(struct tstate *t)
 {
     uint64_t *p = t->pos;
-    if (unlikely((size_t)(t->end - p) < maxw))
+    if (unlikely(p >= t->end))
         p = reserve_slow(t);
     return p;
 }
@@ -653,7 +666,6 @@ static inline void commit(struct tstate *t, uint64_t *w, unsigned nw)
     /* Release: the record's words before the position that publishes them (a plain
      * store on x86; it only stops the compiler reordering).  See flush_others. */
     __atomic_store_n(&t->pos, w + nw, __ATOMIC_RELEASE);
-    t->nrec++;
 }
 
 /* One thread: a plain increment.  Several: an atomic add.  g_multi is set before the
@@ -683,6 +695,8 @@ static inline void commit_long(struct tstate *t, uint64_t *w, unsigned n, uint64
         w[n++] = seq;
     t->last_seq = seq;
     t->last_ptr = p;
+    t->nlong++;
+    t->long_words += n;
     commit(t, w, n);
 }
 
@@ -723,7 +737,7 @@ static void atfork_child(void)
     t->lo = UINT64_MAX;
     if (t->buf) {
         t->pos = t->end = t->buf;
-        t->nrec = 0;
+        t->nlong = t->long_words = 0;
         t->last_seq = 0;
         t->last_ptr = 0;
     }
@@ -812,15 +826,15 @@ static void *quiet_malloc(size_t n)
 
 /* A malloc or free as a one-word short record if its deltas fit (raw.h), which they
  * nearly always do.  Returns 1 if written. */
-static inline int record_short(struct tstate *t, unsigned op, uint64_t seq, uintptr_t p,
-                               size_t size)
+static inline int record_short(struct tstate *t, uint64_t *w, unsigned op, uint64_t seq,
+                               uintptr_t p, size_t size)
 {
-    uint64_t w = hl_raw_short(op, seq, t->last_seq, p, t->last_ptr, size);
-    if (likely(w)) {
+    uint64_t r = hl_raw_short(op, seq, t->last_seq, p, t->last_ptr, size);
+    if (likely(r)) {
+        w[0] = r; /* room for a long record was reserved */
         t->last_seq = seq;
         t->last_ptr = p;
-        t->pos[0] = w; /* room for a long record was reserved */
-        commit(t, t->pos, 1);
+        commit(t, w, 1);
         return 1;
     }
     return 0;
@@ -829,9 +843,9 @@ static inline int record_short(struct tstate *t, unsigned op, uint64_t seq, uint
 /* malloc, valloc, pvalloc: w0 ptr [size] [seq] */
 static inline void record_plain(struct tstate *t, unsigned op, void *p, size_t size)
 {
-    uint64_t *w = reserve(t, 4);
+    uint64_t *w = reserve(t);
     uint64_t seq = next_seq();
-    if (op == HL_RAW_MALLOC && p && record_short(t, op, seq, (uintptr_t)p, size))
+    if (op == HL_RAW_MALLOC && p && record_short(t, w, op, seq, (uintptr_t)p, size))
         return;
     w[1] = (uintptr_t)p;
     commit_long(t, w, 2, seq, (uintptr_t)p, size, op, p ? 0 : HL_RAWF_FAILED);
@@ -840,7 +854,7 @@ static inline void record_plain(struct tstate *t, unsigned op, void *p, size_t s
 /* calloc and the aligned ops: w0 ptr aux [size] [seq] */
 static inline void record_aux(struct tstate *t, unsigned op, void *p, size_t size, size_t aux)
 {
-    uint64_t *w = reserve(t, 5);
+    uint64_t *w = reserve(t);
     uint64_t seq = next_seq();
     w[1] = (uintptr_t)p;
     w[2] = aux;
@@ -877,9 +891,9 @@ EXPORT void free(void *p)
         return;
     }
     guard_on(t);
-    uint64_t *w = reserve(t, 3);
+    uint64_t *w = reserve(t);
     uint64_t seq = next_seq();
-    if (!record_short(t, HL_RAW_FREE, seq, (uintptr_t)p, 0)) {
+    if (!record_short(t, w, HL_RAW_FREE, seq, (uintptr_t)p, 0)) {
         w[1] = (uintptr_t)p;
         commit_long(t, w, 2, seq, (uintptr_t)p, 0, HL_RAW_FREE, 0);
     }
@@ -952,7 +966,7 @@ EXPORT void *realloc(void *old, size_t n)
         return old ? NULL : boot_alloc(n, 16);
     }
     guard_on(t);
-    uint64_t *w = reserve(t, 7);
+    uint64_t *w = reserve(t);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = real.realloc(old, n);
     record_realloc(t, w, HL_RAW_REALLOC, s0, old, p, n, 0, n);
@@ -991,7 +1005,7 @@ EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
         return old || total == SIZE_MAX ? NULL : boot_alloc(total, 16);
     }
     guard_on(t);
-    uint64_t *w = reserve(t, 7);
+    uint64_t *w = reserve(t);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = do_reallocarray(old, nmemb, size);
     record_realloc(t, w, HL_RAW_REALLOCARRAY, s0, old, p, size, nmemb, total);
@@ -1382,7 +1396,7 @@ int hl_attach_begin(const char *dir, void *const *fns, pid_t watcher)
             if (!t)
                 continue;
             t->pos = t->end = t->buf;
-            t->nrec = 0;
+            t->nlong = t->long_words = 0;
             t->last_seq = 0;
             t->last_ptr = 0;
             t->lo = UINT64_MAX;
