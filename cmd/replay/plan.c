@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define MAX_THREADS 65536
@@ -68,11 +69,19 @@ struct hl_plan_builder {
     uint64_t npend, pendcap;
     uint64_t win, win_ev;         /* window number, events in it */
     uint64_t off, nwin, max_win;
+    uint64_t synced;              /* written back up to here (a plan kept in the cache) */
     uint64_t events, ops, unknown, failed, live, peak, cross;
     struct tlmark *tl;
     uint64_t ntl, tlcap;
-    char *wbuf;                   /* the window as written */
+    uint64_t next_sample;         /* the op index of the next timeline point */
+    char *wbuf;                   /* the window as written (several threads) */
     uint64_t wcap;
+    /* A serial plan's window is built in its compact form directly: */
+    uint64_t *cw;                 /* compact words */
+    uint64_t ncw, cwcap;
+    struct hl_rp_ev *cx;          /* escapes */
+    uint64_t ncx, cxcap;
+    struct hl_rp_ev one;          /* the event being planned (serial) */
     int werr;
 };
 
@@ -144,10 +153,11 @@ struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
     b->serial = o->serial || p->nthreads == 1;
     b->single = p->nthreads == 1;
     b->every = o->timeline_every ? o->timeline_every : p->nevents / TL_TARGET + 1;
+    b->next_sample = b->every == UINT64_MAX ? UINT64_MAX : 0;
     b->window = o->window ? o->window : b->serial ? HL_PLAN_WINDOW_SERIAL : HL_PLAN_WINDOW_THREADS;
     b->first_slot = b->next_slot = p->first_slot;
     b->hi = 1;
-    b->off = HL_PLAN_HDR_BYTES;
+    b->off = b->synced = HL_PLAN_HDR_BYTES;
     return b;
 }
 
@@ -165,6 +175,8 @@ void hl_plan_abort(struct hl_plan_builder *b)
     free(b->pend);
     free(b->tl);
     free(b->wbuf);
+    free(b->cw);
+    free(b->cx);
     free(b);
 }
 
@@ -184,38 +196,69 @@ static int write_at(int fd, const void *p, uint64_t n, uint64_t off)
     return 0;
 }
 
-/* Write the window built so far; the slots freed in it can be handed out again. */
-/* The compact form of a serial window (replay.h): words, then escapes; bytes written. */
-static uint64_t compact_window(struct hl_plan_builder *b, uint64_t hb)
+/* pwrite of several pieces, whole. */
+static int writev_at(int fd, struct iovec *iov, int n, uint64_t off)
 {
-    const struct evvec *v = &b->thr[0];
-    uint64_t ncx = 0;
-    for (uint64_t k = 0; k < v->n; k++)
-        ncx += !(v->v[k].op == HL_OP_FREE ||
-                 (v->v[k].op == HL_OP_MALLOC && v->v[k].size < HL_CEV_MAX_SIZE));
-    uint64_t bytes = hb + v->n * sizeof(uint64_t) + ncx * sizeof(struct hl_rp_ev);
-    b->wbuf = grow(b->wbuf, &b->wcap, bytes, 1);
-    memset(b->wbuf, 0, hb);
-    uint64_t *cw = (uint64_t *)(b->wbuf + hb);
-    struct hl_rp_ev *cx = (struct hl_rp_ev *)(cw + v->n);
-    for (uint64_t k = 0; k < v->n; k++) {
-        const struct hl_rp_ev *e = &v->v[k];
-        if (e->op == HL_OP_FREE) {
-            cw[k] = ((uint64_t)e->slot << 2) | HL_CEV_FREE;
-        } else if (e->op == HL_OP_MALLOC && e->size < HL_CEV_MAX_SIZE) {
-            cw[k] = ((uint64_t)e->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)e->slot << 2) |
-                    HL_CEV_MALLOC;
-        } else {
-            cw[k] = HL_CEV_OTHER;
-            *cx = *e;
-            cx->flags = 0;
-            cx++;
+    while (n > 0) {
+        ssize_t k = pwritev(fd, iov, n > 64 ? 64 : n, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        off += (uint64_t)k;
+        while (n > 0 && (size_t)k >= iov->iov_len) {
+            k -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + k;
+            iov->iov_len -= (size_t)k;
         }
     }
-    struct hl_plan_win *w = (struct hl_plan_win *)b->wbuf;
-    w->ncx = (uint32_t)ncx;
-    w->nev[0] = (uint32_t)v->n;
-    return bytes;
+    return 0;
+}
+
+/* A plan kept beside the trace is made durable (fsync) before it is renamed into
+ * place: start writing it back as it grows, so that the disk works while the plan is
+ * built and the final fsync has little left to wait for. */
+#define WRITEBACK_EVERY (64ull << 20)
+
+static void written(struct hl_plan_builder *b)
+{
+    if (b->opts.cache && b->off - b->synced >= WRITEBACK_EVERY) {
+        sync_file_range(b->fd, (off64_t)b->synced, (off64_t)(b->off - b->synced),
+                        SYNC_FILE_RANGE_WRITE);
+        b->synced = b->off;
+    }
+}
+
+/* A serial window (replay.h's compact stream, built as the events came): its header,
+ * words and escapes written in one call. */
+static void write_compact(struct hl_plan_builder *b)
+{
+    uint64_t hb = hl_plan_win_hdr_bytes(1);
+    uint64_t bytes = hb + b->ncw * sizeof *b->cw + b->ncx * sizeof *b->cx;
+    union {
+        struct hl_plan_win w;
+        char pad[64];
+    } h;
+    memset(&h, 0, sizeof h);
+    h.w.bytes = bytes;
+    h.w.nev_total = b->ncw;
+    h.w.nthr = 1;
+    h.w.ncx = (uint32_t)b->ncx;
+    h.w.nev[0] = (uint32_t)b->ncw;
+    struct iovec iov[3] = {{&h, hb},
+                           {b->cw, b->ncw * sizeof *b->cw},
+                           {b->cx, b->ncx * sizeof *b->cx}};
+    if (!b->werr && writev_at(b->fd, iov, 3, b->off) != 0)
+        b->werr = errno ? errno : EIO;
+    b->off += bytes;
+    if (bytes > b->max_win)
+        b->max_win = bytes;
+    b->ncw = b->ncx = 0;
+    written(b);
 }
 
 /* The events of a window with several threads: thread after thread; bytes written. */
@@ -237,12 +280,21 @@ static uint64_t threads_window(struct hl_plan_builder *b, uint64_t hb, uint64_t 
 /* Write the window built so far; the slots freed in it can be handed out again. */
 static void flush_window(struct hl_plan_builder *b)
 {
+    if (b->serial) {
+        if (b->ncw == 0)
+            return;
+        write_compact(b);
+        b->nwin++;
+        b->win++;
+        b->win_ev = 0;
+        return;
+    }
     uint64_t hb = hl_plan_win_hdr_bytes(b->nthr), n = 0;
     for (uint32_t i = 0; i < b->nthr; i++)
         n += b->thr[i].n;
     if (n == 0)
         return;
-    const uint64_t bytes = b->serial ? compact_window(b, hb) : threads_window(b, hb, n);
+    const uint64_t bytes = threads_window(b, hb, n);
     struct hl_plan_win *w = (struct hl_plan_win *)b->wbuf;
     w->bytes = bytes;
     w->nev_total = n;
@@ -255,6 +307,7 @@ static void flush_window(struct hl_plan_builder *b)
     b->nwin++;
     if (bytes > b->max_win)
         b->max_win = bytes;
+    written(b);
     for (uint64_t k = 0; k < b->npend; k++)
         b->freed[b->nfreed++] = b->pend[k];
     b->npend = 0;
@@ -318,6 +371,122 @@ static void dense_free(struct hl_plan_builder *b, uint32_t d, uint32_t t, struct
 static int aligned_op(int op)
 {
     return op == HL_OP_POSIX_MEMALIGN || op == HL_OP_ALIGNED_ALLOC || op == HL_OP_MEMALIGN;
+}
+
+/* A serial event into the window's compact stream: a word, or an escape. */
+static void emit_compact(struct hl_plan_builder *b, const struct hl_rp_ev *r)
+{
+    b->cw = grow(b->cw, &b->cwcap, b->ncw + 1, sizeof *b->cw);
+    if (r->op == HL_OP_FREE) {
+        b->cw[b->ncw++] = ((uint64_t)r->slot << 2) | HL_CEV_FREE;
+    } else if (r->op == HL_OP_MALLOC && r->size < HL_CEV_MAX_SIZE) {
+        b->cw[b->ncw++] = ((uint64_t)r->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)r->slot << 2) |
+                          HL_CEV_MALLOC;
+    } else {
+        b->cw[b->ncw++] = HL_CEV_OTHER;
+        b->cx = grow(b->cx, &b->cxcap, b->ncx + 1, sizeof *b->cx);
+        b->cx[b->ncx] = *r;
+        b->cx[b->ncx++].flags = 0;
+    }
+}
+
+/* The timeline point and the window's end after an event is planned. */
+static inline void planned(struct hl_plan_builder *b, struct hl_rp_ev *r, uint32_t t)
+{
+    uint64_t opi = b->ops++;
+    if (opi == b->next_sample) {
+        b->next_sample = b->every > UINT64_MAX - opi ? UINT64_MAX : opi + b->every;
+        r->flags |= HL_RF_SAMPLE;
+        b->tl = grow(b->tl, &b->tlcap, b->ntl + 1, sizeof *b->tl);
+        b->tl[b->ntl++] = (struct tlmark){opi, b->live, t};
+    }
+    if (++b->win_ev == b->window)
+        flush_window(b);
+}
+
+/* The common events of a serial plan, planned in a tight loop: a malloc of a size the
+ * compact stream holds into a slot number given back before, a free of a block the
+ * ring holds.  Stops before any other event (hl_plan_add sees it, errors included),
+ * the next timeline point and the window's end.  Returns the events planned, exactly
+ * as hl_plan_add would have planned them. */
+static uint64_t plan_run(struct hl_plan_builder *b, const struct hl_event *ev, uint64_t n)
+{
+    uint64_t lim = n;
+    if (b->next_sample - b->ops < lim)
+        lim = b->next_sample - b->ops;
+    if (b->window - b->win_ev < lim)
+        lim = b->window - b->win_ev;
+    if (b->cwcap - b->ncw < lim)
+        lim = b->cwcap - b->ncw;
+    /* Locals: stores through the arrays would make the compiler reload fields of b. */
+    uint32_t *const ring = b->ring, *const freed = b->freed;
+    struct dslot *const ds = b->ds;
+    uint64_t *const cw = b->cw + b->ncw;
+    const uint64_t first = b->first_slot;
+    const uint32_t nthreads = b->recorded_threads;
+    uint64_t next = b->next_slot, nfreed = b->nfreed, live = b->live, peak = b->peak;
+    uint64_t i = 0;
+    for (; i < lim; i++) {
+        const struct hl_event *e = &ev[i];
+        if (e->thread >= nthreads || e->flags)
+            break;
+        if (e->op == HL_OP_FREE) {
+            uint64_t s = e->slot;
+            if (s >= next || s < first || next - s > RING_SLOTS)
+                break;
+            uint32_t *r = &ring[s & (RING_SLOTS - 1)];
+            uint32_t d = *r;
+            if (d == 0 || d == (uint32_t)SKIPPED_D)
+                break;
+            *r = 0;
+            live -= ds[d].bytes;
+            freed[nfreed++] = d;
+            cw[i] = ((uint64_t)d << 2) | HL_CEV_FREE;
+        } else if (e->op == HL_OP_MALLOC) {
+            uint64_t size = e->size;
+            if (e->slot != next || size >= HL_CEV_MAX_SIZE || !nfreed)
+                break;
+            uint32_t d = freed[--nfreed];
+            uint32_t *r = &ring[next & (RING_SLOTS - 1)];
+            if (*r) /* slot_put: the slot a ring's length back is still live */
+                hl_slotmap_put(b->map, key_of(next - RING_SLOTS), *r);
+            *r = d;
+            next++;
+            ds[d].bytes = size;
+            live += size;
+            if (live > peak)
+                peak = live;
+            cw[i] = (size << HL_CEV_SIZE_SHIFT) | ((uint64_t)d << 2) | HL_CEV_MALLOC;
+        } else {
+            break;
+        }
+    }
+    b->next_slot = next;
+    b->nfreed = nfreed;
+    b->live = live;
+    b->peak = peak;
+    b->ncw += i;
+    b->events += i;
+    b->ops += i;
+    b->win_ev += i;
+    if (b->win_ev == b->window)
+        flush_window(b);
+    return i;
+}
+
+int hl_plan_add_events(struct hl_plan_builder *b, const struct hl_event *ev, uint64_t n,
+                       struct hl_err *err)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        if (b->serial) {
+            i += plan_run(b, ev + i, n - i);
+            if (i == n)
+                break;
+        }
+        if (hl_plan_add(b, &ev[i], err) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_err *err)
@@ -402,8 +571,12 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
         }
     }
 
-    uint32_t idx;
-    struct hl_rp_ev *r = push(b, t, &idx);
+    uint32_t idx = 0;
+    struct hl_rp_ev *r = &b->one;
+    if (b->serial)
+        memset(r, 0, sizeof *r);
+    else
+        r = push(b, t, &idx);
     r->op = e->op == HL_OP_REALLOCARRAY ? HL_OP_REALLOC : e->op;
     if (e->op == HL_OP_FREE) {
         r->slot = old == HL_NO_SLOT ? 0 : (uint32_t)old;
@@ -444,14 +617,9 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
         if (b->live > b->peak)
             b->peak = b->live;
     }
-    uint64_t opi = b->ops++;
-    if (b->every != UINT64_MAX && opi % b->every == 0) {
-        r->flags |= HL_RF_SAMPLE;
-        b->tl = grow(b->tl, &b->tlcap, b->ntl + 1, sizeof *b->tl);
-        b->tl[b->ntl++] = (struct tlmark){opi, b->live, t};
-    }
-    if (++b->win_ev == b->window)
-        flush_window(b);
+    if (b->serial)
+        emit_compact(b, r);
+    planned(b, r, t);
     return 0;
 }
 
@@ -575,15 +743,13 @@ static int plan_section(struct hl_reader *r, const char *path, const struct hl_p
     ssize_t n;
     uint64_t shown = 0;
     while ((n = hl_reader_events(r, &ev, err)) > 0) {
-        for (ssize_t i = 0; i < n; i++) {
-            if (hl_plan_add(b, &ev[i], err) != 0) {
-                char why[sizeof err->msg];
-                snprintf(why, sizeof why, "%s", err->msg);
-                snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, why);
-                hl_plan_abort(b);
-                close(fd);
-                return -1;
-            }
+        if (hl_plan_add_events(b, ev, (uint64_t)n, err) != 0) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, why);
+            hl_plan_abort(b);
+            close(fd);
+            return -1;
         }
         if (show && b->events >> 24 != shown) {
             shown = b->events >> 24;

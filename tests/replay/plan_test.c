@@ -170,6 +170,59 @@ static int dense_ok(const struct hl_plan_hdr *h)
     return 1;
 }
 
+/* The plan file of a section built with hl_plan_add one event at a time (batch 0) or
+ * with hl_plan_add_events in batches of `batch`: its bytes (malloc'd, *len), NULL if
+ * planning failed. */
+static char *plan_bytes(const struct hl_event *e, uint64_t n, int serial, uint64_t window,
+                        uint64_t every, uint64_t batch, size_t *len)
+{
+    struct hl_err err;
+    int fd = hl_plan_file("/tmp/x", &err);
+    struct hl_process p;
+    memset(&p, 0, sizeof p);
+    p.nevents = n;
+    for (uint64_t i = 0; i < n; i++)
+        if (e[i].thread + 1 > p.nthreads)
+            p.nthreads = e[i].thread + 1;
+    struct hl_plan_opts o = {serial, every, window, 0, 0, 0};
+    struct hl_plan_builder *b = hl_plan_begin(fd, &o, &p);
+    int bad = 0;
+    for (uint64_t i = 0; i < n && !bad; i += batch ? batch : 1)
+        bad = batch ? hl_plan_add_events(b, e + i, n - i < batch ? n - i : batch, &err)
+                    : hl_plan_add(b, &e[i], &err);
+    struct hl_plan_info info;
+    if (bad) {
+        hl_plan_abort(b);
+        close(fd);
+        return NULL;
+    }
+    if (hl_plan_finish(b, &info, &err) != 0) {
+        close(fd);
+        return NULL;
+    }
+    *len = (size_t)lseek(fd, 0, SEEK_END);
+    char *buf = malloc(*len);
+    if (buf && pread(fd, buf, *len, 0) != (ssize_t)*len) {
+        free(buf);
+        buf = NULL;
+    }
+    close(fd);
+    return buf;
+}
+
+/* The same plan from both ways of adding events. */
+static int same_plan(const struct hl_event *e, uint64_t n, int serial, uint64_t window,
+                     uint64_t every, uint64_t batch)
+{
+    size_t la = 0, lb = 0;
+    char *a = plan_bytes(e, n, serial, window, every, 0, &la);
+    char *b = plan_bytes(e, n, serial, window, every, batch, &lb);
+    int same = a && b && la == lb && memcmp(a, b, la) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
 int main(void)
 {
     struct hl_plan_info info;
@@ -308,6 +361,61 @@ int main(void)
     TAP_CHECK(h && h->ops == 200000 && h->ndense <= HL_PLAN_WINDOW_THREADS + 2,
               "the same on two threads: slots freed in a window come back in the next, at most a window's worth");
     TAP_CHECK(h && dense_ok(h), "and they are consistent across windows");
+
+
+    /* The batch path plans exactly as one event at a time: a long serial section
+     * (blocks outliving the ring of recent slots, large and odd calls, double and
+     * foreign frees, failures), in windows and batches that do not line up. */
+    {
+        const uint64_t n = 3000000;
+        struct hl_event *m = calloc(n, sizeof *m);
+        uint64_t *live = calloc(n, sizeof *live), nlive = 0, next = 0, x = 88172645463325252ull;
+        for (uint64_t i = 0; m && live && i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            unsigned r = (unsigned)(x % 1000);
+            if (nlive && (r < 480 || nlive > 20000)) {
+                uint64_t k = (x >> 20) % nlive;
+                /* keep one block in 64 live for good: it outlives the ring */
+                if ((live[k] & 63) == 0 && r > 5) {
+                    m[i] = ev(0, HL_OP_MALLOC, 24, next, N);
+                    live[nlive++] = next++;
+                    continue;
+                }
+                m[i] = ev(0, HL_OP_FREE, 0, live[k], N);
+                if (r > 2)
+                    live[k] = live[--nlive];
+            } else if (r < 490) {
+                m[i] = ev(0, r & 1 ? HL_OP_CALLOC : HL_OP_MEMALIGN, 16, next, N);
+                m[i].aux = 4 + (r & 1) * 28;
+                live[nlive++] = next++;
+            } else if (r < 495 && nlive) {
+                uint64_t k = (x >> 20) % nlive;
+                m[i] = ev(0, HL_OP_REALLOC, 200, next, live[k]);
+                live[k] = next++;
+            } else if (r < 497) {
+                m[i] = ev(0, HL_OP_MALLOC, r & 1 ? (1ull << 31) : 8, N, N);
+                m[i].flags = HL_EV_FAILED;
+            } else if (r < 498) {
+                m[i] = ev(0, HL_OP_FREE, 0, N, N);
+                m[i].flags = r & 1 ? HL_EV_UNKNOWN : 0;
+            } else {
+                m[i] = ev(0, HL_OP_MALLOC, r & 1 ? (1ull << 30) + 16 : 1 + (x >> 40) % 5000, next, N);
+                live[nlive++] = next++;
+            }
+        }
+        TAP_CHECK(m && live && same_plan(m, n, 0, 0, 0, 4096),
+                  "a long one-thread section: the same plan file from the batch path");
+        TAP_CHECK(m && live && same_plan(m, n / 10, 0, 1000, 77, 999),
+                  "the same with windows of 1000 events, a timeline point every 77 ops, batches of 999");
+        for (uint64_t i = 0; m && i < n / 10; i += 3)
+            m[i].thread = 1;
+        TAP_CHECK(m && live && same_plan(m, n / 10, 1, 0, 0, 4096),
+                  "two threads replayed serially: the same plan file from the batch path");
+        free(m);
+        free(live);
+    }
 
     /* the slot rule: an allocation must take the next slot */
     struct hl_event c[] = {ev(0, HL_OP_MALLOC, 8, 0, N), ev(0, HL_OP_MALLOC, 8, 5, N)};
