@@ -36,19 +36,26 @@ struct rplan {
 };
 static struct rplan P;
 
+/* The section header of n events: their count, first slot and threads. */
+static struct hl_process section_of(const struct hl_event *e, uint64_t n, uint64_t first_slot)
+{
+    struct hl_process p;
+    memset(&p, 0, sizeof p);
+    p.nevents = n;
+    p.first_slot = first_slot;
+    for (uint64_t i = 0; i < n; i++)
+        if (e[i].thread + 1 > p.nthreads)
+            p.nthreads = e[i].thread + 1;
+    return p;
+}
+
 static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int serial,
                                          uint64_t window, uint64_t first_slot,
                                          struct hl_plan_info *info, int *rc)
 {
     struct hl_err err;
     int fd = hl_plan_file("/tmp/x", &err);
-    struct hl_process p;
-    memset(&p, 0, sizeof p);
-    p.nevents = (uint64_t)n;
-    p.first_slot = first_slot;
-    for (int i = 0; i < n; i++)
-        if (e[i].thread + 1 > p.nthreads)
-            p.nthreads = e[i].thread + 1;
+    struct hl_process p = section_of(e, (uint64_t)n, first_slot);
     struct hl_plan_opts o = {serial, UINT64_MAX, window, 0, 0, 0};
     struct hl_plan_builder *b = hl_plan_begin(fd, &o, &p);
     *rc = 0;
@@ -178,12 +185,7 @@ static char *plan_bytes(const struct hl_event *e, uint64_t n, int serial, uint64
 {
     struct hl_err err;
     int fd = hl_plan_file("/tmp/x", &err);
-    struct hl_process p;
-    memset(&p, 0, sizeof p);
-    p.nevents = n;
-    for (uint64_t i = 0; i < n; i++)
-        if (e[i].thread + 1 > p.nthreads)
-            p.nthreads = e[i].thread + 1;
+    struct hl_process p = section_of(e, n, 0);
     struct hl_plan_opts o = {serial, every, window, 0, 0, 0};
     struct hl_plan_builder *b = hl_plan_begin(fd, &o, &p);
     int bad = 0;
