@@ -9,6 +9,7 @@
  * read one at a time (replay.h); the builder holds one window and the live blocks.
  */
 #include "replay.h"
+#include "feed.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -742,11 +743,13 @@ static int plan_section(struct hl_reader *r, const char *path, const struct hl_p
     const struct hl_event *ev;
     ssize_t n;
     uint64_t shown = 0;
-    while ((n = hl_reader_events(r, &ev, err)) > 0) {
+    struct hl_feed *feed = hl_feed_start(r); /* NULL: read here */
+    while ((n = feed ? hl_feed_next(feed, &ev, err) : hl_reader_events(r, &ev, err)) > 0) {
         if (hl_plan_add_events(b, ev, (uint64_t)n, err) != 0) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);
             snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, why);
+            hl_feed_end(feed);
             hl_plan_abort(b);
             close(fd);
             return -1;
@@ -756,6 +759,7 @@ static int plan_section(struct hl_reader *r, const char *path, const struct hl_p
             plan_progress(path, b->events, p->nevents, 0);
         }
     }
+    hl_feed_end(feed);
     if (shown)
         plan_progress(path, 0, 0, 1);
     if (n < 0 || b->events == 0) {
