@@ -38,7 +38,7 @@ enum { ST_BETWEEN, ST_SECTION, ST_FAILED };
 /* Events decoded per hl_reader_events call: a batch (160 KiB of events) stays in the
  * cache while the caller consumes it, which a whole chunk (65536 events, 2.6 MB) does
  * not. */
-#define HL_BATCH 4096u
+#define HL_BATCH HL_READER_BATCH
 
 struct block {
     size_t off; /* of the header */
@@ -637,6 +637,16 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
             if (cp[c] != ce[c])
                 return "column lengths do not match the events";
     return NULL;
+}
+
+ssize_t hl_reader_events_to(struct hl_reader *r, struct hl_event *buf, struct hl_err *err)
+{
+    struct hl_event *own = r->ev;
+    const struct hl_event *ev;
+    r->ev = buf;
+    ssize_t n = hl_reader_events(r, &ev, err);
+    r->ev = own;
+    return n;
 }
 
 ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,

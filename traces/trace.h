@@ -121,13 +121,18 @@ struct hl_reader *hl_reader_open(const char *path, struct hl_err *err);
  * file has no more sections, -1 on error (damaged file). */
 int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_err *err);
 
-/* The next batch of events of the current section, decoded (at most 4096; a chunk is
- * returned in several batches).  *events points into the reader's memory and stays
+/* Events in a batch at most. */
+#define HL_READER_BATCH 4096u
+/* The next batch of events of the current section, decoded (at most HL_READER_BATCH;
+ * a chunk is returned in several batches).  *events points into the reader's memory and stays
  * valid until the next call.  Returns the count (> 0), 0 at the
  * end of the section, -1 on error: a truncated or corrupted chunk is reported with the
  * file and byte offset; all events before it have been returned. */
 ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
                          struct hl_err *err);
+/* The same, decoded into buf (HL_READER_BATCH events) instead of the reader's memory:
+ * a caller that keeps several batches at once (replay's feed) copies nothing. */
+ssize_t hl_reader_events_to(struct hl_reader *r, struct hl_event *buf, struct hl_err *err);
 
 /* Open a trace held in memory (the bytes are not copied: buf must outlive the reader).
  * name stands for the file in error messages. */

@@ -1,8 +1,8 @@
 /*
  * feed.c: decoding a trace section on a thread of its own (see feed.h).
  *
- * The thread calls hl_reader_events and copies each batch into one of NBUF buffers;
- * the caller takes them in order.  The caller holds the batch it was handed last
+ * The thread decodes each batch into one of NBUF buffers (hl_reader_events_to: no
+ * copy); the caller takes them in order.  The caller holds the batch it was handed last
  * until it asks for the next one; the batches published and not taken yet wait; the
  * thread fills the next buffer only when neither is in it (filled - taken < NBUF - 1).
  * A mutex and a condition variable hand buffers over, once per batch (thousands of
@@ -11,9 +11,7 @@
 #include "feed.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define NBUF 4
 
@@ -22,8 +20,7 @@ struct hl_feed {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct hl_event *buf[NBUF];
-    size_t cap[NBUF];
+    struct hl_event *buf[NBUF]; /* HL_READER_BATCH events each */
     ssize_t n[NBUF];         /* what hl_reader_events returned for buffer i */
     uint64_t filled, taken;  /* batches published, and handed to the caller */
     int stop;                /* the caller is done: the thread ends */
@@ -34,8 +31,6 @@ static void *feed_main(void *arg)
 {
     struct hl_feed *f = arg;
     for (;;) {
-        const struct hl_event *ev;
-        ssize_t n = hl_reader_events(f->r, &ev, &f->err);
         pthread_mutex_lock(&f->mu);
         while (f->filled - f->taken >= NBUF - 1 && !f->stop)
             pthread_cond_wait(&f->cv, &f->mu);
@@ -44,18 +39,7 @@ static void *feed_main(void *arg)
         if (stop)
             break;
         const unsigned i = (unsigned)(f->filled % NBUF);
-        if (n > 0 && (size_t)n > f->cap[i]) {
-            struct hl_event *nb = realloc(f->buf[i], (size_t)n * sizeof *nb);
-            if (!nb) {
-                snprintf(f->err.msg, sizeof f->err.msg, "out of memory reading the trace");
-                n = -1;
-            } else {
-                f->buf[i] = nb;
-                f->cap[i] = (size_t)n;
-            }
-        }
-        if (n > 0)
-            memcpy(f->buf[i], ev, (size_t)n * sizeof *ev);
+        ssize_t n = hl_reader_events_to(f->r, f->buf[i], &f->err);
         f->n[i] = n;
         pthread_mutex_lock(&f->mu);
         f->filled++;
@@ -73,11 +57,20 @@ struct hl_feed *hl_feed_start(struct hl_reader *r)
     if (!f)
         return NULL;
     f->r = r;
+    for (int i = 0; i < NBUF; i++)
+        if (!(f->buf[i] = malloc(HL_READER_BATCH * sizeof *f->buf[i]))) {
+            while (i--)
+                free(f->buf[i]);
+            free(f);
+            return NULL;
+        }
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     if (pthread_create(&f->th, NULL, feed_main, f) != 0) {
         pthread_mutex_destroy(&f->mu);
         pthread_cond_destroy(&f->cv);
+        for (int i = 0; i < NBUF; i++)
+            free(f->buf[i]);
         free(f);
         return NULL;
     }
