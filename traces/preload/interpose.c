@@ -20,8 +20,10 @@
  *     add on one counter gives all threads a total order consistent with causality:
  *     if a block freed by thread A is handed to thread B, the allocator's own
  *     synchronisation orders A's add before B's.
- *   - The hot path makes no system call and takes no lock: TLS cursor, one atomic
- *     add, one rdtsc, a few stores.  errno is preserved across recording.
+ *   - The hot path makes no system call and takes no lock: the TLS cursor checked
+ *     against one soft end, one add on the sequence counter (atomic once the process
+ *     has several threads), a few stores; the clock is read at the soft end only,
+ *     every TIME_EVERY_WORDS words.  errno is preserved across recording.
  *
  * Buffers are flushed when full, at thread exit (a pthread key destructor), before
  * exec (every thread's, since exec ends them), at _exit/_Exit and at normal exit (a library destructor).  A fork child drops
