@@ -85,14 +85,16 @@ static int clean(const struct hl_analysis *a)
 
 static char *slurp(const char *file, size_t *n)
 {
+    *n = 0;
     FILE *f = fopen(file, "rb");
     if (!f)
         return NULL;
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
+    char *b = len < 0 ? NULL : malloc((size_t)len + 1);
+    if (b)
+        *n = fread(b, 1, (size_t)len, f);
     fclose(f);
     return b;
 }
