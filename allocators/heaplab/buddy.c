@@ -26,8 +26,21 @@ struct bblock {
     struct bblock *fd, *bk;
 };
 
-static struct bblock *freelist[MAX_ORDER + 1];
-static size_t arena, free_bytes, free_blocks, dirty, empty_supers;
+/* A heap: the default one (buddy_main) and one per further arena (hlm_buddy_new).  Each
+ * reports the superblocks it maps to mapped(base, SUPER, arg), if set. */
+struct hlm_buddy_heap {
+    struct bblock *freelist[MAX_ORDER + 1];
+    size_t arena, free_bytes, free_blocks, dirty, empty_supers;
+    bool (*mapped)(void *base, size_t len, void *arg);
+    void *mapped_arg;
+};
+static struct hlm_buddy_heap buddy_main;
+#define freelist h->freelist
+#define arena h->arena
+#define free_bytes h->free_bytes
+#define free_blocks h->free_blocks
+#define dirty h->dirty
+#define empty_supers h->empty_supers
 
 static inline unsigned border(const struct bblock *b) { return (unsigned)(b->head >> 8); }
 static inline bool bfree_of(const struct bblock *b, unsigned k)
@@ -35,7 +48,7 @@ static inline bool bfree_of(const struct bblock *b, unsigned k)
     return (b->head & ~B_CLEAN) == (((size_t)k << 8) | B_FREE);
 }
 
-static void push(struct bblock *b, unsigned k, size_t clean)
+static void push(struct hlm_buddy_heap *h, struct bblock *b, unsigned k, size_t clean)
 {
     b->magic = MAGIC;
     b->head = ((size_t)k << 8) | B_FREE | clean;
@@ -48,7 +61,7 @@ static void push(struct bblock *b, unsigned k, size_t clean)
     free_blocks++;
 }
 
-static void unlink_block(struct bblock *b, unsigned k)
+static void unlink_block(struct hlm_buddy_heap *h, struct bblock *b, unsigned k)
 {
     if (b->fd)
         b->fd->bk = b->bk;
@@ -67,7 +80,7 @@ static unsigned order_for(size_t n)
     return k < MIN_ORDER ? MIN_ORDER : k;
 }
 
-static void purge_free(void)
+static void purge_free(struct hlm_buddy_heap *h)
 {
     for (unsigned k = 13; k <= MAX_ORDER; k++)
         for (struct bblock *b = freelist[k]; b; b = b->fd)
@@ -78,7 +91,7 @@ static void purge_free(void)
     dirty = 0;
 }
 
-void *hlm_buddy_malloc(size_t n)
+void *hlm_buddy_malloc(struct hlm_buddy_heap *h, size_t n)
 {
     if (n > HLM_BUDDY_MAX_REQUEST)
         return NULL;
@@ -89,26 +102,30 @@ void *hlm_buddy_malloc(size_t n)
         struct bblock *s = hlm_os_map_aligned(SUPER, SUPER);
         if (!s)
             return NULL;
+        if (h->mapped && !h->mapped(s, SUPER, h->mapped_arg)) {
+            hlm_os_unmap(s, SUPER);
+            return NULL;
+        }
         arena += SUPER;
         empty_supers++;
-        push(s, MAX_ORDER, B_CLEAN);
+        push(h, s, MAX_ORDER, B_CLEAN);
         j = MAX_ORDER;
     }
     struct bblock *b = freelist[j];
     size_t clean = b->head & B_CLEAN;
-    unlink_block(b, j);
+    unlink_block(h, b, j);
     if (j == MAX_ORDER)
         empty_supers--;
     while (j > k) {   /* keep the lower half, file the upper one */
         j--;
-        push((struct bblock *)((char *)b + ((size_t)1 << j)), j, clean);
+        push(h, (struct bblock *)((char *)b + ((size_t)1 << j)), j, clean);
     }
     b->magic = MAGIC;
     b->head = ((size_t)k << 8) | B_INUSE;
     return (char *)b + HLM_HDR;
 }
 
-void hlm_buddy_free(void *p)
+void hlm_buddy_free(struct hlm_buddy_heap *h, void *p)
 {
     struct bblock *b = (struct bblock *)((char *)p - HLM_HDR);
     hlm_check(b->magic == MAGIC && (b->head & 0xff) == B_INUSE && border(b) >= MIN_ORDER &&
@@ -120,7 +137,7 @@ void hlm_buddy_free(void *p)
         struct bblock *bud = (struct bblock *)(base + (((char *)b - base) ^ ((size_t)1 << k)));
         if (!bfree_of(bud, k))
             break;
-        unlink_block(bud, k);
+        unlink_block(h, bud, k);
         if (bud < b)
             b = bud;
         k++;
@@ -131,9 +148,9 @@ void hlm_buddy_free(void *p)
         hlm_os_unmap(b, SUPER);
         return;
     }
-    push(b, k, 0);
+    push(h, b, k, 0);
     if (dirty > hlm_opt(HLM_OPT_RETAIN))
-        purge_free();
+        purge_free(h);
 }
 
 size_t hlm_buddy_usable(const void *p)
@@ -148,17 +165,30 @@ bool hlm_buddy_resize(void *p, size_t n)
     return n <= have && n > have / 4;   /* much smaller: move, to give the rest back */
 }
 
-int hlm_buddy_trim(size_t pad)
+int hlm_buddy_trim(struct hlm_buddy_heap *h, size_t pad)
 {
     (void)pad;
     size_t before = hlm_stats.purged_bytes;
-    purge_free();
+    purge_free(h);
     return hlm_stats.purged_bytes != before;
 }
 
-void hlm_buddy_info(size_t *a, size_t *f, size_t *c)
+void hlm_buddy_info(struct hlm_buddy_heap *h, size_t *a, size_t *f, size_t *c)
 {
     *a = arena;
     *f = free_bytes;
     *c = free_blocks;
+}
+
+struct hlm_buddy_heap *hlm_buddy_heap0(void) { return &buddy_main; }
+
+struct hlm_buddy_heap *hlm_buddy_new(void)
+{
+    return hlm_os_map(hlm_align_up(sizeof(struct hlm_buddy_heap), hlm_page_size));
+}
+
+void hlm_buddy_report(struct hlm_buddy_heap *h, bool (*mapped)(void *, size_t, void *), void *arg)
+{
+    h->mapped = mapped;
+    h->mapped_arg = arg;
 }

@@ -28,8 +28,8 @@
  * Chunks of the tag heap and buddy blocks never set these two bits.
  *
  * The variants (libheaplab-firstfit.so, -bestfit.so, -buddy.so) put everything below
- * the mmap threshold in one core (tag.c with another policy, or buddy.c) behind one lock
- * (variant.c).  override.c exports the C API on top of the hlm_* functions declared
+ * the mmap threshold in arenas (variant.c): each a heap of one policy (tag.c with
+ * another fit, or buddy.c) behind its own lock, one per thread while there are few.  override.c exports the C API on top of the hlm_* functions declared
  * below, identical for every library.
  */
 #ifndef HLM_H
@@ -197,6 +197,7 @@ void *hlm_large_realloc(void *p, size_t n);
 #define HLM_TAG_BESTFIT 2    /* size bins, the smallest fitting chunk wins */
 #define HLM_TAG_SEGFIT 3     /* size bins, first chunk of the first fitting bin */
 
+/* The heap that alloc.c uses, under hlm_tag_lock (it grows with sbrk): */
 extern hlm_lock_t hlm_tag_lock;
 void *hlm_tag_malloc(size_t n);
 void hlm_tag_free(void *p);
@@ -207,15 +208,33 @@ int hlm_tag_trim(size_t pad);
 void hlm_tag_purge(void);
 void hlm_tag_purge_idle(void);   /* purge now if three quarters of the heap are free */
 void hlm_tag_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
+/* The same on a given heap, for the variants' arenas (variant.c): hlm_tag_heap0 is the
+ * heap above; hlm_tag_new makes another, which maps its regions aligned to grain (a
+ * power of two, multiple of the page) in multiples of it, never sbrk, and reports each
+ * to mapped(base, len, arg) before carving it.  Callers hold the heap's lock. */
+struct hlm_tag_heap;
+struct hlm_tag_heap *hlm_tag_heap0(void);
+struct hlm_tag_heap *hlm_tag_new(size_t grain, bool (*mapped)(void *, size_t, void *), void *arg);
+void *hlm_tag_malloc_in(struct hlm_tag_heap *h, size_t n);
+void hlm_tag_free_in(struct hlm_tag_heap *h, void *p);
+void *hlm_tag_memalign_in(struct hlm_tag_heap *h, size_t align, size_t n);
+bool hlm_tag_resize_in(struct hlm_tag_heap *h, void *p, size_t n);
+int hlm_tag_trim_in(struct hlm_tag_heap *h, size_t pad);
+void hlm_tag_info_in(struct hlm_tag_heap *h, size_t *arena, size_t *free_bytes, size_t *free_chunks);
 
-/* ---- buddy core (buddy.c), same contract as the tag heap ---------------------------- */
+/* ---- buddy core (buddy.c), same contract as the tag heap's *_in calls ---------------- */
+/* Superblocks are 4 MiB, aligned to it; a heap reports each it maps (hlm_buddy_report). */
 
-void *hlm_buddy_malloc(size_t n);
-void hlm_buddy_free(void *p);
+struct hlm_buddy_heap;
+struct hlm_buddy_heap *hlm_buddy_heap0(void);
+struct hlm_buddy_heap *hlm_buddy_new(void);
+void hlm_buddy_report(struct hlm_buddy_heap *h, bool (*mapped)(void *, size_t, void *), void *arg);
+void *hlm_buddy_malloc(struct hlm_buddy_heap *h, size_t n);
+void hlm_buddy_free(struct hlm_buddy_heap *h, void *p);
 size_t hlm_buddy_usable(const void *p);
 bool hlm_buddy_resize(void *p, size_t n);
-int hlm_buddy_trim(size_t pad);
-void hlm_buddy_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
+int hlm_buddy_trim(struct hlm_buddy_heap *h, size_t pad);
+void hlm_buddy_info(struct hlm_buddy_heap *h, size_t *arena, size_t *free_bytes, size_t *free_chunks);
 #define HLM_BUDDY_MAX_REQUEST (2 * HLM_MIB)
 
 /* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, small.h) ---- */

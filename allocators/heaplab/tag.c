@@ -43,10 +43,14 @@ struct chunk {
 #define FOOT_BITS (CLEAN | AGED)
 
 hlm_lock_t hlm_tag_lock = HLM_LOCK_INIT;
-/* The heap's state, in one page-aligned block with its globals first: a small program
+/* A heap's state, in one page-aligned block with its globals first: a small program
  * touches one page for all of it.  512 separate bins straddled a page boundary where the
- * linker put them, and sqlite's replay touched a page more (124 -> 128 KiB). */
-static struct {
+ * linker put them, and sqlite's replay touched a page more (124 -> 128 KiB).  The
+ * default allocator and a single-threaded variant use one heap, tag_main, which grows
+ * with sbrk; the variants' other arenas each have one made by hlm_tag_new, which maps
+ * its regions aligned to a grain and reports them (variant.c finds a chunk's arena by
+ * its address that way). */
+struct hlm_tag_heap {
     char *brk_end;               /* end of the current sbrk region, NULL before the first */
     /* The top: the free chunk that ends at the fence of the newest region (cur_fence),
      * kept out of the bins and used only when no binned chunk fits (dlmalloc's top).  A
@@ -64,28 +68,38 @@ static struct {
     struct chunk *dv;
     size_t arena_bytes, free_bytes, free_chunks, dirty_bytes;
     bool growing;                /* heap_grow is filing new memory: do not trim it away */
-#if HLM_TAG_POLICY != HLM_TAG_FIRSTFIT
+    /* A heap made by hlm_tag_new maps its regions (never sbrk) in multiples of grain,
+     * aligned to it, and reports each to mapped(base, len, arg) before use; tag_main
+     * has no grain.  Regions are never unmapped. */
+    size_t grain;
+    bool (*mapped)(void *base, size_t len, void *arg);
+    void *mapped_arg;
+#if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
+    struct chunk *root;          /* the free tree (below) */
+#else
     unsigned binsum;             /* bit w: binmap[w] != 0 */
     uint64_t binmap[NBINS / 64];
     struct chunk *bins[NBINS];   /* the used ones (up to 8 MiB chunks) in the first page */
 #endif
+};
 #if HLM_TAG_POLICY != HLM_TAG_FIRSTFIT
-} tag __attribute__((aligned(4096)));
+static struct hlm_tag_heap tag_main __attribute__((aligned(4096)));
 #else
-} tag;   /* (a few words: aligned, it took a page of its own) */
+static struct hlm_tag_heap tag_main;   /* (a few words: aligned, it took a page of its own) */
 #endif
-#define brk_end tag.brk_end
-#define top tag.top
-#define cur_fence tag.cur_fence
-#define dv tag.dv
-#define arena_bytes tag.arena_bytes
-#define free_bytes tag.free_bytes
-#define free_chunks tag.free_chunks
-#define dirty_bytes tag.dirty_bytes
-#define growing tag.growing
-#define binsum tag.binsum
-#define binmap tag.binmap
-#define bins tag.bins
+#define brk_end h->brk_end
+#define top h->top
+#define cur_fence h->cur_fence
+#define dv h->dv
+#define arena_bytes h->arena_bytes
+#define free_bytes h->free_bytes
+#define free_chunks h->free_chunks
+#define dirty_bytes h->dirty_bytes
+#define growing h->growing
+#define binsum h->binsum
+#define binmap h->binmap
+#define bins h->bins
+#define root h->root
 
 static inline size_t csize(const struct chunk *c) { return c->head & ~(size_t)15; }
 static inline bool cinuse(const struct chunk *c) { return c->head & HLM_TAG_INUSE; }
@@ -150,7 +164,6 @@ static inline unsigned bin_of(size_t s)
  * (priority: a hash of the address, so no field is needed), each node knowing the
  * largest chunk below it.  The lowest-addressed chunk that fits is found by going left
  * whenever the left subtree has one; K&R walk a list for the same answer. */
-static struct chunk *root;
 #define LEFT(c) ((c)->fd)
 #define RIGHT(c) ((c)->bk)
 
@@ -228,7 +241,7 @@ static void t_refresh(struct chunk *t, struct chunk *c)   /* c's size changed */
     fix(t);
 }
 
-static void bin_insert(struct chunk *c)
+static void bin_insert(struct hlm_tag_heap *h, struct chunk *c)
 {
     check_free(c);
     free_bytes += csize(c);
@@ -236,14 +249,14 @@ static void bin_insert(struct chunk *c)
     root = t_insert(root, c);
 }
 
-static void bin_unlink(struct chunk *c)
+static void bin_unlink(struct hlm_tag_heap *h, struct chunk *c)
 {
     free_bytes -= csize(c);
     free_chunks--;
     root = t_delete(root, c);
 }
 
-static void bin_replace(struct chunk *c, struct chunk *n, size_t newsize, size_t clean)
+static void bin_replace(struct hlm_tag_heap *h, struct chunk *c, struct chunk *n, size_t newsize, size_t clean)
 {
     if (n == c) {   /* same place in the order, new size */
         free_bytes += newsize - csize(c);
@@ -251,12 +264,12 @@ static void bin_replace(struct chunk *c, struct chunk *n, size_t newsize, size_t
         t_refresh(root, c);
         return;
     }
-    bin_unlink(c);
+    bin_unlink(h, c);
     set_free(n, newsize, clean);
-    bin_insert(n);
+    bin_insert(h, n);
 }
 
-static struct chunk *bin_find(size_t s)
+static struct chunk *bin_find(struct hlm_tag_heap *h, size_t s)
 {
     struct chunk *t = root;
     while (t && t->max >= s) {
@@ -280,7 +293,7 @@ static void purge_tree(struct chunk *t, bool force)
     }
 }
 #else
-static void bin_insert(struct chunk *c)
+static void bin_insert(struct hlm_tag_heap *h, struct chunk *c)
 {
     check_free(c);
     unsigned i = bin_of(csize(c));
@@ -295,7 +308,7 @@ static void bin_insert(struct chunk *c)
     binsum |= 1u << (i / 64);
 }
 
-static void bin_unlink(struct chunk *c)
+static void bin_unlink(struct hlm_tag_heap *h, struct chunk *c)
 {
     unsigned i = bin_of(csize(c));
     free_bytes -= csize(c);
@@ -312,14 +325,14 @@ static void bin_unlink(struct chunk *c)
     }
 }
 
-static void bin_replace(struct chunk *c, struct chunk *n, size_t newsize, size_t clean)
+static void bin_replace(struct hlm_tag_heap *h, struct chunk *c, struct chunk *n, size_t newsize, size_t clean)
 {
-    bin_unlink(c);
+    bin_unlink(h, c);
     set_free(n, newsize, clean);
-    bin_insert(n);
+    bin_insert(h, n);
 }
 
-static unsigned next_bin(unsigned i)   /* first non-empty bin >= i, NBINS if none */
+static unsigned next_bin(struct hlm_tag_heap *h, unsigned i)   /* first non-empty bin >= i, NBINS if none */
 {
     if (i >= NBINS)
         return NBINS;
@@ -335,7 +348,7 @@ static unsigned next_bin(unsigned i)   /* first non-empty bin >= i, NBINS if non
 }
 
 /* Is any bin >= i non-empty?  (The miss path tests this before anything else.) */
-static inline bool bins_from(unsigned i)
+static inline bool bins_from(struct hlm_tag_heap *h, unsigned i)
 {
     unsigned w = i / 64;
     return (binmap[w] >> (i % 64)) || (binsum & (~1u << w));
@@ -350,9 +363,9 @@ static inline bool bins_from(unsigned i)
  * 30 (tests/alloc/medium.c; the full first fit 2.7): the smallest fitting chunk among 32
  * keeps the big ones for big requests, 1.3 MiB. */
 #if HLM_TAG_POLICY != HLM_TAG_SEGFIT
-static struct chunk *bin_find(size_t s)
+static struct chunk *bin_find(struct hlm_tag_heap *h, size_t s)
 {
-    for (unsigned i = next_bin(bin_of(s)); i < NBINS; i = next_bin(i + 1)) {
+    for (unsigned i = next_bin(h, bin_of(s)); i < NBINS; i = next_bin(h, i + 1)) {
         struct chunk *best = NULL;
         for (struct chunk *c = bins[i]; c; c = c->fd) {
             if (csize(c) < s || (best && csize(c) >= csize(best)))
@@ -375,10 +388,10 @@ static struct chunk *bin_find(size_t s)
 
 /* ---- freeing, growing, trimming, purging ---------------------------------------------- */
 
-static void purge_all(void);
-static void trim_top(struct chunk *c, size_t pad);
+static void purge_all(struct hlm_tag_heap *h);
+static void trim_top(struct hlm_tag_heap *h, struct chunk *c, size_t pad);
 
-static inline void top_file(struct chunk *c)
+static inline void top_file(struct hlm_tag_heap *h, struct chunk *c)
 {
     check_free(c);
     hlm_assert(!top && cnext(c) == cur_fence);
@@ -387,14 +400,14 @@ static inline void top_file(struct chunk *c)
     free_chunks++;
 }
 
-static inline void top_unfile(void)
+static inline void top_unfile(struct hlm_tag_heap *h)
 {
     free_bytes -= csize(top);
     free_chunks--;
     top = NULL;
 }
 
-static inline void dv_file(struct chunk *c)
+static inline void dv_file(struct hlm_tag_heap *h, struct chunk *c)
 {
     check_free(c);
     hlm_assert(!dv);
@@ -403,7 +416,7 @@ static inline void dv_file(struct chunk *c)
     free_chunks++;
 }
 
-static inline void dv_unfile(void)
+static inline void dv_unfile(struct hlm_tag_heap *h)
 {
     free_bytes -= csize(dv);
     free_chunks--;
@@ -412,33 +425,33 @@ static inline void dv_unfile(void)
 
 /* File a free chunk (set_free done): the top if it ends at the newest region's fence,
  * else the victim if victim (it holds what was the victim), else a bin. */
-static inline void file(struct chunk *c, bool victim)
+static inline void file(struct hlm_tag_heap *h, struct chunk *c, bool victim)
 {
     if (cnext(c) == cur_fence)
-        top_file(c);
+        top_file(h, c);
     else if (victim)
-        dv_file(c);
+        dv_file(h, c);
     else
-        bin_insert(c);
+        bin_insert(h, c);
 }
 
 /* Take a free chunk out of where it is filed; true if it was the victim. */
-static inline bool unfile(struct chunk *c)
+static inline bool unfile(struct hlm_tag_heap *h, struct chunk *c)
 {
     if (c == top) {
-        top_unfile();
+        top_unfile(h);
         return false;
     }
     if (c == dv) {
-        dv_unfile();
+        dv_unfile(h);
         return true;
     }
-    bin_unlink(c);
+    bin_unlink(h, c);
     return false;
 }
 
 /* Give an in-use chunk back: coalesce with free neighbours, file it, maybe trim. */
-static void chunk_release(struct chunk *c)
+static void chunk_release(struct hlm_tag_heap *h, struct chunk *c)
 {
     hlm_check(cinuse(c), "free(): double free or corrupted chunk", c2m(c));
     size_t size = csize(c);
@@ -454,29 +467,29 @@ static void chunk_release(struct chunk *c)
         bool victim = false;
         if (next_free) {
             size += csize(next);
-            victim = unfile(next);
+            victim = unfile(h, next);
         }
         if (victim || prev == top || prev == dv || (char *)prev + size == (char *)cur_fence) {
-            victim |= unfile(prev);
+            victim |= unfile(h, prev);
             set_free(prev, size, 0);
-            file(prev, victim);
+            file(h, prev, victim);
         } else {
-            bin_replace(prev, prev, size, 0);   /* prev keeps its place, with the new size */
+            bin_replace(h, prev, prev, size, 0);   /* prev keeps its place, with the new size */
         }
         c = prev;
     } else if (next_free && (next == top || next == dv)) {
-        bool victim = unfile(next);
+        bool victim = unfile(h, next);
         set_free(c, size + csize(next), 0);
-        file(c, victim);
+        file(h, c, victim);
     } else if (next_free) {
-        bin_replace(next, c, size + csize(next), 0);
+        bin_replace(h, next, c, size + csize(next), 0);
     } else {
         set_free(c, size, 0);
-        file(c, false);
+        file(h, c, false);
     }
     check_free(c);
     if (!growing)
-        purge_all();
+        purge_all(h);
 }
 
 static void write_fence(struct chunk *f, bool pinuse)
@@ -485,48 +498,60 @@ static void write_fence(struct chunk *f, bool pinuse)
 }
 
 /* Another region becomes the newest: the old one's free end goes into the bins. */
-static void top_demote(void)
+static void top_demote(struct hlm_tag_heap *h)
 {
     if (top) {
         struct chunk *t = top;
-        top_unfile();
-        bin_insert(t);
+        top_unfile(h);
+        bin_insert(h, t);
     }
 }
 
-static void region_add(char *base, size_t len)
+static void region_add(struct hlm_tag_heap *h, char *base, size_t len)
 {
     struct chunk *c = (struct chunk *)base;
     size_t size = len - HLM_HDR;
     c->head = size | HLM_TAG_INUSE | HLM_TAG_PINUSE;
     write_fence(cnext(c), true);
-    top_demote();
+    top_demote(h);
     cur_fence = cnext(c);
     arena_bytes += size;
     growing = true;
-    chunk_release(c);
+    chunk_release(h, c);
     growing = false;
 }
 
 /* Add at least s bytes of free chunk at the top of the heap. */
-static bool heap_grow(size_t s)
+static bool heap_grow(struct hlm_tag_heap *h, size_t s)
 {
     size_t incr = hlm_align_up(s + HLM_HDR + 128 * HLM_KIB, hlm_page_size);
     if (incr < s)
         return false;
+    if (h->grain) {   /* an arena's heap of its own: aligned regions, reported */
+        size_t len = hlm_align_up(incr, h->grain);
+        char *base = len < incr ? NULL : hlm_os_map_aligned(len, h->grain);
+        if (!base)
+            return false;
+        if (!h->mapped(base, len, h->mapped_arg)) {
+            hlm_os_unmap(base, len);
+            return false;
+        }
+        region_add(h, base, len);
+        return true;
+    }
     char *cur = hlm_os_brk_now();
     if (brk_end && cur == brk_end && hlm_os_sbrk((intptr_t)incr)) {
         /* Contiguous: the old fencepost becomes the head of the new chunk. */
         struct chunk *c = (struct chunk *)(brk_end - HLM_HDR);
         if (cur_fence != c)   /* the newest region was mapped apart: its top is done */
-            top_demote();
+            top_demote(h);
         brk_end += incr;
         c->head = incr | HLM_TAG_INUSE | (c->head & HLM_TAG_PINUSE);
         write_fence(cnext(c), true);
         cur_fence = cnext(c);
         arena_bytes += incr;
         growing = true;
-        chunk_release(c);
+        chunk_release(h, c);
         growing = false;
         return true;
     }
@@ -536,19 +561,19 @@ static bool heap_grow(size_t s)
     size_t pad = cur == (char *)-1 ? 0 : hlm_align_up((uintptr_t)cur, HLM_ALIGN) - (uintptr_t)cur;
     if (cur != (char *)-1 && hlm_os_sbrk((intptr_t)(pad + incr)) == cur) {
         brk_end = cur + pad + incr;
-        region_add(cur + pad, incr);
+        region_add(h, cur + pad, incr);
         return true;
     }
     size_t len = incr < HLM_MIB ? HLM_MIB : incr;
     char *base = hlm_os_map(len);
     if (!base)
         return false;
-    region_add(base, len);
+    region_add(h, base, len);
     return true;
 }
 
 /* Hand the top of the sbrk heap back, keeping pad bytes free. */
-static void trim_top(struct chunk *c, size_t pad)
+static void trim_top(struct hlm_tag_heap *h, struct chunk *c, size_t pad)
 {
     char *keep_end = (char *)c + TAG_MIN + hlm_align_up(pad, HLM_ALIGN) + HLM_HDR;
     char *new_end = (char *)hlm_align_up((uintptr_t)keep_end, hlm_page_size);
@@ -560,12 +585,12 @@ static void trim_top(struct chunk *c, size_t pad)
         return;
     size_t size = (size_t)(new_end - HLM_HDR - (char *)c);
     hlm_assert(c == top && cur_fence == (struct chunk *)(brk_end - HLM_HDR));
-    top_unfile();
+    top_unfile(h);
     brk_end = new_end;
     cur_fence = (struct chunk *)(new_end - HLM_HDR);
     write_fence(cur_fence, false);
     set_free(c, size, clean);
-    top_file(c);
+    top_file(h, c);
     arena_bytes -= cut;
     if (dirty_bytes > cut)
         dirty_bytes -= cut;
@@ -594,7 +619,7 @@ static void purge_chunk(struct chunk *c, bool force)
     n->prev_size |= CLEAN;
 }
 
-static void purge_pass(bool force)
+static void purge_pass(struct hlm_tag_heap *h, bool force)
 {
     /* The top of the sbrk heap goes back like any free chunk: once it stayed free for a
      * whole pass (trimming at every free made programs that reuse the top fault it in
@@ -603,7 +628,7 @@ static void purge_pass(bool force)
         struct chunk *fence = cnext(top);
         size_t thr = __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED);
         if ((force || (fence->prev_size & AGED)) && csize(top) > thr)
-            trim_top(top, force ? 0 : thr / 2);
+            trim_top(h, top, force ? 0 : thr / 2);
     }
     if (top && csize(top) >= 2 * hlm_page_size + sizeof(struct chunk))
         purge_chunk(top, force);
@@ -612,7 +637,7 @@ static void purge_pass(bool force)
 #if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
     purge_tree(root, force);
 #else
-    for (unsigned i = next_bin(0); i < NBINS; i = next_bin(i + 1))
+    for (unsigned i = next_bin(h, 0); i < NBINS; i = next_bin(h, i + 1))
         for (struct chunk *c = bins[i]; c; c = c->fd)
             if (csize(c) >= 2 * hlm_page_size + sizeof(struct chunk))
                 purge_chunk(c, force);
@@ -623,26 +648,26 @@ static void purge_pass(bool force)
 /* A pass after every HEAPLAB_RETAIN bytes freed, or half the heap if larger.  When three
  * quarters of the heap are free the program has shrunk: purge all of it (and pass after
  * every HEAPLAB_RETAIN bytes freed from then on). */
-static void purge_all(void)
+static void purge_all(struct hlm_tag_heap *h)
 {
     size_t half = arena_bytes / 2, retain = hlm_opt(HLM_OPT_RETAIN);
     bool shrunk = free_bytes > arena_bytes / 4 * 3;
     if (dirty_bytes > (half > retain ? half : retain) || (shrunk && dirty_bytes > retain))
-        purge_pass(shrunk);
+        purge_pass(h, shrunk);
 }
 
 /* ---- the entry points ------------------------------------------------------------------ */
 
 /* Take free chunk c for s bytes; split off and file the rest if it is big enough. */
-static void *chunk_take(struct chunk *c, size_t s)
+static void *chunk_take(struct hlm_tag_heap *h, struct chunk *c, size_t s)
 {
     size_t size = csize(c), clean = cnext(c)->prev_size & FOOT_BITS;
     if (size - s >= TAG_MIN) {
         struct chunk *r = (struct chunk *)((char *)c + s);
-        bin_replace(c, r, size - s, clean);
+        bin_replace(h, c, r, size - s, clean);
         c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
     } else {
-        bin_unlink(c);
+        bin_unlink(h, c);
         c->head |= HLM_TAG_INUSE;
         cnext(c)->head |= HLM_TAG_PINUSE;
     }
@@ -651,7 +676,7 @@ static void *chunk_take(struct chunk *c, size_t s)
 
 /* Carve s bytes off the front of the top or the victim (*v, at least s bytes): a new
  * head for the rest and its size in the footer, nothing to unlink or insert. */
-static inline void *carve(struct chunk **v, size_t s)
+static inline void *carve(struct hlm_tag_heap *h, struct chunk **v, size_t s)
 {
     struct chunk *c = *v, *f = cnext(c);
     size_t size = csize(c);
@@ -682,20 +707,20 @@ static inline void *carve(struct chunk **v, size_t s)
 /* Off by default (0): merged with the thread-owned spans' changes, a victim for small
  * requests cost the python trace 15.9 -> 16.9 MiB and saved gcc's small processes 3-7%
  * of their instructions but no measurable time (-n 11).  -DHLM_TAG_DV_MAX=512 turns it on. */
-static void *victim_split(struct chunk *c, size_t s)
+static void *victim_split(struct hlm_tag_heap *h, struct chunk *c, size_t s)
 {
     size_t size = csize(c), clean = cnext(c)->prev_size & FOOT_BITS;
     if (HLM_TAG_DV_MAX == 0 || size - s < TAG_MIN || s + 1 > HLM_TAG_DV_MAX)
-        return chunk_take(c, s);
-    bin_unlink(c);
+        return chunk_take(h, c, s);
+    bin_unlink(h, c);
     if (dv) {
         struct chunk *old = dv;
-        dv_unfile();
-        bin_insert(old);
+        dv_unfile(h);
+        bin_insert(h, old);
     }
     struct chunk *r = (struct chunk *)((char *)c + s);
     set_free(r, size - s, clean);
-    dv_file(r);
+    dv_file(h, r);
     c->head = s | HLM_TAG_INUSE | HLM_TAG_PINUSE;
     return c2m(c);
 }
@@ -706,14 +731,14 @@ static void *victim_split(struct chunk *c, size_t s)
  * then the victim, then the first chunk of the next non-empty bin (every chunk there
  * fits; the rest of a small request's becomes the victim), then the top; the victim and
  * the top only before a chunk of a higher bin than theirs. */
-static HLM_NOINLINE void *tag_malloc_slow(size_t s)
+static HLM_NOINLINE void *tag_malloc_slow(struct hlm_tag_heap *h, size_t s)
 {
 #if HLM_TAG_POLICY == HLM_TAG_SEGFIT
     unsigned i = bin_of(s);
     struct chunk *c = bins[i];
     if (c) {
         if (i < 64)
-            return chunk_take(c, s);
+            return chunk_take(h, c, s);
         struct chunk *best = NULL;
         for (unsigned k = 0; c && k < HLM_TAG_SCAN; k++, c = c->fd)
             if (csize(c) >= s && (!best || csize(c) < csize(best))) {
@@ -722,14 +747,14 @@ static HLM_NOINLINE void *tag_malloc_slow(size_t s)
                     break;
             }
         if (best)
-            return chunk_take(best, s);
+            return chunk_take(h, best, s);
     }
-    i = next_bin(i + 1);
+    i = next_bin(h, i + 1);
     c = i < NBINS ? bins[i] : NULL;
     if (dv && csize(dv) >= s && (!c || bin_of(csize(dv)) <= i))
-        return carve(&dv, s);
+        return carve(h, &dv, s);
 #else
-    struct chunk *c = bin_find(s);
+    struct chunk *c = bin_find(h, s);
 #endif
     /* The top is taken before a chunk of a higher bin than its own only when that chunk
      * is a poor fit (over 1.5 times the request).  Always last, as dlmalloc does,
@@ -749,20 +774,20 @@ static HLM_NOINLINE void *tag_malloc_slow(size_t s)
 #endif
     if (c) {
 #if HLM_TAG_POLICY == HLM_TAG_SEGFIT
-        return victim_split(c, s);
+        return victim_split(h, c, s);
 #else
-        return chunk_take(c, s);
+        return chunk_take(h, c, s);
 #endif
     }
     if (!top || csize(top) < s) {
-        if (!heap_grow(s))
+        if (!heap_grow(h, s))
             return NULL;
         hlm_assert(top && csize(top) >= s);
     }
-    return carve(&top, s);
+    return carve(h, &top, s);
 }
 
-void *hlm_tag_malloc(size_t n)
+void *hlm_tag_malloc_in(struct hlm_tag_heap *h, size_t n)
 {
     if (hlm_unlikely(n > PTRDIFF_MAX - 2 * HLM_MIB))
         return NULL;
@@ -770,7 +795,7 @@ void *hlm_tag_malloc(size_t n)
     /* No free chunk in the bins of s and up, and a top with room: carve it here,
      * without a frame (a small program's cold start is mostly this). */
 #if HLM_TAG_POLICY != HLM_TAG_FIRSTFIT
-    if (hlm_likely(!bins_from(bin_of(s)))) {
+    if (hlm_likely(!bins_from(h, bin_of(s)))) {
         struct chunk **v = dv && csize(dv) >= s ? &dv : &top, *c = *v;
         if (hlm_likely(c && csize(c) >= s + TAG_MIN)) {
             struct chunk *r = (struct chunk *)((char *)c + s), *f = cnext(c);
@@ -784,24 +809,24 @@ void *hlm_tag_malloc(size_t n)
         }
     }
 #endif
-    return tag_malloc_slow(s);
+    return tag_malloc_slow(h, s);
 }
 
-void hlm_tag_free(void *p)
+void hlm_tag_free_in(struct hlm_tag_heap *h, void *p)
 {
     struct chunk *c = m2c(p);
     dirty_bytes += csize(c);
-    chunk_release(c);
+    chunk_release(h, c);
 }
 
 size_t hlm_tag_usable(const void *p) { return csize(m2c(p)) - TAG_OVERHEAD; }
 
-void *hlm_tag_memalign(size_t align, size_t n)
+void *hlm_tag_memalign_in(struct hlm_tag_heap *h, size_t align, size_t n)
 {
     if (n > PTRDIFF_MAX - 2 * HLM_MIB - align)
         return NULL;
     size_t s = req_size(n);
-    char *p = hlm_tag_malloc(s + align + TAG_MIN);
+    char *p = hlm_tag_malloc_in(h, s + align + TAG_MIN);
     if (!p)
         return NULL;
     struct chunk *c = m2c(p);
@@ -813,19 +838,19 @@ void *hlm_tag_memalign(size_t align, size_t n)
         size_t lead = (size_t)(q - p);
         a->head = (csize(c) - lead) | HLM_TAG_INUSE | HLM_TAG_PINUSE;
         c->head = lead | HLM_TAG_INUSE | (c->head & HLM_TAG_PINUSE);
-        chunk_release(c);
+        chunk_release(h, c);
         c = a;
     }
     if (csize(c) - s >= TAG_MIN) {
         struct chunk *r = (struct chunk *)((char *)c + s);
         r->head = (csize(c) - s) | HLM_TAG_INUSE | HLM_TAG_PINUSE;
         c->head = s | (c->head & 15);
-        chunk_release(r);
+        chunk_release(h, r);
     }
     return c2m(c);
 }
 
-bool hlm_tag_resize(void *p, size_t n)
+bool hlm_tag_resize_in(struct hlm_tag_heap *h, void *p, size_t n)
 {
     if (n > PTRDIFF_MAX - 2 * HLM_MIB)
         return false;
@@ -834,7 +859,7 @@ bool hlm_tag_resize(void *p, size_t n)
     if (s > size) {
         struct chunk *next = cnext(c);
         if (is_fence(next) && (char *)next + HLM_HDR == brk_end && hlm_os_brk_now() == brk_end) {
-            if (!heap_grow(s - size))
+            if (!heap_grow(h, s - size))
                 return false;
             next = cnext(c);   /* the grown top now follows c */
         }
@@ -844,15 +869,15 @@ bool hlm_tag_resize(void *p, size_t n)
         if (total - s >= TAG_MIN) {
             struct chunk *r = (struct chunk *)((char *)c + s);
             if (next == top || next == dv) {
-                bool victim = unfile(next);
+                bool victim = unfile(h, next);
                 set_free(r, total - s, clean);
-                file(r, victim);
+                file(h, r, victim);
             } else {
-                bin_replace(next, r, total - s, clean);
+                bin_replace(h, next, r, total - s, clean);
             }
             c->head = s | (c->head & 15);
         } else {
-            unfile(next);
+            unfile(h, next);
             c->head = total | (c->head & 15);
             cnext(c)->head |= HLM_TAG_PINUSE;
         }
@@ -863,35 +888,62 @@ bool hlm_tag_resize(void *p, size_t n)
         r->head = (size - s) | HLM_TAG_INUSE | HLM_TAG_PINUSE;
         c->head = s | (c->head & 15);
         dirty_bytes += size - s;
-        chunk_release(r);
+        chunk_release(h, r);
     }
     return true;
 }
 
-int hlm_tag_trim(size_t pad)
+int hlm_tag_trim_in(struct hlm_tag_heap *h, size_t pad)
 {
     size_t before = hlm_stats.trimmed_bytes;
     if (top && cnext(top) == (struct chunk *)(brk_end - HLM_HDR))
-        trim_top(top, pad);
+        trim_top(h, top, pad);
     size_t purged = hlm_stats.purged_bytes;
-    purge_pass(true);
+    purge_pass(h, true);
     return hlm_stats.trimmed_bytes != before || hlm_stats.purged_bytes != purged;
 }
 
-void hlm_tag_purge(void) { purge_pass(true); }
+void hlm_tag_purge(void) { purge_pass(&tag_main, true); }
 
 /* The scavenge's look (alloc.c): a heap three quarters free whose dirty bytes will not
  * reach HEAPLAB_RETAIN soon (a small heap the program moved away from: the chunks of a
  * cold start that churn ended) goes back now. */
 void hlm_tag_purge_idle(void)
 {
+    struct hlm_tag_heap *h = &tag_main;
     if (free_bytes > arena_bytes / 4 * 3 && dirty_bytes >= 16 * hlm_page_size)
-        purge_pass(true);
+        purge_pass(h, true);
 }
 
-void hlm_tag_info(size_t *arena, size_t *fbytes, size_t *fchunks)
+void hlm_tag_info_in(struct hlm_tag_heap *h, size_t *arena, size_t *fbytes, size_t *fchunks)
 {
     *arena = arena_bytes;
     *fbytes = free_bytes;
     *fchunks = free_chunks;
+}
+
+/* ---- heaps ---------------------------------------------------------------------------- */
+
+struct hlm_tag_heap *hlm_tag_heap0(void) { return &tag_main; }
+
+struct hlm_tag_heap *hlm_tag_new(size_t grain, bool (*mapped)(void *, size_t, void *), void *arg)
+{
+    struct hlm_tag_heap *h = hlm_os_map(hlm_align_up(sizeof *h, hlm_page_size));
+    if (h) {
+        h->grain = grain;
+        h->mapped = mapped;
+        h->mapped_arg = arg;
+    }
+    return h;
+}
+
+/* The default allocator's heap (alloc.c), under hlm_tag_lock. */
+void *hlm_tag_malloc(size_t n) { return hlm_tag_malloc_in(&tag_main, n); }
+void hlm_tag_free(void *p) { hlm_tag_free_in(&tag_main, p); }
+void *hlm_tag_memalign(size_t align, size_t n) { return hlm_tag_memalign_in(&tag_main, align, n); }
+bool hlm_tag_resize(void *p, size_t n) { return hlm_tag_resize_in(&tag_main, p, n); }
+int hlm_tag_trim(size_t pad) { return hlm_tag_trim_in(&tag_main, pad); }
+void hlm_tag_info(size_t *arena, size_t *fbytes, size_t *fchunks)
+{
+    hlm_tag_info_in(&tag_main, arena, fbytes, fchunks);
 }
