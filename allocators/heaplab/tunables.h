@@ -107,4 +107,12 @@
 #define HLM_TAG_DV_MAX 0
 #endif
 
+/* ---- the policy variants' arenas (variant.c) ------------------------------------------- */
+
+/* Arenas at most, one per thread up to this, then shared in turn: each keeps its own free
+ * memory, so more cost RSS; 64 covers the scaling runs' threads (ids fit a byte). */
+#ifndef HLM_VAR_ARENAS
+#define HLM_VAR_ARENAS 64
+#endif
+
 #endif

@@ -8,7 +8,7 @@
  *
  * Arenas.  A thread takes an arena at its first allocation and gives it back when it
  * exits (a pthread key destructor): the arena a thread left last if one is free, else a
- * new one, up to VAR_ARENAS; past that, threads share arenas in turn.  Arena 0's heap is
+ * new one, up to HLM_VAR_ARENAS; past that, threads share arenas in turn.  Arena 0's heap is
  * the one a single-threaded program has always had (tag.c's, grown with sbrk; buddy.c's
  * first): the first thread gets it, so a single-threaded program's placements are the
  * policy's alone, as before.  Each other arena's heap maps its memory in grains of
@@ -37,14 +37,13 @@
  * (HLM_OFFSET, see hlm.h).
  */
 #include "hlm.h"
+#include "tunables.h"
 
 #include <pthread.h>
 
-#ifndef VAR_ARENAS
-#define VAR_ARENAS 64           /* arenas at most; ids fit the map's bytes */
-#endif
 #define VAR_GRAIN_SHIFT 22      /* 4 MiB: the buddy superblock */
 #define VAR_GRAIN ((size_t)1 << VAR_GRAIN_SHIFT)
+_Static_assert(HLM_VAR_ARENAS <= 256, "arena ids are bytes in the grain map");
 #define LEAF_BITS 12            /* a leaf of the map: one page of ids, 16 GiB of grains */
 #define MAP_TOP ((size_t)1 << (HLM_ADDR_BITS - VAR_GRAIN_SHIFT - LEAF_BITS))
 
@@ -85,9 +84,9 @@ struct arena {
     struct arena *next_idle;     /* on the idle stack; under arenas_lock */
 } __attribute__((aligned(64)));
 
-static struct arena arenas[VAR_ARENAS];
+static struct arena arenas[HLM_VAR_ARENAS];
 static unsigned narenas;         /* made so far; grows under arenas_lock, read atomically */
-static unsigned turn;            /* the next shared arena, past VAR_ARENAS threads */
+static unsigned turn;            /* the next shared arena, past HLM_VAR_ARENAS threads */
 static struct arena *idle;       /* arenas no thread uses, the last left first */
 static hlm_lock_t arenas_lock = HLM_LOCK_INIT;
 static HLM_TLS struct arena *self;
@@ -201,7 +200,7 @@ static HLM_NOINLINE struct arena *attach(void)
     core_t *h;
     if (a)
         idle = a->next_idle;
-    else if (narenas < VAR_ARENAS && (h = core_new(narenas))) {
+    else if (narenas < HLM_VAR_ARENAS && (h = core_new(narenas))) {
         a = &arenas[narenas];
         a->heap = h;
         __atomic_store_n(&narenas, narenas + 1, __ATOMIC_RELEASE);
