@@ -153,6 +153,13 @@ void hlm_buddy_free(struct hlm_buddy_heap *h, void *p)
         purge_free(h);
 }
 
+/* The heap's thread left (variant.c): its free blocks' pages go back. */
+void hlm_buddy_release(struct hlm_buddy_heap *h)
+{
+    if (dirty)
+        purge_free(h);
+}
+
 size_t hlm_buddy_usable(const void *p)
 {
     const struct bblock *b = (const struct bblock *)((const char *)p - HLM_HDR);

@@ -221,6 +221,7 @@ void *hlm_tag_memalign_in(struct hlm_tag_heap *h, size_t align, size_t n);
 bool hlm_tag_resize_in(struct hlm_tag_heap *h, void *p, size_t n);
 int hlm_tag_trim_in(struct hlm_tag_heap *h, size_t pad);
 void hlm_tag_info_in(struct hlm_tag_heap *h, size_t *arena, size_t *free_bytes, size_t *free_chunks);
+void hlm_tag_release_in(struct hlm_tag_heap *h);   /* its thread left: purge pass */
 
 /* ---- buddy core (buddy.c), same contract as the tag heap's *_in calls ---------------- */
 /* Superblocks are 4 MiB, aligned to it; a heap reports each it maps (hlm_buddy_report). */
@@ -234,6 +235,7 @@ void hlm_buddy_free(struct hlm_buddy_heap *h, void *p);
 size_t hlm_buddy_usable(const void *p);
 bool hlm_buddy_resize(void *p, size_t n);
 int hlm_buddy_trim(struct hlm_buddy_heap *h, size_t pad);
+void hlm_buddy_release(struct hlm_buddy_heap *h);   /* its thread left: purge */
 void hlm_buddy_info(struct hlm_buddy_heap *h, size_t *arena, size_t *free_bytes, size_t *free_chunks);
 #define HLM_BUDDY_MAX_REQUEST (2 * HLM_MIB)
 

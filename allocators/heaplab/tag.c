@@ -647,11 +647,14 @@ static void purge_pass(struct hlm_tag_heap *h, bool force)
 
 /* A pass after every HEAPLAB_RETAIN bytes freed, or half the heap if larger.  When three
  * quarters of the heap are free the program has shrunk: purge all of it (and pass after
- * every HEAPLAB_RETAIN bytes freed from then on). */
+ * every HEAPLAB_RETAIN bytes freed from then on).  Not in an arena's heap (hlm_tag_new):
+ * a thread that hands its blocks to others keeps its heap three quarters free as its
+ * steady state, and purging it all at every pass made it fault the same pages in again
+ * round after round; the aged passes and hlm_tag_release_in give its free memory back. */
 static void purge_all(struct hlm_tag_heap *h)
 {
     size_t half = arena_bytes / 2, retain = hlm_opt(HLM_OPT_RETAIN);
-    bool shrunk = free_bytes > arena_bytes / 4 * 3;
+    bool shrunk = !h->grain && free_bytes > arena_bytes / 4 * 3;
     if (dirty_bytes > (half > retain ? half : retain) || (shrunk && dirty_bytes > retain))
         purge_pass(h, shrunk);
 }
@@ -904,6 +907,14 @@ int hlm_tag_trim_in(struct hlm_tag_heap *h, size_t pad)
 }
 
 void hlm_tag_purge(void) { purge_pass(&tag_main, true); }
+
+/* The heap's thread left (variant.c): a purge pass, which gives back the chunks that were
+ * already free at the pass before (the next thread would not have needed them either);
+ * everything if more than HEAPLAB_RETAIN bytes were freed since that pass. */
+void hlm_tag_release_in(struct hlm_tag_heap *h)
+{
+    purge_pass(h, dirty_bytes > hlm_opt(HLM_OPT_RETAIN));
+}
 
 /* The scavenge's look (alloc.c): a heap three quarters free whose dirty bytes will not
  * reach HEAPLAB_RETAIN soon (a small heap the program moved away from: the chunks of a

@@ -109,10 +109,14 @@
 
 /* ---- the policy variants' arenas (variant.c) ------------------------------------------- */
 
-/* Arenas at most, one per thread up to this, then shared in turn: each keeps its own free
- * memory, so more cost RSS; 64 covers the scaling runs' threads (ids fit a byte). */
+/* Arenas at most (ids fit a byte), and per online CPU: one per thread up to the smaller,
+ * then threads share them in turn.  Each arena keeps its own free memory, so more cost
+ * RSS and faults; with fewer, running threads meet on a lock more often. */
 #ifndef HLM_VAR_ARENAS
 #define HLM_VAR_ARENAS 64
+#endif
+#ifndef HLM_VAR_ARENAS_PER_CPU
+#define HLM_VAR_ARENAS_PER_CPU 4
 #endif
 
 #endif

@@ -8,12 +8,13 @@
  *
  * Arenas.  A thread takes an arena at its first allocation and gives it back when it
  * exits (a pthread key destructor): the arena a thread left last if one is free, else a
- * new one, up to HLM_VAR_ARENAS; past that, threads share arenas in turn.  Arena 0's heap is
- * the one a single-threaded program has always had (tag.c's, grown with sbrk; buddy.c's
- * first): the first thread gets it, so a single-threaded program's placements are the
- * policy's alone, as before.  Each other arena's heap maps its memory in grains of
- * VAR_GRAIN bytes aligned to their size (the buddy's superblocks are exactly that), and
- * a two-level map records grain -> arena; free() reads a block's arena from its address.
+ * new one, up to HLM_VAR_ARENAS_PER_CPU per online CPU (at most HLM_VAR_ARENAS); past
+ * that, threads share arenas in turn.  Arena 0's heap is the one a single-threaded
+ * program has always had (tag.c's, grown with sbrk; buddy.c's first): the first thread
+ * gets it, so a single-threaded program's placements are the policy's alone, as before.
+ * Each other arena's heap maps its memory in grains of VAR_GRAIN bytes aligned to their
+ * size (the buddy's superblocks are exactly that), and a two-level map records grain ->
+ * arena; free() reads a block's arena from its address.
  * Grains the map does not name are arena 0's (its sbrk heap, its mmap'd regions).
  *
  * Frees.  A block freed by the thread using its arena goes back under the arena's lock.
@@ -23,10 +24,12 @@
  * next holds the lock frees into the heap (drain).  So each arena runs its policy over its
  * own blocks exactly as one heap would; a remote free only takes effect a little later.
  *
- * Thread exit: the arena's remote stack is drained and its free memory given back
- * (hlm_tag_trim_in / hlm_buddy_trim: free pages purged, the top of the sbrk heap cut),
- * then it waits for the next thread.  Blocks still live in it stay valid: whoever frees
- * them frees them into it.  After its destructor a thread allocates from arena 0.
+ * Thread exit: the arena's remote stack is drained and its heap releases free memory
+ * (hlm_tag_release_in: a purge pass, which gives back what was already free at the pass
+ * before, and everything if more than HEAPLAB_RETAIN bytes were freed since; buddy: every
+ * free block's pages), then the arena waits for the next thread.  Blocks still live in it
+ * stay valid: whoever frees them frees them into it.  After its destructor a thread
+ * allocates from arena 0.
  *
  * fork: the arena list's lock and every arena's lock are taken before, so the child
  * inherits consistent heaps; in the child every arena but the forking thread's is free
@@ -40,6 +43,7 @@
 #include "tunables.h"
 
 #include <pthread.h>
+#include <sys/sysinfo.h>
 
 #define VAR_GRAIN_SHIFT 22      /* 4 MiB: the buddy superblock */
 #define VAR_GRAIN ((size_t)1 << VAR_GRAIN_SHIFT)
@@ -56,6 +60,7 @@ typedef struct hlm_buddy_heap core_t;
 #define core_usable hlm_buddy_usable
 #define core_resize(h, p, n) ((void)(h), hlm_buddy_resize(p, n))
 #define core_trim hlm_buddy_trim
+#define core_release hlm_buddy_release
 #define core_info hlm_buddy_info
 #define CORE_MAX HLM_BUDDY_MAX_REQUEST
 #else
@@ -71,6 +76,7 @@ typedef struct hlm_tag_heap core_t;
 #define core_usable hlm_tag_usable
 #define core_resize hlm_tag_resize_in
 #define core_trim hlm_tag_trim_in
+#define core_release hlm_tag_release_in
 #define core_info hlm_tag_info_in
 #define CORE_MAX ((size_t)PTRDIFF_MAX)
 #endif
@@ -86,6 +92,7 @@ struct arena {
 
 static struct arena arenas[HLM_VAR_ARENAS];
 static unsigned narenas;         /* made so far; grows under arenas_lock, read atomically */
+static unsigned max_arenas;      /* HLM_VAR_ARENAS_PER_CPU per CPU, at most HLM_VAR_ARENAS */
 static unsigned turn;            /* the next shared arena, past HLM_VAR_ARENAS threads */
 static struct arena *idle;       /* arenas no thread uses, the last left first */
 static hlm_lock_t arenas_lock = HLM_LOCK_INIT;
@@ -179,7 +186,7 @@ static void thread_exit(void *arg)
     struct arena *a = arg;
     hlm_lock(&a->lock);
     drain(a);
-    core_trim(a->heap, 0);
+    core_release(a->heap);
     hlm_unlock(&a->lock);
     hlm_lock(&arenas_lock);
     if (--a->users == 0) {
@@ -200,7 +207,7 @@ static HLM_NOINLINE struct arena *attach(void)
     core_t *h;
     if (a)
         idle = a->next_idle;
-    else if (narenas < HLM_VAR_ARENAS && (h = core_new(narenas))) {
+    else if (narenas < max_arenas && (h = core_new(narenas))) {
         a = &arenas[narenas];
         a->heap = h;
         __atomic_store_n(&narenas, narenas + 1, __ATOMIC_RELEASE);
@@ -234,6 +241,10 @@ void hlm_init(void)
 #endif
         idle = &arenas[0];
         narenas = 1;
+        /* (get_nprocs reads sysfs into a buffer of its own: glibc's malloc calls it too) */
+        int cpus = get_nprocs();
+        size_t want = (size_t)(cpus > 0 ? cpus : 1) * HLM_VAR_ARENAS_PER_CPU;
+        max_arenas = want < HLM_VAR_ARENAS ? (unsigned)want : HLM_VAR_ARENAS;
         /* glibc's pthread_key_create takes a slot in a static table: no allocation. */
         exit_key_ok = pthread_key_create(&exit_key, thread_exit) == 0;
         __atomic_store_n(&inited, true, __ATOMIC_RELEASE);

@@ -7,8 +7,6 @@
  * allocated.  Then the main thread checks and frees the blocks they kept (frees into
  * arenas whose threads are gone) and a second generation of threads does the same again
  * (arenas taken over), without the resident set growing past the same bound.
- * HEAPLAB_RETAIN is set to 1 GiB, so that the heaps' own purging (after that many bytes
- * freed) never runs: what is given back is what the threads' exit gave back.
  * Usage: threadexit LIBRARY.so
  */
 #include <pthread.h>
@@ -91,7 +89,6 @@ static int check_and_free(struct job *jobs)
 
 int main(int argc, char **argv)
 {
-    setenv("HEAPLAB_RETAIN", "1073741824", 1);
     const char *lib = hlm_test_preload(argc, argv);
     tap_diag("allocator library: %s, %d threads x %zu MiB", lib, THREADS, PER_THREAD >> 20);
     for (int i = 0; i < THREADS; i++)
