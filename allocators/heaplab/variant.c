@@ -109,7 +109,8 @@ static bool inited;
 /* mapped() of every heap but tag.c's sbrk one: record the grains [base, base + len). */
 static bool grain_record(void *base, size_t len, void *arg)
 {
-    uintptr_t g = (uintptr_t)base >> VAR_GRAIN_SHIFT, end = ((uintptr_t)base + len) >> VAR_GRAIN_SHIFT;
+    uintptr_t g = (uintptr_t)base >> VAR_GRAIN_SHIFT;
+    uintptr_t end = ((uintptr_t)base + len) >> VAR_GRAIN_SHIFT;
     for (; g < end; g++) {
         if ((g >> LEAF_BITS) >= MAP_TOP)
             return false;
@@ -119,7 +120,8 @@ static bool grain_record(void *base, size_t len, void *arg)
             uint8_t *mine = hlm_os_map((size_t)1 << LEAF_BITS);
             if (!mine)
                 return false;
-            if (__atomic_compare_exchange_n(slot, &leaf, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            if (__atomic_compare_exchange_n(slot, &leaf, mine, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
                 leaf = mine;
             else
                 hlm_os_unmap(mine, (size_t)1 << LEAF_BITS);
@@ -133,8 +135,12 @@ static bool grain_record(void *base, size_t len, void *arg)
 static inline struct arena *arena_of(const void *p)
 {
     uintptr_t g = (uintptr_t)p >> VAR_GRAIN_SHIFT;
-    uint8_t *leaf = (g >> LEAF_BITS) < MAP_TOP ? __atomic_load_n(&grain_map[g >> LEAF_BITS], __ATOMIC_ACQUIRE) : NULL;
-    return &arenas[leaf ? __atomic_load_n(&leaf[g & (((uintptr_t)1 << LEAF_BITS) - 1)], __ATOMIC_ACQUIRE) : 0];
+    if ((g >> LEAF_BITS) >= MAP_TOP)
+        return &arenas[0];
+    uint8_t *leaf = __atomic_load_n(&grain_map[g >> LEAF_BITS], __ATOMIC_ACQUIRE);
+    if (!leaf)
+        return &arenas[0];
+    return &arenas[__atomic_load_n(&leaf[g & (((uintptr_t)1 << LEAF_BITS) - 1)], __ATOMIC_ACQUIRE)];
 }
 
 static core_t *core_new(unsigned id)
@@ -178,7 +184,8 @@ static void remote_push(struct arena *a, void *p)
     void *old = __atomic_load_n(&a->remote, __ATOMIC_RELAXED);
     do
         *(void **)p = old;
-    while (!__atomic_compare_exchange_n(&a->remote, &old, p, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    while (!__atomic_compare_exchange_n(&a->remote, &old, p, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
 }
 
 static void thread_exit(void *arg)
