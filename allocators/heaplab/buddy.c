@@ -8,7 +8,7 @@
  *
  * Free memory goes back: free blocks of 8 KiB and more are purged once HEAPLAB_RETAIN
  * dirty bytes were freed, and a superblock that is wholly free again is unmapped (one is
- * kept).  Callers hold the variant's lock.
+ * kept per heap).  Callers hold the heap's arena lock (variant.c).
  */
 #include "hlm.h"
 

@@ -14,7 +14,8 @@
  *                     by address instead of walking a list (59 s -> 0.2 s on the python
  *                     trace, same placements).
  * Every policy keeps the top of the heap out of its bins or tree (see tag.top).
- * Chunk layout and invariants: hlm.h.  Every function expects hlm_tag_lock held.
+ * Chunk layout and invariants: hlm.h.  Every function expects the heap's lock held
+ * (hlm_tag_lock for the default allocator's heap, the arena's in variant.c).
  */
 #include "hlm.h"
 #include "tunables.h"
