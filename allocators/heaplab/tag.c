@@ -11,9 +11,8 @@
  *   HLM_TAG_BESTFIT   libheaplab-bestfit.so: same bins, the smallest fitting chunk;
  *   HLM_TAG_FIRSTFIT  libheaplab-firstfit.so: the lowest-addressed chunk that fits
  *                     (Knuth/K&R address-ordered first fit), found in O(log n) in a treap
- *                     by address instead of walking a list (59 s -> 0.2 s on the python
- *                     trace, same placements).
- * Every policy keeps the top of the heap out of its bins or tree (see tag.top).
+ *                     by address instead of walking a list (same placements).
+ * Every policy keeps the top of the heap out of its bins or tree (see struct hlm_tag_heap's top).
  * Chunk layout and invariants: hlm.h.  Every function expects the heap's lock held
  * (hlm_tag_lock for the default allocator's heap, the arena's in variant.c).
  */
@@ -46,7 +45,7 @@ struct chunk {
 hlm_lock_t hlm_tag_lock = HLM_LOCK_INIT;
 /* A heap's state, in one page-aligned block with its globals first: a small program
  * touches one page for all of it.  512 separate bins straddled a page boundary where the
- * linker put them, and sqlite's replay touched a page more (124 -> 128 KiB).  The
+ * linker put them, and a small program touched a page more.  The
  * default allocator and a single-threaded variant use one heap, tag_main, which grows
  * with sbrk; the variants' other arenas each have one made by hlm_tag_new, which maps
  * its regions aligned to a grain and reports them (variant.c finds a chunk's arena by
@@ -356,13 +355,10 @@ static inline bool bins_from(struct hlm_tag_heap *h, unsigned i)
 }
 
 /* Segregated fit (the default) is bounded: see tag_malloc_slow.  Scanning the whole
- * ranged bin for the first chunk that fits, as before, made many free chunks of similar
- * sizes a linear search per call (fragmenter with blocks above 1 KiB in the tag heap:
- * 164-185 ms instead of 35).  The first fit among 8 chunks, in bins 25% wide, took the
- * fragmenter's peak from 34.3 to 39.7 MiB; in bins 3% wide 34.6, and among 32 the same,
- * but 40-41 KiB blocks (one bin) put back into their holes grew the heap by 6.6 MiB of
- * 30 (tests/alloc/medium.c; the full first fit 2.7): the smallest fitting chunk among 32
- * keeps the big ones for big requests, 1.3 MiB. */
+ * ranged bin for the first chunk that fits made many free chunks of similar sizes a
+ * linear search per call; the first fit among a few chunks grew the heap where blocks of
+ * one bin were put back into their holes (tests/alloc/medium.c): the smallest fitting
+ * chunk among HLM_TAG_SCAN keeps the big ones for big requests. */
 #if HLM_TAG_POLICY != HLM_TAG_SEGFIT
 static struct chunk *bin_find(struct hlm_tag_heap *h, size_t s)
 {
@@ -703,14 +699,10 @@ static inline void *carve(struct hlm_tag_heap *h, struct chunk **v, size_t s)
 }
 
 #if HLM_TAG_POLICY == HLM_TAG_SEGFIT
-/* Split binned chunk c for s bytes; for a small request the rest becomes the victim (the
- * old one is binned).  For any request, the victim's rest cost python's replay 17.05 ->
- * 17.20 MiB and phases 55.0 -> 55.2 (medium blocks carved from a victim rather than
- * their own bins' chunks); below 512 bytes, the same instructions saved on gcc's small
- * processes and the same RSS as without (1 KiB: cc1 2896 -> 2912 KiB). */
-/* Off by default (0): merged with the thread-owned spans' changes, a victim for small
- * requests cost the python trace 15.9 -> 16.9 MiB and saved gcc's small processes 3-7%
- * of their instructions but no measurable time (-n 11).  -DHLM_TAG_DV_MAX=512 turns it on. */
+/* Split binned chunk c for s bytes; for a request below HLM_TAG_DV_MAX the rest becomes
+ * the victim (the old one is binned).  Off by default (0): it saved instructions but no
+ * measurable time, and cost RSS (medium blocks carved from a victim rather than their
+ * own bins' chunks).  -DHLM_TAG_DV_MAX=512 turns it on. */
 static void *victim_split(struct hlm_tag_heap *h, struct chunk *c, size_t s)
 {
     size_t size = csize(c), clean = cnext(c)->prev_size & FOOT_BITS;
@@ -761,11 +753,9 @@ static HLM_NOINLINE void *tag_malloc_slow(struct hlm_tag_heap *h, size_t s)
     struct chunk *c = bin_find(h, s);
 #endif
     /* The top is taken before a chunk of a higher bin than its own only when that chunk
-     * is a poor fit (over 1.5 times the request).  Always last, as dlmalloc does,
-     * cost python's replay 17.05 -> 17.24 MiB; before any chunk of a higher bin (as
-     * when the top was binned), hlm-bench-growth 174k faults and 0.26-0.30 s instead of
-     * 127k and 0.19-0.22 s (its blocks taken off the top, trimmed and faulted in again,
-     * rather than from its holes); with this rule 130k, 0.22 s, python 17.05 MiB.
+     * is a poor fit (over 1.5 times the request).  Always last, as dlmalloc does, cost
+     * RSS; before any chunk of a higher bin, a growing program took its blocks off the
+     * top, trimmed and faulted in again, rather than from its holes.
      * Best fit: when it is the smaller.  First fit: last (the highest address, unless
      * the heap had to map a region apart from the sbrk one). */
 #if HLM_TAG_POLICY == HLM_TAG_SEGFIT
