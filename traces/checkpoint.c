@@ -121,7 +121,7 @@ static int save(struct section *s, size_t low, struct hl_err *err)
     for (uint32_t i = 0; i < f->nthr; i++) {
         const struct rthread *t = f->thr[i];
         if (t && t->state == 1 && t->c.phase == 1)
-            bad |= put(&b, i) | put(&b, t->c.r.seq) | put(&b, t->c.old_slot);
+            bad |= put(&b, i) | put(&b, cur_rec(&t->c)->seq) | put(&b, t->c.old_slot);
     }
     struct live_ctx lc = {&b, 0};
     hl_slotmap_each(s->map, put_live, &lc);

@@ -31,6 +31,7 @@
  */
 #include "finalise.h"
 #include "finalise_int.h"
+#include "slotmap.h"
 #include "preload/raw.h"
 
 #include <dirent.h>
@@ -297,159 +298,212 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
 
 /* ---- cursors ---- */
 
-/* A clock reading at c->p: the records up to the next reading (or the chunk's flush)
- * get evenly spaced times between the two. */
-static void start_segment(struct cursor *c, uint64_t flush_tsc)
+/* The TSC a clock run ends at, and the events in it after q (up to the next clock
+ * reading, or the end of the chunk, or a record that does not fit). */
+static uint64_t run_rest(const struct cursor *c, const uint64_t *q, uint64_t *t1)
 {
-    uint64_t t0 = c->p[1], t1 = flush_tsc;
-    size_t n = 0;
-    for (const uint64_t *q = c->p + 2; q < c->end;) {
+    uint64_t n = 0;
+    *t1 = c->t->chunks[c->ci - 1].flush_tsc;
+    while (q < c->end) {
         unsigned nw = hl_raw_record_words(q[0]);
         if (!nw || (size_t)(c->end - q) < nw)
             break;
         if (!hl_raw_is_short(q[0]) && hl_raw_op_of(q[0]) == HL_RAW_TIME) {
-            t1 = q[1];
+            *t1 = q[1];
             break;
         }
         n += is_event(q[0]);
         q += nw;
     }
-    c->seg_tsc = (double)t0;
-    c->seg_k = 0;
-    c->seg_step = n && t1 > t0 ? (double)(t1 - t0) / (double)n : 0.0;
+    return n;
 }
 
-/* Decode the record at c->p into r and step past it. */
-static void decode(struct cursor *c, unsigned nw, struct rec *r)
+/* The clock run begun at the last reading has n records in all and ends at TSC t1:
+ * its records get evenly spaced times between the two, the batch's records of it
+ * from `first` to `upto` (which hold their number in the run) included. */
+static void close_run(struct cursor *c, uint64_t n, uint64_t t1, unsigned first, unsigned upto)
 {
-    const uint64_t *w = c->p;
-    c->p += nw;
+    uint64_t t0 = c->seg_t0;
+    c->seg_step = n && t1 > t0 ? (double)(t1 - t0) / (double)n : 0.0;
+    for (unsigned i = first; i < upto; i++)
+        c->b[i].tsc = c->seg_tsc + c->seg_step * c->b[i].tsc;
+}
+
+/* Decode a long record w[0..nw) into r, given the stream's last seq. */
+static void decode_long(const uint64_t *w, unsigned nw, uint64_t last_seq, struct rec *r)
+{
+    r->op = (uint8_t)hl_raw_op_of(w[0]);
+    r->flags = (uint8_t)hl_raw_flags_of(w[0]);
+    r->seq = r->flags & HL_RAWF_SEQ64 ? w[nw - 1] : hl_raw_seq_of(w[0], last_seq);
+    r->ptr = w[1];
+    r->size = hl_raw_size16_of(w[0]);
+    if (r->size == HL_RAW_SIZE_BIG)
+        r->size = w[nw - 1 - !!(r->flags & HL_RAWF_SEQ64)];
+    r->seq0 = r->seq;
     r->aux = 0;
     r->old = 0;
-    r->op = hl_raw_op_of(w[0]);
-    if (hl_raw_is_short(w[0])) {
-        r->flags = 0;
-        r->seq = c->last_seq + hl_raw_short_dseq(w[0]);
-        r->ptr = hl_raw_short_ptr(w[0], c->last_ptr);
-        r->size = hl_raw_short_size(w[0]);
-        r->seq0 = r->seq;
-    } else {
-        r->flags = hl_raw_flags_of(w[0]);
-        r->seq = r->flags & HL_RAWF_SEQ64 ? w[nw - 1] : hl_raw_seq_of(w[0], c->last_seq);
-        r->ptr = w[1];
-        r->size = hl_raw_size16_of(w[0]);
-        if (r->size == HL_RAW_SIZE_BIG)
-            r->size = w[nw - 1 - !!(r->flags & HL_RAWF_SEQ64)];
-        r->seq0 = r->seq;
-        switch (r->op) {
-        case HL_RAW_REALLOCARRAY:
-            r->aux = w[4];
-            /* fall through */
-        case HL_RAW_REALLOC:
-            r->seq0 = w[2];
-            r->old = w[3];
-            break;
-        case HL_RAW_CALLOC:
-        case HL_RAW_POSIX_MEMALIGN:
-        case HL_RAW_ALIGNED_ALLOC:
-        case HL_RAW_MEMALIGN:
-            r->aux = w[2];
-            break;
-        }
+    switch (r->op) {
+    case HL_RAW_REALLOCARRAY:
+        r->aux = w[4];
+        /* fall through */
+    case HL_RAW_REALLOC:
+        r->seq0 = w[2];
+        r->old = w[3];
+        break;
+    case HL_RAW_CALLOC:
+    case HL_RAW_POSIX_MEMALIGN:
+    case HL_RAW_ALIGNED_ALLOC:
+    case HL_RAW_MEMALIGN:
+        r->aux = w[2];
+        break;
     }
-    c->last_seq = r->seq;
-    c->last_ptr = r->ptr;
 }
 
-/* Decode records ahead (moving to the next chunk as needed, taking in clock
- * readings) until AHEAD are waiting or the chunks read so far are used up (more may
- * come while the program runs: a later call goes on from there).  A record that does
- * not fit its chunk or has an unknown op ends the stream (the chunk passed its
- * checksum, so this means a writer bug); one whose sequence number the thread has
- * passed already is a repeat and is skipped. */
-static void decode_ahead(struct cursor *c, const struct hl_slotmap *m)
+/* Fill the cursor's batch (used up) with the records that follow, moving to the next
+ * chunk as needed and taking in clock readings, until it is full or the chunks read
+ * so far are used up (more may come while the program runs: a later call goes on
+ * from there).  A record that does not fit its chunk or has an unknown op ends the
+ * stream (the chunk passed its checksum, so this means a writer bug); one whose
+ * sequence number the thread has passed already is a repeat and is skipped.
+ *
+ * Times: the records between two clock readings (or a reading and the chunk's flush)
+ * get evenly spaced times between the two.  While the end of the current run is not
+ * known yet, its records hold their number in the run and get their times once it
+ * is (close_run); it is known before this returns. */
+static void decode_batch(struct cursor *c)
 {
-    while (c->rn < AHEAD && !c->bad) {
-        if (c->p == c->end) {
-            if (c->ci >= c->t->n)
-                return;
-            c->p = c->t->chunks[c->ci].words;
-            c->end = c->p + c->t->chunks[c->ci].nwords;
+    struct rec *b = c->b;
+    const uint64_t *p = c->p, *end = c->end;
+    uint64_t last_seq = c->last_seq, last_ptr = c->last_ptr;
+    const uint64_t resume_h = c->resume_h;
+    const struct rthread *t = c->t;
+    uint64_t chunk = t->dropped + c->ci - 1;
+    int open = 0;       /* the current run's end is not known yet ... */
+    unsigned first = 0; /* ... and its records in the batch start here */
+    unsigned n = 0;
+    while (n < BATCH && !c->bad) {
+        if (p == end) {
+            if (open)
+                close_run(c, c->seg_k, t->chunks[c->ci - 1].flush_tsc, first, n);
+            open = 0;
+            if (c->ci >= t->n)
+                break;
+            p = t->chunks[c->ci].words;
+            end = p + t->chunks[c->ci].nwords;
+            chunk = t->dropped + c->ci;
             c->ci++;
-            c->last_seq = 0;
-            c->last_ptr = 0;
+            last_seq = 0;
+            last_ptr = 0;
             continue;
         }
-        unsigned nw = hl_raw_record_words(c->p[0]);
-        if (!nw || (size_t)(c->end - c->p) < nw) {
-            c->bad_at = c->p;
-            c->bad = 1;
-            return;
+        const uint64_t *at = p;
+        uint64_t w0 = p[0];
+        struct rec *r = &b[n];
+        if (hl_raw_is_short(w0)) {
+            r->op = (uint8_t)hl_raw_op_of(w0);
+            r->flags = 0;
+            r->seq = r->seq0 = last_seq + hl_raw_short_dseq(w0);
+            r->ptr = hl_raw_short_ptr(w0, last_ptr);
+            r->size = hl_raw_short_size(w0);
+            r->aux = 0;
+            r->old = 0;
+            p++;
+        } else {
+            unsigned nw = hl_raw_record_words(w0);
+            if (!nw || (size_t)(end - p) < nw) {
+                c->bad_at = p;
+                c->bad = 1;
+                break;
+            }
+            unsigned op = hl_raw_op_of(w0);
+            if (op == HL_RAW_TIME) {
+                if (open)
+                    close_run(c, c->seg_k, p[1], first, n);
+                c->seg_t0 = p[1];
+                c->seg_tsc = (double)p[1];
+                c->seg_k = 0;
+                open = 1;
+                first = n;
+                p += 2;
+                continue;
+            }
+            if (op == HL_RAW_MARK) { /* for the tailing reader only */
+                p += nw;
+                continue;
+            }
+            decode_long(p, nw, last_seq, r);
+            p += nw;
         }
-        if (!hl_raw_is_short(c->p[0]) && hl_raw_op_of(c->p[0]) == HL_RAW_TIME) {
-            start_segment(c, c->t->chunks[c->ci - 1].flush_tsc);
-            c->p += 2;
-            continue;
-        }
-        if (!is_event(c->p[0])) { /* a mark: for the tailing reader only */
-            c->p += nw;
-            continue;
-        }
-        struct ahead *a = &c->ring[(c->rh + c->rn) % AHEAD];
-        a->tsc = c->seg_tsc + c->seg_step * (double)c->seg_k++;
-        a->chunk = c->t->dropped + c->ci - 1;
-        const uint64_t *at = c->p;
-        decode(c, nw, &a->r);
-        if (a->r.seq0 > a->r.seq) {
+        last_seq = r->seq;
+        last_ptr = r->ptr;
+        r->tsc = open ? (double)c->seg_k : c->seg_tsc + c->seg_step * (double)c->seg_k;
+        c->seg_k++;
+        r->chunk = chunk;
+        if (__builtin_expect(r->seq0 > r->seq, 0)) {
             c->bad_at = at;
             c->bad = 1;
-            return;
+            break;
         }
         /* Seen already: the process wrote this thread's unflushed records at exit,
          * then the thread flushed them again (flush_others in interpose.c). */
-        if (c->seen && a->r.seq0 <= c->prev)
+        if (c->seen && r->seq0 <= c->prev)
             continue;
         c->seen = 1;
-        c->prev = a->r.seq;
+        c->prev = r->seq;
         /* Going on from a checkpoint: written before it, or half done (a realloc). */
-        a->resumed = 0;
-        if (__builtin_expect(a->r.seq0 < c->resume_h, 0)) {
-            if (a->r.seq < c->resume_h)
+        r->resumed = 0;
+        if (__builtin_expect(r->seq0 < resume_h, 0)) {
+            if (r->seq < resume_h)
                 continue;
-            a->resumed = 1;
+            r->resumed = 1;
         }
-        hl_slotmap_prefetch(m, a->r.ptr);
-        if (a->r.old)
-            hl_slotmap_prefetch(m, a->r.old);
-        c->rn++;
+        n++;
     }
+    c->p = p;
+    c->end = end;
+    c->last_seq = last_seq;
+    c->last_ptr = last_ptr;
+    if (open) { /* the batch is full, or the stream ended inside the run */
+        uint64_t t1, rest = run_rest(c, p, &t1);
+        close_run(c, c->seg_k + rest, t1, first, n);
+    }
+    c->bi = 0;
+    c->bn = n;
 }
 
 /* The old slot of a realloc half done at the checkpoint gone on from (checkpoint.c
  * saved it: the address left the map then); HL_NO_SLOT if it was saved as unknown. */
 static uint64_t resumed_old_slot(const struct cursor *c)
 {
-    return c->r.seq == c->t->pend_seq ? c->t->pend_old_slot : HL_NO_SLOT;
+    return cur_rec(c)->seq == c->t->pend_seq ? c->t->pend_old_slot : HL_NO_SLOT;
 }
 
-/* Make the cursor's next event record its current one.  Returns 0 if there is none
- * (yet, or ever: see c->bad). */
+/* Make b[bi] the cursor's current record, decoding a batch if it is used up.
+ * Returns 1, 0 if there is none (yet, or ever: see c->bad), -1 if out of memory. */
 static int cursor_next(struct cursor *c, const struct hl_slotmap *m)
 {
-    decode_ahead(c, m);
-    if (!c->rn)
-        return 0;
-    const struct ahead *a = &c->ring[c->rh];
-    c->r = a->r;
-    c->tsc = a->tsc;
-    c->r_chunk = a->chunk;
-    c->rh = (c->rh + 1) % AHEAD;
-    c->rn--;
+    if (c->bi == c->bn) {
+        if (!c->b && !(c->b = malloc(BATCH * sizeof *c->b)))
+            return -1;
+        decode_batch(c);
+        if (!c->bn) {
+            /* Nothing until its next chunk: a thread that waits holds no batch. */
+            free(c->b);
+            c->b = NULL;
+            return 0;
+        }
+        for (unsigned i = 0; i < c->bn && i < PREFETCH_AHEAD; i++) {
+            hl_slotmap_prefetch_(m, c->b[i].ptr);
+            if (c->b[i].old)
+                hl_slotmap_prefetch_(m, c->b[i].old);
+        }
+    }
+    const struct rec *r = cur_rec(c);
     c->phase = 0;
-    c->key = c->r.seq0;
-    if (__builtin_expect(a->resumed, 0)) {
+    c->key = r->seq0;
+    if (__builtin_expect(r->resumed, 0)) {
         c->phase = 1; /* its old block left the map before the checkpoint */
-        c->key = c->r.seq;
+        c->key = r->seq;
         c->old_slot = resumed_old_slot(c);
     }
     return 1;
@@ -545,96 +599,147 @@ static inline uint64_t new_slot(struct section *s, uint64_t addr)
     uint64_t slot = s->next_slot++;
     /* A live address allocated again means its free went unseen (made inside the
      * interposer's guard, or before recording began): the old slot just stays live. */
-    hl_slotmap_put(s->map, addr, slot);
+    hl_slotmap_put_(s->map, addr, slot);
     return slot;
 }
 
-/* Do what the cursor's current record (in its current phase) says.  Returns 1 if the
- * record is finished, 0 if it moved to its second phase, -1 on a writer error. */
-static int step(struct section *s, struct cursor *c, struct hl_err *err)
+/* Events made at a time before they go to the writer (hl_writer_events). */
+#define EVENTS 256
+
+/* Give the events made so far to the writer; the next batch ends where the writer's
+ * chunk does, so that the merge sees every chunk boundary (checkpoints go there). */
+static int submit(struct section *s, struct hl_err *err)
 {
-    const struct rec *r = &c->r;
-    struct hl_event e;
-    /* Dense thread indices in the order of each thread's first record. */
-    if (c->dense == NO_THREAD)
-        c->dense = s->nthreads++;
-    e.size = 0;
-    e.aux = 0;
-    e.slot = HL_NO_SLOT;
-    e.old_slot = HL_NO_SLOT;
-    e.thread = c->dense;
-    e.op = (uint8_t)r->op;
-    e.flags = 0;
+    if (s->nev && hl_writer_events(s->w, s->ev, s->nev, err) != 0)
+        return -1;
+    s->events += s->nev;
+    s->nev = 0;
+    uint32_t room = hl_writer_room(s->w);
+    s->ev_cap = room < EVENTS ? room : EVENTS;
+    return 0;
+}
+
+/* The cursor's current record (in its current phase) made into s's next event.
+ * Returns 1 if the record is finished, 0 if it moved to its second phase. */
+static inline int step(struct section *s, struct cursor *c)
+{
+    const struct rec *r = cur_rec(c);
+    struct hl_event *e = &s->ev[s->nev];
+    e->size = 0;
+    e->aux = 0;
+    e->slot = HL_NO_SLOT;
+    e->old_slot = HL_NO_SLOT;
+    e->thread = c->dense;
+    e->op = r->op;
+    e->flags = 0;
 
     switch (r->op) {
     case HL_RAW_FREE:
-        e.slot = hl_slotmap_take(s->map, r->ptr);
-        if (e.slot == HL_NO_SLOT)
-            e.flags = HL_EV_UNKNOWN;
+        e->slot = hl_slotmap_take_(s->map, r->ptr);
+        if (e->slot == HL_NO_SLOT)
+            e->flags = HL_EV_UNKNOWN;
+        break;
+    case HL_RAW_MALLOC:
+        e->size = r->size;
+        if (r->flags & HL_RAWF_FAILED)
+            e->flags = HL_EV_FAILED;
+        else
+            e->slot = new_slot(s, r->ptr);
         break;
     case HL_RAW_REALLOC:
     case HL_RAW_REALLOCARRAY:
         if (!c->phase) {
             c->old_slot = HL_NO_SLOT;
             if (r->old)
-                c->old_slot = hl_slotmap_take(s->map, r->old);
+                c->old_slot = hl_slotmap_take_(s->map, r->old);
             if (r->seq0 != r->seq) {
                 c->phase = 1;
                 c->key = r->seq;
                 return 0;
             }
         }
-        e.size = r->size;
-        e.aux = r->aux;
-        e.old_slot = c->old_slot;
+        e->size = r->size;
+        e->aux = r->aux;
+        e->old_slot = c->old_slot;
         if (r->old && c->old_slot == HL_NO_SLOT)
-            e.flags = HL_EV_UNKNOWN;
+            e->flags = HL_EV_UNKNOWN;
         if (r->flags & HL_RAWF_FREED) {
             /* glibc's realloc(p, 0): p is freed, nothing allocated. */
-            e.op = HL_OP_FREE;
-            e.size = 0;
-            e.aux = 0;
-            e.slot = c->old_slot;
-            e.old_slot = HL_NO_SLOT;
+            e->op = HL_OP_FREE;
+            e->size = 0;
+            e->aux = 0;
+            e->slot = c->old_slot;
+            e->old_slot = HL_NO_SLOT;
         } else if (r->flags & HL_RAWF_FAILED) {
-            e.flags |= HL_EV_FAILED;
+            e->flags |= HL_EV_FAILED;
             if (c->old_slot != HL_NO_SLOT)
-                hl_slotmap_put(s->map, r->old, c->old_slot);
+                hl_slotmap_put_(s->map, r->old, c->old_slot);
         } else {
-            e.slot = new_slot(s, r->ptr);
+            e->slot = new_slot(s, r->ptr);
         }
         break;
-    default: /* malloc, calloc, the aligned ops, valloc, pvalloc */
-        e.size = r->size;
-        e.aux = r->aux;
+    default: /* calloc, the aligned ops, valloc, pvalloc */
+        e->size = r->size;
+        e->aux = r->aux;
         if (r->flags & HL_RAWF_FAILED)
-            e.flags = HL_EV_FAILED;
+            e->flags = HL_EV_FAILED;
         else
-            e.slot = new_slot(s, r->ptr);
+            e->slot = new_slot(s, r->ptr);
         break;
     }
-    e.time_ns = tick_ns(s, (uint64_t)c->tsc);
-    if (e.flags & HL_EV_UNKNOWN)
-        s->unknown++;
-    s->events++;
-    if (hl_writer_event(s->w, &e, err) != 0)
-        return -1;
+    e->time_ns = tick_ns(s, (uint64_t)r->tsc);
+    s->unknown += e->flags >> 1 & 1; /* HL_EV_UNKNOWN */
+    s->nev++;
     return 1;
 }
 
+/* How a run of one cursor ended. */
+enum { RUN_OUT, RUN_PAST, RUN_FULL, RUN_NOMEM };
+
+/* Make events of c's records, in order, while their keys are below end and the
+ * section's event batch has room: RUN_PAST when c's key reached end, RUN_FULL when
+ * the batch is full, RUN_OUT when c has no record left (for now, or for good: see
+ * c->bad), RUN_NOMEM when out of memory. */
+static int run(struct section *s, struct cursor *c, uint64_t end)
+{
+    /* Dense thread indices in the order of each thread's first record. */
+    if (c->dense == NO_THREAD)
+        c->dense = s->nthreads++;
+    for (;;) {
+        if (c->key >= end)
+            return RUN_PAST;
+        if (s->nev == s->ev_cap)
+            return RUN_FULL;
+        if (c->bi + PREFETCH_AHEAD < c->bn) {
+            const struct rec *ahead = &c->b[c->bi + PREFETCH_AHEAD];
+            hl_slotmap_prefetch_(s->map, ahead->ptr);
+            if (ahead->old)
+                hl_slotmap_prefetch_(s->map, ahead->old);
+        }
+        if (!step(s, c))
+            continue;
+        c->bi++;
+        int k = cursor_next(c, s->map);
+        if (k <= 0)
+            return k < 0 ? RUN_NOMEM : RUN_OUT;
+    }
+}
+
 /* Put the threads that have records to go (again) into the merge. */
-static int feed(struct section *s, struct hl_finalise_stats *st)
+static int feed(struct section *s, struct hl_finalise_stats *st, struct hl_err *err)
 {
     struct rawfile *f = s->f;
     for (uint32_t i = 0; i < f->nthr; i++) {
         struct rthread *t = f->thr[i];
         if (!t || t->state != 0)
             continue;
-        if (!cursor_next(&t->c, s->map)) {
+        int k = cursor_next(&t->c, s->map);
+        if (k < 0)
+            return fail(err, "out of memory");
+        if (!k) {
             if (t->c.bad) {
                 t->state = 2;
-                note_damage(st, f, file_off(f, t->c.bad_at),
-                            "malformed record");
+                note_damage(st, f, file_off(f, t->c.bad_at), "malformed record");
             }
             continue;
         }
@@ -642,7 +747,7 @@ static int feed(struct section *s, struct hl_finalise_stats *st)
             size_t cap = s->hcap ? s->hcap * 2 : 8;
             struct cursor **a = realloc(s->h.a, cap * sizeof *a);
             if (!a)
-                return -1;
+                return fail(err, "out of memory");
             s->h.a = a;
             s->hcap = cap;
         }
@@ -652,11 +757,14 @@ static int feed(struct section *s, struct hl_finalise_stats *st)
     return 0;
 }
 
-/* Write the events whose keys are below limit, in key order. */
+/* Write the events whose keys are below limit, in key order: the cursor with the
+ * smallest key runs until another's comes first. */
 static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st,
                  struct hl_err *err)
 {
     struct cursor *cur = s->cur;
+    if (!s->ev_cap && submit(s, err) != 0)
+        return -1;
     if (cur && s->h.n && s->h.a[0]->key < cur->key) {
         heap_push(&s->h, cur); /* fed cursors may come first */
         cur = heap_pop(&s->h);
@@ -669,37 +777,40 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
         }
         if (cur->key >= limit)
             break;
-        int r = step(s, cur, err);
-        if (r < 0) {
+        /* Ties stay with the running cursor. */
+        uint64_t end = s->h.n && s->h.a[0]->key < limit ? s->h.a[0]->key + 1 : limit;
+        int r = run(s, cur, end);
+        if (r == RUN_NOMEM) {
             s->cur = cur;
-            return -1;
+            return fail(err, "out of memory");
         }
-        if (r == 1 && !cursor_next(cur, s->map)) {
+        if (r == RUN_OUT) {
             struct rthread *t = (struct rthread *)cur->t;
             t->state = 0; /* until its next chunk */
             if (cur->bad) {
                 t->state = 2;
-                note_damage(st, s->f, file_off(s->f, cur->bad_at),
-                            "malformed record");
+                note_damage(st, s->f, file_off(s->f, cur->bad_at), "malformed record");
             }
             cur = NULL;
-            continue;
-        }
-        if (s->h.n && s->h.a[0]->key < cur->key) {
+        } else if (s->h.n && s->h.a[0]->key < cur->key) {
             heap_push(&s->h, cur);
             cur = heap_pop(&s->h);
         }
+        if (s->nev < s->ev_cap)
+            continue;
+        s->cur = cur;
+        if (submit(s, err) != 0)
+            return -1;
         /* Every record keyed below cur's is written now: a checkpoint may go here. */
         if (__builtin_expect(s->f->off - s->ckpt_off >= s->ckpt_every, 0) && s->ckpt_every &&
-            hl_writer_at_boundary(s->w)) {
+            cur && hl_writer_at_boundary(s->w)) {
             s->done_key = cur->key < limit ? cur->key : limit;
-            s->cur = cur;
             if (checkpoint_maybe(s, s->ckpt_every, err) != 0)
                 return -1;
         }
     }
     s->cur = cur;
-    return 0;
+    return submit(s, err);
 }
 
 /* ---- the finaliser ---- */
@@ -891,6 +1002,7 @@ static void file_release(struct rawfile *f)
     f->map = NULL;
     for (uint32_t t = 0; t < f->nthr; t++)
         if (f->thr[t]) {
+            free(f->thr[t]->c.b);
             free(f->thr[t]->chunks);
             free(f->thr[t]);
         }
@@ -908,6 +1020,7 @@ static void section_free(struct section *s)
         return;
     hl_slotmap_free(s->map);
     free(s->h.a);
+    free(s->ev);
     free(s);
 }
 
@@ -916,7 +1029,7 @@ static void section_free(struct section *s)
 static struct section *section_new(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
 {
     struct section *s = calloc(1, sizeof *s);
-    if (!s || !(s->map = hl_slotmap_new())) {
+    if (!s || !(s->map = hl_slotmap_new()) || !(s->ev = malloc(EVENTS * sizeof *s->ev))) {
         section_free(s);
         fail(err, "out of memory");
         return NULL;
@@ -966,10 +1079,8 @@ size_t first_needed(const struct rthread *t)
 {
     const struct cursor *c = &t->c;
     size_t k = t->dropped + (c->p != c->end ? c->ci - 1 : c->ci);
-    if (c->rn && c->ring[c->rh].chunk < k)
-        k = c->ring[c->rh].chunk;
-    if (t->state == 1 && c->r_chunk < k)
-        k = c->r_chunk;
+    if (c->bi < c->bn && cur_rec(c)->chunk < k)
+        k = cur_rec(c)->chunk;
     return k - t->dropped;
 }
 
@@ -993,10 +1104,9 @@ static uint64_t pending_tsc(const struct rthread *t)
 {
     const struct cursor *c = &t->c;
     double lo = HUGE_VAL;
-    if (t->state == 1)
-        lo = c->tsc;
-    if (c->rn && c->ring[c->rh].tsc < lo)
-        lo = c->ring[c->rh].tsc;
+    for (unsigned i = c->bi; i < c->bn; i++)
+        if (c->b[i].tsc < lo)
+            lo = c->b[i].tsc;
     if (c->p != c->end && c->seg_tsc < lo)
         lo = c->seg_tsc;
     size_t k = first_needed(t);
@@ -1104,7 +1214,7 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
     do {
         size_t before = f->off;
         more = scan_more(f, over, SCAN_BUDGET, &fz->st, err);
-        if (more < 0 || feed(s, &fz->st) != 0)
+        if (more < 0 || feed(s, &fz->st, err) != 0)
             return -1;
         fz->moved += f->off - before;
         if (merge(s, f->horizon, &fz->st, err) != 0)

@@ -5,8 +5,8 @@
  * given back, and going on from it after heaplab was stopped).
  *
  * A raw file (struct rawfile) is mapped and scanned into per-thread lists of chunks
- * (struct rthread); each thread has a cursor that decodes its records a little ahead
- * (struct ahead) and takes part in a merge by sequence number (struct heap); a
+ * (struct rthread); each thread has a cursor that decodes its records a batch ahead
+ * (struct rec) and takes part in a merge by sequence number (struct heap); a
  * section (struct section) turns the merged records into events through the address
  * map and writes them.
  */
@@ -38,54 +38,56 @@ struct chunkref {
     uint64_t flush_tsc;    /* TSC when it was flushed: after its last record */
 };
 
-/* One decoded record. */
+/* One decoded record, as the merge uses it. */
 struct rec {
-    unsigned op, flags;
     uint64_t seq, seq0;  /* seq0: realloc's seq-before (== seq when nothing is freed) */
     uint64_t ptr, old;   /* the block returned or freed; realloc's old block */
     uint64_t size, aux;
+    double tsc;          /* its time in TSC ticks (while its clock run is open: its
+                            number in the run, see struct cursor) */
+    uint64_t chunk;      /* the thread's chunk it came from (absolute number) */
+    uint8_t op, flags;
+    uint8_t resumed;     /* a realloc whose old block was taken before a checkpoint */
 };
 
-struct rthread;
-
-/* Records are decoded this far ahead of their use, and the address map's cells they
- * will touch prefetched: the map is far bigger than the caches, and its misses were
- * most of the finaliser's time. */
-#define AHEAD 16
-
-struct ahead {
-    struct rec r;
-    double tsc;
-    size_t chunk;            /* the thread's chunk it came from (absolute number) */
-    int resumed;             /* a realloc whose old block was taken before a checkpoint */
-};
+/* Records are decoded a batch at a time into a flat array per thread, and the merge
+ * takes a thread's records in runs (as long as no other thread's come between): the
+ * per-record work of decoding and of merging stays in two tight loops. */
+#define BATCH 128
+/* The merge prefetches the address map's cells this many records ahead: the map is
+ * far bigger than the caches, and its misses were most of the finaliser's time. */
+#define PREFETCH_AHEAD 12
 
 struct cursor {
     const struct rthread *t;
-    /* decoding (ahead of use) */
+    /* decoding (a batch ahead of use) */
     size_t ci;               /* chunks taken so far */
     const uint64_t *p, *end; /* next record, end of the chunk */
     uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
-    double seg_tsc, seg_step; /* the current run between clock readings: its start */
-                              /* and the TSC ticks per record */
+    uint64_t seg_t0;         /* the current run between clock readings: its start, */
+    double seg_tsc, seg_step; /* the same as a double, and the TSC ticks per record */
     uint64_t seg_k;          /* records of the current run so far */
     int seen;                /* a record was decoded (prev holds its sequence number) */
     uint64_t prev;
     int bad;                 /* a malformed record ends this stream ... */
     const uint64_t *bad_at;  /* ... here */
-    struct ahead ring[AHEAD];
-    unsigned rh, rn;         /* first decoded record not used yet, and how many */
+    struct rec *b;           /* the batch (BATCH records; NULL while there is none) */
+    unsigned bi, bn;         /* b[bi] is the current record, b[bi + 1 .. bn) follow */
     /* use */
-    struct rec r;            /* the current record */
-    double tsc;              /* its time, in TSC ticks */
     uint64_t key;            /* sequence number of the next thing to do */
-    int phase;               /* 1: a realloc record whose old block is already taken */
+    int phase;               /* 1: the current record is a realloc whose old block is
+                                already taken */
     uint64_t old_slot;
-    size_t r_chunk;          /* the chunk r came from (absolute number) */
     uint64_t resume_h;       /* records numbered below this were written before the
                                 checkpoint this section went on from: skipped */
     uint32_t dense;          /* thread index in the trace, NO_THREAD until its first event */
 };
+
+/* The cursor's current record (while it has one: bi < bn). */
+static inline const struct rec *cur_rec(const struct cursor *c)
+{
+    return &c->b[c->bi];
+}
 
 /* A thread's chunks and its cursor.  state: 0 waiting for chunks (or not started),
  * 1 in the merge (the heap or the section's current cursor), 2 ended (malformed). */
@@ -145,6 +147,9 @@ struct section {
     struct heap h;
     size_t hcap;
     struct cursor *cur;   /* the cursor with the smallest key, out of the heap */
+    struct hl_event *ev;  /* events made but not given to the writer yet ... */
+    unsigned nev, ev_cap; /* ... how many, and how many fit before the writer's chunk
+                             is full (a checkpoint is taken between chunks) */
     uint64_t next_slot;
     uint32_t nthreads;    /* dense thread indices handed out */
     uint64_t lo_tsc, hi_tsc; /* the knot bracket last used: [lo, hi) (empty at first) */

@@ -169,6 +169,16 @@ int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
  * the writer as it was. */
 int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err *err);
 
+/* Append n events, as many calls of hl_writer_event would; a trusted writer
+ * (hl_writer_trust) takes them in one pass.  On an error, the events before the
+ * refused one are written. */
+int hl_writer_events(struct hl_writer *w, const struct hl_event *e, size_t n,
+                     struct hl_err *err);
+
+/* Events the current chunk takes before it is written (and the writer is at a chunk
+ * boundary again, hl_writer_at_boundary). */
+uint32_t hl_writer_room(const struct hl_writer *w);
+
 /* End the current section (writes its trailer). */
 int hl_writer_end_process(struct hl_writer *w, struct hl_err *err);
 

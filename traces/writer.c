@@ -41,6 +41,22 @@
 
 static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
 
+/* What encoding an event reads and changes: kept together so that the batch path
+ * (hl_writer_events) can hold it in registers, apart from the column bytes it
+ * writes (a store through a byte pointer may alias anything in memory). */
+struct enc {
+    uint8_t *colp[HL_NCOLS]; /* the columns' ends (mode 0) */
+    uint8_t *altp[HL_NCOLS]; /* the mode-1 alternatives' ends */
+    uint64_t nevents;        /* of the section */
+    uint64_t next_slot;
+    uint64_t prev_time;
+    uint64_t prev_ref;       /* REF mode 1's prediction */
+    int64_t prev_dt;         /* TIME mode 1's prediction */
+    uint32_t prev_thread;
+    uint32_t nthreads;
+    uint32_t chunk_n;        /* events in the chunk being filled */
+};
+
 struct hl_writer {
     char *path, *tmp;
     FILE *f;
@@ -53,23 +69,14 @@ struct hl_writer {
     /* the open section */
     int in_section;
     uint32_t pid;
-    uint64_t nevents;
-    uint64_t next_slot;
-    uint32_t nthreads;
-    uint64_t prev_time;
     struct hl_liveset live;
+    struct enc e;            /* the encoder's running state */
 
     /* the chunk being filled */
-    uint32_t chunk_n;
     uint64_t chunk_first_slot;
     uint64_t chunk_base_time;
-    uint32_t prev_thread;
     uint8_t *col[HL_NCOLS];  /* the columns, REF and TIME as in mode 0 */
-    uint8_t *colp[HL_NCOLS];
     uint8_t *alt[HL_NCOLS];  /* REF and TIME_LO/HI as in mode 1 (format.h, modes) */
-    uint8_t *altp[HL_NCOLS];
-    uint64_t prev_ref;       /* REF mode 1's prediction */
-    int64_t prev_dt;         /* TIME mode 1's prediction */
     int trial;               /* this chunk encodes REF and TIME both ways */
     unsigned modes;          /* otherwise, the modes the last trial chose */
     uint32_t chunk_seq;      /* chunks begun in this section */
@@ -220,7 +227,7 @@ int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
 
 int hl_writer_at_boundary(const struct hl_writer *w)
 {
-    return w->in_section && w->chunk_n == 0 && !w->failed;
+    return w->in_section && w->e.chunk_n == 0 && !w->failed;
 }
 
 int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct hl_err *err)
@@ -232,11 +239,11 @@ int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct
         return fail(w, err, "write failed: %s", strerror(errno));
     }
     st->bytes = w->bytes;
-    st->nevents = w->nevents;
-    st->next_slot = w->next_slot;
-    st->prev_time = w->prev_time;
+    st->nevents = w->e.nevents;
+    st->next_slot = w->e.next_slot;
+    st->prev_time = w->e.prev_time;
     st->pid = w->pid;
-    st->nthreads = w->nthreads;
+    st->nthreads = w->e.nthreads;
     st->chunk_seq = w->chunk_seq;
     st->modes = w->modes;
     return 0;
@@ -258,10 +265,10 @@ struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_stat
     w->trusted = 1;
     w->in_section = 1;
     w->pid = st->pid;
-    w->nevents = st->nevents;
-    w->next_slot = st->next_slot;
-    w->nthreads = st->nthreads;
-    w->prev_time = st->prev_time;
+    w->e.nevents = st->nevents;
+    w->e.next_slot = st->next_slot;
+    w->e.nthreads = st->nthreads;
+    w->e.prev_time = st->prev_time;
     w->chunk_seq = st->chunk_seq;
     w->modes = st->modes;
     chunk_reset(w);
@@ -285,16 +292,16 @@ uint64_t hl_writer_bytes(const struct hl_writer *w)
 
 static void chunk_reset(struct hl_writer *w)
 {
-    w->chunk_n = 0;
-    w->chunk_first_slot = w->next_slot;
-    w->chunk_base_time = w->prev_time;
-    w->prev_thread = 0;
+    w->e.chunk_n = 0;
+    w->chunk_first_slot = w->e.next_slot;
+    w->chunk_base_time = w->e.prev_time;
+    w->e.prev_thread = 0;
     for (int c = 0; c < HL_NCOLS; c++)
-        w->colp[c] = w->col[c];
+        w->e.colp[c] = w->col[c];
     for (int c = 0; c < HL_NCOLS; c++)
-        w->altp[c] = w->alt[c];
-    w->prev_ref = w->next_slot;
-    w->prev_dt = 0;
+        w->e.altp[c] = w->alt[c];
+    w->e.prev_ref = w->e.next_slot;
+    w->e.prev_dt = 0;
     /* Encoding and packing both ways costs a fifth of the writer's time: past a
      * section's first MODE_TRIAL_ALL chunks, try both on one chunk in MODE_TRIAL_EVERY
      * and keep the winner for the chunks after it (a long run's patterns change
@@ -343,20 +350,20 @@ static int uses_alt(unsigned modes, int c)
 
 static int flush_chunk(struct hl_writer *w, struct hl_err *err)
 {
-    if (w->chunk_n == 0)
+    if (w->e.chunk_n == 0)
         return 0;
     struct packed col[HL_NCOLS], alt[HL_NCOLS];
     for (int c = 0; c < HL_NCOLS; c++) {
         size_t cap = ZSTD_compressBound(col_max[c] * HL_CHUNK_MAX_EVENTS);
         if (!w->trial && uses_alt(w->modes, c)) {
-            if (pack(w, w->alt[c], (size_t)(w->altp[c] - w->alt[c]), w->z[c], cap, &col[c], err) < 0)
+            if (pack(w, w->alt[c], (size_t)(w->e.altp[c] - w->alt[c]), w->z[c], cap, &col[c], err) < 0)
                 return -1;
             continue;
         }
-        if (pack(w, w->col[c], (size_t)(w->colp[c] - w->col[c]), w->z[c], cap, &col[c], err) < 0)
+        if (pack(w, w->col[c], (size_t)(w->e.colp[c] - w->col[c]), w->z[c], cap, &col[c], err) < 0)
             return -1;
         if (w->trial && has_alt(c) &&
-            pack(w, w->alt[c], (size_t)(w->altp[c] - w->alt[c]), w->zalt[c], cap, &alt[c], err) < 0)
+            pack(w, w->alt[c], (size_t)(w->e.altp[c] - w->alt[c]), w->zalt[c], cap, &alt[c], err) < 0)
             return -1;
     }
     /* Modes (format.h): on a trial chunk keep whichever prediction packs smaller. */
@@ -406,7 +413,7 @@ static int flush_chunk(struct hl_writer *w, struct hl_err *err)
     hl_put_le32(bh, HL_TAG_CHNK);
     hl_put_le32(bh + 4, (uint32_t)stored);
     hl_put_le32(bh + 8, (uint32_t)raw);
-    hl_put_le32(bh + 12, w->chunk_n);
+    hl_put_le32(bh + 12, w->e.chunk_n);
     hl_put_le32(bh + 16, crc);
     hl_put_le32(bh + 20, hl_crc32c(0, bh, 20));
     if (write_bytes(w, bh, sizeof bh, err) < 0)
@@ -445,10 +452,10 @@ int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
         return -1;
     w->in_section = 1;
     w->pid = p->pid;
-    w->nevents = 0;
-    w->next_slot = w->first_slot;
-    w->nthreads = 0;
-    w->prev_time = 0;
+    w->e.nevents = 0;
+    w->e.next_slot = w->first_slot;
+    w->e.nthreads = 0;
+    w->e.prev_time = 0;
     hl_liveset_clear(&w->live);
     w->chunk_seq = 0;
     w->modes = 0;
@@ -463,9 +470,9 @@ int hl_writer_end_process(struct hl_writer *w, struct hl_err *err)
     if (flush_chunk(w, err) < 0)
         return -1;
     uint8_t buf[20];
-    hl_put_le64(buf, w->nevents);
-    hl_put_le64(buf + 8, w->next_slot);
-    hl_put_le32(buf + 16, w->nthreads);
+    hl_put_le64(buf, w->e.nevents);
+    hl_put_le64(buf + 8, w->e.next_slot);
+    hl_put_le32(buf + 16, w->e.nthreads);
     w->in_section = 0;
     return write_block(w, HL_TAG_ENDS, buf, sizeof buf, sizeof buf, 0, err);
 }
@@ -474,13 +481,13 @@ int hl_writer_end_process(struct hl_writer *w, struct hl_err *err)
 static int check_live(struct hl_writer *w, const struct hl_event *e, uint64_t s, struct hl_err *err)
 {
     const char *op = hl_op_name(e->op);
-    if (s >= w->next_slot)
+    if (s >= w->e.next_slot)
         return fail(w, err, "event %llu of pid %u: %s names slot %llu, but only %llu slots are "
-                    "allocated", (unsigned long long)w->nevents, w->pid, op,
-                    (unsigned long long)s, (unsigned long long)w->next_slot);
+                    "allocated", (unsigned long long)w->e.nevents, w->pid, op,
+                    (unsigned long long)s, (unsigned long long)w->e.next_slot);
     if (!hl_liveset_take(&w->live, s, 1))
         return fail(w, err, "event %llu of pid %u: %s names slot %llu, which was already freed",
-                    (unsigned long long)w->nevents, w->pid, op, (unsigned long long)s);
+                    (unsigned long long)w->e.nevents, w->pid, op, (unsigned long long)s);
     return 0;
 }
 
@@ -489,7 +496,7 @@ static int check_live(struct hl_writer *w, const struct hl_event *e, uint64_t s,
 static int check_event(struct hl_writer *w, const struct hl_event *e, uint64_t *ref_out,
                        struct hl_err *err)
 {
-    unsigned long long n = w->nevents;
+    unsigned long long n = w->e.nevents;
     int op = e->op;
     const char *name = hl_op_name(op);
     if (!name)
@@ -534,11 +541,11 @@ static int check_event(struct hl_writer *w, const struct hl_event *e, uint64_t *
             if (e->slot != HL_NO_SLOT)
                 return fail(w, err, "event %llu of pid %u: failed %s must have slot HL_NO_SLOT, "
                             "got %llu", n, w->pid, name, (unsigned long long)e->slot);
-        } else if (e->slot != w->next_slot) {
+        } else if (e->slot != w->e.next_slot) {
             return fail(w, err, "event %llu of pid %u: %s must take the next slot %llu, got %llu",
-                        n, w->pid, name, (unsigned long long)w->next_slot,
+                        n, w->pid, name, (unsigned long long)w->e.next_slot,
                         (unsigned long long)e->slot);
-        } else if (w->next_slot == HL_NO_SLOT - 1) {
+        } else if (w->e.next_slot == HL_NO_SLOT - 1) {
             return fail(w, err, "event %llu of pid %u: too many slots in one section", n, w->pid);
         }
     }
@@ -560,82 +567,165 @@ static const uint8_t op_bits[16] = {
     [HL_OP_REALLOCARRAY] = 1 | 2 | 4,
 };
 
+/* The slot event e gives back (a trusted producer's: the fields are right). */
+static inline uint64_t ref_of(const struct hl_event *e)
+{
+    return e->op == HL_OP_FREE ? e->slot : (op_bits[e->op] & 1) ? e->old_slot : HL_NO_SLOT;
+}
+
+/* Encode e, giving back slot ref (format.h, CHNK payload), into the columns s points
+ * to, REF and TIME as mode 0 and/or mode 1 (want0, want1: a trial chunk writes both),
+ * and count it.  e->op is known (1 .. HL_OP_COUNT_ - 1). */
+static inline __attribute__((always_inline)) void encode(struct enc *s, const struct hl_event *e,
+                                                         uint64_t ref, unsigned want0,
+                                                         unsigned want1)
+{
+    int op = e->op;
+    int takes = op_bits[op] & 1, allocates = op_bits[op] & 2;
+    uint8_t opf = (uint8_t)(op | e->flags << 4);
+    if (takes && ref == HL_NO_SLOT && !(e->flags & HL_EV_UNKNOWN))
+        opf |= HL_OPF_NOREF;
+    if (e->thread != s->prev_thread) {
+        opf |= HL_OPF_THREAD;
+        s->colp[HL_COL_THREAD] = hl_put_varint(s->colp[HL_COL_THREAD], e->thread);
+        s->prev_thread = e->thread;
+    }
+    *s->colp[HL_COL_OPF]++ = opf;
+    if (op != HL_OP_FREE) {
+        *s->colp[HL_COL_SIZE_LO]++ = (uint8_t)e->size;
+        s->colp[HL_COL_SIZE_HI] = hl_put_varint(s->colp[HL_COL_SIZE_HI], e->size >> 8);
+    }
+    if (op_bits[op] & 4)
+        s->colp[HL_COL_AUX] = hl_put_varint(s->colp[HL_COL_AUX], e->aux);
+    if (ref != HL_NO_SLOT) {
+        if (want0 & HL_MODE_REF_PREV)
+            s->colp[HL_COL_REF] = hl_put_varint(s->colp[HL_COL_REF], s->next_slot - 1 - ref);
+        if (want1 & HL_MODE_REF_PREV)
+            s->altp[HL_COL_REF] =
+                hl_put_varint(s->altp[HL_COL_REF], hl_zigzag((int64_t)ref - (int64_t)s->prev_ref));
+        s->prev_ref = ref;
+    }
+    /* TIME mode 0 stores the step, mode 1 the change of step (wrapping arithmetic, so
+     * any sequence of times round-trips). */
+    int64_t dt = (int64_t)(e->time_ns - s->prev_time);
+    int64_t ddt = (int64_t)((uint64_t)dt - (uint64_t)s->prev_dt);
+    s->prev_dt = dt;
+    if (want0 & HL_MODE_TIME_DD) {
+        *s->colp[HL_COL_TIME_LO]++ = (uint8_t)dt;
+        s->colp[HL_COL_TIME_HI] = hl_put_varint(s->colp[HL_COL_TIME_HI], hl_zigzag(dt >> 8));
+    }
+    if (want1 & HL_MODE_TIME_DD) {
+        uint64_t zdt = hl_zigzag(ddt); /* changes go either way: zigzag before the split */
+        *s->altp[HL_COL_TIME_LO]++ = (uint8_t)zdt;
+        s->altp[HL_COL_TIME_HI] = hl_put_varint(s->altp[HL_COL_TIME_HI], zdt >> 8);
+    }
+    s->prev_time = e->time_ns;
+    /* A realloc that failed keeps its old block and takes no slot. */
+    if (allocates && !(e->flags & HL_EV_FAILED))
+        s->next_slot++;
+    if (e->thread + 1 > s->nthreads)
+        s->nthreads = e->thread + 1;
+    s->nevents++;
+    s->chunk_n++;
+}
+
+/* The modes a chunk's events are encoded in (encode's want0, want1). */
+static unsigned want0_of(const struct hl_writer *w)
+{
+    return w->trial ? 3 : ~w->modes;
+}
+
+static unsigned want1_of(const struct hl_writer *w)
+{
+    return w->trial ? 3 : w->modes;
+}
+
+static int unknown_op(struct hl_writer *w, const struct hl_event *e, struct hl_err *err)
+{
+    return fail(w, err, "event %llu of pid %u: unknown op %d", (unsigned long long)w->e.nevents,
+                w->pid, e->op);
+}
+
 int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err *err)
 {
     if (!w->in_section)
         return fail(w, err, "event before any process section (hl_writer_begin_process)");
-    int op = e->op;
-    uint64_t ref = HL_NO_SLOT;
-    if (!w->trusted) {
+    uint64_t ref;
+    if (w->trusted) {
+        if (e->op <= 0 || e->op >= HL_OP_COUNT_)
+            return unknown_op(w, e, err);
+        ref = ref_of(e);
+    } else {
         if (check_event(w, e, &ref, err) < 0)
             return -1;
-    } else if (op <= 0 || op >= HL_OP_COUNT_) {
-        return fail(w, err, "event %llu of pid %u: unknown op %d",
-                    (unsigned long long)w->nevents, w->pid, op);
-    } else {
-        ref = op == HL_OP_FREE ? e->slot : (op_bits[op] & 1) ? e->old_slot : HL_NO_SLOT;
-    }
-    int takes = op_bits[op] & 1, allocates = op_bits[op] & 2;
-
-    /* Encode (format.h, CHNK payload). */
-    uint8_t opf = (uint8_t)(op | e->flags << 4);
-    if (takes && ref == HL_NO_SLOT && !(e->flags & HL_EV_UNKNOWN))
-        opf |= HL_OPF_NOREF;
-    if (e->thread != w->prev_thread) {
-        opf |= HL_OPF_THREAD;
-        w->colp[HL_COL_THREAD] = hl_put_varint(w->colp[HL_COL_THREAD], e->thread);
-        w->prev_thread = e->thread;
-    }
-    *w->colp[HL_COL_OPF]++ = opf;
-    w->chunk_n++;
-    if (op != HL_OP_FREE) {
-        *w->colp[HL_COL_SIZE_LO]++ = (uint8_t)e->size;
-        w->colp[HL_COL_SIZE_HI] = hl_put_varint(w->colp[HL_COL_SIZE_HI], e->size >> 8);
-    }
-    if (op_bits[op] & 4)
-        w->colp[HL_COL_AUX] = hl_put_varint(w->colp[HL_COL_AUX], e->aux);
-    /* REF and TIME as mode 0 and/or mode 1 (a trial chunk writes both). */
-    unsigned want0 = w->trial ? 3 : ~w->modes, want1 = w->trial ? 3 : w->modes;
-    if (ref != HL_NO_SLOT) {
-        if (want0 & HL_MODE_REF_PREV)
-            w->colp[HL_COL_REF] = hl_put_varint(w->colp[HL_COL_REF], w->next_slot - 1 - ref);
-        if (want1 & HL_MODE_REF_PREV)
-            w->altp[HL_COL_REF] =
-                hl_put_varint(w->altp[HL_COL_REF], hl_zigzag((int64_t)ref - (int64_t)w->prev_ref));
-        w->prev_ref = ref;
-    }
-    /* TIME mode 0 stores the step, mode 1 the change of step (wrapping arithmetic, so
-     * any sequence of times round-trips). */
-    int64_t dt = (int64_t)(e->time_ns - w->prev_time);
-    int64_t ddt = (int64_t)((uint64_t)dt - (uint64_t)w->prev_dt);
-    w->prev_dt = dt;
-    if (want0 & HL_MODE_TIME_DD) {
-        *w->colp[HL_COL_TIME_LO]++ = (uint8_t)dt;
-        w->colp[HL_COL_TIME_HI] = hl_put_varint(w->colp[HL_COL_TIME_HI], hl_zigzag(dt >> 8));
-    }
-    if (want1 & HL_MODE_TIME_DD) {
-        uint64_t zdt = hl_zigzag(ddt); /* changes go either way: zigzag before the split */
-        *w->altp[HL_COL_TIME_LO]++ = (uint8_t)zdt;
-        w->altp[HL_COL_TIME_HI] = hl_put_varint(w->altp[HL_COL_TIME_HI], zdt >> 8);
-    }
-    w->prev_time = e->time_ns;
-
-    /* Update the section's state: realloc gives the old block back unless it failed. */
-    if (!w->trusted) {
+        /* The section's live slots: realloc gives the old block back unless it failed. */
         if (ref != HL_NO_SLOT && !(e->flags & HL_EV_FAILED))
             hl_liveset_take(&w->live, ref, 0);
-        if (allocates && !(e->flags & HL_EV_FAILED) && hl_liveset_add(&w->live, w->next_slot) < 0) {
+        if ((op_bits[e->op] & 2) && !(e->flags & HL_EV_FAILED) &&
+            hl_liveset_add(&w->live, w->e.next_slot) < 0) {
             w->failed = 1;
             return fail(w, err, "out of memory");
         }
     }
-    if (allocates && !(e->flags & HL_EV_FAILED))
-        w->next_slot++;
-    if (e->thread + 1 > w->nthreads)
-        w->nthreads = e->thread + 1;
-    w->nevents++;
-    if (w->chunk_n >= w->chunk_max)
+    encode(&w->e, e, ref, want0_of(w), want1_of(w));
+    if (w->e.chunk_n >= w->chunk_max)
         return flush_chunk(w, err);
+    return 0;
+}
+
+uint32_t hl_writer_room(const struct hl_writer *w)
+{
+    return w->chunk_max - w->e.chunk_n;
+}
+
+/* Encode e[0..n) of a trusted producer, all in the same modes, holding the encoder's
+ * state in registers; stops before an unknown op.  Returns the events encoded. */
+static inline __attribute__((always_inline)) size_t encode_run(struct hl_writer *w,
+                                                               const struct hl_event *e,
+                                                               size_t n, unsigned want0,
+                                                               unsigned want1)
+{
+    struct enc s = w->e;
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (__builtin_expect(e[i].op <= 0 || e[i].op >= HL_OP_COUNT_, 0))
+            break;
+        encode(&s, &e[i], ref_of(&e[i]), want0, want1);
+    }
+    w->e = s;
+    return i;
+}
+
+int hl_writer_events(struct hl_writer *w, const struct hl_event *e, size_t n, struct hl_err *err)
+{
+    if (!w->trusted || !w->in_section) {
+        for (size_t i = 0; i < n; i++)
+            if (hl_writer_event(w, &e[i], err) < 0)
+                return -1;
+        return 0;
+    }
+    while (n) {
+        size_t k = w->chunk_max - w->e.chunk_n, done;
+        if (k > n)
+            k = n;
+        /* One loop per mode combination (want0 is ~modes), free of their tests. */
+        if (w->trial)
+            done = encode_run(w, e, k, 3, 3);
+        else if (w->modes == 0)
+            done = encode_run(w, e, k, 3, 0);
+        else if (w->modes == HL_MODE_REF_PREV)
+            done = encode_run(w, e, k, HL_MODE_TIME_DD, HL_MODE_REF_PREV);
+        else if (w->modes == HL_MODE_TIME_DD)
+            done = encode_run(w, e, k, HL_MODE_REF_PREV, HL_MODE_TIME_DD);
+        else
+            done = encode_run(w, e, k, 0, 3);
+        if (w->e.chunk_n >= w->chunk_max && flush_chunk(w, err) < 0)
+            return -1;
+        if (done < k)
+            return unknown_op(w, &e[done], err);
+        e += k;
+        n -= k;
+    }
     return 0;
 }
 
