@@ -370,7 +370,7 @@ static void decode_long(const uint64_t *w, unsigned nw, uint64_t last_seq, struc
  * get evenly spaced times between the two.  While the end of the current run is not
  * known yet, its records hold their number in the run and get their times once it
  * is (close_run); it is known before this returns. */
-static void decode_batch(struct cursor *c)
+static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
 {
     struct rec *b = c->b;
     const uint64_t *p = c->p, *end = c->end;
@@ -378,13 +378,14 @@ static void decode_batch(struct cursor *c)
     const uint64_t resume_h = c->resume_h;
     const struct rthread *t = c->t;
     uint64_t chunk = t->dropped + c->ci - 1;
+    double kd = (double)c->seg_k; /* seg_k, counted as a double (exact below 2^53) */
     int open = 0;       /* the current run's end is not known yet ... */
     unsigned first = 0; /* ... and its records in the batch start here */
     unsigned n = 0;
     while (n < BATCH && !c->bad) {
         if (p == end) {
             if (open)
-                close_run(c, c->seg_k, t->chunks[c->ci - 1].flush_tsc, first, n);
+                close_run(c, (uint64_t)kd, t->chunks[c->ci - 1].flush_tsc, first, n);
             open = 0;
             if (c->ci >= t->n)
                 break;
@@ -418,10 +419,10 @@ static void decode_batch(struct cursor *c)
             unsigned op = hl_raw_op_of(w0);
             if (op == HL_RAW_TIME) {
                 if (open)
-                    close_run(c, c->seg_k, p[1], first, n);
+                    close_run(c, (uint64_t)kd, p[1], first, n);
                 c->seg_t0 = p[1];
                 c->seg_tsc = (double)p[1];
-                c->seg_k = 0;
+                kd = 0.0;
                 open = 1;
                 first = n;
                 p += 2;
@@ -432,12 +433,16 @@ static void decode_batch(struct cursor *c)
                 continue;
             }
             decode_long(p, nw, last_seq, r);
+            if (r->old)
+                hl_slotmap_prefetch_(m, r->old);
             p += nw;
         }
         last_seq = r->seq;
         last_ptr = r->ptr;
-        r->tsc = open ? (double)c->seg_k : c->seg_tsc + c->seg_step * (double)c->seg_k;
-        c->seg_k++;
+        r->hash = hl_slotmap_hash_(r->ptr);
+        hl_slotmap_prefetch_h_(m, r->hash);
+        r->tsc = open ? kd : c->seg_tsc + c->seg_step * kd;
+        kd += 1.0;
         r->chunk = chunk;
         if (__builtin_expect(r->seq0 > r->seq, 0)) {
             c->bad_at = at;
@@ -463,6 +468,7 @@ static void decode_batch(struct cursor *c)
     c->end = end;
     c->last_seq = last_seq;
     c->last_ptr = last_ptr;
+    c->seg_k = (uint64_t)kd;
     if (open) { /* the batch is full, or the stream ended inside the run */
         uint64_t t1, rest = run_rest(c, p, &t1);
         close_run(c, c->seg_k + rest, t1, first, n);
@@ -478,25 +484,30 @@ static uint64_t resumed_old_slot(const struct cursor *c)
     return cur_rec(c)->seq == c->t->pend_seq ? c->t->pend_old_slot : HL_NO_SLOT;
 }
 
+/* Decode the cursor's next batch (the last is used up).  Returns 1, 0 if there is no
+ * record (yet, or ever: see c->bad), -1 if out of memory. */
+static __attribute__((noinline)) int refill(struct cursor *c, const struct hl_slotmap *m)
+{
+    if (!c->b && !(c->b = malloc(BATCH * sizeof *c->b)))
+        return -1;
+    decode_batch(c, m);
+    if (!c->bn) {
+        /* Nothing until its next chunk: a thread that waits holds no batch. */
+        free(c->b);
+        c->b = NULL;
+        return 0;
+    }
+    return 1;
+}
+
 /* Make b[bi] the cursor's current record, decoding a batch if it is used up.
  * Returns 1, 0 if there is none (yet, or ever: see c->bad), -1 if out of memory. */
-static int cursor_next(struct cursor *c, const struct hl_slotmap *m)
+static inline int cursor_next(struct cursor *c, const struct hl_slotmap *m)
 {
     if (c->bi == c->bn) {
-        if (!c->b && !(c->b = malloc(BATCH * sizeof *c->b)))
-            return -1;
-        decode_batch(c);
-        if (!c->bn) {
-            /* Nothing until its next chunk: a thread that waits holds no batch. */
-            free(c->b);
-            c->b = NULL;
-            return 0;
-        }
-        for (unsigned i = 0; i < c->bn && i < PREFETCH_AHEAD; i++) {
-            hl_slotmap_prefetch_(m, c->b[i].ptr);
-            if (c->b[i].old)
-                hl_slotmap_prefetch_(m, c->b[i].old);
-        }
+        int k = refill(c, m);
+        if (k <= 0)
+            return k;
     }
     const struct rec *r = cur_rec(c);
     c->phase = 0;
@@ -508,7 +519,6 @@ static int cursor_next(struct cursor *c, const struct hl_slotmap *m)
     }
     return 1;
 }
-
 
 static void heap_push(struct heap *h, struct cursor *c)
 {
@@ -594,12 +604,12 @@ static inline uint64_t tick_ns(struct section *s, uint64_t tsc)
     return t;
 }
 
-static inline uint64_t new_slot(struct section *s, uint64_t addr)
+static inline uint64_t new_slot(struct section *s, const struct rec *r)
 {
     uint64_t slot = s->next_slot++;
     /* A live address allocated again means its free went unseen (made inside the
      * interposer's guard, or before recording began): the old slot just stays live. */
-    hl_slotmap_put_(s->map, addr, slot);
+    hl_slotmap_put_h_(s->map, r->ptr, r->hash, slot);
     return slot;
 }
 
@@ -625,26 +635,20 @@ static inline int step(struct section *s, struct cursor *c)
 {
     const struct rec *r = cur_rec(c);
     struct hl_event *e = &s->ev[s->nev];
-    e->size = 0;
-    e->aux = 0;
-    e->slot = HL_NO_SLOT;
-    e->old_slot = HL_NO_SLOT;
     e->thread = c->dense;
     e->op = r->op;
     e->flags = 0;
+    e->old_slot = HL_NO_SLOT;
 
     switch (r->op) {
     case HL_RAW_FREE:
-        e->slot = hl_slotmap_take_(s->map, r->ptr);
-        if (e->slot == HL_NO_SLOT)
+        e->size = 0;
+        e->aux = 0;
+        e->slot = hl_slotmap_take_h_(s->map, r->ptr, r->hash);
+        if (e->slot == HL_NO_SLOT) {
             e->flags = HL_EV_UNKNOWN;
-        break;
-    case HL_RAW_MALLOC:
-        e->size = r->size;
-        if (r->flags & HL_RAWF_FAILED)
-            e->flags = HL_EV_FAILED;
-        else
-            e->slot = new_slot(s, r->ptr);
+            s->unknown++;
+        }
         break;
     case HL_RAW_REALLOC:
     case HL_RAW_REALLOCARRAY:
@@ -660,9 +664,12 @@ static inline int step(struct section *s, struct cursor *c)
         }
         e->size = r->size;
         e->aux = r->aux;
+        e->slot = HL_NO_SLOT;
         e->old_slot = c->old_slot;
-        if (r->old && c->old_slot == HL_NO_SLOT)
+        if (r->old && c->old_slot == HL_NO_SLOT) {
             e->flags = HL_EV_UNKNOWN;
+            s->unknown++;
+        }
         if (r->flags & HL_RAWF_FREED) {
             /* glibc's realloc(p, 0): p is freed, nothing allocated. */
             e->op = HL_OP_FREE;
@@ -675,20 +682,20 @@ static inline int step(struct section *s, struct cursor *c)
             if (c->old_slot != HL_NO_SLOT)
                 hl_slotmap_put_(s->map, r->old, c->old_slot);
         } else {
-            e->slot = new_slot(s, r->ptr);
+            e->slot = new_slot(s, r);
         }
         break;
-    default: /* calloc, the aligned ops, valloc, pvalloc */
+    default: /* malloc, calloc, the aligned ops, valloc, pvalloc */
         e->size = r->size;
         e->aux = r->aux;
+        e->slot = HL_NO_SLOT;
         if (r->flags & HL_RAWF_FAILED)
             e->flags = HL_EV_FAILED;
         else
-            e->slot = new_slot(s, r->ptr);
+            e->slot = new_slot(s, r);
         break;
     }
     e->time_ns = tick_ns(s, (uint64_t)r->tsc);
-    s->unknown += e->flags >> 1 & 1; /* HL_EV_UNKNOWN */
     s->nev++;
     return 1;
 }
@@ -710,12 +717,6 @@ static int run(struct section *s, struct cursor *c, uint64_t end)
             return RUN_PAST;
         if (s->nev == s->ev_cap)
             return RUN_FULL;
-        if (c->bi + PREFETCH_AHEAD < c->bn) {
-            const struct rec *ahead = &c->b[c->bi + PREFETCH_AHEAD];
-            hl_slotmap_prefetch_(s->map, ahead->ptr);
-            if (ahead->old)
-                hl_slotmap_prefetch_(s->map, ahead->old);
-        }
         if (!step(s, c))
             continue;
         c->bi++;

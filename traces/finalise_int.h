@@ -42,6 +42,7 @@ struct chunkref {
 struct rec {
     uint64_t seq, seq0;  /* seq0: realloc's seq-before (== seq when nothing is freed) */
     uint64_t ptr, old;   /* the block returned or freed; realloc's old block */
+    size_t hash;         /* ptr's in the address map (hl_slotmap_hash_) */
     uint64_t size, aux;
     double tsc;          /* its time in TSC ticks (while its clock run is open: its
                             number in the run, see struct cursor) */
@@ -52,11 +53,10 @@ struct rec {
 
 /* Records are decoded a batch at a time into a flat array per thread, and the merge
  * takes a thread's records in runs (as long as no other thread's come between): the
- * per-record work of decoding and of merging stays in two tight loops. */
+ * per-record work of decoding and of merging stays in two tight loops.  Decoding
+ * prefetches the address map's cells the batch will touch: the map is far bigger
+ * than the caches, and its misses were most of the finaliser's time. */
 #define BATCH 128
-/* The merge prefetches the address map's cells this many records ahead: the map is
- * far bigger than the caches, and its misses were most of the finaliser's time. */
-#define PREFETCH_AHEAD 12
 
 struct cursor {
     const struct rthread *t;

@@ -57,14 +57,17 @@ static inline size_t hl_slotmap_hash_(uint64_t a)
 /* The slow path of a put: a bigger table (or abort when full and out of memory). */
 void hl_slotmap_grow_(struct hl_slotmap *m);
 
-static inline uint64_t hl_slotmap_put_(struct hl_slotmap *m, uint64_t addr, uint64_t slot)
+/* The calls below come in two forms: given addr's hash (hl_slotmap_hash_, which a
+ * caller touching the map several times for one address computes once), or not. */
+static inline uint64_t hl_slotmap_put_h_(struct hl_slotmap *m, uint64_t addr, size_t h,
+                                         uint64_t slot)
 {
     if (addr == 0)
         return HL_NO_SLOT;
     if (__builtin_expect(m->count + 1 > m->grow_at, 0))
         hl_slotmap_grow_(m);
     struct hl_slotmap_cell *cells = m->cells;
-    size_t i = hl_slotmap_hash_(addr) & m->mask;
+    size_t i = h & m->mask;
     while (cells[i].addr) {
         if (cells[i].addr == addr) {
             uint64_t old = cells[i].slot;
@@ -79,13 +82,18 @@ static inline uint64_t hl_slotmap_put_(struct hl_slotmap *m, uint64_t addr, uint
     return HL_NO_SLOT;
 }
 
-static inline uint64_t hl_slotmap_take_(struct hl_slotmap *m, uint64_t addr)
+static inline uint64_t hl_slotmap_put_(struct hl_slotmap *m, uint64_t addr, uint64_t slot)
+{
+    return hl_slotmap_put_h_(m, addr, hl_slotmap_hash_(addr), slot);
+}
+
+static inline uint64_t hl_slotmap_take_h_(struct hl_slotmap *m, uint64_t addr, size_t h)
 {
     if (addr == 0)
         return HL_NO_SLOT;
     struct hl_slotmap_cell *cells = m->cells;
     size_t mask = m->mask;
-    size_t i = hl_slotmap_hash_(addr) & mask;
+    size_t i = h & mask;
     while (cells[i].addr != addr) {
         if (!cells[i].addr)
             return HL_NO_SLOT;
@@ -108,9 +116,19 @@ static inline uint64_t hl_slotmap_take_(struct hl_slotmap *m, uint64_t addr)
     return slot;
 }
 
+static inline uint64_t hl_slotmap_take_(struct hl_slotmap *m, uint64_t addr)
+{
+    return hl_slotmap_take_h_(m, addr, hl_slotmap_hash_(addr));
+}
+
+static inline void hl_slotmap_prefetch_h_(const struct hl_slotmap *m, size_t h)
+{
+    __builtin_prefetch(&m->cells[h & m->mask]);
+}
+
 static inline void hl_slotmap_prefetch_(const struct hl_slotmap *m, uint64_t addr)
 {
-    __builtin_prefetch(&m->cells[hl_slotmap_hash_(addr) & m->mask]);
+    hl_slotmap_prefetch_h_(m, hl_slotmap_hash_(addr));
 }
 
 #endif
