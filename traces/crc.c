@@ -2,9 +2,11 @@
  * crc.c: the checksums of the trace format: CRC-32C for blocks (format.h) and FNV-1a 64
  * for the whole-file hash.
  *
- * CRC-32C is computed slice-by-8 (eight table lookups per 8 bytes) from tables built
- * once on first use: every byte of a trace passes through it on each read, so the
- * plain byte-at-a-time loop showed up in decode profiles.
+ * CRC-32C is computed with the CPU's crc32 instruction where there is one (x86-64
+ * with SSE4.2: 8 bytes an instruction), else slice-by-8 (eight table lookups per 8
+ * bytes) from tables built once on first use: every byte of a trace passes through it
+ * on each read and each write, so the plain byte-at-a-time loop showed up in decode
+ * profiles, and slice-by-8 in the record finaliser's.
  */
 #include "format.h"
 
@@ -27,7 +29,41 @@ static void crc_init(void)
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_HW_CRC 1
+/* The same CRC (the instruction computes CRC-32C, reflected, without the inversions). */
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n)
+{
+    uint64_t c = ~crc;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+#endif
+
+static int hw = -1; /* the CPU has the instruction (-1: not asked yet) */
+
 uint32_t hl_crc32c(uint32_t crc, const void *buf, size_t n)
+{
+#ifdef HAVE_HW_CRC
+    int h = __atomic_load_n(&hw, __ATOMIC_RELAXED);
+    if (__builtin_expect(h < 0, 0)) {
+        h = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+        __atomic_store_n(&hw, h, __ATOMIC_RELAXED);
+    }
+    if (h)
+        return crc_hw(crc, buf, n);
+#endif
+    return hl_crc32c_portable(crc, buf, n);
+}
+
+uint32_t hl_crc32c_portable(uint32_t crc, const void *buf, size_t n)
 {
     pthread_once(&crc_once, crc_init);
     const uint8_t *p = buf;

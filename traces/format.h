@@ -169,6 +169,8 @@ enum {
 
 /* CRC-32C of buf, continuing from crc (start with 0). */
 uint32_t hl_crc32c(uint32_t crc, const void *buf, size_t n);
+/* The same without the CPU's crc32 instruction (what other CPUs run; for tests). */
+uint32_t hl_crc32c_portable(uint32_t crc, const void *buf, size_t n);
 
 /* FNV-1a 64, continuing from h (start with HL_FNV_INIT). */
 #define HL_FNV_INIT 0xcbf29ce484222325ull

@@ -650,7 +650,7 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
 {
     if (!w->in_section)
         return fail(w, err, "event before any process section (hl_writer_begin_process)");
-    uint64_t ref;
+    uint64_t ref = HL_NO_SLOT;
     if (w->trusted) {
         if (e->op <= 0 || e->op >= HL_OP_COUNT_)
             return unknown_op(w, e, err);
