@@ -324,9 +324,11 @@ static uint64_t run_rest(const struct cursor *c, const uint64_t *q, uint64_t *t1
 static void close_run(struct cursor *c, uint64_t n, uint64_t t1, unsigned first, unsigned upto)
 {
     uint64_t t0 = c->seg_t0;
-    c->seg_step = n && t1 > t0 ? (double)(t1 - t0) / (double)n : 0.0;
+    double base = c->seg_tsc;
+    double step = n && t1 > t0 ? (double)(t1 - t0) / (double)n : 0.0;
+    c->seg_step = step;
     for (unsigned i = first; i < upto; i++)
-        c->b[i].tsc = c->seg_tsc + c->seg_step * c->b[i].tsc;
+        c->b[i].tsc = base + step * c->b[i].tsc;
 }
 
 /* Decode a long record w[0..nw) into r, given the stream's last seq. */
@@ -378,14 +380,20 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
     const uint64_t resume_h = c->resume_h;
     const struct rthread *t = c->t;
     uint64_t chunk = t->dropped + c->ci - 1;
+    /* The run's state, held here (stores into the batch might alias the cursor). */
     double kd = (double)c->seg_k; /* seg_k, counted as a double (exact below 2^53) */
+    double base = c->seg_tsc, step = c->seg_step;
+    int seen = c->seen;
+    uint64_t prev = c->prev;
     int open = 0;       /* the current run's end is not known yet ... */
     unsigned first = 0; /* ... and its records in the batch start here */
     unsigned n = 0;
     while (n < BATCH && !c->bad) {
         if (p == end) {
-            if (open)
+            if (open) {
                 close_run(c, (uint64_t)kd, t->chunks[c->ci - 1].flush_tsc, first, n);
+                step = c->seg_step;
+            }
             open = 0;
             if (c->ci >= t->n)
                 break;
@@ -418,10 +426,12 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
             }
             unsigned op = hl_raw_op_of(w0);
             if (op == HL_RAW_TIME) {
-                if (open)
+                if (open) {
                     close_run(c, (uint64_t)kd, p[1], first, n);
+                    step = c->seg_step;
+                }
                 c->seg_t0 = p[1];
-                c->seg_tsc = (double)p[1];
+                c->seg_tsc = base = (double)p[1];
                 kd = 0.0;
                 open = 1;
                 first = n;
@@ -441,7 +451,7 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
         last_ptr = r->ptr;
         r->hash = hl_slotmap_hash_(r->ptr);
         hl_slotmap_prefetch_h_(m, r->hash);
-        r->tsc = open ? kd : c->seg_tsc + c->seg_step * kd;
+        r->tsc = open ? kd : base + step * kd;
         kd += 1.0;
         r->chunk = chunk;
         if (__builtin_expect(r->seq0 > r->seq, 0)) {
@@ -451,10 +461,10 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
         }
         /* Seen already: the process wrote this thread's unflushed records at exit,
          * then the thread flushed them again (flush_others in interpose.c). */
-        if (c->seen && r->seq0 <= c->prev)
+        if (seen && r->seq0 <= prev)
             continue;
-        c->seen = 1;
-        c->prev = r->seq;
+        seen = 1;
+        prev = r->seq;
         /* Going on from a checkpoint: written before it, or half done (a realloc). */
         r->resumed = 0;
         if (__builtin_expect(r->seq0 < resume_h, 0)) {
@@ -469,6 +479,8 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
     c->last_seq = last_seq;
     c->last_ptr = last_ptr;
     c->seg_k = (uint64_t)kd;
+    c->seen = seen;
+    c->prev = prev;
     if (open) { /* the batch is full, or the stream ended inside the run */
         uint64_t t1, rest = run_rest(c, p, &t1);
         close_run(c, c->seg_k + rest, t1, first, n);
@@ -591,7 +603,10 @@ static void find_bracket(struct section *s, uint64_t tsc)
 static inline uint64_t tick_ns(struct section *s, uint64_t tsc)
 {
     uint64_t t = 0;
-    if (tsc > s->f->knots[0].tsc) {
+    /* Inside the bracket last used (whose start is not below the first pair's). */
+    if (__builtin_expect(tsc > s->lo_tsc && tsc < s->hi_tsc, 1)) {
+        t = s->base_ns + (uint64_t)((double)(tsc - s->base_tsc) * s->rate);
+    } else if (tsc > s->f->knots[0].tsc) {
         if (tsc < s->lo_tsc || tsc >= s->hi_tsc)
             find_bracket(s, tsc);
         t = s->base_ns + (uint64_t)((double)(tsc - s->base_tsc) * s->rate);

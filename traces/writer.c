@@ -574,8 +574,9 @@ static inline uint64_t ref_of(const struct hl_event *e)
 }
 
 /* Encode e, giving back slot ref (format.h, CHNK payload), into the columns s points
- * to, REF and TIME as mode 0 and/or mode 1 (want0, want1: a trial chunk writes both),
- * and count it.  e->op is known (1 .. HL_OP_COUNT_ - 1). */
+ * to, REF and TIME as mode 0 and/or mode 1 (want0, want1: a trial chunk writes both).
+ * e->op is known (1 .. HL_OP_COUNT_ - 1).  The caller counts it (nevents, chunk_n) and
+ * its thread (nthreads: here only where the thread changes, see encode_run). */
 static inline __attribute__((always_inline)) void encode(struct enc *s, const struct hl_event *e,
                                                          uint64_t ref, unsigned want0,
                                                          unsigned want1)
@@ -589,6 +590,8 @@ static inline __attribute__((always_inline)) void encode(struct enc *s, const st
         opf |= HL_OPF_THREAD;
         s->colp[HL_COL_THREAD] = hl_put_varint(s->colp[HL_COL_THREAD], e->thread);
         s->prev_thread = e->thread;
+        if (e->thread + 1 > s->nthreads)
+            s->nthreads = e->thread + 1;
     }
     *s->colp[HL_COL_OPF]++ = opf;
     if (op != HL_OP_FREE) {
@@ -623,10 +626,17 @@ static inline __attribute__((always_inline)) void encode(struct enc *s, const st
     /* A realloc that failed keeps its old block and takes no slot. */
     if (allocates && !(e->flags & HL_EV_FAILED))
         s->next_slot++;
-    if (e->thread + 1 > s->nthreads)
-        s->nthreads = e->thread + 1;
-    s->nevents++;
-    s->chunk_n++;
+}
+
+/* Count n events just encoded: every thread among them was either the chunk's
+ * previous thread when it came, counted where it changed (encode), or the thread
+ * before the chunk's first event (0). */
+static void count(struct enc *s, size_t n)
+{
+    if (n && s->prev_thread + 1 > s->nthreads)
+        s->nthreads = s->prev_thread + 1;
+    s->nevents += n;
+    s->chunk_n += (uint32_t)n;
 }
 
 /* The modes a chunk's events are encoded in (encode's want0, want1). */
@@ -668,6 +678,7 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
         }
     }
     encode(&w->e, e, ref, want0_of(w), want1_of(w));
+    count(&w->e, 1);
     if (w->e.chunk_n >= w->chunk_max)
         return flush_chunk(w, err);
     return 0;
@@ -692,6 +703,7 @@ static inline __attribute__((always_inline)) size_t encode_run(struct hl_writer 
             break;
         encode(&s, &e[i], ref_of(&e[i]), want0, want1);
     }
+    count(&s, i);
     w->e = s;
     return i;
 }
