@@ -95,6 +95,15 @@ static void realloc_rec(struct chunk *c, unsigned flags, uint64_t seq0, uint64_t
     add_long(c, HL_RAW_REALLOC, flags, seq, ptr, size, extra, 2);
 }
 
+/* A malloc or free as the interposer writes it: short where it can be. */
+static void add_rec(struct chunk *c, unsigned op, uint64_t seq, uint64_t ptr, uint64_t size)
+{
+    if (hl_raw_short(op, seq, c->last_seq, ptr, c->last_ptr, size))
+        add_short(c, op, seq, ptr, size);
+    else
+        add_long(c, op, 0, seq, ptr, size, NULL, 0);
+}
+
 /* The horizon mark that ends a chunk a thread flushed itself (raw.h). */
 static void add_mark(struct chunk *c, uint64_t horizon)
 {
@@ -458,6 +467,50 @@ int main(void)
                       ev_is(&e[6], HL_OP_FREE, 0, 0, 0, 3, NS, 0) &&
                       ev_is(&e[7], HL_OP_FREE, 0, 0, 0, 2, NS, 0),
                   "sequence numbers crossing 2^40 merge in order (whole numbers where needed)");
+    }
+
+    /* 5b. long clock runs and long runs of one thread: records between two clock
+     * readings get evenly spaced times however many there are (here more than the
+     * finaliser decodes at a time), a chunk that starts without a reading goes on at
+     * the step of the run before it, and threads merge in order where they switch. */
+    {
+        clear_dir();
+        int fd = raw_create("7-1.hlraw", 7, 1, 50);
+        struct chunk c;
+        const uint64_t P = 0x7f0000100000, Q = 0x7f0000200000;
+        chunk_start(&c, 100); /* thread 1: seq 0..299, one tick apart */
+        for (uint64_t k = 0; k < 300; k++)
+            add_rec(&c, HL_RAW_MALLOC, k, Q + 16 * k, 40);
+        chunk_write(fd, &c, 1, 400);
+        chunk_start(&c, 1000); /* thread 0: seq 300..599 */
+        for (uint64_t k = 0; k < 300; k++)
+            add_rec(&c, HL_RAW_MALLOC, 300 + k, P + 16 * k, 24);
+        chunk_write(fd, &c, 0, 1300);
+        c.n = 0; /* thread 0 again, no reading: seq 600..899 go on at one tick */
+        c.last_seq = c.last_ptr = 0;
+        for (uint64_t k = 0; k < 300; k++)
+            add_rec(&c, HL_RAW_FREE, 600 + k, P + 16 * k, 0);
+        chunk_write(fd, &c, 0, 1700);
+        chunk_start(&c, 2000); /* thread 1: seq 900..1199 */
+        for (uint64_t k = 0; k < 300; k++)
+            add_rec(&c, HL_RAW_FREE, 900 + k, Q + 16 * k, 0);
+        chunk_write(fd, &c, 1, 2300);
+        close(fd);
+        int ok = finalise_and_read(&st) == 0 && nprocs == 1 && nevents[0] == 1200;
+        int order = ok, times = ok;
+        for (size_t i = 0; ok && i < 1200; i++) {
+            const struct hl_event *e = &events[0][i];
+            uint64_t k = i % 300, part = i / 300;
+            static const uint64_t start[4] = {100, 1000, 1300, 2000};
+            order &= part == 0 ? ev_is(e, HL_OP_MALLOC, 0, 40, 0, k, NS, 0)
+                   : part == 1 ? ev_is(e, HL_OP_MALLOC, 1, 24, 0, 300 + k, NS, 0)
+                   : part == 2 ? ev_is(e, HL_OP_FREE, 1, 0, 0, 300 + k, NS, 0)
+                               : ev_is(e, HL_OP_FREE, 0, 0, 0, k, NS, 0);
+            times &= e->time_ns == start[part] + k - 50;
+        }
+        TAP_CHECK(order, "long runs of each thread merge in sequence order, slots follow");
+        TAP_CHECK(times, "long clock runs: evenly spaced times, continued into a chunk "
+                         "without a reading");
     }
 
     /* 6. nothing to finalise */
