@@ -10,9 +10,13 @@
  * file's size, so that chunk pointers stay valid as it grows.
  *
  * The threads' record streams are merged by sequence number with a binary heap of
- * cursors.  The cursor that produced the last event usually also holds the next one
- * (threads allocate in bursts), so the heap is only touched when the order actually
- * switches threads; a single-threaded process never touches it.  While the program
+ * cursors.  Each cursor decodes its thread's records a batch at a time into a flat
+ * array (decode_batch), and the cursor with the smallest key runs (run) until another
+ * thread's key comes first: threads allocate in bursts, so the heap is only touched
+ * when the order actually switches threads, and a single-threaded process never
+ * touches it.  The events go to the writer a batch at a time too, each batch ending
+ * where the writer's chunk does, so that checkpoints still fall between chunks.
+ * While the program
  * runs, the merge stops at the file's horizon: the largest sequence number a chunk's
  * mark guarantees to have everything below it in the file already (raw.h).
  *
