@@ -45,7 +45,7 @@ struct rec {
     size_t hash;         /* ptr's in the address map (hl_slotmap_hash_) */
     uint64_t size, aux;
     double tsc;          /* its time in TSC ticks (while its clock run is open: its
-                            number in the run, see struct cursor) */
+                            number in the run, see decode_batch) */
     uint64_t chunk;      /* the thread's chunk it came from (absolute number) */
     uint8_t op, flags;
     uint8_t resumed;     /* a realloc whose old block was taken before a checkpoint */
