@@ -524,13 +524,22 @@ static void find_bracket(struct section *s, uint64_t tsc)
     s->rate = b && b->tsc > a->tsc ? (double)(b->ns - a->ns) / (double)(b->tsc - a->tsc) : 1.0;
 }
 
+/* x as an integer, saturating (a damaged capture can put clock readings anywhere, and
+ * a double beyond 2^64 has no integer value). */
+static inline uint64_t sat_u64(double x)
+{
+    if (!(x > 0))
+        return 0;
+    return x < 18446744073709551616.0 ? (uint64_t)x : UINT64_MAX;
+}
+
 static inline uint64_t tick_ns(struct section *s, uint64_t tsc)
 {
     uint64_t t = 0;
     if (tsc > s->f->knots[0].tsc) {
         if (tsc < s->lo_tsc || tsc >= s->hi_tsc)
             find_bracket(s, tsc);
-        t = s->base_ns + (uint64_t)((double)(tsc - s->base_tsc) * s->rate);
+        t = s->base_ns + sat_u64((double)(tsc - s->base_tsc) * s->rate);
     }
     /* Threads read the TSC a little apart from taking their sequence number: keep
      * time non-decreasing in event order. */
@@ -613,7 +622,7 @@ static int step(struct section *s, struct cursor *c, struct hl_err *err)
             e.slot = new_slot(s, r->ptr);
         break;
     }
-    e.time_ns = tick_ns(s, (uint64_t)c->tsc);
+    e.time_ns = tick_ns(s, sat_u64(c->tsc));
     if (e.flags & HL_EV_UNKNOWN)
         s->unknown++;
     s->events++;

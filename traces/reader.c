@@ -21,6 +21,7 @@
 #include "liveset.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -173,13 +174,30 @@ static int read_block(struct hl_reader *r, struct block *b, struct hl_err *err)
     return 0;
 }
 
+/* The chunk buffer (megabytes: sized for the largest chunk) and the decompression
+ * context of the last reader closed, kept for the next one: a program reading many
+ * small traces (a fuzzer, an importer reading back what it wrote) does not map, fault
+ * in and unmap them for each. */
+static uint8_t *g_spare_raw;
+static ZSTD_DCtx *g_spare_dctx;
+static pthread_mutex_t g_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static struct hl_reader *reader_new(const char *name, struct hl_err *err)
 {
     struct hl_reader *r = calloc(1, sizeof *r);
     if (r) {
         r->name = strdup(name);
         r->ev = malloc(HL_BATCH * sizeof *r->ev);
-        r->dctx = ZSTD_createDCtx();
+        pthread_mutex_lock(&g_spare_lock);
+        r->raw = g_spare_raw;
+        r->dctx = g_spare_dctx;
+        g_spare_raw = NULL;
+        g_spare_dctx = NULL;
+        pthread_mutex_unlock(&g_spare_lock);
+        if (r->dctx)
+            ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_and_parameters);
+        else
+            r->dctx = ZSTD_createDCtx();
         r->fd = -1;
         r->live_ok = hl_liveset_init(&r->live) == 0;
     }
@@ -273,9 +291,19 @@ void hl_reader_close(struct hl_reader *r)
         close(r->fd);
     free(r->name);
     free(r->ev);
-    free(r->raw);
     if (r->live_ok)
         hl_liveset_destroy(&r->live);
+    pthread_mutex_lock(&g_spare_lock);
+    if (r->raw && !g_spare_raw) {
+        g_spare_raw = r->raw;
+        r->raw = NULL;
+    }
+    if (r->dctx && !g_spare_dctx) {
+        g_spare_dctx = r->dctx;
+        r->dctx = NULL;
+    }
+    pthread_mutex_unlock(&g_spare_lock);
+    free(r->raw);
     ZSTD_freeDCtx(r->dctx);
     free(r);
 }

@@ -18,6 +18,7 @@
 #include "liveset.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,57 @@ struct hl_writer {
 
 static void chunk_reset(struct hl_writer *w);
 
+/* The column buffers (megabytes: sized for the longest chunk) and the compression
+ * context of the last writer freed, kept for the next one, so that a producer writing
+ * many small traces (an importer under a fuzzer, the finaliser's parts) does not map,
+ * fault in and unmap them for each. */
+struct bufset {
+    uint8_t *col[HL_NCOLS], *alt[HL_NCOLS], *z[HL_NCOLS], *zalt[HL_NCOLS];
+    ZSTD_CCtx *cctx;
+};
+static struct bufset g_spare;
+static int g_spare_full;
+static pthread_mutex_t g_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Take the spare set into w, if there is one.  Returns 1 if taken. */
+static int take_spare(struct hl_writer *w)
+{
+    pthread_mutex_lock(&g_spare_lock);
+    int full = g_spare_full;
+    if (full) {
+        memcpy(w->col, g_spare.col, sizeof w->col);
+        memcpy(w->alt, g_spare.alt, sizeof w->alt);
+        memcpy(w->z, g_spare.z, sizeof w->z);
+        memcpy(w->zalt, g_spare.zalt, sizeof w->zalt);
+        w->cctx = g_spare.cctx;
+        g_spare_full = 0;
+    }
+    pthread_mutex_unlock(&g_spare_lock);
+    if (full)
+        ZSTD_CCtx_reset(w->cctx, ZSTD_reset_session_and_parameters);
+    return full;
+}
+
+/* Keep w's buffers as the spare set if there is none (they are all there: w was
+ * opened whole).  Returns 1 if kept. */
+static int keep_spare(struct hl_writer *w)
+{
+    if (!w->cctx || !w->zalt[HL_COL_TIME_HI])
+        return 0;
+    pthread_mutex_lock(&g_spare_lock);
+    int keep = !g_spare_full;
+    if (keep) {
+        memcpy(g_spare.col, w->col, sizeof w->col);
+        memcpy(g_spare.alt, w->alt, sizeof w->alt);
+        memcpy(g_spare.z, w->z, sizeof w->z);
+        memcpy(g_spare.zalt, w->zalt, sizeof w->zalt);
+        g_spare.cctx = w->cctx;
+        g_spare_full = 1;
+    }
+    pthread_mutex_unlock(&g_spare_lock);
+    return keep;
+}
+
 /* The columns that have a mode-1 alternative. */
 static int has_alt(int c)
 {
@@ -139,9 +191,11 @@ static struct hl_writer *hl_writer_open_file(const char *path, const char *mode,
     w->chunk_max = HL_CHUNK_MAX_EVENTS;
     w->path = strdup(path);
     w->tmp = malloc(strlen(path) + 5);
-    w->cctx = ZSTD_createCCtx();
+    int spare = take_spare(w);
+    if (!spare)
+        w->cctx = ZSTD_createCCtx();
     int ok = w->path && w->tmp && w->cctx && hl_liveset_init(&w->live) == 0;
-    for (int c = 0; c < HL_NCOLS; c++) {
+    for (int c = 0; c < HL_NCOLS && !spare; c++) {
         size_t n = col_max[c] * HL_CHUNK_MAX_EVENTS;
         ok = ok && (w->col[c] = malloc(n)) && (w->z[c] = malloc(ZSTD_compressBound(n)));
         if (has_alt(c))
@@ -643,14 +697,16 @@ static void writer_free(struct hl_writer *w)
 {
     free(w->path);
     free(w->tmp);
-    for (int c = 0; c < HL_NCOLS; c++) {
-        free(w->col[c]);
-        free(w->alt[c]);
-        free(w->z[c]);
-        free(w->zalt[c]);
+    if (!keep_spare(w)) {
+        for (int c = 0; c < HL_NCOLS; c++) {
+            free(w->col[c]);
+            free(w->alt[c]);
+            free(w->z[c]);
+            free(w->zalt[c]);
+        }
+        ZSTD_freeCCtx(w->cctx);
     }
     hl_liveset_destroy(&w->live);
-    ZSTD_freeCCtx(w->cctx);
     free(w);
 }
 
