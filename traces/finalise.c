@@ -193,6 +193,8 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
     }
     f->h.exe[sizeof f->h.exe - 1] = 0;
     f->h.cmdline[sizeof f->h.cmdline - 1] = 0;
+    if (f->h.version < 4) /* the end of a longer cmdline there */
+        f->h.dropped = f->h.missed = f->h.cut_errno = 0;
     return 1;
 }
 
@@ -261,7 +263,8 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
             break;
         }
         memcpy(&c, f->map + (off - f->map_off), sizeof c);
-        if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 || c.thread >= MAX_RAW_THREADS) {
+        if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 ||
+            (c.thread >= MAX_RAW_THREADS && c.thread != HL_RAW_PROC_THREAD)) {
             why = "damaged chunk header";
             break;
         }
@@ -279,6 +282,12 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
             why = "chunk checksum mismatch";
             break;
         }
+        if (c.thread == HL_RAW_PROC_THREAD) { /* a process event (unrecorded.c) */
+            if (unrec_note(f, words, nw, c.mono_ns) != 0)
+                return fail(err, "out of memory");
+            off += sizeof c + c.nbytes;
+            continue;
+        }
         if (add_chunk(f, c.thread, words, nw, c.tsc) != 0 || add_knot(f, c.tsc, c.mono_ns) != 0)
             return fail(err, "out of memory");
         /* A mark closes the chunks flushed by their own thread (raw.h). */
@@ -288,7 +297,8 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
     }
     f->off = off;
     if (why && final) {
-        note_damage(st, f, off, why);
+        if (!unrec_losses(f)) /* a capture cut by a full disk ends where it could */
+            note_damage(st, f, off, why);
         f->stopped = 1;
     }
     return 0;
@@ -734,7 +744,15 @@ struct hl_finaliser {
     void *progress_ctx;
     uint64_t raw_done;      /* raw bytes read so far */
     uint64_t fail_after;    /* tests: fail once this many bytes are read (0: never) */
+    struct unrec_list unrec; /* processes heaplab reaped (hl_finaliser_add_unrecorded) */
 };
+
+int hl_finaliser_add_unrecorded(struct hl_finaliser *fz, uint32_t pid, uint32_t ppid,
+                                uint64_t realtime_ns, unsigned why, const char *exe,
+                                const char *cmdline)
+{
+    return unrec_add(&fz->unrec, pid, ppid, realtime_ns, why, exe, cmdline);
+}
 
 static int progress(struct hl_finaliser *fz, uint64_t bytes, struct hl_err *err)
 {
@@ -1127,6 +1145,10 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
     if (merge(s, UINT64_MAX, &fz->st, err) != 0)
         return -1;
     fz->st.damaged += f->damaged;
+    fz->st.cut += unrec_losses(f);
+    fz->st.dropped += f->h.dropped;
+    fz->st.missed += f->h.missed;
+    hl_writer_set_losses(s->w, f->h.dropped, f->h.missed, f->h.cut_errno);
     if (hl_writer_end_process(s->w, err) != 0)
         return -1;
     fz->st.processes++;
@@ -1242,11 +1264,13 @@ static void free_files(struct hl_finaliser *fz)
             unlink(f->part);
             unlink(ck);
         }
+        unrec_free(f);
         free(f->part);
         free(f->path);
         free(f);
     }
     free(fz->fs);
+    free(fz->unrec.v);
 }
 
 void hl_finaliser_abort(struct hl_finaliser *fz)
@@ -1363,6 +1387,8 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
     rc = w ? 0 : -1;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = hl_writer_append(w, order[i]->part, err);
+    if (rc == 0)
+        rc = unrec_write(fz->fs, fz->n, &fz->unrec, w, &fz->st, err);
     free(order);
     if (rc != 0) {
         hl_writer_abort(w);

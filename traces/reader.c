@@ -358,7 +358,7 @@ static void peek_trailer(struct hl_reader *r, struct hl_process *p)
 static void peek_blocks(struct hl_reader *r, struct hl_process *p, size_t *at)
 {
     size_t pos = *at;
-    uint8_t buf[HL_BLOCK_HEADER_BYTES + 20];
+    uint8_t buf[HL_BLOCK_HEADER_BYTES + HL_ENDS_LOSS_BYTES];
     while (r->len - pos >= HL_BLOCK_HEADER_BYTES) {
         /* Through the file, not the map: a fault on the map brings the pages around
          * it in too (fault-around), and one header a chunk would map the whole file. */
@@ -377,11 +377,17 @@ static void peek_blocks(struct hl_reader *r, struct hl_process *p, size_t *at)
         if (r->len - pos - HL_BLOCK_HEADER_BYTES < stored)
             break;
         if (tag == HL_TAG_ENDS) {
-            if (stored == 20 && r->len - pos >= HL_BLOCK_HEADER_BYTES + 20 &&
-                hl_crc32c(0, h + 24, 20) == hl_get_le32(h + 16)) {
+            if ((stored == HL_ENDS_BYTES || stored == HL_ENDS_LOSS_BYTES) &&
+                r->len - pos >= HL_BLOCK_HEADER_BYTES + stored &&
+                hl_crc32c(0, h + 24, stored) == hl_get_le32(h + 16)) {
                 p->nevents = hl_get_le64(h + 24);
                 p->nslots = hl_get_le64(h + 32) - p->first_slot;
                 p->nthreads = hl_get_le32(h + 40);
+                if (stored == HL_ENDS_LOSS_BYTES) {
+                    p->dropped = hl_get_le64(h + 44);
+                    p->missed = hl_get_le64(h + 52);
+                    p->cut_errno = hl_get_le32(h + 60);
+                }
             }
             break;
         }
@@ -422,7 +428,9 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
         p->flags = hl_get_le32(q);
         p->first_slot = hl_get_le64(q + 4);
         q += 12;
-        if (p->flags & ~HL_PROC_KNOWN_FLAGS || p->first_slot > HL_NO_SLOT / 2)
+        if (p->flags & ~HL_PROC_KNOWN_FLAGS || p->first_slot > HL_NO_SLOT / 2 ||
+            (!(p->flags & HL_PROC_UNRECORDED) && (p->flags & HL_PROC_WHY_MASK)) ||
+            hl_proc_why(p->flags) >= HL_UNREC_COUNT_)
             return fail(r, err, "corrupted process header at byte offset %zu (bad flags or first "
                         "slot)", b.off);
     }
@@ -700,7 +708,7 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
                     "before the next process header", b.off, r->pid);
     if (b.tag == HL_TAG_ENDS) {
         const uint8_t *q = b.payload;
-        if (b.stored != 20)
+        if (b.stored != HL_ENDS_BYTES && b.stored != HL_ENDS_LOSS_BYTES)
             return fail(r, err, "corrupted section trailer at byte offset %zu (size)", b.off);
         if (hl_get_le64(q) != r->nevents || hl_get_le64(q + 8) != r->next_slot ||
             hl_get_le32(q + 16) != r->nthreads)

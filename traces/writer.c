@@ -50,6 +50,8 @@ struct hl_writer {
     uint32_t chunk_max;
     uint64_t first_slot; /* of every section from now on (tests of the numbering) */
     int trusted;         /* the producer keeps the slot rule: no checks */
+    uint64_t dropped, missed; /* the open section's losses (hl_writer_set_losses) */
+    uint32_t cut_errno;
 
     /* the open section */
     int in_section;
@@ -477,6 +479,9 @@ int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
 {
     if (w->in_section && hl_writer_end_process(w, err) < 0)
         return -1;
+    if ((p->flags & ~HL_PROC_KNOWN_FLAGS) || hl_proc_why(p->flags) >= HL_UNREC_COUNT_ ||
+        (!(p->flags & HL_PROC_UNRECORDED) && (p->flags & HL_PROC_WHY_MASK)))
+        return fail(w, err, "process %u: bad flags 0x%x", p->pid, p->flags);
     uint8_t buf[64 + sizeof p->cmdline + sizeof p->exe];
     uint8_t *q = buf;
     hl_put_le32(q, p->pid);
@@ -516,12 +521,29 @@ int hl_writer_end_process(struct hl_writer *w, struct hl_err *err)
         return fail(w, err, "no process section is open");
     if (flush_chunk(w, err) < 0)
         return -1;
-    uint8_t buf[20];
+    uint8_t buf[HL_ENDS_LOSS_BYTES];
     hl_put_le64(buf, w->nevents);
     hl_put_le64(buf + 8, w->next_slot);
     hl_put_le32(buf + 16, w->nthreads);
+    uint32_t n = HL_ENDS_BYTES;
+    if (w->dropped || w->missed || w->cut_errno) {
+        hl_put_le64(buf + 20, w->dropped);
+        hl_put_le64(buf + 28, w->missed);
+        hl_put_le32(buf + 36, w->cut_errno);
+        n = HL_ENDS_LOSS_BYTES;
+    }
     w->in_section = 0;
-    return write_block(w, HL_TAG_ENDS, buf, sizeof buf, sizeof buf, 0, err);
+    w->dropped = w->missed = 0;
+    w->cut_errno = 0;
+    return write_block(w, HL_TAG_ENDS, buf, n, n, 0, err);
+}
+
+void hl_writer_set_losses(struct hl_writer *w, uint64_t dropped, uint64_t missed,
+                          uint32_t cut_errno)
+{
+    w->dropped = dropped;
+    w->missed = missed;
+    w->cut_errno = cut_errno;
 }
 
 /* Check that event e may give back slot s (not HL_NO_SLOT). */
