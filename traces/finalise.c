@@ -90,9 +90,21 @@ struct rthread *thread_of(struct rawfile *f, uint32_t thread)
     }
     struct rthread *t = f->thr[thread];
     if (!t) {
+        if (f->nused == f->usedcap) {
+            uint32_t cap = f->usedcap ? 2 * f->usedcap : 8;
+            uint32_t *u = realloc(f->used, cap * sizeof *u);
+            if (!u)
+                return NULL;
+            f->used = u;
+            f->usedcap = cap;
+        }
         t = f->thr[thread] = calloc(1, sizeof *t);
         if (!t)
             return NULL;
+        uint32_t j = f->nused++;
+        for (; j && f->used[j - 1] > thread; j--)
+            f->used[j] = f->used[j - 1];
+        f->used[j] = thread;
         t->c.t = t;
         t->c.dense = NO_THREAD;
         t->c.resume_h = f->resume_h;
@@ -645,8 +657,8 @@ static int step(struct section *s, struct cursor *c, struct hl_err *err)
 static int feed(struct section *s, struct hl_finalise_stats *st)
 {
     struct rawfile *f = s->f;
-    for (uint32_t i = 0; i < f->nthr; i++) {
-        struct rthread *t = f->thr[i];
+    for (uint32_t j = 0; j < f->nused; j++) {
+        struct rthread *t = f->thr[f->used[j]];
         if (!t || t->state != 0)
             continue;
         if (!cursor_next(&t->c, s->map)) {
@@ -916,14 +928,17 @@ static void file_release(struct rawfile *f)
     if (f->map)
         munmap((void *)f->map, f->maplen);
     f->map = NULL;
-    for (uint32_t t = 0; t < f->nthr; t++)
-        if (f->thr[t]) {
-            free(f->thr[t]->chunks);
-            free(f->thr[t]);
+    for (uint32_t j = 0; j < f->nused; j++)
+        if (f->thr[f->used[j]]) {
+            free(f->thr[f->used[j]]->chunks);
+            free(f->thr[f->used[j]]);
         }
     free(f->thr);
     f->thr = NULL;
     f->nthr = 0;
+    free(f->used);
+    f->used = NULL;
+    f->nused = f->usedcap = 0;
     free(f->knots);
     f->knots = NULL;
     f->nknots = f->kcap = 0;
@@ -1003,8 +1018,8 @@ size_t first_needed(const struct rthread *t)
 size_t first_needed_byte(const struct rawfile *f)
 {
     size_t low = f->off;
-    for (uint32_t i = 0; i < f->nthr; i++) {
-        const struct rthread *t = f->thr[i];
+    for (uint32_t j = 0; j < f->nused; j++) {
+        const struct rthread *t = f->thr[f->used[j]];
         size_t k = t ? first_needed(t) : 0;
         if (t && k < t->n) {
             size_t o = file_off(f, t->chunks[k].words) - sizeof(struct hl_raw_chunk);
@@ -1050,8 +1065,8 @@ static int remap(struct rawfile *f, size_t base)
     madvise(m, f->maplen, MADV_SEQUENTIAL);
     ptrdiff_t delta = ((const uint8_t *)m - (ptrdiff_t)base) - (f->map - (ptrdiff_t)f->map_off);
 #define MOVE(p) ((p) = (void *)((const uint8_t *)(p) + delta))
-    for (uint32_t i = 0; i < f->nthr; i++) {
-        struct rthread *t = f->thr[i];
+    for (uint32_t j = 0; j < f->nused; j++) {
+        struct rthread *t = f->thr[f->used[j]];
         if (!t)
             continue;
         for (size_t k = 0; k < t->n; k++)
@@ -1079,8 +1094,8 @@ static void release(struct section *s)
 {
     struct rawfile *f = s->f;
     uint64_t low_tsc = UINT64_MAX;
-    for (uint32_t i = 0; i < f->nthr; i++) {
-        struct rthread *t = f->thr[i];
+    for (uint32_t j = 0; j < f->nused; j++) {
+        struct rthread *t = f->thr[f->used[j]];
         if (!t)
             continue;
         size_t k = first_needed(t);

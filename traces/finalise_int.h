@@ -131,6 +131,9 @@ struct rawfile {
     size_t off;                   /* the next chunk to scan */
     struct rthread **thr;
     uint32_t nthr;                /* thread numbers seen: 0..nthr-1 (some may be NULL) */
+    uint32_t *used;               /* the thread numbers whose thr[] is not NULL, in */
+    uint32_t nused, usedcap;      /* ascending order: loops go over these, so that a
+                                     damaged chunk's huge thread number costs no time */
     struct knot *knots;
     size_t nknots, kcap;
     uint64_t horizon;             /* every record below this sequence number is read */

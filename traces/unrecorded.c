@@ -84,7 +84,7 @@ static unsigned classify(const char *path)
             return HL_UNREC_UNKNOWN;
         path = found;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     struct stat sb;
     if (fd < 0)
         return HL_UNREC_UNKNOWN;
