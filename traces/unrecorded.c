@@ -248,7 +248,7 @@ int unrec_losses(struct rawfile *f)
     uint64_t want = h.checksum;
     h.checksum = 0;
     if (k != (ssize_t)sizeof h || h.version < 4 || h.version > HL_RAW_VERSION ||
-        memcmp(h.magic, HL_RAW_MAGIC, 8) != 0 ||
+        memcmp(h.magic, HL_RAW_MAGIC, 8) != 0 || h.header_bytes != sizeof h ||
         hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8) != want)
         return 0;
     f->h.flags = h.flags;

@@ -324,8 +324,8 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
         c ^= c >> 29;
         d ^= d >> 29;
     }
-    for (; i < nwords; i++) {
-        a = (a ^ w[i]) * k;
+    for (size_t j = 0; j < (nwords & 3); j++) { /* the last 0-3 words */
+        a = (a ^ w[i + j]) * k;
         a ^= a >> 29;
     }
     uint64_t h = a ^ (b * 3) ^ (c * 5) ^ (d * 7) ^ nwords;
