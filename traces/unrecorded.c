@@ -220,7 +220,8 @@ int unrec_write(struct rawfile *const *fs, size_t n, struct unrec_list *u, struc
     for (size_t i = 0; i < n; i++)
         if (fs[i]->hdr == 1 && from_file(fs, n, fs[i], u) != 0)
             return fz_fail(err, "out of memory");
-    qsort(u->v, u->n, sizeof *u->v, cmp_mono);
+    if (u->n > 1)
+        qsort(u->v, u->n, sizeof *u->v, cmp_mono);
     for (size_t i = 0; i < u->n; i++) {
         const struct hl_process *p = &u->v[i].p;
         if (hl_writer_begin_process(w, p, err) != 0 || hl_writer_end_process(w, err) != 0)
