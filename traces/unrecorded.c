@@ -30,19 +30,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Room in *v (capacity *cap elements of `size` bytes, n used) for one more.  0 or -1. */
+static int room(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? 2 * *cap : 8;
+    void *p = realloc(*v, c * size);
+    if (!p)
+        return -1;
+    *v = p;
+    *cap = c;
+    return 0;
+}
+
 int unrec_note(struct rawfile *f, const uint64_t *w, size_t nw, uint64_t mono_ns)
 {
     if (nw < 4 || w[0] < HL_RAW_PEV_FORK || w[0] > HL_RAW_PEV_EXEC_FAILED || w[1] == 0 ||
         w[1] > INT32_MAX || w[2] >= PATH_MAX || w[2] > (nw - 3) * 8 - 1)
         return 0; /* not one the interposer writes: ignored */
-    if (f->npev == f->pevcap) {
-        size_t cap = f->pevcap ? 2 * f->pevcap : 8;
-        struct pev *v = realloc(f->pev, cap * sizeof *v);
-        if (!v)
-            return -1;
-        f->pev = v;
-        f->pevcap = cap;
-    }
+    if (room((void **)&f->pev, &f->pevcap, f->npev, sizeof *f->pev) != 0)
+        return -1;
     struct pev *e = &f->pev[f->npev];
     e->path = malloc(w[2] + 1);
     if (!e->path)
@@ -131,14 +139,8 @@ static int add(struct unrec_list *u, const struct hl_process *p, uint64_t mono_n
     for (size_t i = 0; i < u->n; i++)
         if (u->v[i].p.pid == p->pid && strcmp(u->v[i].p.exe, p->exe) == 0)
             return 0;
-    if (u->n == u->cap) {
-        size_t cap = u->cap ? 2 * u->cap : 8;
-        struct unrec *v = realloc(u->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        u->v = v;
-        u->cap = cap;
-    }
+    if (room((void **)&u->v, &u->cap, u->n, sizeof *u->v) != 0)
+        return -1;
     u->v[u->n].p = *p;
     u->v[u->n].mono_ns = mono_ns;
     u->n++;

@@ -1468,14 +1468,13 @@ EXPORT int execle(const char *path, const char *arg, ...)
     return execve(path, argv, envp);
 }
 
-EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
-                       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+/* A spawn through fn, its child announced (raw.h: PROCESS CHUNKS) when it started. */
+static int spawn_announced(pid_t *pid, const char *path, char *const *envp, exec_fn fn,
+                           struct exec_ctx *x)
 {
-    if (!real.posix_spawn)
-        resolve();
     pid_t child = 0;
-    struct exec_ctx x = {.path = path, .argv = argv, .pid = &child, .fa = fa, .attr = attr};
-    int r = with_recording_env(envp, do_spawn, &x);
+    x->pid = &child;
+    int r = with_recording_env(envp, fn, x);
     if (pid)
         *pid = child;
     if (r == 0)
@@ -1483,19 +1482,22 @@ EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_acti
     return r;
 }
 
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    if (!real.posix_spawn)
+        resolve();
+    struct exec_ctx x = {.path = path, .argv = argv, .fa = fa, .attr = attr};
+    return spawn_announced(pid, path, envp, do_spawn, &x);
+}
+
 EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
                         const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
     if (!real.posix_spawnp)
         resolve();
-    pid_t child = 0;
-    struct exec_ctx x = {.path = file, .argv = argv, .pid = &child, .fa = fa, .attr = attr};
-    int r = with_recording_env(envp, do_spawnp, &x);
-    if (pid)
-        *pid = child;
-    if (r == 0)
-        proc_event(HL_RAW_PEV_SPAWN, child, file);
-    return r;
+    struct exec_ctx x = {.path = file, .argv = argv, .fa = fa, .attr = attr};
+    return spawn_announced(pid, file, envp, do_spawnp, &x);
 }
 
 /* fork: the parent announces the child (raw.h: PROCESS CHUNKS), so that a child that
