@@ -67,6 +67,8 @@ int unrec_note(struct rawfile *f, const uint64_t *w, size_t nw, uint64_t mono_ns
 
 void unrec_free(struct rawfile *f)
 {
+    if (!f->pev)
+        return;
     for (size_t i = 0; i < f->npev; i++)
         free(f->pev[i].path);
     free(f->pev);
