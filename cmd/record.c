@@ -278,6 +278,16 @@ int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out
     }
     if (st.damaged)
         hl_warn("%s", st.damage);
+    hl_unseen_warn(&st); /* nothing silent: say what was not recorded */
+    if (st.cut)
+        hl_warn("%u process%s could not write all of %s capture (disk full or file size "
+                "limit): %llu events dropped, the trace holds what was written before "
+                "(heaplab stat shows where)", st.cut, st.cut == 1 ? "" : "es",
+                st.cut == 1 ? "its" : "their", (unsigned long long)st.dropped);
+    if (st.missed)
+        hl_warn("%llu calls were not recorded: made while the recorder's own wrapper ran (a "
+                "signal handler interrupting an allocation, or the allocator calling itself)",
+                (unsigned long long)st.missed);
     if (!quiet) {
         char b[32], after[64] = "";
         if (exited > 0)
@@ -505,7 +515,9 @@ int cmd_record(int argc, char **argv)
         if (!capture)
             hl_remove_capture(dir);
     } else {
-        hl_unseen_report(unseen, dir); /* nothing silent: say what was not recorded */
+        if (!fz)
+            fz = hl_finaliser_new(dir, out, &ferr);
+        hl_unseen_hand_over(unseen, fz, pid, prog_path);
         r = hl_record_finalise(fz, dir, out, quiet, exited);
         if (r == 0 && !capture)
             hl_remove_capture(dir);

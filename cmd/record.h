@@ -30,12 +30,18 @@ int hl_record_attach(long pid, const char *out, long duration, const char *captu
                      int quiet);
 
 /* Processes heaplab reaped (record_unseen.c): note one before reaping it; at the end,
- * warn about each whose pid left no raw file in dir, and return how many. */
+ * hand them to the finaliser, which writes a section naming each that left no raw
+ * file (main: the program heaplab started, whose file is prog). */
 #include <sys/types.h>
 struct hl_unseen;
+struct hl_finaliser;
 struct hl_unseen *hl_unseen_new(void);
 void hl_unseen_free(struct hl_unseen *u);
 void hl_unseen_note(struct hl_unseen *u, pid_t pid);
-int hl_unseen_report(const struct hl_unseen *u, const char *dir);
+void hl_unseen_hand_over(const struct hl_unseen *u, struct hl_finaliser *fz, pid_t main,
+                         const char *prog);
+/* Name on stderr every process the finalised trace holds no events of (st). */
+struct hl_finalise_stats;
+void hl_unseen_warn(const struct hl_finalise_stats *st);
 
 #endif

@@ -14,6 +14,7 @@
 #include "trace.h"
 #include "util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,9 +84,9 @@ static void analyse_file(struct file *f)
         /* Sections of one file may overlap in time (fork) or follow each other (exec):
          * the file's duration spans from the first start to the last event. */
         uint64_t start = p.start_realtime_ns, end = start + a->last_time_ns;
-        if (start < t_min)
+        if (start < t_min && !(p.flags & HL_PROC_UNRECORDED)) /* no events: no span */
             t_min = start;
-        if (end > t_max)
+        if (end > t_max && !(p.flags & HL_PROC_UNRECORDED))
             t_max = end;
         if (n < 0) {
             f->failed = 1;
@@ -117,6 +118,56 @@ static uint64_t attached_sections(const struct file *f, uint64_t *before)
             *before += f->procs[i].a->unknown_frees;
         }
     return n;
+}
+
+/* Why a capture file could not grow, in a few words. */
+static const char *cut_why(uint32_t e)
+{
+    switch (e) {
+    case ENOSPC:
+        return "disk full";
+    case EDQUOT:
+        return "disk quota exceeded";
+    case EFBIG:
+        return "file size limit";
+    default:
+        return strerror((int)e);
+    }
+}
+
+/* Totals over the sections: unrecorded processes, dropped events, missed calls. */
+static void losses(const struct file *f, uint64_t *unrec, uint64_t *dropped, uint64_t *missed)
+{
+    *unrec = *dropped = *missed = 0;
+    for (size_t i = 0; i < f->nprocs; i++) {
+        *unrec += !!(f->procs[i].p.flags & HL_PROC_UNRECORDED);
+        *dropped += f->procs[i].p.dropped;
+        *missed += f->procs[i].p.missed;
+    }
+}
+
+static char *fc(char *buf, double v);
+static const char *one_line(char *buf, size_t n, const char *cmdline);
+
+/* The lines naming what the recording did not capture, if anything. */
+static void print_losses(FILE *o, const struct file *f)
+{
+    char cmd[128], x[32];
+    for (size_t i = 0; i < f->nprocs; i++) {
+        const struct proc *pr = &f->procs[i];
+        if (pr->p.flags & HL_PROC_UNRECORDED)
+            fprintf(o, "  unrecorded pid %u (%s, child of %u): %s\n", pr->p.pid,
+                    pr->p.exe[0] ? one_line(cmd, sizeof cmd, pr->p.exe) : "?", pr->p.ppid,
+                    hl_unrecorded_name(hl_proc_why(pr->p.flags)));
+        if (pr->p.cut_errno || pr->p.dropped)
+            fprintf(o, "  truncated  pid %u: %s after %s events, %llu more dropped\n", pr->p.pid,
+                    cut_why(pr->p.cut_errno ? pr->p.cut_errno : ENOSPC),
+                    fc(x, (double)pr->a->events), (unsigned long long)pr->p.dropped);
+        if (pr->p.missed)
+            fprintf(o, "  missed     pid %u: %llu calls not recorded (made while the recorder's "
+                       "wrapper ran: a signal handler, or the allocator calling itself)\n",
+                    pr->p.pid, (unsigned long long)pr->p.missed);
+    }
 }
 
 static void free_file(struct file *f)
@@ -380,6 +431,11 @@ static void print_json(struct json *j, const struct file *f)
     uint64_t before;
     j_u64(j, "attached_sections", attached_sections(f, &before));
     j_u64(j, "frees_from_before_attach", before);
+    uint64_t nunrec, ndropped, nmissed;
+    losses(f, &nunrec, &ndropped, &nmissed);
+    j_u64(j, "unrecorded_processes", nunrec);
+    j_u64(j, "dropped_events", ndropped);
+    j_u64(j, "missed_calls", nmissed);
     j_open(j, "process_list", '[');
     for (size_t i = 0; i < f->nprocs; i++) {
         const struct proc *pr = &f->procs[i];
@@ -391,6 +447,14 @@ static void print_json(struct json *j, const struct file *f)
         j_u64(j, "start_realtime_ns", pr->p.start_realtime_ns);
         j_key(j, "attached");
         fputs(pr->p.flags & HL_PROC_ATTACHED ? "true" : "false", j->out);
+        j_key(j, "unrecorded");
+        fputs(pr->p.flags & HL_PROC_UNRECORDED ? "true" : "false", j->out);
+        if (pr->p.flags & HL_PROC_UNRECORDED)
+            j_str(j, "unrecorded_reason", hl_unrecorded_name(hl_proc_why(pr->p.flags)));
+        j_u64(j, "dropped_events", pr->p.dropped);
+        j_u64(j, "missed_calls", pr->p.missed);
+        if (pr->p.cut_errno)
+            j_str(j, "truncated", cut_why(pr->p.cut_errno));
         j_analysis(j, pr->a, 1, pr->a->last_time_ns, NULL);
         j_close(j, '}');
     }
@@ -501,6 +565,7 @@ static void print_human(FILE *o, const struct file *f)
                    "from before (counted as unknown; their sizes are not known)\n",
                 nattached == f->nprocs ? "the program" : "some of its processes",
                 fc(x, (double)before));
+    print_losses(o, f);
     uint64_t failed = 0;
     for (int op = 1; op < HL_OP_COUNT_; op++)
         failed += a->failed[op];

@@ -95,9 +95,21 @@ struct rthread *thread_of(struct rawfile *f, uint32_t thread)
     }
     struct rthread *t = f->thr[thread];
     if (!t) {
+        if (f->nused == f->usedcap) {
+            uint32_t cap = f->usedcap ? 2 * f->usedcap : 8;
+            uint32_t *u = realloc(f->used, cap * sizeof *u);
+            if (!u)
+                return NULL;
+            f->used = u;
+            f->usedcap = cap;
+        }
         t = f->thr[thread] = calloc(1, sizeof *t);
         if (!t)
             return NULL;
+        uint32_t j = f->nused++;
+        for (; j && f->used[j - 1] > thread; j--)
+            f->used[j] = f->used[j - 1];
+        f->used[j] = thread;
         t->c.t = t;
         t->c.dense = NO_THREAD;
         t->c.resume_h = f->resume_h;
@@ -198,6 +210,8 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
     }
     f->h.exe[sizeof f->h.exe - 1] = 0;
     f->h.cmdline[sizeof f->h.cmdline - 1] = 0;
+    if (f->h.version < 4) /* the end of a longer cmdline there */
+        f->h.dropped = f->h.missed = f->h.cut_errno = 0;
     return 1;
 }
 
@@ -266,7 +280,8 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
             break;
         }
         memcpy(&c, f->map + (off - f->map_off), sizeof c);
-        if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 || c.thread >= MAX_RAW_THREADS) {
+        if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 ||
+            (c.thread >= MAX_RAW_THREADS && c.thread != HL_RAW_PROC_THREAD)) {
             why = "damaged chunk header";
             break;
         }
@@ -284,6 +299,12 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
             why = "chunk checksum mismatch";
             break;
         }
+        if (c.thread == HL_RAW_PROC_THREAD) { /* a process event (unrecorded.c) */
+            if (unrec_note(f, words, nw, c.mono_ns) != 0)
+                return fail(err, "out of memory");
+            off += sizeof c + c.nbytes;
+            continue;
+        }
         if (add_chunk(f, c.thread, words, nw, c.tsc) != 0 || add_knot(f, c.tsc, c.mono_ns) != 0)
             return fail(err, "out of memory");
         /* A mark closes the chunks flushed by their own thread (raw.h). */
@@ -293,7 +314,8 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
     }
     f->off = off;
     if (why && final) {
-        note_damage(st, f, off, why);
+        if (!unrec_losses(f)) /* a capture cut by a full disk ends where it could */
+            note_damage(st, f, off, why);
         f->stopped = 1;
     }
     return 0;
@@ -604,6 +626,15 @@ static void find_bracket(struct section *s, uint64_t tsc)
     s->rate = b && b->tsc > a->tsc ? (double)(b->ns - a->ns) / (double)(b->tsc - a->tsc) : 1.0;
 }
 
+/* x as an integer, saturating (a damaged capture can put clock readings anywhere, and
+ * a double beyond 2^64 has no integer value). */
+static inline uint64_t sat_u64(double x)
+{
+    if (!(x > 0))
+        return 0;
+    return x < 18446744073709551616.0 ? (uint64_t)x : UINT64_MAX;
+}
+
 static inline uint64_t tick_ns(struct section *s, uint64_t tsc)
 {
     uint64_t t = 0;
@@ -613,7 +644,7 @@ static inline uint64_t tick_ns(struct section *s, uint64_t tsc)
     } else if (tsc > s->f->knots[0].tsc) {
         if (tsc < s->lo_tsc || tsc >= s->hi_tsc)
             find_bracket(s, tsc);
-        t = s->base_ns + (uint64_t)((double)(tsc - s->base_tsc) * s->rate);
+        t = s->base_ns + sat_u64((double)(tsc - s->base_tsc) * s->rate);
     }
     /* Threads read the TSC a little apart from taking their sequence number: keep
      * time non-decreasing in event order. */
@@ -714,7 +745,7 @@ static inline int step(struct section *s, struct cursor *c)
             e->slot = new_slot(s, r);
         break;
     }
-    e->time_ns = tick_ns(s, (uint64_t)r->tsc);
+    e->time_ns = tick_ns(s, sat_u64(r->tsc));
     s->nev++;
     return 1;
 }
@@ -749,8 +780,8 @@ static int run(struct section *s, struct cursor *c, uint64_t end)
 static int feed(struct section *s, struct hl_finalise_stats *st, struct hl_err *err)
 {
     struct rawfile *f = s->f;
-    for (uint32_t i = 0; i < f->nthr; i++) {
-        struct rthread *t = f->thr[i];
+    for (uint32_t j = 0; j < f->nused; j++) {
+        struct rthread *t = f->thr[f->used[j]];
         if (!t || t->state != 0)
             continue;
         int k = cursor_next(&t->c, s->map);
@@ -856,7 +887,15 @@ struct hl_finaliser {
     void *progress_ctx;
     uint64_t raw_done;      /* raw bytes read so far */
     uint64_t fail_after;    /* tests: fail once this many bytes are read (0: never) */
+    struct unrec_list unrec; /* processes heaplab reaped (hl_finaliser_add_unrecorded) */
 };
+
+int hl_finaliser_add_unrecorded(struct hl_finaliser *fz, uint32_t pid, uint32_t ppid,
+                                uint64_t realtime_ns, unsigned why, const char *exe,
+                                const char *cmdline)
+{
+    return unrec_add(&fz->unrec, pid, ppid, realtime_ns, why, exe, cmdline);
+}
 
 static int progress(struct hl_finaliser *fz, uint64_t bytes, struct hl_err *err)
 {
@@ -1020,15 +1059,18 @@ static void file_release(struct rawfile *f)
     if (f->map)
         munmap((void *)f->map, f->maplen);
     f->map = NULL;
-    for (uint32_t t = 0; t < f->nthr; t++)
-        if (f->thr[t]) {
-            free(f->thr[t]->c.b);
-            free(f->thr[t]->chunks);
-            free(f->thr[t]);
+    for (uint32_t j = 0; j < f->nused; j++)
+        if (f->thr[f->used[j]]) {
+            free(f->thr[f->used[j]]->c.b);
+            free(f->thr[f->used[j]]->chunks);
+            free(f->thr[f->used[j]]);
         }
     free(f->thr);
     f->thr = NULL;
     f->nthr = 0;
+    free(f->used);
+    f->used = NULL;
+    f->nused = f->usedcap = 0;
     free(f->knots);
     f->knots = NULL;
     f->nknots = f->kcap = 0;
@@ -1107,8 +1149,8 @@ size_t first_needed(const struct rthread *t)
 size_t first_needed_byte(const struct rawfile *f)
 {
     size_t low = f->off;
-    for (uint32_t i = 0; i < f->nthr; i++) {
-        const struct rthread *t = f->thr[i];
+    for (uint32_t j = 0; j < f->nused; j++) {
+        const struct rthread *t = f->thr[f->used[j]];
         size_t k = t ? first_needed(t) : 0;
         if (t && k < t->n) {
             size_t o = file_off(f, t->chunks[k].words) - sizeof(struct hl_raw_chunk);
@@ -1153,8 +1195,8 @@ static int remap(struct rawfile *f, size_t base)
     madvise(m, f->maplen, MADV_SEQUENTIAL);
     ptrdiff_t delta = ((const uint8_t *)m - (ptrdiff_t)base) - (f->map - (ptrdiff_t)f->map_off);
 #define MOVE(p) ((p) = (void *)((const uint8_t *)(p) + delta))
-    for (uint32_t i = 0; i < f->nthr; i++) {
-        struct rthread *t = f->thr[i];
+    for (uint32_t j = 0; j < f->nused; j++) {
+        struct rthread *t = f->thr[f->used[j]];
         if (!t)
             continue;
         for (size_t k = 0; k < t->n; k++)
@@ -1182,8 +1224,8 @@ static void release(struct section *s)
 {
     struct rawfile *f = s->f;
     uint64_t low_tsc = UINT64_MAX;
-    for (uint32_t i = 0; i < f->nthr; i++) {
-        struct rthread *t = f->thr[i];
+    for (uint32_t j = 0; j < f->nused; j++) {
+        struct rthread *t = f->thr[f->used[j]];
         if (!t)
             continue;
         size_t k = first_needed(t);
@@ -1248,6 +1290,10 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
     if (merge(s, UINT64_MAX, &fz->st, err) != 0)
         return -1;
     fz->st.damaged += f->damaged;
+    fz->st.cut += unrec_losses(f);
+    fz->st.dropped += f->h.dropped;
+    fz->st.missed += f->h.missed;
+    hl_writer_set_losses(s->w, f->h.dropped, f->h.missed, f->h.cut_errno);
     if (hl_writer_end_process(s->w, err) != 0)
         return -1;
     fz->st.processes++;
@@ -1363,11 +1409,13 @@ static void free_files(struct hl_finaliser *fz)
             unlink(f->part);
             unlink(ck);
         }
+        unrec_free(f);
         free(f->part);
         free(f->path);
         free(f);
     }
     free(fz->fs);
+    free(fz->unrec.v);
 }
 
 void hl_finaliser_abort(struct hl_finaliser *fz)
@@ -1484,6 +1532,8 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
     rc = w ? 0 : -1;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = hl_writer_append(w, order[i]->part, err);
+    if (rc == 0)
+        rc = unrec_write(fz->fs, fz->n, &fz->unrec, w, &fz->st, err);
     free(order);
     if (rc != 0) {
         hl_writer_abort(w);

@@ -24,6 +24,14 @@
 
 #include <stdint.h>
 
+/* The first unrecorded processes, named in the stats. */
+#define HL_FINALISE_NAMED 16
+struct hl_unrecorded_proc {
+    uint32_t pid, ppid;
+    unsigned why;                 /* enum hl_unrecorded */
+    char exe[512];
+};
+
 struct hl_finalise_stats {
     uint32_t processes;       /* process sections written */
     uint64_t threads;         /* threads over all sections */
@@ -33,7 +41,17 @@ struct hl_finalise_stats {
     uint64_t raw_bytes;       /* size of the raw capture read */
     uint32_t damaged;         /* raw files read only up to a damaged or partial chunk */
     char damage[512];         /* the first such file and offset, "" if none */
+    uint32_t unrecorded;      /* processes that left no capture (HL_PROC_UNRECORDED) */
+    struct hl_unrecorded_proc unrec[HL_FINALISE_NAMED]; /* the first of them */
+    uint32_t cut;             /* sections whose capture file could not grow */
+    uint64_t dropped;         /* events those lost */
+    uint64_t missed;          /* calls made while a wrapper ran, not recorded */
 };
+
+/* Why the program at path (a name without '/' is looked up in PATH) cannot be
+ * recorded, as far as its file tells: HL_UNREC_STATIC, HL_UNREC_SETUID, or
+ * HL_UNREC_UNKNOWN. */
+unsigned hl_program_unrecordable(const char *path);
 
 /* Finalise the capture in `dir` into the trace `out` (written through hl_writer, so a
  * failure leaves no file under `out`).  Returns 0, or -1 with err set. */
@@ -57,6 +75,13 @@ int hl_finaliser_finish(struct hl_finaliser *fz, struct hl_finalise_stats *st,
  * finalising with the error "interrupted" (the capture stays as it is). */
 typedef int hl_finalise_progress_fn(void *ctx, uint64_t raw_done);
 void hl_finaliser_set_progress(struct hl_finaliser *fz, hl_finalise_progress_fn *fn, void *ctx);
+/* A process of the run that heaplab saw end (it reaped it, at realtime_ns): if no raw
+ * file of pid
+ * turns up, the trace gets a section naming it (HL_PROC_UNRECORDED, reason why,
+ * enum hl_unrecorded).  0, or -1 when out of memory. */
+int hl_finaliser_add_unrecorded(struct hl_finaliser *fz, uint32_t pid, uint32_t ppid,
+                                uint64_t realtime_ns, unsigned why, const char *exe,
+                                const char *cmdline);
 /* Give up and free fz.  The parts of sections a checkpoint needs stay (a later
  * hl_finalise of the same directory goes on from them); the others are removed. */
 void hl_finaliser_abort(struct hl_finaliser *fz);

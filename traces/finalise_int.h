@@ -108,6 +108,14 @@ struct knot {
     uint64_t tsc, ns;
 };
 
+/* A process event of a raw file (raw.h: PROCESS CHUNKS). */
+struct pev {
+    unsigned kind;                /* HL_RAW_PEV_* */
+    uint32_t pid;
+    uint64_t mono_ns;
+    char *path;                   /* "" if none */
+};
+
 struct rawfile {
     char *path;
     const uint8_t *map;           /* while its section is being written: file bytes from */
@@ -125,11 +133,16 @@ struct rawfile {
     size_t off;                   /* the next chunk to scan */
     struct rthread **thr;
     uint32_t nthr;                /* thread numbers seen: 0..nthr-1 (some may be NULL) */
+    uint32_t *used;               /* the thread numbers whose thr[] is not NULL, in */
+    uint32_t nused, usedcap;      /* ascending order: loops go over these, so that a
+                                     damaged chunk's huge thread number costs no time */
     struct knot *knots;
     size_t nknots, kcap;
     uint64_t horizon;             /* every record below this sequence number is read */
     uint64_t resume_h;            /* going on from a checkpoint: its done key (else 0) */
     int damaged;
+    struct pev *pev;              /* its process events, in file order */
+    size_t npev, pevcap;
 };
 
 /* Min-heap of cursors by key. */
@@ -202,6 +215,31 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
                     struct hl_err *err);
 /* Remove f's checkpoint file, once its section is written whole. */
 void checkpoint_remove(const struct rawfile *f);
+
+/* unrecorded.c: the processes a capture names but holds nothing of, and what the
+ * recorded ones lost. */
+struct unrec {
+    struct hl_process p;          /* flags HL_PROC_UNRECORDED and its reason */
+    uint64_t mono_ns;             /* when it was announced (UINT64_MAX: reaped, unknown) */
+};
+struct unrec_list {
+    struct unrec *v;
+    size_t n, cap;
+};
+/* A process chunk's payload (nw words, flushed at mono_ns) into f->pev.  0, or -1
+ * when out of memory; a malformed one is ignored. */
+int unrec_note(struct rawfile *f, const uint64_t *w, size_t nw, uint64_t mono_ns);
+void unrec_free(struct rawfile *f);
+/* A process heaplab saw end that may have left no raw file. */
+int unrec_add(struct unrec_list *u, uint32_t pid, uint32_t ppid, uint64_t realtime_ns,
+              unsigned why, const char *exe, const char *cmdline);
+/* Write a section for every unrecorded process (those of u without a raw file, and
+ * those the files fs[0..n-1] announce) into w, counting them in st.  0 or -1. */
+int unrec_write(struct rawfile *const *fs, size_t n, struct unrec_list *u, struct hl_writer *w,
+                struct hl_finalise_stats *st, struct hl_err *err);
+/* Read f's header again for what its process lost (dropped, missed, cut_errno into
+ * f->h).  Returns 1 if its capture was cut (the disk was full). */
+int unrec_losses(struct rawfile *f);
 
 
 #endif

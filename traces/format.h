@@ -43,13 +43,20 @@
  *
  * PROC payload
  *     u32 pid, u32 ppid, u32 page_size, u64 start_realtime_ns,
- *     (version 3) u32 flags (HL_PROC_* of trace.h; unknown bits are corruption),
+ *     (version 3) u32 flags (HL_PROC_* of trace.h; unknown bits are corruption):
+ *                 HL_PROC_ATTACHED; HL_PROC_UNRECORDED, a process of the run that
+ *                 left no capture (zero events), with its reason (enum hl_unrecorded)
+ *                 in bits 8-11, which are 0 without it,
  *     (version 3) u64 first_slot: the slot id of the section's first allocation (0,
  *                 except in traces written to test the numbering's boundaries),
  *     u16 cmdline length + bytes (no NUL, <= 1023), u16 exe length + bytes (<= 511)
  *
  * ENDS payload
  *     u64 nevents, u64 next_slot, u32 nthreads (max thread index + 1, 0 if no events)
+ *     and, only when the recording lost something (40 bytes instead of 20):
+ *     u64 dropped (events not captured: the capture file could not grow), u64 missed
+ *     (calls not recorded: made while the recorder's wrapper ran), u32 cut_errno
+ *     (why the capture file could not grow, 0 if it could)
  *   nevents must equal the sum of the section's chunk counts, and next_slot the slot
  *   the next allocation would have taken (first_slot + the allocations); a mismatch
  *   is corruption.
@@ -144,6 +151,8 @@
 #define HL_CHUNK_MAX_EVENTS 65536u
 #define HL_BLOCK_MAX_BYTES (64u << 20)
 #define HL_META_MAX_BYTES 4096u
+#define HL_ENDS_BYTES 20u      /* an ENDS payload */
+#define HL_ENDS_LOSS_BYTES 40u /* one with the losses */
 #define HL_MAX_THREADS (1u << 24) /* thread indices are below this */
 
 /* Bits of a chunk's modes varint. */

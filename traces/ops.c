@@ -67,3 +67,14 @@ uint64_t hl_event_bytes(const struct hl_event *e)
     }
     return e->size;
 }
+
+const char *hl_unrecorded_name(unsigned why)
+{
+    static const char *const names[HL_UNREC_COUNT_] = {
+        [HL_UNREC_UNKNOWN] = "unknown",
+        [HL_UNREC_STATIC] = "statically linked",
+        [HL_UNREC_SETUID] = "setuid or setgid",
+        [HL_UNREC_NO_FILE] = "could not create its capture file",
+    };
+    return why < HL_UNREC_COUNT_ ? names[why] : "unknown";
+}

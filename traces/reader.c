@@ -21,6 +21,7 @@
 #include "liveset.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -173,13 +174,30 @@ static int read_block(struct hl_reader *r, struct block *b, struct hl_err *err)
     return 0;
 }
 
+/* The chunk buffer (megabytes: sized for the largest chunk) and the decompression
+ * context of the last reader closed, kept for the next one: a program reading many
+ * small traces (a fuzzer, an importer reading back what it wrote) does not map, fault
+ * in and unmap them for each. */
+static uint8_t *g_spare_raw;
+static ZSTD_DCtx *g_spare_dctx;
+static pthread_mutex_t g_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static struct hl_reader *reader_new(const char *name, struct hl_err *err)
 {
     struct hl_reader *r = calloc(1, sizeof *r);
     if (r) {
         r->name = strdup(name);
         r->ev = malloc(HL_BATCH * sizeof *r->ev);
-        r->dctx = ZSTD_createDCtx();
+        pthread_mutex_lock(&g_spare_lock);
+        r->raw = g_spare_raw;
+        r->dctx = g_spare_dctx;
+        g_spare_raw = NULL;
+        g_spare_dctx = NULL;
+        pthread_mutex_unlock(&g_spare_lock);
+        if (r->dctx)
+            ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_and_parameters);
+        else
+            r->dctx = ZSTD_createDCtx();
         r->fd = -1;
         r->live_ok = hl_liveset_init(&r->live) == 0;
     }
@@ -273,9 +291,19 @@ void hl_reader_close(struct hl_reader *r)
         close(r->fd);
     free(r->name);
     free(r->ev);
-    free(r->raw);
     if (r->live_ok)
         hl_liveset_destroy(&r->live);
+    pthread_mutex_lock(&g_spare_lock);
+    if (r->raw && !g_spare_raw) {
+        g_spare_raw = r->raw;
+        r->raw = NULL;
+    }
+    if (r->dctx && !g_spare_dctx) {
+        g_spare_dctx = r->dctx;
+        r->dctx = NULL;
+    }
+    pthread_mutex_unlock(&g_spare_lock);
+    free(r->raw);
     ZSTD_freeDCtx(r->dctx);
     free(r);
 }
@@ -330,7 +358,7 @@ static void peek_trailer(struct hl_reader *r, struct hl_process *p)
 static void peek_blocks(struct hl_reader *r, struct hl_process *p, size_t *at)
 {
     size_t pos = *at;
-    uint8_t buf[HL_BLOCK_HEADER_BYTES + 20];
+    uint8_t buf[HL_BLOCK_HEADER_BYTES + HL_ENDS_LOSS_BYTES];
     while (r->len - pos >= HL_BLOCK_HEADER_BYTES) {
         /* Through the file, not the map: a fault on the map brings the pages around
          * it in too (fault-around), and one header a chunk would map the whole file. */
@@ -349,11 +377,17 @@ static void peek_blocks(struct hl_reader *r, struct hl_process *p, size_t *at)
         if (r->len - pos - HL_BLOCK_HEADER_BYTES < stored)
             break;
         if (tag == HL_TAG_ENDS) {
-            if (stored == 20 && r->len - pos >= HL_BLOCK_HEADER_BYTES + 20 &&
-                hl_crc32c(0, h + 24, 20) == hl_get_le32(h + 16)) {
+            if ((stored == HL_ENDS_BYTES || stored == HL_ENDS_LOSS_BYTES) &&
+                r->len - pos >= HL_BLOCK_HEADER_BYTES + stored &&
+                hl_crc32c(0, h + 24, stored) == hl_get_le32(h + 16)) {
                 p->nevents = hl_get_le64(h + 24);
                 p->nslots = hl_get_le64(h + 32) - p->first_slot;
                 p->nthreads = hl_get_le32(h + 40);
+                if (stored == HL_ENDS_LOSS_BYTES) {
+                    p->dropped = hl_get_le64(h + 44);
+                    p->missed = hl_get_le64(h + 52);
+                    p->cut_errno = hl_get_le32(h + 60);
+                }
             }
             break;
         }
@@ -394,7 +428,9 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
         p->flags = hl_get_le32(q);
         p->first_slot = hl_get_le64(q + 4);
         q += 12;
-        if (p->flags & ~HL_PROC_KNOWN_FLAGS || p->first_slot > HL_NO_SLOT / 2)
+        if (p->flags & ~HL_PROC_KNOWN_FLAGS || p->first_slot > HL_NO_SLOT / 2 ||
+            (!(p->flags & HL_PROC_UNRECORDED) && (p->flags & HL_PROC_WHY_MASK)) ||
+            hl_proc_why(p->flags) >= HL_UNREC_COUNT_)
             return fail(r, err, "corrupted process header at byte offset %zu (bad flags or first "
                         "slot)", b.off);
     }
@@ -672,7 +708,7 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
                     "before the next process header", b.off, r->pid);
     if (b.tag == HL_TAG_ENDS) {
         const uint8_t *q = b.payload;
-        if (b.stored != 20)
+        if (b.stored != HL_ENDS_BYTES && b.stored != HL_ENDS_LOSS_BYTES)
             return fail(r, err, "corrupted section trailer at byte offset %zu (size)", b.off);
         if (hl_get_le64(q) != r->nevents || hl_get_le64(q + 8) != r->next_slot ||
             hl_get_le32(q + 16) != r->nthreads)

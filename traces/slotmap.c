@@ -23,7 +23,8 @@ struct hl_slotmap *hl_slotmap_new(void)
     struct hl_slotmap *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    m->mask = 1023;
+    m->mask = 63; /* small: many maps stay small (sections of short processes, the old
+                     slots of a live set); it doubles as it fills */
     m->grow_at = grow_at(m->mask + 1);
     m->cells = calloc(m->mask + 1, sizeof *m->cells);
     if (!m->cells) {

@@ -97,13 +97,18 @@ int hl_text_format_process(char *buf, size_t n, const struct hl_process *p)
     char exe[4 * sizeof p->exe + 3], cmd[4 * sizeof p->cmdline + 3];
     quote(exe, p->exe);
     quote(cmd, p->cmdline);
-    /* flags and first_slot only where they are not 0, as most sections have them. */
-    char extra[64] = "";
+    /* flags, first_slot and the losses only where they are not 0, as most sections
+     * have them. */
+    char extra[192] = "";
     if (p->flags)
         snprintf(extra, sizeof extra, " flags=%" PRIu32, p->flags);
     if (p->first_slot)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " first_slot=%" PRIu64,
                  p->first_slot);
+    if (p->dropped || p->missed || p->cut_errno)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra),
+                 " dropped=%" PRIu64 " missed=%" PRIu64 " cut_errno=%" PRIu32, p->dropped,
+                 p->missed, p->cut_errno);
     return snprintf(buf, n,
                     "process pid=%" PRIu32 " ppid=%" PRIu32 " page_size=%" PRIu32
                     " start_ns=%" PRIu64 "%s exe=%s cmdline=%s",
@@ -282,6 +287,7 @@ static int begin_process(struct parser *ps, const struct hl_process *p)
     hl_writer_set_first_slot(ps->w, p->first_slot);
     if (hl_writer_begin_process(ps->w, p, ps->err) < 0)
         return -1;
+    hl_writer_set_losses(ps->w, p->dropped, p->missed, p->cut_errno);
     ps->in_process = 1;
     ps->next_slot = p->first_slot;
     return 0;
@@ -309,6 +315,12 @@ static int parse_process(struct parser *ps, char **words, int n)
             bad = parse_u64(v, &p.start_realtime_ns);
         else if (strcmp(k, "flags") == 0)
             bad = parse_u32(v, &p.flags) || (p.flags & ~HL_PROC_KNOWN_FLAGS);
+        else if (strcmp(k, "dropped") == 0)
+            bad = parse_u64(v, &p.dropped);
+        else if (strcmp(k, "missed") == 0)
+            bad = parse_u64(v, &p.missed);
+        else if (strcmp(k, "cut_errno") == 0)
+            bad = parse_u32(v, &p.cut_errno);
         else if (strcmp(k, "first_slot") == 0)
             bad = parse_u64(v, &p.first_slot) || p.first_slot > HL_NO_SLOT / 2;
         else if (strcmp(k, "exe") == 0)
@@ -498,7 +510,7 @@ static int parse_event(struct parser *ps, char **words, int n)
 static int parse_line(struct parser *ps, char *line)
 {
     char *words[MAX_WORDS];
-    int n;
+    int n = 0;
     const char *s = line;
     while (*s == ' ' || *s == '\t')
         s++;

@@ -23,7 +23,10 @@
  * index; the op (hl_op_name); its arguments; "-> #N" the slot the new block takes (the
  * next slot: #0, #1, ... in order) or "-> FAILED".  A block given back is "#N", "NULL"
  * or "?" (HL_EV_UNKNOWN).  process fields: pid, ppid, page_size, start_ns (realtime
- * clock at the start), exe and cmdline (double-quoted; \\ \" \n \t \xHH escapes).
+ * clock at the start), exe and cmdline (double-quoted; \\ \" \n \t \xHH escapes), and
+ * where they are not 0: flags (HL_PROC_*: attached, unrecorded with its reason),
+ * first_slot, and what the recording lost: dropped, missed, cut_errno (struct
+ * hl_process).
  *
  * Written by hand, the form is forgiving wherever that is unambiguous:
  *   - the time may be left out (it is then 0), and the thread (then t0);

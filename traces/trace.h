@@ -91,7 +91,29 @@ int hl_op_takes_block(int op);
 #define HL_PROC_ATTACHED 0x1u /* recording began while the process was running (record
                                  -p): frees and reallocs of blocks allocated before
                                  that are HL_EV_UNKNOWN events */
-#define HL_PROC_KNOWN_FLAGS HL_PROC_ATTACHED
+#define HL_PROC_UNRECORDED 0x2u /* a process (or image after an exec) of the run that left
+                                   no capture: a section of zero events naming it, its
+                                   reason in the HL_PROC_WHY bits */
+#define HL_PROC_WHY_SHIFT 8       /* bits 8-11: enum hl_unrecorded, with HL_PROC_UNRECORDED */
+#define HL_PROC_WHY_MASK 0xf00u
+#define HL_PROC_KNOWN_FLAGS (HL_PROC_ATTACHED | HL_PROC_UNRECORDED | HL_PROC_WHY_MASK)
+
+/* Why a process could not be recorded.  Values are part of the file format. */
+enum hl_unrecorded {
+    HL_UNREC_UNKNOWN = 0,  /* it left no capture, cause not known (LD_PRELOAD cleared from
+                              its environment, an exec by a raw system call, ...) */
+    HL_UNREC_STATIC = 1,   /* a statically linked program: nothing can be preloaded */
+    HL_UNREC_SETUID = 2,   /* set-user-ID or set-group-ID: the loader ignores LD_PRELOAD */
+    HL_UNREC_NO_FILE = 3,  /* a fork child that could not create its capture file (a
+                              seccomp filter, no space, no descriptor left) */
+    HL_UNREC_COUNT_ = 4
+};
+/* A short phrase for a reason ("statically linked", ...); "unknown" beyond the table. */
+const char *hl_unrecorded_name(unsigned why);
+static inline unsigned hl_proc_why(uint32_t flags)
+{
+    return (flags & HL_PROC_WHY_MASK) >> HL_PROC_WHY_SHIFT;
+}
 
 struct hl_process {
     uint32_t pid, ppid;
@@ -107,6 +129,12 @@ struct hl_process {
                                    first_slot .. first_slot + nslots - 1 */
     char cmdline[1024];         /* argv joined with single spaces, truncated */
     char exe[512];              /* /proc/self/exe of the process, "" if unknown */
+    /* What the recording of the section lost (from its trailer, as nevents): */
+    uint64_t dropped;           /* events not captured: the capture file could not grow */
+    uint64_t missed;            /* calls not recorded (made while the recorder's wrapper
+                                   ran: a signal handler, the allocator calling itself) */
+    uint32_t cut_errno;         /* why the capture file could not grow (ENOSPC, EFBIG,
+                                   EDQUOT, ...), 0 if it could */
 };
 
 /* ---- reading ---- */
@@ -178,6 +206,11 @@ int hl_writer_events(struct hl_writer *w, const struct hl_event *e, size_t n,
 /* Events the current chunk takes before it is written (and the writer is at a chunk
  * boundary again, hl_writer_at_boundary). */
 uint32_t hl_writer_room(const struct hl_writer *w);
+
+/* What the current section's recording lost (struct hl_process: dropped, missed,
+ * cut_errno), written into its trailer.  0 each unless set. */
+void hl_writer_set_losses(struct hl_writer *w, uint64_t dropped, uint64_t missed,
+                          uint32_t cut_errno);
 
 /* End the current section (writes its trailer). */
 int hl_writer_end_process(struct hl_writer *w, struct hl_err *err);

@@ -18,6 +18,7 @@
 #include "liveset.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,8 @@ struct hl_writer {
     uint32_t chunk_max;
     uint64_t first_slot; /* of every section from now on (tests of the numbering) */
     int trusted;         /* the producer keeps the slot rule: no checks */
+    uint64_t dropped, missed; /* the open section's losses (hl_writer_set_losses) */
+    uint32_t cut_errno;
 
     /* the open section */
     int in_section;
@@ -86,6 +89,57 @@ struct hl_writer {
 };
 
 static void chunk_reset(struct hl_writer *w);
+
+/* The column buffers (megabytes: sized for the longest chunk) and the compression
+ * context of the last writer freed, kept for the next one, so that a producer writing
+ * many small traces (an importer under a fuzzer, the finaliser's parts) does not map,
+ * fault in and unmap them for each. */
+struct bufset {
+    uint8_t *col[HL_NCOLS], *alt[HL_NCOLS], *z[HL_NCOLS], *zalt[HL_NCOLS];
+    ZSTD_CCtx *cctx;
+};
+static struct bufset g_spare;
+static int g_spare_full;
+static pthread_mutex_t g_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Take the spare set into w, if there is one.  Returns 1 if taken. */
+static int take_spare(struct hl_writer *w)
+{
+    pthread_mutex_lock(&g_spare_lock);
+    int full = g_spare_full;
+    if (full) {
+        memcpy(w->col, g_spare.col, sizeof w->col);
+        memcpy(w->alt, g_spare.alt, sizeof w->alt);
+        memcpy(w->z, g_spare.z, sizeof w->z);
+        memcpy(w->zalt, g_spare.zalt, sizeof w->zalt);
+        w->cctx = g_spare.cctx;
+        g_spare_full = 0;
+    }
+    pthread_mutex_unlock(&g_spare_lock);
+    if (full)
+        ZSTD_CCtx_reset(w->cctx, ZSTD_reset_session_and_parameters);
+    return full;
+}
+
+/* Keep w's buffers as the spare set if there is none (they are all there: w was
+ * opened whole).  Returns 1 if kept. */
+static int keep_spare(struct hl_writer *w)
+{
+    if (!w->cctx || !w->zalt[HL_COL_TIME_HI])
+        return 0;
+    pthread_mutex_lock(&g_spare_lock);
+    int keep = !g_spare_full;
+    if (keep) {
+        memcpy(g_spare.col, w->col, sizeof w->col);
+        memcpy(g_spare.alt, w->alt, sizeof w->alt);
+        memcpy(g_spare.z, w->z, sizeof w->z);
+        memcpy(g_spare.zalt, w->zalt, sizeof w->zalt);
+        g_spare.cctx = w->cctx;
+        g_spare_full = 1;
+    }
+    pthread_mutex_unlock(&g_spare_lock);
+    return keep;
+}
 
 /* The columns that have a mode-1 alternative. */
 static int has_alt(int c)
@@ -146,9 +200,11 @@ static struct hl_writer *hl_writer_open_file(const char *path, const char *mode,
     w->chunk_max = HL_CHUNK_MAX_EVENTS;
     w->path = strdup(path);
     w->tmp = malloc(strlen(path) + 5);
-    w->cctx = ZSTD_createCCtx();
+    int spare = take_spare(w);
+    if (!spare)
+        w->cctx = ZSTD_createCCtx();
     int ok = w->path && w->tmp && w->cctx && hl_liveset_init(&w->live) == 0;
-    for (int c = 0; c < HL_NCOLS; c++) {
+    for (int c = 0; c < HL_NCOLS && !spare; c++) {
         size_t n = col_max[c] * HL_CHUNK_MAX_EVENTS;
         ok = ok && (w->col[c] = malloc(n)) && (w->z[c] = malloc(ZSTD_compressBound(n)));
         if (has_alt(c))
@@ -430,6 +486,9 @@ int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
 {
     if (w->in_section && hl_writer_end_process(w, err) < 0)
         return -1;
+    if ((p->flags & ~HL_PROC_KNOWN_FLAGS) || hl_proc_why(p->flags) >= HL_UNREC_COUNT_ ||
+        (!(p->flags & HL_PROC_UNRECORDED) && (p->flags & HL_PROC_WHY_MASK)))
+        return fail(w, err, "process %u: bad flags 0x%x", p->pid, p->flags);
     uint8_t buf[64 + sizeof p->cmdline + sizeof p->exe];
     uint8_t *q = buf;
     hl_put_le32(q, p->pid);
@@ -469,12 +528,29 @@ int hl_writer_end_process(struct hl_writer *w, struct hl_err *err)
         return fail(w, err, "no process section is open");
     if (flush_chunk(w, err) < 0)
         return -1;
-    uint8_t buf[20];
+    uint8_t buf[HL_ENDS_LOSS_BYTES];
     hl_put_le64(buf, w->e.nevents);
     hl_put_le64(buf + 8, w->e.next_slot);
     hl_put_le32(buf + 16, w->e.nthreads);
+    uint32_t n = HL_ENDS_BYTES;
+    if (w->dropped || w->missed || w->cut_errno) {
+        hl_put_le64(buf + 20, w->dropped);
+        hl_put_le64(buf + 28, w->missed);
+        hl_put_le32(buf + 36, w->cut_errno);
+        n = HL_ENDS_LOSS_BYTES;
+    }
     w->in_section = 0;
-    return write_block(w, HL_TAG_ENDS, buf, sizeof buf, sizeof buf, 0, err);
+    w->dropped = w->missed = 0;
+    w->cut_errno = 0;
+    return write_block(w, HL_TAG_ENDS, buf, n, n, 0, err);
+}
+
+void hl_writer_set_losses(struct hl_writer *w, uint64_t dropped, uint64_t missed,
+                          uint32_t cut_errno)
+{
+    w->dropped = dropped;
+    w->missed = missed;
+    w->cut_errno = cut_errno;
 }
 
 /* Check that event e may give back slot s (not HL_NO_SLOT). */
@@ -745,14 +821,16 @@ static void writer_free(struct hl_writer *w)
 {
     free(w->path);
     free(w->tmp);
-    for (int c = 0; c < HL_NCOLS; c++) {
-        free(w->col[c]);
-        free(w->alt[c]);
-        free(w->z[c]);
-        free(w->zalt[c]);
+    if (!keep_spare(w)) {
+        for (int c = 0; c < HL_NCOLS; c++) {
+            free(w->col[c]);
+            free(w->alt[c]);
+            free(w->z[c]);
+            free(w->zalt[c]);
+        }
+        ZSTD_freeCCtx(w->cctx);
     }
     hl_liveset_destroy(&w->live);
-    ZSTD_freeCCtx(w->cctx);
     free(w);
 }
 

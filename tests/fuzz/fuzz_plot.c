@@ -27,16 +27,22 @@ void fuzz_free(void *p);
 static char dir[256], path[300];
 static jmp_buf on_die;
 
-/* ---- the blocks the readers own: an open-addressing set of pointers ---- */
+/* ---- the blocks the readers own: an open-addressing set of pointers, and the same
+ * pointers in a dense array, so that freeing them all after an error costs the blocks
+ * there are, not the table's size ---- */
 
 #define LIVE_CAP (1u << 16)
-static void *live[LIVE_CAP];
+static struct ent {
+    void *p;
+    size_t di; /* its index in dense[] */
+} live[LIVE_CAP];
+static void *dense[LIVE_CAP / 2];
 static size_t nlive;
 
 static size_t slot_of(void *p)
 {
     size_t h = ((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull >> 48;
-    while (live[h] && live[h] != p)
+    while (live[h].p && live[h].p != p)
         h = (h + 1) & (LIVE_CAP - 1);
     return h;
 }
@@ -45,33 +51,38 @@ static void track(void *p)
 {
     if (nlive >= LIVE_CAP / 2)
         abort(); /* more blocks than any small input needs */
-    live[slot_of(p)] = p;
-    nlive++;
+    live[slot_of(p)] = (struct ent){p, nlive};
+    dense[nlive++] = p;
 }
 
 static void untrack(void *p)
 {
     size_t h = slot_of(p);
-    if (!live[h])
+    if (!live[h].p)
         abort(); /* freeing a block the readers never allocated */
-    live[h] = NULL;
-    nlive--;
+    size_t di = live[h].di;
+    live[h].p = NULL;
     /* Re-insert the rest of the cluster, so that lookups stay right. */
-    for (size_t i = (h + 1) & (LIVE_CAP - 1); live[i]; i = (i + 1) & (LIVE_CAP - 1)) {
-        void *q = live[i];
-        live[i] = NULL;
-        live[slot_of(q)] = q;
+    for (size_t i = (h + 1) & (LIVE_CAP - 1); live[i].p; i = (i + 1) & (LIVE_CAP - 1)) {
+        struct ent e = live[i];
+        live[i].p = NULL;
+        live[slot_of(e.p)] = e;
+    }
+    /* The last of dense[] fills the hole. */
+    void *last = dense[--nlive];
+    if (di != nlive) {
+        dense[di] = last;
+        live[slot_of(last)].di = di;
     }
 }
 
 static void free_all(void)
 {
-    for (size_t i = 0; i < LIVE_CAP; i++)
-        if (live[i]) {
-            free(live[i]);
-            live[i] = NULL;
-        }
-    nlive = 0;
+    while (nlive) {
+        void *p = dense[nlive - 1];
+        untrack(p);
+        free(p);
+    }
 }
 
 void fuzz_free(void *p)

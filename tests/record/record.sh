@@ -242,14 +242,38 @@ eq "the kept capture folder holds only the raw files afterwards" \
     "$(ls "$T/live4" | grep -vc '[.]hlraw$')" 0
 
 # ---- nothing silent: a process the interposer cannot enter is named ----
+# unrec TRACE: the unrecorded sections as "reason:exe-basename ..." (stat --json)
+unrec() {
+    "$H" stat --json "$1" | python3 -c '
+import json, os, sys
+j = json.load(sys.stdin)
+print(j["unrecorded_processes"], " ".join(sorted(p["unrecorded_reason"] + ":" + os.path.basename(p["exe"])
+      for p in j["process_list"] if p["unrecorded"])))'
+}
 if [ -x "$B/rec-spawn-static" ]; then
     "$H" record -q -o "$T/static.hlt" -- "$B/rec-spawn-static" /bin/true 2>"$T/static.err"
     eq "a static program starting a dynamic one: its exit status comes back" "$?" 0
     check "the static process is named as not recorded, even with -q" \
-        "grep -q 'process [0-9]* (rec-spawn-stati) was not recorded' '$T/static.err'"
-    eq "its dynamic child is still recorded" "$(sj "$T/static.hlt" 'j["processes"]')" 1
+        "grep -q 'process [0-9]* (.*rec-spawn-static, child of [0-9]*) was not recorded: statically linked' '$T/static.err'"
+    eq "the trace names it in a section flagged unrecorded" "$(unrec "$T/static.hlt")" \
+        "1 statically linked:rec-spawn-static"
+    eq "its dynamic child is still recorded" \
+        "$(sj "$T/static.hlt" 'sum(not p["unrecorded"] and p["exe"].endswith("true") for p in j["process_list"])')" 1
+    check "heaplab stat shows it" "'$H' stat '$T/static.hlt' | grep -q 'unrecorded pid [0-9]* (.*rec-spawn-static, child of [0-9]*): statically linked'"
+    # A recorded shell runs a static program and reaps it itself: heaplab never sees
+    # it end, the interposer announced the exec.
+    "$H" record -q -o "$T/exstatic.hlt" -- sh -c "'$B/rec-spawn-static'; exit 0" 2>"$T/exstatic.err"
+    eq "a static program exec'd by a recorded child that reaps it: exit status" "$?" 0
+    check "it is named on stderr" "grep -q 'rec-spawn-static, child of [0-9]*) was not recorded: statically linked' '$T/exstatic.err'"
+    eq "and in the trace" "$(unrec "$T/exstatic.hlt")" "1 statically linked:rec-spawn-static"
+    "$H" export "$T/exstatic.hlt" >"$T/exstatic.txt"
+    "$H" import -o "$T/exstatic2.hlt" "$T/exstatic.txt"
+    eq "the unrecorded section goes through export and import" "$(unrec "$T/exstatic2.hlt")" \
+        "1 statically linked:rec-spawn-static"
+    ok "replay skips it (a section of no events)" "$H" replay -q -a glibc -n 1 --counters=none "$T/exstatic.hlt"
     "$H" record -q -o "$T/dyn.hlt" -- sh -c 'true' 2>"$T/dyn.err"
     eq "recorded programs are not named" "$(cat "$T/dyn.err")" ""
+    eq "and the trace has no unrecorded section" "$(unrec "$T/dyn.hlt")" "0 "
 fi
 
 done_testing

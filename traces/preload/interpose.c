@@ -15,6 +15,14 @@
  *   - A thread-local guard is set for the whole of every wrapper, so calls made from
  *     inside the real allocator, from libc functions the interposer uses, or from a
  *     signal handler that interrupts a wrapper pass straight through unrecorded.
+ *     What is safe and what is not: a record is reserved, numbered, filled and
+ *     committed in steps that a nested call on the same thread would interleave with
+ *     (the same reserved words, and with one thread a sequence number taken as a plain
+ *     load and store), so a nested call cannot append to the thread's buffer.  Such
+ *     calls are counted instead (the header's `missed`, raw.h), those made inside a
+ *     wrapper (guard == 1: a signal handler, or the real allocator calling itself);
+ *     the interposer's own work (bootstrap, flushes, exec, exit) raises the guard by
+ *     GUARD_INSIDE, and calls made there are neither recorded nor counted.
  *   - Ordering: a free takes its sequence number before the real free, an allocation
  *     after the real call returned, realloc both (see raw.h).  One relaxed atomic
  *     add on one counter gives all threads a total order consistent with causality:
@@ -84,6 +92,7 @@ static struct {
     int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
                         const posix_spawnattr_t *, char *const[], char *const[]);
     int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    pid_t (*fork)(void);
 } real;
 
 /* ---- per-thread state ---- */
@@ -100,7 +109,7 @@ struct tstate {
     uint32_t long_words; /* ... and their words: the short ones are the other words,
                             so that the fast path counts nothing (see nrecords) */
     uint32_t thread;     /* thread number within the image */
-    int guard;           /* non-zero while inside a wrapper or the interposer */
+    int guard;           /* 1 inside a wrapper, + GUARD_INSIDE inside the interposer */
     int registered;      /* thread number assigned, destructor armed */
     int dtor_rounds;     /* pthread key destructor calls so far */
     int dead;            /* past its last destructor round: record nowhere */
@@ -115,6 +124,8 @@ struct tstate {
 };
 
 static __thread struct tstate ts __attribute__((tls_model("initial-exec")));
+
+#define GUARD_INSIDE 2 /* what the interposer's own work adds to the guard */
 
 /* The guard of a wrapper also tells a thread computing a horizon (quiet_copy) whether
  * this one may hold a sequence number whose record is not committed yet: it is set
@@ -162,6 +173,19 @@ static struct tstate *g_reg[MAX_REGISTERED];
 static int g_reg_lock;
 static int g_reg_full;              /* a thread found no room: no horizon any more */
 
+/* What could not be recorded (raw.h: DISK FULL, the header's dropped and missed). */
+static int g_cut;                   /* a chunk could not be written: write no more */
+static uint64_t g_dropped;          /* events not written */
+static uint64_t g_missed;           /* calls made inside a wrapper, not recorded */
+
+/* A call that passes through unrecorded because the guard is up: counted when it came
+ * while a wrapper ran (not from the interposer's own work). */
+static inline void note_missed(const struct tstate *t)
+{
+    if (t->guard == 1)
+        __atomic_fetch_add(&g_missed, 1, __ATOMIC_RELAXED);
+}
+
 /* ---- small helpers that do not allocate ---- */
 
 static inline uint64_t read_tsc(void)
@@ -202,7 +226,9 @@ static char *put_u64(char *p, char *end, uint64_t v)
     return p;
 }
 
-static void write_all(int fd, const void *p, size_t n)
+/* 0, or the errno of the write that failed (a short write that cannot go on counts as
+ * ENOSPC). */
+static int write_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
     while (n) {
@@ -210,10 +236,11 @@ static void write_all(int fd, const void *p, size_t n)
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
-            return;
+            return k < 0 ? errno : ENOSPC;
         c += k;
         n -= (size_t)k;
     }
+    return 0;
 }
 
 /* ---- bootstrap allocator, for dlsym's own calls while `real` is being filled ---- */
@@ -254,7 +281,7 @@ static size_t boot_size(const void *p)
 
 static void resolve(void)
 {
-    ts.guard++;
+    ts.guard += GUARD_INSIDE;
 #define R(name) real.name = (__typeof__(real.name))dlsym(RTLD_NEXT, #name)
     R(malloc);
     R(free);
@@ -273,11 +300,15 @@ static void resolve(void)
     R(posix_spawn);
     R(posix_spawnp);
     R(pthread_create);
+    R(fork);
 #undef R
-    ts.guard--;
+    ts.guard -= GUARD_INSIDE;
 }
 
 /* ---- the raw file ---- */
+
+/* This image's header as written, for rewriting it in place (rewrite_header). */
+static struct hl_raw_header g_hdr;
 
 static void write_header(void)
 {
@@ -313,7 +344,8 @@ static void write_header(void)
         h.cmdline[n] = 0;
     }
     h.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8);
-    write_all(g_fd, &h, sizeof h);
+    g_hdr = h;
+    (void)write_all(g_fd, &h, sizeof h);
 }
 
 /* Create this image's raw file and write its header.  Returns 0 or -1. */
@@ -371,9 +403,108 @@ static int raw_fd_ok(void)
     return 1;
 }
 
+#define CHUNK_WORDS (sizeof(struct hl_raw_chunk) / 8)
+
+/* Rewrite this image's header in place (it takes no new space, so it works on a full
+ * disk) with the counts of what was not recorded.  Through a descriptor of its own:
+ * the raw file's is O_APPEND, with which pwrite appends on Linux. */
+static void rewrite_header(void)
+{
+    if (!g_hdr.magic[0])
+        return;
+    struct hl_raw_header h = g_hdr;
+    h.dropped = __atomic_load_n(&g_dropped, __ATOMIC_RELAXED);
+    h.missed = __atomic_load_n(&g_missed, __ATOMIC_RELAXED);
+    h.checksum = 0;
+    h.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8);
+    int fd = open(g_path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t k = pwrite(fd, &h, sizeof h, 0);
+    (void)k;
+    close(fd);
+}
+
+/* At the end of the image (exit, exec, detach): put the counts into the header if
+ * anything went unrecorded. */
+static void finish_header(void)
+{
+    if (g_on && (__atomic_load_n(&g_cut, __ATOMIC_RELAXED) ||
+                 __atomic_load_n(&g_dropped, __ATOMIC_RELAXED) ||
+                 __atomic_load_n(&g_missed, __ATOMIC_RELAXED)))
+        rewrite_header();
+}
+
+/* Events in a chunk's payload (clock readings and marks are not). */
+static uint64_t chunk_events(const uint64_t *w, size_t nwords)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < nwords;) {
+        unsigned k = hl_raw_record_words(w[i]);
+        if (!k)
+            break;
+        n += hl_raw_is_short(w[i]) || hl_raw_op_of(w[i]) < HL_RAW_MARK;
+        i += k;
+    }
+    return n;
+}
+
+/* Write chunk c (header and payload, checksum set) to the raw file.  The first write
+ * that fails (a full disk, a file size limit) ends writing for the image: the header
+ * says so, and the events of every chunk the image's threads flush from then on,
+ * this one included, are counted as dropped.  own: c is its thread's own flush (a
+ * copy's events are counted when their thread flushes them).  Returns 1 if written. */
+static int put_chunk(struct hl_raw_chunk *c, int own)
+{
+    if (!__atomic_load_n(&g_cut, __ATOMIC_RELAXED) && raw_fd_ok()) {
+        int e = write_all(g_fd, c, sizeof *c + c->nbytes);
+        if (e == 0)
+            return 1;
+        if (!__atomic_exchange_n(&g_cut, 1, __ATOMIC_RELAXED)) {
+            g_hdr.flags |= HL_RAW_HDR_CUT;
+            g_hdr.cut_errno = (uint32_t)e;
+        }
+    }
+    if (own)
+        __atomic_fetch_add(&g_dropped, chunk_events((const uint64_t *)(c + 1), c->nbytes / 8),
+                           __ATOMIC_RELAXED);
+    if (__atomic_load_n(&g_cut, __ATOMIC_RELAXED))
+        rewrite_header();
+    return 0;
+}
+
+/* A process event (raw.h: PROCESS CHUNKS), written at once. */
+static void proc_event(uint64_t kind, pid_t pid, const char *path)
+{
+    if (!g_on)
+        return;
+    int saved = errno;
+    size_t plen = path ? strnlen(path, PATH_MAX) : 0;
+    size_t pw = plen / 8 + 1;
+    uint64_t buf[CHUNK_WORDS + 3 + PATH_MAX / 8 + 1];
+    struct hl_raw_chunk *c = (struct hl_raw_chunk *)buf;
+    uint64_t *w = buf + CHUNK_WORDS;
+    w[0] = kind;
+    w[1] = (uint64_t)pid;
+    w[2] = plen;
+    memset(w + 3, 0, pw * 8);
+    if (plen)
+        memcpy(w + 3, path, plen);
+    c->magic = HL_RAW_CHUNK_MAGIC;
+    c->thread = HL_RAW_PROC_THREAD;
+    c->nbytes = (uint32_t)((3 + pw) * 8);
+    c->nrecords = 0;
+    c->tsc = read_tsc();
+    c->mono_ns = clock_ns(CLOCK_MONOTONIC);
+    c->checksum = 0;
+    uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
+    c->checksum = hl_raw_checksum(h, w, 3 + pw);
+    put_chunk(c, 0);
+    errno = saved;
+}
+
 /* ---- buffers ---- */
 
-#define CHUNK_WORDS (sizeof(struct hl_raw_chunk) / 8)
 #define MAX_RECORD_WORDS 7 /* reallocarray with a big size and a whole seq */
 /* A clock reading (HL_RAW_TIME) every this many words, about 30 records: the soft end
  * t->end stops the fast path there, so the reading costs the fast path nothing. */
@@ -390,7 +521,8 @@ static uint32_t nrecords(const struct tstate *t)
 static void reg_lock(void);
 static void reg_unlock(void);
 static int raw_fd_ok(void);
-static void write_all(int fd, const void *p, size_t n);
+static int write_all(int fd, const void *p, size_t n);
+static int put_chunk(struct hl_raw_chunk *c, int own);
 
 /* A thread that holds records but has not recorded anything for a while (blocked in
  * a join, a wait, a read) would hold every horizon back until it flushes, maybe at
@@ -436,9 +568,8 @@ static int quiet_copy(struct tstate *u)
     c->checksum = 0;
     uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
     c->checksum = hl_raw_checksum(h, copy, nwords);
-    if (!raw_fd_ok())
+    if (!put_chunk(c, 0))
         return 0;
-    write_all(g_fd, c, sizeof *c + nwords * 8);
     u->copied_gen = g1;
     u->copied_pos = pos;
     return 1;
@@ -501,8 +632,8 @@ static void flush(struct tstate *t)
     uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
     c->checksum = hl_raw_checksum(h, t->buf, nwords);
     __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELEASE); /* odd: being rewritten */
-    if (g_on && raw_fd_ok())
-        write_all(g_fd, c, sizeof *c + nwords * 8);
+    if (g_on)
+        put_chunk(c, 1);
     /* The next record takes the slow path, which starts the chunk with a reading. */
     __atomic_store_n(&t->pos, t->buf, __ATOMIC_RELEASE);
     t->end = t->buf;
@@ -585,8 +716,7 @@ static void flush_others(void)
         c->checksum = 0;
         uint64_t h = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, c, CHUNK_WORDS);
         c->checksum = hl_raw_checksum(h, copy, nwords);
-        if (raw_fd_ok())
-            write_all(g_fd, c, sizeof *c + nwords * 8);
+        put_chunk(c, 0);
     }
     reg_unlock();
     munmap(m, g_bufbytes);
@@ -708,7 +838,7 @@ static void thread_dtor(void *arg)
 {
     struct tstate *t = &ts;
     (void)arg;
-    t->guard++;
+    t->guard += GUARD_INSIDE;
     flush(t);
     if (++t->dtor_rounds < 3) {
         pthread_setspecific(g_key, t);
@@ -721,7 +851,7 @@ static void thread_dtor(void *arg)
         t->dead = 1;
         reg_unlock();
     }
-    t->guard--;
+    t->guard -= GUARD_INSIDE;
 }
 
 static void atfork_child(void)
@@ -732,6 +862,11 @@ static void atfork_child(void)
     for (size_t i = 0; i < MAX_REGISTERED; i++)
         if (g_reg[i] != t)
             g_reg[i] = NULL;
+    /* What the parent could not record is the parent's to count. */
+    g_cut = 0;
+    g_dropped = 0;
+    g_missed = 0;
+    memset(&g_hdr, 0, sizeof g_hdr);
     if (!g_on)
         return;
     g_reg_full = 0;
@@ -759,7 +894,7 @@ static void setup_process(void)
     if (!__atomic_compare_exchange_n(&g_state, &expect, 1, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
         return; /* done, or another thread is at it: record nothing meanwhile */
-    ts.guard++;
+    ts.guard += GUARD_INSIDE;
     if (!real.malloc)
         resolve();
     const char *dir = getenv(HL_RAW_ENV_DIR);
@@ -791,7 +926,7 @@ static void setup_process(void)
             g_on = 1;
         }
     }
-    ts.guard--;
+    ts.guard -= GUARD_INSIDE;
     __atomic_store_n(&g_state, 2, __ATOMIC_RELEASE);
 }
 
@@ -803,17 +938,18 @@ __attribute__((constructor)) static void hl_record_init(void)
 
 __attribute__((destructor)) static void hl_record_fini(void)
 {
-    ts.guard++;
+    ts.guard += GUARD_INSIDE;
     flush(&ts);
     flush_others();
-    ts.guard--;
+    finish_header();
+    ts.guard -= GUARD_INSIDE;
 }
 
 static void flush_current(void)
 {
-    ts.guard++;
+    ts.guard += GUARD_INSIDE;
     flush(&ts);
-    ts.guard--;
+    ts.guard -= GUARD_INSIDE;
 }
 
 /* ---- the allocation API ---- */
@@ -867,6 +1003,7 @@ EXPORT void *malloc(size_t n)
 {
     struct tstate *t = &ts;
     if (unlikely(t->guard || !real.malloc)) {
+        note_missed(t);
         /* Before the constructor (another library's constructor allocating): look
          * the real functions up now and record the call as usual. */
         if (t->guard)
@@ -888,6 +1025,7 @@ EXPORT void free(void *p)
     if (unlikely(!p || is_boot(p)))
         return;
     if (unlikely(t->guard || !real.free)) {
+        note_missed(t);
         if (real.free)
             real.free(p);
         return;
@@ -914,6 +1052,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 {
     struct tstate *t = &ts;
     if (unlikely(t->guard || !real.calloc)) {
+        note_missed(t);
         if (real.calloc)
             return real.calloc(nmemb, size);
         size_t n;
@@ -963,6 +1102,7 @@ EXPORT void *realloc(void *old, size_t n)
     if (unlikely(is_boot(old)))
         return boot_realloc(old, n);
     if (unlikely(t->guard || !real.realloc)) {
+        note_missed(t);
         if (real.realloc)
             return real.realloc(old, n);
         return old ? NULL : boot_alloc(n, 16);
@@ -976,10 +1116,11 @@ EXPORT void *realloc(void *old, size_t n)
     return p;
 }
 
+/* reallocarray as glibc defines it, on the real realloc: glibc's own calls realloc
+ * through the symbol, which would come back here as a nested call (counted as missed,
+ * note_missed). */
 static void *do_reallocarray(void *old, size_t nmemb, size_t size)
 {
-    if (real.reallocarray)
-        return real.reallocarray(old, nmemb, size);
     size_t n;
     if (__builtin_mul_overflow(nmemb, size, &n)) {
         errno = ENOMEM;
@@ -1002,6 +1143,7 @@ EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
         return boot_realloc(old, total);
     }
     if (unlikely(t->guard || !real.realloc)) {
+        note_missed(t);
         if (real.realloc)
             return do_reallocarray(old, nmemb, size);
         return old || total == SIZE_MAX ? NULL : boot_alloc(total, 16);
@@ -1019,6 +1161,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
     struct tstate *t = &ts;
     if (unlikely(t->guard || !real.posix_memalign)) {
+        note_missed(t);
         if (real.posix_memalign)
             return real.posix_memalign(out, align, size);
         void *p = boot_alloc(size, align);
@@ -1038,6 +1181,7 @@ EXPORT void *aligned_alloc(size_t align, size_t size)
 {
     struct tstate *t = &ts;
     if (unlikely(t->guard || !real.aligned_alloc)) {
+        note_missed(t);
         if (real.aligned_alloc)
             return real.aligned_alloc(align, size);
         return boot_alloc(size, align);
@@ -1053,6 +1197,7 @@ EXPORT void *memalign(size_t align, size_t size)
 {
     struct tstate *t = &ts;
     if (unlikely(t->guard || !real.memalign)) {
+        note_missed(t);
         if (real.memalign)
             return real.memalign(align, size);
         return boot_alloc(size, align);
@@ -1068,6 +1213,7 @@ EXPORT void *valloc(size_t size)
 {
     struct tstate *t = &ts;
     if (unlikely(t->guard || !real.valloc)) {
+        note_missed(t);
         if (real.valloc)
             return real.valloc(size);
         return boot_alloc(size, 4096);
@@ -1083,6 +1229,7 @@ EXPORT void *pvalloc(size_t size)
 {
     struct tstate *t = &ts;
     if (unlikely(t->guard || !real.pvalloc)) {
+        note_missed(t);
         if (real.pvalloc)
             return real.pvalloc(size);
         return boot_alloc((size + 4095) & ~(size_t)4095, 4096);
@@ -1202,10 +1349,11 @@ static void before_exec(void)
 {
     if (!real.execve)
         resolve();
-    ts.guard++;
+    ts.guard += GUARD_INSIDE;
     flush(&ts);
     flush_others();
-    ts.guard--;
+    finish_header();
+    ts.guard -= GUARD_INSIDE;
 }
 
 static int do_execve(void *c, char *const *envp)
@@ -1241,11 +1389,22 @@ static int do_spawnp(void *c, char *const *envp)
     return real.posix_spawnp(x->pid, x->path, x->fa, x->attr, x->argv, envp);
 }
 
-EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+/* An exec through fn: announced in the raw file (raw.h: PROCESS CHUNKS) so that an
+ * image that leaves no file of its own is named, and its failure too. */
+static int exec_announced(const char *path, char *const *envp, exec_fn fn, struct exec_ctx *x)
 {
     before_exec();
+    pid_t self = getpid(); /* a vfork child's own pid: it writes into its parent's file */
+    proc_event(HL_RAW_PEV_EXEC, self, path);
+    int r = with_recording_env(envp, fn, x);
+    proc_event(HL_RAW_PEV_EXEC_FAILED, self, path);
+    return r;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
     struct exec_ctx x = {.path = path, .argv = argv};
-    return with_recording_env(envp, do_execve, &x);
+    return exec_announced(path, envp, do_execve, &x);
 }
 
 EXPORT int execv(const char *path, char *const argv[])
@@ -1255,9 +1414,8 @@ EXPORT int execv(const char *path, char *const argv[])
 
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-    before_exec();
     struct exec_ctx x = {.path = file, .argv = argv};
-    return with_recording_env(envp, do_execvpe, &x);
+    return exec_announced(file, envp, do_execvpe, &x);
 }
 
 EXPORT int execvp(const char *file, char *const argv[])
@@ -1267,9 +1425,8 @@ EXPORT int execvp(const char *file, char *const argv[])
 
 EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    before_exec();
     struct exec_ctx x = {.fd = fd, .argv = argv};
-    return with_recording_env(envp, do_fexecve, &x);
+    return exec_announced(NULL, envp, do_fexecve, &x);
 }
 
 /* execl and friends: count the arguments, then copy them into a stack array (and,
@@ -1311,13 +1468,27 @@ EXPORT int execle(const char *path, const char *arg, ...)
     return execve(path, argv, envp);
 }
 
+/* A spawn through fn, its child announced (raw.h: PROCESS CHUNKS) when it started. */
+static int spawn_announced(pid_t *pid, const char *path, char *const *envp, exec_fn fn,
+                           struct exec_ctx *x)
+{
+    pid_t child = 0;
+    x->pid = &child;
+    int r = with_recording_env(envp, fn, x);
+    if (pid)
+        *pid = child;
+    if (r == 0)
+        proc_event(HL_RAW_PEV_SPAWN, child, path);
+    return r;
+}
+
 EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
     if (!real.posix_spawn)
         resolve();
-    struct exec_ctx x = {.path = path, .argv = argv, .pid = pid, .fa = fa, .attr = attr};
-    return with_recording_env(envp, do_spawn, &x);
+    struct exec_ctx x = {.path = path, .argv = argv, .fa = fa, .attr = attr};
+    return spawn_announced(pid, path, envp, do_spawn, &x);
 }
 
 EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
@@ -1325,16 +1496,29 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 {
     if (!real.posix_spawnp)
         resolve();
-    struct exec_ctx x = {.path = file, .argv = argv, .pid = pid, .fa = fa, .attr = attr};
-    return with_recording_env(envp, do_spawnp, &x);
+    struct exec_ctx x = {.path = file, .argv = argv, .fa = fa, .attr = attr};
+    return spawn_announced(pid, file, envp, do_spawnp, &x);
+}
+
+/* fork: the parent announces the child (raw.h: PROCESS CHUNKS), so that a child that
+ * cannot create its own raw file (a seccomp filter, no space) is named. */
+EXPORT pid_t fork(void)
+{
+    if (!real.fork)
+        resolve();
+    pid_t pid = real.fork();
+    if (pid > 0)
+        proc_event(HL_RAW_PEV_FORK, pid, NULL);
+    return pid;
 }
 
 EXPORT void _exit(int status)
 {
     flush_current();
-    ts.guard++;
+    ts.guard += GUARD_INSIDE;
     flush_others();
-    ts.guard--;
+    finish_header();
+    ts.guard -= GUARD_INSIDE;
     for (;;)
         syscall(SYS_exit_group, status);
 }
@@ -1374,7 +1558,7 @@ int hl_attach_begin(const char *dir, void *const *fns, pid_t watcher)
         return -2; /* preloaded: recorded from its start */
     if (g_on || strlen(dir) >= sizeof g_dir || !g_libpath[0])
         return -1;
-    ts.guard++;
+    ts.guard += GUARD_INSIDE;
     /* In hook.c's order (its `hooked` table). */
     void **slot[] = {(void **)&real.malloc, (void **)&real.free, (void **)&real.calloc,
                      (void **)&real.realloc, (void **)&real.reallocarray,
@@ -1426,18 +1610,19 @@ int hl_attach_begin(const char *dir, void *const *fns, pid_t watcher)
             r = 0;
         }
     }
-    ts.guard--;
+    ts.guard -= GUARD_INSIDE;
     return r;
 }
 
 void hl_attach_end(void)
 {
-    ts.guard++;
+    ts.guard += GUARD_INSIDE;
     flush(&ts);
     flush_others();
+    finish_header();
     __atomic_store_n(&g_on, 0, __ATOMIC_SEQ_CST);
     if (g_fd >= 0)
         close(g_fd);
     g_fd = -1;
-    ts.guard--;
+    ts.guard -= GUARD_INSIDE;
 }

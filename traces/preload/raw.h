@@ -82,6 +82,20 @@
  *   any other thread's records not in the file yet (each thread publishes a lower
  *   bound for it when it starts a buffer).
  *
+ * PROCESS CHUNKS: a chunk whose thread is HL_RAW_PROC_THREAD holds no records but one
+ * process event, so that the finaliser can name every process or image that should
+ * have left a raw file and did not (a static or setuid program, a child that could not
+ * create its file):
+ *     w0  kind (HL_RAW_PEV_*)
+ *     w1  pid: FORK, SPAWN the child's; EXEC, EXEC_FAILED the caller's (in a vfork
+ *         child that is the child, writing into its parent's file)
+ *     w2  bytes of the path that follows (0 if none)
+ *     w3.. the path (the program passed to exec or posix_spawn, as given), NUL-padded
+ *         to a whole word
+ *   FORK is written by the parent after fork returned, SPAWN after posix_spawn
+ *   returned, EXEC just before the exec (after every buffer is flushed), EXEC_FAILED
+ *   when the exec returned.  The chunk's tsc and mono_ns say when.
+ *
  * COPIES: a chunk with nrecords 0 and no mark is a copy of another thread's buffer as
  * it stood, written for it (at process exit for threads still running; while it runs
  * for a thread that stays quiet, so that it does not hold the horizon back).  The
@@ -90,7 +104,14 @@
  *
  * Not recorded: free(NULL) (a no-op), and calls made while the interposer itself is
  * running (its own bootstrap before dlsym has resolved, calls made from inside the
- * real allocator).
+ * real allocator, calls of a signal handler that interrupted a wrapper).  The last two
+ * are counted in the header's `missed` (rewritten at exit).
+ *
+ * DISK FULL: when a chunk cannot be written whole (ENOSPC, EFBIG, EDQUOT, ...), the
+ * process stops writing (it goes on unharmed), sets HL_RAW_HDR_CUT and cut_errno in the
+ * header and counts in `dropped` every event of that chunk and of the chunks it would
+ * have written after; the header is rewritten in place (no growth) at the cut and
+ * again at exit.  The file may end with part of the chunk that failed.
  *
  * CLOCK: the header holds a (TSC, CLOCK_MONOTONIC) pair taken when the image started,
  * every chunk header another taken when it was flushed; the finaliser converts TSC
@@ -104,7 +125,8 @@
 #include <stdint.h>
 
 #define HL_RAW_MAGIC "HLRAW01\n"
-#define HL_RAW_VERSION 3u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags */
+#define HL_RAW_VERSION 4u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags;
+                                 4 process chunks, dropped, missed and cut_errno */
 #define HL_RAW_MIN_VERSION 1u /* the oldest a finaliser reads */
 #define HL_RAW_CHUNK_MAGIC 0x4b43524cu /* "LRCK" */
 
@@ -242,11 +264,27 @@ struct hl_raw_header {
     uint64_t start_tsc;         /* TSC at the same moment */
     uint64_t checksum;          /* hl_raw_checksum of the header with this field 0 */
     char exe[512];              /* readlink(/proc/self/exe), NUL-terminated */
-    char cmdline[1024];         /* argv joined with spaces, NUL-terminated, truncated */
+    char cmdline[1000];         /* argv joined with spaces, NUL-terminated, truncated
+                                   (before version 4: 1024 bytes, the fields below
+                                   not there) */
+    uint64_t dropped;           /* events not written: the file could not grow */
+    uint64_t missed;            /* calls not recorded (see "Not recorded") */
+    uint32_t cut_errno;         /* HL_RAW_HDR_CUT: the errno of the failed write */
+    uint32_t pad;
 };
 
 /* Header flags. */
 #define HL_RAW_HDR_ATTACHED 0x1u /* recording began while the process ran (record -p) */
+#define HL_RAW_HDR_CUT 0x2u      /* the file could not grow: writing stopped (DISK FULL) */
+
+/* Process chunks (PROCESS CHUNKS above). */
+#define HL_RAW_PROC_THREAD 0xffffffffu
+enum {
+    HL_RAW_PEV_FORK = 1,
+    HL_RAW_PEV_SPAWN = 2,
+    HL_RAW_PEV_EXEC = 3,
+    HL_RAW_PEV_EXEC_FAILED = 4,
+};
 
 struct hl_raw_chunk {
     uint32_t magic;    /* HL_RAW_CHUNK_MAGIC */
@@ -286,8 +324,8 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
         c ^= c >> 29;
         d ^= d >> 29;
     }
-    for (; i < nwords; i++) {
-        a = (a ^ w[i]) * k;
+    for (size_t j = 0; j < (nwords & 3); j++) { /* the last 0-3 words */
+        a = (a ^ w[i + j]) * k;
         a ^= a >> 29;
     }
     uint64_t h = a ^ (b * 3) ^ (c * 5) ^ (d * 7) ^ nwords;
