@@ -59,12 +59,17 @@ static const char *const usage[] = {
     "Timed runs replay with no contract check: the checks (--check) run in one more",
     "run per allocator, after the timed ones, whose time is never reported; the cell",
     "takes its violations from it.",
-    "fragmentation = peak RSS / replay_live_bytes, the live bytes the replay itself held",
-    "at most: with one replay thread the recorded peak; with several, the most seen at",
-    "the ends of windows, where every thread stands still (peak_live_bytes is the",
-    "recorded program's).  It can be below 1 only when live blocks are not resident",
-    "(--touch=none: pages never written) or sit in memory that was resident before the",
-    "replay started (peak RSS is counted above that baseline).",
+    "peak RSS is what a program running under the allocator pays beyond its own memory:",
+    "the worker's high-water mark less the harness's own resident memory (heaplab and",
+    "the libraries it needs, its tables and stacks) at the start of the replay; the",
+    "allocator's start-up memory (its library, libraries only it loads, what it set up",
+    "before the first call) stays in it, and is also given alone (startup_rss_bytes).",
+    "fragmentation = (peak RSS - startup_rss_bytes) / replay_live_bytes, the live bytes",
+    "the replay itself held at most: with one replay thread the recorded peak; with",
+    "several, the most seen at the ends of windows, where every thread stands still",
+    "(peak_live_bytes is the recorded program's).  It can be below 1 only when live",
+    "blocks are not resident (--touch=none: pages never written) or sit in memory that",
+    "was resident before the replay started (the allocator's start-up memory).",
     "A trace recorded by attaching to a running program (record -p) starts mid-life: a",
     "free of a block allocated before the attach is skipped (counted in skipped_unknown),",
     "a realloc of one is replayed as an allocation of its new size.",
@@ -85,7 +90,7 @@ static const char *const usage[] = {
     "how much of it the threads were not running (preempted, blocked, yielding), which",
     "overlaps the parts.  from_events: how many events were timed.",
     "--timeline FILE writes the median run's samples (live bytes from the trace, RSS",
-    "above the baseline) as CSV: trace,allocator,run,event,time_ns,live_bytes,rss_bytes.",
+    "counted as peak RSS is) as CSV: trace,allocator,run,event,time_ns,live_bytes,rss_bytes.",
     NULL};
 
 struct choice {
@@ -103,7 +108,8 @@ static int pick(const char *opt, const char *v, const struct choice *c)
 
 static const struct choice threads_c[] = {{"recorded", 0}, {"serial", 1}, {NULL, 0}};
 static const struct choice touch_c[] = {
-    {"page", HL_TOUCH_PAGE}, {"all", HL_TOUCH_ALL}, {"none", HL_TOUCH_NONE}, {NULL, 0}};
+    {"page", HL_TOUCH_PAGE}, {"all", HL_TOUCH_ALL}, {"none", HL_TOUCH_NONE},
+    {"head", HL_TOUCH_HEAD}, {NULL, 0}};
 static const struct choice check_c[] = {
     {"cheap", HL_CHECK_CHEAP}, {"full", HL_CHECK_FULL}, {"none", HL_CHECK_NONE}, {NULL, 0}};
 static const struct choice counters_c[] = {{"auto", HL_CNT_AUTO}, {"perf", HL_CNT_PERF},
@@ -263,7 +269,8 @@ int cmd_replay(int argc, char **argv)
                     "recorded threads: no thread runs more than N events of the recorded "
                     "order ahead of another (default " HL_STR(HL_PLAN_WINDOW_THREADS) ")"),
         HL_OPT_STRING(0, "touch", &touch, "HOW",
-                      "write to new blocks: page (one byte per page, default), all, none"),
+                      "write to new blocks: page (one byte per page, default), all, none, head "
+                      "(one byte per page of the first " HL_STR(HL_TOUCH_HEAD_KIB) " KiB)"),
         HL_OPT_STRING(0, "check", &check, "LEVEL",
                       "contract checks: cheap (default), full (overlaps, realloc contents), none"),
         HL_OPT_STRING(0, "counters", &counters, "SRC",

@@ -14,6 +14,7 @@
  * Output is one struct hl_rp_result (then the timeline samples) written to the result
  * pipe; errors travel in the same struct so that the parent prints the one-line error.
  */
+#include "baseline.h"
 #include "cmd.h"
 #include "replay.h"
 
@@ -167,6 +168,8 @@ static void *map_anon(size_t n)
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         fail("worker: cannot map %zu bytes: %s", n, strerror(errno));
+    if (hl_bl_own(p, n) != 0)
+        fail("worker: more than %d maps of its own", HL_BL_MAX_OWN);
     memset(p, 0, n); /* resident before the baseline */
     return p;
 }
@@ -537,9 +540,12 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                         violation("realloc(%llu -> %llu) did not keep the contents",
                                   (unsigned long long)oldbytes, (unsigned long long)bytes);
                     memset(p, pattern(slot), bytes);
-                } else if (touch == HL_TOUCH_PAGE) {
+                } else if (touch == HL_TOUCH_PAGE || touch == HL_TOUCH_HEAD) {
                     const uint64_t pg = pagesz; /* not reloaded after each byte store */
-                    for (uint64_t o = oldbytes; o < bytes; o += pg)
+                    const uint64_t lim =
+                        touch == HL_TOUCH_HEAD && bytes > HL_TOUCH_HEAD_BYTES ? HL_TOUCH_HEAD_BYTES
+                                                                              : bytes;
+                    for (uint64_t o = oldbytes; o < lim; o += pg)
                         p[o] = 1;
                 } else if (touch == HL_TOUCH_ALL) {
                     if (oldbytes < bytes)
@@ -690,10 +696,14 @@ __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
         run_mode(t, HL_TOUCH_PAGE, HL_CHECK_CHEAP);
     else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_ALL)
         run_mode(t, HL_TOUCH_ALL, HL_CHECK_CHEAP);
+    else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_HEAD)
+        run_mode(t, HL_TOUCH_HEAD, HL_CHECK_CHEAP);
     else if (cfg.check == HL_CHECK_CHEAP)
         run_mode(t, HL_TOUCH_NONE, HL_CHECK_CHEAP);
     else if (cfg.touch == HL_TOUCH_PAGE)
         run_mode(t, HL_TOUCH_PAGE, HL_CHECK_NONE);
+    else if (cfg.touch == HL_TOUCH_HEAD)
+        run_mode(t, HL_TOUCH_HEAD, HL_CHECK_NONE);
     else if (cfg.touch == HL_TOUCH_ALL)
         run_mode(t, HL_TOUCH_ALL, HL_CHECK_NONE);
     else
@@ -964,6 +974,30 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* The replay threads, on stacks of the worker's own (so that they count as the
+ * harness's memory, baseline.h), each with a guard page below it. */
+#define THREAD_STACK (256u << 10)
+static void start_threads(uint32_t nt)
+{
+    if (nt < 2)
+        return;
+    const size_t n = (size_t)(nt - 1) * THREAD_STACK;
+    char *st = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (st == MAP_FAILED)
+        fail("worker: cannot map %zu bytes of thread stacks: %s", n, strerror(errno));
+    if (hl_bl_own(st, n) != 0)
+        fail("worker: more than %d maps of its own", HL_BL_MAX_OWN);
+    for (uint32_t i = 1; i < nt; i++) {
+        char *s = st + (size_t)(i - 1) * THREAD_STACK;
+        pthread_attr_t a;
+        if (mprotect(s, pagesz, PROT_NONE) != 0 || pthread_attr_init(&a) != 0 ||
+            pthread_attr_setstack(&a, s + pagesz, THREAD_STACK - pagesz) != 0 ||
+            pthread_create(&thr[i].tid, &a, thread_main, &thr[i]) != 0)
+            fail("worker: cannot start replay thread %u", i);
+        pthread_attr_destroy(&a);
+    }
+}
+
 /* ---- measurements around the loop ---- */
 
 static uint64_t status_kb(const char *key)
@@ -1082,6 +1116,13 @@ static void latency_summary(void)
 }
 
 
+/* The harness's own resident bytes at the baseline: what peak and timeline RSS are
+ * counted above (baseline.h). */
+static uint64_t harness_rss(void)
+{
+    return res.base_rss > res.startup_rss ? res.base_rss - res.startup_rss : 0;
+}
+
 static void send_timeline(void)
 {
     uint64_t first = 0;
@@ -1091,7 +1132,7 @@ static void send_timeline(void)
         for (uint64_t k = 0; k < thr[i].tlk; k++) {
             uint64_t rss = thr[i].tl[2 * k + 1];
             struct hl_rp_tlsample s = {tp[k].op_index, thr[i].tl[2 * k], tp[k].live_bytes,
-                                       rss > res.base_rss ? rss - res.base_rss : 0};
+                                       rss > harness_rss() ? rss - harness_rss() : 0};
             if (write(cfg.result_fd, &s, sizeof s) != (ssize_t)sizeof s)
                 _exit(3);
         }
@@ -1178,14 +1219,19 @@ static void open_plan(void)
     win_buf = map_anon(h->max_win_bytes + 16);
     lat_hist = map_anon((size_t)HL_OP_COUNT_ * LAT_BUCKETS * sizeof *lat_hist);
     thr = map_anon(h->nthreads * sizeof *thr);
+    /* The threads' buffers, one map each kind for all threads (baseline.h keeps a
+     * bounded list of the worker's own maps). */
+    const uint64_t nblk = h->window / LAT_EVERY + 2;
+    uint64_t *lat = map_anon(h->nthreads * nblk * sizeof *lat);
+    struct blkrec *blk = map_anon(h->nthreads * nblk * sizeof *blk);
     uint64_t ntl = 0;
-    for (uint32_t i = 0; i < h->nthreads; i++) {
-        struct wthr *t = &thr[i];
-        t->lat = map_anon((h->window / LAT_EVERY + 2) * sizeof *t->lat);
-        t->blk = map_anon((h->window / LAT_EVERY + 2) * sizeof *t->blk);
-        t->ntl = cfg.timeline ? tl_per_thread[i] : 0;
-        t->tl = map_anon(2 * t->ntl * sizeof *t->tl);
-        ntl += t->ntl;
+    for (uint32_t i = 0; i < h->nthreads; i++)
+        ntl += thr[i].ntl = cfg.timeline ? tl_per_thread[i] : 0;
+    uint64_t *tl = map_anon(2 * ntl * sizeof *tl);
+    for (uint32_t i = 0, k = 0; i < h->nthreads; k += thr[i].ntl, i++) {
+        thr[i].lat = lat + i * nblk;
+        thr[i].blk = blk + i * nblk;
+        thr[i].tl = tl + 2 * k;
     }
     if (ntl && (statm_fd = open("/proc/self/statm", O_RDONLY)) < 0)
         fail("worker: /proc/self/statm: %s", strerror(errno));
@@ -1228,12 +1274,12 @@ static void run(void)
 
     timer_cyc = timer_cost();
     preempt_cyc = cycles_per_us() * 100;
-    for (uint32_t i = 1; i < nt; i++)
-        if (pthread_create(&thr[i].tid, NULL, thread_main, &thr[i]) != 0)
-            fail("worker: cannot start replay thread %u", i);
+    start_threads(nt);
 
-    /* Baseline: everything the worker needs is resident now. */
+    /* Baseline: everything the worker needs is resident now.  What of it is the
+     * allocator's start-up stays in the peak (baseline.h). */
     res.rss_ok = reset_hwm() == 0;
+    res.startup_rss = hl_bl_allocator_rss();
     res.base_rss = status_kb("VmRSS:") * 1024;
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
@@ -1266,7 +1312,7 @@ static void run(void)
     res.ops = plan->ops;
     if (nt == 1) /* the replay follows the global order: its live bytes are the plan's */
         res.live_peak = plan->peak_live;
-    res.peak_rss = hwm > res.base_rss ? hwm - res.base_rss : 0;
+    res.peak_rss = hwm > harness_rss() ? hwm - harness_rss() : 0;
     res.user_ns = tv_ns(ru1.ru_utime) - tv_ns(ru0.ru_utime);
     res.sys_ns = tv_ns(ru1.ru_stime) - tv_ns(ru0.ru_stime);
     res.minor_faults = (uint64_t)(ru1.ru_minflt - ru0.ru_minflt);
