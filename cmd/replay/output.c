@@ -243,32 +243,38 @@ void hl_rp_write_json(FILE *f, const struct hl_rp_cell *c, int n, const struct h
              * threads' time less the waits (possible on a loaded machine), they are
              * scaled down together, and "rest" is 0. */
             double busy = (double)r->thread_ns, w = (double)r->wait_ns;
-            double a = (double)r->call_ns, t = (double)r->touch_ns;
-            if (w > busy)
-                w = busy;
-            if (a + t > busy - w) {
-                double k = (busy - w) / (a + t);
+            double a = (double)r->call_ns, t = (double)r->touch_ns, g = (double)r->gap_ns;
+            if (g > busy)
+                g = busy;
+            if (w > busy - g)
+                w = busy - g;
+            if (a + t > busy - w - g) {
+                double k = (busy - w - g) / (a + t);
                 a *= k;
                 t *= k;
             }
             double sc = (double)r->time_ns / busy;
             uint64_t an = (uint64_t)(a * sc + 0.5), tn = (uint64_t)(t * sc + 0.5),
-                     wn = (uint64_t)(w * sc + 0.5);
-            uint64_t used = an + tn + wn;
+                     wn = (uint64_t)(w * sc + 0.5), gn = (uint64_t)(g * sc + 0.5);
+            uint64_t used = an + tn + wn + gn;
             if (used > r->time_ns) { /* rounding only */
                 wn -= wn < used - r->time_ns ? wn : used - r->time_ns;
-                used = an + tn + wn;
+                used = an + tn + wn + gn;
             }
             fprintf(f, ",\n   \"time_split\": {\"allocator_ns\": %llu, \"touch_check_ns\": %llu, "
-                       "\"wait_ns\": %llu, \"rest_ns\": %llu, \"from_events\": %llu, "
-                       "\"thread_ns\": %llu, \"off_cpu_ns\": %llu}",
+                       "\"wait_ns\": %llu, \"gap_ns\": %llu, \"rest_ns\": %llu, "
+                       "\"from_events\": %llu, \"thread_ns\": %llu, \"off_cpu_ns\": %llu}",
                     (unsigned long long)an, (unsigned long long)tn, (unsigned long long)wn,
+                    (unsigned long long)gn,
                     (unsigned long long)(r->time_ns > used ? r->time_ns - used : 0),
                     (unsigned long long)r->timed_events, (unsigned long long)r->thread_ns,
                     (unsigned long long)((double)r->off_cpu_ns * sc + 0.5));
         } else {
             fprintf(f, ",\n   \"time_split\": null");
         }
+        if (r->gap_recorded_ns)
+            fprintf(f, ",\n   \"gaps\": {\"recorded_ns\": %llu, \"lines_written\": %llu}",
+                    (unsigned long long)r->gap_recorded_ns, (unsigned long long)r->gap_lines);
         fprintf(f, ",\n   \"latency\": {");
         int first = 1;
         for (int op = 1; op < HL_OP_COUNT_; op++) {

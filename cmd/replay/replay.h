@@ -237,6 +237,9 @@ struct hl_rp_result {
      * off_cpu_ns: of thread_ns, the time the threads did not run (preempted, blocked,
      * yielding while they waited), from CLOCK_THREAD_CPUTIME_ID; it overlaps the parts. */
     uint64_t thread_ns, call_ns, touch_ns, wait_ns, timed_events, off_cpu_ns;
+    /* --gaps (gaps.h): the recorded gaps spent, the cache lines written in them, and
+     * the time that took (gap_ns, timed in full; a part of the time split). */
+    uint64_t gap_recorded_ns, gap_lines, gap_ns;
     uint64_t violations, alloc_failures;
     /* The live bytes this replay held at most: with one replay thread, the plan's
      * (the replay follows the global order exactly); with several, summed over the
