@@ -740,8 +740,10 @@ static inline __attribute__((always_inline)) void run_mode(struct wthr *t, const
         run_events(t, touch, check, 0, gaps);
 }
 
-/* --gaps: only in timed runs, whose checks are off (the gaps write to live blocks,
- * which --check=full would take for overlaps). */
+/* --gaps (one replay thread only): apart from hl_replay_loop, so that the default
+ * loops are compiled as without it; only in timed runs, whose checks are off (the
+ * gaps write to live blocks, which --check=full would take for overlaps) and which
+ * callgrind does not count. */
 static __attribute__((noinline)) void replay_loop_gaps(struct wthr *t)
 {
     if (cfg.touch == HL_TOUCH_PAGE)
@@ -758,9 +760,7 @@ static __attribute__((noinline)) void replay_loop_gaps(struct wthr *t)
 __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t);
 __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
 {
-    if (gap_ns)
-        replay_loop_gaps(t);
-    else if (cfg.check == HL_CHECK_FULL)
+    if (cfg.check == HL_CHECK_FULL)
         run_mode(t, HL_TOUCH_ALL, HL_CHECK_FULL, 0);
     else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_PAGE)
         run_mode(t, HL_TOUCH_PAGE, HL_CHECK_CHEAP, 0);
@@ -1014,7 +1014,7 @@ static void replay_windows(struct wthr *t)
 {
     if (nthr_run == 1) {
         do
-            hl_replay_loop(t);
+            gap_ns ? replay_loop_gaps(t) : hl_replay_loop(t);
         while (next_window() == 0);
         return;
     }
