@@ -12,6 +12,7 @@
 #include "util.h"
 #include "allocators/heaplab/options.h"
 #include "allocators/settings.h"
+#include "replay/gaps.h"
 #include "replay/output.h"
 #include "replay/runs.h"
 #include "replay/shard.h"
@@ -59,12 +60,17 @@ static const char *const usage[] = {
     "Timed runs replay with no contract check: the checks (--check) run in one more",
     "run per allocator, after the timed ones, whose time is never reported; the cell",
     "takes its violations from it.",
-    "fragmentation = peak RSS / replay_live_bytes, the live bytes the replay itself held",
-    "at most: with one replay thread the recorded peak; with several, the most seen at",
-    "the ends of windows, where every thread stands still (peak_live_bytes is the",
-    "recorded program's).  It can be below 1 only when live blocks are not resident",
-    "(--touch=none: pages never written) or sit in memory that was resident before the",
-    "replay started (peak RSS is counted above that baseline).",
+    "peak RSS is what a program running under the allocator pays beyond its own memory:",
+    "the worker's high-water mark less the harness's own resident memory (heaplab and",
+    "the libraries it needs, its tables and stacks) at the start of the replay; the",
+    "allocator's start-up memory (its library, libraries only it loads, what it set up",
+    "before the first call) stays in it, and is also given alone (startup_rss_bytes).",
+    "fragmentation = (peak RSS - startup_rss_bytes) / replay_live_bytes, the live bytes",
+    "the replay itself held at most: with one replay thread the recorded peak; with",
+    "several, the most seen at the ends of windows, where every thread stands still",
+    "(peak_live_bytes is the recorded program's).  It can be below 1 only when live",
+    "blocks are not resident (--touch=none: pages never written) or sit in memory that",
+    "was resident before the replay started (the allocator's start-up memory).",
     "A trace recorded by attaching to a running program (record -p) starts mid-life: a",
     "free of a block allocated before the attach is skipped (counted in skipped_unknown),",
     "a realloc of one is replayed as an allocation of its new size.",
@@ -79,13 +85,21 @@ static const char *const usage[] = {
     "  touch_check_ns  touching new blocks, measured the same way",
     "  wait_ns         waiting for a block another replay thread allocates, or for the",
     "                  other threads at the end of a window, timed in full",
+    "  gap_ns          --gaps: the program's time between calls, spent writing to its",
+    "                  recent live blocks (timed in full)",
     "  rest_ns         the remainder: heaplab's own loop, its timers, timeline samples",
     "The parts are measured in the replay threads' time (thread_ns, their loop times",
     "summed; the wall time in serial mode) and scaled to the wall time; off_cpu_ns is",
     "how much of it the threads were not running (preempted, blocked, yielding), which",
     "overlaps the parts.  from_events: how many events were timed.",
+    "--gaps replays serially and, after every " HL_STR(HL_GAP_EVENTS) " events, spends the program's",
+    "recorded time over them (the trace's clock) writing one byte per cache line to the",
+    "first " HL_STR(HL_GAP_BLOCK_BYTES) " bytes of the " HL_STR(HL_GAP_RECENT) " blocks allocated last that are still live,",
+    HL_STR(HL_GAP_LINES_PER_US) " lines per microsecond of recorded time: the same work for every",
+    "allocator, slower where it placed the blocks badly for the caches.  JSON gives",
+    "gaps.recorded_ns and gaps.lines_written.",
     "--timeline FILE writes the median run's samples (live bytes from the trace, RSS",
-    "above the baseline) as CSV: trace,allocator,run,event,time_ns,live_bytes,rss_bytes.",
+    "counted as peak RSS is) as CSV: trace,allocator,run,event,time_ns,live_bytes,rss_bytes.",
     NULL};
 
 struct choice {
@@ -103,7 +117,8 @@ static int pick(const char *opt, const char *v, const struct choice *c)
 
 static const struct choice threads_c[] = {{"recorded", 0}, {"serial", 1}, {NULL, 0}};
 static const struct choice touch_c[] = {
-    {"page", HL_TOUCH_PAGE}, {"all", HL_TOUCH_ALL}, {"none", HL_TOUCH_NONE}, {NULL, 0}};
+    {"page", HL_TOUCH_PAGE}, {"all", HL_TOUCH_ALL}, {"none", HL_TOUCH_NONE},
+    {"head", HL_TOUCH_HEAD}, {NULL, 0}};
 static const struct choice check_c[] = {
     {"cheap", HL_CHECK_CHEAP}, {"full", HL_CHECK_FULL}, {"none", HL_CHECK_NONE}, {NULL, 0}};
 static const struct choice counters_c[] = {{"auto", HL_CNT_AUTO}, {"perf", HL_CNT_PERF},
@@ -247,7 +262,7 @@ int cmd_replay(int argc, char **argv)
                *format = "table", *out_path = NULL, *timeline_path = NULL, *csv_path = NULL,
                *json_path = NULL;
     uint64_t timeline_every = 0, window = 0;
-    int quiet = 0, no_cache = 0;
+    int quiet = 0, no_cache = 0, gaps = 0;
     long process = -1, timeout = 0;
     const char *shard_arg = NULL;
     struct hl_rp_shard shard = {1, 1};
@@ -263,7 +278,8 @@ int cmd_replay(int argc, char **argv)
                     "recorded threads: no thread runs more than N events of the recorded "
                     "order ahead of another (default " HL_STR(HL_PLAN_WINDOW_THREADS) ")"),
         HL_OPT_STRING(0, "touch", &touch, "HOW",
-                      "write to new blocks: page (one byte per page, default), all, none"),
+                      "write to new blocks: page (one byte per page, default), all, none, head "
+                      "(one byte per page of the first " HL_STR(HL_TOUCH_HEAD_KIB) " KiB)"),
         HL_OPT_STRING(0, "check", &check, "LEVEL",
                       "contract checks: cheap (default), full (overlaps, realloc contents), none"),
         HL_OPT_STRING(0, "counters", &counters, "SRC",
@@ -292,6 +308,9 @@ int cmd_replay(int argc, char **argv)
         HL_OPT_STRING(0, "shard", &shard_arg, "I/N",
                       "run only shard I of N: the (trace, allocator) cells whose number is I "
                       "modulo N (cells counted from 1, traces first), for fan-out"),
+        HL_OPT_FLAG(0, "gaps", &gaps,
+                    "spend the program's recorded time between calls writing to its recent "
+                    "live blocks (serial threads; time then predicts the program's)"),
         HL_OPT_FLAG('q', "quiet", &quiet, "no progress line"),
         HL_OPT_END()};
     int first = hl_parse_options(argc, argv, opts, usage, 0);
@@ -302,9 +321,11 @@ int cmd_replay(int argc, char **argv)
     if (timeout < 0 || timeout > 1000000)
         hl_usage_die("--timeout: must be between 1 and 1000000 seconds (0: the default)");
     int serial = pick("threads", threads, threads_c);
+    if (gaps)
+        serial = 1; /* the gaps follow the trace's global order */
     struct hl_rp_wopts wo = {pick("touch", touch, touch_c), pick("check", check, check_c),
                              pick("counters", counters, counters_c), timeline_path != NULL,
-                             timeout, progress_tick, NULL};
+                             -1, timeout, progress_tick, NULL};
     prog.timeout_s = timeout;
     int fmt = pick("format", format, format_c);
     if (shard_arg && hl_rp_shard_parse(shard_arg, &shard) != 0)
@@ -349,13 +370,18 @@ int cmd_replay(int argc, char **argv)
 
     /* Plans, one per process section with events. */
     struct hl_rp_row *rows = NULL;
-    int nrows = 0;
+    int nrows = 0, *gap_fds = NULL;
     for (int i = first; i < argc; i++) {
         struct hl_err err;
         struct hl_plan_opts po = {serial, timeline_path ? timeline_every : UINT64_MAX, window,
                                   !no_cache, 0, 0};
+        const int before = nrows;
         if (hl_plan_trace(argv[i], &po, process, &rows, &nrows, &err) != 0)
             hl_die("%s", err.msg);
+        if (gaps && (!(gap_fds = realloc(gap_fds, (size_t)nrows * sizeof *gap_fds + 1)) ||
+                     hl_gaps_trace(argv[i], process, rows + before, nrows - before,
+                                   gap_fds + before, &err) != 0))
+            hl_die("%s", gap_fds ? err.msg : "out of memory");
     }
 
     /* Output files are created only once there are results, so a failed replay leaves
@@ -384,7 +410,7 @@ int cmd_replay(int argc, char **argv)
     if (!cells)
         hl_die("out of memory");
     show_progress = !quiet && hl_isatty(2);
-    struct hl_rp_runner rn = {allocs, nalloc, (int)runs, wo, progress, &shard};
+    struct hl_rp_runner rn = {allocs, nalloc, (int)runs, wo, progress, &shard, gap_fds};
     for (int r = 0; r < nrows; r++)
         hl_rp_run_row(&rn, &rows[r], r, &cells[r * nalloc]);
     progress(NULL, 0, 0, NULL);

@@ -35,12 +35,13 @@ const struct hl_metric hl_metrics[] = {
      "on sampled events); lower is better",
      HL_RES_ALLOC_TIME_NS, HL_NCOLS, HL_NCOLS, 1, 0, 0, 1},
     {"peak-rss", "Peak RSS",
-     "peak resident memory of the replay worker above its baseline (median of the runs, "
-     "error bars min to max); lower is better",
+     "peak resident memory of the replay worker above the harness's own, the allocator's "
+     "start-up memory included as a program pays it (median of the runs, error bars min "
+     "to max); lower is better",
      HL_RES_PEAK_RSS, HL_RES_PEAK_RSS_MIN, HL_RES_PEAK_RSS_MAX, 0, 1, 0, 1},
     {"fragmentation", "Fragmentation (peak RSS / peak live bytes)",
-     "peak RSS divided by the largest number of requested bytes alive at once; 1.0 means "
-     "no overhead; lower is better",
+     "peak RSS less the allocator's start-up memory, divided by the largest number of "
+     "requested bytes alive at once; 1.0 means no overhead; lower is better",
      HL_RES_FRAGMENTATION, HL_RES_PEAK_RSS_MIN, HL_RES_PEAK_RSS_MAX, 0, 0, 0, 1},
     {"instructions", "Instructions per operation",
      "instructions executed in the replay loop divided by the events replayed; lower is "

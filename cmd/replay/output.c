@@ -44,6 +44,18 @@ static int add_d(struct fld *f, int n, const char *k, double d, int prec, int va
     return n + 1;
 }
 
+/* Fragmentation: the peak RSS the replay's blocks made the allocator hold (its start-up
+ * memory left out: a property of the library, not of how it packs blocks) over the
+ * replay's own live peak.  NAN when either is unknown. */
+static double fragmentation(const struct hl_rp_cell *c)
+{
+    const struct hl_rp_result *r = &c->med;
+    if (!c->rss_ok || !r->live_peak)
+        return NAN;
+    const uint64_t rss = c->rss_med > r->startup_rss ? c->rss_med - r->startup_rss : 0;
+    return (double)rss / (double)r->live_peak;
+}
+
 static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, struct fld *f)
 {
     const struct hl_rp_result *r = &c->med;
@@ -74,9 +86,7 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
     /* peak_live_bytes: the recorded program's; replay_live_bytes: what this replay
      * held at most, which fragmentation divides by (replay.h, live_peak). */
     n = add_u(f, n, "peak_live_bytes", row->plan.peak_live, 1);
-    n = add_d(f, n, "fragmentation",
-              r->live_peak ? (double)c->rss_med / (double)r->live_peak : 0, 4,
-              ok && c->rss_ok && r->live_peak > 0);
+    n = add_d(f, n, "fragmentation", fragmentation(c), 4, ok);
     n = add_u(f, n, "replay_live_bytes", r->live_peak, ok);
     n = add_u(f, n, "user_ns", r->user_ns, ok);
     n = add_u(f, n, "sys_ns", r->sys_ns, ok);
@@ -116,6 +126,8 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
     n = add_s(f, n, "host", m->host);
     n = add_u(f, n, "cores", (uint64_t)m->cores, m->cores > 0);
     n = add_s(f, n, "libc", m->libc);
+    /* Of peak RSS, the allocator's start-up memory (the median run's; replay.h). */
+    n = add_u(f, n, "startup_rss_bytes", r->startup_rss, ok && c->rss_ok);
     return n;
 }
 
@@ -231,32 +243,38 @@ void hl_rp_write_json(FILE *f, const struct hl_rp_cell *c, int n, const struct h
              * threads' time less the waits (possible on a loaded machine), they are
              * scaled down together, and "rest" is 0. */
             double busy = (double)r->thread_ns, w = (double)r->wait_ns;
-            double a = (double)r->call_ns, t = (double)r->touch_ns;
-            if (w > busy)
-                w = busy;
-            if (a + t > busy - w) {
-                double k = (busy - w) / (a + t);
+            double a = (double)r->call_ns, t = (double)r->touch_ns, g = (double)r->gap_ns;
+            if (g > busy)
+                g = busy;
+            if (w > busy - g)
+                w = busy - g;
+            if (a + t > busy - w - g) {
+                double k = (busy - w - g) / (a + t);
                 a *= k;
                 t *= k;
             }
             double sc = (double)r->time_ns / busy;
             uint64_t an = (uint64_t)(a * sc + 0.5), tn = (uint64_t)(t * sc + 0.5),
-                     wn = (uint64_t)(w * sc + 0.5);
-            uint64_t used = an + tn + wn;
+                     wn = (uint64_t)(w * sc + 0.5), gn = (uint64_t)(g * sc + 0.5);
+            uint64_t used = an + tn + wn + gn;
             if (used > r->time_ns) { /* rounding only */
                 wn -= wn < used - r->time_ns ? wn : used - r->time_ns;
-                used = an + tn + wn;
+                used = an + tn + wn + gn;
             }
             fprintf(f, ",\n   \"time_split\": {\"allocator_ns\": %llu, \"touch_check_ns\": %llu, "
-                       "\"wait_ns\": %llu, \"rest_ns\": %llu, \"from_events\": %llu, "
-                       "\"thread_ns\": %llu, \"off_cpu_ns\": %llu}",
+                       "\"wait_ns\": %llu, \"gap_ns\": %llu, \"rest_ns\": %llu, "
+                       "\"from_events\": %llu, \"thread_ns\": %llu, \"off_cpu_ns\": %llu}",
                     (unsigned long long)an, (unsigned long long)tn, (unsigned long long)wn,
+                    (unsigned long long)gn,
                     (unsigned long long)(r->time_ns > used ? r->time_ns - used : 0),
                     (unsigned long long)r->timed_events, (unsigned long long)r->thread_ns,
                     (unsigned long long)((double)r->off_cpu_ns * sc + 0.5));
         } else {
             fprintf(f, ",\n   \"time_split\": null");
         }
+        if (r->gap_recorded_ns)
+            fprintf(f, ",\n   \"gaps\": {\"recorded_ns\": %llu, \"lines_written\": %llu}",
+                    (unsigned long long)r->gap_recorded_ns, (unsigned long long)r->gap_lines);
         fprintf(f, ",\n   \"latency\": {");
         int first = 1;
         for (int op = 1; op < HL_OP_COUNT_; op++) {
@@ -364,8 +382,8 @@ void hl_rp_write_table(FILE *f, const struct hl_rp_cell *c, int n, const struct 
             row[C_RSS].v = (double)c[k].rss_med;
             hl_fmt_bytes(row[C_RSS].s, sizeof row[C_RSS].s, row[C_RSS].v);
             row[C_RSS].valid = 1;
-            if (r->live_peak) {
-                row[C_FRAG].v = (double)c[k].rss_med / (double)r->live_peak;
+            if (isfinite(fragmentation(&c[k]))) {
+                row[C_FRAG].v = fragmentation(&c[k]);
                 snprintf(row[C_FRAG].s, sizeof row[C_FRAG].s, "%.2f", row[C_FRAG].v);
                 row[C_FRAG].valid = 1;
             }

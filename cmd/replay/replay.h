@@ -196,7 +196,12 @@ int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
 #define HL_RP_RESULT_MAGIC 0x534c5254u
 #define HL_RP_NVIOL 4
 
-enum { HL_TOUCH_PAGE, HL_TOUCH_ALL, HL_TOUCH_NONE };
+enum { HL_TOUCH_PAGE, HL_TOUCH_ALL, HL_TOUCH_NONE, HL_TOUCH_HEAD };
+/* --touch=head: one byte per page of a new block's first HL_TOUCH_HEAD_BYTES only (a
+ * program fills a buffer from its start, and often never to the end of one sized for
+ * the worst case); smaller blocks are touched as with --touch=page. */
+#define HL_TOUCH_HEAD_KIB 256
+#define HL_TOUCH_HEAD_BYTES ((uint64_t)HL_TOUCH_HEAD_KIB << 10)
 enum { HL_CHECK_CHEAP, HL_CHECK_FULL, HL_CHECK_NONE };
 enum { HL_CNT_AUTO, HL_CNT_PERF, HL_CNT_SIM, HL_CNT_NONE };
 
@@ -211,7 +216,10 @@ struct hl_rp_result {
     char version[64];        /* from the library's own API, "" if it has none */
     char malloc_from[512];   /* probe: the object malloc resolved to */
     uint64_t ops, time_ns;
-    uint64_t base_rss, peak_rss;   /* peak_rss = VmHWM - base_rss */
+    /* base_rss: VmRSS at the baseline; startup_rss: of it, the allocator's start-up
+     * (baseline.h); peak_rss = VmHWM - (base_rss - startup_rss), what a program
+     * running under the allocator pays beyond its own memory. */
+    uint64_t base_rss, startup_rss, peak_rss;
     int32_t rss_ok;
     int32_t have_counters;
     uint64_t user_ns, sys_ns, minor_faults, major_faults;
@@ -229,6 +237,9 @@ struct hl_rp_result {
      * off_cpu_ns: of thread_ns, the time the threads did not run (preempted, blocked,
      * yielding while they waited), from CLOCK_THREAD_CPUTIME_ID; it overlaps the parts. */
     uint64_t thread_ns, call_ns, touch_ns, wait_ns, timed_events, off_cpu_ns;
+    /* --gaps (gaps.h): the recorded gaps spent, the cache lines written in them, and
+     * the time that took (gap_ns, timed in full; a part of the time split). */
+    uint64_t gap_recorded_ns, gap_lines, gap_ns;
     uint64_t violations, alloc_failures;
     /* The live bytes this replay held at most: with one replay thread, the plan's
      * (the replay follows the global order exactly); with several, summed over the

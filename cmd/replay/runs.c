@@ -134,6 +134,7 @@ static struct hl_rp_result *extra_run(const struct hl_rp_runner *rn, const struc
     o.timeline = 0;
     o.check = check;
     o.counters = counters;
+    o.gap_fd = -1; /* the checks and the counts are about the allocator's calls alone */
     if (rn->progress)
         rn->progress(row->name, rn->runs, rn->runs, label);
     double none = 0;
@@ -190,6 +191,7 @@ void hl_rp_run_row(const struct hl_rp_runner *rn, const struct hl_rp_row *row, i
         hl_die("out of memory");
     struct hl_rp_wopts timed = rn->wo;
     timed.check = HL_CHECK_NONE;         /* checks run apart, untimed (verify) */
+    timed.gap_fd = rn->gap_fds ? rn->gap_fds[r] : -1;
     if (timed.counters == HL_CNT_SIM)    /* timed runs natively; one extra run for counts */
         timed.counters = HL_CNT_NONE;
     double shortest = 0;

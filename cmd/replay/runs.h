@@ -32,6 +32,7 @@ struct hl_rp_runner {
     /* Progress: trace, run (from 1), runs, allocator; trace NULL clears the line. */
     void (*progress)(const char *trace, int run, int runs, const char *alloc);
     const struct hl_rp_shard *shard; /* the cells to run (shard.h) */
+    const int *gap_fds;              /* --gaps: each row's gap table (gaps.h), else NULL */
 };
 
 /* Run row number r against every allocator whose cell the shard owns and fill

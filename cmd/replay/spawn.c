@@ -211,7 +211,7 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
         snprintf(cgfile, sizeof cgfile, "%s/heaplab-cg.%d.%ld", tmp, (int)getpid(), random());
     }
     char a_res[32], a_plan[32], a_lib[PATH_MAX + 8], a_touch[32], a_check[32], a_cnt[32],
-        a_tl[32], a_out[300], a_log[300];
+        a_tl[32], a_gap[32], a_out[300], a_log[300];
     snprintf(a_res, sizeof a_res, "--result-fd=%d", p[1]);
     snprintf(a_plan, sizeof a_plan, "--plan-fd=%d", plan_fd);
     snprintf(a_lib, sizeof a_lib, "--lib=%s", a->path);
@@ -219,6 +219,7 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
     snprintf(a_check, sizeof a_check, "--check=%d", o ? o->check : 0);
     snprintf(a_cnt, sizeof a_cnt, "--counters=%d", o ? o->counters : 0);
     snprintf(a_tl, sizeof a_tl, "--timeline=%d", o ? o->timeline : 0);
+    snprintf(a_gap, sizeof a_gap, "--gap-fd=%d", o ? o->gap_fd : -1);
     snprintf(a_out, sizeof a_out, "--callgrind-out-file=%s", cgfile);
     /* valgrind's own chatter (it warns about every host cache it does not simulate)
      * goes to a file that is dropped; failures show as the worker's exit status. */
@@ -252,6 +253,8 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
         argv[n++] = a_check;
         argv[n++] = a_cnt;
         argv[n++] = a_tl;
+        if (o->gap_fd >= 0)
+            argv[n++] = a_gap;
     }
     argv[n] = NULL;
     char *preload;

@@ -12,6 +12,7 @@
 
 struct hl_rp_wopts {
     int touch, check, counters, timeline; /* enums in replay.h */
+    int gap_fd;                           /* --gaps: the row's gap table (gaps.h), else -1 */
     long timeout_s;                       /* per worker run; 0: none */
     /* Called about once a second while a worker runs, with the seconds elapsed. */
     void (*tick)(void *arg, long elapsed_s);

@@ -14,7 +14,9 @@
  * Output is one struct hl_rp_result (then the timeline samples) written to the result
  * pipe; errors travel in the same struct so that the parent prints the one-line error.
  */
+#include "baseline.h"
 #include "cmd.h"
+#include "gaps.h"
 #include "replay.h"
 
 #include <dlfcn.h>
@@ -59,20 +61,25 @@ static inline uint64_t cycles_now(void)
 #endif
 
 #define LAT_EVERY 64 /* one call in LAT_EVERY is timed in cycles */
+_Static_assert(LAT_EVERY == HL_GAP_EVENTS, "a gap is spent after each timing block");
 
 /* ---- configuration and shared state (static storage, never the heap) ---- */
 
 static struct {
     const char *lib;
-    int result_fd, plan_fd;
+    int result_fd, plan_fd, gap_fd;
     int touch, check, counters, timeline;
-} cfg = {NULL, -1, -1, HL_TOUCH_PAGE, HL_CHECK_CHEAP, HL_CNT_AUTO, 0};
+} cfg = {NULL, -1, -1, -1, HL_TOUCH_PAGE, HL_CHECK_CHEAP, HL_CNT_AUTO, 0};
 
 static struct hl_rp_result res;
 static const struct hl_plan_hdr *plan;
 static struct hl_plan_hdr plan_hdr;  /* the plan's header (its windows are read one by one) */
 static const struct hl_plan_hdr *plan = &plan_hdr;
 static uint64_t *blk_bytes;          /* bytes of each slot's block, written as allocated */
+static uint32_t *gap_ns;             /* --gaps: the gap table (gaps.h), NULL without */
+static uint64_t ngap;
+static uint32_t gap_recent[HL_GAP_RECENT]; /* --gaps: slots of the latest allocations */
+static uint32_t gap_nrecent;
 static void **slots;
 static _Atomic uint8_t *ready;
 static size_t pagesz;
@@ -105,6 +112,8 @@ struct wthr {
     uint64_t start_ns, end_ns;
     uint64_t cpu_ns;              /* the thread's CPU time over its loop */
     int64_t live;                 /* bytes this thread allocated less those it freed */
+    uint64_t gap_next;            /* --gaps: the next gap of the table */
+    uint64_t gap_lines, cyc_gap;  /* --gaps: cache lines written, cycles spent in gaps */
     pthread_t tid;
 } __attribute__((aligned(64)));
 static struct wthr *thr;
@@ -167,6 +176,8 @@ static void *map_anon(size_t n)
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         fail("worker: cannot map %zu bytes: %s", n, strerror(errno));
+    if (hl_bl_own(p, n) != 0)
+        fail("worker: more than %d maps of its own", HL_BL_MAX_OWN);
     memset(p, 0, n); /* resident before the baseline */
     return p;
 }
@@ -476,7 +487,7 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                                                        const uint64_t slot, void **const sl, uint64_t **latp,
                                                        struct blkrec *cur, const int touch,
                                                        const int check, const int plain,
-                                                       const int timed)
+                                                       const int timed, const int gaps)
 {
     const uint8_t fl = plain ? 0 : e->flags;
     uint64_t ct = 0;
@@ -494,6 +505,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
             }
         }
         TIMED_CALL(timed, HL_OP_FREE, latp, cur, free(p));
+        if (gaps) /* the gaps write only to live blocks */
+            sl[slot] = NULL;
         if (!plain)
             t->live -= (int64_t)size;
     } else {
@@ -511,12 +524,16 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                     full_check_live(e->old_slot, old, blk_bytes[e->old_slot]);
             }
             TIMED_CALL(timed, op, latp, cur, p = call_other(e, old));
+            if (gaps && op == HL_OP_REALLOC && p)
+                sl[e->old_slot] = NULL;
         }
         sl[slot] = p;
+        if (gaps)
+            gap_recent[gap_nrecent++ & (HL_GAP_RECENT - 1)] = (uint32_t)slot;
         /* The block's bytes, for a later realloc (touch, checks) and the live bytes. */
         const uint64_t nbytes = op == HL_OP_CALLOC ? e->size * e->aux : size;
         const uint64_t obytes = op == HL_OP_REALLOC ? blk_bytes[e->old_slot] : 0;
-        if (!plain || touch != HL_TOUCH_NONE || check == HL_CHECK_FULL)
+        if (!plain || touch != HL_TOUCH_NONE || check == HL_CHECK_FULL || gaps)
             blk_bytes[slot] = nbytes;
         if (!plain)
             t->live += (int64_t)nbytes - (int64_t)obytes;
@@ -537,9 +554,12 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                         violation("realloc(%llu -> %llu) did not keep the contents",
                                   (unsigned long long)oldbytes, (unsigned long long)bytes);
                     memset(p, pattern(slot), bytes);
-                } else if (touch == HL_TOUCH_PAGE) {
+                } else if (touch == HL_TOUCH_PAGE || touch == HL_TOUCH_HEAD) {
                     const uint64_t pg = pagesz; /* not reloaded after each byte store */
-                    for (uint64_t o = oldbytes; o < bytes; o += pg)
+                    const uint64_t lim =
+                        touch == HL_TOUCH_HEAD && bytes > HL_TOUCH_HEAD_BYTES ? HL_TOUCH_HEAD_BYTES
+                                                                              : bytes;
+                    for (uint64_t o = oldbytes; o < lim; o += pg)
                         p[o] = 1;
                 } else if (touch == HL_TOUCH_ALL) {
                     if (oldbytes < bytes)
@@ -586,10 +606,41 @@ static void block_account(struct wthr *t, uint64_t block, uint64_t call, uint64_
     }
 }
 
+/* --gaps (gaps.h): the program's time after the block of events just replayed, spent
+ * writing one byte per cache line to the first HL_GAP_BLOCK_BYTES of the blocks
+ * allocated most recently that are still live, newest first and round again, as many
+ * lines as the gap is worth; none when no recent block is live. */
+__attribute__((noinline)) static void spend_gap(struct wthr *t, void **const sl)
+{
+    if (t->gap_next >= ngap)
+        return;
+    uint64_t lines = (uint64_t)gap_ns[t->gap_next++] * HL_GAP_LINES_PER_US / 1000;
+    const uint64_t c0 = cycles_now();
+    const uint32_t nr = gap_nrecent < HL_GAP_RECENT ? gap_nrecent : HL_GAP_RECENT;
+    while (lines) {
+        uint64_t pass = 0;
+        for (uint32_t k = 0; k < nr && lines; k++) {
+            const uint32_t s = gap_recent[(gap_nrecent - 1 - k) & (HL_GAP_RECENT - 1)];
+            volatile uint8_t *p = sl[s];
+            if (!p)
+                continue;
+            const uint64_t b = blk_bytes[s] < HL_GAP_BLOCK_BYTES ? blk_bytes[s] : HL_GAP_BLOCK_BYTES;
+            for (uint64_t o = 0; o < b && lines; o += 64, lines--, pass++)
+                p[o]++;
+        }
+        if (!pass)
+            break;
+        t->gap_lines += pass;
+    }
+    t->cyc_gap += cycles_now() - c0;
+}
+
 /* Events in blocks of LAT_EVERY: the first of each block is timed, the rest run
- * without even a test for it. */
+ * without even a test for it.  With gaps, each block's gap follows it, outside the
+ * block's own time. */
 static inline __attribute__((always_inline)) void run_events(struct wthr *t, const int touch,
-                                                             const int check, const int plain)
+                                                             const int check, const int plain,
+                                                             const int gaps)
 {
     const struct hl_rp_ev *e = t->ev, *const end = t->ev + t->nev;
     uint64_t *lat = t->lat;
@@ -600,15 +651,19 @@ static inline __attribute__((always_inline)) void run_events(struct wthr *t, con
         const uint64_t w0 = plain ? 0 : t->cyc_wait;
         const struct hl_rp_ev *first = e;
         struct blkrec cur = {0, 0, 0, 0, 0};
-        step(t, e, e->op, e->size, e->slot, sl, &lat, &cur, touch, check, plain, 1);
+        step(t, e, e->op, e->size, e->slot, sl, &lat, &cur, touch, check, plain, 1, gaps);
         e++;
         const struct hl_rp_ev *blk = end - e > LAT_EVERY - 1 ? e + LAT_EVERY - 1 : end;
         for (; e < blk; e++)
-            step(t, e, e->op, e->size, e->slot, sl, &lat, NULL, touch, check, plain, 0);
-        const uint64_t be = cycles_now();
+            step(t, e, e->op, e->size, e->slot, sl, &lat, NULL, touch, check, plain, 0, gaps);
+        uint64_t be = cycles_now();
         cur.block = be - bs - (plain ? 0 : t->cyc_wait - w0);
         cur.n = (uint32_t)(e - first);
         *br++ = cur;
+        if (gaps) {
+            spend_gap(t, sl);
+            be = cycles_now();
+        }
         bs = be;
     }
     t->nblk = (uint64_t)(br - t->blk);
@@ -625,24 +680,25 @@ static inline __attribute__((always_inline)) void cstep(struct wthr *t, const ui
                                                         const struct hl_rp_ev **xp,
                                                         void **const sl, uint64_t **latp,
                                                         struct blkrec *cur, const int touch,
-                                                        const int check, const int timed)
+                                                        const int check, const int timed,
+                                                        const int gaps)
 {
     /* One bit test per kind: the tag's low bit is free, its high bit an escape. */
     if (w & HL_CEV_FREE) {
-        step(t, &cev_free, HL_OP_FREE, 0, w >> 2, sl, latp, cur, touch, check, 1, timed);
+        step(t, &cev_free, HL_OP_FREE, 0, w >> 2, sl, latp, cur, touch, check, 1, timed, gaps);
     } else if (__builtin_expect(!(w & HL_CEV_OTHER), 1)) {
         const uint64_t size = w >> HL_CEV_SIZE_SHIFT, d = HL_CEV_SLOT(w);
-        step(t, &cev_malloc, HL_OP_MALLOC, size, d, sl, latp, cur, touch, check, 1, timed);
+        step(t, &cev_malloc, HL_OP_MALLOC, size, d, sl, latp, cur, touch, check, 1, timed, gaps);
     } else {
         const struct hl_rp_ev *e = (*xp)++;
-        step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed);
+        step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed, gaps);
     }
 }
 
 /* run_events for the plain loop over the compact stream: the same blocks, timing and
  * calls, half the event bytes read. */
 static inline __attribute__((always_inline)) void run_compact(struct wthr *t, const int touch,
-                                                              const int check)
+                                                              const int check, const int gaps)
 {
     const uint64_t *c = t->cev, *const end = t->cev + t->nev;
     const struct hl_rp_ev *x = t->cx;
@@ -653,14 +709,18 @@ static inline __attribute__((always_inline)) void run_compact(struct wthr *t, co
     while (c < end) {
         const uint64_t *first = c;
         struct blkrec cur = {0, 0, 0, 0, 0};
-        cstep(t, *c++, &x, sl, &lat, &cur, touch, check, 1);
+        cstep(t, *c++, &x, sl, &lat, &cur, touch, check, 1, gaps);
         const uint64_t *blk = end - c > LAT_EVERY - 1 ? c + LAT_EVERY - 1 : end;
         for (; c < blk; c++)
-            cstep(t, *c, &x, sl, &lat, NULL, touch, check, 0);
-        const uint64_t be = cycles_now();
+            cstep(t, *c, &x, sl, &lat, NULL, touch, check, 0, gaps);
+        uint64_t be = cycles_now();
         cur.block = be - bs;
         cur.n = (uint32_t)(c - first);
         *br++ = cur;
+        if (gaps) {
+            spend_gap(t, sl);
+            be = cycles_now();
+        }
         bs = be;
     }
     t->nblk = (uint64_t)(br - t->blk);
@@ -670,14 +730,30 @@ static inline __attribute__((always_inline)) void run_compact(struct wthr *t, co
 static int plain_loop; /* one replay thread and no timeline: no event has flags */
 
 static inline __attribute__((always_inline)) void run_mode(struct wthr *t, const int touch,
-                                                           const int check)
+                                                           const int check, const int gaps)
 {
     if (plain_loop && check != HL_CHECK_FULL && t->cev)
-        run_compact(t, touch, check);
+        run_compact(t, touch, check, gaps);
     else if (plain_loop)
-        run_events(t, touch, check, 1);
+        run_events(t, touch, check, 1, gaps);
     else
-        run_events(t, touch, check, 0);
+        run_events(t, touch, check, 0, gaps);
+}
+
+/* --gaps (one replay thread only): apart from hl_replay_loop, so that the default
+ * loops are compiled as without it; only in timed runs, whose checks are off (the
+ * gaps write to live blocks, which --check=full would take for overlaps) and which
+ * callgrind does not count. */
+static __attribute__((noinline)) void replay_loop_gaps(struct wthr *t)
+{
+    if (cfg.touch == HL_TOUCH_PAGE)
+        run_mode(t, HL_TOUCH_PAGE, HL_CHECK_NONE, 1);
+    else if (cfg.touch == HL_TOUCH_HEAD)
+        run_mode(t, HL_TOUCH_HEAD, HL_CHECK_NONE, 1);
+    else if (cfg.touch == HL_TOUCH_ALL)
+        run_mode(t, HL_TOUCH_ALL, HL_CHECK_NONE, 1);
+    else
+        run_mode(t, HL_TOUCH_NONE, HL_CHECK_NONE, 1);
 }
 
 /* Named so that callgrind can collect exactly this (--toggle-collect=hl_replay_loop). */
@@ -685,19 +761,23 @@ __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t);
 __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
 {
     if (cfg.check == HL_CHECK_FULL)
-        run_mode(t, HL_TOUCH_ALL, HL_CHECK_FULL);
+        run_mode(t, HL_TOUCH_ALL, HL_CHECK_FULL, 0);
     else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_PAGE)
-        run_mode(t, HL_TOUCH_PAGE, HL_CHECK_CHEAP);
+        run_mode(t, HL_TOUCH_PAGE, HL_CHECK_CHEAP, 0);
     else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_ALL)
-        run_mode(t, HL_TOUCH_ALL, HL_CHECK_CHEAP);
+        run_mode(t, HL_TOUCH_ALL, HL_CHECK_CHEAP, 0);
+    else if (cfg.check == HL_CHECK_CHEAP && cfg.touch == HL_TOUCH_HEAD)
+        run_mode(t, HL_TOUCH_HEAD, HL_CHECK_CHEAP, 0);
     else if (cfg.check == HL_CHECK_CHEAP)
-        run_mode(t, HL_TOUCH_NONE, HL_CHECK_CHEAP);
+        run_mode(t, HL_TOUCH_NONE, HL_CHECK_CHEAP, 0);
     else if (cfg.touch == HL_TOUCH_PAGE)
-        run_mode(t, HL_TOUCH_PAGE, HL_CHECK_NONE);
+        run_mode(t, HL_TOUCH_PAGE, HL_CHECK_NONE, 0);
+    else if (cfg.touch == HL_TOUCH_HEAD)
+        run_mode(t, HL_TOUCH_HEAD, HL_CHECK_NONE, 0);
     else if (cfg.touch == HL_TOUCH_ALL)
-        run_mode(t, HL_TOUCH_ALL, HL_CHECK_NONE);
+        run_mode(t, HL_TOUCH_ALL, HL_CHECK_NONE, 0);
     else
-        run_mode(t, HL_TOUCH_NONE, HL_CHECK_NONE);
+        run_mode(t, HL_TOUCH_NONE, HL_CHECK_NONE, 0);
 }
 
 /* ---- windows of the plan (replay.h) ---- */
@@ -934,7 +1014,7 @@ static void replay_windows(struct wthr *t)
 {
     if (nthr_run == 1) {
         do
-            hl_replay_loop(t);
+            gap_ns ? replay_loop_gaps(t) : hl_replay_loop(t);
         while (next_window() == 0);
         return;
     }
@@ -962,6 +1042,30 @@ static void *thread_main(void *arg)
     t->end_ns = mono_ns();
     t->cpu_ns = thread_cpu_ns() - cpu0;
     return NULL;
+}
+
+/* The replay threads, on stacks of the worker's own (so that they count as the
+ * harness's memory, baseline.h), each with a guard page below it. */
+#define THREAD_STACK (256u << 10)
+static void start_threads(uint32_t nt)
+{
+    if (nt < 2)
+        return;
+    const size_t n = (size_t)(nt - 1) * THREAD_STACK;
+    char *st = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (st == MAP_FAILED)
+        fail("worker: cannot map %zu bytes of thread stacks: %s", n, strerror(errno));
+    if (hl_bl_own(st, n) != 0)
+        fail("worker: more than %d maps of its own", HL_BL_MAX_OWN);
+    for (uint32_t i = 1; i < nt; i++) {
+        char *s = st + (size_t)(i - 1) * THREAD_STACK;
+        pthread_attr_t a;
+        if (mprotect(s, pagesz, PROT_NONE) != 0 || pthread_attr_init(&a) != 0 ||
+            pthread_attr_setstack(&a, s + pagesz, THREAD_STACK - pagesz) != 0 ||
+            pthread_create(&thr[i].tid, &a, thread_main, &thr[i]) != 0)
+            fail("worker: cannot start replay thread %u", i);
+        pthread_attr_destroy(&a);
+    }
 }
 
 /* ---- measurements around the loop ---- */
@@ -1082,6 +1186,13 @@ static void latency_summary(void)
 }
 
 
+/* The harness's own resident bytes at the baseline: what peak and timeline RSS are
+ * counted above (baseline.h). */
+static uint64_t harness_rss(void)
+{
+    return res.base_rss > res.startup_rss ? res.base_rss - res.startup_rss : 0;
+}
+
 static void send_timeline(void)
 {
     uint64_t first = 0;
@@ -1091,7 +1202,7 @@ static void send_timeline(void)
         for (uint64_t k = 0; k < thr[i].tlk; k++) {
             uint64_t rss = thr[i].tl[2 * k + 1];
             struct hl_rp_tlsample s = {tp[k].op_index, thr[i].tl[2 * k], tp[k].live_bytes,
-                                       rss > res.base_rss ? rss - res.base_rss : 0};
+                                       rss > harness_rss() ? rss - harness_rss() : 0};
             if (write(cfg.result_fd, &s, sizeof s) != (ssize_t)sizeof s)
                 _exit(3);
         }
@@ -1146,6 +1257,25 @@ static void time_split(uint64_t c0, uint64_t ns0)
     res.call_ns = (uint64_t)(call * ns_per_cyc + 0.5);
     res.touch_ns = (uint64_t)(touch * ns_per_cyc + 0.5);
     res.wait_ns = (uint64_t)(wait * ns_per_cyc + 0.5);
+    res.gap_ns = (uint64_t)((double)thr[0].cyc_gap * ns_per_cyc + 0.5);
+}
+
+/* --gaps: the gap table (gaps.h), whole, into a map of the worker's own. */
+static void open_gaps(void)
+{
+    struct stat st;
+    if (plan->nthreads != 1)
+        fail("worker: --gaps needs a plan of one replay thread");
+    if (fstat(cfg.gap_fd, &st) != 0 || st.st_size % sizeof *gap_ns)
+        fail("worker: damaged gap table");
+    ngap = (uint64_t)st.st_size / sizeof *gap_ns;
+    gap_ns = map_anon(ngap * sizeof *gap_ns);
+    for (uint64_t off = 0; off < ngap * sizeof *gap_ns;) {
+        ssize_t k = pread(cfg.gap_fd, (char *)gap_ns + off, ngap * sizeof *gap_ns - off, (off_t)off);
+        if (k <= 0)
+            fail("worker: cannot read the gap table: %s", k < 0 ? strerror(errno) : "short");
+        off += (uint64_t)k;
+    }
 }
 
 /* Read and check the plan's header and timeline points; map the worker's tables and
@@ -1178,14 +1308,19 @@ static void open_plan(void)
     win_buf = map_anon(h->max_win_bytes + 16);
     lat_hist = map_anon((size_t)HL_OP_COUNT_ * LAT_BUCKETS * sizeof *lat_hist);
     thr = map_anon(h->nthreads * sizeof *thr);
+    /* The threads' buffers, one map each kind for all threads (baseline.h keeps a
+     * bounded list of the worker's own maps). */
+    const uint64_t nblk = h->window / LAT_EVERY + 2;
+    uint64_t *lat = map_anon(h->nthreads * nblk * sizeof *lat);
+    struct blkrec *blk = map_anon(h->nthreads * nblk * sizeof *blk);
     uint64_t ntl = 0;
-    for (uint32_t i = 0; i < h->nthreads; i++) {
-        struct wthr *t = &thr[i];
-        t->lat = map_anon((h->window / LAT_EVERY + 2) * sizeof *t->lat);
-        t->blk = map_anon((h->window / LAT_EVERY + 2) * sizeof *t->blk);
-        t->ntl = cfg.timeline ? tl_per_thread[i] : 0;
-        t->tl = map_anon(2 * t->ntl * sizeof *t->tl);
-        ntl += t->ntl;
+    for (uint32_t i = 0; i < h->nthreads; i++)
+        ntl += thr[i].ntl = cfg.timeline ? tl_per_thread[i] : 0;
+    uint64_t *tl = map_anon(2 * ntl * sizeof *tl);
+    for (uint32_t i = 0, k = 0; i < h->nthreads; k += thr[i].ntl, i++) {
+        thr[i].lat = lat + i * nblk;
+        thr[i].blk = blk + i * nblk;
+        thr[i].tl = tl + 2 * k;
     }
     if (ntl && (statm_fd = open("/proc/self/statm", O_RDONLY)) < 0)
         fail("worker: /proc/self/statm: %s", strerror(errno));
@@ -1193,6 +1328,8 @@ static void open_plan(void)
     use_compact = plain_loop && cfg.check != HL_CHECK_FULL && h->compact;
     if (h->compact && !use_compact)
         ev_buf = map_anon(h->window * sizeof *ev_buf);
+    if (cfg.gap_fd >= 0)
+        open_gaps();
     win_next = h->win_off;
     win_left = h->nwin;
     load_window(); /* none when every event was skipped: nothing to replay */
@@ -1228,12 +1365,12 @@ static void run(void)
 
     timer_cyc = timer_cost();
     preempt_cyc = cycles_per_us() * 100;
-    for (uint32_t i = 1; i < nt; i++)
-        if (pthread_create(&thr[i].tid, NULL, thread_main, &thr[i]) != 0)
-            fail("worker: cannot start replay thread %u", i);
+    start_threads(nt);
 
-    /* Baseline: everything the worker needs is resident now. */
+    /* Baseline: everything the worker needs is resident now.  What of it is the
+     * allocator's start-up stays in the peak (baseline.h). */
     res.rss_ok = reset_hwm() == 0;
+    res.startup_rss = hl_bl_allocator_rss();
     res.base_rss = status_kb("VmRSS:") * 1024;
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
@@ -1266,7 +1403,7 @@ static void run(void)
     res.ops = plan->ops;
     if (nt == 1) /* the replay follows the global order: its live bytes are the plan's */
         res.live_peak = plan->peak_live;
-    res.peak_rss = hwm > res.base_rss ? hwm - res.base_rss : 0;
+    res.peak_rss = hwm > harness_rss() ? hwm - harness_rss() : 0;
     res.user_ns = tv_ns(ru1.ru_utime) - tv_ns(ru0.ru_utime);
     res.sys_ns = tv_ns(ru1.ru_stime) - tv_ns(ru0.ru_stime);
     res.minor_faults = (uint64_t)(ru1.ru_minflt - ru0.ru_minflt);
@@ -1284,6 +1421,9 @@ static void run(void)
     latency_summary();
     for (uint32_t i = 0; i < nt; i++)
         res.ntimeline += thr[i].tlk;
+    for (uint64_t k = 0; k < thr[0].gap_next; k++)
+        res.gap_recorded_ns += gap_ns[k];
+    res.gap_lines = thr[0].gap_lines;
     time_split(cal_c0, cal_ns0);
 }
 
@@ -1298,7 +1438,7 @@ static int parse_int(const char *arg, const char *key, int *out)
 
 int cmd_worker(int argc, char **argv)
 {
-    /* argv: __worker probe|run --result-fd=N [--plan-fd=N] [--lib=PATH] [--touch=N]
+    /* argv: __worker probe|run --result-fd=N [--plan-fd=N] [--gap-fd=N] [--lib=PATH] [--touch=N]
      *       [--check=N] [--counters=N] [--timeline=0|1]  (numbers: the enums in replay.h) */
     if (argc < 2)
         return 2;
@@ -1309,6 +1449,7 @@ int cmd_worker(int argc, char **argv)
             cfg.lib = a + 6;
         else if (!parse_int(a, "--result-fd", &cfg.result_fd) &&
                  !parse_int(a, "--plan-fd", &cfg.plan_fd) && !parse_int(a, "--touch", &cfg.touch) &&
+                 !parse_int(a, "--gap-fd", &cfg.gap_fd) &&
                  !parse_int(a, "--check", &cfg.check) &&
                  !parse_int(a, "--counters", &cfg.counters) &&
                  !parse_int(a, "--timeline", &cfg.timeline))

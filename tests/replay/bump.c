@@ -13,7 +13,10 @@
  * catch.  With -DHL_CRASH, malloc(4242) kills the process, so that a crashing
  * allocator can be replayed.  With -DHL_COUNT_USABLE, malloc_usable_size counts its
  * calls in the file $HL_USABLE_LOG.PID (a binary uint64_t), so that a test can see in
- * which worker runs the contract checks called it.  Test code only:
+ * which worker runs the contract checks called it.  With -DHL_STARTUP, a constructor
+ * maps and writes HL_STARTUP_MIB MiB before main, as an allocator that sets up its
+ * caches at start does (tcmalloc), so that a test can see where replay counts that
+ * start-up memory.  Test code only:
  * never returns memory.
  */
 #include <errno.h>
@@ -33,6 +36,17 @@
 
 static char *base;
 static _Atomic uint64_t next;
+
+#ifdef HL_STARTUP
+#define HL_STARTUP_MIB 8
+__attribute__((constructor)) static void startup_reserve(void)
+{
+    size_t n = (size_t)HL_STARTUP_MIB << 20;
+    char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED)
+        memset(p, 1, n);
+}
+#endif
 
 /* Each thread bumps through its own chunk, so the fast path has no atomic. */
 #define CHUNK (1u << 20)

@@ -67,7 +67,7 @@ eq "no allocator that ships with heaplab breaks the contract on it" \
     "$(csvcol "$T/small.csv" violations | sort -u)" 0
 eq "replay is silent on stderr when it is not a terminal" "$(cat "$T/err")" ""
 eq "the CSV header is the results schema" "$(head -1 "$T/small.csv")" \
-    "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,replay_live_bytes,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date,settings,host,cores,libc"
+    "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,replay_live_bytes,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date,settings,host,cores,libc,startup_rss_bytes"
 hash=$(csvcol "$T/small.csv" trace_hash | sort -u)
 check "rows carry the trace's hash" "[ \${#hash} -eq 16 ]"
 eq "glibc's row has its version and no library path" \
@@ -248,6 +248,48 @@ rm -f "$T"/usable.*
 HL_USABLE_LOG="$T/usable" "$H" replay "$T/small.hlt" -n 2 -a count=$COUNT --check=none >/dev/null
 eq "--check=none: no run calls malloc_usable_size, and there is no verification run" \
     "$(for f in "$T"/usable.*; do od -An -tu8 -N8 "$f"; done | tr -s ' \n' ' ')" " 0 0 0 "
+
+# Peak RSS counts the allocator's start-up memory, as a program running under it pays
+# it, and never the harness's own (its tables, its replay threads' stacks): an allocator
+# that writes 8 MiB before main shows 8 MiB or more of start-up memory, in peak RSS too;
+# the bump allocator, which sets nothing up, under 1 MiB (what ld.so and libc set up
+# for the process besides).
+STARTUP=$LIBDIR/libhl-startup.so
+for thr in serial recorded; do
+    "$H" replay "$T/mt.hlt" -n 1 -a startup=$STARTUP,bump=$BUMP --threads=$thr --format json \
+        -o "$T/startup-$thr.json" 2>/dev/null
+    eq "$thr threads: start-up memory of the 8 MiB allocator >= 8 MiB, and inside its peak RSS" \
+        "$(json "$T/startup-$thr.json" '[r["startup_rss_bytes"] >= 8 << 20 and r["peak_rss_bytes"] >= r["startup_rss_bytes"] for r in j["results"] if r["allocator"] == "startup"]')" \
+        "[True]"
+    eq "$thr threads: start-up memory of the bump allocator < 1 MiB (the harness's own memory is left out)" \
+        "$(json "$T/startup-$thr.json" '[r["startup_rss_bytes"] < 1 << 20 for r in j["results"] if r["allocator"] == "bump"]')" \
+        "[True]"
+done
+
+# --gaps spends the recorded time between calls writing to the recent live blocks, a
+# fixed number of cache lines per microsecond (gaps.h: 250), never to a freed block.
+# Events 0-63: malloc 4096 then 63 x malloc 64, 1 us apart (63 us: 15750 lines, all
+# blocks live); events 64-127: every block freed, the first 100 us after event 63, then
+# 1 us apart (163 us recorded, nothing live to write to: 0 lines).
+python3 - "$T/gaps.txt" <<'PY'
+import sys
+out = ["0 t0 malloc 4096 -> #0"] + ["%d t0 malloc 64 -> #%d" % (1000 * i, i) for i in range(1, 64)]
+out += ["%d t0 free #%d" % (163000 + 1000 * i, i) for i in range(64)]
+open(sys.argv[1], "w").write("\n".join(out) + "\n")
+PY
+"$H" import --format text "$T/gaps.txt" -o "$T/gaps.hlt" >/dev/null
+"$H" replay "$T/gaps.hlt" -n 2 -a glibc,bump=$BUMP --gaps --format json -o "$T/gaps.json"
+eq "--gaps: the recorded time spent, and 15750 cache lines written, none to freed blocks, under every allocator" \
+    "$(json "$T/gaps.json" '[(r["gaps"]["recorded_ns"], r["gaps"]["lines_written"]) for r in j["results"]]')" \
+    "[(226000, 15750), (226000, 15750)]"
+check "--gaps: the time split gives the time spent in the gaps, and its parts still add up" \
+    "json '$T/gaps.json' 'all(r[\"time_split\"][\"gap_ns\"] > 0 and abs(sum(r[\"time_split\"][k] for k in (\"allocator_ns\", \"touch_check_ns\", \"wait_ns\", \"gap_ns\", \"rest_ns\")) - r[\"time_ns\"]) <= 2 for r in j[\"results\"])' | grep -qx True"
+"$H" replay "$T/small.hlt" -n 1 -a glibc --format json -o "$T/nogaps.json"
+eq "without --gaps no gap is spent" \
+    "$(json "$T/nogaps.json" '[("gaps" in r, r["time_split"]["gap_ns"]) for r in j["results"]]')" "[(False, 0)]"
+"$H" replay "$T/mt.hlt" -n 1 -a glibc --gaps --format csv -o "$T/mt-gaps.csv"
+eq "--gaps replays a threaded trace serially, in its recorded order" \
+    "$(csvcol "$T/mt-gaps.csv" threads_mode)" serial
 
 # ---- recorded concurrency: a barrier program (every block live at the barrier) ----
 "$H" record -o "$T/barrier.hlt" -- "$LIBDIR/hl-barrier" 8 1500 >/dev/null 2>&1
