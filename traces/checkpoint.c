@@ -106,15 +106,14 @@ static int save(struct section *s, size_t low, struct hl_err *err)
               put(&b, ws.chunk_seq) | put(&b, ws.modes);
     uint64_t ndense = 0, npend = 0;
     for (uint32_t j = 0; j < f->nused; j++) {
-        uint32_t i = f->used[j];
-        const struct rthread *t = f->thr[i];
+        const struct rthread *t = f->thr[j];
         ndense += t && t->c.dense != NO_THREAD;
         npend += t && t->state == 1 && t->c.phase == 1;
     }
     bad |= put(&b, ndense) | put(&b, f->nknots) | put(&b, npend) | put(&b, hl_slotmap_count(s->map));
     for (uint32_t j = 0; j < f->nused; j++) {
         uint32_t i = f->used[j];
-        const struct rthread *t = f->thr[i];
+        const struct rthread *t = f->thr[j];
         if (t && t->c.dense != NO_THREAD)
             bad |= put(&b, i) | put(&b, t->c.dense);
     }
@@ -122,7 +121,7 @@ static int save(struct section *s, size_t low, struct hl_err *err)
         bad |= put(&b, f->knots[k].tsc) | put(&b, f->knots[k].ns);
     for (uint32_t j = 0; j < f->nused; j++) {
         uint32_t i = f->used[j];
-        const struct rthread *t = f->thr[i];
+        const struct rthread *t = f->thr[j];
         if (t && t->state == 1 && t->c.phase == 1)
             bad |= put(&b, i) | put(&b, cur_rec(&t->c)->seq) | put(&b, t->c.old_slot);
     }

@@ -82,38 +82,44 @@ static inline int is_event(uint64_t w0)
 
 struct rthread *thread_of(struct rawfile *f, uint32_t thread)
 {
-    if (thread >= f->nthr) {
-        uint32_t n = f->nthr ? f->nthr : 4;
-        while (n <= thread)
-            n *= 2;
-        struct rthread **t = realloc(f->thr, n * sizeof *t);
+    if (f->last < f->nused && f->used[f->last] == thread)
+        return f->thr[f->last];
+    uint32_t lo = 0, hi = f->nused;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (f->used[mid] < thread)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < f->nused && f->used[lo] == thread) {
+        f->last = lo;
+        return f->thr[lo];
+    }
+    if (f->nused == f->usedcap) {
+        uint32_t cap = f->usedcap ? 2 * f->usedcap : 8;
+        uint32_t *u = realloc(f->used, cap * sizeof *u);
+        if (!u)
+            return NULL;
+        f->used = u;
+        struct rthread **t = realloc(f->thr, cap * sizeof *t);
         if (!t)
             return NULL;
-        memset(t + f->nthr, 0, (n - f->nthr) * sizeof *t);
         f->thr = t;
-        f->nthr = n;
+        f->usedcap = cap;
     }
-    struct rthread *t = f->thr[thread];
-    if (!t) {
-        if (f->nused == f->usedcap) {
-            uint32_t cap = f->usedcap ? 2 * f->usedcap : 8;
-            uint32_t *u = realloc(f->used, cap * sizeof *u);
-            if (!u)
-                return NULL;
-            f->used = u;
-            f->usedcap = cap;
-        }
-        t = f->thr[thread] = calloc(1, sizeof *t);
-        if (!t)
-            return NULL;
-        uint32_t j = f->nused++;
-        for (; j && f->used[j - 1] > thread; j--)
-            f->used[j] = f->used[j - 1];
-        f->used[j] = thread;
-        t->c.t = t;
-        t->c.dense = NO_THREAD;
-        t->c.resume_h = f->resume_h;
-    }
+    struct rthread *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    memmove(f->used + lo + 1, f->used + lo, (f->nused - lo) * sizeof *f->used);
+    memmove(f->thr + lo + 1, f->thr + lo, (f->nused - lo) * sizeof *f->thr);
+    f->used[lo] = thread;
+    f->thr[lo] = t;
+    f->nused++;
+    f->last = lo;
+    t->c.t = t;
+    t->c.dense = NO_THREAD;
+    t->c.resume_h = f->resume_h;
     return t;
 }
 
@@ -781,7 +787,7 @@ static int feed(struct section *s, struct hl_finalise_stats *st, struct hl_err *
 {
     struct rawfile *f = s->f;
     for (uint32_t j = 0; j < f->nused; j++) {
-        struct rthread *t = f->thr[f->used[j]];
+        struct rthread *t = f->thr[j];
         if (!t || t->state != 0)
             continue;
         int k = cursor_next(&t->c, s->map);
@@ -1060,17 +1066,16 @@ static void file_release(struct rawfile *f)
         munmap((void *)f->map, f->maplen);
     f->map = NULL;
     for (uint32_t j = 0; j < f->nused; j++)
-        if (f->thr[f->used[j]]) {
-            free(f->thr[f->used[j]]->c.b);
-            free(f->thr[f->used[j]]->chunks);
-            free(f->thr[f->used[j]]);
+        if (f->thr[j]) {
+            free(f->thr[j]->c.b);
+            free(f->thr[j]->chunks);
+            free(f->thr[j]);
         }
     free(f->thr);
     f->thr = NULL;
-    f->nthr = 0;
     free(f->used);
     f->used = NULL;
-    f->nused = f->usedcap = 0;
+    f->nused = f->usedcap = f->last = 0;
     free(f->knots);
     f->knots = NULL;
     f->nknots = f->kcap = 0;
@@ -1150,7 +1155,7 @@ size_t first_needed_byte(const struct rawfile *f)
 {
     size_t low = f->off;
     for (uint32_t j = 0; j < f->nused; j++) {
-        const struct rthread *t = f->thr[f->used[j]];
+        const struct rthread *t = f->thr[j];
         size_t k = t ? first_needed(t) : 0;
         if (t && k < t->n) {
             size_t o = file_off(f, t->chunks[k].words) - sizeof(struct hl_raw_chunk);
@@ -1196,7 +1201,7 @@ static int remap(struct rawfile *f, size_t base)
     ptrdiff_t delta = ((const uint8_t *)m - (ptrdiff_t)base) - (f->map - (ptrdiff_t)f->map_off);
 #define MOVE(p) ((p) = (void *)((const uint8_t *)(p) + delta))
     for (uint32_t j = 0; j < f->nused; j++) {
-        struct rthread *t = f->thr[f->used[j]];
+        struct rthread *t = f->thr[j];
         if (!t)
             continue;
         for (size_t k = 0; k < t->n; k++)
@@ -1225,7 +1230,7 @@ static void release(struct section *s)
     struct rawfile *f = s->f;
     uint64_t low_tsc = UINT64_MAX;
     for (uint32_t j = 0; j < f->nused; j++) {
-        struct rthread *t = f->thr[f->used[j]];
+        struct rthread *t = f->thr[j];
         if (!t)
             continue;
         size_t k = first_needed(t);

@@ -131,11 +131,12 @@ struct rawfile {
     char *part;                   /* its section, written while the program ran */
     struct hl_raw_header h;
     size_t off;                   /* the next chunk to scan */
-    struct rthread **thr;
-    uint32_t nthr;                /* thread numbers seen: 0..nthr-1 (some may be NULL) */
-    uint32_t *used;               /* the thread numbers whose thr[] is not NULL, in */
-    uint32_t nused, usedcap;      /* ascending order: loops go over these, so that a
-                                     damaged chunk's huge thread number costs no time */
+    uint32_t *used;               /* the thread numbers seen, in ascending order, */
+    struct rthread **thr;         /* and their threads: thr[j] is thread used[j]; */
+    uint32_t nused, usedcap;      /* sparse, so that a damaged chunk's huge thread
+                                     number costs neither memory nor time */
+    uint32_t last;                /* the index thread_of found last (a chunk's thread
+                                     is most often its predecessor's) */
     struct knot *knots;
     size_t nknots, kcap;
     uint64_t horizon;             /* every record below this sequence number is read */

@@ -174,11 +174,12 @@ static int read_block(struct hl_reader *r, struct block *b, struct hl_err *err)
     return 0;
 }
 
-/* The chunk buffer (megabytes: sized for the largest chunk) and the decompression
- * context of the last reader closed, kept for the next one: a program reading many
- * small traces (a fuzzer, an importer reading back what it wrote) does not map, fault
- * in and unmap them for each. */
+/* The chunk buffer (megabytes: sized for the largest chunk), the event batch and the
+ * decompression context of the last reader closed, kept for the next one: a program
+ * reading many small traces (a fuzzer, an importer reading back what it wrote) does
+ * not map, fault in and unmap them for each. */
 static uint8_t *g_spare_raw;
+static struct hl_event *g_spare_ev;
 static ZSTD_DCtx *g_spare_dctx;
 static pthread_mutex_t g_spare_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -187,13 +188,16 @@ static struct hl_reader *reader_new(const char *name, struct hl_err *err)
     struct hl_reader *r = calloc(1, sizeof *r);
     if (r) {
         r->name = strdup(name);
-        r->ev = malloc(HL_BATCH * sizeof *r->ev);
         pthread_mutex_lock(&g_spare_lock);
         r->raw = g_spare_raw;
+        r->ev = g_spare_ev;
         r->dctx = g_spare_dctx;
         g_spare_raw = NULL;
+        g_spare_ev = NULL;
         g_spare_dctx = NULL;
         pthread_mutex_unlock(&g_spare_lock);
+        if (!r->ev)
+            r->ev = malloc(HL_BATCH * sizeof *r->ev);
         if (r->dctx)
             ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_and_parameters);
         else
@@ -290,10 +294,13 @@ void hl_reader_close(struct hl_reader *r)
     if (r->fd >= 0)
         close(r->fd);
     free(r->name);
-    free(r->ev);
     if (r->live_ok)
         hl_liveset_destroy(&r->live);
     pthread_mutex_lock(&g_spare_lock);
+    if (r->ev && !g_spare_ev) {
+        g_spare_ev = r->ev;
+        r->ev = NULL;
+    }
     if (r->raw && !g_spare_raw) {
         g_spare_raw = r->raw;
         r->raw = NULL;
@@ -303,6 +310,7 @@ void hl_reader_close(struct hl_reader *r)
         r->dctx = NULL;
     }
     pthread_mutex_unlock(&g_spare_lock);
+    free(r->ev);
     free(r->raw);
     ZSTD_freeDCtx(r->dctx);
     free(r);
