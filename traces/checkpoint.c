@@ -13,15 +13,19 @@
  *     going on, the scan starts at low and skips records numbered below H;
  *   - the address map: every live (address, slot) pair;
  *   - dense thread numbers, the clock pairs kept, the horizon, the last time written;
- *   - reallocs half done (old block taken at seq0 < H, event not yet written).
+ *   - reallocs half done (old block taken at seq0 < H, event not yet written);
+ *   - the process events (fork, spawn, exec announcements: unrecorded.c) read from
+ *     below low, which the scan going on from low does not see again.
  * Then the file system gets the raw bytes below low back (a hole punched in the file),
  * so that disk use is the trace plus a bounded window of capture.
  *
  * FILE <raw>.ckpt (written as .tmp and renamed, so it is whole or absent), native
  * 64-bit words: magic, version, H, low, horizon, prev_time, next_slot, events,
  * unknown, nthreads, the writer state (8 words), the counts of dense pairs, knots,
- * pending reallocs and live pairs, then those arrays (2, 2, 3 and 2 words each), then
- * a checksum (hl_raw_checksum) of all the words before it.
+ * pending reallocs, live pairs and process events, then those arrays (2, 2, 3 and 2
+ * words each; a process event is its kind, pid, mono_ns, offset, path length and the
+ * path's bytes padded to words), then a checksum (hl_raw_checksum) of all the words
+ * before it.  Version 1 (no process events) is still read.
  */
 #include "finalise_int.h"
 
@@ -34,7 +38,9 @@
 #include <unistd.h>
 
 #define CKPT_MAGIC 0x31544b43504c4c48ull /* "HLLPCKT1" */
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
+/* Word numbers in the FILE layout above. */
+enum { CKPT_W_LOW = 3, CKPT_W_COUNTS = 18, CKPT_W_ARRAYS_V1 = 22 };
 
 /* A growing array of words. */
 struct words {
@@ -110,7 +116,11 @@ static int save(struct section *s, size_t low, struct hl_err *err)
         ndense += t && t->c.dense != NO_THREAD;
         npend += t && t->state == 1 && t->c.phase == 1;
     }
-    bad |= put(&b, ndense) | put(&b, f->nknots) | put(&b, npend) | put(&b, hl_slotmap_count(s->map));
+    uint64_t npev = 0;
+    for (size_t k = 0; k < f->npev; k++)
+        npev += f->pev[k].off < low;
+    bad |= put(&b, ndense) | put(&b, f->nknots) | put(&b, npend) |
+           put(&b, hl_slotmap_count(s->map)) | put(&b, npev);
     for (uint32_t j = 0; j < f->nused; j++) {
         uint32_t i = f->used[j];
         const struct rthread *t = f->thr[j];
@@ -128,6 +138,19 @@ static int save(struct section *s, size_t low, struct hl_err *err)
     struct live_ctx lc = {&b, 0};
     hl_slotmap_each(s->map, put_live, &lc);
     bad |= lc.bad;
+    for (size_t k = 0; k < f->npev; k++) {
+        const struct pev *e = &f->pev[k];
+        if (e->off >= low)
+            continue;
+        size_t len = strlen(e->path);
+        bad |= put(&b, e->kind) | put(&b, e->pid) | put(&b, e->mono_ns) | put(&b, e->off) |
+               put(&b, len);
+        for (size_t o = 0; o < len; o += 8) {
+            uint64_t word = 0;
+            memcpy(&word, e->path + o, len - o < 8 ? len - o : 8);
+            bad |= put(&b, word);
+        }
+    }
     bad |= put(&b, b.n ? hl_raw_checksum(HL_RAW_CHECKSUM_INIT, b.w, b.n) : 0);
     if (bad) {
         free(b.w);
@@ -190,7 +213,7 @@ static int load_words(const char *path, uint64_t **w, size_t *n, struct hl_err *
         pread(fd, buf, (size_t)sb.st_size, 0) == sb.st_size) {
         close(fd);
         size_t k = (size_t)sb.st_size / 8;
-        if (buf[0] == CKPT_MAGIC && buf[1] == CKPT_VERSION &&
+        if (buf[0] == CKPT_MAGIC && (buf[1] == 1 || buf[1] == CKPT_VERSION) &&
             hl_raw_checksum(HL_RAW_CHECKSUM_INIT, buf, k - 1) == buf[k - 1]) {
             *w = buf;
             *n = k - 1;
@@ -202,6 +225,52 @@ static int load_words(const char *path, uint64_t **w, size_t *n, struct hl_err *
     free(buf);
     return fz_fail(err, "%s: a damaged checkpoint (the capture before it cannot be read "
                    "again)", path);
+}
+
+/* The npev process events at w[*i..n) into f->pev (in place of any noted before).
+ * 0, or -1 if they do not fit exactly (or out of memory). */
+static int get_pevs(struct rawfile *f, const uint64_t *w, size_t *i, size_t n, uint64_t npev)
+{
+    unrec_free(f);
+    for (uint64_t k = 0; k < npev; k++) {
+        if (n - *i < 5)
+            return -1;
+        const uint64_t *e = w + *i;
+        uint64_t len = e[4], nw = (len + 7) / 8;
+        if (len >= 4096 || nw > n - *i - 5 ||
+            unrec_push(f, (unsigned)e[0], (uint32_t)e[1], e[2], e[3], (const char *)(e + 5),
+                       (size_t)len) != 0)
+            return -1;
+        *i += 5 + nw;
+    }
+    return *i == n ? 0 : -1;
+}
+
+int checkpoint_pevs(struct rawfile *f, size_t *low, struct hl_err *err)
+{
+    char path[4200];
+    ckpt_path(path, sizeof path, f, "");
+    uint64_t *w = NULL;
+    size_t n = 0;
+    int r = load_words(path, &w, &n, err);
+    if (r <= 0)
+        return r;
+    size_t i = CKPT_W_ARRAYS_V1 + (w[1] >= 2); /* v2: the process events' count */
+    if (i > n) {
+        free(w);
+        return fz_fail(err, "%s: a damaged checkpoint (cut short)", path);
+    }
+    const uint64_t *c = w + CKPT_W_COUNTS;
+    uint64_t ndense = c[0], nknots = c[1], npend = c[2], nlive = c[3];
+    uint64_t npev = w[1] >= 2 ? c[4] : 0;
+    int bad = ndense > n || nknots > n || npend > n || nlive > n ||
+              (i += 2 * ndense + 2 * nknots + 3 * npend + 2 * nlive) > n ||
+              get_pevs(f, w, &i, n, npev) != 0;
+    *low = (size_t)w[CKPT_W_LOW];
+    free(w);
+    if (bad)
+        return fz_fail(err, "%s: a damaged checkpoint (its counts do not fit)", path);
+    return 1;
 }
 
 int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct section **sp,
@@ -235,9 +304,10 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
     ws->chunk_seq = (uint32_t)NEXT();
     ws->modes = (uint32_t)NEXT();
     uint64_t ndense = NEXT(), nknots = NEXT(), npend = NEXT(), nlive = NEXT();
-    if (bad || ndense > n || nknots > n || npend > n || nlive > n ||
-        i + 2 * ndense + 2 * nknots + 3 * npend + 2 * nlive != n || low < sizeof f->h ||
-        low > f->size) {
+    uint64_t npev = w[1] >= 2 ? NEXT() : 0;
+    uint64_t fixed = i + 2 * ndense + 2 * nknots + 3 * npend + 2 * nlive;
+    if (bad || ndense > n || nknots > n || npend > n || nlive > n || npev > n ||
+        (npev ? fixed + 5 * npev > n : fixed != n) || low < sizeof f->h || low > f->size) {
         free(w);
         return fz_fail(err, "%s: a damaged checkpoint (its counts do not fit)", path);
     }
@@ -268,6 +338,7 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
         hl_slotmap_put(s->map, addr, slot);
     }
 #undef NEXT
+    bad = bad || get_pevs(f, w, &i, n, npev) != 0;
     free(w);
     if (bad)
         return fz_fail(err, "%s: a damaged checkpoint", path);

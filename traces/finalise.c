@@ -306,7 +306,7 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
             break;
         }
         if (c.thread == HL_RAW_PROC_THREAD) { /* a process event (unrecorded.c) */
-            if (unrec_note(f, words, nw, c.mono_ns) != 0)
+            if (unrec_note(f, words, nw, c.mono_ns, off) != 0)
                 return fail(err, "out of memory");
             off += sizeof c + c.nbytes;
             continue;
@@ -1444,6 +1444,23 @@ static int cmp_start(const void *a, const void *b)
     return starts_before(x, y) ? -1 : starts_before(y, x);
 }
 
+/* f's process events, for unrec_write, when its section was finished before heaplab
+ * stopped: those its checkpoint keeps (the capture below it may be given back to the
+ * disk), then a scan of the rest of the file. */
+static int rescan_pevs(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
+{
+    size_t low = 0;
+    if (checkpoint_pevs(f, &low, err) < 0 || map_file(f, 1, fz->reserve, err) < 0)
+        return -1;
+    if (low > f->off && low <= f->size)
+        f->off = low;
+    int k;
+    while ((k = scan_more(f, 1, SIZE_MAX, &fz->st, err)) == 1)
+        ;
+    file_release(f);
+    return k;
+}
+
 /* Write f's section whole into its part file PATH.part (f->part), after the program
  * has stopped writing f: from the start of f, or going on from its checkpoint where
  * heaplab stopped before (checkpoint.c), or taking a part finished before as it is. */
@@ -1463,7 +1480,7 @@ static int finish_section(struct hl_finaliser *fz, struct rawfile *f, struct hl_
             fz->st.events += p.nevents;
         }
         hl_reader_close(r);
-        return r && k == 0 ? 0 : -1;
+        return r && k == 0 ? rescan_pevs(fz, f, err) : -1;
     }
     int m = map_file(f, 1, fz->reserve, err);
     struct section *s = m > 0 ? section_new(fz, f, err) : NULL;

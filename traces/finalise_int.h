@@ -113,6 +113,8 @@ struct pev {
     unsigned kind;                /* HL_RAW_PEV_* */
     uint32_t pid;
     uint64_t mono_ns;
+    uint64_t off;                 /* its chunk's offset in the raw file (a checkpoint
+                                     keeps those below the point it goes on from) */
     char *path;                   /* "" if none */
 };
 
@@ -214,6 +216,10 @@ int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err);
  * damaged. */
 int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct section **sp,
                     struct hl_err *err);
+/* For a section finished before heaplab stopped: only the process events f's
+ * checkpoint keeps, into f->pev, and *low, where the scan of the rest starts.  1 if
+ * there is a checkpoint, 0 if not, -1 on an error. */
+int checkpoint_pevs(struct rawfile *f, size_t *low, struct hl_err *err);
 /* Remove f's checkpoint file, once its section is written whole. */
 void checkpoint_remove(const struct rawfile *f);
 
@@ -227,9 +233,12 @@ struct unrec_list {
     struct unrec *v;
     size_t n, cap;
 };
-/* A process chunk's payload (nw words, flushed at mono_ns) into f->pev.  0, or -1
- * when out of memory; a malformed one is ignored. */
-int unrec_note(struct rawfile *f, const uint64_t *w, size_t nw, uint64_t mono_ns);
+/* A process chunk's payload (nw words, flushed at mono_ns, at offset off of the raw
+ * file) into f->pev.  0, or -1 when out of memory; a malformed one is ignored. */
+int unrec_note(struct rawfile *f, const uint64_t *w, size_t nw, uint64_t mono_ns, uint64_t off);
+/* One process event into f->pev (path: len bytes, not NUL-terminated).  0 or -1. */
+int unrec_push(struct rawfile *f, unsigned kind, uint32_t pid, uint64_t mono_ns, uint64_t off,
+               const char *path, size_t len);
 void unrec_free(struct rawfile *f);
 /* A process heaplab saw end that may have left no raw file. */
 int unrec_add(struct unrec_list *u, uint32_t pid, uint32_t ppid, uint64_t realtime_ns,

@@ -15,8 +15,8 @@
  *   - What a recorded process lost: events dropped when its capture file could not
  *     grow, calls made while a wrapper ran (the header's counts, rewritten at its end).
  *
- * Announcements in the part of a raw file a checkpoint gave back to the disk before
- * heaplab was stopped are not seen again when finalising goes on from it.
+ * Announcements in the part of a raw file a checkpoint gave back to the disk are kept
+ * in the checkpoint (checkpoint.c), so that finalising going on from it still has them.
  */
 #include "finalise_int.h"
 
@@ -44,23 +44,31 @@ static int room(void **v, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
-int unrec_note(struct rawfile *f, const uint64_t *w, size_t nw, uint64_t mono_ns)
+int unrec_note(struct rawfile *f, const uint64_t *w, size_t nw, uint64_t mono_ns, uint64_t off)
 {
     if (nw < 4 || w[0] < HL_RAW_PEV_FORK || w[0] > HL_RAW_PEV_EXEC_FAILED || w[1] == 0 ||
         w[1] > INT32_MAX || w[2] >= PATH_MAX || w[2] > (nw - 3) * 8 - 1)
         return 0; /* not one the interposer writes: ignored */
+    return unrec_push(f, (unsigned)w[0], (uint32_t)w[1], mono_ns, off, (const char *)(w + 3),
+                      (size_t)w[2]);
+}
+
+int unrec_push(struct rawfile *f, unsigned kind, uint32_t pid, uint64_t mono_ns, uint64_t off,
+               const char *path, size_t len)
+{
     if (room((void **)&f->pev, &f->pevcap, f->npev, sizeof *f->pev) != 0)
         return -1;
     struct pev *e = &f->pev[f->npev];
-    e->path = malloc(w[2] + 1);
+    e->path = malloc(len + 1);
     if (!e->path)
         return -1;
-    memcpy(e->path, w + 3, w[2]);
-    e->path[w[2]] = 0;
+    memcpy(e->path, path, len);
+    e->path[len] = 0;
     e->path[strcspn(e->path, "\n")] = 0; /* one line wherever it is shown */
-    e->kind = (unsigned)w[0];
-    e->pid = (uint32_t)w[1];
+    e->kind = kind;
+    e->pid = pid;
     e->mono_ns = mono_ns;
+    e->off = off;
     f->npev++;
     return 0;
 }

@@ -1,20 +1,33 @@
 /* churn: a malloc-heavy single-threaded program for long-recording tests and
- * benchmarks.  churn N [LIVE]: N times, free a random one of LIVE slots and allocate a
+ * benchmarks.  churn N [LIVE [PROGRAM]]: first, with PROGRAM, spawn it and wait for it
+ * (so that the capture announces a child early on); then N times, free a random one of LIVE slots and allocate a
  * block of 16..527 bytes into it (a deterministic LCG, so two runs make the same calls
  * in the same order), touching its first word; then free them all.  Prints N.  That
  * is N mallocs and N + LIVE frees, of which the first LIVE are free(NULL), which the
  * interposer does not record; with the table of slots and stdio's buffer, 2N + 3
  * events. */
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+
+extern char **environ;
 
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     long live = argc > 2 ? atol(argv[2]) : 4096;
     if (n < 0 || live < 1) {
-        fprintf(stderr, "usage: churn N [LIVE]\n");
+        fprintf(stderr, "usage: churn N [LIVE [PROGRAM]]\n");
         return 2;
+    }
+    if (argc > 3) {
+        pid_t pid;
+        int st;
+        char *args[] = {argv[3], NULL};
+        if (posix_spawn(&pid, argv[3], NULL, NULL, args, environ) != 0 ||
+            waitpid(pid, &st, 0) != pid)
+            return 1;
     }
     void **slots = calloc((size_t)live, sizeof *slots);
     if (!slots)

@@ -4,7 +4,9 @@
 #     capture it has read goes back to the file system (checkpoints punch holes);
 #   - sequence numbers past 2^40 (the interposer starts numbering there for a test);
 #   - nothing lost: a finalise that fails keeps the capture and says how to go on;
-#     heaplab killed with SIGKILL mid-run, then --from-capture, gives every event.
+#     heaplab killed with SIGKILL mid-run, then --from-capture, gives every event;
+#     an unrecorded child announced in capture a checkpoint gave back to the disk is
+#     still named after --from-capture.
 # Figures (speed, bytes) belong to scripts/bench-scale; this asserts counts and bytes.
 . "$HEAPLAB_SRC/tests/lib/lib.sh"
 B=$HEAPLAB_BUILD/tests/record
@@ -64,6 +66,40 @@ ok "--from-capture gives every event of the failed recording" \
 fails_with_one_line "a capture left beside the output is not overwritten by a new recording" \
     "$H" record -o "$T/fail.hlt" -- "$B/rec-churn" 10
 rm -rf "$T/fail.hlt.capture"
+
+# ---- announcements in capture given back to the disk survive --from-capture ----
+# rec-churn spawns a static program (announced, never recorded) before its churn; the
+# finalise fails long after checkpoints punched the announcement's bytes away.  Then
+# the same with a second churn after it, so that the first one's section is finished
+# (a part file) when the finalise fails.
+# unrec_names TRACE: the unrecorded sections' programs (stat --json)
+unrec_names() {
+    "$H" stat --json "$1" >"$T/u.json" &&
+        json "$T/u.json" '" ".join(sorted(p["exe"].rsplit("/", 1)[-1] for p in j["process_list"] if p["unrecorded"]))'
+}
+if [ -x "$B/rec-spawn-static" ]; then
+    HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 HEAPLAB_TEST_FINALISE_FAIL_AFTER=20000000 \
+        "$H" record -q -o "$T/pev.hlt" -- "$B/rec-churn" 2000000 4096 "$B/rec-spawn-static" \
+        >/dev/null 2>&1
+    raw=$(ls "$T/pev.hlt.capture"/*.hlraw)
+    held=$(( $(stat -c %b "$raw") * $(stat -c %B "$raw") )) apparent=$(stat -c %s "$raw")
+    check "the announcing capture was given back to the disk from its start ($held of $apparent bytes held)" \
+        "[ $held -lt $((apparent * 3 / 4)) ]"
+    "$H" record -q --from-capture "$T/pev.hlt.capture" -o "$T/pev.hlt" 2>"$T/pev.err"
+    eq "--from-capture past a punched announcement: the static child is named" \
+        "$(unrec_names "$T/pev.hlt")" "rec-spawn-static"
+    check "and said on stderr" "grep -q 'rec-spawn-static.*was not recorded' '$T/pev.err'"
+    HEAPLAB_TEST_CHECKPOINT_EVERY=1048576 HEAPLAB_TEST_FINALISE_FAIL_AFTER=30000000 \
+        "$H" record -q -o "$T/pev2.hlt" -- sh -c \
+        "'$B/rec-churn' 400000 4096 '$B/rec-spawn-static'; '$B/rec-churn' 3000000" >/dev/null 2>&1
+    check "a finished part is there when the finalise fails" "ls '$T/pev2.hlt.capture'/*.hlraw.part >/dev/null"
+    "$H" record -q --from-capture "$T/pev2.hlt.capture" -o "$T/pev2.hlt" 2>/dev/null
+    eq "--from-capture with that section finished before: the static child is named" \
+        "$(unrec_names "$T/pev2.hlt")" "rec-spawn-static"
+    rm -rf "$T"/pev*
+else
+    skip "announcements in punched capture" "no static test program in this build"
+fi
 
 # ---- heaplab killed with SIGKILL while the program runs ----
 HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 "$H" record -q -o "$T/kill.hlt" -- \
