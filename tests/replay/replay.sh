@@ -428,16 +428,19 @@ eq "a timeout is one line on stderr naming the trace and allocator" \
 "$H" replay "$T/hang.hlt" -n 1 -a glibc,hang=$LIBDIR/libhl-crash.so --timeout 1 >"$T/hang.txt" 2>/dev/null
 check "the table says which cell timed out" "grep -q 'hang  *timed out' '$T/hang.txt'"
 # By default (no --timeout) a hanging allocator is still given up on: the limit comes
-# from the shortest run on the trace (here at least HL_RP_TIMEOUT_MIN_S = 10 s).
+# from the shortest run on the trace (here at least HL_RP_TIMEOUT_MIN_S = 10 s).  The
+# library is a copy under this test's own folder, so that the process table is
+# searched for this run's workers only (not those of a suite running beside it).
 rc=0
-timeout 120 "$H" replay "$T/hang.hlt" -n 1 -a glibc,hang=$LIBDIR/libhl-crash.so --format csv \
+cp "$LIBDIR/libhl-crash.so" "$T/hang-own.so"
+timeout 120 "$H" replay "$T/hang.hlt" -n 1 -a glibc,hang="$T/hang-own.so" --format csv \
     -o "$T/hang-default.csv" 2>/dev/null & hpid=$!
 wait $hpid || rc=$?
 eq "without --timeout a hanging allocator is given up on and the others reported" "$rc" 0
 eq "its cell says it timed out" "$(csvcol "$T/hang-default.csv" status | tr '\n' '|')" \
     "ok|n/a: timed out after 10 s|"
 eq "no replay worker is left behind" \
-    "$(pgrep -f "__worker run.*libhl-crash.so" | wc -l)" 0
+    "$(pgrep -f "__worker run.*$T/hang-own.so" | wc -l)" 0
 fails_with_one_line "a negative --timeout is a one-line error" "$H" replay "$T/small.hlt" --timeout -1
 fails_with_one_line "an output file that cannot be written is a one-line error" \
     "$H" replay "$T/small.hlt" -a glibc -o "$T/no/such/dir/out.csv"
