@@ -1450,13 +1450,21 @@ static int cmp_start(const void *a, const void *b)
 static int rescan_pevs(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
 {
     size_t low = 0;
-    if (checkpoint_pevs(f, &low, err) < 0 || map_file(f, 1, fz->reserve, err) < 0)
+    if (checkpoint_pevs(f, &low, err) < 0) { /* its section is whole: say so, go on */
+        f->damaged = 1;
+        if (!fz->st.damage[0])
+            snprintf(fz->st.damage, sizeof fz->st.damage,
+                     "%.400s; the processes its capture announced before it are not named",
+                     err->msg);
+    }
+    if (map_file(f, 1, fz->reserve, err) < 0)
         return -1;
     if (low > f->off && low <= f->size)
         f->off = low;
     int k;
     while ((k = scan_more(f, 1, SIZE_MAX, &fz->st, err)) == 1)
         ;
+    fz->st.damaged += f->damaged;
     file_release(f);
     return k;
 }
