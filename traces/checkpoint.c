@@ -200,9 +200,12 @@ int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err)
     return 0;
 }
 
-/* Read the whole checkpoint file into *w (malloc'd), checking its checksum. */
-static int load_words(const char *path, uint64_t **w, size_t *n, struct hl_err *err)
+/* Read f's whole checkpoint file (its name into path) into *w (malloc'd), checking its
+ * checksum.  1, 0 if there is none, -1 on an error. */
+static int load_words(const struct rawfile *f, char path[4200], uint64_t **w, size_t *n,
+                      struct hl_err *err)
 {
+    ckpt_path(path, 4200, f, "");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 0 : fz_fail(err, "%s: %s", path, strerror(errno));
@@ -249,10 +252,9 @@ static int get_pevs(struct rawfile *f, const uint64_t *w, size_t *i, size_t n, u
 int checkpoint_pevs(struct rawfile *f, size_t *low, struct hl_err *err)
 {
     char path[4200];
-    ckpt_path(path, sizeof path, f, "");
     uint64_t *w = NULL;
     size_t n = 0;
-    int r = load_words(path, &w, &n, err);
+    int r = load_words(f, path, &w, &n, err);
     if (r <= 0)
         return r;
     size_t i = CKPT_W_ARRAYS_V1 + (w[1] >= 2); /* v2: the process events' count */
@@ -277,10 +279,9 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
                     struct hl_err *err)
 {
     char path[4200];
-    ckpt_path(path, sizeof path, f, "");
     uint64_t *w = NULL;
     size_t n = 0;
-    int r = load_words(path, &w, &n, err);
+    int r = load_words(f, path, &w, &n, err);
     if (r <= 0)
         return r;
     struct section *s = *sp;
