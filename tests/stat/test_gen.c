@@ -154,6 +154,16 @@ static void test_threadtest(void)
     TAP_CHECK(a && a->nsizes == 1 && a->sizes[0].size == 48, "threadtest: one object size");
     TAP_CHECK(a && a->peak_blocks <= 300 && a->leaked_blocks == 0, "threadtest: batches, no leak");
     hl_analysis_free(a);
+    static const char *const kr[] = {"threads=2", "iterations=3", "objects=50", "resize=5", NULL};
+    a = gen("threadtest", 1, path("tr.hlt"), kr) == 0 ? analyse(path("tr.hlt")) : NULL;
+    TAP_CHECK(clean(a), "threadtest resize=5: a valid trace");
+    TAP_CHECK(a && a->events == 2 * 3 * 50 * 7 && a->allocations == 2 * 3 * 50 * 6 &&
+                  a->ops[HL_OP_REALLOC] == 2 * 3 * 50 * 5,
+              "threadtest resize=5: each object reallocated 5 times, a new block each time");
+    TAP_CHECK(a && a->realloc_grow == 2 * 3 * 50 * 3 && a->realloc_shrink == 2 * 3 * 50 * 2,
+              "threadtest resize=5: to twice the size and back");
+    TAP_CHECK(a && a->peak_blocks <= 100 && a->leaked_blocks == 0, "threadtest resize=5: no leak");
+    hl_analysis_free(a);
 }
 
 static void test_xmalloc(void)

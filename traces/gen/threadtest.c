@@ -15,6 +15,7 @@ static const struct hl_gen_param params[] = {
     {"objects", 2500, 1, 10000000, "objects allocated per round by each thread"},
     {"size", 64, 0, 1u << 30, "object size, bytes"},
     {"work", 0, 0, 1000000, "ns of work between calls (simulated, advances the clock)"},
+    {"resize", 0, 0, 1000, "reallocs of each object before it is freed (each makes a new block)"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -26,7 +27,7 @@ struct thr {
 static void run(struct hl_gen *g, const uint64_t *v)
 {
     uint32_t nt = (uint32_t)v[0];
-    uint64_t iters = v[1], nobj = v[2], size = v[3], work = v[4];
+    uint64_t iters = v[1], nobj = v[2], size = v[3], work = v[4], resize = v[5];
     uint64_t *slots = malloc(nt * nobj * sizeof *slots);
     struct thr *th = calloc(nt, sizeof *th);
     if (!slots || !th)
@@ -39,10 +40,14 @@ static void run(struct hl_gen *g, const uint64_t *v)
         if (s->iter >= iters)
             continue;
         for (uint64_t q = hl_gen_range(g, 1, 64); q && s->iter < iters; q--) {
+            uint64_t *slot = &slots[t * nobj + s->i];
             if (!s->freeing) {
-                slots[t * nobj + s->i] = hl_gen_malloc(g, t, size);
+                *slot = hl_gen_malloc(g, t, size);
+                /* Alternately twice as large and back, so that each one moves. */
+                for (uint64_t k = 1; k <= resize; k++)
+                    *slot = hl_gen_realloc(g, t, *slot, k % 2 ? 2 * size : size);
             } else {
-                hl_gen_free(g, t, slots[t * nobj + s->i]);
+                hl_gen_free(g, t, *slot);
             }
             if (work)
                 hl_gen_work(g, work / active);
@@ -64,7 +69,9 @@ const struct hl_workload hl_wl_threadtest = {
     "threadtest",
     "per-thread churn: each thread allocates a batch of objects, then frees them all",
     "Threads run independently (no block crosses threads), each repeating `iterations`\n"
-    "times: allocate `objects` blocks of `size` bytes, then free them in the same order.",
+    "times: allocate `objects` blocks of `size` bytes, then free them in the same order.\n"
+    "With `resize` R, each object is reallocated R times as it is allocated (to twice\n"
+    "its size and back): R + 1 blocks created per object, in R + 2 events.",
     params,
     run,
 };
