@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,6 +468,8 @@ void hl_timelines_read(struct hl_timelines *t, const char *path)
             }
             if (end == s || *end || !isfinite(num[w]))
                 hl_die("%s:%d: %s is not a number: '%.40s'", path, line, want[w], s);
+            if (w == W_RUN && !(num[w] >= 0 && num[w] <= INT_MAX && num[w] == floor(num[w])))
+                hl_die("%s:%d: %s is not a run number: '%.40s'", path, line, want[w], s);
         }
         if (!*c.f[idx[W_TRACE]] || !*c.f[idx[W_ALLOC]])
             hl_die("%s:%d: empty trace or allocator name", path, line);
