@@ -49,11 +49,25 @@ static int numeric_ok(const char *s)
     return end != s && !*end && !errno && isfinite(v);
 }
 
+/* Die naming a field that is not a `kind` of number, shown up to 40 bytes and to its first
+ * line break or other control character (a quoted CSV field may hold them), so that the
+ * message stays one line. */
+__attribute__((noreturn)) static void die_not_number(const char *file, int line,
+                                                     const char *what, const char *kind,
+                                                     const char *text)
+{
+    int n = 0;
+    while (n < 40 && text[n] && !iscntrl((unsigned char)text[n]))
+        n++;
+    hl_die("%s:%d: %s is not a %s: '%.*s%s'", file, line, what, kind, n, text,
+           text[n] ? "..." : "");
+}
+
 static void set_field(struct hl_row *row, int col, const char *text, const char *file,
                       int line)
 {
     if (hl_cols[col].numeric && !numeric_ok(text))
-        hl_die("%s:%d: %s is not a number: '%.40s'", file, line, hl_cols[col].name, text);
+        die_not_number(file, line, hl_cols[col].name, "number", text);
     free(row->v[col]);
     row->v[col] = (*text && !(hl_cols[col].numeric && strncmp(text, "n/a", 3) == 0))
                       ? hl_xstrdup(text) : NULL;
@@ -467,9 +481,9 @@ void hl_timelines_read(struct hl_timelines *t, const char *path)
                 continue;
             }
             if (end == s || *end || !isfinite(num[w]))
-                hl_die("%s:%d: %s is not a number: '%.40s'", path, line, want[w], s);
+                die_not_number(path, line, want[w], "number", s);
             if (w == W_RUN && !(num[w] >= 0 && num[w] <= INT_MAX && num[w] == floor(num[w])))
-                hl_die("%s:%d: %s is not a run number: '%.40s'", path, line, want[w], s);
+                die_not_number(path, line, want[w], "run number", s);
         }
         if (!*c.f[idx[W_TRACE]] || !*c.f[idx[W_ALLOC]])
             hl_die("%s:%d: empty trace or allocator name", path, line);
