@@ -234,9 +234,19 @@ static const struct hl_row *row_of(const struct hl_results *r, const char *trace
     return NULL;
 }
 
+/* Corruptions per sample.  Under ASan each fork copies the page tables of its shadow
+ * memory (tens of milliseconds), so the sanitizer build reads fewer; the libFuzzer
+ * target of these readers (tests/fuzz, fuzz_plot.c) and its corpus, which the
+ * sanitizer build also runs, cover far more inputs. */
+#ifdef __SANITIZE_ADDRESS__
+#define CORRUPTIONS 200
+#else
+#define CORRUPTIONS 1000
+#endif
+
 int main(int argc, char **argv)
 {
-    int count = argc > 1 ? atoi(argv[1]) : 1000;
+    int count = argc > 1 ? atoi(argv[1]) : CORRUPTIONS;
     if (!mkdtemp(tmpdir))
         return 1;
 
