@@ -128,6 +128,9 @@ static int cell_fields(const struct hl_rp_cell *c, const struct hl_rp_meta *m, s
     n = add_s(f, n, "libc", m->libc);
     /* Of peak RSS, the allocator's start-up memory (the median run's; replay.h). */
     n = add_u(f, n, "startup_rss_bytes", r->startup_rss, ok && c->rss_ok);
+    /* Not in time_ns (the timed window is the replay loop): what starting a process
+     * under the allocator costs, median of the runs (replay.h, startup_ns). */
+    n = add_u(f, n, "startup_ns", c->startup_med, ok && c->startup_med > 0);
     return n;
 }
 

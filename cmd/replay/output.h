@@ -19,6 +19,7 @@ struct hl_rp_cell {
     int med_run;                      /* its number, from 1 */
     uint64_t time_min, time_max;
     uint64_t rss_med, rss_min, rss_max;
+    uint64_t startup_med;             /* the runs' median startup_ns (replay.h) */
     int rss_ok;
     uint64_t violations;              /* the most any run saw */
     struct hl_rp_tlsample *tl;        /* the median run's timeline */

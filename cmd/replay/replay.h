@@ -220,6 +220,12 @@ struct hl_rp_result {
      * (baseline.h); peak_rss = VmHWM - (base_rss - startup_rss), what a program
      * running under the allocator pays beyond its own memory. */
     uint64_t base_rss, startup_rss, peak_rss;
+    /* startup_ns: from just before the parent forked this worker to the worker's first
+     * instruction of its own: fork, exec, dynamic loading (the allocator's library and
+     * what only it loads) and the library's constructors.  A program started under the
+     * allocator pays the same per process; the harness's share is the same for every
+     * allocator.  0 when not measured (a probe). */
+    uint64_t startup_ns;
     int32_t rss_ok;
     int32_t have_counters;
     uint64_t user_ns, sys_ns, minor_faults, major_faults;

@@ -84,13 +84,16 @@ static int one_run(const struct hl_rp_runner *rn, const struct hl_rp_row *row,
 static void aggregate(struct hl_rp_cell *c, struct hl_rp_result *rr, struct hl_rp_tlsample **tt,
                       int runs)
 {
-    uint64_t t[1000], rss[1000];
+    uint64_t t[1000], rss[1000], st[1000];
     for (int k = 0; k < runs; k++) {
         t[k] = rr[k].time_ns;
         rss[k] = rr[k].peak_rss;
+        st[k] = rr[k].startup_ns;
     }
     qsort(t, (size_t)runs, sizeof *t, cmp_u64);
     qsort(rss, (size_t)runs, sizeof *rss, cmp_u64);
+    qsort(st, (size_t)runs, sizeof *st, cmp_u64);
+    c->startup_med = st[(runs - 1) / 2];
     const uint64_t tmed = t[(runs - 1) / 2];
     int med = 0;
     for (int k = 0; k < runs; k++)

@@ -211,7 +211,7 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
         snprintf(cgfile, sizeof cgfile, "%s/heaplab-cg.%d.%ld", tmp, (int)getpid(), random());
     }
     char a_res[32], a_plan[32], a_lib[PATH_MAX + 8], a_touch[32], a_check[32], a_cnt[32],
-        a_tl[32], a_gap[32], a_out[300], a_log[300];
+        a_tl[32], a_gap[32], a_out[300], a_log[300], a_spawn[48];
     snprintf(a_res, sizeof a_res, "--result-fd=%d", p[1]);
     snprintf(a_plan, sizeof a_plan, "--plan-fd=%d", plan_fd);
     snprintf(a_lib, sizeof a_lib, "--lib=%s", a->path);
@@ -255,11 +255,16 @@ static int spawn(const struct hl_alloc *a, const char *mode, int plan_fd,
         argv[n++] = a_tl;
         if (o->gap_fd >= 0)
             argv[n++] = a_gap;
+        argv[n++] = a_spawn;
     }
     argv[n] = NULL;
     char *preload;
     char **env = worker_env(a, &preload);
     fflush(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    snprintf(a_spawn, sizeof a_spawn, "--spawn-ns=%llu",
+             (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "fork: %s", strerror(errno));

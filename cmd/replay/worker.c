@@ -1438,16 +1438,22 @@ static int parse_int(const char *arg, const char *key, int *out)
 
 int cmd_worker(int argc, char **argv)
 {
+    /* First: the clock that ends this process's start-up (replay.h, startup_ns). */
+    const uint64_t started = mono_ns();
     /* argv: __worker probe|run --result-fd=N [--plan-fd=N] [--gap-fd=N] [--lib=PATH] [--touch=N]
-     *       [--check=N] [--counters=N] [--timeline=0|1]  (numbers: the enums in replay.h) */
+     *       [--check=N] [--counters=N] [--timeline=0|1] [--spawn-ns=N]  (numbers: the
+     *       enums in replay.h; spawn-ns: the parent's CLOCK_MONOTONIC before the fork) */
     if (argc < 2)
         return 2;
     int probe = strcmp(argv[1], "probe") == 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (strncmp(a, "--lib=", 6) == 0)
+        if (strncmp(a, "--lib=", 6) == 0) {
             cfg.lib = a + 6;
-        else if (!parse_int(a, "--result-fd", &cfg.result_fd) &&
+        } else if (strncmp(a, "--spawn-ns=", 11) == 0) {
+            unsigned long long t = strtoull(a + 11, NULL, 10);
+            res.startup_ns = t && started > t ? started - t : 0;
+        } else if (!parse_int(a, "--result-fd", &cfg.result_fd) &&
                  !parse_int(a, "--plan-fd", &cfg.plan_fd) && !parse_int(a, "--touch", &cfg.touch) &&
                  !parse_int(a, "--gap-fd", &cfg.gap_fd) &&
                  !parse_int(a, "--check", &cfg.check) &&

@@ -67,7 +67,7 @@ eq "no allocator that ships with heaplab breaks the contract on it" \
     "$(csvcol "$T/small.csv" violations | sort -u)" 0
 eq "replay is silent on stderr when it is not a terminal" "$(cat "$T/err")" ""
 eq "the CSV header is the results schema" "$(head -1 "$T/small.csv")" \
-    "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,replay_live_bytes,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date,settings,host,cores,libc,startup_rss_bytes"
+    "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,replay_live_bytes,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date,settings,host,cores,libc,startup_rss_bytes,startup_ns"
 hash=$(csvcol "$T/small.csv" trace_hash | sort -u)
 check "rows carry the trace's hash" "[ \${#hash} -eq 16 ]"
 eq "glibc's row has its version and no library path" \
@@ -264,6 +264,11 @@ for thr in serial recorded; do
     eq "$thr threads: start-up memory of the bump allocator < 1 MiB (the harness's own memory is left out)" \
         "$(json "$T/startup-$thr.json" '[r["startup_rss_bytes"] < 1 << 20 for r in j["results"] if r["allocator"] == "bump"]')" \
         "[True]"
+    # Start-up time (fork of the worker to its first own instruction) is measured for
+    # every cell, apart from the timed window.
+    eq "$thr threads: startup_ns measured for every allocator" \
+        "$(json "$T/startup-$thr.json" '[isinstance(r["startup_ns"], int) and r["startup_ns"] > 0 for r in j["results"]]')" \
+        "[True, True]"
 done
 
 # --gaps spends the recorded time between calls writing to the recent live blocks, a
