@@ -13,7 +13,7 @@
  * allocator's.
  *
  * Runs in the worker, with the allocator under test preloaded: no malloc here, only
- * static storage, open/read and dl_iterate_phdr.
+ * static storage, open/read, mincore and dl_iterate_phdr.
  */
 #include "baseline.h"
 
@@ -22,6 +22,7 @@
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define BL_MAX_OBJ 128
@@ -109,12 +110,40 @@ static void mark_harness(void)
     }
 }
 
-/* 1 if the mapping [lo, hi) named name (NULL: anonymous) is the harness's. */
-static int harness_mapping(uintptr_t lo, uintptr_t hi, const char *name)
+/* 1 if [lo, hi) overlaps a range the worker mapped for itself. */
+static int overlaps_own(uintptr_t lo, uintptr_t hi)
 {
     for (int i = 0; i < nown; i++)
         if (lo < own[i].hi && own[i].lo < hi)
             return 1;
+    return 0;
+}
+
+/* Resident KiB of the pages of [lo, hi) outside the worker's own ranges (mincore).
+ * The kernel merges adjacent anonymous mappings with the same protection into one
+ * VMA, so one smaps entry can hold both the worker's tables and memory the allocator
+ * mapped at start-up next to them; its Rss line cannot be split, its pages can. */
+static uint64_t resident_kb_not_own(uintptr_t lo, uintptr_t hi)
+{
+    static unsigned char vec[1 << 14];
+    const uintptr_t pg = (uintptr_t)getpagesize();
+    uint64_t pages = 0;
+    for (uintptr_t a = lo; a < hi;) {
+        uintptr_t n = (hi - a) / pg < sizeof vec ? (hi - a) / pg : sizeof vec;
+        if (mincore((void *)a, n * pg, vec) != 0)
+            return 0;
+        for (uintptr_t k = 0; k < n; k++)
+            pages += (vec[k] & 1) && !overlaps_own(a + k * pg, a + (k + 1) * pg);
+        a += n * pg;
+    }
+    return pages * (pg / 1024);
+}
+
+/* 1 if the mapping [lo, hi) named name (NULL: anonymous) is the harness's. */
+static int harness_mapping(uintptr_t lo, uintptr_t hi, const char *name)
+{
+    if (overlaps_own(lo, hi))
+        return 1;
     /* [stack], [vdso], [vvar], [vsyscall] are the harness's; [heap] and named
      * anonymous memory ([anon:...]) the allocator's, unless the worker made it. */
     if (name && name[0] == '[')
@@ -163,6 +192,8 @@ uint64_t hl_bl_allocator_rss(void)
                 while (*name == ' ')
                     name++;
                 cur_alloc = !harness_mapping(lo, hi, *name ? name : NULL);
+                if (!cur_alloc && !*name && overlaps_own(lo, hi))
+                    kb += resident_kb_not_own(lo, hi); /* merged with the worker's */
             } else if (cur_alloc && strncmp(line, "Rss:", 4) == 0) {
                 kb += strtoull(line + 4, NULL, 10);
             }
