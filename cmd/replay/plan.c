@@ -383,6 +383,10 @@ static void emit_compact(struct hl_plan_builder *b, const struct hl_rp_ev *r)
     } else if (r->op == HL_OP_MALLOC && r->size < HL_CEV_MAX_SIZE) {
         b->cw[b->ncw++] = ((uint64_t)r->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)r->slot << 2) |
                           HL_CEV_MALLOC;
+    } else if (r->op == HL_OP_REALLOC && r->slot && r->slot == r->old_slot &&
+               r->size < HL_CEV_MAX_SIZE) {
+        b->cw[b->ncw++] = ((uint64_t)r->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)r->slot << 2) |
+                          HL_CEV_OTHER;
     } else {
         b->cw[b->ncw++] = HL_CEV_OTHER;
         b->cx = grow(b->cx, &b->cxcap, b->ncx + 1, sizeof *b->cx);
@@ -596,9 +600,18 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
             r->aux = (uint32_t)e->aux;
         }
     }
-    /* The new block's slot before the old one is given back (realloc): a realloc never
-     * passes and receives the same slot. */
-    if (allocates) {
+    /* The new block's slot.  A serial realloc of a live block keeps its slot (the old
+     * block dies as the new one is born, nothing runs in between), so that the compact
+     * stream can hold it in one word; otherwise the new slot is taken before the old one
+     * is given back, and a realloc never passes and receives the same slot. */
+    const int same = b->serial && r->op == HL_OP_REALLOC && old != HL_NO_SLOT;
+    if (same) {
+        b->live -= b->ds[old].bytes;
+        r->slot = r->old_slot = (uint32_t)old;
+        slot_put(b, e->slot, (uint32_t)old);
+        b->ds[old] = (struct dslot){bytes, b->win, t, idx};
+        old = HL_NO_SLOT; /* not given back */
+    } else if (allocates) {
         uint32_t d = dense_new(b);
         if (!d) {
             snprintf(err->msg, sizeof err->msg, "event %llu: more than %u blocks live at once",

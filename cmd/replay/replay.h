@@ -33,7 +33,7 @@
 /* ---- the plan, as laid out in its file ---- */
 
 #define HL_PLAN_MAGIC 0x4e414c5042504c48ull /* "HLPBPLAN" */
-#define HL_PLAN_VERSION 3
+#define HL_PLAN_VERSION 4
 #define HL_PLAN_HDR_BYTES 4096 /* the header's room; windows follow */
 
 /* Replay event flags (hl_rp_ev.flags). */
@@ -68,7 +68,11 @@ struct hl_rp_ev {
  *   HL_CEV_MALLOC: malloc(w >> HL_CEV_SIZE_SHIFT) into slot (w >> 2) & 0xffffffff
  *                  (sizes below HL_CEV_MAX_SIZE; larger mallocs escape);
  *   HL_CEV_FREE:   free the block of slot w >> 2;
- *   HL_CEV_OTHER:  the next hl_rp_ev of the escape array (every other op). */
+ *   HL_CEV_OTHER:  with a slot, realloc(w >> HL_CEV_SIZE_SHIFT) of the block of that
+ *                  slot into the same slot (a serial plan's realloc of a live block,
+ *                  sizes below HL_CEV_MAX_SIZE); with slot 0, the next hl_rp_ev of the
+ *                  escape array (every other op).  The words of the plain loop's common
+ *                  ops, malloc and free, are told apart by one bit each. */
 #define HL_CEV_MALLOC 0u
 #define HL_CEV_FREE 1u
 #define HL_CEV_OTHER 2u

@@ -689,6 +689,12 @@ static inline __attribute__((always_inline)) void cstep(struct wthr *t, const ui
     } else if (__builtin_expect(!(w & HL_CEV_OTHER), 1)) {
         const uint64_t size = w >> HL_CEV_SIZE_SHIFT, d = HL_CEV_SLOT(w);
         step(t, &cev_malloc, HL_OP_MALLOC, size, d, sl, latp, cur, touch, check, 1, timed, gaps);
+    } else if (HL_CEV_SLOT(w)) {
+        const struct hl_rp_ev re = {.size = w >> HL_CEV_SIZE_SHIFT, .op = HL_OP_REALLOC,
+                                    .slot = (uint32_t)HL_CEV_SLOT(w),
+                                    .old_slot = (uint32_t)HL_CEV_SLOT(w)};
+        step(t, &re, HL_OP_REALLOC, re.size, re.slot, sl, latp, cur, touch, check, 1, timed,
+             gaps);
     } else {
         const struct hl_rp_ev *e = (*xp)++;
         step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed, gaps);
@@ -896,7 +902,10 @@ static void load_compact(const struct hl_plan_win *w, uint64_t hb)
     const uint64_t *cw = (const uint64_t *)(win_buf + hb);
     const struct hl_rp_ev *cx = (const struct hl_rp_ev *)(cw + n), *x = cx;
     for (uint64_t k = 0; k < n; k++) {
-        if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER) {
+        if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER && HL_CEV_SLOT(cw[k])) {
+            if (HL_CEV_SLOT(cw[k]) >= plan->ndense)
+                damaged();
+        } else if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER) {
             if (x - cx >= w->ncx || x->slot >= plan->ndense ||
                 (x->op == HL_OP_REALLOC && x->old_slot >= plan->ndense) || x->op == HL_OP_FREE ||
                 x->op == 0 || x->op >= HL_OP_COUNT_)
@@ -916,7 +925,12 @@ static void load_compact(const struct hl_plan_win *w, uint64_t hb)
         for (uint64_t k = 0; k < n; k++) {
             struct hl_rp_ev *e = &ev_buf[k];
             const uint64_t c = cw[k];
-            if (HL_CEV_TAG(c) == HL_CEV_OTHER) {
+            if (HL_CEV_TAG(c) == HL_CEV_OTHER && HL_CEV_SLOT(c)) {
+                memset(e, 0, sizeof *e);
+                e->op = HL_OP_REALLOC;
+                e->size = c >> HL_CEV_SIZE_SHIFT;
+                e->slot = e->old_slot = (uint32_t)HL_CEV_SLOT(c);
+            } else if (HL_CEV_TAG(c) == HL_CEV_OTHER) {
                 *e = *x++;
             } else {
                 memset(e, 0, sizeof *e);

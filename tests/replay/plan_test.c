@@ -35,6 +35,8 @@ struct rplan {
     uint64_t nev[64];
 };
 static struct rplan P;
+/* Of the last compact plan read back: reallocs held in one word, and escapes. */
+static uint64_t ncompact_realloc, nescape;
 
 /* The section header of n events: their count, first slot and threads. */
 static struct hl_process section_of(const struct hl_event *e, uint64_t n, uint64_t first_slot)
@@ -78,6 +80,7 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
         P.win[t] = calloc((size_t)n + 1, sizeof *P.win[t]);
         P.nev[t] = 0;
     }
+    ncompact_realloc = nescape = 0;
     if (pread(fd, &P.h, sizeof P.h, 0) != (ssize_t)sizeof P.h)
         return NULL;
     static char buf[1 << 24];
@@ -93,8 +96,14 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
             for (uint64_t k = 0; k < hw->nev_total; k++) {
                 struct hl_rp_ev e;
                 memset(&e, 0, sizeof e);
-                if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER) {
+                if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER && HL_CEV_SLOT(cw[k])) {
+                    e.op = HL_OP_REALLOC; /* in place: the same slot */
+                    e.size = cw[k] >> HL_CEV_SIZE_SHIFT;
+                    e.slot = e.old_slot = (uint32_t)HL_CEV_SLOT(cw[k]);
+                    ncompact_realloc++;
+                } else if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER) {
                     e = *x++;
+                    nescape++;
                 } else {
                     e.op = HL_CEV_TAG(cw[k]) == HL_CEV_FREE ? HL_OP_FREE : HL_OP_MALLOC;
                     e.size = HL_CEV_TAG(cw[k]) == HL_CEV_FREE ? 0 : cw[k] >> HL_CEV_SIZE_SHIFT;
@@ -159,6 +168,11 @@ static int dense_ok(const struct hl_plan_hdr *h)
         for (uint32_t t = 0; t < h->nthreads; t++)
             for (; pos[t] < P.nev[t] && P.win[t][pos[t]] == w; pos[t]++) {
                 const struct hl_rp_ev *e = &P.ev[t][pos[t]];
+                if (h->nthreads == 1 && e->op == HL_OP_REALLOC && e->slot == e->old_slot) {
+                    if (!live[e->slot]) /* in place: the block must be live */
+                        return 0;
+                    continue;
+                }
                 if (h->nthreads == 1 && e->op != HL_OP_FREE) {
                     if (live[e->slot])
                         return 0;
@@ -252,6 +266,11 @@ int main(void)
     TAP_EQ_U(h->ndense, 3, "dense slots: the most blocks live at once (2), and no block");
     TAP_EQ_U(h->nthreads, 1, "one recorded thread, one replay thread");
     TAP_EQ_U(tev(h, 0)[3].size, 300, "realloc carries its new size");
+    TAP_CHECK(tev(h, 0)[3].slot == tev(h, 0)[1].slot && tev(h, 0)[3].old_slot == tev(h, 0)[1].slot,
+              "a serial realloc of a live block keeps its dense slot");
+    TAP_CHECK(h->compact && ncompact_realloc == 1 && nescape == 0,
+              "and is one compact word, not an escape");
+    TAP_CHECK(dense_ok(h), "its dense slots consistent");
     TAP_CHECK(h->compact, "a one-thread section is stored as the compact stream");
 
     /* two threads: t0 allocates #0 and #1, t1 frees #0 and reallocs #1, t0 frees #2 */
