@@ -39,8 +39,9 @@ struct chunk {
 #define TAG_STEPS_LOG (__builtin_ctz(HLM_TAG_STEPS))
 #define NBINS ((64 + 10 * HLM_TAG_STEPS + 4 * (48 - 20) + 63) / 64 * 64)
 #define CLEAN ((size_t)1)   /* footer bit: the chunk's interior pages were purged */
-#define AGED ((size_t)2)    /* footer bit: the chunk was already free at the last purge pass */
-#define FOOT_BITS (CLEAN | AGED)
+#define AGE_ONE ((size_t)2)   /* footer bits 1-3: purge passes the chunk stayed free through */
+#define AGE_MASK ((size_t)14)
+#define FOOT_BITS (CLEAN | AGE_MASK)
 
 hlm_lock_t hlm_tag_lock = HLM_LOCK_INIT;
 /* A heap's state, in one page-aligned block with its globals first: a small program
@@ -283,13 +284,13 @@ static struct chunk *bin_find(struct hlm_tag_heap *h, size_t s)
     return NULL;
 }
 
-static void purge_chunk(struct chunk *c, bool force);
-static void purge_tree(struct chunk *t, bool force)
+static void purge_chunk(struct chunk *c, unsigned age);
+static void purge_tree(struct chunk *t, unsigned age)
 {
     for (; t; t = RIGHT(t)) {
-        purge_tree(LEFT(t), force);
+        purge_tree(LEFT(t), age);
         if (csize(t) >= 2 * hlm_page_size + sizeof(struct chunk))
-            purge_chunk(t, force);
+            purge_chunk(t, age);
     }
 }
 #else
@@ -598,15 +599,16 @@ static void trim_top(struct hlm_tag_heap *h, struct chunk *c, size_t pad)
 }
 
 /* Purging is aged, so that memory a program frees and soon takes again is not given back
- * and faulted in over and over: a pass marks the free chunks it finds, and purges those
- * it had marked before (still free a whole pass later).  force purges everything. */
-static void purge_chunk(struct chunk *c, bool force)
+ * and faulted in over and over: a pass counts in each free chunk's footer the passes it
+ * stayed free through, and purges those that stayed free through age passes already
+ * (age 0: everything). */
+static void purge_chunk(struct chunk *c, unsigned age)
 {
     struct chunk *n = cnext(c);
     if (n->prev_size & CLEAN)
         return;
-    if (!force && !(n->prev_size & AGED)) {
-        n->prev_size |= AGED;
+    if ((n->prev_size & AGE_MASK) < age * AGE_ONE) {
+        n->prev_size += AGE_ONE;
         return;
     }
     uintptr_t from = hlm_align_up((uintptr_t)c + sizeof(struct chunk), hlm_page_size);
@@ -616,44 +618,45 @@ static void purge_chunk(struct chunk *c, bool force)
     n->prev_size |= CLEAN;
 }
 
-static void purge_pass(struct hlm_tag_heap *h, bool force)
+static void purge_pass(struct hlm_tag_heap *h, unsigned age)
 {
-    /* The top of the sbrk heap goes back like any free chunk: once it stayed free for a
-     * whole pass (trimming at every free made programs that reuse the top fault it in
+    /* The top of the sbrk heap goes back like any free chunk: once it stayed free for
+     * age passes (trimming at every free made programs that reuse the top fault it in
      * again and again), keeping half the trim threshold. */
     if (top && cnext(top) == (struct chunk *)(brk_end - HLM_HDR)) {
         struct chunk *fence = cnext(top);
         size_t thr = __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED);
-        if ((force || (fence->prev_size & AGED)) && csize(top) > thr)
-            trim_top(h, top, force ? 0 : thr / 2);
+        if ((fence->prev_size & AGE_MASK) >= age * AGE_ONE && csize(top) > thr)
+            trim_top(h, top, age ? thr / 2 : 0);
     }
     if (top && csize(top) >= 2 * hlm_page_size + sizeof(struct chunk))
-        purge_chunk(top, force);
+        purge_chunk(top, age);
     if (dv && csize(dv) >= 2 * hlm_page_size + sizeof(struct chunk))
-        purge_chunk(dv, force);
+        purge_chunk(dv, age);
 #if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
-    purge_tree(root, force);
+    purge_tree(root, age);
 #else
     for (unsigned i = next_bin(h, 0); i < NBINS; i = next_bin(h, i + 1))
         for (struct chunk *c = bins[i]; c; c = c->fd)
             if (csize(c) >= 2 * hlm_page_size + sizeof(struct chunk))
-                purge_chunk(c, force);
+                purge_chunk(c, age);
 #endif
     dirty_bytes = 0;
 }
 
-/* A pass after every HEAPLAB_RETAIN bytes freed, or half the heap if larger.  When three
- * quarters of the heap are free the program has shrunk: purge all of it (and pass after
- * every HEAPLAB_RETAIN bytes freed from then on).  Not in an arena's heap (hlm_tag_new):
- * a thread that hands its blocks to others keeps its heap three quarters free as its
- * steady state, and purging it all at every pass made it fault the same pages in again
- * round after round; the aged passes and hlm_tag_release_in give its free memory back. */
+/* A pass after every HEAPLAB_RETAIN bytes freed, or half the heap if larger, purges what
+ * stayed free through HLM_TAG_PURGE_AGE passes (an arena's heap, hlm_tag_new: one pass,
+ * as its purging was measured).  When all but 1/HLM_TAG_SHRUNK_DIV of the heap is free
+ * the program has shrunk: purge all of it (and pass after every HEAPLAB_RETAIN bytes
+ * freed from then on).  Not in an arena's heap: a thread that hands its blocks to others
+ * keeps its heap three quarters free as its steady state, and purging it all at every
+ * pass made it fault the same pages in again round after round; the aged passes and hlm_tag_release_in give its free memory back. */
 static void purge_all(struct hlm_tag_heap *h)
 {
     size_t half = arena_bytes / 2, retain = hlm_opt(HLM_OPT_RETAIN);
-    bool shrunk = !h->grain && free_bytes > arena_bytes / 4 * 3;
+    bool shrunk = !h->grain && free_bytes > arena_bytes - arena_bytes / HLM_TAG_SHRUNK_DIV;
     if (dirty_bytes > (half > retain ? half : retain) || (shrunk && dirty_bytes > retain))
-        purge_pass(h, shrunk);
+        purge_pass(h, shrunk ? 0 : h->grain ? 1 : HLM_TAG_PURGE_AGE);
 }
 
 /* ---- the entry points ------------------------------------------------------------------ */
@@ -893,18 +896,18 @@ int hlm_tag_trim_in(struct hlm_tag_heap *h, size_t pad)
     if (top && cnext(top) == (struct chunk *)(brk_end - HLM_HDR))
         trim_top(h, top, pad);
     size_t purged = hlm_stats.purged_bytes;
-    purge_pass(h, true);
+    purge_pass(h, 0);
     return hlm_stats.trimmed_bytes != before || hlm_stats.purged_bytes != purged;
 }
 
-void hlm_tag_purge(void) { purge_pass(&tag_main, true); }
+void hlm_tag_purge(void) { purge_pass(&tag_main, 0); }
 
 /* The heap's thread left (variant.c): a purge pass, which gives back the chunks that were
  * already free at the pass before (the next thread would not have needed them either);
  * everything if more than HEAPLAB_RETAIN bytes were freed since that pass. */
 void hlm_tag_release_in(struct hlm_tag_heap *h)
 {
-    purge_pass(h, dirty_bytes > hlm_opt(HLM_OPT_RETAIN));
+    purge_pass(h, dirty_bytes > hlm_opt(HLM_OPT_RETAIN) ? 0 : 1);
 }
 
 /* The scavenge's look (alloc.c): a heap three quarters free whose dirty bytes will not
@@ -914,7 +917,7 @@ void hlm_tag_purge_idle(void)
 {
     struct hlm_tag_heap *h = &tag_main;
     if (free_bytes > arena_bytes / 4 * 3 && dirty_bytes >= 16 * hlm_page_size)
-        purge_pass(h, true);
+        purge_pass(h, 0);
 }
 
 void hlm_tag_info_in(struct hlm_tag_heap *h, size_t *arena, size_t *fbytes, size_t *fchunks)
