@@ -650,7 +650,8 @@ static void purge_pass(struct hlm_tag_heap *h, unsigned age)
  * the program has shrunk: purge all of it (and pass after every HEAPLAB_RETAIN bytes
  * freed from then on).  Not in an arena's heap: a thread that hands its blocks to others
  * keeps its heap three quarters free as its steady state, and purging it all at every
- * pass made it fault the same pages in again round after round; the aged passes and hlm_tag_release_in give its free memory back. */
+ * pass made it fault the same pages in again round after round; the aged passes and
+ * hlm_tag_release_in give its free memory back. */
 static void purge_all(struct hlm_tag_heap *h)
 {
     size_t half = arena_bytes / 2, retain = hlm_opt(HLM_OPT_RETAIN);

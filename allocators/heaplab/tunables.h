@@ -110,17 +110,15 @@
 /* Purge passes (one per half the heap freed) a free chunk or the top of the sbrk tag heap
  * stays free through before a pass purges its pages (trims the top); at most 7 (three
  * footer bits).  A hole of a heap whose blocks are replaced at random waits longer than a
- * pass for its next block: with 1, hlm-bench-growth purged 170 MiB and faulted it in again
- * (47.6 k faults; 2: 32.1 k, 3: 30.4 k), with no peak RSS saved on the corpus or the
- * direct suite. */
+ * pass for its next block: purging after one pass gave it back and faulted it in again
+ * (hlm-bench-growth; figures in HISTORY.md). */
 #ifndef HLM_TAG_PURGE_AGE
 #define HLM_TAG_PURGE_AGE 3
 #endif
 /* The program has shrunk when all but 1/HLM_TAG_SHRUNK_DIV of the sbrk tag heap is free:
  * a pass then purges every free chunk, also those just freed, and passes follow every
- * HEAPLAB_RETAIN bytes freed.  4 (three quarters free) caught hlm-bench-growth, whose live
- * blocks dip to a quarter of its heap and come back, and made it fault 19 MiB in again
- * (30.4 k faults; 8: 23.7 k, as many as with no purging at all). */
+ * HEAPLAB_RETAIN bytes freed.  Not three quarters: a program whose live blocks dip to a
+ * quarter of its heap and come back (hlm-bench-growth) faulted it all in again. */
 #ifndef HLM_TAG_SHRUNK_DIV
 #define HLM_TAG_SHRUNK_DIV 8
 #endif
