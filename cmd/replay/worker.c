@@ -689,14 +689,19 @@ static inline __attribute__((always_inline)) void cstep(struct wthr *t, const ui
     } else if (__builtin_expect(!(w & HL_CEV_OTHER), 1)) {
         const uint64_t size = w >> HL_CEV_SIZE_SHIFT, d = HL_CEV_SLOT(w);
         step(t, &cev_malloc, HL_OP_MALLOC, size, d, sl, latp, cur, touch, check, 1, timed, gaps);
-    } else if (HL_CEV_SLOT(w)) {
-        const struct hl_rp_ev re = {.size = w >> HL_CEV_SIZE_SHIFT, .op = HL_OP_REALLOC,
-                                    .slot = (uint32_t)HL_CEV_SLOT(w),
-                                    .old_slot = (uint32_t)HL_CEV_SLOT(w)};
-        step(t, &re, HL_OP_REALLOC, re.size, re.slot, sl, latp, cur, touch, check, 1, timed,
-             gaps);
     } else {
-        const struct hl_rp_ev *e = (*xp)++;
+        /* An in-place realloc word or an escape: one step for both, so that the loop
+         * holds no more inlined steps than malloc's, free's and the escape's. */
+        struct hl_rp_ev re;
+        const struct hl_rp_ev *e;
+        if (HL_CEV_SLOT(w)) {
+            re = (struct hl_rp_ev){.size = w >> HL_CEV_SIZE_SHIFT, .op = HL_OP_REALLOC,
+                                   .slot = (uint32_t)HL_CEV_SLOT(w),
+                                   .old_slot = (uint32_t)HL_CEV_SLOT(w)};
+            e = &re;
+        } else {
+            e = (*xp)++;
+        }
         step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed, gaps);
     }
 }
