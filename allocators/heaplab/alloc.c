@@ -651,6 +651,26 @@ void *hlm_calloc(size_t n)
     return p;
 }
 
+/* A tag chunk's realloc that cannot grow in place: the old chunk's pages hold nothing
+ * anyone will read once copied, so from HLM_TAG_DEAD_PURGE bytes they are purged before
+ * it is freed.  A buffer grown by doubling (sqlite's group_concat: 32 KiB to 2 MiB) left
+ * a resident hole at each step, as large as the live buffer at the end. */
+static void *tag_realloc_move(void *p, size_t old, size_t n)
+{
+    void *q = hlm_malloc(n);
+    if (!q)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    if (old >= HLM_TAG_DEAD_PURGE) {
+        uintptr_t from = hlm_align_up((uintptr_t)p, hlm_page_size);
+        uintptr_t to = ((uintptr_t)p + old) & ~(uintptr_t)(hlm_page_size - 1);
+        if (to > from)
+            hlm_os_purge((void *)from, to - from);
+    }
+    hlm_free(p);
+    return q;
+}
+
 void *hlm_realloc(void *p, size_t n)
 {
     if (hlm_is_small(p)) {
@@ -685,7 +705,7 @@ void *hlm_realloc(void *p, size_t n)
         if (ok)
             return p;
     }
-    return hlm_realloc_move(p, old, n);
+    return tag_realloc_move(p, old, n);
 }
 
 void *hlm_memalign(size_t align, size_t n)

@@ -103,6 +103,14 @@ static inline void hlm_unlock(hlm_lock_t *l)
     if (hlm_unlikely(__atomic_exchange_n(&l->v, 0, __ATOMIC_RELEASE) == 2))
         hlm_lock_wake(l);
 }
+/* true if the lock was taken (always while the process has one thread, as hlm_lock). */
+static inline bool hlm_trylock(hlm_lock_t *l)
+{
+    if (__libc_single_threaded)
+        return true;
+    int z = 0;
+    return __atomic_compare_exchange_n(&l->v, &z, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
 /* After fork the child is single-threaded: locks held by vanished threads are reset. */
 static inline void hlm_lock_reinit(hlm_lock_t *l) { l->v = 0; }
 
@@ -207,6 +215,7 @@ bool hlm_tag_resize(void *p, size_t n);
 int hlm_tag_trim(size_t pad);
 void hlm_tag_purge(void);
 void hlm_tag_purge_idle(void);   /* purge now if three quarters of the heap are free */
+void hlm_tag_slab_grew(size_t fresh);   /* the slab took fresh pages (no lock held on it) */
 void hlm_tag_info(size_t *arena, size_t *free_bytes, size_t *free_chunks);
 /* The same on a given heap, for the variants' arenas (variant.c): hlm_tag_heap0 is the
  * heap above; hlm_tag_new makes another, which maps its regions aligned to grain (a

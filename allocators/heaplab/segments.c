@@ -98,7 +98,8 @@ struct hlm_span *hlm_pages_alloc(unsigned cls, unsigned shard)
     uint64_t mask = (((uint64_t)1 << np) - 1) << first;
     hlm_assert((s->free_pages & mask) == mask && first + np <= HLM_SEG_PAGES);
     s->free_pages &= ~mask;
-    hlm_pg.dirty_pages -= (size_t)__builtin_popcountll(s->dirty_pages & mask);
+    const unsigned dirty = (unsigned)__builtin_popcountll(s->dirty_pages & mask);
+    hlm_pg.dirty_pages -= dirty;
     s->dirty_pages &= ~mask;
     s->aged_pages &= ~mask;
     struct hlm_span *sp = &s->spans[first];
@@ -122,6 +123,8 @@ struct hlm_span *hlm_pages_alloc(unsigned cls, unsigned shard)
         s->page_span[i] = sp;
         __atomic_store_n(&s->page_cls[i], (uint8_t)cls, __ATOMIC_RELEASE);
     }
+    if (dirty < np)
+        hlm_tag_slab_grew((size_t)(np - dirty) << HLM_PAGE_SHIFT);
     return sp;
 }
 

@@ -160,6 +160,14 @@ static inline unsigned bin_of(size_t s)
 #endif
 }
 
+/* The smallest free chunk a purge pass looks at: two pages (one whole page inside), or
+ * more in the slab's passes (hlm_tag_slab_grew). */
+static size_t pass_min;
+static inline bool purgeable(size_t size)
+{
+    return size >= 2 * hlm_page_size + sizeof(struct chunk) && size >= pass_min;
+}
+
 #if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
 /* Address-ordered first fit in O(log n): the free chunks form a treap ordered by address
  * (priority: a hash of the address, so no field is needed), each node knowing the
@@ -289,7 +297,7 @@ static void purge_tree(struct chunk *t, unsigned age)
 {
     for (; t; t = RIGHT(t)) {
         purge_tree(LEFT(t), age);
-        if (csize(t) >= 2 * hlm_page_size + sizeof(struct chunk))
+        if (purgeable(csize(t)))
             purge_chunk(t, age);
     }
 }
@@ -618,8 +626,12 @@ static void purge_chunk(struct chunk *c, unsigned age)
     n->prev_size |= CLEAN;
 }
 
+static size_t slab_fresh; /* fresh slab bytes since tag_main's last pass (hlm_tag_slab_grew) */
+
 static void purge_pass(struct hlm_tag_heap *h, unsigned age)
 {
+    if (h == &tag_main)
+        slab_fresh = 0;
     /* The top of the sbrk heap goes back like any free chunk: once it stayed free for
      * age passes (trimming at every free made programs that reuse the top fault it in
      * again and again), keeping half the trim threshold. */
@@ -629,16 +641,16 @@ static void purge_pass(struct hlm_tag_heap *h, unsigned age)
         if ((fence->prev_size & AGE_MASK) >= age * AGE_ONE && csize(top) > thr)
             trim_top(h, top, age ? thr / 2 : 0);
     }
-    if (top && csize(top) >= 2 * hlm_page_size + sizeof(struct chunk))
+    if (top && purgeable(csize(top)))
         purge_chunk(top, age);
-    if (dv && csize(dv) >= 2 * hlm_page_size + sizeof(struct chunk))
+    if (dv && purgeable(csize(dv)))
         purge_chunk(dv, age);
 #if HLM_TAG_POLICY == HLM_TAG_FIRSTFIT
     purge_tree(root, age);
 #else
     for (unsigned i = next_bin(h, 0); i < NBINS; i = next_bin(h, i + 1))
         for (struct chunk *c = bins[i]; c; c = c->fd)
-            if (csize(c) >= 2 * hlm_page_size + sizeof(struct chunk))
+            if (purgeable(csize(c)))
                 purge_chunk(c, age);
 #endif
     dirty_bytes = 0;
@@ -919,6 +931,27 @@ void hlm_tag_purge_idle(void)
     struct hlm_tag_heap *h = &tag_main;
     if (free_bytes > arena_bytes / 4 * 3 && dirty_bytes >= 16 * hlm_page_size)
         purge_pass(h, 0);
+}
+
+/* The slab took fresh bytes (segments.c, under hlm_pages_lock, which no tag-heap path
+ * takes).  Once it has taken HLM_TAG_SLAB_PURGE_MIN since the tag heap's last pass, and
+ * the tag heap freed as much, a pass purges its free chunks of that size or more at
+ * once: the program's memory moved to the slab, and only tag chunks could reuse those
+ * holes.  A trylock: a thread in the tag heap now skips it, the next growth tries again. */
+void hlm_tag_slab_grew(size_t fresh)
+{
+    struct hlm_tag_heap *h = &tag_main;
+    slab_fresh += fresh;
+    size_t dirty = __atomic_load_n(&dirty_bytes, __ATOMIC_RELAXED);
+    if (dirty < HLM_TAG_SLAB_PURGE_MIN || slab_fresh < HLM_TAG_SLAB_PURGE_MIN ||
+        !hlm_trylock(&hlm_tag_lock))
+        return;
+    if (dirty_bytes >= HLM_TAG_SLAB_PURGE_MIN) {
+        pass_min = HLM_TAG_SLAB_PURGE_MIN;
+        purge_pass(h, 0);
+        pass_min = 0;
+    }
+    hlm_unlock(&hlm_tag_lock);
 }
 
 void hlm_tag_info_in(struct hlm_tag_heap *h, size_t *arena, size_t *fbytes, size_t *fchunks)

@@ -122,6 +122,20 @@
 #ifndef HLM_TAG_SHRUNK_DIV
 #define HLM_TAG_SHRUNK_DIV 8
 #endif
+/* The slab's growth purges the sbrk tag heap's holes (hlm_tag_slab_grew): once the slab
+ * has taken this many fresh bytes and the tag heap freed this many since its last pass,
+ * its free chunks of this size or more go back at once.  The program's memory moved from
+ * the one to the other (sqlite's sort after its realloc chains), and only tag chunks
+ * could reuse those holes; smaller ones are left to the aged passes (purging them too
+ * faulted gcc's and python's back in). */
+#ifndef HLM_TAG_SLAB_PURGE_MIN
+#define HLM_TAG_SLAB_PURGE_MIN (256 * 1024)
+#endif
+/* A tag chunk a realloc moves away from is purged before it is freed from this size:
+ * the copy left nothing in it to read (alloc.c, tag_realloc_move). */
+#ifndef HLM_TAG_DEAD_PURGE
+#define HLM_TAG_DEAD_PURGE (128 * 1024)
+#endif
 
 /* ---- the policy variants' arenas (variant.c) ------------------------------------------- */
 
