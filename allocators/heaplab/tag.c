@@ -626,12 +626,14 @@ static void purge_chunk(struct chunk *c, unsigned age)
     n->prev_size |= CLEAN;
 }
 
-static size_t slab_fresh; /* fresh slab bytes since tag_main's last pass (hlm_tag_slab_grew) */
+/* Fresh slab bytes since tag_main's last pass (hlm_tag_slab_grew): added to under
+ * hlm_pages_lock, cleared under hlm_tag_lock, so atomic. */
+static size_t slab_fresh;
 
 static void purge_pass(struct hlm_tag_heap *h, unsigned age)
 {
     if (h == &tag_main)
-        slab_fresh = 0;
+        __atomic_store_n(&slab_fresh, 0, __ATOMIC_RELAXED);
     /* The top of the sbrk heap goes back like any free chunk: once it stayed free for
      * age passes (trimming at every free made programs that reuse the top fault it in
      * again and again), keeping half the trim threshold. */
@@ -941,9 +943,9 @@ void hlm_tag_purge_idle(void)
 void hlm_tag_slab_grew(size_t fresh)
 {
     struct hlm_tag_heap *h = &tag_main;
-    slab_fresh += fresh;
+    size_t grown = __atomic_add_fetch(&slab_fresh, fresh, __ATOMIC_RELAXED);
     size_t dirty = __atomic_load_n(&dirty_bytes, __ATOMIC_RELAXED);
-    if (dirty < HLM_TAG_SLAB_PURGE_MIN || slab_fresh < HLM_TAG_SLAB_PURGE_MIN ||
+    if (dirty < HLM_TAG_SLAB_PURGE_MIN || grown < HLM_TAG_SLAB_PURGE_MIN ||
         !hlm_trylock(&hlm_tag_lock))
         return;
     if (dirty_bytes >= HLM_TAG_SLAB_PURGE_MIN) {
