@@ -379,14 +379,12 @@ static void emit_compact(struct hl_plan_builder *b, const struct hl_rp_ev *r)
 {
     b->cw = grow(b->cw, &b->cwcap, b->ncw + 1, sizeof *b->cw);
     if (r->op == HL_OP_FREE) {
-        b->cw[b->ncw++] = ((uint64_t)r->slot << 2) | HL_CEV_FREE;
+        b->cw[b->ncw++] = HL_CEV_WORD(0, r->slot, HL_CEV_FREE);
     } else if (r->op == HL_OP_MALLOC && r->size < HL_CEV_MAX_SIZE) {
-        b->cw[b->ncw++] = ((uint64_t)r->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)r->slot << 2) |
-                          HL_CEV_MALLOC;
+        b->cw[b->ncw++] = HL_CEV_WORD(r->size, r->slot, HL_CEV_MALLOC);
     } else if (r->op == HL_OP_REALLOC && r->slot && r->slot == r->old_slot &&
                r->size < HL_CEV_MAX_SIZE) {
-        b->cw[b->ncw++] = ((uint64_t)r->size << HL_CEV_SIZE_SHIFT) | ((uint64_t)r->slot << 2) |
-                          HL_CEV_OTHER;
+        b->cw[b->ncw++] = HL_CEV_WORD(r->size, r->slot, HL_CEV_OTHER);
     } else {
         b->cw[b->ncw++] = HL_CEV_OTHER;
         b->cx = grow(b->cx, &b->cxcap, b->ncx + 1, sizeof *b->cx);
@@ -446,7 +444,7 @@ static uint64_t plan_run(struct hl_plan_builder *b, const struct hl_event *ev, u
             *r = 0;
             live -= ds[d].bytes;
             freed[nfreed++] = d;
-            cw[i] = ((uint64_t)d << 2) | HL_CEV_FREE;
+            cw[i] = HL_CEV_WORD(0, d, HL_CEV_FREE);
         } else if (e->op == HL_OP_MALLOC) {
             uint64_t size = e->size;
             if (e->slot != next || size >= HL_CEV_MAX_SIZE || !nfreed)
@@ -461,7 +459,7 @@ static uint64_t plan_run(struct hl_plan_builder *b, const struct hl_event *ev, u
             live += size;
             if (live > peak)
                 peak = live;
-            cw[i] = (size << HL_CEV_SIZE_SHIFT) | ((uint64_t)d << 2) | HL_CEV_MALLOC;
+            cw[i] = HL_CEV_WORD(size, d, HL_CEV_MALLOC);
         } else {
             break;
         }

@@ -80,6 +80,14 @@ struct hl_rp_ev {
 #define HL_CEV_MAX_SIZE (1ull << 30)
 #define HL_CEV_TAG(w) ((unsigned)((w) & 3))
 #define HL_CEV_SLOT(w) (((w) >> 2) & 0xffffffffu)
+/* The word of an op with a size and a slot (HL_CEV_MALLOC, or HL_CEV_OTHER in place). */
+#define HL_CEV_WORD(size, slot, tag) \
+    (((uint64_t)(size) << HL_CEV_SIZE_SHIFT) | ((uint64_t)(slot) << 2) | (tag))
+/* The realloc an HL_CEV_OTHER word with a slot stands for.  A macro: as an inline
+ * function it cost the plain loop 0.5-1 instruction per event (register allocation). */
+#define HL_CEV_REALLOC(w)                                                                  \
+    ((struct hl_rp_ev){.size = (w) >> HL_CEV_SIZE_SHIFT, .op = HL_OP_REALLOC,              \
+                       .slot = (uint32_t)HL_CEV_SLOT(w), .old_slot = (uint32_t)HL_CEV_SLOT(w)})
 
 /* A window: this header, then nev[0] events of thread 0, nev[1] of thread 1, ...
  * (threads from nthr on have none in it); in a compact plan (one thread), nev_total

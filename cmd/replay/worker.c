@@ -695,9 +695,7 @@ static inline __attribute__((always_inline)) void cstep(struct wthr *t, const ui
         struct hl_rp_ev re;
         const struct hl_rp_ev *e;
         if (HL_CEV_SLOT(w)) {
-            re = (struct hl_rp_ev){.size = w >> HL_CEV_SIZE_SHIFT, .op = HL_OP_REALLOC,
-                                   .slot = (uint32_t)HL_CEV_SLOT(w),
-                                   .old_slot = (uint32_t)HL_CEV_SLOT(w)};
+            re = HL_CEV_REALLOC(w);
             e = &re;
         } else {
             e = (*xp)++;
@@ -931,10 +929,7 @@ static void load_compact(const struct hl_plan_win *w, uint64_t hb)
             struct hl_rp_ev *e = &ev_buf[k];
             const uint64_t c = cw[k];
             if (HL_CEV_TAG(c) == HL_CEV_OTHER && HL_CEV_SLOT(c)) {
-                memset(e, 0, sizeof *e);
-                e->op = HL_OP_REALLOC;
-                e->size = c >> HL_CEV_SIZE_SHIFT;
-                e->slot = e->old_slot = (uint32_t)HL_CEV_SLOT(c);
+                *e = HL_CEV_REALLOC(c);
             } else if (HL_CEV_TAG(c) == HL_CEV_OTHER) {
                 *e = *x++;
             } else {

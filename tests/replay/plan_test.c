@@ -97,9 +97,7 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
                 struct hl_rp_ev e;
                 memset(&e, 0, sizeof e);
                 if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER && HL_CEV_SLOT(cw[k])) {
-                    e.op = HL_OP_REALLOC; /* in place: the same slot */
-                    e.size = cw[k] >> HL_CEV_SIZE_SHIFT;
-                    e.slot = e.old_slot = (uint32_t)HL_CEV_SLOT(cw[k]);
+                    e = HL_CEV_REALLOC(cw[k]); /* in place: the same slot */
                     ncompact_realloc++;
                 } else if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER) {
                     e = *x++;
