@@ -651,33 +651,13 @@ void *hlm_calloc(size_t n)
     return p;
 }
 
-/* A tag chunk's realloc that cannot grow in place: the old chunk's pages hold nothing
- * anyone will read once copied, so from HLM_TAG_DEAD_PURGE bytes they are purged before
- * it is freed.  A buffer grown by doubling (sqlite's group_concat: 32 KiB to 2 MiB) left
- * a resident hole at each step, as large as the live buffer at the end. */
-static void *tag_realloc_move(void *p, size_t old, size_t n)
-{
-    void *q = hlm_malloc(n);
-    if (!q)
-        return NULL;
-    memcpy(q, p, old < n ? old : n);
-    if (old >= HLM_TAG_DEAD_PURGE) {
-        uintptr_t from = hlm_align_up((uintptr_t)p, hlm_page_size);
-        uintptr_t to = ((uintptr_t)p + old) & ~(uintptr_t)(hlm_page_size - 1);
-        if (to > from)
-            hlm_os_purge((void *)from, to - from);
-    }
-    hlm_free(p);
-    return q;
-}
-
 void *hlm_realloc(void *p, size_t n)
 {
     if (hlm_is_small(p)) {
         size_t old = hlm_class_size[hlm_small_class(p)];
         if (n <= old && (n >= old / 2 || old <= 64))
             return p;
-        return hlm_realloc_move(p, old, n);
+        return hlm_realloc_move(p, old, n, 0);
     }
     if (hlm_large_is(p)) {
         if (n >= HLM_SMALL_MAX) {
@@ -685,7 +665,7 @@ void *hlm_realloc(void *p, size_t n)
             if (q)
                 return q;
         }
-        return hlm_realloc_move(p, hlm_large_usable(p), n);
+        return hlm_realloc_move(p, hlm_large_usable(p), n, 0);
     }
     size_t old = tag_usable(p);
     if (old <= HLM_SMALL_MAX && n <= old && (n >= old / 2 || old <= 64))
@@ -705,7 +685,9 @@ void *hlm_realloc(void *p, size_t n)
         if (ok)
             return p;
     }
-    return tag_realloc_move(p, old, n);
+    /* A buffer grown by doubling (sqlite's group_concat: 32 KiB to 2 MiB) left a resident
+     * hole at each step, as large as the live buffer at the end. */
+    return hlm_realloc_move(p, old, n, HLM_TAG_DEAD_PURGE);
 }
 
 void *hlm_memalign(size_t align, size_t n)

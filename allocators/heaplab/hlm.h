@@ -475,12 +475,20 @@ static inline void *hlm_malloc_retry(void *p, void *(*again)(size_t), size_t n)
     return p;
 }
 
-/* Shared by the back ends: move a block to a fresh one of size n (realloc's last resort). */
-static inline void *hlm_realloc_move(void *p, size_t old_usable, size_t n)
+/* Shared by the back ends: move a block to a fresh one of size n (realloc's last resort).
+ * From dead_purge bytes (0: never) the old block's whole pages are purged before it is
+ * freed: once copied they hold nothing anyone will read. */
+static inline void *hlm_realloc_move(void *p, size_t old_usable, size_t n, size_t dead_purge)
 {
     void *q = hlm_malloc(n);
     if (q) {
         memcpy(q, p, old_usable < n ? old_usable : n);
+        if (dead_purge && old_usable >= dead_purge) {
+            uintptr_t from = hlm_align_up((uintptr_t)p, hlm_page_size);
+            uintptr_t to = ((uintptr_t)p + old_usable) & ~(uintptr_t)(hlm_page_size - 1);
+            if (to > from)
+                hlm_os_purge((void *)from, to - from);
+        }
         hlm_free(p);
     }
     return q;

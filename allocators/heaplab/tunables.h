@@ -132,7 +132,7 @@
 #define HLM_TAG_SLAB_PURGE_MIN (256 * 1024)
 #endif
 /* A tag chunk a realloc moves away from is purged before it is freed from this size:
- * the copy left nothing in it to read (alloc.c, tag_realloc_move). */
+ * the copy left nothing in it to read (hlm_realloc_move). */
 #ifndef HLM_TAG_DEAD_PURGE
 #define HLM_TAG_DEAD_PURGE (128 * 1024)
 #endif

@@ -344,10 +344,10 @@ void *hlm_realloc(void *p, size_t n)
 {
     size_t old = hlm_usable_size(p);
     if (hlm_head(p) & HLM_OFFSET)
-        return hlm_realloc_move(p, old, n);
+        return hlm_realloc_move(p, old, n, 0);
     if (hlm_large_is(p)) {
         void *q = hlm_large_realloc(p, n);
-        return q ? q : hlm_realloc_move(p, old, n);
+        return q ? q : hlm_realloc_move(p, old, n, 0);
     }
     if (n <= CORE_MAX) {
         struct arena *a = arena_of(p);
@@ -357,7 +357,7 @@ void *hlm_realloc(void *p, size_t n)
         if (ok)
             return p;
     }
-    return hlm_realloc_move(p, old, n);
+    return hlm_realloc_move(p, old, n, 0);
 }
 
 void *hlm_memalign(size_t align, size_t n)
