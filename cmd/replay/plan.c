@@ -9,7 +9,6 @@
  * read one at a time (replay.h); the builder holds one window and the live blocks.
  */
 #include "replay.h"
-#include "feed.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -754,13 +753,14 @@ static int plan_section(struct hl_reader *r, const char *path, const struct hl_p
     const struct hl_event *ev;
     ssize_t n;
     uint64_t shown = 0;
-    struct hl_feed *feed = hl_feed_start(r); /* NULL: read here */
-    while ((n = feed ? hl_feed_next(feed, &ev, err) : hl_reader_events(r, &ev, err)) > 0) {
+    /* Decoded and planned on this one thread: a decoding thread handing batches over
+     * (tried) made preparation twice as slow whenever the two threads' virtual CPUs
+     * shared a core, and was no faster otherwise (HISTORY.md). */
+    while ((n = hl_reader_events(r, &ev, err)) > 0) {
         if (hl_plan_add_events(b, ev, (uint64_t)n, err) != 0) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);
             snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, why);
-            hl_feed_end(feed);
             hl_plan_abort(b);
             close(fd);
             return -1;
@@ -770,7 +770,6 @@ static int plan_section(struct hl_reader *r, const char *path, const struct hl_p
             plan_progress(path, b->events, p->nevents, 0);
         }
     }
-    hl_feed_end(feed);
     if (shown)
         plan_progress(path, 0, 0, 1);
     if (n < 0 || b->events == 0) {
