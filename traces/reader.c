@@ -58,6 +58,10 @@ struct hl_reader {
     int state;
     struct hl_err sticky;
     char hash[17];
+    pthread_t hash_th;   /* hl_reader_hash_begin's thread, while hash_bg */
+    int hash_bg;
+    int hash_ok;         /* the thread read the whole file: hash_val is its hash */
+    uint64_t hash_val;
     uint32_t version;
 
     /* the current section */
@@ -97,6 +101,8 @@ __attribute__((format(printf, 3, 4))) static int fail(struct hl_reader *r, struc
         *err = r->sticky;
     return -1;
 }
+
+static void hash_join(struct hl_reader *r);
 
 /* Give back the pages of the mapping in [from, to) (page-aligned inward), so that
  * reading a long trace holds a bounded window of it in memory. */
@@ -289,6 +295,7 @@ void hl_reader_close(struct hl_reader *r)
 {
     if (!r)
         return;
+    hash_join(r);
     if (r->map_len)
         munmap((void *)r->data, r->map_len);
     if (r->fd >= 0)
@@ -316,8 +323,52 @@ void hl_reader_close(struct hl_reader *r)
     free(r);
 }
 
+/* hl_reader_hash_begin's thread: the file through a buffer of its own (pread), not
+ * the reader's mapping, whose pages the decoder gives back behind it. */
+static void *hash_main(void *arg)
+{
+    struct hl_reader *r = arg;
+    const size_t piece = (size_t)1 << 20;
+    uint8_t *buf = malloc(piece);
+    uint64_t h = HL_FNV_INIT;
+    size_t off = 0;
+    while (buf && off < r->len) {
+        const size_t want = r->len - off < piece ? r->len - off : piece;
+        ssize_t k = pread(r->fd, buf, want, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        h = hl_fnv1a64(h, buf, (size_t)k);
+        off += (size_t)k;
+    }
+    free(buf);
+    r->hash_ok = off == r->len;
+    r->hash_val = h;
+    return NULL;
+}
+
+void hl_reader_hash_begin(struct hl_reader *r)
+{
+    if (r->hash[0] || r->hash_bg || r->fd < 0)
+        return;
+    r->hash_bg = pthread_create(&r->hash_th, NULL, hash_main, r) == 0;
+}
+
+/* Wait for hl_reader_hash_begin's thread, taking its hash if it read the whole file. */
+static void hash_join(struct hl_reader *r)
+{
+    if (!r->hash_bg)
+        return;
+    pthread_join(r->hash_th, NULL);
+    r->hash_bg = 0;
+    if (r->hash_ok)
+        snprintf(r->hash, sizeof r->hash, "%016" PRIx64, r->hash_val);
+}
+
 const char *hl_reader_hash(struct hl_reader *r)
 {
+    hash_join(r);
     if (!r->hash[0]) {
         uint64_t h = HL_FNV_INIT;
         const size_t piece = (size_t)8 << 20;
@@ -681,16 +732,6 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
             if (cp[c] != ce[c])
                 return "column lengths do not match the events";
     return NULL;
-}
-
-ssize_t hl_reader_events_to(struct hl_reader *r, struct hl_event *buf, struct hl_err *err)
-{
-    struct hl_event *own = r->ev;
-    const struct hl_event *ev;
-    r->ev = buf;
-    ssize_t n = hl_reader_events(r, &ev, err);
-    r->ev = own;
-    return n;
 }
 
 ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,

@@ -158,9 +158,6 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
  * file and byte offset; all events before it have been returned. */
 ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
                          struct hl_err *err);
-/* The same, decoded into buf (HL_READER_BATCH events) instead of the reader's memory:
- * a caller that keeps several batches at once (replay's feed) copies nothing. */
-ssize_t hl_reader_events_to(struct hl_reader *r, struct hl_event *buf, struct hl_err *err);
 
 /* Open a trace held in memory (the bytes are not copied: buf must outlive the reader).
  * name stands for the file in error messages. */
@@ -170,6 +167,11 @@ struct hl_reader *hl_reader_open_mem(const void *buf, size_t len, const char *na
 /* A hash of the file's contents (stable identifier for provenance: FNV-1a 64 of the
  * file's bytes as a hex string, 16 characters).  Valid until hl_reader_close. */
 const char *hl_reader_hash(struct hl_reader *r);
+/* Start computing that hash on a thread of its own, reading the file beside whatever
+ * the caller reads (the cost of hashing a long trace, about 2 ns an event, is then off
+ * the caller's path); hl_reader_hash waits for it.  Nothing for a trace held in memory,
+ * or when no thread can be started (hl_reader_hash computes it then). */
+void hl_reader_hash_begin(struct hl_reader *r);
 
 void hl_reader_close(struct hl_reader *r);
 

@@ -777,6 +777,8 @@ static int plan_section(struct hl_reader *r, const char *path, const struct hl_p
         close(fd);
         return n < 0 ? -1 : 0;
     }
+    /* The cache key: the trace's hash, computed beside the planning (hl_plan_trace). */
+    b->opts.trace_key = strtoull(hl_reader_hash(r), NULL, 16);
     if (hl_plan_finish(b, info, err) != 0) {
         close(fd);
         return -1;
@@ -837,6 +839,7 @@ int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
     struct hl_reader *r = hl_reader_open(path, err);
     if (!r)
         return -1;
+    hl_reader_hash_begin(r);
     int first = *nrows, rc = -1;
     uint32_t section = 0;
     struct hl_process p;
@@ -856,16 +859,21 @@ int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
             continue;
         }
         struct hl_plan_opts so = *o;
-        so.trace_key = strtoull(hl_reader_hash(r), NULL, 16);
         so.section = section++;
         struct hl_rp_row row;
         memset(&row, 0, sizeof row);
         snprintf(row.file, sizeof row.file, "%s", path);
-        snprintf(row.hash, sizeof row.hash, "%s", hl_reader_hash(r));
         row.pid = p.pid;
         char cpath[4200];
         snprintf(cpath, sizeof cpath, "%s.%u.plan", path, so.section);
-        if (!o->cache || cache_open(cpath, &so, &row.plan) != 0) {
+        /* The trace's hash is waited for here only when a cached plan may be used;
+         * otherwise it is computed while the section is planned. */
+        int cached = 0;
+        if (o->cache && access(cpath, F_OK) == 0) {
+            so.trace_key = strtoull(hl_reader_hash(r), NULL, 16);
+            cached = cache_open(cpath, &so, &row.plan) == 0;
+        }
+        if (!cached) {
             int k = plan_section(r, path, &so, &p, show, &row.plan, err);
             if (k < 0)
                 goto out;
@@ -874,6 +882,7 @@ int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
             if (o->cache)
                 cache_store(row.plan.fd, cpath);
         }
+        snprintf(row.hash, sizeof row.hash, "%s", hl_reader_hash(r));
         struct hl_rp_row *nr = realloc(*rows, (size_t)(*nrows + 1) * sizeof **rows);
         if (!nr) {
             close(row.plan.fd);
