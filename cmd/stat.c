@@ -53,7 +53,7 @@ static void analyse_file(struct file *f)
         return;
     }
     f->opened = 1;
-    snprintf(f->hash, sizeof f->hash, "%s", hl_reader_hash(r) ? hl_reader_hash(r) : "");
+    hl_reader_hash_begin(r); /* hashed while the events are analysed */
     f->total = hl_analysis_new();
     if (!f->total)
         hl_die("out of memory");
@@ -103,6 +103,7 @@ static void analyse_file(struct file *f)
         t->first_time_ns = a->first_time_ns;
         t->last_time_ns = a->last_time_ns;
     }
+    snprintf(f->hash, sizeof f->hash, "%s", hl_reader_hash(r));
     hl_reader_close(r);
 }
 
