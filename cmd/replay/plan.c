@@ -82,6 +82,10 @@ struct hl_plan_builder {
     struct hl_rp_ev *cx;          /* escapes */
     uint64_t ncx, cxcap;
     struct hl_rp_ev one;          /* the event being planned (serial) */
+    uint32_t *nw;                 /* the window's words in the narrow form, */
+    uint64_t nwcap;
+    struct hl_rp_ev *nx;          /* and its escapes then */
+    uint64_t nxn, nxcap;
     int werr;
 };
 
@@ -177,6 +181,8 @@ void hl_plan_abort(struct hl_plan_builder *b)
     free(b->wbuf);
     free(b->cw);
     free(b->cx);
+    free(b->nw);
+    free(b->nx);
     free(b);
 }
 
@@ -233,12 +239,61 @@ static void written(struct hl_plan_builder *b)
     }
 }
 
+/* The window's words in the narrow form (replay.h) into b->nw, its escapes (those of
+ * the wide form and the ops whose size does not fit) into b->nx: the slot bits used,
+ * or 0 when the narrow form would not be smaller (the window is written wide). */
+static unsigned narrow_window(struct hl_plan_builder *b)
+{
+    const uint64_t n = b->ncw;
+    uint64_t any = 0;
+    for (uint64_t k = 0; k < n; k++)
+        any |= b->cw[k];
+    const uint64_t slots = HL_CEV_SLOT(any); /* its top bit is the largest slot's */
+    const unsigned sb = slots ? 64u - (unsigned)__builtin_clzll(slots) : 1u;
+    if (sb > HL_CEV_NARROW_MAX_SLOT_BITS)
+        return 0;
+    b->nw = grow(b->nw, &b->nwcap, n + 4, sizeof *b->nw);
+    b->nx = grow(b->nx, &b->nxcap, b->ncx + n / 4 + 1, sizeof *b->nx);
+    const uint64_t most = b->ncx + n / 4; /* more escapes: wide is smaller */
+    const struct hl_rp_ev *x = b->cx;
+    uint64_t nx = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        const uint64_t w = b->cw[k];
+        const unsigned tag = HL_CEV_TAG(w);
+        const uint64_t size = w >> HL_CEV_SIZE_SHIFT;
+        if (tag == HL_CEV_OTHER && !HL_CEV_SLOT(w)) {
+            b->nx[nx++] = *x++;
+        } else if (hl_cev_narrow_fits(size, sb)) {
+            b->nw[k] = HL_CEV_NARROW(size, HL_CEV_SLOT(w), tag, sb);
+            continue;
+        } else {
+            if (nx == most)
+                return 0;
+            struct hl_rp_ev *e = &b->nx[nx++];
+            if (tag == HL_CEV_MALLOC) {
+                memset(e, 0, sizeof *e);
+                e->op = HL_OP_MALLOC;
+                e->size = size;
+                e->slot = (uint32_t)HL_CEV_SLOT(w);
+            } else {
+                *e = HL_CEV_REALLOC(w);
+            }
+        }
+        b->nw[k] = HL_CEV_OTHER;
+    }
+    b->nxn = nx;
+    return sb;
+}
+
 /* A serial window (replay.h's compact stream, built as the events came): its header,
- * words and escapes written in one call. */
+ * words and escapes written in one call, narrow where that is smaller. */
 static void write_compact(struct hl_plan_builder *b)
 {
-    uint64_t hb = hl_plan_win_hdr_bytes(1);
-    uint64_t bytes = hb + b->ncw * sizeof *b->cw + b->ncx * sizeof *b->cx;
+    const uint64_t hb = hl_plan_win_hdr_bytes(1);
+    const unsigned sb = narrow_window(b);
+    const uint64_t ncx = sb ? b->nxn : b->ncx;
+    const uint64_t wbytes = hl_plan_words_bytes(b->ncw, sb);
+    const uint64_t bytes = hb + wbytes + ncx * sizeof(struct hl_rp_ev);
     union {
         struct hl_plan_win w;
         char pad[64];
@@ -247,11 +302,14 @@ static void write_compact(struct hl_plan_builder *b)
     h.w.bytes = bytes;
     h.w.nev_total = b->ncw;
     h.w.nthr = 1;
-    h.w.ncx = (uint32_t)b->ncx;
+    h.w.ncx = (uint32_t)ncx;
+    h.w.slot_bits = sb;
     h.w.nev[0] = (uint32_t)b->ncw;
+    if (sb) /* the padding after the narrow words: written, so zero */
+        memset(b->nw + b->ncw, 0, wbytes - b->ncw * sizeof *b->nw);
     struct iovec iov[3] = {{&h, hb},
-                           {b->cw, b->ncw * sizeof *b->cw},
-                           {b->cx, b->ncx * sizeof *b->cx}};
+                           {sb ? (void *)b->nw : (void *)b->cw, wbytes},
+                           {sb ? b->nx : b->cx, ncx * sizeof(struct hl_rp_ev)}};
     if (!b->werr && writev_at(b->fd, iov, 3, b->off) != 0)
         b->werr = errno ? errno : EIO;
     b->off += bytes;

@@ -33,7 +33,7 @@
 /* ---- the plan, as laid out in its file ---- */
 
 #define HL_PLAN_MAGIC 0x4e414c5042504c48ull /* "HLPBPLAN" */
-#define HL_PLAN_VERSION 4
+#define HL_PLAN_VERSION 5
 #define HL_PLAN_HDR_BYTES 4096 /* the header's room; windows follow */
 
 /* Replay event flags (hl_rp_ev.flags). */
@@ -89,16 +89,46 @@ struct hl_rp_ev {
     ((struct hl_rp_ev){.size = (w) >> HL_CEV_SIZE_SHIFT, .op = HL_OP_REALLOC,              \
                        .slot = (uint32_t)HL_CEV_SLOT(w), .old_slot = (uint32_t)HL_CEV_SLOT(w)})
 
+/* The narrow form of a compact window's words, 4 bytes each where the window's slots
+ * take at most slot_bits bits (1..HL_CEV_NARROW_MAX_SLOT_BITS): the tag in the low 2
+ * bits, the slot in the next slot_bits, the size above them (below 2^(30 - slot_bits));
+ * an op whose size does not fit is an escape there.  The plan writes a window narrow
+ * when that takes fewer bytes: half the plan to write and read back on most traces.
+ * The worker widens a narrow window into compact words between windows (off the
+ * clock), so the timed loop always walks the same 8-byte words. */
+#define HL_CEV_NARROW_MAX_SLOT_BITS 22 /* sizes of 8 bits at least */
+#define HL_CEV_NARROW(size, slot, tag, slot_bits) \
+    ((uint32_t)(((uint64_t)(size) << (2 + (slot_bits))) | ((uint64_t)(slot) << 2) | (tag)))
+static inline int hl_cev_narrow_fits(uint64_t size, unsigned slot_bits)
+{
+    return size >> (30 - slot_bits) == 0;
+}
+static inline void hl_cev_widen(uint64_t *out, const uint32_t *in, uint64_t n,
+                                unsigned slot_bits)
+{
+    const uint32_t mask = (1u << slot_bits) - 1;
+    for (uint64_t k = 0; k < n; k++)
+        out[k] = HL_CEV_WORD(in[k] >> (2 + slot_bits), (in[k] >> 2) & mask, in[k] & 3);
+}
+
 /* A window: this header, then nev[0] events of thread 0, nev[1] of thread 1, ...
  * (threads from nthr on have none in it); in a compact plan (one thread), nev_total
- * compact words and then ncx escapes instead.  bytes covers it all, the header padded
- * to 16 bytes.  The last window is followed by the timeline points. */
+ * compact words (narrow ones when slot_bits is not 0, padded to 16 bytes) and then ncx
+ * escapes instead.  bytes covers it all, the header padded to 16 bytes.  The last
+ * window is followed by the timeline points. */
 struct hl_plan_win {
     uint64_t bytes;
     uint64_t nev_total;
     uint32_t nthr, ncx;
+    uint32_t slot_bits;    /* compact windows: 0 wide words, else narrow ones */
     uint32_t nev[];
 };
+
+/* Bytes of a compact window's words. */
+static inline uint64_t hl_plan_words_bytes(uint64_t n, uint32_t slot_bits)
+{
+    return slot_bits ? (n * sizeof(uint32_t) + 15) & ~15ull : n * sizeof(uint64_t);
+}
 
 /* Bytes of a window's header with nthr threads. */
 static inline uint64_t hl_plan_win_hdr_bytes(uint32_t nthr)

@@ -794,6 +794,7 @@ __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
 static char *win_buf;              /* the window being replayed: max_win_bytes */
 static uint64_t win_next, win_left; /* file offset of the next window; windows unread */
 static struct hl_rp_ev *ev_buf;    /* a compact window decoded (loops other than plain) */
+static uint64_t *wide_buf;         /* a narrow compact window widened (replay.h) */
 static struct hl_rp_tlpoint *tl_points; /* the plan's, grouped per thread */
 static uint64_t *tl_per_thread;
 static int use_compact;
@@ -873,7 +874,7 @@ static void damaged(void)
 /* A window of events per thread (several replay threads). */
 static void load_events(const struct hl_plan_win *w, uint64_t hb)
 {
-    if ((w->bytes - hb) / sizeof(struct hl_rp_ev) != w->nev_total)
+    if ((w->bytes - hb) / sizeof(struct hl_rp_ev) != w->nev_total || w->slot_bits)
         damaged();
     const struct hl_rp_ev *at = (const struct hl_rp_ev *)(win_buf + hb);
     uint64_t sum = 0;
@@ -899,11 +900,16 @@ static uint64_t tl_next;    /* the next timeline point to flag (compact plans) *
 static void load_compact(const struct hl_plan_win *w, uint64_t hb)
 {
     const uint64_t n = w->nev_total;
-    if (w->nthr != 1 || n > plan->window ||
-        w->bytes != hb + n * sizeof(uint64_t) + (uint64_t)w->ncx * sizeof(struct hl_rp_ev))
+    const uint64_t wbytes = hl_plan_words_bytes(n, w->slot_bits);
+    if (w->nthr != 1 || n > plan->window || w->slot_bits > HL_CEV_NARROW_MAX_SLOT_BITS ||
+        w->bytes != hb + wbytes + (uint64_t)w->ncx * sizeof(struct hl_rp_ev))
         damaged();
     const uint64_t *cw = (const uint64_t *)(win_buf + hb);
-    const struct hl_rp_ev *cx = (const struct hl_rp_ev *)(cw + n), *x = cx;
+    if (w->slot_bits) {
+        hl_cev_widen(wide_buf, (const uint32_t *)cw, n, w->slot_bits);
+        cw = wide_buf;
+    }
+    const struct hl_rp_ev *cx = (const struct hl_rp_ev *)(win_buf + hb + wbytes), *x = cx;
     for (uint64_t k = 0; k < n; k++) {
         if (HL_CEV_TAG(cw[k]) == HL_CEV_OTHER && HL_CEV_SLOT(cw[k])) {
             if (HL_CEV_SLOT(cw[k]) >= plan->ndense)
@@ -1342,6 +1348,8 @@ static void open_plan(void)
     use_compact = plain_loop && cfg.check != HL_CHECK_FULL && h->compact;
     if (h->compact && !use_compact)
         ev_buf = map_anon(h->window * sizeof *ev_buf);
+    if (h->compact)
+        wide_buf = map_anon(h->window * sizeof *wide_buf);
     if (cfg.gap_fd >= 0)
         open_gaps();
     win_next = h->win_off;

@@ -37,6 +37,8 @@ struct rplan {
 static struct rplan P;
 /* Of the last compact plan read back: reallocs held in one word, and escapes. */
 static uint64_t ncompact_realloc, nescape;
+/* Of the last compact plan read back: windows stored narrow (replay.h). */
+static uint64_t nnarrow;
 
 /* The section header of n events: their count, first slot and threads. */
 static struct hl_process section_of(const struct hl_event *e, uint64_t n, uint64_t first_slot)
@@ -80,7 +82,7 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
         P.win[t] = calloc((size_t)n + 1, sizeof *P.win[t]);
         P.nev[t] = 0;
     }
-    ncompact_realloc = nescape = 0;
+    ncompact_realloc = nescape = nnarrow = 0;
     if (pread(fd, &P.h, sizeof P.h, 0) != (ssize_t)sizeof P.h)
         return NULL;
     static char buf[1 << 24];
@@ -90,9 +92,16 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
             return NULL;
         const struct hl_plan_win *hw = (const struct hl_plan_win *)buf;
         const char *body = buf + hl_plan_win_hdr_bytes(hw->nthr);
-        if (P.h.compact) { /* words, then escapes (replay.h) */
+        if (P.h.compact) { /* words (maybe narrow), then escapes (replay.h) */
+            static uint64_t wide[1 << 20];
             const uint64_t *cw = (const uint64_t *)body;
-            const struct hl_rp_ev *x = (const struct hl_rp_ev *)(cw + hw->nev_total);
+            if (hw->slot_bits) {
+                nnarrow++;
+                hl_cev_widen(wide, (const uint32_t *)body, hw->nev_total, hw->slot_bits);
+                cw = wide;
+            }
+            const struct hl_rp_ev *x =
+                (const struct hl_rp_ev *)(body + hl_plan_words_bytes(hw->nev_total, hw->slot_bits));
             for (uint64_t k = 0; k < hw->nev_total; k++) {
                 struct hl_rp_ev e;
                 memset(&e, 0, sizeof e);
@@ -270,6 +279,29 @@ int main(void)
               "and is one compact word, not an escape");
     TAP_CHECK(dense_ok(h), "its dense slots consistent");
     TAP_CHECK(h->compact, "a one-thread section is stored as the compact stream");
+    TAP_EQ_U(nnarrow, 1, "its window of few slots and small sizes is written narrow");
+
+    /* Narrow windows: an op whose size does not fit the narrow word becomes an escape;
+     * when more than a quarter would, the window stays wide. */
+    {
+        struct hl_event big[16];
+        for (int i = 0; i < 8; i++) {
+            big[i] = ev(0, HL_OP_MALLOC, i == 7 ? 1u << 29 : 16, (uint64_t)i, N);
+            big[8 + i] = ev(0, HL_OP_FREE, 0, (uint64_t)i, N);
+        }
+        h = build(big, 16, 1, &info, &rc);
+        TAP_CHECK(h && nnarrow == 1 && nescape == 1,
+                  "one size too large for the narrow word: narrow, that op an escape");
+        TAP_CHECK(h && P.nev[0] == 16 && tev(h, 0)[7].op == HL_OP_MALLOC &&
+                      tev(h, 0)[7].size == 1u << 29 && tev(h, 0)[7].slot == tev(h, 0)[15].slot &&
+                      tev(h, 0)[0].size == 16 && tev(h, 0)[8].op == HL_OP_FREE,
+                  "and every event reads back as planned");
+        for (int i = 0; i < 8; i++)
+            big[i].size = 1u << 29;
+        h = build(big, 16, 1, &info, &rc);
+        TAP_CHECK(h && nnarrow == 0 && nescape == 0 && tev(h, 0)[3].size == 1u << 29,
+                  "half the ops too large: the window stays wide, no escapes");
+    }
 
     /* two threads: t0 allocates #0 and #1, t1 frees #0 and reallocs #1, t0 frees #2 */
     struct hl_event b[] = {
