@@ -466,8 +466,9 @@ static inline void planned(struct hl_plan_builder *b, struct hl_rp_ev *r, uint32
 
 /* The common events of a serial plan, planned in a tight loop: a malloc of a size the
  * compact stream holds into a slot number given back before, a free of a block the
- * ring holds.  Stops before any other event (hl_plan_add sees it, errors included),
- * the next timeline point and the window's end.  Returns the events planned, exactly
+ * ring holds, a realloc of one to such a size (in place: one word).  Stops before any
+ * other event (hl_plan_add sees it, errors included), the next timeline point and the
+ * window's end.  Returns the events planned, exactly
  * as hl_plan_add would have planned them. */
 static uint64_t plan_run(struct hl_plan_builder *b, const struct hl_event *ev, uint64_t n)
 {
@@ -517,6 +518,27 @@ static uint64_t plan_run(struct hl_plan_builder *b, const struct hl_event *ev, u
             if (live > peak)
                 peak = live;
             cw[i] = HL_CEV_WORD(size, d, HL_CEV_MALLOC);
+        } else if (e->op == HL_OP_REALLOC) {
+            /* of a block the ring holds: it keeps its dense slot (hl_plan_add's `same`) */
+            const uint64_t s = e->old_slot, size = e->size;
+            if (e->slot != next || size >= HL_CEV_MAX_SIZE || s >= next || s < first ||
+                next - s > RING_SLOTS)
+                break;
+            uint32_t *o = &ring[s & (RING_SLOTS - 1)];
+            const uint32_t d = *o;
+            if (d == 0 || d == (uint32_t)SKIPPED_D)
+                break;
+            *o = 0;
+            uint32_t *r = &ring[next & (RING_SLOTS - 1)];
+            if (*r) /* slot_put, as for a malloc */
+                hl_slotmap_put(b->map, key_of(next - RING_SLOTS), *r);
+            *r = d;
+            next++;
+            live = live - ds[d].bytes + size;
+            ds[d].bytes = size;
+            if (live > peak)
+                peak = live;
+            cw[i] = HL_CEV_WORD(size, d, HL_CEV_OTHER);
         } else {
             break;
         }

@@ -443,7 +443,8 @@ int main(void)
                 live[nlive++] = next++;
             } else if (r < 495 && nlive) {
                 uint64_t k = (x >> 20) % nlive;
-                m[i] = ev(0, HL_OP_REALLOC, 200, next, live[k]);
+                m[i] = ev(0, HL_OP_REALLOC, r == 494 ? (1ull << 30) + 8 : 1 + (x >> 40) % 5000,
+                          next, live[k]);
                 live[k] = next++;
             } else if (r < 497) {
                 m[i] = ev(0, HL_OP_MALLOC, r & 1 ? (1ull << 31) : 8, N, N);
