@@ -113,13 +113,19 @@ static inline uint64_t key_of(uint64_t slot)
 }
 
 /* Slot s (the next one, b->next_slot) now maps to v: the ring entry it takes over
- * held slot s - RING_SLOTS, which moves to the map if still live. */
+ * held slot s - RING_SLOTS, which moves to the map if still live.  (Taking the ring
+ * and map as arguments lets plan_run's loop keep them in registers.) */
+static inline void ring_put(uint32_t *ring, struct hl_slotmap *map, uint64_t s, uint32_t v)
+{
+    uint32_t *r = &ring[s & (RING_SLOTS - 1)];
+    if (*r)
+        hl_slotmap_put(map, key_of(s - RING_SLOTS), *r);
+    *r = v;
+}
+
 static void slot_put(struct hl_plan_builder *b, uint64_t s, uint32_t v)
 {
-    uint32_t *r = &b->ring[s & (RING_SLOTS - 1)];
-    if (*r)
-        hl_slotmap_put(b->map, key_of(s - RING_SLOTS), *r);
-    *r = v;
+    ring_put(b->ring, b->map, s, v);
 }
 
 /* Take slot s's value out: a dense slot, SKIPPED_D, or HL_NO_SLOT if not live. */
@@ -508,11 +514,7 @@ static uint64_t plan_run(struct hl_plan_builder *b, const struct hl_event *ev, u
             if (e->slot != next || size >= HL_CEV_MAX_SIZE || !nfreed)
                 break;
             uint32_t d = freed[--nfreed];
-            uint32_t *r = &ring[next & (RING_SLOTS - 1)];
-            if (*r) /* slot_put: the slot a ring's length back is still live */
-                hl_slotmap_put(b->map, key_of(next - RING_SLOTS), *r);
-            *r = d;
-            next++;
+            ring_put(ring, b->map, next++, d);
             ds[d].bytes = size;
             live += size;
             if (live > peak)
@@ -529,11 +531,7 @@ static uint64_t plan_run(struct hl_plan_builder *b, const struct hl_event *ev, u
             if (d == 0 || d == (uint32_t)SKIPPED_D)
                 break;
             *o = 0;
-            uint32_t *r = &ring[next & (RING_SLOTS - 1)];
-            if (*r) /* slot_put, as for a malloc */
-                hl_slotmap_put(b->map, key_of(next - RING_SLOTS), *r);
-            *r = d;
-            next++;
+            ring_put(ring, b->map, next++, d);
             live = live - ds[d].bytes + size;
             ds[d].bytes = size;
             if (live > peak)
