@@ -189,11 +189,17 @@ int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err)
     size_t map_bytes = hl_slotmap_count(s->map) * 16;
     if (every < 4 * map_bytes)
         every = 4 * map_bytes;
-    if (f->off - s->ckpt_off < every || !hl_writer_at_boundary(s->w))
+    /* Spaced by what the merge has consumed, not by what the scan has read: a scan
+     * reads up to SCAN_BUDGET at once when the program is ahead (or already over),
+     * and spacing by it would take one checkpoint at the window's start and none
+     * until the next window, giving nothing back to the disk. */
+    if (f->off - s->ckpt_low < every || !hl_writer_at_boundary(s->w))
         return 0;
-    s->ckpt_off = f->off;
-    long pg = sysconf(_SC_PAGESIZE);
     size_t low = first_needed_byte(f);
+    if (low - s->ckpt_low < every)
+        return 0;
+    s->ckpt_low = low;
+    long pg = sysconf(_SC_PAGESIZE);
     if (save(s, low, err) != 0)
         return -1;
     punch(f, low & ~(size_t)(pg - 1));
@@ -346,7 +352,7 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
     long pg = sysconf(_SC_PAGESIZE);
     f->off = (size_t)low;
     f->released = f->punched = (size_t)low & ~(size_t)(pg - 1);
-    s->ckpt_off = f->off;
+    s->ckpt_low = f->off;
     return 1;
 }
 

@@ -859,7 +859,7 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
         if (submit(s, err) != 0)
             return -1;
         /* Every record keyed below cur's is written now: a checkpoint may go here. */
-        if (__builtin_expect(s->f->off - s->ckpt_off >= s->ckpt_every, 0) && s->ckpt_every &&
+        if (__builtin_expect(s->f->off - s->ckpt_low >= s->ckpt_every, 0) && s->ckpt_every &&
             cur && hl_writer_at_boundary(s->w)) {
             s->done_key = cur->key < limit ? cur->key : limit;
             if (checkpoint_maybe(s, s->ckpt_every, err) != 0)

@@ -175,15 +175,15 @@ struct section {
     uint64_t prev_time;
     uint64_t events, unknown;
     uint64_t done_key;    /* every record numbered below this is written (merge) */
-    size_t ckpt_off;      /* raw offset read at the last checkpoint */
-    size_t ckpt_every;    /* raw bytes read between checkpoints (0: none) */
+    size_t ckpt_low;      /* the first raw byte still needed at the last checkpoint */
+    size_t ckpt_every;    /* raw bytes consumed between checkpoints (0: none) */
 };
 
 /* ---- shared between finalise.c and checkpoint.c ---- */
 
-/* Bytes of capture read between two checkpoints of a section (at least four times
- * the live address map a checkpoint writes): with the merge's lag, about what the
- * capture holds on disk. */
+/* Bytes of capture consumed (the first byte still needed moved on by this much)
+ * between two checkpoints of a section, at least four times the live address map a
+ * checkpoint writes: with the scan's lead, about what the capture holds on disk. */
 #define CKPT_EVERY ((size_t)64 << 20)
 /* For tests only: checkpoint every this many bytes instead. */
 #define ENV_CKPT_EVERY "HEAPLAB_TEST_CHECKPOINT_EVERY"

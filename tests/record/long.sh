@@ -86,6 +86,22 @@ if [ -x "$B/rec-spawn-static" ]; then
     held=$(( $(stat -c %b "$raw") * $(stat -c %B "$raw") )) apparent=$(stat -c %s "$raw")
     check "capture after the announcement was given back to the disk ($held of $apparent bytes held)" \
         "[ $held -le $((apparent - 4194304)) ]"
+    # The same when the program is over before finalising reads its capture (heaplab
+    # stopped while it runs): one scan then holds it all, and checkpoints must still
+    # follow the merge through it.
+    HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 HEAPLAB_TEST_FINALISE_FAIL_AFTER=20000000 \
+        "$H" record -q -o "$T/pev3.hlt" -- "$B/rec-churn" 2000000 4096 "$B/rec-spawn-static" \
+        >/dev/null 2>&1 &
+    hp=$!
+    for _ in $(seq 200); do
+        ls "$T/pev3.hlt.capture/"*.hlraw >/dev/null 2>&1 && break
+        sleep 0.01
+    done
+    kill -STOP $hp; sleep 1; kill -CONT $hp; wait $hp
+    raw=$(ls "$T/pev3.hlt.capture"/*.hlraw)
+    held=$(( $(stat -c %b "$raw") * $(stat -c %B "$raw") )) apparent=$(stat -c %s "$raw")
+    check "capture read in one scan is given back to the disk too ($held of $apparent bytes held)" \
+        "[ $held -le $((apparent - 4194304)) ]"
     "$H" record -q --from-capture "$T/pev.hlt.capture" -o "$T/pev.hlt" 2>"$T/pev.err"
     eq "--from-capture past a punched announcement: the static child is named" \
         "$(unrec_names "$T/pev.hlt")" "rec-spawn-static"
