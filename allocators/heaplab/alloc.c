@@ -686,7 +686,14 @@ void *hlm_realloc(void *p, size_t n)
             return p;
     }
     /* A buffer grown by doubling (sqlite's group_concat: 32 KiB to 2 MiB) left a resident
-     * hole at each step, as large as the live buffer at the end. */
+     * hole at each step, as large as the live buffer at the end: the old chunk is purged.
+     * From HLM_REALLOC_MAP_MIN it moves to a mapping of its own, whatever the mmap
+     * threshold, where it grows further by mremap: no copy, and only the pages the
+     * program writes are faulted in (in the tag heap each step faulted fresh pages at
+     * the top for the whole copy). */
+    void *q = n > old && n >= HLM_REALLOC_MAP_MIN ? hlm_large_grown(n) : NULL;
+    if (q)
+        return hlm_realloc_into(q, p, old, n, HLM_TAG_DEAD_PURGE);
     return hlm_realloc_move(p, old, n, HLM_TAG_DEAD_PURGE);
 }
 
@@ -730,6 +737,7 @@ int hlm_trim(size_t pad)
     hlm_lock(&hlm_tag_lock);
     int r = hlm_tag_trim(pad);
     hlm_unlock(&hlm_tag_lock);
+    hlm_large_pass(0);
     return hlm_pages_trim() | r;
 }
 

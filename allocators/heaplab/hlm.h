@@ -185,6 +185,12 @@ void *hlm_large_malloc(size_t n, size_t align);
 void hlm_large_free(void *p);
 size_t hlm_large_usable(const void *p);
 void *hlm_large_realloc(void *p, size_t n);
+/* A large block for a realloc that grows a smaller block to n: the kept mapping when it
+ * fits, else a fresh one. */
+void *hlm_large_grown(size_t n);
+/* A purge pass of the tag heap, purging what waited through `age` passes (0: all): the
+ * kept mapping ages, or goes back. */
+void hlm_large_pass(unsigned age);
 
 /* ---- boundary-tag heap (tag.c) -------------------------------------------------------- */
 /* A chunk: [prev_size][head] user data ... ; head = size | HLM_TAG_INUSE | HLM_TAG_PINUSE.
@@ -475,12 +481,12 @@ static inline void *hlm_malloc_retry(void *p, void *(*again)(size_t), size_t n)
     return p;
 }
 
-/* Shared by the back ends: move a block to a fresh one of size n (realloc's last resort).
- * From dead_purge bytes (0: never) the old block's whole pages are purged before it is
- * freed: once copied they hold nothing anyone will read. */
-static inline void *hlm_realloc_move(void *p, size_t old_usable, size_t n, size_t dead_purge)
+/* Shared by the back ends: copy a block into q (new, of size n) and free it.  From
+ * dead_purge bytes (0: never) the old block's whole pages are purged before it is freed:
+ * once copied they hold nothing anyone will read. */
+static inline void *hlm_realloc_into(void *q, void *p, size_t old_usable, size_t n,
+                                     size_t dead_purge)
 {
-    void *q = hlm_malloc(n);
     if (q) {
         memcpy(q, p, old_usable < n ? old_usable : n);
         if (dead_purge && old_usable >= dead_purge) {
@@ -492,6 +498,12 @@ static inline void *hlm_realloc_move(void *p, size_t old_usable, size_t n, size_
         hlm_free(p);
     }
     return q;
+}
+
+/* Move a block to a fresh one of size n (realloc's last resort). */
+static inline void *hlm_realloc_move(void *p, size_t old_usable, size_t n, size_t dead_purge)
+{
+    return hlm_realloc_into(hlm_malloc(n), p, old_usable, n, dead_purge);
 }
 
 #endif

@@ -1,12 +1,28 @@
 /*
  * large.c: blocks at or above the mmap threshold, one anonymous mapping each, unmapped
- * on free (so their memory always goes back), grown and shrunk with mremap.  No lock:
- * the kernel serialises mappings.  Fresh mappings are zero, which calloc relies on.
+ * on free (so their memory goes back), grown and shrunk with mremap.  No lock: the
+ * kernel serialises mappings, and the kept mapping (below) is one atomic pointer.
+ * Fresh mappings are zero, which calloc relies on.
  *
- * Layout (see hlm.h): [.. offset][mapsize | HLM_MMAPPED] user data, the header ending
- * at the user pointer, the user pointer at mapping start + offset.
+ * Layout (see hlm.h): [.. offset][mapsize | HLM_MMAPPED | LARGE_GROWN] user data, the
+ * header ending at the user pointer, the user pointer at mapping start + offset.
+ *
+ * The kept mapping: the last freed mapping (up to HLM_MMAP_THRESHOLD_MAX) of a block
+ * that realloc grew (a buffer built
+ * by growth: sqlite's group_concat, hlm-bench-growth's strings) stays mapped and
+ * resident for the next growth it fits (at most twice the size asked), so that a
+ * program building such buffers again and again takes its pages back instead of
+ * faulting fresh ones at every step.  Only growth takes it (hlm_large_grown,
+ * hlm_large_realloc), so the mappings calloc gets stay fresh and zero.  It goes back
+ * by malloc_trim, and from the tag heap's purge passes (hlm_large_pass): at once on a
+ * pass that purges everything free (the slab's growth, a shrunk heap), else once it has
+ * waited through HLM_TAG_PURGE_AGE passes, as a free tag chunk does.  While kept, its
+ * first word holds its size and its second the passes it waited through.
  */
 #include "hlm.h"
+
+/* Head flag: realloc grew the block (its mapping is kept when it is freed). */
+#define LARGE_GROWN ((size_t)8)
 
 static size_t *large_offp(const void *p) { return (size_t *)((char *)p - 2 * sizeof(size_t)); }
 static size_t large_mapsize(const void *p) { return hlm_head(p) & ~(size_t)15; }
@@ -17,6 +33,69 @@ static void large_account(ptrdiff_t count, ptrdiff_t bytes)
     size_t now = hlm_stat_add(large_bytes, (size_t)bytes);
     if (bytes > 0)
         hlm_stat_peak(&hlm_stats.large_peak, now);
+}
+
+/* The block at m + off of a mapping of mapsize bytes. */
+static void *large_at(char *m, size_t mapsize, size_t off, size_t flags)
+{
+    char *p = m + off;
+    *large_offp(p) = off;
+    *hlm_headp(p) = mapsize | HLM_MMAPPED | flags;
+    large_account(1, (ptrdiff_t)mapsize);
+    return p;
+}
+
+static void *kept;
+
+/* Make m (size bytes, resident) the kept mapping, having waited through `passes`; the
+ * one it replaces goes back. */
+static void kept_put(void *m, size_t size, size_t passes)
+{
+    ((size_t *)m)[0] = size;
+    ((size_t *)m)[1] = passes;
+    void *old = __atomic_exchange_n(&kept, m, __ATOMIC_ACQ_REL);
+    if (old)
+        hlm_os_unmap(old, ((size_t *)old)[0]);
+}
+
+/* The kept mapping, taken, if it holds need bytes and at most twice as many (its size
+ * into *size); else NULL. */
+static char *kept_take(size_t need, size_t *size)
+{
+    if (!__atomic_load_n(&kept, __ATOMIC_RELAXED))
+        return NULL;
+    size_t *m = __atomic_exchange_n(&kept, NULL, __ATOMIC_ACQ_REL);
+    if (!m)
+        return NULL;
+    if (m[0] >= need && m[0] / 2 <= need) {
+        *size = m[0];
+        return (char *)m;
+    }
+    kept_put(m, m[0], m[1]);
+    return NULL;
+}
+
+void hlm_large_pass(unsigned age)
+{
+    size_t *m = __atomic_exchange_n(&kept, NULL, __ATOMIC_ACQ_REL);
+    if (!m)
+        return;
+    if (age && m[1] + 1 < age)
+        kept_put(m, m[0], m[1] + 1);
+    else
+        hlm_os_unmap(m, m[0]);
+}
+
+void *hlm_large_grown(size_t n)
+{
+    size_t size;
+    char *m = n + HLM_HDR > n ? kept_take(hlm_align_up(n + HLM_HDR, hlm_page_size), &size) : NULL;
+    if (m)
+        return large_at(m, size, HLM_HDR, LARGE_GROWN);
+    void *p = hlm_large_malloc(n, 0);
+    if (p)
+        *hlm_headp(p) |= LARGE_GROWN;
+    return p;
 }
 
 void *hlm_large_malloc(size_t n, size_t align)
@@ -50,10 +129,8 @@ void *hlm_large_malloc(size_t n, size_t align)
         m = start;
         mapsize = (size_t)(end - start);
     }
-    *large_offp(p) = (size_t)(p - m);
-    *hlm_headp(p) = mapsize | HLM_MMAPPED;
+    p = large_at(m, mapsize, (size_t)(p - m), 0);
     hlm_assert(((uintptr_t)p & (align - 1)) == 0);
-    large_account(1, (ptrdiff_t)mapsize);
     hlm_stat_add(large_total, 1);
     return p;
 }
@@ -64,7 +141,10 @@ void hlm_large_free(void *p)
     hlm_check(off >= HLM_HDR && off < mapsize && ((uintptr_t)p - off) % hlm_page_size == 0,
               "free(): corrupted large block", p);
     large_account(-1, -(ptrdiff_t)mapsize);
-    hlm_os_unmap((char *)p - off, mapsize);
+    if ((hlm_head(p) & LARGE_GROWN) && mapsize <= HLM_MMAP_THRESHOLD_MAX)
+        kept_put((char *)p - off, mapsize, 0);
+    else
+        hlm_os_unmap((char *)p - off, mapsize);
     /* Adapt: a block this size was freed, so the program reuses such sizes; serve them
      * from the heap from now on (glibc does the same). */
     if (!hlm_options[HLM_OPT_MMAP_THRESHOLD].set && mapsize <= HLM_MMAP_THRESHOLD_MAX &&
@@ -84,12 +164,21 @@ void *hlm_large_realloc(void *p, size_t n)
         return p;
     if (off != HLM_HDR || n + off < n || n + off + hlm_page_size < n)
         return NULL;   /* aligned blocks move the slow way */
-    size_t newsize = hlm_align_up(n + off, hlm_page_size);
+    size_t newsize = hlm_align_up(n + off, hlm_page_size), size;
+    size_t grown = newsize > mapsize ? LARGE_GROWN : hlm_head(p) & LARGE_GROWN;
+    /* Growing into the kept mapping: a copy of resident pages, and this one is kept. */
+    char *k = newsize > mapsize ? kept_take(newsize, &size) : NULL;
+    if (k) {
+        memcpy(k + off, p, mapsize - off);
+        large_account(-1, -(ptrdiff_t)mapsize);
+        kept_put((char *)p - off, mapsize, 0); /* (k holds at most 32 MiB: so does this) */
+        return large_at(k, size, off, LARGE_GROWN);
+    }
     char *m = hlm_os_remap((char *)p - off, mapsize, newsize);
     if (!m)
         return NULL;
     p = m + off;
-    *hlm_headp(p) = newsize | HLM_MMAPPED;
+    *hlm_headp(p) = newsize | HLM_MMAPPED | grown;
     large_account(0, (ptrdiff_t)newsize - (ptrdiff_t)mapsize);
     return p;
 }

@@ -632,8 +632,10 @@ static size_t slab_fresh;
 
 static void purge_pass(struct hlm_tag_heap *h, unsigned age)
 {
-    if (h == &tag_main)
+    if (h == &tag_main) {
         __atomic_store_n(&slab_fresh, 0, __ATOMIC_RELAXED);
+        hlm_large_pass(age);
+    }
     /* The top of the sbrk heap goes back like any free chunk: once it stayed free for
      * age passes (trimming at every free made programs that reuse the top fault it in
      * again and again), keeping half the trim threshold. */

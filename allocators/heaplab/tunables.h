@@ -137,6 +137,14 @@
 #define HLM_TAG_DEAD_PURGE (128 * 1024)
 #endif
 
+/* A tag chunk that a realloc grows to this size or more, and cannot grow in place, moves
+ * to a mapping of its own whatever the mmap threshold has adapted to (hlm_realloc: later
+ * growth is mremap, or the kept mapping of large.c).  The mmap threshold's start: at
+ * 128 KiB hlm-bench-growth's 200 KB strings left the tag heap, +3.3 MB peak RSS. */
+#ifndef HLM_REALLOC_MAP_MIN
+#define HLM_REALLOC_MAP_MIN (256 * 1024)
+#endif
+
 /* ---- the policy variants' arenas (variant.c) ------------------------------------------- */
 
 /* Arenas at most (ids fit a byte), and per online CPU: one per thread up to the smaller,

@@ -395,6 +395,7 @@ int hlm_trim(size_t pad)
         r |= core_trim(a->heap, pad);
         hlm_unlock(&a->lock);
     }
+    hlm_large_pass(0);
     return r;
 }
 
