@@ -283,8 +283,9 @@ int cmd_replay(int argc, char **argv)
                     "recorded threads: no thread runs more than N events of the recorded "
                     "order ahead of another (default " HL_STR(HL_PLAN_WINDOW_THREADS) ")"),
         HL_OPT_STRING(0, "touch", &touch, "HOW",
-                      "write to new blocks: page (one byte per page, default), all, none, head "
-                      "(one byte per page of the first " HL_STR(HL_TOUCH_HEAD_KIB) " KiB)"),
+                      "write to new blocks: page (one byte per page, default; a calloc'd "
+                      "block's pages read first), all, none, head (one byte per page of the "
+                      "first " HL_STR(HL_TOUCH_HEAD_KIB) " KiB)"),
         HL_OPT_STRING(0, "check", &check, "LEVEL",
                       "contract checks: cheap (default), full (overlaps, realloc contents), none"),
         HL_OPT_STRING(0, "counters", &counters, "SRC",

@@ -559,8 +559,19 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                     const uint64_t lim =
                         touch == HL_TOUCH_HEAD && bytes > HL_TOUCH_HEAD_BYTES ? HL_TOUCH_HEAD_BYTES
                                                                               : bytes;
-                    for (uint64_t o = oldbytes; o < lim; o += pg)
-                        p[o] = 1;
+                    /* A program asks calloc for zeros because it reads them: each page of
+                     * a calloc'd block is read before it is written, as the program would
+                     * (an allocator that hands out untouched fresh pages then pays for
+                     * the kernel's zero page and its copy on write, as it does run
+                     * directly: xz's hash tables; one that zeroes them in calloc, not). */
+                    if (op == HL_OP_CALLOC)
+                        for (uint64_t o = oldbytes; o < lim; o += pg) {
+                            (void)*(volatile uint8_t *)(p + o);
+                            p[o] = 1;
+                        }
+                    else
+                        for (uint64_t o = oldbytes; o < lim; o += pg)
+                            p[o] = 1;
                 } else if (touch == HL_TOUCH_ALL) {
                     if (oldbytes < bytes)
                         memset(p + oldbytes, 0xa5, bytes - oldbytes);
