@@ -8,11 +8,10 @@
  * header ending at the user pointer, the user pointer at mapping start + offset.
  *
  * The kept mapping: the last freed mapping (up to HLM_MMAP_THRESHOLD_MAX) of a block
- * that realloc grew (a buffer built
- * by growth: sqlite's group_concat, hlm-bench-growth's strings) stays mapped and
- * resident for the next growth it fits (at most twice the size asked), so that a
- * program building such buffers again and again takes its pages back instead of
- * faulting fresh ones at every step.  Only growth takes it (hlm_large_grown,
+ * that realloc grew (a buffer built by growth: sqlite's group_concat, hlm-bench-growth's
+ * strings) stays mapped and resident for the next growth it fits (at most twice the
+ * size asked), so that a program building such buffers again and again takes its pages
+ * back instead of faulting fresh ones at every step.  Only growth takes it (hlm_large_grown,
  * hlm_large_realloc), so the mappings calloc gets stay fresh and zero.  It goes back
  * by malloc_trim, and from the tag heap's purge passes (hlm_large_pass): at once on a
  * pass that purges everything free (the slab's growth, a shrunk heap), else once it has
@@ -165,9 +164,9 @@ void *hlm_large_realloc(void *p, size_t n)
     if (off != HLM_HDR || n + off < n || n + off + hlm_page_size < n)
         return NULL;   /* aligned blocks move the slow way */
     size_t newsize = hlm_align_up(n + off, hlm_page_size), size;
-    size_t grown = newsize > mapsize ? LARGE_GROWN : hlm_head(p) & LARGE_GROWN;
+    const bool growing = newsize > mapsize;
     /* Growing into the kept mapping: a copy of resident pages, and this one is kept. */
-    char *k = newsize > mapsize ? kept_take(newsize, &size) : NULL;
+    char *k = growing ? kept_take(newsize, &size) : NULL;
     if (k) {
         memcpy(k + off, p, mapsize - off);
         large_account(-1, -(ptrdiff_t)mapsize);
@@ -178,7 +177,7 @@ void *hlm_large_realloc(void *p, size_t n)
     if (!m)
         return NULL;
     p = m + off;
-    *hlm_headp(p) = newsize | HLM_MMAPPED | grown;
+    *hlm_headp(p) = newsize | HLM_MMAPPED | (growing ? LARGE_GROWN : hlm_head(p) & LARGE_GROWN);
     large_account(0, (ptrdiff_t)newsize - (ptrdiff_t)mapsize);
     return p;
 }

@@ -139,8 +139,8 @@
 
 /* A tag chunk that a realloc grows to this size or more, and cannot grow in place, moves
  * to a mapping of its own whatever the mmap threshold has adapted to (hlm_realloc: later
- * growth is mremap, or the kept mapping of large.c).  The mmap threshold's start: at
- * 128 KiB hlm-bench-growth's 200 KB strings left the tag heap, +3.3 MB peak RSS. */
+ * growth is mremap, or the kept mapping of large.c).  The mmap threshold's start: lower,
+ * hlm-bench-growth's strings left the tag heap and its peak RSS rose (HISTORY.md). */
 #ifndef HLM_REALLOC_MAP_MIN
 #define HLM_REALLOC_MAP_MIN (256 * 1024)
 #endif

@@ -564,14 +564,11 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                      * (an allocator that hands out untouched fresh pages then pays for
                      * the kernel's zero page and its copy on write, as it does run
                      * directly: xz's hash tables; one that zeroes them in calloc, not). */
-                    if (op == HL_OP_CALLOC)
-                        for (uint64_t o = oldbytes; o < lim; o += pg) {
+                    for (uint64_t o = oldbytes; o < lim; o += pg) {
+                        if (op == HL_OP_CALLOC)
                             (void)*(volatile uint8_t *)(p + o);
-                            p[o] = 1;
-                        }
-                    else
-                        for (uint64_t o = oldbytes; o < lim; o += pg)
-                            p[o] = 1;
+                        p[o] = 1;
+                    }
                 } else if (touch == HL_TOUCH_ALL) {
                     if (oldbytes < bytes)
                         memset(p + oldbytes, 0xa5, bytes - oldbytes);
