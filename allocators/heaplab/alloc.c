@@ -401,12 +401,16 @@ static void tcache_exit(void *arg)
     hlm_unlock(&tc_lock);
 }
 
+/* Count a call for HEAPLAB_STATS.  A thread without a cache (one that only frees other
+ * threads' blocks: a consumer) counts into one shared word, and only when the statistics
+ * are on: every consumer adding to it on every free made its cache line the hottest
+ * spot of wl-prodcons at 4 threads and more (HISTORY.md). */
 static void count_call(bool is_free)
 {
     struct hlm_tcache *tc = tc_self;
     if (tc)
         *(is_free ? &tc->nfree : &tc->nmalloc) += 1;
-    else
+    else if (hlm_opt(HLM_OPT_STATS))
         __atomic_add_fetch(is_free ? &exited_nfree : &exited_nmalloc, 1, __ATOMIC_RELAXED);
 }
 
@@ -527,13 +531,19 @@ nomem:
 static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
 {
     int saved = errno;
-    struct hlm_tcache *tc = tc_self;
+    /* A thread's first free makes its cache if it has none: a consumer, which only frees
+     * (hlm_tc_consumer), took the central lock for each object without one. */
+    struct hlm_tcache *tc = tc_self ? tc_self : tcache_create();
     if (tc) {
         struct hlm_tbin *b = &tc->bins[cls];
         if (++tc->gc_tick >= HLM_TC_GC_EVERY || tcache_bytes(tc) > HLM_TCACHE_BYTES)
             tcache_gc(tc, cls);
-        tbin_flush(tc, cls, b, b->max / 2);
-        tbin_grow(cls, b);
+        if (hlm_tc_consumer(tc)) {
+            tbin_flush(tc, cls, b, 0);
+        } else {
+            tbin_flush(tc, cls, b, b->max / 2);
+            tbin_grow(cls, b);
+        }
         *(void **)p = b->head;
         b->head = p;
         b->count++;

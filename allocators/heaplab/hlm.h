@@ -411,6 +411,16 @@ struct hlm_tcache {
     struct hlm_span *xready[HLM_NCLASSES] __attribute__((aligned(64)));
 };
 
+/* A thread that frees far more than it allocates consumes other threads' blocks (a
+ * consumer of a producer/consumer pair).  Its cache only batches its frees: it holds
+ * a bin's first limit at most and gives it back whole, onto the blocks' spans itself
+ * (hlm_central_give's locked path), so that the owners do not walk the objects off
+ * remote stacks, and one lock covers a batch instead of one object (HISTORY.md). */
+static inline bool hlm_tc_consumer(const struct hlm_tcache *tc)
+{
+    return tc->nfree > 4 * tc->nmalloc;
+}
+
 /* Central lists (central.c, remote.c): per class the spans with free objects; the page
  * heap (segments.c).  They are sharded: threads are spread over HLM_SHARDS sets of central lists (the first
  * thread on shard 0), so independent threads do not fight over one lock per class; a
@@ -422,7 +432,8 @@ struct hlm_tcache {
 extern hlm_lock_t hlm_pages_lock;
 void hlm_small_init(void);
 unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned want); /* 0: OOM */
-/* chain: NULL-terminated, count objects; from_shard: the giving thread's shard, or -1. */
+/* chain: NULL-terminated, count objects; from_shard: the giving thread's shard, or -1 to
+ * put them onto their spans under the central lock (never onto a remote stack). */
 void hlm_central_give(unsigned cls, void *chain, unsigned count, int from_shard);
 void hlm_central_drain(void);
 /* Thread-owned spans (owned.c): refill a cache from the thread's own spans (taking new

@@ -290,7 +290,7 @@ void hlm_own_give(struct hlm_tcache *tc, unsigned cls, void *chain, unsigned cou
     }
     *tail = NULL;
     if (rest)
-        hlm_central_give(cls, rest, nrest, (int)tc->shard);
+        hlm_central_give(cls, rest, nrest, hlm_tc_consumer(tc) ? -1 : (int)tc->shard);
 }
 
 /* Thread exit: every owned span back to its central list (after the cache was flushed). */
