@@ -401,10 +401,9 @@ static void tcache_exit(void *arg)
     hlm_unlock(&tc_lock);
 }
 
-/* Count a call for HEAPLAB_STATS.  A thread without a cache (one that only frees other
- * threads' blocks: a consumer) counts into one shared word, and only when the statistics
- * are on: every consumer adding to it on every free made its cache line the hottest
- * spot of wl-prodcons at 4 threads and more (HISTORY.md). */
+/* Count a call for HEAPLAB_STATS.  A thread without a cache (caches off, a thread past
+ * its cache's destructor, no memory for one) counts into one shared word, and only when
+ * the statistics are on: threads adding to it at every call fight over its line. */
 static void count_call(bool is_free)
 {
     struct hlm_tcache *tc = tc_self;
@@ -536,8 +535,8 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
     struct hlm_tcache *tc = tc_self ? tc_self : tcache_create();
     if (tc) {
         struct hlm_tbin *b = &tc->bins[cls];
-        /* (a consumer's bins stay at their limits: its bytes need no sum over the classes
-         * at every batch, which was a third of its slow path at 64 threads) */
+        /* (a consumer's bins do not grow, so its cache's bytes need no sum over every
+         * class at each batch) */
         bool consumer = hlm_tc_consumer(tc);
         if (++tc->gc_tick >= HLM_TC_GC_EVERY || (!consumer && tcache_bytes(tc) > HLM_TCACHE_BYTES))
             tcache_gc(tc, cls);

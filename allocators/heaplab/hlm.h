@@ -412,8 +412,8 @@ struct hlm_tcache {
 };
 
 /* A thread that frees far more than it allocates consumes other threads' blocks (a
- * consumer of a producer/consumer pair).  Its cache only batches its frees: it holds
- * a bin's first limit at most and gives it back whole, onto the blocks' spans itself
+ * consumer of a producer/consumer pair).  Its cache only batches its frees: its bins no
+ * longer grow, and each gives its batch back whole, onto the blocks' spans itself
  * (hlm_central_give's locked path), so that the owners do not walk the objects off
  * remote stacks, and one lock covers a batch instead of one object (HISTORY.md). */
 static inline bool hlm_tc_consumer(const struct hlm_tcache *tc)
