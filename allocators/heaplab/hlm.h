@@ -145,8 +145,10 @@ static inline size_t hlm_opt(enum hlm_opt o) { return hlm_options[o].value; }
 void hlm_options_read(void);  /* idempotent; defaults until the environment exists */
 
 /* The mmap threshold adapts (like glibc's) unless HEAPLAB_MMAP_THRESHOLD is set: freeing
- * an mmap'd block raises it to that block's size, up to HLM_MMAP_THRESHOLD_MAX, so that a
- * program reusing blocks of one large size stops paying mmap+munmap+faults each time. */
+ * an mmap'd block raises it to HLM_MMAP_THRESHOLD_RAISE times that block's size, up to
+ * HLM_MMAP_THRESHOLD_MAX, so that a program reusing blocks of large sizes stops paying
+ * mmap+munmap+faults each time.  It starts at 4 MiB (options.h): below that the tag heap
+ * serves blocks, its top trimmed and its holes purged, which returns their memory too. */
 #define HLM_MMAP_THRESHOLD_MAX (32 * HLM_MIB)
 extern size_t hlm_mmap_threshold;
 extern size_t hlm_trim_threshold;

@@ -19,6 +19,7 @@
  * first word holds its size and its second the passes it waited through.
  */
 #include "hlm.h"
+#include "tunables.h"
 
 /* Head flag: realloc grew the block (its mapping is kept when it is freed). */
 #define LARGE_GROWN ((size_t)8)
@@ -145,12 +146,17 @@ void hlm_large_free(void *p)
     else
         hlm_os_unmap((char *)p - off, mapsize);
     /* Adapt: a block this size was freed, so the program reuses such sizes; serve them
-     * from the heap from now on (glibc does the same). */
+     * from the heap from now on (glibc does the same), and sizes up to twice this: a
+     * program's large sizes spread (hlm-bench-growth's 256 KiB..4 MiB), and raising the
+     * threshold only to each freed size met the next larger one as a mapping again. */
+    size_t raised = mapsize * HLM_MMAP_THRESHOLD_RAISE;
+    if (raised > HLM_MMAP_THRESHOLD_MAX)
+        raised = HLM_MMAP_THRESHOLD_MAX;
     if (!hlm_options[HLM_OPT_MMAP_THRESHOLD].set && mapsize <= HLM_MMAP_THRESHOLD_MAX &&
-        mapsize > __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED)) {
-        __atomic_store_n(&hlm_mmap_threshold, mapsize, __ATOMIC_RELAXED);
+        raised > __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&hlm_mmap_threshold, raised, __ATOMIC_RELAXED);
         if (!hlm_options[HLM_OPT_TRIM_THRESHOLD].set)
-            __atomic_store_n(&hlm_trim_threshold, 2 * mapsize, __ATOMIC_RELAXED);
+            __atomic_store_n(&hlm_trim_threshold, 2 * raised, __ATOMIC_RELAXED);
     }
 }
 

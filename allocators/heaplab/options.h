@@ -13,7 +13,7 @@
 /* X(ID, ENV, DEFAULT, HELP) */
 #define HLM_OPTIONS(X)                                                                      \
     X(STATS, "HEAPLAB_STATS", 0, "print allocator statistics to stderr at exit (2: spans too)")         \
-    X(MMAP_THRESHOLD, "HEAPLAB_MMAP_THRESHOLD", 256 * 1024,                                 \
+    X(MMAP_THRESHOLD, "HEAPLAB_MMAP_THRESHOLD", 4 * 1024 * 1024,                           \
       "blocks this large get their own mmap (fixed if set, else adaptive)")                \
     X(TRIM_THRESHOLD, "HEAPLAB_TRIM_THRESHOLD", 512 * 1024,                                 \
       "free bytes at the top of the sbrk heap kept before trimming")                       \

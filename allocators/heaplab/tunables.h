@@ -139,10 +139,16 @@
 
 /* A tag chunk that a realloc grows to this size or more, and cannot grow in place, moves
  * to a mapping of its own whatever the mmap threshold has adapted to (hlm_realloc: later
- * growth is mremap, or the kept mapping of large.c).  The mmap threshold's start: lower,
- * hlm-bench-growth's strings left the tag heap and its peak RSS rose (HISTORY.md). */
+ * growth is mremap, or the kept mapping of large.c).  Lower, hlm-bench-growth's strings
+ * left the tag heap and its peak RSS rose (HISTORY.md). */
 #ifndef HLM_REALLOC_MAP_MIN
 #define HLM_REALLOC_MAP_MIN (256 * 1024)
+#endif
+
+/* Freeing a mapped block raises the adaptive mmap threshold to this many times its size
+ * (hlm_large_free; the start is HEAPLAB_MMAP_THRESHOLD's default in options.h). */
+#ifndef HLM_MMAP_THRESHOLD_RAISE
+#define HLM_MMAP_THRESHOLD_RAISE 2
 #endif
 
 /* ---- the policy variants' arenas (variant.c) ------------------------------------------- */
