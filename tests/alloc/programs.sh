@@ -39,6 +39,8 @@ if [ "$set_" = all ]; then
     same "python3 with a 40k mmap threshold" env HEAPLAB_MMAP_THRESHOLD=40k PYTHONMALLOC=malloc $py "$T/work.py"
     thr=$(LD_PRELOAD=$lib HEAPLAB_STATS=1 HEAPLAB_MMAP_THRESHOLD=1m $py -c 'print(1)' 2>&1 >/dev/null | awk -F': ' '/mmap threshold now/ { print $2 }')
     eq "HEAPLAB_MMAP_THRESHOLD=1m is read from the environment" "${thr%% *}" 1048576
+    thr=$(LD_PRELOAD=$lib HEAPLAB_STATS=1 $py -c 'b = bytearray(5 << 20); del b' 2>&1 >/dev/null | awk -F': ' '/mmap threshold now/ { v = $2 } END { print v }')
+    eq "freeing a 5 MiB mapped block raises the adaptive mmap threshold (from 4 MiB) to twice its mapping" "${thr%% *}" $((2 * ((5242881 + 16 + 4095) / 4096 * 4096)))
     same "perl building hashes and sorting" perl -e 'my %h; $h{"k".($_*31%9973)} .= "x" x ($_%40) for 1..200000; my @k = sort keys %h; print scalar(@k), " ", length(join("", @h{@k})), "\n";'
     cat >"$T/prog.c" <<'C'
 #include <stdio.h>
