@@ -190,6 +190,7 @@ void *hlm_large_realloc(void *p, size_t n);
 /* A large block for a realloc that grows a smaller block to n: the kept mapping when it
  * fits, else a fresh one. */
 void *hlm_large_grown(size_t n);
+bool hlm_large_for_calloc(size_t n); /* calloc(n) takes a fresh mapping (tunables.h) */
 /* A purge pass of the tag heap, purging what waited through `age` passes (0: all): the
  * kept mapping ages, or goes back. */
 void hlm_large_pass(unsigned age);

@@ -160,6 +160,14 @@ void hlm_large_free(void *p)
     }
 }
 
+bool hlm_large_for_calloc(size_t n)
+{
+    hlm_init();   /* the options, and the page size hlm_large_malloc needs */
+    return n >= HLM_CALLOC_MAP_MIN && !hlm_options[HLM_OPT_MMAP_THRESHOLD].set &&
+           __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED) ==
+               hlm_opt(HLM_OPT_MMAP_THRESHOLD);
+}
+
 size_t hlm_large_usable(const void *p) { return large_mapsize(p) - *large_offp(p); }
 
 void *hlm_large_realloc(void *p, size_t n)

@@ -16,8 +16,15 @@ struct hlm_option hlm_options[HLM_OPT_COUNT] = {
 #undef HLM_OPT_ENTRY
 };
 
-size_t hlm_mmap_threshold = 256 * 1024;
-size_t hlm_trim_threshold = 512 * 1024;
+/* The defaults as constants, for the two thresholds' values before the options are read. */
+enum {
+#define HLM_OPT_DEFAULT(id, env, def, help) HLM_DEFAULT_##id = (def),
+    HLM_OPTIONS(HLM_OPT_DEFAULT)
+#undef HLM_OPT_DEFAULT
+};
+
+size_t hlm_mmap_threshold = HLM_DEFAULT_MMAP_THRESHOLD;
+size_t hlm_trim_threshold = HLM_DEFAULT_TRIM_THRESHOLD;
 static bool options_done;
 
 static bool parse_size(const char *s, size_t *out)

@@ -145,6 +145,14 @@
 #define HLM_REALLOC_MAP_MIN (256 * 1024)
 #endif
 
+/* calloc of this size or more takes a fresh mapping while the adaptive mmap threshold
+ * is at its start (no mapped block freed yet): zero already, so nothing is written, and
+ * its pages stay out of RSS until the program touches them, as with the threshold's
+ * former 256 KiB start (hlm_large_for_calloc).  From the heap it would be written whole. */
+#ifndef HLM_CALLOC_MAP_MIN
+#define HLM_CALLOC_MAP_MIN (256 * 1024)
+#endif
+
 /* Freeing a mapped block raises the adaptive mmap threshold to this many times its size
  * (hlm_large_free; the start is HEAPLAB_MMAP_THRESHOLD's default in options.h). */
 #ifndef HLM_MMAP_THRESHOLD_RAISE
