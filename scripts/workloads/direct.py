@@ -100,6 +100,13 @@ def _cmd(argv):
         return ""
 
 
+def _library_of(allocs, name):
+    """How the table names an allocator without a package version: its library's path
+    (a --with library, a policy variant), when allocs maps names to paths."""
+    lib = allocs.get(name) if isinstance(allocs, dict) else None
+    return "(%s)" % lib if lib else "?"
+
+
 def machine(allocs, build):
     """The machine and the allocators the figures come from, as {field: text}."""
     cpu = "unknown"
@@ -119,7 +126,8 @@ def machine(allocs, build):
     return {
         "cpu": cpu, "cores": str(os.cpu_count()), "kernel": platform.release(),
         "libc": "glibc " + versions["glibc"],
-        "allocators": ", ".join("%s %s" % (a, versions.get(a, "?")) for a in allocs),
+        "allocators": ", ".join("%s %s" % (a, versions.get(a) or _library_of(allocs, a))
+                                for a in allocs),
         "heaplab commit": rev or "?",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load average at start": "%.1f" % os.getloadavg()[0],
