@@ -71,6 +71,7 @@ struct hl_reader {
     uint32_t nthreads;
     uint64_t last_time;
     struct hl_liveset live; /* to refuse double frees */
+    int trust_slots;        /* hl_reader_trust_slots: the caller checks them instead */
     int live_ok;
 
     /* the chunk being decoded, a batch at a time */
@@ -623,9 +624,11 @@ static const char *start_chunk(struct hl_reader *r, const struct block *b)
     return NULL;
 }
 
-/* Decode the next n events of the current chunk into r->ev.  Returns NULL on success or
- * a reason. */
-static const char *decode_batch(struct hl_reader *r, uint32_t n)
+/* Decode the next n events of the current chunk into r->ev, checking with the live set
+ * that every slot given back is live (check_live) or leaving that to the caller
+ * (hl_reader_trust_slots).  Returns NULL on success or a reason. */
+static inline __attribute__((always_inline)) const char *
+decode_batch_(struct hl_reader *r, uint32_t n, const int check_live)
 {
     /* Local copies: with -fno-strict-aliasing, pointers kept in *r would be reloaded
      * after every store to an event. */
@@ -682,7 +685,7 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
                         return "bad slot reference";
                     ref = prev_ref = s;
                 }
-                if (!hl_liveset_take(live, ref, !!(b8 & HL_OPF_FAILED)))
+                if (check_live && !hl_liveset_take(live, ref, !!(b8 & HL_OPF_FAILED)))
                     return "a slot given back twice";
             } else if ((b8 & (HL_OPF_UNKNOWN | HL_OPF_NOREF)) == (HL_OPF_UNKNOWN | HL_OPF_NOREF)) {
                 return "bad op flags";
@@ -700,7 +703,7 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
             if (b8 & HL_OPF_FAILED) {
                 e->slot = HL_NO_SLOT;
             } else {
-                if (hl_liveset_add(live, next) < 0)
+                if (check_live && hl_liveset_add(live, next) < 0)
                     return "out of memory";
                 e->slot = next++;
             }
@@ -732,6 +735,17 @@ static const char *decode_batch(struct hl_reader *r, uint32_t n)
             if (cp[c] != ce[c])
                 return "column lengths do not match the events";
     return NULL;
+}
+
+/* The two loops, each free of the other's tests. */
+static const char *decode_batch(struct hl_reader *r, uint32_t n)
+{
+    return r->trust_slots ? decode_batch_(r, n, 0) : decode_batch_(r, n, 1);
+}
+
+void hl_reader_trust_slots(struct hl_reader *r)
+{
+    r->trust_slots = 1;
 }
 
 ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,

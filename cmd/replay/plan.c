@@ -52,6 +52,9 @@ struct dslot {
 
 struct hl_plan_builder {
     int fd, serial, single;
+    int strict;                   /* a slot given back that is not live is a corrupted
+                                     trace (the reader left that check to us), not a
+                                     double free to count and drop */
     struct hl_plan_opts opts;     /* as asked (the cache key) */
     uint32_t *ring;               /* RING_SLOTS entries: slot s at s % RING_SLOTS */
     uint64_t every;   /* timeline interval; UINT64_MAX: no timeline */
@@ -616,6 +619,11 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
             old = d;
         } else if (e->op == HL_OP_FREE && s == HL_NO_SLOT && !(e->flags & HL_EV_UNKNOWN)) {
             /* free(NULL): a real call, replayed as one */
+        } else if (b->strict && s != HL_NO_SLOT && !(e->flags & HL_EV_UNKNOWN)) {
+            snprintf(err->msg, sizeof err->msg,
+                     "corrupted trace: event %llu gives back slot %llu, which is not live",
+                     (unsigned long long)b->events - 1, (unsigned long long)s);
+            return -1;
         } else if (e->op == HL_OP_FREE || s != HL_NO_SLOT || (e->flags & HL_EV_UNKNOWN)) {
             /* double free, foreign pointer: counted and dropped.  A realloc of one still
              * allocates; it is replayed as realloc(NULL, size). */
@@ -828,6 +836,7 @@ static int plan_section(struct hl_reader *r, const char *path, const struct hl_p
         snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
         return -1;
     }
+    b->strict = 1; /* the reader leaves the live slots to us (hl_plan_trace) */
     const struct hl_event *ev;
     ssize_t n;
     uint64_t shown = 0;
@@ -917,6 +926,7 @@ int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
     struct hl_reader *r = hl_reader_open(path, err);
     if (!r)
         return -1;
+    hl_reader_trust_slots(r); /* plan_section's builders refuse dead slots (strict) */
     hl_reader_hash_begin(r);
     int first = *nrows, rc = -1;
     uint32_t section = 0;

@@ -246,6 +246,52 @@ static int same_plan(const struct hl_event *e, uint64_t n, int serial, uint64_t 
     return same;
 }
 
+/* A trace that gives a slot back twice, written by a trusted writer (which checks
+ * nothing, as the record finaliser's), planned the way `heaplab replay` plans: the reader
+ * leaves the live slots to the planner (hl_reader_trust_slots), which must refuse it as a
+ * corrupted trace, not drop it as a double free.  With free_twice 0 the same trace
+ * without the second free plans. */
+static int plan_file_with_double_free(int free_twice, char *msg, size_t msglen)
+{
+    char path[] = "/tmp/heaplab-plan-test-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -2;
+    close(fd);
+    struct hl_err err = {{0}};
+    struct hl_writer *w = hl_writer_open(path, &err);
+    struct hl_process p;
+    memset(&p, 0, sizeof p);
+    p.pid = 42;
+    p.page_size = 4096;
+    int ok = w != NULL;
+    if (ok) {
+        hl_writer_trust(w);
+        ok = hl_writer_begin_process(w, &p, &err) == 0;
+    }
+    struct hl_event e[] = {ev(0, HL_OP_MALLOC, 64, 0, N), ev(0, HL_OP_MALLOC, 32, 1, N),
+                           ev(0, HL_OP_FREE, 0, 0, N), ev(0, HL_OP_FREE, 0, 0, N),
+                           ev(0, HL_OP_FREE, 0, 1, N)};
+    for (size_t i = 0; ok && i < sizeof e / sizeof e[0]; i++)
+        if (free_twice || i != 3)
+            ok = hl_writer_event(w, &e[i], &err) == 0;
+    ok = ok && hl_writer_close(w, &err) == 0;
+    int rc = -2;
+    if (ok) {
+        struct hl_plan_opts o;
+        memset(&o, 0, sizeof o);
+        struct hl_rp_row *rows = NULL;
+        int nrows = 0;
+        rc = hl_plan_trace(path, &o, -1, &rows, &nrows, &err);
+        for (int i = 0; i < nrows; i++)
+            close(rows[i].plan.fd);
+        free(rows);
+    }
+    snprintf(msg, msglen, "%s", err.msg);
+    unlink(path);
+    return rc;
+}
+
 int main(void)
 {
     struct hl_plan_info info;
@@ -473,5 +519,12 @@ int main(void)
     struct hl_event c[] = {ev(0, HL_OP_MALLOC, 8, 0, N), ev(0, HL_OP_MALLOC, 8, 5, N)};
     build(c, 2, 0, &info, &rc);
     TAP_CHECK(rc != 0, "a section that skips a slot is refused as corrupted");
+    char msg[512];
+    TAP_CHECK(plan_file_with_double_free(0, msg, sizeof msg) == 0,
+              "a trace file plans as `heaplab replay` plans it (%s)", msg);
+    rc = plan_file_with_double_free(1, msg, sizeof msg);
+    tap_diag("%s", msg);
+    TAP_CHECK(rc == -1 && strstr(msg, "corrupted trace") && strstr(msg, "slot 0, which is not live"),
+              "a trace file that gives a slot back twice is refused as corrupted");
     return tap_done();
 }
