@@ -263,6 +263,19 @@ static unsigned narrow_window(struct hl_plan_builder *b)
         return 0;
     b->nw = grow(b->nw, &b->nwcap, n + 4, sizeof *b->nw);
     b->nx = grow(b->nx, &b->nxcap, b->ncx + n / 4 + 1, sizeof *b->nx);
+    if (hl_cev_narrow_fits(any >> HL_CEV_SIZE_SHIFT, sb)) {
+        /* Every size fits (their OR does): each word narrowed as it is, escapes
+         * included (HL_CEV_OTHER: size and slot 0), in a loop without branches; the
+         * escapes stay as they are. */
+        const uint64_t *cw = b->cw;
+        uint32_t *nw = b->nw;
+        for (uint64_t k = 0; k < n; k++)
+            nw[k] = HL_CEV_NARROW(cw[k] >> HL_CEV_SIZE_SHIFT, HL_CEV_SLOT(cw[k]),
+                                  HL_CEV_TAG(cw[k]), sb);
+        memcpy(b->nx, b->cx, b->ncx * sizeof *b->nx);
+        b->nxn = b->ncx;
+        return sb;
+    }
     const uint64_t most = b->ncx + n / 4; /* more escapes: wide is smaller */
     const struct hl_rp_ev *x = b->cx;
     uint64_t nx = 0;
