@@ -272,7 +272,8 @@ static unsigned narrow_window(struct hl_plan_builder *b)
         for (uint64_t k = 0; k < n; k++)
             nw[k] = HL_CEV_NARROW(cw[k] >> HL_CEV_SIZE_SHIFT, HL_CEV_SLOT(cw[k]),
                                   HL_CEV_TAG(cw[k]), sb);
-        memcpy(b->nx, b->cx, b->ncx * sizeof *b->nx);
+        if (b->ncx) /* (cx is NULL before a plan's first escape) */
+            memcpy(b->nx, b->cx, b->ncx * sizeof *b->nx);
         b->nxn = b->ncx;
         return sb;
     }
