@@ -69,6 +69,13 @@ struct hlm_tag_heap {
     struct chunk *dv;
     size_t arena_bytes, free_bytes, free_chunks, dirty_bytes;
     bool growing;                /* heap_grow is filing new memory: do not trim it away */
+    /* The top's trims since the heap last grew (bytes), and whether the heap grew back
+     * after a trim more than once: a program that frees a large block at the top and
+     * takes it again and again (a scratch buffer per request) keeps the top then, up to
+     * the trim threshold, which that regrowth raised (top_regrowth, purge_pass). */
+    size_t trimmed_since_grow;
+    unsigned regrowths;          /* times the heap grew back after a trim */
+    bool top_regrew;
     /* A heap made by hlm_tag_new maps its regions (never sbrk) in multiples of grain,
      * aligned to it, and reports each to mapped(base, len, arg) before use; tag_main
      * has no grain.  Regions are never unmapped. */
@@ -527,6 +534,30 @@ static void region_add(struct hlm_tag_heap *h, char *base, size_t len)
     growing = false;
 }
 
+/* The heap grows again after its top was trimmed of HLM_TRIM_ADAPT_MIN or more: the
+ * program takes back what the trim gave away, and would fault it in at every round.
+ * From the second time on, the trim threshold rises to twice what was trimmed (as
+ * glibc's does after an mmap'd block's free; unless set), and the top is kept from
+ * then on (purge_pass).  Smaller tops are left to the purge as before: keeping them
+ * cost small programs more RSS than their faults cost time. */
+static void top_regrowth(struct hlm_tag_heap *h)
+{
+    if (h->trimmed_since_grow < HLM_TRIM_ADAPT_MIN) {
+        h->trimmed_since_grow = 0;
+        return;
+    }
+    size_t want = 2 * h->trimmed_since_grow;
+    if (want > HLM_TRIM_THRESHOLD_MAX)
+        want = HLM_TRIM_THRESHOLD_MAX;
+    h->trimmed_since_grow = 0;
+    if (++h->regrowths < 2)
+        return;
+    h->top_regrew = true;
+    if (!hlm_options[HLM_OPT_TRIM_THRESHOLD].set &&
+        want > __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED))
+        __atomic_store_n(&hlm_trim_threshold, want, __ATOMIC_RELAXED);
+}
+
 /* Add at least s bytes of free chunk at the top of the heap. */
 static bool heap_grow(struct hlm_tag_heap *h, size_t s)
 {
@@ -545,6 +576,7 @@ static bool heap_grow(struct hlm_tag_heap *h, size_t s)
         region_add(h, base, len);
         return true;
     }
+    top_regrowth(h);
     char *cur = hlm_os_brk_now();
     if (brk_end && cur == brk_end && hlm_os_sbrk((intptr_t)incr)) {
         /* Contiguous: the old fencepost becomes the head of the new chunk. */
@@ -602,6 +634,7 @@ static void trim_top(struct hlm_tag_heap *h, struct chunk *c, size_t pad)
         dirty_bytes -= cut;
     else
         dirty_bytes = 0;
+    h->trimmed_since_grow += cut;
     hlm_stat_add(trims, 1);
     hlm_stat_add(trimmed_bytes, cut);
 }
@@ -643,9 +676,12 @@ static void purge_pass(struct hlm_tag_heap *h, unsigned age)
         struct chunk *fence = cnext(top);
         size_t thr = __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED);
         if ((fence->prev_size & AGE_MASK) >= age * AGE_ONE && csize(top) > thr)
-            trim_top(h, top, age ? thr / 2 : 0);
+            trim_top(h, top, age || h->top_regrew ? thr / 2 : 0);
     }
-    if (top && purgeable(csize(top)))
+    /* Once the heap grew back after a trim, a top within the trim threshold stays, as
+     * glibc keeps it (the trim above takes what is beyond). */
+    if (top && purgeable(csize(top)) &&
+        !(h->top_regrew && csize(top) <= __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED)))
         purge_chunk(top, age);
     if (dv && purgeable(csize(dv)))
         purge_chunk(dv, age);

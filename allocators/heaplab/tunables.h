@@ -153,6 +153,19 @@
 #define HLM_CALLOC_MAP_MIN (256 * 1024)
 #endif
 
+/* When the sbrk heap grows back, a second time, after its top was trimmed of at least
+ * HLM_TRIM_ADAPT_MIN, the trim threshold rises to twice the trim, at most to
+ * HLM_TRIM_THRESHOLD_MAX, and a top within it stays (tag.c, top_regrowth): a scratch
+ * buffer freed and taken again each round is not faulted in each round.  Below the
+ * minimum, keeping the top cost a small program (wl-minimise: 736 KiB trims) more RSS
+ * than its faults cost time. */
+#ifndef HLM_TRIM_ADAPT_MIN
+#define HLM_TRIM_ADAPT_MIN (1024 * 1024)
+#endif
+#ifndef HLM_TRIM_THRESHOLD_MAX
+#define HLM_TRIM_THRESHOLD_MAX (64 * 1024 * 1024)
+#endif
+
 /* Freeing a mapped block raises the adaptive mmap threshold to this many times its size
  * (hlm_large_free; the start is HEAPLAB_MMAP_THRESHOLD's default in options.h). */
 #ifndef HLM_MMAP_THRESHOLD_RAISE
