@@ -162,9 +162,8 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
 /* Leave the check that every slot a free or realloc gives back is live (allocated and
  * not given back yet) to the caller, which keeps a table of live slots anyway and must
  * refuse such an event as a corrupted trace (the replay's planner, cmd/replay/plan.c):
- * the reader's own live set then costs nothing (20-40 instructions an event, on the
- * replay preparation's decoding thread).  Every other check stays.  Call before the
- * first hl_reader_events. */
+ * the reader then keeps no live set, which was a fair part of replay preparation's
+ * decoding.  Every other check stays.  Call before the first hl_reader_events. */
 void hl_reader_trust_slots(struct hl_reader *r);
 
 /* Open a trace held in memory (the bytes are not copied: buf must outlive the reader).

@@ -190,7 +190,9 @@ void *hlm_large_realloc(void *p, size_t n);
 /* A large block for a realloc that grows a smaller block to n: the kept mapping when it
  * fits, else a fresh one. */
 void *hlm_large_grown(size_t n);
-bool hlm_large_for_calloc(size_t n); /* calloc(n) takes a fresh mapping (tunables.h) */
+/* calloc(n)'s fresh mapping while the mmap threshold has not adapted (HLM_CALLOC_MAP_MIN,
+ * tunables.h), else NULL: the caller serves it as any calloc. */
+void *hlm_large_calloc(size_t n);
 /* A purge pass of the tag heap, purging what waited through `age` passes (0: all): the
  * kept mapping ages, or goes back. */
 void hlm_large_pass(unsigned age);

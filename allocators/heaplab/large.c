@@ -160,12 +160,13 @@ void hlm_large_free(void *p)
     }
 }
 
-bool hlm_large_for_calloc(size_t n)
+void *hlm_large_calloc(size_t n)
 {
     hlm_init();   /* the options, and the page size hlm_large_malloc needs */
-    return n >= HLM_CALLOC_MAP_MIN && !hlm_options[HLM_OPT_MMAP_THRESHOLD].set &&
-           __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED) ==
-               hlm_opt(HLM_OPT_MMAP_THRESHOLD);
+    if (n < HLM_CALLOC_MAP_MIN || hlm_options[HLM_OPT_MMAP_THRESHOLD].set ||
+        __atomic_load_n(&hlm_mmap_threshold, __ATOMIC_RELAXED) != hlm_opt(HLM_OPT_MMAP_THRESHOLD))
+        return NULL;
+    return hlm_large_malloc(n, HLM_ALIGN);
 }
 
 size_t hlm_large_usable(const void *p) { return large_mapsize(p) - *large_offp(p); }

@@ -69,13 +69,13 @@ struct hlm_tag_heap {
     struct chunk *dv;
     size_t arena_bytes, free_bytes, free_chunks, dirty_bytes;
     bool growing;                /* heap_grow is filing new memory: do not trim it away */
-    /* The top's trims since the heap last grew (bytes), and whether the heap grew back
-     * after a trim more than once: a program that frees a large block at the top and
-     * takes it again and again (a scratch buffer per request) keeps the top then, up to
-     * the trim threshold, which that regrowth raised (top_regrowth, purge_pass). */
+    /* The top's trims since the heap last grew (bytes), and the times the heap grew
+     * back after trims of HLM_TRIM_ADAPT_MIN or more: from two on, a program frees a
+     * large block at the top and takes it again and again (a scratch buffer per
+     * request), and keeps the top, up to the trim threshold that regrowth raised
+     * (top_regrowth, purge_pass). */
     size_t trimmed_since_grow;
-    unsigned regrowths;          /* times the heap grew back after a trim */
-    bool top_regrew;
+    unsigned regrowths;
     /* A heap made by hlm_tag_new maps its regions (never sbrk) in multiples of grain,
      * aligned to it, and reports each to mapped(base, len, arg) before use; tag_main
      * has no grain.  Regions are never unmapped. */
@@ -542,17 +542,12 @@ static void region_add(struct hlm_tag_heap *h, char *base, size_t len)
  * cost small programs more RSS than their faults cost time. */
 static void top_regrowth(struct hlm_tag_heap *h)
 {
-    if (h->trimmed_since_grow < HLM_TRIM_ADAPT_MIN) {
-        h->trimmed_since_grow = 0;
-        return;
-    }
     size_t want = 2 * h->trimmed_since_grow;
+    h->trimmed_since_grow = 0;
+    if (want < 2 * HLM_TRIM_ADAPT_MIN || ++h->regrowths < 2)
+        return;
     if (want > HLM_TRIM_THRESHOLD_MAX)
         want = HLM_TRIM_THRESHOLD_MAX;
-    h->trimmed_since_grow = 0;
-    if (++h->regrowths < 2)
-        return;
-    h->top_regrew = true;
     if (!hlm_options[HLM_OPT_TRIM_THRESHOLD].set &&
         want > __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED))
         __atomic_store_n(&hlm_trim_threshold, want, __ATOMIC_RELAXED);
@@ -672,16 +667,16 @@ static void purge_pass(struct hlm_tag_heap *h, unsigned age)
     /* The top of the sbrk heap goes back like any free chunk: once it stayed free for
      * age passes (trimming at every free made programs that reuse the top fault it in
      * again and again), keeping half the trim threshold. */
+    const size_t thr = __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED);
+    const bool keep_top = h->regrowths >= 2;   /* (top_regrowth) */
     if (top && cnext(top) == (struct chunk *)(brk_end - HLM_HDR)) {
         struct chunk *fence = cnext(top);
-        size_t thr = __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED);
         if ((fence->prev_size & AGE_MASK) >= age * AGE_ONE && csize(top) > thr)
-            trim_top(h, top, age || h->top_regrew ? thr / 2 : 0);
+            trim_top(h, top, age || keep_top ? thr / 2 : 0);
     }
-    /* Once the heap grew back after a trim, a top within the trim threshold stays, as
+    /* Once the heap grew back after trims, a top within the trim threshold stays, as
      * glibc keeps it (the trim above takes what is beyond). */
-    if (top && purgeable(csize(top)) &&
-        !(h->top_regrew && csize(top) <= __atomic_load_n(&hlm_trim_threshold, __ATOMIC_RELAXED)))
+    if (top && purgeable(csize(top)) && !(keep_top && csize(top) <= thr))
         purge_chunk(top, age);
     if (dv && purgeable(csize(dv)))
         purge_chunk(dv, age);

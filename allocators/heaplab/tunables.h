@@ -148,7 +148,7 @@
 /* calloc of this size or more takes a fresh mapping while the adaptive mmap threshold
  * is at its start (no mapped block freed yet): zero already, so nothing is written, and
  * its pages stay out of RSS until the program touches them, as with the threshold's
- * former 256 KiB start (hlm_large_for_calloc).  From the heap it would be written whole. */
+ * former 256 KiB start (hlm_large_calloc).  From the heap it would be written whole. */
 #ifndef HLM_CALLOC_MAP_MIN
 #define HLM_CALLOC_MAP_MIN (256 * 1024)
 #endif
@@ -157,8 +157,8 @@
  * HLM_TRIM_ADAPT_MIN, the trim threshold rises to twice the trim, at most to
  * HLM_TRIM_THRESHOLD_MAX, and a top within it stays (tag.c, top_regrowth): a scratch
  * buffer freed and taken again each round is not faulted in each round.  Below the
- * minimum, keeping the top cost a small program (wl-minimise: 736 KiB trims) more RSS
- * than its faults cost time. */
+ * minimum, keeping the top cost small programs more RSS than their faults cost time
+ * (HISTORY.md). */
 #ifndef HLM_TRIM_ADAPT_MIN
 #define HLM_TRIM_ADAPT_MIN (1024 * 1024)
 #endif

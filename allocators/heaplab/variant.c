@@ -335,8 +335,7 @@ size_t hlm_usable_size(const void *p)
 void *hlm_calloc(size_t n)
 {
     void *p;
-    if (n >= HLM_CALLOC_MAP_MIN && hlm_large_for_calloc(n) &&
-        (p = hlm_large_malloc(n, HLM_ALIGN)) != NULL)
+    if (n >= HLM_CALLOC_MAP_MIN && (p = hlm_large_calloc(n)) != NULL)
         return p;
     p = hlm_malloc(n);
     if (p && !hlm_large_is(p))

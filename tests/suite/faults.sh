@@ -5,7 +5,7 @@
 # The programs: hlm-bench-churn (a steady window of small blocks replaced at random),
 # wl-trees (trees built and dropped whole, again and again) and hl-scratch (one 1 MiB or
 # 3 MiB buffer allocated, written and freed 200 times: given back at each free, it was
-# faulted in again each round, 55-300x glibc's faults).  Both counts are the whole
+# faulted in again each round, 22-48x glibc's faults).  Both counts are the whole
 # process's, from /usr/bin/time.  Usage: faults.sh LIBRARY.so
 . "$HEAPLAB_SRC/tests/lib/lib.sh"
 lib=$1
