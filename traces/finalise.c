@@ -71,11 +71,12 @@ static void note_damage(struct hl_finalise_stats *st, struct rawfile *f, size_t 
                  f->path, why, off);
 }
 
-/* A record that is an event (not a clock reading or a mark). */
+/* A record that takes a place in its clock run: an event, or a page count (not a
+ * clock reading or a mark; decode_batch gives both a time). */
 static inline int is_event(uint64_t w0)
 {
     unsigned op = hl_raw_op_of(w0);
-    return hl_raw_is_short(w0) || (op >= HL_RAW_MALLOC && op <= HL_RAW_REALLOCARRAY);
+    return hl_raw_is_short(w0) || (op >= HL_RAW_MALLOC && op <= HL_RAW_PAGES);
 }
 
 /* ---- scanning a raw file ---- */
@@ -678,6 +679,10 @@ static int submit(struct section *s, struct hl_err *err)
 {
     if (s->nev && hl_writer_events(s->w, s->ev, s->nev, err) != 0)
         return -1;
+    for (size_t k = 0; k < s->npg; k++)
+        if (hl_writer_pages(s->w, s->pg[k].slot, s->pg[k].pages, err) != 0)
+            return -1;
+    s->npg = 0;
     s->events += s->nev;
     s->nev = 0;
     uint32_t room = hl_writer_room(s->w);
@@ -685,11 +690,34 @@ static int submit(struct section *s, struct hl_err *err)
     return 0;
 }
 
+/* An HL_RAW_PAGES record: the live block at its address gets a (slot, pages) pair
+ * (none if the address is not live: a block of the parent, in a fork child). */
+static __attribute__((noinline)) void pages_of(struct section *s, const struct rec *r)
+{
+    uint64_t slot = hl_slotmap_take_h_(s->map, r->ptr, r->hash);
+    if (slot == HL_NO_SLOT)
+        return;
+    hl_slotmap_put_h_(s->map, r->ptr, r->hash, slot);
+    if (s->npg == s->pgcap) {
+        size_t cap = s->pgcap ? s->pgcap * 2 : 64;
+        struct hl_pages *v = realloc(s->pg, cap * sizeof *v);
+        if (!v)
+            return; /* the block is touched whole: nothing is lost but the count */
+        s->pg = v;
+        s->pgcap = cap;
+    }
+    s->pg[s->npg++] = (struct hl_pages){slot, r->size};
+}
+
 /* The cursor's current record (in its current phase) made into s's next event.
  * Returns 1 if the record is finished, 0 if it moved to its second phase. */
 static inline int step(struct section *s, struct cursor *c)
 {
     const struct rec *r = cur_rec(c);
+    if (__builtin_expect(r->op == HL_RAW_PAGES, 0)) {
+        pages_of(s, r);
+        return 1;
+    }
     struct hl_event *e = &s->ev[s->nev];
     e->thread = c->dense;
     e->op = r->op;
@@ -1088,6 +1116,7 @@ static void section_free(struct section *s)
     hl_slotmap_free(s->map);
     free(s->h.a);
     free(s->ev);
+    free(s->pg);
     free(s);
 }
 

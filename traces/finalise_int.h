@@ -177,6 +177,8 @@ struct section {
     uint64_t done_key;    /* every record numbered below this is written (merge) */
     size_t ckpt_low;      /* the first raw byte still needed at the last checkpoint */
     size_t ckpt_every;    /* raw bytes consumed between checkpoints (0: none) */
+    struct hl_pages *pg;  /* HL_RAW_PAGES records made into pairs, given to the writer */
+    size_t npg, pgcap;    /* after the events before them (submit) */
 };
 
 /* ---- shared between finalise.c and checkpoint.c ---- */

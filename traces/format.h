@@ -1,5 +1,5 @@
 /*
- * format.h: the on-disk layout of a finalised heaplab trace (.hlt), version 3.
+ * format.h: the on-disk layout of a finalised heaplab trace (.hlt), version 4.
  *
  * This header is the specification: a reader can be written from it alone.  Only the
  * trace library (traces/writer.c, traces/reader.c) includes it; everything else goes
@@ -11,23 +11,26 @@
  *
  *   file header:
  *     0   8  magic        "HLTRACE\0"
- *     8   4  version      3 (HL_FORMAT_VERSION); a reader also reads versions 1 and
- *                         2: version 2 differs only in the PROC payload (no flags,
- *                         no first slot: both 0), version 1 also in the CHNK payload
- *                         (no modes: always 0).  Any other version is refused.
+ *     8   4  version      4 (HL_FORMAT_VERSION); a reader also reads versions 1 to
+ *                         3: version 3 differs only in having no PAGE blocks,
+ *                         version 2 also in the PROC payload (no flags, no first
+ *                         slot: both 0), version 1 also in the CHNK payload (no
+ *                         modes: always 0).  Any other version is refused.
  *                         Version 3 made slot ids 64-bit (they were below 2^32).
  *     12  4  reserved     0
  *
  * SECTION  (one process)
  *     PROC block          the process header
- *     CHNK block*         the events, in order, at most HL_CHUNK_MAX_EVENTS each
+ *     CHNK block*         the events, in order, at most HL_CHUNK_MAX_EVENTS each,
+ *                         with PAGE blocks (version 4) between them and before ENDS
  *     ENDS block          the section trailer (counts)
  *   A file cut short (a crash, a full disk) ends inside or after some block: a reader
  *   returns every event of the good chunks before the damage, then an error that names
  *   the file and the byte offset of the damaged or missing block.
  *
  * BLOCK  (every block has the same 24-byte header, then `stored` payload bytes)
- *     0   4  tag          "PROC", "CHNK" or "ENDS" (the four ASCII bytes in file order)
+ *     0   4  tag          "PROC", "CHNK", "PAGE" or "ENDS" (the four ASCII bytes in
+ *                         file order)
  *     4   4  stored       payload bytes that follow the header
  *     8   4  raw          CHNK: payload bytes after zstd decompression; else == stored
  *     12  4  nevents      CHNK: events in the chunk (1..HL_CHUNK_MAX_EVENTS); else 0
@@ -37,9 +40,9 @@
  *                         told apart from a truncated file
  *   Limits a reader enforces (a block beyond them is corrupt): a CHNK's stored at most
  *   HL_BLOCK_MAX_BYTES and raw at most HL_CHUNK_MAX_RAW; PROC and ENDS payloads at most
- *   HL_META_MAX_BYTES; thread
+ *   HL_META_MAX_BYTES, PAGE payloads at most HL_PAGE_MAX_BYTES; thread
  *   indices below HL_MAX_THREADS; slot ids below 2^63.
- *   Blocks must come in the order PROC CHNK* ENDS; anything else is corrupt.
+ *   Blocks must come in the order PROC (CHNK | PAGE)* ENDS; anything else is corrupt.
  *
  * PROC payload
  *     u32 pid, u32 ppid, u32 page_size, u64 start_realtime_ns,
@@ -60,6 +63,18 @@
  *   nevents must equal the sum of the section's chunk counts, and next_slot the slot
  *   the next allocation would have taken (first_slot + the allocations); a mismatch
  *   is corruption.
+ *
+ * PAGE payload (version 4): pairs, until the payload ends, of
+ *     varint slot          a block allocated by a malloc or calloc of the section, in
+ *                          a chunk before this block
+ *     varint pages         how many pages of it were resident when the program gave
+ *                          it back, or when the process ended with it live (at most
+ *                          HL_PAGE_MAX_PAGES)
+ *   The recorder counts them for large blocks only (HL_RAW_PAGES_MIN in
+ *   traces/preload/raw.h): a replay touches that many pages of the block, not all of
+ *   them, since programs often write only part of a big buffer.  A block without a
+ *   pair is touched whole.  A reader returns them apart from the events
+ *   (hl_reader_pages); a slot named twice keeps its last pair.
  *
  * CHNK payload
  *     varint first_slot    slot id of the chunk's first allocation (the section's
@@ -139,7 +154,7 @@
 #include <stdint.h>
 
 #define HL_FORMAT_MAGIC "HLTRACE\0"
-#define HL_FORMAT_VERSION 3u
+#define HL_FORMAT_VERSION 4u
 #define HL_FORMAT_MIN_VERSION 1u
 #define HL_FILE_HEADER_BYTES 16u
 #define HL_BLOCK_HEADER_BYTES 24u
@@ -147,10 +162,13 @@
 #define HL_TAG_PROC 0x434f5250u /* "PROC" read as a little-endian u32 */
 #define HL_TAG_CHNK 0x4b4e4843u /* "CHNK" */
 #define HL_TAG_ENDS 0x53444e45u /* "ENDS" */
+#define HL_TAG_PAGE 0x45474150u /* "PAGE" */
 
 #define HL_CHUNK_MAX_EVENTS 65536u
 #define HL_BLOCK_MAX_BYTES (64u << 20)
 #define HL_META_MAX_BYTES 4096u
+#define HL_PAGE_MAX_BYTES (1u << 20)      /* a PAGE payload */
+#define HL_PAGE_MAX_PAGES (1ull << 40)    /* pages in one pair */
 #define HL_ENDS_BYTES 20u      /* an ENDS payload */
 #define HL_ENDS_LOSS_BYTES 40u /* one with the losses */
 #define HL_MAX_THREADS (1u << 24) /* thread indices are below this */

@@ -136,6 +136,8 @@ static const char *tag_name(uint32_t tag)
         return "chunk";
     case HL_TAG_ENDS:
         return "section trailer";
+    case HL_TAG_PAGE:
+        return "pages block";
     default:
         return "block";
     }
@@ -156,10 +158,15 @@ static int read_block(struct hl_reader *r, struct block *b, struct hl_err *err)
     b->stored = hl_get_le32(h + 4);
     b->raw = hl_get_le32(h + 8);
     b->nevents = hl_get_le32(h + 12);
-    if (b->tag != HL_TAG_PROC && b->tag != HL_TAG_CHNK && b->tag != HL_TAG_ENDS)
+    if (b->tag != HL_TAG_PROC && b->tag != HL_TAG_CHNK && b->tag != HL_TAG_ENDS &&
+        (b->tag != HL_TAG_PAGE || r->version < 4))
         return fail(r, err, "corrupted block at byte offset %zu (unknown tag 0x%08x)", off, b->tag);
-    uint32_t max_raw = b->tag == HL_TAG_CHNK ? HL_CHUNK_MAX_RAW : HL_META_MAX_BYTES;
-    uint32_t max_stored = b->tag == HL_TAG_CHNK ? HL_BLOCK_MAX_BYTES : HL_META_MAX_BYTES;
+    uint32_t max_raw = b->tag == HL_TAG_CHNK   ? HL_CHUNK_MAX_RAW
+                       : b->tag == HL_TAG_PAGE ? HL_PAGE_MAX_BYTES
+                                               : HL_META_MAX_BYTES;
+    uint32_t max_stored = b->tag == HL_TAG_CHNK   ? HL_BLOCK_MAX_BYTES
+                          : b->tag == HL_TAG_PAGE ? HL_PAGE_MAX_BYTES
+                                                  : HL_META_MAX_BYTES;
     if (b->stored > max_stored || b->raw > max_raw)
         return fail(r, err, "corrupted %s at byte offset %zu (length %u out of range)",
                     tag_name(b->tag), off, b->stored > max_stored ? b->stored : b->raw);
@@ -395,7 +402,7 @@ static int skip_section(struct hl_reader *r, struct hl_err *err)
             return -1;
         if (b.tag == HL_TAG_ENDS)
             break;
-        if (b.tag != HL_TAG_CHNK)
+        if (b.tag == HL_TAG_PROC)
             return fail(r, err, "corrupted file at byte offset %zu (a process header inside "
                         "a section)", b.off);
     }
@@ -432,7 +439,7 @@ static void peek_blocks(struct hl_reader *r, struct hl_process *p, size_t *at)
         if (hl_crc32c(0, h, 20) != hl_get_le32(h + 20))
             break;
         uint32_t tag = hl_get_le32(h), stored = hl_get_le32(h + 4);
-        if (tag != HL_TAG_CHNK && tag != HL_TAG_ENDS)
+        if (tag != HL_TAG_CHNK && tag != HL_TAG_ENDS && tag != HL_TAG_PAGE)
             break;
         if (r->len - pos - HL_BLOCK_HEADER_BYTES < stored)
             break;
@@ -519,6 +526,94 @@ int hl_reader_next_process(struct hl_reader *r, struct hl_process *p, struct hl_
     r->last_time = 0;
     hl_liveset_clear(&r->live);
     return 1;
+}
+
+/* Decode a PAGE payload, calling fn for each pair; the slots must be below next_slot.
+ * NULL, or what is wrong with it. */
+static const char *each_page(const uint8_t *q, const uint8_t *end, uint64_t next_slot,
+                             void (*fn)(void *ctx, uint64_t slot, uint64_t pages), void *ctx)
+{
+    while (q < end) {
+        uint64_t slot, pages;
+        if (hl_get_varint(&q, end, &slot) || hl_get_varint(&q, end, &pages))
+            return "a pair cut short";
+        if (slot >= next_slot || pages > HL_PAGE_MAX_PAGES)
+            return "a pair out of range";
+        if (fn)
+            fn(ctx, slot, pages);
+    }
+    return NULL;
+}
+
+struct pages_out {
+    struct hl_pages *v;
+    size_t n, cap;
+    int nomem;
+};
+
+static void add_page(void *ctx, uint64_t slot, uint64_t pages)
+{
+    struct pages_out *o = ctx;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 64;
+        struct hl_pages *v = realloc(o->v, cap * sizeof *v);
+        if (!v) {
+            o->nomem = 1;
+            return;
+        }
+        o->v = v;
+        o->cap = cap;
+    }
+    o->v[o->n++] = (struct hl_pages){slot, pages};
+}
+
+ssize_t hl_reader_pages(struct hl_reader *r, struct hl_pages **out, struct hl_err *err)
+{
+    *out = NULL;
+    if (r->state == ST_FAILED) {
+        *err = r->sticky;
+        return -1;
+    }
+    if (r->state != ST_SECTION || r->version < 4)
+        return 0;
+    struct pages_out o = {NULL, 0, 0, 0};
+    uint8_t hb[HL_BLOCK_HEADER_BYTES], *pay = NULL;
+    /* Over the block headers from here to the trailer, as peek_blocks (silently: damage
+     * is the events' to report), reading only the PAGE payloads. */
+    for (size_t pos = r->pos; r->len - pos >= HL_BLOCK_HEADER_BYTES;) {
+        const uint8_t *h = r->data + pos;
+        if (r->fd >= 0) {
+            if (pread(r->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb)
+                break;
+            h = hb;
+        }
+        uint32_t tag = hl_get_le32(h), stored = hl_get_le32(h + 4);
+        if (hl_crc32c(0, h, 20) != hl_get_le32(h + 20) ||
+            r->len - pos - HL_BLOCK_HEADER_BYTES < stored ||
+            (tag != HL_TAG_CHNK && tag != HL_TAG_PAGE))
+            break;
+        if (tag == HL_TAG_PAGE && stored <= HL_PAGE_MAX_BYTES) {
+            const uint8_t *q = r->data + pos + HL_BLOCK_HEADER_BYTES;
+            if (r->fd >= 0) {
+                if (!pay && !(pay = malloc(HL_PAGE_MAX_BYTES)))
+                    break;
+                if (pread(r->fd, pay, stored, (off_t)(pos + HL_BLOCK_HEADER_BYTES)) != (ssize_t)stored)
+                    break;
+                q = pay;
+            }
+            if (hl_crc32c(0, q, stored) != hl_get_le32(h + 16) ||
+                each_page(q, q + stored, HL_NO_SLOT, add_page, &o))
+                break;
+        }
+        pos += HL_BLOCK_HEADER_BYTES + stored;
+    }
+    free(pay);
+    if (o.nomem) {
+        free(o.v);
+        return fail(r, err, "out of memory");
+    }
+    *out = o.v;
+    return (ssize_t)o.n;
 }
 
 /* Op properties for the decoder: bit 0 has a size, 1 has aux, 2 takes a block,
@@ -763,12 +858,22 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
         return fail(r, err, "truncated at byte offset %zu: the section of pid %u has no trailer",
                     r->pos, r->pid);
     struct block b;
+next_block:
     release_behind(r);
     if (read_block(r, &b, err) < 0)
         return -1;
     if (b.tag == HL_TAG_PROC)
         return fail(r, err, "truncated section at byte offset %zu: pid %u has no trailer "
                     "before the next process header", b.off, r->pid);
+    if (b.tag == HL_TAG_PAGE) { /* checked; hl_reader_pages returns them */
+        const char *why = each_page(b.payload, b.payload + b.stored, r->next_slot, NULL, NULL);
+        if (why)
+            return fail(r, err, "corrupted pages block at byte offset %zu (%s)", b.off, why);
+        if (r->pos == r->len)
+            return fail(r, err, "truncated at byte offset %zu: the section of pid %u has no "
+                        "trailer", r->pos, r->pid);
+        goto next_block;
+    }
     if (b.tag == HL_TAG_ENDS) {
         const uint8_t *q = b.payload;
         if (b.stored != HL_ENDS_BYTES && b.stored != HL_ENDS_LOSS_BYTES)

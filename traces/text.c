@@ -127,6 +127,12 @@ int hl_text_export(const char *in, FILE *out, const char *outname, struct hl_err
     while ((more = hl_reader_next_process(r, &p, err)) > 0) {
         hl_text_format_process(line, sizeof line, &p);
         fprintf(out, "%s\n", line);
+        struct hl_pages *pg;
+        ssize_t npg = hl_reader_pages(r, &pg, err);
+        if (npg < 0) {
+            more = -1;
+            break;
+        }
         const struct hl_event *ev;
         ssize_t k;
         while ((k = hl_reader_events(r, &ev, err)) > 0)
@@ -135,6 +141,10 @@ int hl_text_export(const char *in, FILE *out, const char *outname, struct hl_err
                 fputs(line, out);
                 putc('\n', out);
             }
+        /* After the events: each names a block allocated before it. */
+        for (ssize_t i = 0; k == 0 && i < npg; i++)
+            fprintf(out, "pages #%" PRIu64 " %" PRIu64 "\n", pg[i].slot, pg[i].pages);
+        free(pg);
         if (k < 0) {
             more = -1;
             break;
@@ -507,6 +517,20 @@ static int parse_event(struct parser *ps, char **words, int n)
     return 0;
 }
 
+/* pages #N P: block #N had P pages resident (struct hl_pages). */
+static int parse_pages(struct parser *ps, char **words, int n)
+{
+    uint64_t slot, pages;
+    if (n != 3 || words[1][0] != '#' || parse_u64(words[1] + 1, &slot) < 0 ||
+        parse_u64(words[2], &pages) < 0)
+        return perr(ps, "expected: pages #SLOT PAGES");
+    if (!ps->in_process)
+        return perr(ps, "pages before any event");
+    if (hl_writer_pages(ps->w, slot, pages, ps->err) < 0)
+        return perr(ps, "pages #%" PRIu64 ": no such block allocated before, or too many pages", slot);
+    return 0;
+}
+
 static int parse_line(struct parser *ps, char *line)
 {
     char *words[MAX_WORDS];
@@ -530,6 +554,8 @@ static int parse_line(struct parser *ps, char *line)
         return 0;
     if (strcmp(words[0], "process") == 0)
         return parse_process(ps, words, n);
+    if (strcmp(words[0], "pages") == 0)
+        return parse_pages(ps, words, n);
     return parse_event(ps, words, n);
 }
 

@@ -18,11 +18,14 @@
  *   1700 t0 free ?                             unknown pointer or double free
  *   1701 t0 realloc ? 8 -> #7                  realloc of an unknown pointer
  *   1800 t0 free NULL                          free(NULL)
+ *   pages #3 12                                block #3 had 12 pages resident when
+ *                                              given back (after the section's events)
  *
  * Fields: time in nanoseconds since the process's recording began; tN the thread
  * index; the op (hl_op_name); its arguments; "-> #N" the slot the new block takes (the
  * next slot: #0, #1, ... in order) or "-> FAILED".  A block given back is "#N", "NULL"
- * or "?" (HL_EV_UNKNOWN).  process fields: pid, ppid, page_size, start_ns (realtime
+ * or "?" (HL_EV_UNKNOWN).  "pages" lines carry a large block's resident pages
+ * (struct hl_pages, format.h's PAGE blocks).  process fields: pid, ppid, page_size, start_ns (realtime
  * clock at the start), exe and cmdline (double-quoted; \\ \" \n \t \xHH escapes), and
  * where they are not 0: flags (HL_PROC_*: attached, unrecorded with its reason),
  * first_slot, and what the recording lost: dropped, missed, cut_errno (struct

@@ -166,6 +166,23 @@ ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,
  * decoding.  Every other check stays.  Call before the first hl_reader_events. */
 void hl_reader_trust_slots(struct hl_reader *r);
 
+/* A large block's resident pages (format.h, PAGE): the recorder counts, for blocks of
+ * 64 KiB or more allocated by malloc or calloc, the pages the program had made
+ * resident when it gave the block back (or at its end), so that a replay touches
+ * that many pages instead of every page of the block. */
+struct hl_pages {
+    uint64_t slot, pages;
+};
+/* The recorder counts the pages of blocks of this many bytes or more. */
+#define HL_PAGES_MIN_BYTES ((uint64_t)64 << 10)
+/* The current section's page counts, in file order (a slot may come twice: the last
+ * counts), into a malloc'd array *out (the caller frees it; NULL when there are none).
+ * Reads the section's block headers and its PAGE blocks only, from the reader's
+ * position on, without moving it: call it after hl_reader_next_process, before the
+ * section's events.  Returns the count, or -1 (out of memory).  Damage is not
+ * reported here but by hl_reader_events when it gets there. */
+ssize_t hl_reader_pages(struct hl_reader *r, struct hl_pages **out, struct hl_err *err);
+
 /* Open a trace held in memory (the bytes are not copied: buf must outlive the reader).
  * name stands for the file in error messages. */
 struct hl_reader *hl_reader_open_mem(const void *buf, size_t len, const char *name,
@@ -211,6 +228,10 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
  * refused one are written. */
 int hl_writer_events(struct hl_writer *w, const struct hl_event *e, size_t n,
                      struct hl_err *err);
+
+/* Record that the block of `slot` (allocated earlier in the section) had `pages`
+ * pages resident (struct hl_pages); written as a PAGE block after the current chunk. */
+int hl_writer_pages(struct hl_writer *w, uint64_t slot, uint64_t pages, struct hl_err *err);
 
 /* Events the current chunk takes before it is written (and the writer is at a chunk
  * boundary again, hl_writer_at_boundary). */

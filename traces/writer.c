@@ -86,6 +86,10 @@ struct hl_writer {
     uint8_t *z[HL_NCOLS];    /* compressed columns */
     uint8_t *zalt[HL_NCOLS]; /* compressed alternatives */
     ZSTD_CCtx *cctx;
+
+    /* (slot, pages) pairs not written yet (hl_writer_pages), as a PAGE payload */
+    uint8_t *pg;
+    size_t pgn, pgcap;
 };
 
 static void chunk_reset(struct hl_writer *w);
@@ -281,6 +285,39 @@ int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
     return 0;
 }
 
+/* The pages pairs given so far, as one PAGE block (nothing if there are none). */
+static int flush_pages(struct hl_writer *w, struct hl_err *err)
+{
+    if (!w->pgn)
+        return 0;
+    size_t n = w->pgn;
+    w->pgn = 0;
+    return write_block(w, HL_TAG_PAGE, w->pg, (uint32_t)n, (uint32_t)n, 0, err);
+}
+
+int hl_writer_pages(struct hl_writer *w, uint64_t slot, uint64_t pages, struct hl_err *err)
+{
+    if (!w->in_section)
+        return fail(w, err, "no process section is open");
+    if (slot >= w->e.next_slot || pages > HL_PAGE_MAX_PAGES)
+        return fail(w, err, "pages of slot %llu: not a slot allocated so far, or %llu pages "
+                    "out of range", (unsigned long long)slot, (unsigned long long)pages);
+    if (w->pgn + 20 > HL_PAGE_MAX_BYTES && flush_pages(w, err) < 0)
+        return -1;
+    if (w->pgcap - w->pgn < 20) {
+        size_t cap = w->pgcap ? w->pgcap * 2 : 256;
+        uint8_t *q = realloc(w->pg, cap);
+        if (!q)
+            return fail(w, err, "out of memory");
+        w->pg = q;
+        w->pgcap = cap;
+    }
+    uint8_t *q = hl_put_varint(w->pg + w->pgn, slot);
+    q = hl_put_varint(q, pages);
+    w->pgn = (size_t)(q - w->pg);
+    return 0;
+}
+
 int hl_writer_at_boundary(const struct hl_writer *w)
 {
     return w->in_section && w->e.chunk_n == 0 && !w->failed;
@@ -290,6 +327,8 @@ int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct
 {
     if (!hl_writer_at_boundary(w))
         return fail(w, err, "no checkpoint inside a chunk");
+    if (flush_pages(w, err) < 0)
+        return -1;
     if (fflush(w->f) != 0) {
         w->failed = 1;
         return fail(w, err, "write failed: %s", strerror(errno));
@@ -478,7 +517,7 @@ static int flush_chunk(struct hl_writer *w, struct hl_err *err)
         if (write_bytes(w, piece[i], plen[i], err) < 0)
             return -1;
     chunk_reset(w);
-    return 0;
+    return flush_pages(w, err);
 }
 
 int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
@@ -526,7 +565,7 @@ int hl_writer_end_process(struct hl_writer *w, struct hl_err *err)
 {
     if (!w->in_section)
         return fail(w, err, "no process section is open");
-    if (flush_chunk(w, err) < 0)
+    if (flush_chunk(w, err) < 0 || flush_pages(w, err) < 0)
         return -1;
     uint8_t buf[HL_ENDS_LOSS_BYTES];
     hl_put_le64(buf, w->e.nevents);
@@ -831,6 +870,7 @@ static void writer_free(struct hl_writer *w)
         ZSTD_freeCCtx(w->cctx);
     }
     hl_liveset_destroy(&w->live);
+    free(w->pg);
     free(w);
 }
 

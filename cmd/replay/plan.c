@@ -64,6 +64,10 @@ struct hl_plan_builder {
     uint32_t recorded_threads;
     uint64_t first_slot, next_slot;
     struct hl_slotmap *map;       /* live trace slot -> dense slot (or SKIPPED_D) */
+    struct hl_slotmap *pages;     /* trace slot -> resident pages (hl_reader_pages), for
+                                     the blocks not allocated yet; NULL if none */
+    uint64_t pages_min;           /* allocations this large look there (else never) */
+    uint64_t page_size, paged;    /* the trace's page size; HL_RF_PAGES events planned */
     struct dslot *ds;
     uint64_t dscap, hi;           /* dense slots handed out so far: 1 .. hi-1 */
     uint32_t *freed;              /* dense slots to hand out again */
@@ -169,6 +173,8 @@ struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
     b->next_sample = b->every == UINT64_MAX ? UINT64_MAX : 0;
     b->window = o->window ? o->window : b->serial ? HL_PLAN_WINDOW_SERIAL : HL_PLAN_WINDOW_THREADS;
     b->first_slot = b->next_slot = p->first_slot;
+    b->pages_min = UINT64_MAX;
+    b->page_size = p->page_size ? p->page_size : 4096;
     b->hi = 1;
     b->off = b->synced = HL_PLAN_HDR_BYTES;
     return b;
@@ -182,6 +188,7 @@ void hl_plan_abort(struct hl_plan_builder *b)
         free(b->thr[i].v);
     free(b->thr);
     hl_slotmap_free(b->map);
+    hl_slotmap_free(b->pages);
     free(b->ring);
     free(b->ds);
     free(b->freed);
@@ -460,7 +467,7 @@ static void emit_compact(struct hl_plan_builder *b, const struct hl_rp_ev *r)
     b->cw = grow(b->cw, &b->cwcap, b->ncw + 1, sizeof *b->cw);
     if (r->op == HL_OP_FREE) {
         b->cw[b->ncw++] = HL_CEV_WORD(0, r->slot, HL_CEV_FREE);
-    } else if (r->op == HL_OP_MALLOC && r->size < HL_CEV_MAX_SIZE) {
+    } else if (r->op == HL_OP_MALLOC && r->size < HL_CEV_MAX_SIZE && !(r->flags & HL_RF_PAGES)) {
         b->cw[b->ncw++] = HL_CEV_WORD(r->size, r->slot, HL_CEV_MALLOC);
     } else if (r->op == HL_OP_REALLOC && r->slot && r->slot == r->old_slot &&
                r->size < HL_CEV_MAX_SIZE) {
@@ -469,8 +476,41 @@ static void emit_compact(struct hl_plan_builder *b, const struct hl_rp_ev *r)
         b->cw[b->ncw++] = HL_CEV_OTHER;
         b->cx = grow(b->cx, &b->cxcap, b->ncx + 1, sizeof *b->cx);
         b->cx[b->ncx] = *r;
-        b->cx[b->ncx++].flags = 0;
+        b->cx[b->ncx++].flags = r->flags & HL_RF_PAGES;
     }
+}
+
+int hl_plan_pages(struct hl_plan_builder *b, const struct hl_pages *pg, size_t n)
+{
+    if (!n)
+        return 0;
+    if (!b->pages && !(b->pages = hl_slotmap_new()))
+        return -1;
+    for (size_t k = 0; k < n; k++) {
+        hl_slotmap_take(b->pages, key_of(pg[k].slot)); /* the last pair of a slot counts */
+        hl_slotmap_put(b->pages, key_of(pg[k].slot), pg[k].pages);
+    }
+    b->pages_min = HL_PAGES_MIN_BYTES;
+    return 0;
+}
+
+/* A malloc or calloc of a block the trace counted resident pages of: r touches that
+ * many (HL_RF_PAGES), when they are fewer than the block's.  Returns the bytes the
+ * block holds resident, as the live bytes count it: those pages, else all its bytes. */
+static uint64_t touch_pages(struct hl_plan_builder *b, const struct hl_event *e,
+                            struct hl_rp_ev *r, uint64_t bytes)
+{
+    if (!b->pages)
+        return bytes;
+    uint64_t pages = hl_slotmap_take(b->pages, key_of(e->slot));
+    uint64_t pg = b->page_size;
+    if (pages == HL_NO_SLOT || pages >= (bytes + pg - 1) / pg || pages > UINT32_MAX)
+        return bytes;
+    r->flags |= HL_RF_PAGES;
+    r->size = bytes;
+    r->aux = (uint32_t)pages;
+    b->paged++;
+    return pages * pg;
 }
 
 /* The timeline point and the window's end after an event is planned. */
@@ -528,7 +568,7 @@ static uint64_t plan_run(struct hl_plan_builder *b, const struct hl_event *ev, u
             cw[i] = HL_CEV_WORD(0, d, HL_CEV_FREE);
         } else if (e->op == HL_OP_MALLOC) {
             uint64_t size = e->size;
-            if (e->slot != next || size >= HL_CEV_MAX_SIZE || !nfreed)
+            if (e->slot != next || size >= HL_CEV_MAX_SIZE || !nfreed || size >= b->pages_min)
                 break;
             uint32_t d = freed[--nfreed];
             ring_put(ring, b->map, next++, d);
@@ -696,6 +736,8 @@ int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_e
         } else if (aligned_op(e->op)) {
             r->aux = (uint32_t)e->aux;
         }
+        if (bytes >= b->pages_min && (e->op == HL_OP_MALLOC || e->op == HL_OP_CALLOC))
+            bytes = touch_pages(b, e, r, bytes); /* from here on: the bytes held */
     }
     /* The new block's slot.  A serial realloc of a live block keeps its slot (the old
      * block dies as the new one is born, nothing runs in between), so that the compact
@@ -745,6 +787,7 @@ static void info_of(const struct hl_plan_hdr *h, int fd, struct hl_plan_info *in
     info->skipped_failed = h->skipped_failed;
     info->peak_live = h->peak_live;
     info->ndense = h->ndense;
+    info->paged = h->paged;
     info->bytes = h->total_bytes;
     info->threads = h->nthreads;
     info->recorded_threads = h->recorded_threads;
@@ -778,6 +821,7 @@ int hl_plan_finish(struct hl_plan_builder *b, struct hl_plan_info *info, struct 
     h.key_window = b->opts.window;
     h.key_section = b->opts.section;
     h.key_serial = (uint32_t)b->opts.serial;
+    h.paged = b->paged;
     /* Timeline points, grouped per thread (a sort by thread keeps op order within). */
     uint64_t *per = calloc(nthr, sizeof *per);
     struct hl_rp_tlpoint *tp = calloc(b->ntl + 1, sizeof *tp);
@@ -851,6 +895,16 @@ static int plan_section(struct hl_reader *r, const char *path, const struct hl_p
         return -1;
     }
     b->strict = 1; /* the reader leaves the live slots to us (hl_plan_trace) */
+    struct hl_pages *pg;
+    ssize_t npg = hl_reader_pages(r, &pg, err);
+    int pk = npg < 0 ? -1 : hl_plan_pages(b, pg, (size_t)npg);
+    free(pg);
+    if (pk < 0) {
+        hl_plan_abort(b);
+        close(fd);
+        snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
+        return -1;
+    }
     const struct hl_event *ev;
     ssize_t n;
     uint64_t shown = 0;

@@ -33,7 +33,7 @@
 /* ---- the plan, as laid out in its file ---- */
 
 #define HL_PLAN_MAGIC 0x4e414c5042504c48ull /* "HLPBPLAN" */
-#define HL_PLAN_VERSION 5
+#define HL_PLAN_VERSION 6
 #define HL_PLAN_HDR_BYTES 4096 /* the header's room; windows follow */
 
 /* Replay event flags (hl_rp_ev.flags). */
@@ -42,6 +42,11 @@
 #define HL_RF_PUBLISH 0x02 /* allocates a block another thread consumes in the same
                               window: set its ready flag (release) once done */
 #define HL_RF_SAMPLE 0x04  /* take a timeline sample after this event */
+#define HL_RF_PAGES 0x08   /* malloc or calloc of a block the trace counted resident pages
+                              of (trace.h, struct hl_pages): aux = those pages, touched
+                              instead of every page; a calloc is then calloc(1, size),
+                              size its bytes (the nmemb x size product is the same call
+                              to every allocator) */
 
 /* One replayed call, 16 bytes.  free: size = bytes of the block freed (for
  * --check=full and the live bytes); calloc: size = element size, aux = nmemb; aligned
@@ -163,11 +168,14 @@ struct hl_plan_hdr {
      * trace's content hash, the section's index in it, the options as asked. */
     uint64_t key_trace, key_every, key_window;
     uint32_t key_section, key_serial;
+    uint64_t paged;         /* mallocs and callocs touching their recorded pages only
+                               (HL_RF_PAGES) */
 };
 
 struct hl_plan_info {
     int fd;                 /* the plan's file (not close-on-exec) */
     uint64_t events, ops, skipped_unknown, skipped_failed, peak_live, ndense, bytes;
+    uint64_t paged;
     uint32_t threads, recorded_threads;
 };
 
@@ -189,6 +197,10 @@ struct hl_plan_opts {
 /* Plan a section (its header p: event count, threads, first slot) into fd. */
 struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
                                       const struct hl_process *p);
+/* The section's recorded page counts (hl_reader_pages), before its first event: a
+ * malloc or calloc of a block with one touches only that many pages (HL_RF_PAGES).
+ * -1 if out of memory. */
+int hl_plan_pages(struct hl_plan_builder *b, const struct hl_pages *pg, size_t n);
 /* Add the section's next event.  Fails only on a trace that breaks the slot rules, or
  * a failed write (err says which). */
 int hl_plan_add(struct hl_plan_builder *b, const struct hl_event *e, struct hl_err *err);

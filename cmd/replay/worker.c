@@ -337,6 +337,12 @@ __attribute__((noinline, cold)) static void bad_usable(const struct hl_rp_ev *e,
               (unsigned long long)bytes, u);
 }
 
+/* A calloc's nmemb: with HL_RF_PAGES, size holds the product (replay.h). */
+static inline uint32_t calloc_nmemb(const struct hl_rp_ev *e)
+{
+    return e->flags & HL_RF_PAGES ? 1 : e->aux;
+}
+
 __attribute__((noinline)) static void check_zeroed(const struct hl_rp_ev *e, const uint8_t *p,
                                                    uint64_t bytes, int full)
 {
@@ -349,7 +355,7 @@ __attribute__((noinline)) static void check_zeroed(const struct hl_rp_ev *e, con
             zero = p[o] == 0;
     }
     if (!zero)
-        violation("calloc(%u, %llu) returned memory that is not zeroed", e->aux,
+        violation("calloc(%u, %llu) returned memory that is not zeroed", calloc_nmemb(e),
                   (unsigned long long)e->size);
 }
 
@@ -453,7 +459,7 @@ static inline __attribute__((always_inline)) void *call_other(const struct hl_rp
     if (e->op == HL_OP_REALLOC)
         return realloc(old, e->size);
     if (e->op == HL_OP_CALLOC)
-        return calloc(e->aux, e->size);
+        return calloc(calloc_nmemb(e), e->size);
     return call_aligned(e);
 }
 
@@ -531,12 +537,15 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         if (gaps)
             gap_recent[gap_nrecent++ & (HL_GAP_RECENT - 1)] = (uint32_t)slot;
         /* The block's bytes, for a later realloc (touch, checks) and the live bytes. */
-        const uint64_t nbytes = op == HL_OP_CALLOC ? e->size * e->aux : size;
+        const uint64_t nbytes = op == HL_OP_CALLOC ? e->size * calloc_nmemb(e) : size;
         const uint64_t obytes = op == HL_OP_REALLOC ? blk_bytes[e->old_slot] : 0;
         if (!plain || touch != HL_TOUCH_NONE || check == HL_CHECK_FULL || gaps)
             blk_bytes[slot] = nbytes;
+        /* The live bytes count a block with recorded pages by those pages, as the plan
+         * does (its free's size). */
         if (!plain)
-            t->live += (int64_t)nbytes - (int64_t)obytes;
+            t->live += (int64_t)(fl & HL_RF_PAGES ? (uint64_t)e->aux * pagesz : nbytes) -
+                       (int64_t)obytes;
         if (check == HL_CHECK_NONE && touch == HL_TOUCH_NONE) {
             if (__builtin_expect(p == NULL, 0) && size)
                 atomic_fetch_add(&fail_count, 1);
@@ -556,9 +565,14 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                     memset(p, pattern(slot), bytes);
                 } else if (touch == HL_TOUCH_PAGE || touch == HL_TOUCH_HEAD) {
                     const uint64_t pg = pagesz; /* not reloaded after each byte store */
-                    const uint64_t lim =
+                    uint64_t lim =
                         touch == HL_TOUCH_HEAD && bytes > HL_TOUCH_HEAD_BYTES ? HL_TOUCH_HEAD_BYTES
                                                                               : bytes;
+                    /* The pages the program made resident, where the trace counted
+                     * them (a compact malloc's template has no flags). */
+                    if (bytes >= HL_PAGES_MIN_BYTES && (e->flags & HL_RF_PAGES) &&
+                        (uint64_t)e->aux * pg < lim)
+                        lim = (uint64_t)e->aux * pg;
                     /* A program asks calloc for zeros because it reads them: each page of
                      * a calloc'd block is read before it is written, as the program would
                      * (an allocator that hands out untouched fresh pages then pays for

@@ -6,8 +6,9 @@
 B=$HEAPLAB_BUILD/tests/record
 H=$HEAPLAB
 
-# events FILE: the event lines of a trace's text form, without the time field
-events() { "$H" export "$1" | grep -v '^#' | grep -v '^process ' | cut -d' ' -f2-; }
+# events FILE: the event lines of a trace's text form, without the time field (page
+# counts are not events)
+events() { "$H" export "$1" | grep -v '^#' | grep -v '^process ' | grep -v '^pages ' | cut -d' ' -f2-; }
 # sj FILE EXPR: a value from `heaplab stat --json FILE`
 sj() { "$H" stat --json "$1" >"$T/.stat.json" && json "$T/.stat.json" "$2"; }
 # sized TRACE SIZE [SECTION]: allocations of exactly SIZE bytes (in process section
@@ -275,5 +276,31 @@ if [ -x "$B/rec-spawn-static" ]; then
     eq "recorded programs are not named" "$(cat "$T/dyn.err")" ""
     eq "and the trace has no unrecorded section" "$(unrec "$T/dyn.hlt")" "0 "
 fi
+
+# ---- large blocks: the pages the program wrote, not the whole block ----
+# (raw.h HL_RAW_PAGES, format.h PAGE blocks; tests/record/bigblocks.c says what it writes)
+"$H" record -q -o "$T/big.hlt" -- "$B/rec-bigblocks" >/dev/null
+pages_of() { "$H" export "$T/big.hlt" | awk -v s="#$1" '$1 == "pages" && $2 == s { print $3 }'; }
+within() { [ -n "$1" ] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
+check "a 32 MiB malloc of which 100 pages are written counts 100-102 pages ($(pages_of 0))" \
+    "within '$(pages_of 0)' 100 102"
+check "an 8 MiB calloc with 20 pages written counts 20-22 ($(pages_of 1))" "within '$(pages_of 1)' 20 22"
+check "a freed 12 MiB block with 1 page written counts 1-3 ($(pages_of 2))" "within '$(pages_of 2)' 1 3"
+check "a calloc glibc zeroed in its heap counts the program's 5-7 pages, not 1024 ($(pages_of 3))" \
+    "within '$(pages_of 3)' 5 7"
+check "a block still live at exit is counted then: 3-5 pages ($(pages_of 4))" "within '$(pages_of 4)' 3 5"
+eq "the counts are no events: 10 calls, 5 counts" \
+    "$(events "$T/big.hlt" | wc -l) $("$H" export "$T/big.hlt" | grep -c '^pages ')" "10 5"
+# Replayed, the blocks hold what the program wrote (512 KiB), not their 45 MiB;
+# --touch=all still writes every byte.  (Without meson's MALLOC_PERTURB_, with which
+# glibc itself writes every byte of every block.)
+env -u MALLOC_PERTURB_ "$H" replay -q -n 1 -a glibc --json "$T/big.json" "$T/big.hlt" >/dev/null 2>&1
+env -u MALLOC_PERTURB_ "$H" replay -q -n 1 -a glibc --touch=all --json "$T/bigall.json" "$T/big.hlt" >/dev/null 2>&1
+rss=$(json "$T/big.json" 'j["results"][0]["peak_rss_bytes"] >> 20')
+rss_all=$(json "$T/bigall.json" 'j["results"][0]["peak_rss_bytes"] >> 20')
+check "replayed, the large blocks' peak RSS is the pages written: ${rss} MiB, under 8" "[ '$rss' -lt 8 ]"
+check "with --touch=all it is their whole size: ${rss_all} MiB, 40 or more" "[ '$rss_all' -ge 40 ]"
+frag=$(json "$T/big.json" 'j["results"][0]["fragmentation"]')
+check "fragmentation counts those pages as live: $frag, at least 1" "python3 -c 'import sys; sys.exit(not $frag >= 1.0)'"
 
 done_testing

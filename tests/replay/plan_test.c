@@ -53,6 +53,10 @@ static struct hl_process section_of(const struct hl_event *e, uint64_t n, uint64
     return p;
 }
 
+/* Page counts the next builds give the planner (hl_plan_pages). */
+static const struct hl_pages *g_pages;
+static size_t g_npages;
+
 static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int serial,
                                          uint64_t window, uint64_t first_slot,
                                          struct hl_plan_info *info, int *rc)
@@ -63,6 +67,8 @@ static const struct hl_plan_hdr *build_w(const struct hl_event *e, int n, int se
     struct hl_plan_opts o = {serial, UINT64_MAX, window, 0, 0, 0};
     struct hl_plan_builder *b = hl_plan_begin(fd, &o, &p);
     *rc = 0;
+    if (hl_plan_pages(b, g_pages, g_npages) != 0)
+        *rc = -1;
     for (int i = 0; i < n; i++)
         if (hl_plan_add(b, &e[i], &err) != 0) {
             *rc = -1;
@@ -347,6 +353,42 @@ int main(void)
         h = build(big, 16, 1, &info, &rc);
         TAP_CHECK(h && nnarrow == 0 && nescape == 0 && tev(h, 0)[3].size == 1u << 29,
                   "half the ops too large: the window stays wide, no escapes");
+    }
+
+    /* Recorded page counts (HL_RF_PAGES): a 1 MiB malloc and calloc with 10 and 20 pages
+     * touch those; a small malloc with a pair, and a block whose pair covers all of it,
+     * are planned as before.  Serial (compact: escapes) and threaded alike. */
+    {
+        struct hl_event pe[] = {
+            ev(0, HL_OP_MALLOC, 1 << 20, 0, N), ev(0, HL_OP_CALLOC, 1 << 16, 1, N),
+            ev(1, HL_OP_MALLOC, 100, 2, N),     ev(1, HL_OP_MALLOC, 1 << 17, 3, N),
+            ev(0, HL_OP_FREE, 0, 0, N),         ev(1, HL_OP_FREE, 0, 1, N),
+        };
+        pe[1].aux = 16; /* calloc(16, 64 KiB) */
+        const struct hl_pages pairs[] = {{0, 10}, {1, 5}, {1, 20}, {2, 1}, {3, 32}};
+        g_pages = pairs;
+        g_npages = 5;
+        for (int serial = 1; serial >= 0; serial--) {
+            h = build(pe, 6, serial, &info, &rc);
+            const struct hl_rp_ev *m = h ? tev(h, 0) : NULL, *o = h ? tev(h, serial ? 0 : 1) : NULL;
+            int t1 = serial ? 2 : 0; /* thread 1's first event, where it is */
+            TAP_CHECK(h && h->paged == 2 && info.paged == 2 && (m[0].flags & HL_RF_PAGES) &&
+                          m[0].aux == 10 && m[0].size == 1 << 20,
+                      "%s: a malloc with a page count touches those pages (aux)",
+                      serial ? "serial" : "threads");
+            TAP_CHECK(h && (m[1].flags & HL_RF_PAGES) && m[1].op == HL_OP_CALLOC &&
+                          m[1].aux == 20 && m[1].size == 1 << 20,
+                      "%s: a calloc's last pair counts, its size the product (calloc(1, size))",
+                      serial ? "serial" : "threads");
+            TAP_CHECK(h && !(o[t1].flags & HL_RF_PAGES) && !(o[t1 + 1].flags & HL_RF_PAGES) &&
+                          o[t1 + 1].size == 1 << 17,
+                      "%s: a small block's pair and one that covers its block change nothing",
+                      serial ? "serial" : "threads");
+            TAP_CHECK(h && h->peak_live == 30 * 4096 + 100 + (1 << 17),
+                      "%s: live bytes count those blocks by their pages", serial ? "serial" : "threads");
+        }
+        g_pages = NULL;
+        g_npages = 0;
     }
 
     /* two threads: t0 allocates #0 and #1, t1 frees #0 and reallocs #1, t0 frees #2 */

@@ -3,6 +3,7 @@
  * the slot rule, multi-process files, many chunks, damaged files (truncated, a flipped
  * byte, wrong magic or version), the file hash and the address -> slot map.
  */
+#include "codec.h"
 #include "format.h"
 #include "synth.h"
 #include "tap.h"
@@ -533,9 +534,10 @@ static void test_damage(void)
                   strstr(err.msg, "flip.hlt"),
               "a file with the wrong magic is not a heaplab trace");
     memcpy(d2, d, len);
-    d2[8] = 4;
+    d2[8] = HL_FORMAT_VERSION + 1;
     spit(c, d2, len);
-    TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, "unsupported trace version 4"),
+    snprintf(want, sizeof want, "unsupported trace version %u", HL_FORMAT_VERSION + 1);
+    TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, want),
               "a file of another version is refused with its version");
     spit(c, d2, 0);
     TAP_CHECK(!hl_reader_open(c, &err) && strstr(err.msg, "empty"), "an empty file is refused");
@@ -706,6 +708,86 @@ static void test_long_lived(void)
     hl_reader_close(r);
 }
 
+/* The pages of a section's large blocks (format.h, PAGE blocks): written between
+ * chunks, returned by hl_reader_pages before the events, checked where they stand. */
+static void test_pages(void)
+{
+    struct hl_err err;
+    struct hl_process p = proc(3, "pages");
+    const char *f = path("pages.hlt");
+    struct hl_writer *w = hl_writer_open(f, &err);
+    hl_writer_set_chunk_events(w, 2);
+    hl_writer_begin_process(w, &p, &err);
+    struct hl_event e[] = {
+        ev(HL_OP_MALLOC, 0, 1 << 20, 0, 0, N, 0, 10), ev(HL_OP_MALLOC, 0, 16, 0, 1, N, 0, 20),
+        ev(HL_OP_CALLOC, 0, 1 << 16, 8, 2, N, 0, 30), ev(HL_OP_FREE, 0, 0, 0, 0, N, 0, 40),
+        ev(HL_OP_FREE, 0, 0, 0, 2, N, 0, 50),
+    };
+    int ok = 1;
+    for (size_t i = 0; i < 4; i++)
+        ok &= hl_writer_event(w, &e[i], &err) == 0;
+    ok &= hl_writer_pages(w, 0, 10, &err) == 0;
+    TAP_CHECK(hl_writer_pages(w, 3, 1, &err) < 0 && strstr(err.msg, "slot 3"),
+              "the writer refuses the pages of a slot not allocated yet");
+    ok &= hl_writer_event(w, &e[4], &err) == 0;
+    ok &= hl_writer_pages(w, 2, 7, &err) == 0;
+    ok &= hl_writer_close(w, &err) == 0;
+    TAP_CHECK(ok, "a section with page counts is written");
+
+    struct hl_reader *r = hl_reader_open(f, &err);
+    struct hl_process q;
+    struct hl_pages *pg = NULL;
+    ssize_t npg = -1;
+    if (r && hl_reader_next_process(r, &q, &err) == 1)
+        npg = hl_reader_pages(r, &pg, &err);
+    TAP_CHECK(npg == 2 && pg[0].slot == 0 && pg[0].pages == 10 && pg[1].slot == 2 &&
+                  pg[1].pages == 7,
+              "hl_reader_pages returns the section's pairs before its events");
+    free(pg);
+    const struct hl_event *got;
+    ssize_t k;
+    size_t n = 0;
+    int same = 1;
+    while (r && (k = hl_reader_events(r, &got, &err)) > 0)
+        for (ssize_t i = 0; i < k; i++, n++)
+            same &= n < 5 && same_event(&got[i], &e[n]);
+    TAP_CHECK(same && n == 5 && hl_reader_next_process(r, &q, &err) == 0,
+              "the events read back unchanged around the PAGE blocks");
+    hl_reader_close(r);
+
+    size_t len, offs[16];
+    uint8_t *d = slurp(f, &len);
+    size_t nb = block_offsets(d, len, offs, 16), at = 0;
+    for (size_t i = 0; i < nb; i++)
+        if (hl_get_le32(d + offs[i]) == HL_TAG_PAGE)
+            at = at ? at : offs[i];
+    TAP_CHECK(at != 0, "the file holds PAGE blocks");
+    /* A pair naming a slot no chunk before it allocated, its checksum made good. */
+    uint8_t *d2 = malloc(len);
+    memcpy(d2, d, len);
+    d2[at + HL_BLOCK_HEADER_BYTES] = 4; /* the first pair's slot, a one-byte varint */
+    hl_put_le32(d2 + at + 16, hl_crc32c(0, d2 + at + HL_BLOCK_HEADER_BYTES,
+                                       hl_get_le32(d2 + at + 4)));
+    hl_put_le32(d2 + at + 20, hl_crc32c(0, d2 + at, 20));
+    const char *c = path("pages-bad.hlt");
+    spit(c, d2, len);
+    int rc;
+    char want[128];
+    snprintf(want, sizeof want, "corrupted pages block at byte offset %zu (a pair out of range)", at);
+    read_until_error(c, &rc, &err);
+    TAP_CHECK(rc < 0 && strstr(err.msg, want), "a pair naming a later slot is corruption");
+    if (rc >= 0 || !strstr(err.msg, want))
+        tap_diag("message: %s", err.msg);
+    /* Version 3 had no PAGE blocks. */
+    memcpy(d2, d, len);
+    d2[8] = 3;
+    spit(c, d2, len);
+    read_until_error(c, &rc, &err);
+    TAP_CHECK(rc < 0 && strstr(err.msg, "unknown tag"), "a version 3 trace with a PAGE block is corrupt");
+    free(d2);
+    free(d);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -723,6 +805,7 @@ int main(void)
     test_slotmap();
     test_slot_boundaries();
     test_long_lived();
+    test_pages();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

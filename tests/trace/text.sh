@@ -10,6 +10,7 @@ cat >"$T/hand.txt" <<'TXT'
 malloc 64
 calloc 10 8          # calloc(10, 8)
 calloc 0x16
+pages #0 3           # block #0 had 3 pages resident
 t1 free #0
 realloc #1 200
 realloc NULL 16 -> #4
@@ -24,6 +25,7 @@ free ?
 free NULL
 realloc ? 8
 0x10 t2 free #3
+pages #5 1
 TXT
 cat >"$T/hand.want" <<'TXT'
 # heaplab-text 1
@@ -45,6 +47,8 @@ process pid=0 ppid=0 page_size=4096 start_ns=0 exe="" cmdline=""
 0 t0 free NULL
 0 t0 realloc ? 8 -> #11
 16 t2 free #3
+pages #0 3
+pages #5 1
 TXT
 ok "a hand-written text trace imports" "$HEAPLAB" import "$T/hand.txt" -o "$T/hand.hlt"
 ok "its export is the canonical form" bash -c '"$HEAPLAB" export "$1" >"$2"' _ "$T/hand.hlt" "$T/hand.out"
@@ -113,6 +117,8 @@ bad() { # NAME LINE-OF-TEXT WANT-IN-MESSAGE
 }
 bad "an unknown operation" "mallocx 8" "unknown operation"
 bad "a free of a slot never allocated" "free #5" "block #5 is not allocated yet"
+bad "the pages of a slot not allocated yet" "pages #1 4" "pages #1: no such block allocated before"
+bad "a pages line without its count" "pages #0" "expected: pages #SLOT PAGES"
 
 
 printf 'malloc 8\nfree #0\nfree #0\n' >"$T/bad.txt"

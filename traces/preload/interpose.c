@@ -39,6 +39,7 @@
  * recording: the environment passed to the new image always carries LD_PRELOAD and
  * HEAPLAB_CAPTURE_DIR, even when the program passes an envp of its own.
  */
+#include "bigblocks.h"
 #include "raw.h"
 
 #include <dirent.h>
@@ -435,7 +436,7 @@ static void finish_header(void)
         rewrite_header();
 }
 
-/* Events in a chunk's payload (clock readings and marks are not). */
+/* Events in a chunk's payload (clock readings, marks and page counts are not). */
 static uint64_t chunk_events(const uint64_t *w, size_t nwords)
 {
     uint64_t n = 0;
@@ -443,7 +444,7 @@ static uint64_t chunk_events(const uint64_t *w, size_t nwords)
         unsigned k = hl_raw_record_words(w[i]);
         if (!k)
             break;
-        n += hl_raw_is_short(w[i]) || hl_raw_op_of(w[i]) < HL_RAW_MARK;
+        n += hl_raw_is_short(w[i]) || hl_raw_op_of(w[i]) < HL_RAW_PAGES;
         i += k;
     }
     return n;
@@ -936,8 +937,11 @@ __attribute__((constructor)) static void hl_record_init(void)
         setup_process();
 }
 
+static void pages_at_end(void);
+
 __attribute__((destructor)) static void hl_record_fini(void)
 {
+    pages_at_end();
     ts.guard += GUARD_INSIDE;
     flush(&ts);
     flush_others();
@@ -978,6 +982,41 @@ static inline int record_short(struct tstate *t, uint64_t *w, unsigned op, uint6
     return 0;
 }
 
+/* The resident pages of a large block being given back (or live at the end):
+ * w0 ptr [pages] [seq] (raw.h, HL_RAW_PAGES).  Before the record that gives it back,
+ * whose reserve follows this commit. */
+static void record_pages(struct tstate *t, uintptr_t p, size_t bytes)
+{
+    uint64_t pages = hl_big_resident(p, bytes);
+    uint64_t *w = reserve(t);
+    uint64_t seq = next_seq();
+    w[1] = p;
+    commit_long(t, w, 2, seq, p, pages, HL_RAW_PAGES, 0);
+}
+
+/* A block given back: its pages first, if it is a tracked large one. */
+static inline void giving_back(struct tstate *t, void *p)
+{
+    if (unlikely(hl_big_maybe((uintptr_t)p))) {
+        size_t bytes = hl_big_take((uintptr_t)p);
+        if (bytes)
+            record_pages(t, (uintptr_t)p, bytes);
+    }
+}
+
+static void pages_of_live(void *ctx, uintptr_t p, size_t bytes)
+{
+    record_pages(ctx, p, bytes);
+}
+
+/* The image ends (exit, _exit, exec): the pages of the large blocks still live. */
+static void pages_at_end(void)
+{
+    ts.guard += GUARD_INSIDE;
+    hl_big_drain(pages_of_live, &ts);
+    ts.guard -= GUARD_INSIDE;
+}
+
 /* malloc, valloc, pvalloc: w0 ptr [size] [seq] */
 static inline void record_plain(struct tstate *t, unsigned op, void *p, size_t size)
 {
@@ -1015,6 +1054,8 @@ EXPORT void *malloc(size_t n)
     guard_on(t);
     void *p = real.malloc(n);
     record_plain(t, HL_RAW_MALLOC, p, n);
+    if (unlikely(n >= HL_RAW_PAGES_MIN) && p)
+        hl_big_add((uintptr_t)p, n);
     guard_off(t);
     return p;
 }
@@ -1031,6 +1072,7 @@ EXPORT void free(void *p)
         return;
     }
     guard_on(t);
+    giving_back(t, p);
     uint64_t *w = reserve(t);
     uint64_t seq = next_seq();
     if (!record_short(t, w, HL_RAW_FREE, seq, (uintptr_t)p, 0)) {
@@ -1063,6 +1105,9 @@ EXPORT void *calloc(size_t nmemb, size_t size)
     guard_on(t);
     void *p = real.calloc(nmemb, size);
     record_aux(t, HL_RAW_CALLOC, p, size, nmemb);
+    size_t bytes;
+    if (p && !__builtin_mul_overflow(nmemb, size, &bytes) && unlikely(bytes >= HL_RAW_PAGES_MIN))
+        hl_big_add((uintptr_t)p, bytes);
     guard_off(t);
     return p;
 }
@@ -1108,6 +1153,8 @@ EXPORT void *realloc(void *old, size_t n)
         return old ? NULL : boot_alloc(n, 16);
     }
     guard_on(t);
+    if (old)
+        giving_back(t, old);
     uint64_t *w = reserve(t);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = real.realloc(old, n);
@@ -1149,6 +1196,8 @@ EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
         return old || total == SIZE_MAX ? NULL : boot_alloc(total, 16);
     }
     guard_on(t);
+    if (old)
+        giving_back(t, old);
     uint64_t *w = reserve(t);
     uint64_t s0 = old ? next_seq() : 0;
     void *p = do_reallocarray(old, nmemb, size);
@@ -1349,6 +1398,7 @@ static void before_exec(void)
 {
     if (!real.execve)
         resolve();
+    pages_at_end();
     ts.guard += GUARD_INSIDE;
     flush(&ts);
     flush_others();
@@ -1514,6 +1564,7 @@ EXPORT pid_t fork(void)
 
 EXPORT void _exit(int status)
 {
+    pages_at_end();
     flush_current();
     ts.guard += GUARD_INSIDE;
     flush_others();

@@ -74,6 +74,17 @@
  *   the records between two readings (or a reading and the chunk's flush time)
  *   evenly spaced times.
  *
+ *   HL_RAW_PAGES (version 5; w0 ptr [size] [seq], as a malloc record) is not an event
+ *   either: the pages of a large block (malloc or calloc of HL_RAW_PAGES_MIN bytes or
+ *   more) that were resident when it was given back, counted with mincore(2), in the
+ *   size field.  It comes just before the free or realloc that gives the block back,
+ *   or, for a block still live when the image ends (exit, exec), at the end.  It takes
+ *   a sequence number of its own, so that the finaliser finds the block's slot in
+ *   merged order, and it moves the running values on as any long record does.  A
+ *   replay touches that many pages of the block instead of every page (the program
+ *   may never write most of a big buffer).  Blocks beyond the interposer's table
+ *   (HL_RAW_PAGES_TRACKED live at once) get no record: the replay touches them whole.
+ *
  *   HL_RAW_MARK (2 words: w0 = HL_RAW_MARK << 1, w1 = horizon) ends every chunk a
  *   thread flushes itself: every record of the process whose sequence number is below
  *   the horizon is in this chunk or earlier in the file.  It lets the finaliser merge
@@ -124,9 +135,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../trace.h"
+
 #define HL_RAW_MAGIC "HLRAW01\n"
-#define HL_RAW_VERSION 4u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags;
-                                 4 process chunks, dropped, missed and cut_errno */
+#define HL_RAW_VERSION 5u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags;
+                                 4 process chunks, dropped, missed and cut_errno;
+                                 5 HL_RAW_PAGES */
 #define HL_RAW_MIN_VERSION 1u /* the oldest a finaliser reads */
 #define HL_RAW_CHUNK_MAGIC 0x4b43524cu /* "LRCK" */
 
@@ -142,11 +156,17 @@ enum {
     HL_RAW_VALLOC = 8,
     HL_RAW_PVALLOC = 9,
     HL_RAW_REALLOCARRAY = 10,
+    HL_RAW_PAGES = 11, /* a large block's resident pages: not an event */
     HL_RAW_MARK = 14, /* the horizon, at the end of a chunk: not an event */
     HL_RAW_TIME = 15, /* a clock reading, not an event */
 };
 
 #define HL_RAW_SIZE_BIG 0xffffu /* size16 value: the size is in an extra word */
+
+/* HL_RAW_PAGES: blocks of HL_PAGES_MIN_BYTES (trace.h) or more have their resident
+ * pages counted, and at most this many of them are tracked while live. */
+#define HL_RAW_PAGES_MIN ((size_t)HL_PAGES_MIN_BYTES)
+#define HL_RAW_PAGES_TRACKED 4096u
 
 /* Record flags (3 bits). */
 #define HL_RAWF_FAILED 0x1u /* NULL result / non-zero posix_memalign: no new block;
@@ -240,7 +260,7 @@ static inline uint64_t hl_raw_seq_of(uint64_t w0, uint64_t last_seq)
 /* Words in a record whose first word is w0, 0 for an unknown op. */
 static inline unsigned hl_raw_record_words(uint64_t w0)
 {
-    static const unsigned char words[16] = {0, 2, 3, 4, 2, 3, 3, 3, 2, 2, 5, 0, 0, 0, 2, 2};
+    static const unsigned char words[16] = {0, 2, 3, 4, 2, 3, 3, 3, 2, 2, 5, 2, 0, 0, 2, 2};
     if (w0 & 1)
         return 1;
     unsigned op = hl_raw_op_of(w0);
@@ -248,6 +268,7 @@ static inline unsigned hl_raw_record_words(uint64_t w0)
         return 0;
     if (op >= HL_RAW_MARK)
         return words[op];
+    /* HL_RAW_PAGES counts as a malloc record: w0 ptr [size] [seq]. */
     return words[op] + (hl_raw_size16_of(w0) == HL_RAW_SIZE_BIG) +
            !!(hl_raw_flags_of(w0) & HL_RAWF_SEQ64);
 }
