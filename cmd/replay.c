@@ -73,9 +73,11 @@ static const char *const usage[] = {
     "fragmentation = (peak RSS - startup_rss_bytes) / replay_live_bytes, the live bytes",
     "the replay itself held at most: with one replay thread the recorded peak; with",
     "several, the most seen at the ends of windows, where every thread stands still",
-    "(peak_live_bytes is the recorded program's).  It can be below 1 only when live",
-    "blocks are not resident (--touch=none: pages never written) or sit in memory that",
-    "was resident before the replay started (the allocator's start-up memory).",
+    "(peak_live_bytes is the recorded program's).  A large block whose resident pages",
+    "the trace counted (the program wrote only part of it) counts as those pages.  It",
+    "can be below 1 only when live blocks are not resident (--touch=none or head: pages",
+    "never written) or sit in memory that was resident before the replay started (the",
+    "allocator's start-up memory).",
     "A trace recorded by attaching to a running program (record -p) starts mid-life: a",
     "free of a block allocated before the attach is skipped (counted in skipped_unknown),",
     "a realloc of one is replayed as an allocation of its new size.",
@@ -284,7 +286,9 @@ int cmd_replay(int argc, char **argv)
                     "order ahead of another (default " HL_STR(HL_PLAN_WINDOW_THREADS) ")"),
         HL_OPT_STRING(0, "touch", &touch, "HOW",
                       "write to new blocks: page (one byte per page, default; a calloc'd "
-                      "block's pages read first), all, none, head (one byte per page of the "
+                      "block's pages read first; a block of 64 KiB or more only as many "
+                      "pages as the program had resident in it, where the trace counted "
+                      "them), all, none, head (one byte per page of the "
                       "first " HL_STR(HL_TOUCH_HEAD_KIB) " KiB)"),
         HL_OPT_STRING(0, "check", &check, "LEVEL",
                       "contract checks: cheap (default), full (overlaps, realloc contents), none"),

@@ -7,6 +7,7 @@
 #include "fuzz.h"
 #include "trace.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -25,6 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Skip every other section without reading it: that path must hold too. */
         if (sections % 2 == 0)
             continue;
+        struct hl_pages *pg;
+        ssize_t npg = hl_reader_pages(r, &pg, &err);
+        for (ssize_t i = 0; i < npg; i++)
+            sum += pg[i].slot + pg[i].pages;
+        free(pg);
         while ((k = hl_reader_events(r, &ev, &err)) > 0)
             for (ssize_t i = 0; i < k; i++)
                 sum += ev[i].size + ev[i].slot + ev[i].old_slot + hl_event_bytes(&ev[i]);

@@ -144,6 +144,11 @@ uint64_t hl_big_resident(uintptr_t p, size_t bytes)
     return n;
 }
 
+void hl_big_after_fork(void)
+{
+    g_lock = 0;
+}
+
 void hl_big_drain(void (*fn)(void *ctx, uintptr_t p, size_t bytes), void *ctx)
 {
     lock();

@@ -51,6 +51,8 @@ size_t hl_big_take(uintptr_t p);
 /* Pages of [p, p + bytes) resident now (mincore), counting the pages the block
  * overlaps; bytes / page size rounded up if mincore fails. */
 uint64_t hl_big_resident(uintptr_t p, size_t bytes);
+/* In a fork child: the lock may have been held by a thread the child does not have. */
+void hl_big_after_fork(void);
 /* Take every tracked block out of the table, calling fn(ctx, p, bytes) for each. */
 void hl_big_drain(void (*fn)(void *ctx, uintptr_t p, size_t bytes), void *ctx);
 

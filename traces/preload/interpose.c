@@ -860,6 +860,7 @@ static void atfork_child(void)
     struct tstate *t = &ts;
     g_multi = 0; /* the child has one thread */
     g_reg_lock = 0;
+    hl_big_after_fork();
     for (size_t i = 0; i < MAX_REGISTERED; i++)
         if (g_reg[i] != t)
             g_reg[i] = NULL;
