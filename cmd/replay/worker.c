@@ -541,11 +541,17 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         const uint64_t obytes = op == HL_OP_REALLOC ? blk_bytes[e->old_slot] : 0;
         if (!plain || touch != HL_TOUCH_NONE || check == HL_CHECK_FULL || gaps)
             blk_bytes[slot] = nbytes;
-        /* The live bytes count a block with recorded pages by those pages, as the plan
-         * does (its free's size). */
         if (!plain)
-            t->live += (int64_t)(fl & HL_RF_PAGES ? (uint64_t)e->aux * pagesz : nbytes) -
-                       (int64_t)obytes;
+            t->live += (int64_t)nbytes - (int64_t)obytes;
+        /* A block with recorded pages (HL_RF_PAGES): only escapes carry it, so a compact
+         * malloc (a constant template) tests nothing and the other loops test the flags
+         * they hold already, once per event in every configuration.  Its live bytes are
+         * those pages, as the plan counts them (its free's size). */
+        const int paged = __builtin_expect(((plain ? e->flags : fl) & HL_RF_PAGES) != 0, 0);
+        const int touch_pages = check != HL_CHECK_FULL &&
+                                (touch == HL_TOUCH_PAGE || touch == HL_TOUCH_HEAD);
+        if (!plain && !touch_pages && paged)
+            t->live -= (int64_t)(nbytes - (uint64_t)e->aux * pagesz);
         if (check == HL_CHECK_NONE && touch == HL_TOUCH_NONE) {
             if (__builtin_expect(p == NULL, 0) && size)
                 atomic_fetch_add(&fail_count, 1);
@@ -568,11 +574,14 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                     uint64_t lim =
                         touch == HL_TOUCH_HEAD && bytes > HL_TOUCH_HEAD_BYTES ? HL_TOUCH_HEAD_BYTES
                                                                               : bytes;
-                    /* The pages the program made resident, where the trace counted
-                     * them (a compact malloc's template has no flags). */
-                    if (bytes >= HL_PAGES_MIN_BYTES && (e->flags & HL_RF_PAGES) &&
-                        (uint64_t)e->aux * pg < lim)
-                        lim = (uint64_t)e->aux * pg;
+                    /* The pages the program made resident, where the trace counted them. */
+                    if (paged) {
+                        const uint64_t held = (uint64_t)e->aux * pg;
+                        if (!plain)
+                            t->live -= (int64_t)(bytes - held);
+                        if (held < lim)
+                            lim = held;
+                    }
                     /* A program asks calloc for zeros because it reads them: each page of
                      * a calloc'd block is read before it is written, as the program would
                      * (an allocator that hands out untouched fresh pages then pays for
