@@ -694,10 +694,9 @@ static int submit(struct section *s, struct hl_err *err)
  * (none if the address is not live: a block of the parent, in a fork child). */
 static __attribute__((noinline)) void pages_of(struct section *s, const struct rec *r)
 {
-    uint64_t slot = hl_slotmap_take_h_(s->map, r->ptr, r->hash);
+    uint64_t slot = hl_slotmap_get_h_(s->map, r->ptr, r->hash);
     if (slot == HL_NO_SLOT)
         return;
-    hl_slotmap_put_h_(s->map, r->ptr, r->hash, slot);
     if (s->npg == s->pgcap) {
         size_t cap = s->pgcap ? s->pgcap * 2 : 64;
         struct hl_pages *v = realloc(s->pg, cap * sizeof *v);

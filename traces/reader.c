@@ -420,29 +420,42 @@ static void peek_trailer(struct hl_reader *r, struct hl_process *p)
     peek_blocks(r, p, &pos);
 }
 
+/* Bytes a look-ahead reads at a block: its header, and an ENDS payload with it. */
+#define PEEK_BYTES (HL_BLOCK_HEADER_BYTES + HL_ENDS_LOSS_BYTES)
+
+/* A look-ahead's view of the block at pos (into buf, PEEK_BYTES): its header and what
+ * follows of it, or NULL where a look-ahead stops (the file's end, a damaged header, a
+ * tag other than CHNK, PAGE or ENDS, a block past the end).  Through the file, not the
+ * map: a fault on the map brings the pages around it in too (fault-around), and one
+ * header a chunk would map the whole file. */
+static const uint8_t *peek_header(const struct hl_reader *r, size_t pos, uint8_t *buf)
+{
+    if (r->len - pos < HL_BLOCK_HEADER_BYTES)
+        return NULL;
+    const uint8_t *h = r->data + pos;
+    if (r->fd >= 0) {
+        size_t want = r->len - pos < PEEK_BYTES ? r->len - pos : PEEK_BYTES;
+        if (pread(r->fd, buf, want, (off_t)pos) != (ssize_t)want)
+            return NULL;
+        h = buf;
+    }
+    uint32_t tag = hl_get_le32(h);
+    if (hl_crc32c(0, h, 20) != hl_get_le32(h + 20) ||
+        (tag != HL_TAG_CHNK && tag != HL_TAG_ENDS && tag != HL_TAG_PAGE) ||
+        r->len - pos - HL_BLOCK_HEADER_BYTES < hl_get_le32(h + 4))
+        return NULL;
+    return h;
+}
+
 /* The section's trailer counts, looking from *at on over block headers; *at ends where
  * the look stopped. */
 static void peek_blocks(struct hl_reader *r, struct hl_process *p, size_t *at)
 {
     size_t pos = *at;
-    uint8_t buf[HL_BLOCK_HEADER_BYTES + HL_ENDS_LOSS_BYTES];
-    while (r->len - pos >= HL_BLOCK_HEADER_BYTES) {
-        /* Through the file, not the map: a fault on the map brings the pages around
-         * it in too (fault-around), and one header a chunk would map the whole file. */
-        const uint8_t *h = r->data + pos;
-        if (r->fd >= 0) {
-            size_t want = r->len - pos < sizeof buf ? r->len - pos : sizeof buf;
-            if (pread(r->fd, buf, want, (off_t)pos) != (ssize_t)want)
-                break;
-            h = buf;
-        }
-        if (hl_crc32c(0, h, 20) != hl_get_le32(h + 20))
-            break;
+    uint8_t buf[PEEK_BYTES];
+    const uint8_t *h;
+    while ((h = peek_header(r, pos, buf))) {
         uint32_t tag = hl_get_le32(h), stored = hl_get_le32(h + 4);
-        if (tag != HL_TAG_CHNK && tag != HL_TAG_ENDS && tag != HL_TAG_PAGE)
-            break;
-        if (r->len - pos - HL_BLOCK_HEADER_BYTES < stored)
-            break;
         if (tag == HL_TAG_ENDS) {
             if ((stored == HL_ENDS_BYTES || stored == HL_ENDS_LOSS_BYTES) &&
                 r->len - pos >= HL_BLOCK_HEADER_BYTES + stored &&
@@ -577,21 +590,12 @@ ssize_t hl_reader_pages(struct hl_reader *r, struct hl_pages **out, struct hl_er
     if (r->state != ST_SECTION || r->version < 4)
         return 0;
     struct pages_out o = {NULL, 0, 0, 0};
-    uint8_t hb[HL_BLOCK_HEADER_BYTES], *pay = NULL;
+    uint8_t hb[PEEK_BYTES], *pay = NULL;
+    const uint8_t *h;
     /* Over the block headers from here to the trailer, as peek_blocks (silently: damage
      * is the events' to report), reading only the PAGE payloads. */
-    for (size_t pos = r->pos; r->len - pos >= HL_BLOCK_HEADER_BYTES;) {
-        const uint8_t *h = r->data + pos;
-        if (r->fd >= 0) {
-            if (pread(r->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb)
-                break;
-            h = hb;
-        }
+    for (size_t pos = r->pos; (h = peek_header(r, pos, hb)) && hl_get_le32(h) != HL_TAG_ENDS;) {
         uint32_t tag = hl_get_le32(h), stored = hl_get_le32(h + 4);
-        if (hl_crc32c(0, h, 20) != hl_get_le32(h + 20) ||
-            r->len - pos - HL_BLOCK_HEADER_BYTES < stored ||
-            (tag != HL_TAG_CHNK && tag != HL_TAG_PAGE))
-            break;
         if (tag == HL_TAG_PAGE && stored <= HL_PAGE_MAX_BYTES) {
             const uint8_t *q = r->data + pos + HL_BLOCK_HEADER_BYTES;
             if (r->fd >= 0) {

@@ -87,6 +87,16 @@ static inline uint64_t hl_slotmap_put_(struct hl_slotmap *m, uint64_t addr, uint
     return hl_slotmap_put_h_(m, addr, hl_slotmap_hash_(addr), slot);
 }
 
+/* The slot of live addr, HL_NO_SLOT if it is not live (the map unchanged). */
+static inline uint64_t hl_slotmap_get_h_(const struct hl_slotmap *m, uint64_t addr, size_t h)
+{
+    const struct hl_slotmap_cell *cells = m->cells;
+    for (size_t i = h & m->mask; addr && cells[i].addr; i = (i + 1) & m->mask)
+        if (cells[i].addr == addr)
+            return cells[i].slot;
+    return HL_NO_SLOT;
+}
+
 static inline uint64_t hl_slotmap_take_h_(struct hl_slotmap *m, uint64_t addr, size_t h)
 {
     if (addr == 0)

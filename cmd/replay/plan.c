@@ -486,10 +486,8 @@ int hl_plan_pages(struct hl_plan_builder *b, const struct hl_pages *pg, size_t n
         return 0;
     if (!b->pages && !(b->pages = hl_slotmap_new()))
         return -1;
-    for (size_t k = 0; k < n; k++) {
-        hl_slotmap_take(b->pages, key_of(pg[k].slot)); /* the last pair of a slot counts */
+    for (size_t k = 0; k < n; k++) /* a slot's last pair counts: put replaces */
         hl_slotmap_put(b->pages, key_of(pg[k].slot), pg[k].pages);
-    }
     b->pages_min = HL_PAGES_MIN_BYTES;
     return 0;
 }
