@@ -338,7 +338,7 @@ __attribute__((noinline, cold)) static void bad_usable(const struct hl_rp_ev *e,
 }
 
 /* A calloc's nmemb: with HL_RF_PAGES, size holds the product (replay.h). */
-static inline uint32_t calloc_nmemb(const struct hl_rp_ev *e)
+static inline __attribute__((always_inline)) uint32_t calloc_nmemb(const struct hl_rp_ev *e)
 {
     return e->flags & HL_RF_PAGES ? 1 : e->aux;
 }
@@ -454,12 +454,12 @@ static __attribute__((noinline)) void *call_aligned(const struct hl_rp_ev *e)
 
 /* Every allocating op but malloc, which step calls itself. */
 static inline __attribute__((always_inline)) void *call_other(const struct hl_rp_ev *e,
-                                                              void *old)
+                                                              void *old, const int pages)
 {
     if (e->op == HL_OP_REALLOC)
         return realloc(old, e->size);
     if (e->op == HL_OP_CALLOC)
-        return calloc(calloc_nmemb(e), e->size);
+        return calloc(pages ? calloc_nmemb(e) : e->aux, e->size);
     return call_aligned(e);
 }
 
@@ -493,7 +493,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                                                        const uint64_t slot, void **const sl, uint64_t **latp,
                                                        struct blkrec *cur, const int touch,
                                                        const int check, const int plain,
-                                                       const int timed, const int gaps)
+                                                       const int timed, const int gaps,
+                                                       const int pages)
 {
     const uint8_t fl = plain ? 0 : e->flags;
     uint64_t ct = 0;
@@ -529,7 +530,7 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                 if (check == HL_CHECK_FULL)
                     full_check_live(e->old_slot, old, blk_bytes[e->old_slot]);
             }
-            TIMED_CALL(timed, op, latp, cur, p = call_other(e, old));
+            TIMED_CALL(timed, op, latp, cur, p = call_other(e, old, pages));
             if (gaps && op == HL_OP_REALLOC && p)
                 sl[e->old_slot] = NULL;
         }
@@ -537,17 +538,18 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         if (gaps)
             gap_recent[gap_nrecent++ & (HL_GAP_RECENT - 1)] = (uint32_t)slot;
         /* The block's bytes, for a later realloc (touch, checks) and the live bytes. */
-        const uint64_t nbytes = op == HL_OP_CALLOC ? e->size * calloc_nmemb(e) : size;
+        /* A block with recorded pages (HL_RF_PAGES, only escapes carry it): tested only
+         * where pages is set, which the compact stream's loop leaves to paged_escape.
+         * Its live bytes are those pages, as the plan counts them (its free's size). */
+        const int paged =
+            pages && __builtin_expect(((plain ? e->flags : fl) & HL_RF_PAGES) != 0, 0);
+        const uint64_t nbytes =
+            op == HL_OP_CALLOC ? e->size * (pages ? calloc_nmemb(e) : e->aux) : size;
         const uint64_t obytes = op == HL_OP_REALLOC ? blk_bytes[e->old_slot] : 0;
         if (!plain || touch != HL_TOUCH_NONE || check == HL_CHECK_FULL || gaps)
             blk_bytes[slot] = nbytes;
         if (!plain)
             t->live += (int64_t)nbytes - (int64_t)obytes;
-        /* A block with recorded pages (HL_RF_PAGES): only escapes carry it, so a compact
-         * malloc (a constant template) tests nothing and the other loops test the flags
-         * they hold already, once per event in every configuration.  Its live bytes are
-         * those pages, as the plan counts them (its free's size). */
-        const int paged = __builtin_expect(((plain ? e->flags : fl) & HL_RF_PAGES) != 0, 0);
         const int touch_pages = check != HL_CHECK_FULL &&
                                 (touch == HL_TOUCH_PAGE || touch == HL_TOUCH_HEAD);
         if (!plain && !touch_pages && paged)
@@ -682,11 +684,11 @@ static inline __attribute__((always_inline)) void run_events(struct wthr *t, con
         const uint64_t w0 = plain ? 0 : t->cyc_wait;
         const struct hl_rp_ev *first = e;
         struct blkrec cur = {0, 0, 0, 0, 0};
-        step(t, e, e->op, e->size, e->slot, sl, &lat, &cur, touch, check, plain, 1, gaps);
+        step(t, e, e->op, e->size, e->slot, sl, &lat, &cur, touch, check, plain, 1, gaps, 1);
         e++;
         const struct hl_rp_ev *blk = end - e > LAT_EVERY - 1 ? e + LAT_EVERY - 1 : end;
         for (; e < blk; e++)
-            step(t, e, e->op, e->size, e->slot, sl, &lat, NULL, touch, check, plain, 0, gaps);
+            step(t, e, e->op, e->size, e->slot, sl, &lat, NULL, touch, check, plain, 0, gaps, 1);
         uint64_t be = cycles_now();
         cur.block = be - bs - (plain ? 0 : t->cyc_wait - w0);
         cur.n = (uint32_t)(e - first);
@@ -706,6 +708,17 @@ static inline __attribute__((always_inline)) void run_events(struct wthr *t, con
 static const struct hl_rp_ev cev_malloc = {.op = HL_OP_MALLOC};
 static const struct hl_rp_ev cev_free = {.op = HL_OP_FREE};
 
+/* An escape of the compact stream with recorded pages (HL_RF_PAGES): rare, so out of
+ * the loop, which then tests its escapes' flags once and nothing else for them. */
+static __attribute__((noinline)) void paged_escape(struct wthr *t, const struct hl_rp_ev *e,
+                                                   void **const sl, uint64_t **latp,
+                                                   struct blkrec *cur, const int touch,
+                                                   const int check, const int timed,
+                                                   const int gaps)
+{
+    step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed, gaps, 1);
+}
+
 /* One event of the compact stream (replay.h), plain, check not full. */
 static inline __attribute__((always_inline)) void cstep(struct wthr *t, const uint64_t w,
                                                         const struct hl_rp_ev **xp,
@@ -716,10 +729,11 @@ static inline __attribute__((always_inline)) void cstep(struct wthr *t, const ui
 {
     /* One bit test per kind: the tag's low bit is free, its high bit an escape. */
     if (w & HL_CEV_FREE) {
-        step(t, &cev_free, HL_OP_FREE, 0, w >> 2, sl, latp, cur, touch, check, 1, timed, gaps);
+        step(t, &cev_free, HL_OP_FREE, 0, w >> 2, sl, latp, cur, touch, check, 1, timed, gaps, 0);
     } else if (__builtin_expect(!(w & HL_CEV_OTHER), 1)) {
         const uint64_t size = w >> HL_CEV_SIZE_SHIFT, d = HL_CEV_SLOT(w);
-        step(t, &cev_malloc, HL_OP_MALLOC, size, d, sl, latp, cur, touch, check, 1, timed, gaps);
+        step(t, &cev_malloc, HL_OP_MALLOC, size, d, sl, latp, cur, touch, check, 1, timed, gaps,
+             0);
     } else {
         /* An in-place realloc word or an escape: one step for both, so that the loop
          * holds no more inlined steps than malloc's, free's and the escape's. */
@@ -730,8 +744,12 @@ static inline __attribute__((always_inline)) void cstep(struct wthr *t, const ui
             e = &re;
         } else {
             e = (*xp)++;
+            if (__builtin_expect(e->flags & HL_RF_PAGES, 0)) {
+                paged_escape(t, e, sl, latp, cur, touch, check, timed, gaps);
+                return;
+            }
         }
-        step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed, gaps);
+        step(t, e, e->op, e->size, e->slot, sl, latp, cur, touch, check, 1, timed, gaps, 0);
     }
 }
 
