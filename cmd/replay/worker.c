@@ -480,9 +480,10 @@ __attribute__((noinline)) static void take_sample(struct wthr *t)
     }
 }
 
-/* One replayed event.  Inlined into run_events with constant touch, check, plain and
- * timed, so that each configuration pays only for what it does: a plain loop (one
- * replay thread, no timeline) does not even test the event's flags.  "No block" is a
+/* One replayed event.  Inlined into run_events with constant touch, check, plain,
+ * timed and pages, so that each configuration pays only for what it does: a plain loop
+ * (one replay thread, no timeline) does not even test the event's flags, and with pages
+ * 0 nothing is tested or computed for recorded pages (HL_RF_PAGES).  "No block" is a
  * slot of its own that always holds NULL (see replay.h), so free(NULL) and
  * realloc(NULL, n) need no test here.  A timed event adds its call and touch windows to
  * *cur.  op, size and slot are the event's (decoded by the caller, so that the compact
