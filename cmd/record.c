@@ -288,6 +288,11 @@ int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out
         hl_warn("%llu calls were not recorded: made while the recorder's own wrapper ran (a "
                 "signal handler interrupting an allocation, or the allocator calling itself)",
                 (unsigned long long)st.missed);
+    if (st.big_untracked)
+        hl_warn("%llu large blocks (%u KiB or more) got no count of their resident pages: "
+                "more than %u were live at once; the replay writes every page of them",
+                (unsigned long long)st.big_untracked, (unsigned)(HL_PAGES_MIN_BYTES >> 10),
+                HL_RAW_PAGES_TRACKED);
     if (!quiet) {
         char b[32], after[64] = "";
         if (exited > 0)

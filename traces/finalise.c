@@ -219,6 +219,8 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
     f->h.cmdline[sizeof f->h.cmdline - 1] = 0;
     if (f->h.version < 4) /* the end of a longer cmdline there */
         f->h.dropped = f->h.missed = f->h.cut_errno = 0;
+    if (f->h.version < 5)
+        f->h.big_untracked = 0;
     return 1;
 }
 
@@ -1326,6 +1328,7 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
     fz->st.cut += unrec_losses(f);
     fz->st.dropped += f->h.dropped;
     fz->st.missed += f->h.missed;
+    fz->st.big_untracked += f->h.big_untracked;
     hl_writer_set_losses(s->w, f->h.dropped, f->h.missed, f->h.cut_errno);
     if (hl_writer_end_process(s->w, err) != 0)
         return -1;

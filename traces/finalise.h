@@ -46,6 +46,8 @@ struct hl_finalise_stats {
     uint32_t cut;             /* sections whose capture file could not grow */
     uint64_t dropped;         /* events those lost */
     uint64_t missed;          /* calls made while a wrapper ran, not recorded */
+    uint64_t big_untracked;   /* large blocks with no page count (raw.h: HL_RAW_PAGES):
+                                 replayed as if every page were written */
 };
 
 /* Why the program at path (a name without '/' is looked up in PATH) cannot be

@@ -267,6 +267,7 @@ int unrec_losses(struct rawfile *f)
     f->h.flags = h.flags;
     f->h.dropped = h.dropped;
     f->h.missed = h.missed;
+    f->h.big_untracked = h.version >= 5 ? h.big_untracked : 0;
     f->h.cut_errno = h.flags & HL_RAW_HDR_CUT ? (h.cut_errno ? h.cut_errno : ENOSPC) : 0;
     return !!(h.flags & HL_RAW_HDR_CUT);
 }

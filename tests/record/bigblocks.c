@@ -6,7 +6,9 @@
  *   #3 calloc 4 MiB from glibc's heap (zeroed there by glibc), 5 pages written
  *   #4 malloc 1 MiB, 3 pages written, live at exit
  * All of #0, #1, #3, #4 are live together: 45 MiB, of which the program writes 128
- * pages (512 KiB). */
+ * pages (512 KiB).
+ * rec-bigblocks N: instead, N blocks of 64 KiB live at once, one page of each written,
+ * then freed (more than the recorder's table holds: HL_RAW_PAGES_TRACKED). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +24,29 @@ static void *(*volatile alloc)(size_t) = malloc;
 static void *(*volatile zalloc)(size_t, size_t) = calloc;
 static void (*volatile release)(void *) = free;
 
-int main(void)
+/* N blocks of 64 KiB live together. */
+static int many(long n)
 {
+    char **v = alloc((size_t)n * sizeof *v);
+    if (!v)
+        return 1;
+    for (long i = 0; i < n; i++) {
+        v[i] = alloc(64 << 10);
+        if (!v[i])
+            return 1;
+        write_pages(v[i], 1);
+    }
+    for (long i = 0; i < n; i++)
+        release(v[i]);
+    release(v);
+    printf("%ld\n", n);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        return many(atol(argv[1]));
     char *a = alloc(32 << 20);
     write_pages(a, 100);
     char *b = zalloc(8 << 20, 1);

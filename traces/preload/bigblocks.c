@@ -17,6 +17,7 @@ uint16_t hl_big_filter_[HL_BIG_FILTER];
 static uintptr_t g_addr[CAP];
 static size_t g_bytes[CAP];
 static uint32_t g_live, g_used; /* live entries; live and deleted ones */
+static uint32_t g_untracked;    /* blocks that found the table full */
 static int g_lock;
 
 static void lock(void)
@@ -105,6 +106,8 @@ void hl_big_add(uintptr_t p, size_t bytes)
         }
         g_bytes[slot] = bytes;
         tracked = 1;
+    } else if (g_untracked < UINT32_MAX) {
+        g_untracked++;
     }
     unlock();
     if (tracked)
@@ -147,6 +150,12 @@ uint64_t hl_big_resident(uintptr_t p, size_t bytes)
 void hl_big_after_fork(void)
 {
     g_lock = 0;
+    g_untracked = 0; /* the parent's to count */
+}
+
+uint32_t hl_big_untracked(void)
+{
+    return __atomic_load_n(&g_untracked, __ATOMIC_RELAXED);
 }
 
 void hl_big_drain(void (*fn)(void *ctx, uintptr_t p, size_t bytes), void *ctx)

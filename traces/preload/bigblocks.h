@@ -51,6 +51,8 @@ size_t hl_big_take(uintptr_t p);
 /* Pages of [p, p + bytes) resident now (mincore), counting the pages the block
  * overlaps; bytes / page size rounded up if mincore fails. */
 uint64_t hl_big_resident(uintptr_t p, size_t bytes);
+/* Blocks not tracked because the table was full (no page count: replayed whole). */
+uint32_t hl_big_untracked(void);
 /* In a fork child: the lock may have been held by a thread the child does not have. */
 void hl_big_after_fork(void);
 /* Take every tracked block out of the table, calling fn(ctx, p, bytes) for each. */

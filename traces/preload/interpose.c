@@ -416,6 +416,7 @@ static void rewrite_header(void)
     struct hl_raw_header h = g_hdr;
     h.dropped = __atomic_load_n(&g_dropped, __ATOMIC_RELAXED);
     h.missed = __atomic_load_n(&g_missed, __ATOMIC_RELAXED);
+    h.big_untracked = hl_big_untracked();
     h.checksum = 0;
     h.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8);
     int fd = open(g_path, O_WRONLY | O_CLOEXEC);
@@ -432,7 +433,7 @@ static void finish_header(void)
 {
     if (g_on && (__atomic_load_n(&g_cut, __ATOMIC_RELAXED) ||
                  __atomic_load_n(&g_dropped, __ATOMIC_RELAXED) ||
-                 __atomic_load_n(&g_missed, __ATOMIC_RELAXED)))
+                 __atomic_load_n(&g_missed, __ATOMIC_RELAXED) || hl_big_untracked()))
         rewrite_header();
 }
 

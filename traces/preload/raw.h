@@ -83,7 +83,8 @@
  *   merged order, and it moves the running values on as any long record does.  A
  *   replay touches that many pages of the block instead of every page (the program
  *   may never write most of a big buffer).  Blocks beyond the interposer's table
- *   (HL_RAW_PAGES_TRACKED live at once) get no record: the replay touches them whole.
+ *   (HL_RAW_PAGES_TRACKED live at once) get no record, only a count in the header
+ *   (big_untracked, which heaplab record reports): the replay touches them whole.
  *
  *   HL_RAW_MARK (2 words: w0 = HL_RAW_MARK << 1, w1 = horizon) ends every chunk a
  *   thread flushes itself: every record of the process whose sequence number is below
@@ -291,7 +292,9 @@ struct hl_raw_header {
     uint64_t dropped;           /* events not written: the file could not grow */
     uint64_t missed;            /* calls not recorded (see "Not recorded") */
     uint32_t cut_errno;         /* HL_RAW_HDR_CUT: the errno of the failed write */
-    uint32_t pad;
+    uint32_t big_untracked;     /* large blocks allocated while HL_RAW_PAGES_TRACKED were
+                                   live: no HL_RAW_PAGES record (version 5 on; rewritten
+                                   at exit as dropped and missed are) */
 };
 
 /* Header flags. */
