@@ -181,6 +181,22 @@ static void read_tunables(char *out, size_t n)
             }
 }
 
+/* glibc's MALLOC_PERTURB_ (meson sets it for tests) makes glibc write every byte it
+ * hands out and takes back: passed through to its workers like any tunable, but a cost
+ * the program run without it does not have, so it is said out loud. */
+static void warn_perturb(const struct hl_alloc *a, int n)
+{
+    const char *v = getenv("MALLOC_PERTURB_");
+    if (!v || !*v || strtol(v, NULL, 0) == 0)
+        return;
+    for (int i = 0; i < n; i++)
+        if (!a[i].path[0]) {
+            hl_warn("MALLOC_PERTURB_=%s is set: glibc's workers write every byte they "
+                    "allocate and free, which a program run without it does not", v);
+            return;
+        }
+}
+
 /* The progress line: which trace, run and allocator, and, once a worker has run for a
  * while, for how long (and against which --timeout), so that a slow allocator on a big
  * trace is visibly working, not stuck. */
@@ -420,6 +436,7 @@ int cmd_replay(int argc, char **argv)
     if (!cells)
         hl_die("out of memory");
     show_progress = !quiet && hl_isatty(2);
+    warn_perturb(allocs, nalloc); /* the input is good: about to run */
     struct hl_rp_runner rn = {allocs, nalloc, (int)runs, wo, progress, &shard, gap_fds};
     for (int r = 0; r < nrows; r++)
         hl_rp_run_row(&rn, &rows[r], r, &cells[r * nalloc]);

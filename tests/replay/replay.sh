@@ -57,7 +57,8 @@ ok "allocators says why a library does not replace malloc" \
     bash -c "\"\$HEAPLAB\" allocators -a z=$LIBZ | grep -q 'does not replace malloc'"
 
 # ---- exact figures against every available allocator ----
-"$H" replay "$T/small.hlt" -n 1 --format csv -o "$T/small.csv" 2>"$T/err"
+# (Without meson's MALLOC_PERTURB_, about which replay warns: checked below.)
+env -u MALLOC_PERTURB_ "$H" replay "$T/small.hlt" -n 1 --format csv -o "$T/small.csv" 2>"$T/err"
 navail=$(grep -c 'available$' "$T/alloc.txt")
 eq "replay defaults to every available allocator" "$(csvcol "$T/small.csv" allocator | wc -l)" "$navail"
 eq "every allocator replays exactly the 9 calls" "$(csvcol "$T/small.csv" ops | sort -u)" 9
@@ -66,6 +67,11 @@ eq "every allocator reports the exact peak live bytes" \
 eq "no allocator that ships with heaplab breaks the contract on it" \
     "$(csvcol "$T/small.csv" violations | sort -u)" 0
 eq "replay is silent on stderr when it is not a terminal" "$(cat "$T/err")" ""
+MALLOC_PERTURB_=165 "$H" replay "$T/small.hlt" -n 1 -a glibc -o /dev/null 2>"$T/perturb.err"
+eq "MALLOC_PERTURB_ set: replay says glibc's workers write every byte" \
+    "$(grep -c '^heaplab: warning: MALLOC_PERTURB_=165 is set' "$T/perturb.err")" 1
+MALLOC_PERTURB_=165 "$H" replay "$T/small.hlt" -n 1 -a heaplab -o /dev/null 2>"$T/perturb.err"
+eq "but not when glibc is not replayed" "$(cat "$T/perturb.err")" ""
 eq "the CSV header is the results schema" "$(head -1 "$T/small.csv")" \
     "trace,trace_hash,process,allocator,allocator_version,allocator_path,status,runs,ops,time_ns,time_ns_min,time_ns_max,ns_per_op,ops_per_s,peak_rss_bytes,peak_rss_min,peak_rss_max,peak_live_bytes,fragmentation,replay_live_bytes,user_ns,sys_ns,minor_faults,major_faults,instructions,l1d_misses,llc_misses,dtlb_misses,counters_source,lat_malloc_p50,lat_malloc_p99,lat_malloc_p999,lat_malloc_max,lat_free_p50,lat_free_p99,lat_free_p999,lat_free_max,violations,threads_mode,touch,tunables,heaplab_version,cpu,kernel,date,settings,host,cores,libc,startup_rss_bytes,startup_ns"
 hash=$(csvcol "$T/small.csv" trace_hash | sort -u)
