@@ -550,11 +550,7 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
         if (!plain || touch != HL_TOUCH_NONE || check == HL_CHECK_FULL || gaps)
             blk_bytes[slot] = nbytes;
         if (!plain)
-            t->live += (int64_t)nbytes - (int64_t)obytes;
-        const int touch_pages = check != HL_CHECK_FULL &&
-                                (touch == HL_TOUCH_PAGE || touch == HL_TOUCH_HEAD);
-        if (!plain && !touch_pages && paged)
-            t->live -= (int64_t)(nbytes - (uint64_t)e->aux * pagesz);
+            t->live += (int64_t)(paged ? (uint64_t)e->aux * pagesz : nbytes) - (int64_t)obytes;
         if (check == HL_CHECK_NONE && touch == HL_TOUCH_NONE) {
             if (__builtin_expect(p == NULL, 0) && size)
                 atomic_fetch_add(&fail_count, 1);
@@ -578,13 +574,8 @@ static inline __attribute__((always_inline)) void step(struct wthr *t, const str
                         touch == HL_TOUCH_HEAD && bytes > HL_TOUCH_HEAD_BYTES ? HL_TOUCH_HEAD_BYTES
                                                                               : bytes;
                     /* The pages the program made resident, where the trace counted them. */
-                    if (paged) {
-                        const uint64_t held = (uint64_t)e->aux * pg;
-                        if (!plain)
-                            t->live -= (int64_t)(bytes - held);
-                        if (held < lim)
-                            lim = held;
-                    }
+                    if (paged && (uint64_t)e->aux * pg < lim)
+                        lim = (uint64_t)e->aux * pg;
                     /* A program asks calloc for zeros because it reads them: each page of
                      * a calloc'd block is read before it is written, as the program would
                      * (an allocator that hands out untouched fresh pages then pays for
