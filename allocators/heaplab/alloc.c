@@ -206,6 +206,12 @@ void hlm_free(void *p)
     free_slow(p);
 }
 
+/* malloc and free are these functions under their exported names (override.c). */
+#ifdef HLM_EXPORTS_MALLOC
+HLM_API void *malloc(size_t n) __attribute__((alias("hlm_malloc")));
+HLM_API void free(void *p) __attribute__((alias("hlm_free")));
+#endif
+
 /* ---- thread caches (slow path) ------------------------------------------------------- */
 
 static struct hlm_tcache *tcache_create(void)
@@ -436,6 +442,18 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
             if (cold_bytes > (ptrdiff_t)hlm_opt(HLM_OPT_COLD))
                 __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
             tc_self->nmalloc++;
+            return p;
+        }
+    }
+    /* The current span used up, the next one has free objects (owned.c): a slow-path
+     * event for the scavenge's tick, which goes the general way when it is due (this
+     * adds nothing to the cache, whose sum the general way looks at). */
+    if (hlm_likely(tc != NULL && n <= HLM_SMALL_MAX && tc->gc_tick + 1 < HLM_TC_GC_EVERY &&
+                   (n <= HLM_SLAB_MAX || __libc_single_threaded))) {
+        void *p = hlm_own_next(tc, hlm_class_of(n));
+        if (p != NULL) {
+            tc->gc_tick++;
+            tc->nmalloc++;
             return p;
         }
     }

@@ -31,9 +31,13 @@ static HLM_NOINLINE void *oom_retry(int op, void *p, size_t align, size_t n)
     return q;
 }
 
-/* hlm_malloc retries itself (hlm.h): malloc is one jump, no frame around the fast path. */
+/* hlm_malloc retries itself (hlm.h): malloc is one jump, no frame around the fast path.
+ * A back end that defines HLM_EXPORTS_MALLOC exports malloc and free as other names of
+ * hlm_malloc and hlm_free themselves (alloc.c): not even the jump. */
+#ifndef HLM_EXPORTS_MALLOC
 HLM_API void *malloc(size_t n) { return hlm_malloc(n); }
 HLM_API void free(void *p) { hlm_free(p); }
+#endif
 HLM_API void cfree(void *p) { hlm_free(p); }
 
 HLM_API void *calloc(size_t count, size_t size)

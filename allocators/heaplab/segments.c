@@ -4,8 +4,8 @@
  * hlm_segment in hlm.h), the others are cut into spans of 1..HLM_SPAN_MAX_PAGES pages
  * holding objects of one class.
  *
- * Data model: every segment is on hlm_pg.segments; hlm_segmap has a bit per 4 MiB of
- * address space, set exactly for the segments (free() classifies a pointer with it).  In
+ * Data model: every segment is on hlm_pg.segments; hlm_segmap has a byte per 4 MiB of
+ * address space, 1 exactly for the segments (free() classifies a pointer with it).  In
  * a segment, free_pages has bit i set when page i belongs to no span, dirty_pages when
  * such a free page may still be resident; page_cls[i] and page_first[i] give the class
  * and first page of the span a used page belongs to (0: none).  Invariants, under
@@ -19,18 +19,13 @@
 
 #include <stdio.h>
 
-uint64_t hlm_segmap[HLM_SEGMAP_WORDS];
+uint8_t hlm_segmap[HLM_SEGMAP_BYTES];
 hlm_lock_t hlm_pages_lock = HLM_LOCK_INIT;
 struct hlm_page_heap hlm_pg;
 
 static void segmap_set(struct hlm_segment *s, bool on)
 {
-    uintptr_t i = (uintptr_t)s >> HLM_SEG_SHIFT;
-    uint64_t bit = (uint64_t)1 << (i % 64);
-    if (on)
-        __atomic_fetch_or(&hlm_segmap[i / 64], bit, __ATOMIC_RELEASE);
-    else
-        __atomic_fetch_and(&hlm_segmap[i / 64], ~bit, __ATOMIC_RELEASE);
+    __atomic_store_n(&hlm_segmap[(uintptr_t)s >> HLM_SEG_SHIFT], (uint8_t)on, __ATOMIC_RELEASE);
 }
 
 static struct hlm_segment *segment_new(void)
@@ -38,7 +33,7 @@ static struct hlm_segment *segment_new(void)
     struct hlm_segment *s = hlm_os_map_aligned(HLM_SEG_SIZE, HLM_SEG_SIZE);
     if (!s)
         return NULL;
-    if (((uintptr_t)s >> HLM_SEG_SHIFT) >= HLM_SEGMAP_WORDS * 64) {
+    if (((uintptr_t)s >> HLM_SEG_SHIFT) >= HLM_SEGMAP_BYTES) {
         hlm_os_unmap(s, HLM_SEG_SIZE);   /* beyond the map: cannot classify, do not use */
         return NULL;
     }
