@@ -209,6 +209,7 @@ void *hlm_own_next(struct hlm_tcache *tc, unsigned cls)
     for (unsigned k = 0; k < HLM_SHARDS; k++)
         if (__atomic_load_n(&hlm_central[k][cls].remote, __ATOMIC_RELAXED))
             return NULL;
+    hlm_assert(sp->owner == tc && nx->owner == tc && !sp->prev && !sp->full && !nx->full);
     own_unlink(&tc->own[cls], sp);
     sp->full = 1;
     own_push(&tc->full[cls], sp);
