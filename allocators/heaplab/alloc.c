@@ -430,7 +430,7 @@ static HLM_NOINLINE void *malloc_slow_retry(size_t n);
 static HLM_NOINLINE void *malloc_slow(size_t n)
 {
     struct hlm_tcache *tc = tc_self;
-    if (hlm_likely(tc != NULL && n <= HLM_COLD_MAX && __libc_single_threaded &&
+    if (hlm_likely(tc != NULL && n <= HLM_SMALL_MAX && __libc_single_threaded &&
                    __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD) &&
                    tc->gc_tick < HLM_TC_GC_EVERY - 1)) {
         /* (hlm_malloc found the class's bin empty: no recursion refilled it since) */
@@ -477,12 +477,8 @@ static void *malloc_slow_try(size_t n)
     /* (HLM_SLAB_MAX applies only while other threads run: a single-threaded program has
      * no per-thread spans to multiply, and its 4-32 KiB blocks in the tag heap, out of
      * the slabs' reach, cost the python trace 15.9 -> 18.4 MiB) */
-    /* (a cold process's blocks above HLM_COLD_MAX: a tag chunk of their own, below) */
-    bool cold_big = n > HLM_COLD_MAX && __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) &&
-                    hlm_opt(HLM_OPT_COLD);
     if (n <= HLM_SLAB_MAX ||
-        (n <= HLM_SMALL_MAX && !cold_big &&
-         (__libc_single_threaded || __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)))) {
+        (n <= HLM_SMALL_MAX && (__libc_single_threaded || __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)))) {
         unsigned cls = hlm_class_of(n);
         struct hlm_tcache *tc = tc_self ? tc_self : tcache_create();
         void *p;
@@ -658,7 +654,7 @@ static HLM_NOINLINE void free_slow_other(void *p)
         size_t usable = tag_usable(p);
         count_call(true);
         hlm_lock(&hlm_tag_lock);
-        if (usable <= HLM_COLD_MAX)   /* (the cold ones that stay cached: above) */
+        if (usable <= HLM_SMALL_MAX)   /* (the cold ones that stay cached: above) */
             cold_bytes -= (ptrdiff_t)usable;
         hlm_tag_free(p);
         hlm_unlock(&hlm_tag_lock);
@@ -705,18 +701,18 @@ void *hlm_realloc(void *p, size_t n)
         return hlm_realloc_move(p, hlm_large_usable(p), n, 0);
     }
     size_t old = tag_usable(p);
-    if (old <= HLM_COLD_MAX && n <= old && (n >= old / 2 || old <= 64))
+    if (old <= HLM_SMALL_MAX && n <= old && (n >= old / 2 || old <= 64))
         return p;   /* a cold class's chunk: the same rule as a slab object */
     /* Growing, a chunk takes the free chunk or top of the heap after it when it can, as
      * in glibc: no copy, no hole left behind (gcc's as grows a 1 KiB block to 2 KiB at
      * the top: the copy read 15 lines never touched since).  A cold chunk's bytes move
-     * with it in cold_bytes (those above HLM_COLD_MAX serve no class). */
-    if (n > HLM_COLD_MAX / 2 || n > old) {
+     * with it in cold_bytes (those above HLM_SMALL_MAX serve no class). */
+    if (n > HLM_SMALL_MAX / 2 || n > old) {
         hlm_lock(&hlm_tag_lock);
         bool ok = hlm_tag_resize(p, n);
-        if (ok && old <= HLM_COLD_MAX) {
+        if (ok && old <= HLM_SMALL_MAX) {
             size_t now = tag_usable(p);
-            cold_bytes += (ptrdiff_t)(now <= HLM_COLD_MAX ? now : 0) - (ptrdiff_t)old;
+            cold_bytes += (ptrdiff_t)(now <= HLM_SMALL_MAX ? now : 0) - (ptrdiff_t)old;
         }
         hlm_unlock(&hlm_tag_lock);
         if (ok)

@@ -38,13 +38,6 @@ void hlm_pages_purge(size_t keep)
     hlm_pg.freed_pages = 0;
 }
 
-/* The free dirty pages a pass leaves for the next spans to take again. */
-static size_t purge_keep(void)
-{
-    size_t keep = hlm_pg.nsegments * (HLM_SEG_PAGES - 1) / HLM_PURGE_KEEP_DIV;
-    return keep > HLM_PURGE_MIN_PAGES ? keep : HLM_PURGE_MIN_PAGES;
-}
-
 /* After hlm_pages_free: a pass after every HEAPLAB_RETAIN bytes of pages freed, or a
  * quarter of the segments if that is more: spans freed and soon made again cost no
  * syscalls. */
@@ -55,28 +48,13 @@ void hlm_pages_purge_maybe(void)
         /* Spans given back and soon taken again (threads freeing and refilling a
          * round of blocks) count as freed but leave few free pages dirty: no pass for
          * those (madvise under the pages lock made threadtest's threads queue on it). */
-        size_t keep = purge_keep();
+        size_t keep = hlm_pg.nsegments * (HLM_SEG_PAGES - 1) / HLM_PURGE_KEEP_DIV;
+        keep = keep > HLM_PURGE_MIN_PAGES ? keep : HLM_PURGE_MIN_PAGES;
         if (hlm_pg.dirty_pages > keep)
             hlm_pages_purge(keep);
         else
             hlm_pg.freed_pages = 0;
     }
-}
-
-/* The sbrk heap is about to grow (hlm.h; under hlm_tag_lock): the segments' free dirty
- * pages beyond the keep go back first, so that the program's new memory is not
- * resident beside memory it gave back.  Those below the pass's threshold (a quarter of
- * the segments) otherwise stay: 48 KiB slab classes left the python trace's end with
- * 6.1 MiB of them while its tag heap grew by 3.4 MiB. */
-void hlm_tag_growing(void)
-{
-    if (__atomic_load_n(&hlm_pg.dirty_pages, __ATOMIC_RELAXED) <= HLM_PURGE_MIN_PAGES)
-        return;
-    hlm_lock(&hlm_pages_lock);
-    size_t keep = purge_keep();
-    if (hlm_pg.dirty_pages > keep)
-        hlm_pages_purge(keep);
-    hlm_unlock(&hlm_pages_lock);
 }
 
 int hlm_pages_trim(void)

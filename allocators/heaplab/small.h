@@ -11,7 +11,7 @@
  *   stash.c     a churning thread's empty spans, kept owned for its next refill
  *
  * Locks: a class's central lock (per shard), then hlm_pages_lock, never the other way
- * round; hlm_tag_lock, then hlm_pages_lock (hlm_tag_growing), never the other way round.  A span's owner and page_owner[] change under its shard's central lock.
+ * round.  A span's owner and page_owner[] change under its shard's central lock.
  */
 #ifndef HLM_SMALL_H
 #define HLM_SMALL_H

@@ -572,7 +572,6 @@ static bool heap_grow(struct hlm_tag_heap *h, size_t s)
         return true;
     }
     top_regrowth(h);
-    hlm_tag_growing();
     char *cur = hlm_os_brk_now();
     if (brk_end && cur == brk_end && hlm_os_sbrk((intptr_t)incr)) {
         /* Contiguous: the old fencepost becomes the head of the new chunk. */

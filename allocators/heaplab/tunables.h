@@ -37,13 +37,6 @@
 
 /* ---- cold start (alloc.c) ------------------------------------------------------------- */
 
-/* The largest block the cold start serves as a class's chunk and counts in its budget;
- * larger ones are tag chunks of their own while cold, as any block above the slab classes
- * is.  Slab classes above it (up to HLM_SMALL_MAX) spent the 1 MiB budget on a few blocks
- * of 32-48 KiB and sent small programs warm: awk's trace 588 -> 653 KiB, python's 16.0 ->
- * 18.4 MiB with them counted. */
-#define HLM_COLD_MAX 32768u
-
 /* Bytes a cold bin holds per class: small caches while small blocks are tag-heap chunks
  * (bigger kept awk's chunks apart and raised its RSS). */
 #ifndef HLM_COLD_BIN_BYTES

@@ -234,12 +234,6 @@ static inline struct arena *mine(void)
     return hlm_likely(a != NULL) ? a : attach();
 }
 
-/* The sbrk heap is about to grow (hlm.h): the variants keep nothing resident apart from
- * their heaps. */
-void hlm_tag_growing(void)
-{
-}
-
 void hlm_init(void)
 {
     if (__atomic_load_n(&inited, __ATOMIC_ACQUIRE))
