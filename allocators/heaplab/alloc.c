@@ -85,6 +85,15 @@ static bool cold_ok = true;
  * MiB and sqlite 124 -> 152 KiB.  1024 or 4096: awk, sqlite, gcc, perl, python as
  * before; 256: awk 480 -> 964 KiB. */
 static size_t cold_flushes;   /* under hlm_tag_lock */
+/* Tag chunks of (HLM_COLD_MAX, HLM_SMALL_MAX] usable bytes live now (approximate: counted
+ * where malloc makes them and where free gives them back; under hlm_tag_lock), and whether
+ * their slab classes are in use (HLM_BIG_SLAB_LIVE; set once, never cleared). */
+static size_t big_tag_live;
+static bool big_slab;
+static inline bool big_range(size_t usable)
+{
+    return usable > HLM_COLD_MAX && usable <= HLM_SMALL_MAX;
+}
 
 static void tcache_exit(void *arg);
 static unsigned cold_class(size_t usable);
@@ -430,7 +439,7 @@ static HLM_NOINLINE void *malloc_slow_retry(size_t n);
 static HLM_NOINLINE void *malloc_slow(size_t n)
 {
     struct hlm_tcache *tc = tc_self;
-    if (hlm_likely(tc != NULL && n <= HLM_SMALL_MAX && __libc_single_threaded &&
+    if (hlm_likely(tc != NULL && n <= HLM_COLD_MAX && __libc_single_threaded &&
                    __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD) &&
                    tc->gc_tick < HLM_TC_GC_EVERY - 1)) {
         /* (hlm_malloc found the class's bin empty: no recursion refilled it since) */
@@ -477,8 +486,14 @@ static void *malloc_slow_try(size_t n)
     /* (HLM_SLAB_MAX applies only while other threads run: a single-threaded program has
      * no per-thread spans to multiply, and its 4-32 KiB blocks in the tag heap, out of
      * the slabs' reach, cost the python trace 15.9 -> 18.4 MiB) */
+    /* (blocks above HLM_COLD_MAX while cold, or before their classes are in use: a tag
+     * chunk of their own, below) */
+    bool big_tag = n > HLM_COLD_MAX &&
+                   (!__atomic_load_n(&big_slab, __ATOMIC_RELAXED) ||
+                    (__atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD)));
     if (n <= HLM_SLAB_MAX ||
-        (n <= HLM_SMALL_MAX && (__libc_single_threaded || __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)))) {
+        (n <= HLM_SMALL_MAX && !big_tag &&
+         (__libc_single_threaded || __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)))) {
         unsigned cls = hlm_class_of(n);
         struct hlm_tcache *tc = tc_self ? tc_self : tcache_create();
         void *p;
@@ -538,6 +553,8 @@ static void *malloc_slow_try(size_t n)
         return hlm_large_malloc(n, HLM_ALIGN);
     hlm_lock(&hlm_tag_lock);
     void *p = hlm_tag_malloc(n);
+    if (p && big_range(tag_usable(p)) && ++big_tag_live > HLM_BIG_SLAB_LIVE)
+        __atomic_store_n(&big_slab, true, __ATOMIC_RELAXED);
     hlm_unlock(&hlm_tag_lock);
     return p ? p : hlm_large_malloc(n, HLM_ALIGN);
 nomem:
@@ -657,8 +674,10 @@ static HLM_NOINLINE void free_slow_other(void *p)
         size_t usable = tag_usable(p);
         count_call(true);
         hlm_lock(&hlm_tag_lock);
-        if (usable <= HLM_SMALL_MAX)   /* (the cold ones that stay cached: above) */
+        if (usable <= HLM_COLD_MAX)   /* (the cold ones that stay cached: above) */
             cold_bytes -= (ptrdiff_t)usable;
+        else if (big_range(usable) && big_tag_live)
+            big_tag_live--;
         hlm_tag_free(p);
         hlm_unlock(&hlm_tag_lock);
     }
@@ -704,18 +723,18 @@ void *hlm_realloc(void *p, size_t n)
         return hlm_realloc_move(p, hlm_large_usable(p), n, 0);
     }
     size_t old = tag_usable(p);
-    if (old <= HLM_SMALL_MAX && n <= old && (n >= old / 2 || old <= 64))
+    if (old <= HLM_COLD_MAX && n <= old && (n >= old / 2 || old <= 64))
         return p;   /* a cold class's chunk: the same rule as a slab object */
     /* Growing, a chunk takes the free chunk or top of the heap after it when it can, as
      * in glibc: no copy, no hole left behind (gcc's as grows a 1 KiB block to 2 KiB at
      * the top: the copy read 15 lines never touched since).  A cold chunk's bytes move
-     * with it in cold_bytes (those above HLM_SMALL_MAX serve no class). */
-    if (n > HLM_SMALL_MAX / 2 || n > old) {
+     * with it in cold_bytes (those above HLM_COLD_MAX serve no class). */
+    if (n > HLM_COLD_MAX / 2 || n > old) {
         hlm_lock(&hlm_tag_lock);
         bool ok = hlm_tag_resize(p, n);
-        if (ok && old <= HLM_SMALL_MAX) {
+        if (ok && old <= HLM_COLD_MAX) {
             size_t now = tag_usable(p);
-            cold_bytes += (ptrdiff_t)(now <= HLM_SMALL_MAX ? now : 0) - (ptrdiff_t)old;
+            cold_bytes += (ptrdiff_t)(now <= HLM_COLD_MAX ? now : 0) - (ptrdiff_t)old;
         }
         hlm_unlock(&hlm_tag_lock);
         if (ok)

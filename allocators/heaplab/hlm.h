@@ -261,7 +261,13 @@ void hlm_buddy_info(struct hlm_buddy_heap *h, size_t *arena, size_t *free_bytes,
 
 /* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, small.h) ---- */
 
-#define HLM_SMALL_MAX 32768u
+/* Slab classes go to 48 KiB: blocks of 32-48 KiB whose first page alone is written (the
+ * fragmenter's) took a different page each time as best-fit tag chunks, where fixed
+ * slots repeat theirs (fragment: 28.1 k -> 23.1 k faults, 1.27x -> 1.09x mimalloc's
+ * time; HISTORY.md).  Those above HLM_COLD_MAX (32 KiB) take blocks only once a program
+ * keeps many of them live (HLM_BIG_SLAB_LIVE, alloc.c); until then, and in the cold
+ * start, such blocks are tag chunks. */
+#define HLM_SMALL_MAX 49152u
 /* Once warm, while the process has more than one thread, blocks above HLM_SLAB_MAX are
  * tag-heap chunks of their own size, not slab objects: a class of 5-32 KiB blocks pinned a span per thread for one or two blocks
  * (python-threads: 250 KiB of such spans, free, at its peak). */
@@ -274,7 +280,13 @@ void hlm_buddy_info(struct hlm_buddy_heap *h, size_t *arena, size_t *free_bytes,
 #ifndef HLM_UPPER_STEPS
 #define HLM_UPPER_STEPS 8        /* classes per doubling from 2048 to HLM_SMALL_MAX */
 #endif
-#define HLM_NCLASSES (41 + 4 * HLM_UPPER_STEPS + 8 * ((HLM_FINE_FROM <= 256) + (HLM_FINE_FROM <= 512) + (HLM_FINE_FROM <= 1024)))
+/* Classes above 32 KiB: HLM_UPPER_STEPS per doubling, up to HLM_SMALL_MAX (at most 64 KiB,
+ * a multiple of the step). */
+#define HLM_TOP_CLASSES ((HLM_SMALL_MAX - 32768u) / (32768u / HLM_UPPER_STEPS))
+_Static_assert(HLM_SMALL_MAX >= 32768u && HLM_SMALL_MAX <= 65536u &&
+               (HLM_SMALL_MAX - 32768u) % (32768u / HLM_UPPER_STEPS) == 0,
+               "HLM_SMALL_MAX: 32 to 64 KiB, on a class step");
+#define HLM_NCLASSES (41 + 4 * HLM_UPPER_STEPS + HLM_TOP_CLASSES + 8 * ((HLM_FINE_FROM <= 256) + (HLM_FINE_FROM <= 512) + (HLM_FINE_FROM <= 1024)))
                                  /* classes 1..NCLASSES-1; 0 means "not a slab page" */
 #define HLM_SEG_SHIFT 22         /* 4 MiB segments ... */
 #define HLM_SEG_SIZE ((size_t)1 << HLM_SEG_SHIFT)
@@ -286,7 +298,7 @@ void hlm_buddy_info(struct hlm_buddy_heap *h, size_t *arena, size_t *free_bytes,
 #define HLM_SEGMAP_BYTES ((size_t)1 << (HLM_ADDR_BITS - HLM_SEG_SHIFT))
 
 /* Size classes: 16-byte steps to 256, 8 per doubling to HLM_FINE_FROM (1024), 16 per doubling
- * to 2048, HLM_UPPER_STEPS (8) per doubling to 32 KiB.
+ * to 2048, HLM_UPPER_STEPS (8) per doubling to HLM_SMALL_MAX (48 KiB).
  * Sizes up to 2048 map through hlm_class16[(n + 15) >> 4], larger ones through
  * hlm_classup[(n + grain - 1) / grain] (every class above 2048 is a multiple of the grain,
  * 256).  8 instead of 4 per doubling above 2 KiB: phases 54.6 -> 53.8 MiB, fragmenter
