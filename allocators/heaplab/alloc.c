@@ -544,7 +544,7 @@ static void *malloc_slow_try(size_t n)
         if (!got)
             goto nomem;
         if (got > 1)   /* a whole remote stack came: keep one */
-            hlm_central_give(cls, *(void **)p, got - 1, -1);
+            hlm_central_give(cls, *(void **)p, NULL, got - 1, -1);
         count_call(false);
         return p;
     }
@@ -590,7 +590,7 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
         tc->nfree++;
     } else {
         *(void **)p = NULL;
-        hlm_central_give(cls, p, 1, -1);
+        hlm_central_give(cls, p, p, 1, -1);
         count_call(true);
     }
     errno = saved;

@@ -24,7 +24,7 @@ unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned w
     void *head = NULL, **tail = &head;
     unsigned got = 0;
     if (__atomic_load_n(&c->remote, __ATOMIC_RELAXED)) {
-        got = hlm_remote_take(c, chain);
+        got = hlm_remote_take(c, cls, chain);
         if (got)
             return got;
     }

@@ -452,9 +452,10 @@ static inline bool hlm_tc_consumer(const struct hlm_tcache *tc)
 extern hlm_lock_t hlm_pages_lock;
 void hlm_small_init(void);
 unsigned hlm_central_take(unsigned shard, unsigned cls, void **chain, unsigned want); /* 0: OOM */
-/* chain: NULL-terminated, count objects; from_shard: the giving thread's shard, or -1 to
- * put them onto their spans under the central lock (never onto a remote stack). */
-void hlm_central_give(unsigned cls, void *chain, unsigned count, int from_shard);
+/* chain: NULL-terminated, count objects, the last one last (NULL if unknown: then
+ * from_shard must be -1); from_shard: the giving thread's shard, or -1 to put them onto
+ * their spans under the central lock (never onto a remote stack). */
+void hlm_central_give(unsigned cls, void *chain, void *last, unsigned count, int from_shard);
 void hlm_central_drain(void);
 /* Thread-owned spans (owned.c): refill a cache from the thread's own spans (taking new
  * ones when they run dry); give a chain back (objects of owned spans go onto their free

@@ -144,7 +144,7 @@ static unsigned steal(struct hlm_tcache *tc, unsigned cls, void **chain)
     for (unsigned k = 1; k < HLM_SHARDS; k++) {
         struct hlm_central *o = &hlm_central[(tc->shard + k) % HLM_SHARDS][cls];
         unsigned got;
-        if (__atomic_load_n(&o->remote, __ATOMIC_RELAXED) && (got = hlm_remote_take(o, chain)) != 0)
+        if (__atomic_load_n(&o->remote, __ATOMIC_RELAXED) && (got = hlm_remote_take(o, cls, chain)) != 0)
             return got;
     }
     return 0;
@@ -226,7 +226,7 @@ unsigned hlm_own_refill(struct hlm_tcache *tc, unsigned cls, void **chain, unsig
 {
     struct hlm_central *c = &hlm_central[tc->shard][cls];
     if (__atomic_load_n(&c->remote, __ATOMIC_RELAXED)) {
-        unsigned got = hlm_remote_take(c, chain);
+        unsigned got = hlm_remote_take(c, cls, chain);
         if (got)
             return got;
     }
@@ -320,7 +320,7 @@ void hlm_own_give(struct hlm_tcache *tc, unsigned cls, void *chain, unsigned cou
     }
     *tail = NULL;
     if (rest)
-        hlm_central_give(cls, rest, nrest, hlm_tc_consumer(tc) ? -1 : (int)tc->shard);
+        hlm_central_give(cls, rest, tail, nrest, hlm_tc_consumer(tc) ? -1 : (int)tc->shard);
 }
 
 /* Thread exit: every owned span back to its central list (after the cache was flushed). */

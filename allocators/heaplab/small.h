@@ -84,7 +84,12 @@ void hlm_pages_purge_maybe(void);   /* after pages were freed: a pass if enough 
 
 /* ---- remote frees (remote.c) ---------------------------------------------------------- */
 
-unsigned hlm_remote_take(struct hlm_central *c, void **chain);
+unsigned hlm_remote_take(struct hlm_central *c, unsigned cls, void **chain);
+/* A batch of class cls carries its length and last object (remote.c). */
+static inline bool hlm_remote_headed(unsigned cls)
+{
+    return hlm_class_size[cls] >= 4 * sizeof(void *);
+}
 
 /* ---- stash (stash.c) ------------------------------------------------------------------ */
 
