@@ -486,11 +486,10 @@ static void *malloc_slow_try(size_t n)
     /* (HLM_SLAB_MAX applies only while other threads run: a single-threaded program has
      * no per-thread spans to multiply, and its 4-32 KiB blocks in the tag heap, out of
      * the slabs' reach, cost the python trace 15.9 -> 18.4 MiB) */
+    bool cold = __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD);
     /* (blocks above HLM_COLD_MAX while cold, or before their classes are in use: a tag
      * chunk of their own, below) */
-    bool big_tag = n > HLM_COLD_MAX &&
-                   (!__atomic_load_n(&big_slab, __ATOMIC_RELAXED) ||
-                    (__atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD)));
+    bool big_tag = n > HLM_COLD_MAX && (cold || !__atomic_load_n(&big_slab, __ATOMIC_RELAXED));
     if (n <= HLM_SLAB_MAX ||
         (n <= HLM_SMALL_MAX && !big_tag &&
          (__libc_single_threaded || __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)))) {
@@ -501,7 +500,6 @@ static void *malloc_slow_try(size_t n)
             struct hlm_tbin *b = &tc->bins[cls];
             if (b->head)   /* the cache was just created, or refilled by a recursion */
                 return hlm_malloc(n);
-            bool cold = __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD);
             /* (cold bins never grow past HLM_TBIN_START: no need to sum the cache) */
             /* (the cache's size summed at every 8th slow path only: a span carved in
              * windows of HLM_CARVE_BYTES comes here every 64 objects of 64 bytes) */
@@ -574,7 +572,7 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
          * class at each batch) */
         bool consumer = hlm_tc_consumer(tc);
         /* (the cache's size summed at every 8th flush only, as for malloc's refills: the
-         * sum over every class was a third of larson's time in this function) */
+         * sum runs over every class; HISTORY.md) */
         if (++tc->gc_tick >= HLM_TC_GC_EVERY ||
             (!consumer && (tc->gc_tick & 7) == 0 && tcache_bytes(tc) > HLM_TCACHE_BYTES))
             tcache_gc(tc, cls);

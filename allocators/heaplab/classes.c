@@ -3,12 +3,12 @@
  * class (hlm.h: hlm_class_of).
  *
  * Data model: classes 1..HLM_NCLASSES-1 in increasing size (class 0 means "not a slab
- * page"): 16-byte steps to 256, 8 per doubling to HLM_FINE_FROM, 16 per doubling to 2048,
- * HLM_UPPER_STEPS per doubling to HLM_SMALL_MAX (the last doubling cut there).  hlm_class_pages[c] is the length of a
- * span of class c: the shortest with room for 8 objects that wastes at most 1/8 of
- * itself.  Invariants: hlm_class16[i] is the smallest class of at least i * 16 bytes,
- * hlm_classup[i] the smallest of at least i * HLM_UPPER_GRAIN; written once, before the
- * first small block, by hlm_small_init.
+ * page"): 16-byte steps to 256, 8 per doubling to HLM_FINE_FROM, 16 per doubling to
+ * 2048, HLM_UPPER_STEPS per doubling to HLM_SMALL_MAX (the last doubling cut there).
+ * hlm_class_pages[c] is the length of a span of class c: the shortest with room for 8
+ * objects that wastes at most 1/8 of itself.  Invariants: hlm_class16[i] is the smallest
+ * class of at least i * 16 bytes, hlm_classup[i] the smallest of at least i *
+ * HLM_UPPER_GRAIN; written once, before the first small block, by hlm_small_init.
  */
 #include "small.h"
 
@@ -30,7 +30,8 @@ void hlm_small_init(void)
             hlm_class_size[++n] = s;
     }
     for (unsigned b = 2048; b < HLM_SMALL_MAX; b *= 2)
-        for (unsigned s = b + b / HLM_UPPER_STEPS; s <= 2 * b && s <= HLM_SMALL_MAX; s += b / HLM_UPPER_STEPS)
+        for (unsigned s = b + b / HLM_UPPER_STEPS; s <= 2 * b && s <= HLM_SMALL_MAX;
+             s += b / HLM_UPPER_STEPS)
             hlm_class_size[++n] = s;
     hlm_check(n == HLM_NCLASSES - 1, "size class table does not match HLM_NCLASSES", NULL);
     for (unsigned c = 1; c < HLM_NCLASSES; c++) {

@@ -262,11 +262,10 @@ void hlm_buddy_info(struct hlm_buddy_heap *h, size_t *arena, size_t *free_bytes,
 /* ---- small blocks: size classes, segments, spans, thread caches (alloc.c, small.h) ---- */
 
 /* Slab classes go to 48 KiB: blocks of 32-48 KiB whose first page alone is written (the
- * fragmenter's) took a different page each time as best-fit tag chunks, where fixed
- * slots repeat theirs (fragment: 28.1 k -> 23.1 k faults, 1.27x -> 1.09x mimalloc's
- * time; HISTORY.md).  Those above HLM_COLD_MAX (32 KiB) take blocks only once a program
- * keeps many of them live (HLM_BIG_SLAB_LIVE, alloc.c); until then, and in the cold
- * start, such blocks are tag chunks. */
+ * fragmenter's) take a different page each time as best-fit tag chunks, where fixed
+ * slots repeat theirs (HISTORY.md).  Those above HLM_COLD_MAX (32 KiB) take blocks only
+ * once a program keeps many of them live (HLM_BIG_SLAB_LIVE, alloc.c); until then, and
+ * in the cold start, such blocks are tag chunks. */
 #define HLM_SMALL_MAX 49152u
 /* Once warm, while the process has more than one thread, blocks above HLM_SLAB_MAX are
  * tag-heap chunks of their own size, not slab objects: a class of 5-32 KiB blocks pinned a span per thread for one or two blocks
@@ -367,8 +366,8 @@ struct hlm_segment {
 #define HLM_SEG_ALL_FREE (~(uint64_t)1)     /* every page but the header's */
 
 /* A byte per 4 MiB, 1 for a segment (32 MiB of bss, of which only the pages covering the
- * address ranges in use are ever touched, each 16 GiB of them): free() tests a byte, where
- * a bit cost it four more instructions (word index, shift, bit test). */
+ * address ranges in use are ever touched, each 16 GiB of them): free() tests a byte, with
+ * no word index, shift and bit test as a bitmap needs. */
 extern uint8_t hlm_segmap[HLM_SEGMAP_BYTES];
 static inline bool hlm_is_small(const void *p)
 {

@@ -189,15 +189,23 @@ static struct hlm_span *own_acquire(struct hlm_tcache *tc, unsigned cls)
 }
 
 
+/* The owner's current span of cls has neither free nor never-used objects left: onto
+ * the full list, where a free by the owner finds it (hlm_own_free_slow). */
+static void own_to_full(struct hlm_tcache *tc, unsigned cls, struct hlm_span *sp)
+{
+    own_unlink(&tc->own[cls], sp);
+    sp->full = 1;
+    own_push(&tc->full[cls], sp);
+}
+
 /* malloc found the current span's free list and the class's bin empty.  When a thread
  * churns its own blocks that is nearly always the same case: the current span has no
  * never-used objects left, and the span behind it has free objects (frees into a full
  * span put it there, hlm_own_free_slow).  Make that one current (the used-up one goes to
  * full) and take an object: what hlm_own_refill's loop comes to when no blocks other
  * threads gave back wait (xready, the remote stacks: those go first, they keep larson's
- * footprint down), without its calls and without malloc's general slow path (churn:
- * about once in 15 allocations, 90 instructions of the refill's 20 per allocation).
- * NULL if it is not that case. */
+ * footprint down), without its calls and without malloc's general slow path (HISTORY.md:
+ * churn's refills).  NULL if it is not that case. */
 void *hlm_own_next(struct hlm_tcache *tc, unsigned cls)
 {
     struct hlm_span *sp = tc->own[cls], *nx;
@@ -210,9 +218,7 @@ void *hlm_own_next(struct hlm_tcache *tc, unsigned cls)
         if (__atomic_load_n(&hlm_central[k][cls].remote, __ATOMIC_RELAXED))
             return NULL;
     hlm_assert(sp->owner == tc && nx->owner == tc && !sp->prev && !sp->full && !nx->full);
-    own_unlink(&tc->own[cls], sp);
-    sp->full = 1;
-    own_push(&tc->full[cls], sp);
+    own_to_full(tc, cls, sp);
     void *o = nx->free;
     nx->free = *(void **)o;
     nx->used++;
@@ -277,9 +283,7 @@ unsigned hlm_own_refill(struct hlm_tcache *tc, unsigned cls, void **chain, unsig
                 }
                 return 1;
             }
-            own_unlink(&tc->own[cls], sp);
-            sp->full = 1;
-            own_push(&tc->full[cls], sp);
+            own_to_full(tc, cls, sp);
             continue;
         }
         if (__atomic_load_n(&tc->xready[cls], __ATOMIC_ACQUIRE) && own_collect(tc, cls) && tc->own[cls])

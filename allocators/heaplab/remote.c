@@ -6,13 +6,14 @@
  *
  * Data model: hlm_central[shard][cls].remote is a stack of batches; a batch is a
  * NULL-terminated chain of objects (link in each object's first word) whose first
- * object's second word links the next batch, and, in classes of 32 bytes or more, whose
- * third and fourth words hold the batch's length and its last object: taking a stack
- * then touches two objects per batch, not every object (the walk missed the cache on
- * each one, the others' frees having written them: a tenth of larson's samples).  remote_n counts the objects on the stack
- * (approximate while it changes).  Invariant: every object on a stack is allocated from
- * the allocator's point of view (its span counts it in used) until it is taken.  Bounded
- * by HLM_REMOTE_BYTES per class and shard; beyond it, the locked path (central.c).
+ * object's second word links the next batch, and, in classes of 32 bytes or more
+ * (hlm_remote_headed), whose third and fourth words hold the batch's length and its last
+ * object: taking a stack touches two objects per batch instead of walking every one,
+ * each a cache miss (the freeing thread wrote it on another core).  remote_n counts the
+ * objects on the stack (approximate while it changes).  Invariant: every object on a
+ * stack is allocated from the allocator's point of view (its span counts it in used)
+ * until it is taken.  Bounded by HLM_REMOTE_BYTES per class and shard; beyond it, the
+ * locked path (central.c).
  */
 #include "small.h"
 

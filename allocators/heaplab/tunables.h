@@ -39,16 +39,15 @@
 
 /* The largest block the cold start serves as a class's chunk and counts in its budget;
  * larger ones are tag chunks of their own while cold, as any block above the slab classes
- * is.  Slab classes above it (up to HLM_SMALL_MAX) spent the 1 MiB budget on a few blocks
- * of 32-48 KiB and sent small programs warm: awk's trace 588 -> 653 KiB, python's 16.0 ->
- * 18.4 MiB with them counted. */
+ * is: counted, a few blocks of 32-48 KiB spent the budget and sent small programs (awk's
+ * and python's traces) warm early (HISTORY.md). */
 #define HLM_COLD_MAX 32768u
 /* The slab classes above HLM_COLD_MAX take a block only once the program has kept more
  * than this many blocks of their sizes live at once as tag chunks (then for good): a
  * program with many such blocks whose first page alone it writes (the fragmenter) gets
  * fixed slots whose written pages repeat; one with a few at a time (the minimiser's
  * 32,776-byte cube families, python's buffers) keeps them packed in the tag heap, where
- * 48 KiB classes from the start cost wl-minimise 2.0 -> 2.2 MiB. */
+ * the classes from the start cost the minimiser memory (HISTORY.md). */
 #ifndef HLM_BIG_SLAB_LIVE
 #define HLM_BIG_SLAB_LIVE 256
 #endif

@@ -1,11 +1,11 @@
 /*
  * medium.c: holes among medium blocks are reused.  Many blocks of similar sizes above
- * 48 KiB (the boundary-tag heap's: above the slab classes, below the mmap threshold) are allocated, every other
- * one is freed, and as many blocks of the same size distribution are allocated again:
- * most must go into the holes (the resident set ends well under its first peak plus
- * what they take; an allocator may purge the holes meanwhile),
- * however the allocator bounds its search of a bin of near sizes, and every block keeps
- * its contents.  Usage: medium LIBRARY.so
+ * 48 KiB (the boundary-tag heap's: above the slab classes, below the mmap threshold) are
+ * allocated, every other one is freed, and as many blocks of the same size distribution
+ * are allocated again: most must go into the holes (the resident set ends well under its
+ * first peak plus what they take; an allocator may purge the holes meanwhile), however
+ * the allocator bounds its search of a bin of near sizes, and every block keeps its
+ * contents.  Usage: medium LIBRARY.so
  */
 #include <stdio.h>
 #include <stdlib.h>
