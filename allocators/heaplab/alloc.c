@@ -70,7 +70,8 @@ static ptrdiff_t cold_bytes;
 static uint8_t cold_cap[HLM_NCLASSES];
 /* The cold class a freed tag chunk of csize bytes serves from the cache, indexed by
  * csize / 16 (0: none, the chunk goes back to the tag heap): cold_class of its usable
- * size when that class is at most HLM_COLD_EXACT.  One load instead of a chain of four
+ * size when that class is at most HLM_COLD_EXACT and still cold (class_turns_warm clears
+ * a class's entries).  One load instead of a chain of four
  * (usable -> hlm_class16 -> hlm_class_size -> compare) on every free of a cold chunk. */
 #define COLD_OF_MAX 8192   /* chunks this big or bigger serve classes above HLM_COLD_EXACT */
 static uint8_t cold_of[COLD_OF_MAX / 16];
@@ -83,8 +84,15 @@ static bool cold_ok = true;
  * 0.72).  Letting the cold bins grow instead (doubling at each overflow, up to 64 or
  * 256 KiB per class) gave 10.8 or 8.0 ms at 0.72 MiB, but the python trace 15.9 -> 19.1
  * MiB and sqlite 124 -> 152 KiB.  1024 or 4096: awk, sqlite, gcc, perl, python as
- * before; 256: awk 480 -> 964 KiB. */
-static size_t cold_flushes;   /* under hlm_tag_lock */
+ * before; 256: awk 480 -> 964 KiB.  A class that churns on its own turns warm sooner, alone
+ * (HLM_COLD_CLASS_FLUSH_MAX): its blocks come from a slab, its cached tag chunks go back
+ * to the tag heap as they are freed, and the process's other classes stay cold, until
+ * HLM_COLD_WARM_CLASSES classes have (HISTORY.md). */
+static size_t cold_flushes;   /* under hlm_tag_lock, as the two below */
+static uint32_t cold_class_flushes[HLM_NCLASSES];
+static unsigned warm_classes;
+static bool cold_warm[HLM_NCLASSES];   /* a class turned warm by its own churn */
+static bool any_warm;                  /* some class did */
 /* Tag chunks of (HLM_COLD_MAX, HLM_SMALL_MAX] usable bytes live now (approximate: counted
  * where malloc makes them and where free gives them back; under hlm_tag_lock), and whether
  * their slab classes are in use (HLM_BIG_SLAB_LIVE; set once, never cleared). */
@@ -114,6 +122,8 @@ void hlm_init(void)
     if (!inited) {
         hlm_os_init();
         hlm_options_read();
+        if (!hlm_opt(HLM_OPT_COLD))   /* HEAPLAB_COLD=0: warm from the start */
+            cold_ok = false;
         hlm_small_init();
         /* A cache holds up to HLM_TBIN_BYTES per class (2..HLM_TBIN_OBJS objects); it flushes half. */
         for (unsigned c = 1; c < HLM_NCLASSES; c++) {
@@ -361,10 +371,15 @@ static void tbin_flush(struct hlm_tcache *tc, unsigned cls, struct hlm_tbin *b, 
 static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
 {
     tc->gc_tick = 0;
-    /* (a cold process owns no span: it took none, and cold never comes back) */
-    if (!__atomic_load_n(&cold_ok, __ATOMIC_RELAXED)) {
+    /* (a cold process owns spans only of the classes its churn turned warm; the tag
+     * heap's idle purge is for a process that moved away from it, which a cold one has
+     * not: HISTORY.md) */
+    bool warm = !__atomic_load_n(&cold_ok, __ATOMIC_RELAXED);
+    if (warm || __atomic_load_n(&any_warm, __ATOMIC_RELAXED)) {
         hlm_own_collect_all(tc);
         hlm_own_release_idle(tc, busy);
+    }
+    if (warm) {
         hlm_lock(&hlm_tag_lock);
         hlm_tag_purge_idle();
         hlm_unlock(&hlm_tag_lock);
@@ -439,13 +454,14 @@ static HLM_NOINLINE void *malloc_slow_retry(size_t n);
 static HLM_NOINLINE void *malloc_slow(size_t n)
 {
     struct hlm_tcache *tc = tc_self;
+    unsigned cls;
     if (hlm_likely(tc != NULL && n <= HLM_COLD_MAX && __libc_single_threaded &&
-                   __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD) &&
-                   tc->gc_tick < HLM_TC_GC_EVERY - 1)) {
+                   __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && tc->gc_tick < HLM_TC_GC_EVERY - 1 &&
+                   !__atomic_load_n(&cold_warm[cls = hlm_class_of(n)], __ATOMIC_RELAXED))) {
         /* (hlm_malloc found the class's bin empty: no recursion refilled it since) */
-        hlm_assert(tc->bins[hlm_class_of(n)].head == NULL);
+        hlm_assert(tc->bins[cls].head == NULL);
         tc->gc_tick++;
-        void *p = hlm_tag_malloc(n > HLM_COLD_EXACT ? n : hlm_class_size[hlm_class_of(n)]);
+        void *p = hlm_tag_malloc(n > HLM_COLD_EXACT ? n : hlm_class_size[cls]);
         if (hlm_likely(p != NULL)) {
             cold_bytes += (ptrdiff_t)tag_usable(p);
             if (cold_bytes > (ptrdiff_t)hlm_opt(HLM_OPT_COLD))
@@ -486,7 +502,7 @@ static void *malloc_slow_try(size_t n)
     /* (HLM_SLAB_MAX applies only while other threads run: a single-threaded program has
      * no per-thread spans to multiply, and its 4-32 KiB blocks in the tag heap, out of
      * the slabs' reach, cost the python trace 15.9 -> 18.4 MiB) */
-    bool cold = __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && hlm_opt(HLM_OPT_COLD);
+    bool cold = __atomic_load_n(&cold_ok, __ATOMIC_RELAXED);
     /* (blocks above HLM_COLD_MAX while cold, or before their classes are in use: a tag
      * chunk of their own, below) */
     bool big_tag = n > HLM_COLD_MAX && (cold || !__atomic_load_n(&big_slab, __ATOMIC_RELAXED));
@@ -494,6 +510,7 @@ static void *malloc_slow_try(size_t n)
         (n <= HLM_SMALL_MAX && !big_tag &&
          (__libc_single_threaded || __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)))) {
         unsigned cls = hlm_class_of(n);
+        cold = cold && !__atomic_load_n(&cold_warm[cls], __ATOMIC_RELAXED);
         struct hlm_tcache *tc = tc_self ? tc_self : tcache_create();
         void *p;
         if (tc) {
@@ -594,6 +611,18 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
     errno = saved;
 }
 
+/* A class's churn turned it warm (the process is still cold, so it has one thread): its
+ * blocks come from slabs now, and its tag chunks, no longer kept in cold_of, go back to
+ * the tag heap as they are freed (free_slow tests no flag for it). */
+static HLM_NOINLINE void class_turns_warm(unsigned cls)
+{
+    for (size_t i = 0; i < COLD_OF_MAX / 16; i++)
+        if (cold_of[i] == cls)
+            cold_of[i] = 0;
+    __atomic_store_n(&cold_warm[cls], true, __ATOMIC_RELAXED);
+    __atomic_store_n(&any_warm, true, __ATOMIC_RELAXED);
+}
+
 /* A full cold bin gives its most recently freed chunks back to the tag heap, down to
  * keep, then takes p: what tbin_flush and cold_return do, in one walk (while cold, a
  * cache holds tag chunks only; a slab object, which cannot be there, would stop the
@@ -612,10 +641,16 @@ static HLM_NOINLINE void cold_flush(struct hlm_tcache *tc, struct hlm_tbin *b, u
         o = next;
     }
     cold_bytes -= (ptrdiff_t)bytes;
+    unsigned cls = (unsigned)(b - tc->bins);
     bool churn = ++cold_flushes > HLM_COLD_FLUSH_MAX;
+    bool class_churn = ++cold_class_flushes[cls] > HLM_COLD_CLASS_FLUSH_MAX;
+    if (class_churn && ++warm_classes >= HLM_COLD_WARM_CLASSES)
+        churn = true;
     hlm_unlock(&hlm_tag_lock);
     if (hlm_unlikely(churn))
         __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
+    if (hlm_unlikely(class_churn))
+        class_turns_warm(cls);
     hlm_assert(n == give);
     *(void **)p = o;
     b->head = p;

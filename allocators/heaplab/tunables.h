@@ -67,6 +67,18 @@
 #ifndef HLM_COLD_FLUSH_MAX
 #define HLM_COLD_FLUSH_MAX 4096
 #endif
+/* Overflowing cold bins of one class before that class alone turns warm (its blocks from
+ * a slab, the rest of the process still cold): a program that churns one or two classes
+ * (the minimiser's 16- and 32-byte cubes) pays a span for those, not one in every class
+ * it uses.  HLM_COLD_FLUSH_MAX counts these flushes too. */
+#ifndef HLM_COLD_CLASS_FLUSH_MAX
+#define HLM_COLD_CLASS_FLUSH_MAX 512
+#endif
+/* Classes turned warm on their own before the whole process does: churn spread over
+ * many classes (the fragmenter's) is served faster by slabs in all of them (HISTORY.md). */
+#ifndef HLM_COLD_WARM_CLASSES
+#define HLM_COLD_WARM_CLASSES 4
+#endif
 
 /* ---- pages, spans, stash (small.h) ---------------------------------------------------- */
 

@@ -6,7 +6,11 @@
  * whole, and checks that the resident set grew by less than twice the bytes requested
  * plus 16 KiB (a slab per class costs at least 4 KiB a class, 170 KiB here).  Then a
  * fork: the child frees and reallocates those blocks (served from the tag heap while the
- * process is small and single-threaded) and must find the heap intact.
+ * process is small and single-threaded) and must find the heap intact.  Last, the
+ * program churns one size (thousands of rounds of 32 blocks allocated and freed, which
+ * overflow that class's cache) and then allocates a second such spread of sizes: the
+ * resident set must grow by less than those bytes plus 16 KiB, not by a slab page per
+ * class (a churn that turned every class to slabs did).
  * Usage: footprint LIBRARY.so
  */
 #include <malloc.h>
@@ -19,23 +23,62 @@
 #include "preload.h"
 #include "tap.h"
 
-int main(int argc, char **argv)
+#define MAX_BLOCKS 256
+
+/* Two blocks of every size from 16 bytes to 4 KiB in steps of an eighth, written whole,
+ * into blocks[*nb...]; their bytes added to *bytes.  Returns the number of sizes. */
+static size_t spread(void **blocks, size_t *nb, size_t *bytes)
 {
-    const char *lib = hlm_test_preload(argc, argv);
-    static void *blocks[256];
-    size_t nb = 0, bytes = 0, classes = 0;
-    hlm_test_rss();   /* stdio's own buffers are allocated before the first measurement */
-    size_t before = hlm_test_rss();
-    for (size_t s = 16; s <= 4096 && nb + 2 <= 256; s += (s / 8 + 15) & ~(size_t)15) {
+    size_t classes = 0;
+    for (size_t s = 16; s <= 4096 && *nb + 2 <= MAX_BLOCKS; s += (s / 8 + 15) & ~(size_t)15) {
         for (int k = 0; k < 2; k++) {
-            blocks[nb] = malloc(s);
-            if (!blocks[nb])
+            blocks[*nb] = malloc(s);
+            if (!blocks[*nb])
                 break;
-            memset(blocks[nb++], 0x5a, s);
-            bytes += s;
+            memset(blocks[(*nb)++], 0x5a, s);
+            *bytes += s;
         }
         classes++;
     }
+    return classes;
+}
+
+/* A program that churns one size, then spreads a few blocks over many: the churn may
+ * make that size's blocks come from a slab, not every size's. */
+static void churn_then_spread(const char *lib)
+{
+    static void *round[32];
+    int ok = 1;
+    for (int r = 0; r < 4000; r++) {
+        for (int i = 0; i < 32; i++)
+            ok &= (round[i] = malloc(24)) != NULL;
+        for (int i = 0; i < 32; i++)
+            free(round[i]);
+    }
+    static void *blocks[MAX_BLOCKS];
+    size_t nb = 0, bytes = 0;
+    size_t before = hlm_test_rss();
+    size_t classes = spread(blocks, &nb, &bytes);
+    size_t after = hlm_test_rss(), grown = after > before ? after - before : 0;
+    TAP_CHECK(ok && nb == 2 * classes, "after 128000 blocks of one size, 2 blocks in each of %zu sizes (%s)",
+              classes, lib);
+    tap_diag("resident set grew by %zu KiB", grown >> 10);
+    /* (a page for each size would be 34 * 4 KiB here, twice the bytes asked for) */
+    TAP_CHECK(grown < bytes + 16 * 1024,
+              "churning one size does not cost the others a page each (%zu KiB resident for %zu KiB)",
+              grown >> 10, bytes >> 10);
+    for (size_t i = 0; i < nb; i++)
+        free(blocks[i]);
+}
+
+int main(int argc, char **argv)
+{
+    const char *lib = hlm_test_preload(argc, argv);
+    static void *blocks[MAX_BLOCKS];
+    size_t nb = 0, bytes = 0;
+    hlm_test_rss();   /* stdio's own buffers are allocated before the first measurement */
+    size_t before = hlm_test_rss();
+    size_t classes = spread(blocks, &nb, &bytes);
     size_t after = hlm_test_rss(), grown = after > before ? after - before : 0;
     TAP_CHECK(nb == 2 * classes, "allocated 2 blocks in each of %zu sizes, %zu KiB (%s)", classes,
               bytes >> 10, lib);
@@ -71,5 +114,6 @@ int main(int argc, char **argv)
         free(blocks[i]);
     }
     TAP_CHECK(intact, "the blocks kept their contents");
+    churn_then_spread(lib);
     return tap_done();
 }
