@@ -122,8 +122,6 @@ void hlm_init(void)
     if (!inited) {
         hlm_os_init();
         hlm_options_read();
-        if (!hlm_opt(HLM_OPT_COLD))   /* HEAPLAB_COLD=0: warm from the start */
-            cold_ok = false;
         hlm_small_init();
         /* A cache holds up to HLM_TBIN_BYTES per class (2..HLM_TBIN_OBJS objects); it flushes half. */
         for (unsigned c = 1; c < HLM_NCLASSES; c++) {
@@ -496,8 +494,11 @@ static void *malloc_slow_try(size_t n)
     hlm_init();
     /* Warm for good once a second thread exists, even if it has not allocated yet:
      * chunks the first thread took meanwhile went back to the tag heap as it freed them
-     * and stayed resident there (larson 2.75 -> 2.57 MiB). */
-    if (__atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && !__libc_single_threaded)
+     * and stayed resident there (larson 2.75 -> 2.57 MiB).  Warm too with HEAPLAB_COLD=0:
+     * tested here, which runs before any cold miss and every HLM_TC_GC_EVERY of them,
+     * since the constructor reads the options again after the first allocations. */
+    if (__atomic_load_n(&cold_ok, __ATOMIC_RELAXED) &&
+        (!__libc_single_threaded || !hlm_opt(HLM_OPT_COLD)))
         __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
     /* (HLM_SLAB_MAX applies only while other threads run: a single-threaded program has
      * no per-thread spans to multiply, and its 4-32 KiB blocks in the tag heap, out of
