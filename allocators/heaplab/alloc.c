@@ -454,7 +454,8 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
     struct hlm_tcache *tc = tc_self;
     unsigned cls;
     if (hlm_likely(tc != NULL && n <= HLM_COLD_MAX && __libc_single_threaded &&
-                   __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) && tc->gc_tick < HLM_TC_GC_EVERY - 1 &&
+                   __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) &&
+                   tc->gc_tick < HLM_TC_GC_EVERY - 1 &&
                    !__atomic_load_n(&cold_warm[cls = hlm_class_of(n)], __ATOMIC_RELAXED))) {
         /* (hlm_malloc found the class's bin empty: no recursion refilled it since) */
         hlm_assert(tc->bins[cls].head == NULL);
