@@ -228,6 +228,27 @@ void *hlm_own_next(struct hlm_tcache *tc, unsigned cls)
 /* How far malloc's fast path carves a span between two looks for given-back objects
  * (at least a refill's worth of objects). */
 
+/* The current span sp still has never-used objects, but the next one on the owner's list
+ * holds HLM_CARVE_BYTES or more of given-back ones: that one becomes current, sp second
+ * (HLM_REUSE_FIRST_MIN).  Returns whether it did. */
+static bool own_reuse_next(struct hlm_tcache *tc, unsigned cls, struct hlm_span *sp)
+{
+    struct hlm_span *nx = sp->next;
+    if (!nx || !nx->free)
+        return false;
+    size_t carved = (size_t)(nx->bump - hlm_span_start(nx));
+    if (carved - (size_t)nx->used * hlm_class_size[cls] < HLM_CARVE_BYTES)
+        return false;
+    hlm_assert(!sp->prev && nx->prev == sp && nx->owner == tc);
+    own_unlink(&tc->own[cls], sp);
+    sp->prev = nx;
+    sp->next = nx->next;
+    if (nx->next)
+        nx->next->prev = sp;
+    nx->next = sp;
+    return true;
+}
+
 unsigned hlm_own_refill(struct hlm_tcache *tc, unsigned cls, void **chain, unsigned want)
 {
     struct hlm_central *c = &hlm_central[tc->shard][cls];
@@ -258,6 +279,8 @@ unsigned hlm_own_refill(struct hlm_tcache *tc, unsigned cls, void **chain, unsig
             unsigned got;
             if ((got = steal(tc, cls, chain)) != 0)
                 return got;
+            if (left && size >= HLM_REUSE_FIRST_MIN && own_reuse_next(tc, cls, sp))
+                continue;
             if (left) {
                 /* Never-used objects in address order: one now, and the next
                  * HLM_CARVE_BYTES (at least want objects) linked onto the span's free
