@@ -300,8 +300,10 @@ rss=$(json "$T/big.json" 'j["results"][0]["peak_rss_bytes"] >> 20')
 rss_all=$(json "$T/bigall.json" 'j["results"][0]["peak_rss_bytes"] >> 20')
 check "replayed, the large blocks' peak RSS is the pages written: ${rss} MiB, under 8" "[ '$rss' -lt 8 ]"
 check "with --touch=all it is their whole size: ${rss_all} MiB, 40 or more" "[ '$rss_all' -ge 40 ]"
+# (live counted from the blocks' whole sizes would give about 0.01; the peak RSS, less the
+# worker's measured start-up RSS, moves by tens of KiB around these 512 KiB: 0.95-1.19)
 frag=$(json "$T/big.json" 'j["results"][0]["fragmentation"]')
-check "fragmentation counts those pages as live: $frag, at least 1" "python3 -c 'import sys; sys.exit(not $frag >= 1.0)'"
+check "fragmentation counts those pages as live: $frag, at least 0.5" "python3 -c 'import sys; sys.exit(not $frag >= 0.5)'"
 
 # Beyond the interposer's table (4096 large blocks live at once) a block gets no
 # count: said out loud, not silently replayed whole.
