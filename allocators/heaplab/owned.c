@@ -230,7 +230,7 @@ void *hlm_own_next(struct hlm_tcache *tc, unsigned cls)
 
 /* The current span sp still has never-used objects, but the next one on the owner's list
  * holds HLM_CARVE_BYTES or more of given-back ones: that one becomes current, sp second
- * (HLM_REUSE_FIRST_MIN).  Returns whether it did. */
+ * (HLM_REUSE_FIRST_MIN, HLM_REUSE_FIRST_MAX).  Returns whether it did. */
 static bool own_reuse_next(struct hlm_tcache *tc, unsigned cls, struct hlm_span *sp)
 {
     struct hlm_span *nx = sp->next;
@@ -279,7 +279,8 @@ unsigned hlm_own_refill(struct hlm_tcache *tc, unsigned cls, void **chain, unsig
             unsigned got;
             if ((got = steal(tc, cls, chain)) != 0)
                 return got;
-            if (left && size >= HLM_REUSE_FIRST_MIN && own_reuse_next(tc, cls, sp))
+            if (left && size >= HLM_REUSE_FIRST_MIN && size < HLM_REUSE_FIRST_MAX &&
+                own_reuse_next(tc, cls, sp))
                 continue;
             if (left) {
                 /* Never-used objects in address order: one now, and the next

@@ -110,14 +110,19 @@
 #ifndef HLM_CARVE_BYTES
 #define HLM_CARVE_BYTES 4096
 #endif
-/* Classes of this size and up take the given-back objects of the next span on the owner's
- * list (HLM_CARVE_BYTES of them at least) before carving more of the current one: a 64 KiB
- * span holds at most 256 of their objects, so a class whose live count hovers around a
- * span's worth carved two spans whole and kept both half used (churn's peak RSS).  The
- * smaller classes fill one span in address order before the next, which keeps a
- * generation of blocks together so that its spans empty when it is freed (HISTORY.md). */
+/* Classes from HLM_REUSE_FIRST_MIN to below HLM_REUSE_FIRST_MAX bytes take the
+ * given-back objects of the next span on the owner's list (HLM_CARVE_BYTES of them at
+ * least) before carving more of the current one: a 64 KiB span holds 64-256 of their
+ * objects, and a class whose live count hovers around a span's worth carved two spans
+ * whole and kept both half used (churn's peak RSS).  The other classes fill one span in
+ * address order before the next, which keeps a generation of blocks together so that its
+ * spans empty when it is freed: reusing first cost the python trace's 32-128-byte classes
+ * and sqlite's 1032-byte blocks their peak RSS (HISTORY.md). */
 #ifndef HLM_REUSE_FIRST_MIN
 #define HLM_REUSE_FIRST_MIN 256
+#endif
+#ifndef HLM_REUSE_FIRST_MAX
+#define HLM_REUSE_FIRST_MAX 1024
 #endif
 
 /* ---- boundary-tag heap (tag.c) -------------------------------------------------------- */
