@@ -90,9 +90,12 @@ static bool cold_ok = true;
  * HLM_COLD_WARM_CLASSES classes have (HISTORY.md). */
 static size_t cold_flushes;   /* under hlm_tag_lock, as the two below */
 static uint32_t cold_class_flushes[HLM_NCLASSES];
-static unsigned warm_classes;
-static bool cold_warm[HLM_NCLASSES];   /* a class turned warm by its own churn */
-static bool any_warm;                  /* some class did */
+static unsigned warm_classes;          /* classes turned warm by their own churn */
+/* A class turned warm by its own churn (its count stops there: class_turns_warm). */
+static inline bool class_warm(unsigned cls)
+{
+    return __atomic_load_n(&cold_class_flushes[cls], __ATOMIC_RELAXED) > HLM_COLD_CLASS_FLUSH_MAX;
+}
 /* Tag chunks of (HLM_COLD_MAX, HLM_SMALL_MAX] usable bytes live now (approximate: counted
  * where malloc makes them and where free gives them back; under hlm_tag_lock), and whether
  * their slab classes are in use (HLM_BIG_SLAB_LIVE; set once, never cleared). */
@@ -373,7 +376,7 @@ static void tcache_gc(struct hlm_tcache *tc, unsigned busy)
      * heap's idle purge is for a process that moved away from it, which a cold one has
      * not: HISTORY.md) */
     bool warm = !__atomic_load_n(&cold_ok, __ATOMIC_RELAXED);
-    if (warm || __atomic_load_n(&any_warm, __ATOMIC_RELAXED)) {
+    if (warm || __atomic_load_n(&warm_classes, __ATOMIC_RELAXED)) {
         hlm_own_collect_all(tc);
         hlm_own_release_idle(tc, busy);
     }
@@ -456,7 +459,7 @@ static HLM_NOINLINE void *malloc_slow(size_t n)
     if (hlm_likely(tc != NULL && n <= HLM_COLD_MAX && __libc_single_threaded &&
                    __atomic_load_n(&cold_ok, __ATOMIC_RELAXED) &&
                    tc->gc_tick < HLM_TC_GC_EVERY - 1 &&
-                   !__atomic_load_n(&cold_warm[cls = hlm_class_of(n)], __ATOMIC_RELAXED))) {
+                   !class_warm(cls = hlm_class_of(n)))) {
         /* (hlm_malloc found the class's bin empty: no recursion refilled it since) */
         hlm_assert(tc->bins[cls].head == NULL);
         tc->gc_tick++;
@@ -512,7 +515,7 @@ static void *malloc_slow_try(size_t n)
         (n <= HLM_SMALL_MAX && !big_tag &&
          (__libc_single_threaded || __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)))) {
         unsigned cls = hlm_class_of(n);
-        cold = cold && !__atomic_load_n(&cold_warm[cls], __ATOMIC_RELAXED);
+        cold = cold && !class_warm(cls);
         struct hlm_tcache *tc = tc_self ? tc_self : tcache_create();
         void *p;
         if (tc) {
@@ -614,15 +617,14 @@ static HLM_NOINLINE void free_small_slow(void *p, unsigned cls)
 }
 
 /* A class's churn turned it warm (the process is still cold, so it has one thread): its
- * blocks come from slabs now, and its tag chunks, no longer kept in cold_of, go back to
- * the tag heap as they are freed (free_slow tests no flag for it). */
+ * blocks come from slabs now (class_warm), and its tag chunks, no longer kept in cold_of,
+ * go back to the tag heap as they are freed (free_slow tests no flag for it), so that
+ * cold_flush never counts the class again. */
 static HLM_NOINLINE void class_turns_warm(unsigned cls)
 {
     for (size_t i = 0; i < COLD_OF_MAX / 16; i++)
         if (cold_of[i] == cls)
             cold_of[i] = 0;
-    __atomic_store_n(&cold_warm[cls], true, __ATOMIC_RELAXED);
-    __atomic_store_n(&any_warm, true, __ATOMIC_RELAXED);
 }
 
 /* A full cold bin gives its most recently freed chunks back to the tag heap, down to

@@ -34,6 +34,16 @@ static void own_unlink(struct hlm_span **list, struct hlm_span *sp)
         sp->next->prev = sp->prev;
 }
 
+/* sp (on no list) into a list just behind at. */
+static void own_insert_after(struct hlm_span *at, struct hlm_span *sp)
+{
+    sp->prev = at;
+    sp->next = at->next;
+    if (at->next)
+        at->next->prev = sp;
+    at->next = sp;
+}
+
 static void own_push(struct hlm_span **list, struct hlm_span *sp)
 {
     sp->prev = NULL;
@@ -54,11 +64,7 @@ void hlm_own_free_slow(struct hlm_tcache *tc, struct hlm_span *sp)
         sp->full = 0;
         struct hlm_span *cur = tc->own[cls];
         if (cur) {
-            sp->prev = cur;
-            sp->next = cur->next;
-            if (cur->next)
-                cur->next->prev = sp;
-            cur->next = sp;
+            own_insert_after(cur, sp);
         } else {
             own_push(&tc->own[cls], sp);
         }
@@ -225,9 +231,6 @@ void *hlm_own_next(struct hlm_tcache *tc, unsigned cls)
     return o;
 }
 
-/* How far malloc's fast path carves a span between two looks for given-back objects
- * (at least a refill's worth of objects). */
-
 /* The current span sp still has never-used objects, but the next one on the owner's list
  * holds HLM_CARVE_BYTES or more of given-back ones: that one becomes current, sp second
  * (HLM_REUSE_FIRST_MIN, HLM_REUSE_FIRST_MAX).  Returns whether it did. */
@@ -241,11 +244,7 @@ static bool own_reuse_next(struct hlm_tcache *tc, unsigned cls, struct hlm_span 
         return false;
     hlm_assert(!sp->prev && nx->prev == sp && nx->owner == tc);
     own_unlink(&tc->own[cls], sp);
-    sp->prev = nx;
-    sp->next = nx->next;
-    if (nx->next)
-        nx->next->prev = sp;
-    nx->next = sp;
+    own_insert_after(nx, sp);
     return true;
 }
 
