@@ -14,6 +14,15 @@
  * others are unmapped); a span takes dirty pages before clean ones (no new memory).
  * page_cls and page_first are written when a span is made and read by free() without a
  * lock: a live object's span cannot change under it.
+ *
+ * Kinds: a segment holds either one-page spans or multi-page ones (kind, set when its
+ * first span is made; an empty segment takes either).  The objects of a multi-page span
+ * are 8 KiB and more, and programs write the first pages of such blocks, not all of
+ * them: pages given back by one kind and taken by the other left the resident pages
+ * unused and faulted in new ones (the fragmenter, HISTORY.md).  For the same reason a
+ * multi-page span takes first the dirty pages a span of its own class began at
+ * (page_was, a hint kept when a span is freed): its objects' first pages are the
+ * resident ones.
  */
 #include "small.h"
 
@@ -68,14 +77,22 @@ static void segment_release(struct hlm_segment *s)
 
 struct hlm_span *hlm_pages_alloc(unsigned cls, unsigned shard)
 {
-    unsigned np = hlm_class_pages[cls], first = 0;
+    unsigned np = hlm_class_pages[cls], first = 0, kind = np > 1;
     struct hlm_segment *s = NULL;
-    /* Pages still resident first (they cost no new memory), then any free run. */
-    for (int pass = hlm_pg.dirty_pages >= np ? 0 : 1; pass < 2 && !s; pass++) {
+    /* Pages still resident first (they cost no new memory): for a multi-page span, those
+     * a span of its class left (its objects' written pages are resident already); then
+     * any free run. */
+    for (int pass = hlm_pg.dirty_pages >= np ? (kind ? 0 : 1) : 2; pass < 3 && !s; pass++) {
         for (s = hlm_pg.segments; s; s = s->next) {
-            uint64_t avail = pass == 0 ? s->free_pages & s->dirty_pages : s->free_pages, m = avail;
+            if (s->kind != kind && s->free_pages != HLM_SEG_ALL_FREE)
+                continue;
+            uint64_t avail = pass < 2 ? s->free_pages & s->dirty_pages : s->free_pages, m = avail;
             for (unsigned i = 1; i < np && m; i++)
                 m &= avail >> i;
+            if (pass == 0)
+                for (uint64_t t = m; t; t &= t - 1)
+                    if (s->page_was[__builtin_ctzll(t)] != cls)
+                        m &= ~(t & -t);
             if (m) {
                 first = (unsigned)__builtin_ctzll(m);
                 break;
@@ -90,6 +107,7 @@ struct hlm_span *hlm_pages_alloc(unsigned cls, unsigned shard)
     }
     if (s->free_pages == HLM_SEG_ALL_FREE)
         hlm_pg.empty_segments--;
+    s->kind = (uint8_t)kind;
     uint64_t mask = (((uint64_t)1 << np) - 1) << first;
     hlm_assert((s->free_pages & mask) == mask && first + np <= HLM_SEG_PAGES);
     s->free_pages &= ~mask;
@@ -129,6 +147,7 @@ void hlm_pages_free(struct hlm_span *sp)
     uint64_t mask = (((uint64_t)1 << sp->npages) - 1) << sp->first;
     for (unsigned i = sp->first; i < (unsigned)sp->first + sp->npages; i++)
         s->page_cls[i] = 0;
+    s->page_was[sp->first] = sp->cls;
     sp->cls = 0;
     s->free_pages |= mask;
     s->dirty_pages |= mask;
