@@ -12,18 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "preload.h"
 #include "tap.h"
-
-static long minflt(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_minflt;
-}
 
 int main(int argc, char **argv)
 {
@@ -33,7 +25,7 @@ int main(int argc, char **argv)
     const long page = sysconf(_SC_PAGESIZE);
     void *small[64];
     int ok = 1;
-    long written = 0, before = minflt();
+    long written = 0, before = hlm_test_minflt();
     for (int r = 0; r < rounds && ok; r++) {
         size_t n = first;
         char *buf = malloc(n);
@@ -61,7 +53,7 @@ int main(int argc, char **argv)
         while (k)
             free(small[--k]);
     }
-    long faults = minflt() - before;
+    long faults = hlm_test_minflt() - before;
     TAP_CHECK(ok, "%d buffers grown from 8 KiB to 4 MiB by doubling, contents kept (%s)", rounds, lib);
     tap_diag("pages written %ld, minor faults %ld (%.2f per page written)", written, faults,
              (double)faults / (double)written);

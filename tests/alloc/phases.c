@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "preload.h"
@@ -29,13 +28,6 @@ static unsigned long next(unsigned long *s)
     return *s;
 }
 
-static long minflt(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_minflt;
-}
-
 int main(int argc, char **argv)
 {
     const char *lib = hlm_test_preload(argc, argv);
@@ -47,7 +39,7 @@ int main(int argc, char **argv)
     int ok = 1;
     for (int r = 0; r < rounds && ok; r++) {
         const size_t scale = r % 2 ? 64 : 512;
-        const long before = minflt();
+        const long before = hlm_test_minflt();
         for (int i = 0; i < SLOTS && ok; i++) {
             if (b[i] && next(&seed) % 3 == 0)
                 continue;   /* survivors pin their spans */
@@ -68,7 +60,7 @@ int main(int argc, char **argv)
             b[i] = NULL;
         }
         if (r >= 3)
-            later += minflt() - before;
+            later += hlm_test_minflt() - before;
     }
     for (int i = 0; i < SLOTS; i++)
         free(b[i]);

@@ -2,7 +2,8 @@
  * preload.h: run a test under the allocator library named on its command line.
  * hlm_test_preload(argv) re-executes the program with LD_PRELOAD set to argv[1] unless it
  * already is, so that meson can register one test per library with the library's path
- * as the only argument.  hlm_test_rss() is the process's resident memory now.
+ * as the only argument.  hlm_test_rss() is the process's resident memory now,
+ * hlm_test_minflt() its minor faults so far.
  */
 #ifndef HLM_TEST_PRELOAD_H
 #define HLM_TEST_PRELOAD_H
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static inline const char *hlm_test_preload(int argc, char **argv)
@@ -44,6 +46,14 @@ static inline size_t hlm_test_rss(void)
         fclose(f);
     }
     return res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Minor faults so far (getrusage). */
+static inline long hlm_test_minflt(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
 }
 
 #endif
