@@ -513,7 +513,7 @@ static void *malloc_slow_try(size_t n)
     bool big_tag = n > HLM_COLD_MAX && (cold || !__atomic_load_n(&big_slab, __ATOMIC_RELAXED));
     if (n <= HLM_SLAB_MAX ||
         (n <= HLM_SMALL_MAX && !big_tag &&
-         (__libc_single_threaded || __atomic_load_n(&cold_ok, __ATOMIC_RELAXED)))) {
+         (__libc_single_threaded || cold))) {
         unsigned cls = hlm_class_of(n);
         cold = cold && !class_warm(cls);
         struct hlm_tcache *tc = tc_self ? tc_self : tcache_create();

@@ -353,7 +353,7 @@ struct hlm_span {
 struct hlm_segment {
     uint64_t free_pages, dirty_pages, aged_pages;   /* aged: dirty at the last purge pass */
     struct hlm_segment *prev, *next;
-    uint8_t kind;   /* 1: multi-page spans, 0: one-page spans (segments.c; an empty one takes either) */
+    uint8_t kind;   /* 1: multi-page spans, 0: one-page spans (segments.c) */
     uint8_t page_cls[HLM_SEG_PAGES];
     uint8_t page_was[HLM_SEG_PAGES];   /* free page -> class of the span that began there */
     uint8_t page_first[HLM_SEG_PAGES];

@@ -18,11 +18,11 @@
  * Kinds: a segment holds either one-page spans or multi-page ones (kind, set when its
  * first span is made; an empty segment takes either).  The objects of a multi-page span
  * are over 8 KiB (classes.c: a page holds 8 of anything smaller), and programs write
- * the first pages of such blocks, not all of them: pages given back by one kind and taken by the other left the resident pages
- * unused and faulted in new ones (the fragmenter, HISTORY.md).  For the same reason a
- * multi-page span takes first the dirty pages a span of its own class began at
- * (page_was, a hint kept when a span is freed): its objects' first pages are the
- * resident ones.
+ * the first pages of such blocks, not all of them: pages given back by one kind and
+ * taken by the other left the resident pages unused and faulted in new ones (the
+ * fragmenter, HISTORY.md).  For the same reason a multi-page span takes first the dirty
+ * pages a span of its own class began at (page_was, a hint kept when a span is freed):
+ * its objects' first pages are the resident ones.
  */
 #include "small.h"
 
