@@ -263,7 +263,7 @@ void hlm_buddy_info(struct hlm_buddy_heap *h, size_t *arena, size_t *free_bytes,
 
 /* Slab classes go to 48 KiB: blocks of 32-48 KiB whose first page alone is written (the
  * fragmenter's) take a different page each time as best-fit tag chunks, where fixed
- * slots repeat theirs (HISTORY.md).  Those above HLM_COLD_MAX (32 KiB) take blocks only
+ * slots repeat theirs (HISTORY.md).  Those above HLM_COLD_MAX take blocks only
  * once a program keeps many of them live (HLM_BIG_SLAB_LIVE, alloc.c); until then, and
  * in the cold start, such blocks are tag chunks. */
 #define HLM_SMALL_MAX 49152u
