@@ -12,7 +12,7 @@
  *   - H, and the first byte of the raw file a record at or above H can be in (low);
  *     going on, the scan starts at low and skips records numbered below H;
  *   - the address map: every live (address, slot) pair;
- *   - dense thread numbers, the clock pairs kept, the horizon, the last time written;
+ *   - dense thread numbers, the horizon, the last time written;
  *   - reallocs half done (old block taken at seq0 < H, event not yet written);
  *   - the process events (fork, spawn, exec announcements: unrecorded.c) read from
  *     below low, which the scan going on from low does not see again.
@@ -21,11 +21,13 @@
  *
  * FILE <raw>.ckpt (written as .tmp and renamed, so it is whole or absent), native
  * 64-bit words: magic, version, H, low, horizon, prev_time, next_slot, events,
- * unknown, nthreads, the writer state (8 words), the counts of dense pairs, knots,
- * pending reallocs, live pairs and process events, then those arrays (2, 2, 3 and 2
- * words each; a process event is its kind, pid, mono_ns, offset, path length and the
- * path's bytes padded to words), then a checksum (hl_raw_checksum) of all the words
- * before it.  Version 1 (no process events) is still read.
+ * unknown, nthreads, the writer state (8 words), the counts of dense pairs, clock
+ * pairs, pending reallocs, live pairs and process events, then those arrays (2, 2, 3
+ * and 2 words each; a process event is its kind, pid, mono_ns, offset, path length and
+ * the path's bytes padded to words), then a checksum (hl_raw_checksum) of all the
+ * words before it.  Clock pairs are written as none (each chunk carries its own: see
+ * struct chunkref) and skipped when an older heaplab's checkpoint has some.
+ * Version 1 (no process events) is still read.
  */
 #include "finalise_int.h"
 
@@ -119,7 +121,8 @@ static int save(struct section *s, size_t low, struct hl_err *err)
     uint64_t npev = 0;
     for (size_t k = 0; k < f->npev; k++)
         npev += f->pev[k].off < low;
-    bad |= put(&b, ndense) | put(&b, f->nknots) | put(&b, npend) |
+    bad |= put(&b, ndense) | put(&b, 0) /* clock pairs: none since chunks carry their own */ |
+           put(&b, npend) |
            put(&b, hl_slotmap_count(s->map)) | put(&b, npev);
     for (uint32_t j = 0; j < f->nused; j++) {
         uint32_t i = f->used[j];
@@ -127,8 +130,6 @@ static int save(struct section *s, size_t low, struct hl_err *err)
         if (t && t->c.dense != NO_THREAD)
             bad |= put(&b, i) | put(&b, t->c.dense);
     }
-    for (size_t k = 0; k < f->nknots; k++)
-        bad |= put(&b, f->knots[k].tsc) | put(&b, f->knots[k].ns);
     for (uint32_t j = 0; j < f->nused; j++) {
         uint32_t i = f->used[j];
         const struct rthread *t = f->thr[j];
@@ -326,11 +327,7 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
         if (t)
             t->c.dense = (uint32_t)dense;
     }
-    f->nknots = 0;
-    for (uint64_t k = 0; k < nknots && !bad; k++) {
-        uint64_t tsc = NEXT(), ns = NEXT();
-        bad = add_knot_raw(f, tsc, ns) != 0;
-    }
+    i += 2 * nknots; /* an older heaplab's clock pairs: each chunk has its own now */
     for (uint64_t k = 0; k < npend && !bad; k++) {
         uint64_t raw = NEXT(), seq = NEXT(), old = NEXT();
         struct rthread *t = raw < MAX_RAW_THREADS ? thread_of(f, (uint32_t)raw) : NULL;

@@ -41,7 +41,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,7 +124,7 @@ struct rthread *thread_of(struct rawfile *f, uint32_t thread)
 }
 
 static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, size_t nwords,
-                     uint64_t flush_tsc)
+                     uint64_t flush_tsc, uint64_t flush_mono)
 {
     struct rthread *t = thread_of(f, thread);
     if (!t)
@@ -140,38 +139,12 @@ static int add_chunk(struct rawfile *f, uint32_t thread, const uint64_t *words, 
     }
     t->chunks[t->n].words = words;
     t->chunks[t->n].nwords = nwords;
-    t->chunks[t->n].flush_tsc = flush_tsc;
+    struct chunkref *k = &t->chunks[t->n];
+    k->flush_tsc = flush_tsc;
+    k->flush_ns = flush_mono > f->h.start_mono_ns ? flush_mono - f->h.start_mono_ns : 0;
+    k->rate = flush_tsc > f->h.start_tsc
+                  ? (double)k->flush_ns / (double)(flush_tsc - f->h.start_tsc) : 0.0;
     t->n++;
-    return 0;
-}
-
-int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono)
-{
-    return add_knot_raw(f, tsc, mono > f->h.start_mono_ns ? mono - f->h.start_mono_ns : 0);
-}
-
-int add_knot_raw(struct rawfile *f, uint64_t tsc, uint64_t ns)
-{
-    if (f->nknots) {
-        const struct knot *last = &f->knots[f->nknots - 1];
-        /* Only while the TSC grows (so that a record's bracket is known once its own
-         * chunk is read), and never back in time. */
-        if (tsc <= last->tsc)
-            return 0;
-        if (ns < last->ns)
-            ns = last->ns;
-    }
-    if (f->nknots == f->kcap) {
-        size_t cap = f->kcap ? f->kcap * 2 : 64;
-        struct knot *k = realloc(f->knots, cap * sizeof *k);
-        if (!k)
-            return -1;
-        f->knots = k;
-        f->kcap = cap;
-    }
-    f->knots[f->nknots].tsc = tsc;
-    f->knots[f->nknots].ns = ns;
-    f->nknots++;
     return 0;
 }
 
@@ -253,8 +226,6 @@ static int map_file(struct rawfile *f, int over, size_t reserve, struct hl_err *
     f->released = 0;
     madvise(m, f->maplen, MADV_SEQUENTIAL);
     f->off = sizeof f->h;
-    if (add_knot(f, f->h.start_tsc, f->h.start_mono_ns) != 0)
-        return fail(err, "out of memory");
     return 1;
 }
 
@@ -314,7 +285,7 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
             off += sizeof c + c.nbytes;
             continue;
         }
-        if (add_chunk(f, c.thread, words, nw, c.tsc) != 0 || add_knot(f, c.tsc, c.mono_ns) != 0)
+        if (add_chunk(f, c.thread, words, nw, c.tsc, c.mono_ns) != 0)
             return fail(err, "out of memory");
         /* A mark closes the chunks flushed by their own thread (raw.h). */
         if (nw >= 2 && words[nw - 2] == (uint64_t)HL_RAW_MARK << 1 && words[nw - 1] > f->horizon)
@@ -330,6 +301,17 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
     return 0;
 }
 
+
+/* ---- clock ---- */
+
+/* tsc in nanoseconds since the image started, by chunk k's clock (struct chunkref). */
+static inline uint64_t chunk_ns(const struct chunkref *k, uint64_t tsc)
+{
+    if (tsc >= k->flush_tsc)
+        return k->flush_ns;
+    double back = (double)(k->flush_tsc - tsc) * k->rate;
+    return back < (double)k->flush_ns ? k->flush_ns - (uint64_t)back : 0;
+}
 
 /* ---- cursors ---- */
 
@@ -353,17 +335,30 @@ static uint64_t run_rest(const struct cursor *c, const uint64_t *q, uint64_t *t1
     return n;
 }
 
+/* The time of record k of the current run, once the run's end is known: the run's
+ * span in nanoseconds is split evenly over its records in whole nanoseconds, the
+ * first seg_rem steps one longer than the rest. */
+static inline uint64_t run_time(const struct cursor *c, uint64_t k)
+{
+    return c->seg_ns + k * c->seg_q + (k < c->seg_rem ? k : c->seg_rem);
+}
+
 /* The clock run begun at the last reading has n records in all and ends at TSC t1:
  * its records get evenly spaced times between the two, the batch's records of it
- * from `first` to `upto` (which hold their number in the run) included. */
+ * from `first` to `upto` (which hold their number in the run) included.  Its ends
+ * are made nanoseconds here, once, so that the per-record work is in integers, and
+ * the steps are whole nanoseconds, so that the trace's time column (differences of
+ * differences) is nearly all zeros. */
 static void close_run(struct cursor *c, uint64_t n, uint64_t t1, unsigned first, unsigned upto)
 {
-    uint64_t t0 = c->seg_t0;
-    double base = c->seg_tsc;
-    double step = n && t1 > t0 ? (double)(t1 - t0) / (double)n : 0.0;
-    c->seg_step = step;
+    const struct chunkref *k = &c->t->chunks[c->ci - 1];
+    uint64_t ns0 = chunk_ns(k, c->seg_t0), ns1 = chunk_ns(k, t1);
+    uint64_t span = n && ns1 > ns0 ? ns1 - ns0 : 0;
+    c->seg_ns = ns0;
+    c->seg_q = n ? span / n : 0;
+    c->seg_rem = n ? span % n : 0;
     for (unsigned i = first; i < upto; i++)
-        c->b[i].tsc = base + step * c->b[i].tsc;
+        c->b[i].time = run_time(c, c->b[i].time);
 }
 
 /* Decode a long record w[0..nw) into r, given the stream's last seq. */
@@ -416,8 +411,7 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
     const struct rthread *t = c->t;
     uint64_t chunk = t->dropped + c->ci - 1;
     /* The run's state, held here (stores into the batch might alias the cursor). */
-    double kd = (double)c->seg_k; /* seg_k, counted as a double (exact below 2^53) */
-    double base = c->seg_tsc, step = c->seg_step;
+    uint64_t k = c->seg_k;
     int seen = c->seen;
     uint64_t prev = c->prev;
     int open = 0;       /* the current run's end is not known yet ... */
@@ -425,10 +419,8 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
     unsigned n = 0;
     while (n < BATCH && !c->bad) {
         if (p == end) {
-            if (open) {
-                close_run(c, (uint64_t)kd, t->chunks[c->ci - 1].flush_tsc, first, n);
-                step = c->seg_step;
-            }
+            if (open)
+                close_run(c, k, t->chunks[c->ci - 1].flush_tsc, first, n);
             open = 0;
             if (c->ci >= t->n)
                 break;
@@ -461,13 +453,10 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
             }
             unsigned op = hl_raw_op_of(w0);
             if (op == HL_RAW_TIME) {
-                if (open) {
-                    close_run(c, (uint64_t)kd, p[1], first, n);
-                    step = c->seg_step;
-                }
+                if (open)
+                    close_run(c, k, p[1], first, n);
                 c->seg_t0 = p[1];
-                c->seg_tsc = base = (double)p[1];
-                kd = 0.0;
+                k = 0;
                 open = 1;
                 first = n;
                 p += 2;
@@ -486,8 +475,8 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
         last_ptr = r->ptr;
         r->hash = hl_slotmap_hash_(r->ptr);
         hl_slotmap_prefetch_h_(m, r->hash);
-        r->tsc = open ? kd : base + step * kd;
-        kd += 1.0;
+        r->time = open ? k : run_time(c, k);
+        k++;
         r->chunk = chunk;
         if (__builtin_expect(r->seq0 > r->seq, 0)) {
             c->bad_at = at;
@@ -513,7 +502,7 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
     c->end = end;
     c->last_seq = last_seq;
     c->last_ptr = last_ptr;
-    c->seg_k = (uint64_t)kd;
+    c->seg_k = k;
     c->seen = seen;
     c->prev = prev;
     if (open) { /* the batch is full, or the stream ended inside the run */
@@ -604,64 +593,6 @@ static struct cursor *heap_pop(struct heap *h)
 }
 
 /* ---- one process section ---- */
-
-/* TSC -> nanoseconds since the image started: linear between the file's knots (the
- * clock pairs of the header and of every chunk), so that each stretch of the run has
- * the rate measured across it.  A record's TSC is below its own chunk's flush, so
- * its bracket is known once that chunk is read: times do not depend on when the
- * finaliser ran. */
-static void find_bracket(struct section *s, uint64_t tsc)
-{
-    const struct knot *k = s->f->knots;
-    size_t n = s->f->nknots, lo = 0, hi = n; /* k[lo].tsc <= tsc < k[hi].tsc (k[n]: inf) */
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (k[mid].tsc <= tsc)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    const struct knot *a = &k[lo], *b = lo + 1 < n ? &k[lo + 1] : NULL;
-    s->lo_tsc = a->tsc;
-    /* Past the last pair (no record should be: its own chunk's flush is a pair after
-     * it) go on at the last rate, and look again next time: more pairs may come. */
-    s->hi_tsc = b ? b->tsc : a->tsc;
-    if (!b && n >= 2) {
-        a = &k[n - 2];
-        b = &k[n - 1];
-    }
-    s->base_tsc = a->tsc;
-    s->base_ns = a->ns;
-    s->rate = b && b->tsc > a->tsc ? (double)(b->ns - a->ns) / (double)(b->tsc - a->tsc) : 1.0;
-}
-
-/* x as an integer, saturating (a damaged capture can put clock readings anywhere, and
- * a double beyond 2^64 has no integer value). */
-static inline uint64_t sat_u64(double x)
-{
-    if (!(x > 0))
-        return 0;
-    return x < 18446744073709551616.0 ? (uint64_t)x : UINT64_MAX;
-}
-
-static inline uint64_t tick_ns(struct section *s, uint64_t tsc)
-{
-    uint64_t t = 0;
-    /* Inside the bracket last used (whose start is not below the first pair's). */
-    if (__builtin_expect(tsc > s->lo_tsc && tsc < s->hi_tsc, 1)) {
-        t = s->base_ns + (uint64_t)((double)(tsc - s->base_tsc) * s->rate);
-    } else if (tsc > s->f->knots[0].tsc) {
-        if (tsc < s->lo_tsc || tsc >= s->hi_tsc)
-            find_bracket(s, tsc);
-        t = s->base_ns + sat_u64((double)(tsc - s->base_tsc) * s->rate);
-    }
-    /* Threads read the TSC a little apart from taking their sequence number: keep
-     * time non-decreasing in event order. */
-    if (t < s->prev_time)
-        t = s->prev_time;
-    s->prev_time = t;
-    return t;
-}
 
 static inline uint64_t new_slot(struct section *s, const struct rec *r)
 {
@@ -780,7 +711,10 @@ static inline int step(struct section *s, struct cursor *c)
             e->slot = new_slot(s, r);
         break;
     }
-    e->time_ns = tick_ns(s, sat_u64(r->tsc));
+    /* Threads read the TSC a little apart from taking their sequence number: keep
+     * time non-decreasing in event order. */
+    uint64_t t = r->time > s->prev_time ? r->time : s->prev_time;
+    e->time_ns = s->prev_time = t;
     s->nev++;
     return 1;
 }
@@ -1105,9 +1039,6 @@ static void file_release(struct rawfile *f)
     free(f->used);
     f->used = NULL;
     f->nused = f->usedcap = f->last = 0;
-    free(f->knots);
-    f->knots = NULL;
-    f->nknots = f->kcap = 0;
 }
 
 static void section_free(struct section *s)
@@ -1196,25 +1127,6 @@ size_t first_needed_byte(const struct rawfile *f)
     return low;
 }
 
-/* A lower bound of the TSC of every record t has not written yet (UINT64_MAX: none). */
-static uint64_t pending_tsc(const struct rthread *t)
-{
-    const struct cursor *c = &t->c;
-    double lo = HUGE_VAL;
-    for (unsigned i = c->bi; i < c->bn; i++)
-        if (c->b[i].tsc < lo)
-            lo = c->b[i].tsc;
-    if (c->p != c->end && c->seg_tsc < lo)
-        lo = c->seg_tsc;
-    size_t k = first_needed(t);
-    if (k < t->n) {
-        const uint64_t *w = t->chunks[k].words;
-        if (t->chunks[k].nwords >= 2 && w[0] == (uint64_t)HL_RAW_TIME << 1 && (double)w[1] < lo)
-            lo = (double)w[1];
-    }
-    return lo >= 1.8e19 ? UINT64_MAX : (uint64_t)lo;
-}
-
 /* Map f again from `base` (page-aligned, at most the first byte still needed), with a
  * new reservation, and move every pointer into the old map across: the reservation
  * bounds address space, not the length of a recording. */
@@ -1252,13 +1164,12 @@ static int remap(struct rawfile *f, size_t base)
     return 0;
 }
 
-/* After a merge: drop the chunk references and clock pairs no record needs any more,
+/* After a merge: drop the chunk references no record needs any more,
  * and give the map's pages below the first byte still needed back, so that finalising
  * holds a bounded window of the capture, however long. */
 static void release(struct section *s)
 {
     struct rawfile *f = s->f;
-    uint64_t low_tsc = UINT64_MAX;
     for (uint32_t j = 0; j < f->nused; j++) {
         struct rthread *t = f->thr[j];
         if (!t)
@@ -1270,23 +1181,6 @@ static void release(struct section *s)
             t->c.ci -= k;
             t->dropped += k;
         }
-        uint64_t lt = pending_tsc(t);
-        if (lt < low_tsc)
-            low_tsc = lt;
-    }
-    /* Clock pairs: keep the last one at or below every pending record's TSC. */
-    size_t lo = 0, hi = f->nknots;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (f->knots[mid].tsc <= low_tsc)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    if (lo >= 1024 || (lo && 2 * lo >= f->nknots)) {
-        memmove(f->knots, f->knots + lo, (f->nknots - lo) * sizeof *f->knots);
-        f->nknots -= lo;
-        s->lo_tsc = s->hi_tsc = 0; /* look the bracket up again */
     }
     long pg = sysconf(_SC_PAGESIZE);
     size_t upto = first_needed_byte(f) & ~(size_t)(pg - 1);

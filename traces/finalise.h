@@ -7,8 +7,8 @@
  * sequence numbers (one pass, a heap over the threads: O(events log threads)),
  * addresses become dense slots (hl_slotmap), frees of addresses never seen allocated
  * or already freed become HL_EV_UNKNOWN, and TSC readings become nanoseconds since
- * the image started (piecewise linear between the (TSC, monotonic clock) pairs of the
- * file's header and chunks).  A raw file cut short or damaged (a killed process, a
+ * the image started (linear through the header's (TSC, monotonic clock) pair and the
+ * pair of the record's own chunk, so that a time depends on nothing but its chunk).  A raw file cut short or damaged (a killed process, a
  * full disk) is read up to its last complete chunk and reported in the stats.
  *
  * The work can be done while the program still runs (hl_finaliser_poll, called by

@@ -32,10 +32,17 @@
  * again several times. */
 #define ENV_TAIL_RESERVE "HEAPLAB_TEST_TAIL_RESERVE"
 
+/* A thread's chunk.  Its clock: TSC -> nanoseconds since the image started, linear
+ * through the image's start pair and the chunk's own flush pair (chunk_ns).  Taken
+ * from the chunk alone, a record's time does not depend on when, or how far into the
+ * capture, the finaliser read it; over a chunk's short span the TSC's rate measured
+ * since the start is the local one (a constant-rate TSC). */
 struct chunkref {
     const uint64_t *words; /* payload */
     size_t nwords;
     uint64_t flush_tsc;    /* TSC when it was flushed: after its last record */
+    uint64_t flush_ns;     /* ... and the same moment in ns since the image started */
+    double rate;           /* ns per tick since the start (0: the TSC did not grow) */
 };
 
 /* One decoded record, as the merge uses it. */
@@ -44,8 +51,8 @@ struct rec {
     uint64_t ptr, old;   /* the block returned or freed; realloc's old block */
     size_t hash;         /* ptr's in the address map (hl_slotmap_hash_) */
     uint64_t size, aux;
-    double tsc;          /* its time in TSC ticks (while its clock run is open: its
-                            number in the run, see decode_batch) */
+    uint64_t time;       /* nanoseconds since the image started (while its clock run
+                            is open: its number in the run, see decode_batch) */
     uint64_t chunk;      /* the thread's chunk it came from (absolute number) */
     uint8_t op, flags;
     uint8_t resumed;     /* a realloc whose old block was taken before a checkpoint */
@@ -64,9 +71,9 @@ struct cursor {
     size_t ci;               /* chunks taken so far */
     const uint64_t *p, *end; /* next record, end of the chunk */
     uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
-    uint64_t seg_t0;         /* the current run between clock readings: its start, */
-    double seg_tsc, seg_step; /* the same as a double, and the TSC ticks per record */
-    uint64_t seg_k;          /* records of the current run so far */
+    uint64_t seg_t0;         /* the current run between clock readings: its start TSC, */
+    uint64_t seg_k;          /* its records so far, and once its end is known, its */
+    uint64_t seg_ns, seg_q, seg_rem; /* times (run_time): start, ns per record, rest */
     int seen;                /* a record was decoded (prev holds its sequence number) */
     uint64_t prev;
     int bad;                 /* a malformed record ends this stream ... */
@@ -102,11 +109,6 @@ struct rthread {
     int state;
 };
 
-/* A (TSC, nanoseconds since the image started) pair; a file's pairs in file order,
- * kept while the TSC grows. */
-struct knot {
-    uint64_t tsc, ns;
-};
 
 /* A process event of a raw file (raw.h: PROCESS CHUNKS). */
 struct pev {
@@ -139,8 +141,6 @@ struct rawfile {
                                      number costs neither memory nor time */
     uint32_t last;                /* the index thread_of found last (a chunk's thread
                                      is most often its predecessor's) */
-    struct knot *knots;
-    size_t nknots, kcap;
     uint64_t horizon;             /* every record below this sequence number is read */
     uint64_t resume_h;            /* going on from a checkpoint: its done key (else 0) */
     int damaged;
@@ -168,9 +168,6 @@ struct section {
                              is full (a checkpoint is taken between chunks) */
     uint64_t next_slot;
     uint32_t nthreads;    /* dense thread indices handed out */
-    uint64_t lo_tsc, hi_tsc; /* the knot bracket last used: [lo, hi) (empty at first) */
-    uint64_t base_tsc, base_ns;
-    double rate;          /* nanoseconds per tick in it */
     size_t reserve;       /* the live map's reservation (remapped past half of it) */
     uint64_t prev_time;
     uint64_t events, unknown;
@@ -204,9 +201,6 @@ size_t first_needed(const struct rthread *t);
 size_t first_needed_byte(const struct rawfile *f);
 /* The thread's chunk list and cursor, made on first use.  NULL if out of memory. */
 struct rthread *thread_of(struct rawfile *f, uint32_t thread);
-int add_knot(struct rawfile *f, uint64_t tsc, uint64_t mono);
-/* A clock pair given in nanoseconds since the image started. */
-int add_knot_raw(struct rawfile *f, uint64_t tsc, uint64_t ns);
 
 /* checkpoint.c: at a chunk boundary of s's writer, if CKPT_EVERY bytes were read since
  * the last one, save s's state beside the raw file (PATH.ckpt) and give the disk

@@ -72,7 +72,7 @@
  *   Reading the clock on every call would double the interposer's cost, so each
  *   chunk starts with one and one follows about every 30 records; the finaliser gives
  *   the records between two readings (or a reading and the chunk's flush time)
- *   evenly spaced times.
+ *   evenly spaced times, in whole nanoseconds.
  *
  *   HL_RAW_PAGES (version 5; w0 ptr [size] [seq], as a malloc record) is not an event
  *   either: the pages of a large block (malloc or calloc of HL_RAW_PAGES_MIN bytes or
