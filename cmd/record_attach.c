@@ -180,7 +180,7 @@ static int run_gdb(const char *gdb, long pid, const char *log, const char *const
 {
     char pidstr[24];
     snprintf(pidstr, sizeof pidstr, "%ld", pid);
-    const char *argv[16 + 2 * 8];
+    const char *argv[20 + 2 * 8];
     int n = 0;
     argv[n++] = gdb;
     argv[n++] = "-nx";
@@ -191,10 +191,18 @@ static int run_gdb(const char *gdb, long pid, const char *log, const char *const
     argv[n++] = "set auto-load off";
     argv[n++] = "-ex";
     argv[n++] = "set confirm off";
+    /* A call gdb could not make (gdb before 14 on a CPU with AMX: see gdb_error) still
+     * leaves orig_rax at -1, so the system call the thread was stopped in would return
+     * -ERESTART... to the program instead of being restarted: it is put back.  After a
+     * call that was made gdb has put it back already. */
+    argv[n++] = "-ex";
+    argv[n++] = "set $hl_orig_rax = $orig_rax";
     for (int i = 0; i < ncmds && i < 8; i++) {
         argv[n++] = "-ex";
         argv[n++] = cmds[i];
     }
+    argv[n++] = "-ex";
+    argv[n++] = "set $orig_rax = $hl_orig_rax";
     argv[n++] = "-p";
     argv[n++] = pidstr;
     argv[n] = NULL;
@@ -257,16 +265,52 @@ static int gdb_value(const char *log, int k, char *buf, size_t len)
     return found;
 }
 
-/* gdb's last line that is not a value or a thread/library notice: its error. */
-static void gdb_error(const char *log, char *buf, size_t len)
+/* The version gdb --version ends its first line with ("13.1"), or "". */
+static void gdb_version(const char *gdb, char *buf, size_t len)
+{
+    char line[256] = "";
+    int p[2];
+    buf[0] = 0;
+    if (pipe(p) != 0)
+        return;
+    fflush(NULL);
+    pid_t g = fork();
+    if (g == 0) {
+        dup2(p[1], 1);
+        execl(gdb, gdb, "--version", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    if (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        snprintf(buf, len, "%s", strrchr(line, ' ') ? strrchr(line, ' ') + 1 : line);
+    }
+    if (f)
+        fclose(f);
+    else
+        close(p[0]);
+    if (g > 0)
+        waitpid(g, NULL, 0);
+}
+
+/* gdb's last line that is not a value or a thread/library notice: its error.  Returns
+ * 1, with the reason instead, when gdb could make no call at all: gdb before 14 writes
+ * the registers' XSAVE area back (PTRACE_SETREGSET NT_X86_XSTATE) with a fixed
+ * 2696-byte buffer, and the kernel refuses any other size than the CPU's, larger with
+ * AMX tiles (gdb 14 sizes it from CPUID); the call is abandoned before the program
+ * runs it. */
+static int gdb_error(const char *gdb, const char *log, char *buf, size_t len)
 {
     FILE *f = fopen(log, "r");
     snprintf(buf, len, "gdb failed (see %s)", log);
     if (!f)
-        return;
+        return 0;
     char line[1024];
+    int xstate = 0;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
+        xstate |= strstr(line, "Couldn't write extended state status") != NULL;
         if (!*line || line[0] == '$' || line[0] == '[' || strncmp(line, "0x", 2) == 0 ||
             strstr(line, "warning") || strstr(line, "Reading symbols") ||
             strstr(line, "Downloading") || strstr(line, "Using host libthread_db"))
@@ -274,6 +318,16 @@ static void gdb_error(const char *log, char *buf, size_t len)
         snprintf(buf, len, "%s", line);
     }
     fclose(f);
+    if (xstate) {
+        char v[64];
+        gdb_version(gdb, v, sizeof v);
+        snprintf(buf, len,
+                 "this machine's gdb%s%s cannot call functions in a process on this CPU (it "
+                 "could not write the registers' extended state back: gdb 14 or later is "
+                 "needed with AMX)",
+                 *v ? " " : "", v);
+    }
+    return xstate;
 }
 
 /* The recorder's one-line refusal, if it wrote one. */
@@ -295,6 +349,31 @@ static int alive(long pid)
     return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
+/* Is lib mapped in pid? */
+static int loaded(long pid, const char *lib)
+{
+    char maps[64], line[4400];
+    snprintf(maps, sizeof maps, "/proc/%ld/maps", pid);
+    FILE *f = fopen(maps, "r");
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, lib) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* gdb failed: its error, and when it could make no call whether the library got in. */
+static void cannot_attach(const char *gdb, long pid, const char *lib, const char *log)
+{
+    char v[1024];
+    int xstate = gdb_error(gdb, log, v, sizeof v);
+    fprintf(stderr, "heaplab: PID %ld: cannot attach: %s%s\n", pid, v,
+            !xstate            ? ""
+            : loaded(pid, lib) ? "; " RECORD_LIB " was loaded into it nonetheless"
+                               : "; nothing was changed in the process");
+}
+
 /* Load the recorder into pid and start it: 0, or -1 with the reason printed. */
 static int attach(const char *gdb, long pid, const char *lib, const char *dir)
 {
@@ -305,8 +384,7 @@ static int attach(const char *gdb, long pid, const char *lib, const char *dir)
              (int)getpid());
     const char *cmds[] = {c_open, "call (char *) dlerror()", c_attach};
     if (run_gdb(gdb, pid, log, cmds, 3) != 0) {
-        gdb_error(log, v, sizeof v);
-        fprintf(stderr, "heaplab: PID %ld: cannot attach: %s\n", pid, v);
+        cannot_attach(gdb, pid, lib, log);
         return -1;
     }
     if (gdb_value(log, 3, v, sizeof v) == 0 && strcmp(v, "0") == 0)
@@ -328,8 +406,7 @@ static int attach(const char *gdb, long pid, const char *lib, const char *dir)
         gdb_value(log, 2, e, sizeof e);
         fprintf(stderr, "heaplab: PID %ld: cannot load %s into it: %s\n", pid, RECORD_LIB, e);
     } else {
-        gdb_error(log, v, sizeof v);
-        fprintf(stderr, "heaplab: PID %ld: cannot attach: %s\n", pid, v);
+        cannot_attach(gdb, pid, lib, log);
     }
     return -1;
 }
@@ -345,7 +422,7 @@ static int detach(const char *gdb, long pid, const char *dir)
         return 0;
     if (!alive(pid))
         return 0; /* it exited meanwhile: its exit flushed the capture */
-    gdb_error(log, v, sizeof v);
+    gdb_error(gdb, log, v, sizeof v);
     hl_warn("PID %ld: detaching failed: %s", pid, v);
     return -1;
 }
@@ -361,17 +438,8 @@ static void detach_children(const char *gdb, long pid, const char *dir, const ch
     while ((de = readdir(d))) {
         char *end;
         long c = strtol(de->d_name, &end, 10);
-        if (c <= 0 || c == pid || *end != '-' || !strstr(end, ".hlraw") || !alive(c))
-            continue;
-        char maps[64], line[4400];
-        snprintf(maps, sizeof maps, "/proc/%ld/maps", c);
-        FILE *f = fopen(maps, "r");
-        int loaded = 0;
-        while (f && !loaded && fgets(line, sizeof line, f))
-            loaded = strstr(line, lib) != NULL;
-        if (f)
-            fclose(f);
-        if (loaded)
+        if (c > 0 && c != pid && *end == '-' && strstr(end, ".hlraw") && alive(c) &&
+            loaded(c, lib))
             detach(gdb, c, dir);
     }
     closedir(d);
