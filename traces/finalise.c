@@ -432,6 +432,33 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
             last_ptr = 0;
             continue;
         }
+        /* Most records are short ones, after the last record was taken, and numbered
+         * past the checkpoint gone on from: while they are, each is taken with no
+         * test but its kind (a short record's number grows; one that does not is left
+         * to the general path below). */
+        if (seen && prev == last_seq && last_seq >= resume_h) {
+            const uint64_t ns = c->seg_ns, q = c->seg_q, rem = c->seg_rem;
+            while (n < BATCH && p < end && hl_raw_is_short(*p) && hl_raw_short_dseq(*p)) {
+                uint64_t w = *p++;
+                struct rec *r = &b[n++];
+                r->op = (uint8_t)hl_raw_op_of(w);
+                r->flags = 0;
+                r->resumed = 0;
+                r->seq = r->seq0 = last_seq += hl_raw_short_dseq(w);
+                r->ptr = last_ptr = hl_raw_short_ptr(w, last_ptr);
+                r->size = hl_raw_short_size(w);
+                r->aux = 0;
+                r->old = 0;
+                r->hash = hl_slotmap_hash_(last_ptr);
+                hl_slotmap_prefetch_h_(m, r->hash);
+                r->time = open ? k : ns + k * q + (k < rem ? k : rem);
+                k++;
+                r->chunk = chunk;
+            }
+            prev = last_seq;
+            if (n == BATCH || p == end)
+                continue;
+        }
         const uint64_t *at = p;
         uint64_t w0 = p[0];
         struct rec *r = &b[n];
