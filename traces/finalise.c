@@ -361,6 +361,18 @@ static void close_run(struct cursor *c, uint64_t n, uint64_t t1, unsigned first,
         c->b[i].time = run_time(c, c->b[i].time);
 }
 
+/* Decode a short record w into r, given the stream's last seq and ptr. */
+static inline void decode_short(uint64_t w, uint64_t last_seq, uint64_t last_ptr, struct rec *r)
+{
+    r->op = (uint8_t)hl_raw_op_of(w);
+    r->flags = 0;
+    r->seq = r->seq0 = last_seq + hl_raw_short_dseq(w);
+    r->ptr = hl_raw_short_ptr(w, last_ptr);
+    r->size = hl_raw_short_size(w);
+    r->aux = 0;
+    r->old = 0;
+}
+
 /* Decode a long record w[0..nw) into r, given the stream's last seq. */
 static void decode_long(const uint64_t *w, unsigned nw, uint64_t last_seq, struct rec *r)
 {
@@ -439,16 +451,11 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
         if (seen && prev == last_seq && last_seq >= resume_h) {
             const uint64_t ns = c->seg_ns, q = c->seg_q, rem = c->seg_rem;
             while (n < BATCH && p < end && hl_raw_is_short(*p) && hl_raw_short_dseq(*p)) {
-                uint64_t w = *p++;
                 struct rec *r = &b[n++];
-                r->op = (uint8_t)hl_raw_op_of(w);
-                r->flags = 0;
+                decode_short(*p++, last_seq, last_ptr, r);
                 r->resumed = 0;
-                r->seq = r->seq0 = last_seq += hl_raw_short_dseq(w);
-                r->ptr = last_ptr = hl_raw_short_ptr(w, last_ptr);
-                r->size = hl_raw_short_size(w);
-                r->aux = 0;
-                r->old = 0;
+                last_seq = r->seq;
+                last_ptr = r->ptr;
                 r->hash = hl_slotmap_hash_(last_ptr);
                 hl_slotmap_prefetch_h_(m, r->hash);
                 r->time = open ? k : ns + k * q + (k < rem ? k : rem);
@@ -463,13 +470,7 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
         uint64_t w0 = p[0];
         struct rec *r = &b[n];
         if (hl_raw_is_short(w0)) {
-            r->op = (uint8_t)hl_raw_op_of(w0);
-            r->flags = 0;
-            r->seq = r->seq0 = last_seq + hl_raw_short_dseq(w0);
-            r->ptr = hl_raw_short_ptr(w0, last_ptr);
-            r->size = hl_raw_short_size(w0);
-            r->aux = 0;
-            r->old = 0;
+            decode_short(w0, last_seq, last_ptr, r);
             p++;
         } else {
             unsigned nw = hl_raw_record_words(w0);
