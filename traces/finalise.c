@@ -35,6 +35,7 @@
  */
 #include "finalise.h"
 #include "finalise_int.h"
+#include "encode.h"
 #include "slotmap.h"
 #include "preload/raw.h"
 
@@ -631,23 +632,22 @@ static inline uint64_t new_slot(struct section *s, const struct rec *r)
     return slot;
 }
 
-/* Events made at a time before they go to the writer (hl_writer_events). */
-#define EVENTS 256
-
-/* Give the events made so far to the writer; the next batch ends where the writer's
- * chunk does, so that the merge sees every chunk boundary (checkpoints go there). */
+/* After the runs that filled the writer's chunk (or the last ones): give the writer
+ * the page counts met meanwhile (their blocks' events are encoded), then write the
+ * chunk out if it is full, and see how many events fit in it now: a run ends where
+ * the chunk does, so that the merge sees every chunk boundary (checkpoints go there).
+ * A page count goes to the writer before the chunk its record fell in is written,
+ * whenever the merge stopped meanwhile: the PAGE block after that chunk holds it,
+ * finalised while the program ran or afterwards. */
 static int submit(struct section *s, struct hl_err *err)
 {
-    if (s->nev && hl_writer_events(s->w, s->ev, s->nev, err) != 0)
-        return -1;
     for (size_t k = 0; k < s->npg; k++)
         if (hl_writer_pages(s->w, s->pg[k].slot, s->pg[k].pages, err) != 0)
             return -1;
     s->npg = 0;
-    s->events += s->nev;
-    s->nev = 0;
-    uint32_t room = hl_writer_room(s->w);
-    s->ev_cap = room < EVENTS ? room : EVENTS;
+    if (hl_writer_enc_done(s->w, err) != 0)
+        return -1;
+    s->room = hl_writer_room(s->w);
     return 0;
 }
 
@@ -669,16 +669,20 @@ static __attribute__((noinline)) void pages_of(struct section *s, const struct r
     s->pg[s->npg++] = (struct hl_pages){slot, r->size};
 }
 
-/* The cursor's current record (in its current phase) made into s's next event.
- * Returns 1 if the record is finished, 0 if it moved to its second phase. */
-static inline int step(struct section *s, struct cursor *c)
+/* What step made of a record. */
+enum { STEP_PHASE, STEP_EVENT, STEP_NONE };
+
+/* The cursor's current record (in its current phase) made into event e: STEP_EVENT,
+ * STEP_NONE if the record is finished with no event (a page count), STEP_PHASE if it
+ * moved to its second phase. */
+static inline __attribute__((always_inline)) int step(struct section *s, struct cursor *c,
+                                                      struct hl_event *e)
 {
     const struct rec *r = cur_rec(c);
     if (__builtin_expect(r->op == HL_RAW_PAGES, 0)) {
         pages_of(s, r);
-        return 1;
+        return STEP_NONE;
     }
-    struct hl_event *e = &s->ev[s->nev];
     e->thread = c->dense;
     e->op = r->op;
     e->flags = 0;
@@ -703,7 +707,7 @@ static inline int step(struct section *s, struct cursor *c)
             if (r->seq0 != r->seq) {
                 c->phase = 1;
                 c->key = r->seq;
-                return 0;
+                return STEP_PHASE;
             }
         }
         e->size = r->size;
@@ -743,34 +747,80 @@ static inline int step(struct section *s, struct cursor *c)
      * time non-decreasing in event order. */
     uint64_t t = r->time > s->prev_time ? r->time : s->prev_time;
     e->time_ns = s->prev_time = t;
-    s->nev++;
-    return 1;
+    return STEP_EVENT;
 }
 
 /* How a run of one cursor ended. */
-enum { RUN_OUT, RUN_PAST, RUN_FULL, RUN_NOMEM };
+enum { RUN_OUT, RUN_PAST, RUN_FULL, RUN_NOMEM, RUN_BADOP };
+
+/* run, in the writer's modes want0 and want1 (encode.h): its events go straight into
+ * the writer's columns, the encoder's state held here meanwhile. */
+static inline __attribute__((always_inline)) int run_in(struct section *s, struct cursor *c,
+                                                        uint64_t end, struct enc *we,
+                                                        const unsigned want0,
+                                                        const unsigned want1)
+{
+    struct enc e = *we;
+    uint32_t room = s->room, n = 0;
+    int why;
+    for (;;) {
+        if (c->key >= end) {
+            why = RUN_PAST;
+            break;
+        }
+        if (!room) {
+            why = RUN_FULL;
+            break;
+        }
+        struct hl_event ev;
+        int k = step(s, c, &ev);
+        if (k == STEP_PHASE)
+            continue;
+        if (k == STEP_EVENT) {
+            if (__builtin_expect(ev.op <= 0 || ev.op >= HL_OP_COUNT_, 0)) {
+                s->bad_op = ev.op; /* a short record of no op: the writer refuses it */
+                why = RUN_BADOP;
+                break;
+            }
+            hl_enc_event(&e, &ev, hl_enc_ref(&ev), want0, want1);
+            room--;
+            n++;
+        }
+        c->bi++;
+        int more = cursor_next(c, s->map);
+        if (more <= 0) {
+            why = more < 0 ? RUN_NOMEM : RUN_OUT;
+            break;
+        }
+    }
+    hl_enc_count(&e, n);
+    *we = e;
+    s->room = room;
+    s->events += n;
+    return why;
+}
 
 /* Make events of c's records, in order, while their keys are below end and the
- * section's event batch has room: RUN_PAST when c's key reached end, RUN_FULL when
- * the batch is full, RUN_OUT when c has no record left (for now, or for good: see
- * c->bad), RUN_NOMEM when out of memory. */
+ * writer's chunk has room: RUN_PAST when c's key reached end, RUN_FULL when the chunk
+ * is full, RUN_OUT when c has no record left (for now, or for good: see c->bad),
+ * RUN_NOMEM when out of memory, RUN_BADOP at a record of no op. */
 static int run(struct section *s, struct cursor *c, uint64_t end)
 {
     /* Dense thread indices in the order of each thread's first record. */
     if (c->dense == NO_THREAD)
         c->dense = s->nthreads++;
-    for (;;) {
-        if (c->key >= end)
-            return RUN_PAST;
-        if (s->nev == s->ev_cap)
-            return RUN_FULL;
-        if (!step(s, c))
-            continue;
-        c->bi++;
-        int k = cursor_next(c, s->map);
-        if (k <= 0)
-            return k < 0 ? RUN_NOMEM : RUN_OUT;
-    }
+    unsigned want0, want1;
+    struct enc *we = hl_writer_enc(s->w, &want0, &want1);
+    /* One loop per mode combination, as hl_writer_events has (writer.c). */
+    if (want0 == 3 && want1 == 3)
+        return run_in(s, c, end, we, 3, 3);
+    if (want1 == 0)
+        return run_in(s, c, end, we, 3, 0);
+    if (want1 == HL_MODE_REF_PREV)
+        return run_in(s, c, end, we, HL_MODE_TIME_DD, HL_MODE_REF_PREV);
+    if (want1 == HL_MODE_TIME_DD)
+        return run_in(s, c, end, we, HL_MODE_REF_PREV, HL_MODE_TIME_DD);
+    return run_in(s, c, end, we, 0, 3);
 }
 
 /* Put the threads that have records to go (again) into the merge. */
@@ -811,7 +861,7 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
                  struct hl_err *err)
 {
     struct cursor *cur = s->cur;
-    if (!s->ev_cap && submit(s, err) != 0)
+    if (!s->room && submit(s, err) != 0)
         return -1;
     if (cur && s->h.n && s->h.a[0]->key < cur->key) {
         heap_push(&s->h, cur); /* fed cursors may come first */
@@ -828,8 +878,11 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
         /* Ties stay with the running cursor. */
         uint64_t end = s->h.n && s->h.a[0]->key < limit ? s->h.a[0]->key + 1 : limit;
         int r = run(s, cur, end);
-        if (r == RUN_NOMEM) {
+        if (r == RUN_NOMEM || r == RUN_BADOP) {
             s->cur = cur;
+            if (r == RUN_BADOP)
+                return fail(err, "event %llu of pid %u: unknown op %d",
+                            (unsigned long long)s->events, s->f->h.pid, s->bad_op);
             return fail(err, "out of memory");
         }
         if (r == RUN_OUT) {
@@ -844,7 +897,7 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
             heap_push(&s->h, cur);
             cur = heap_pop(&s->h);
         }
-        if (s->nev < s->ev_cap)
+        if (s->room)
             continue;
         s->cur = cur;
         if (submit(s, err) != 0)
@@ -1075,7 +1128,6 @@ static void section_free(struct section *s)
         return;
     hl_slotmap_free(s->map);
     free(s->h.a);
-    free(s->ev);
     free(s->pg);
     free(s);
 }
@@ -1085,7 +1137,7 @@ static void section_free(struct section *s)
 static struct section *section_new(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
 {
     struct section *s = calloc(1, sizeof *s);
-    if (!s || !(s->map = hl_slotmap_new()) || !(s->ev = malloc(EVENTS * sizeof *s->ev))) {
+    if (!s || !(s->map = hl_slotmap_new())) {
         section_free(s);
         fail(err, "out of memory");
         return NULL;

@@ -163,9 +163,9 @@ struct section {
     struct heap h;
     size_t hcap;
     struct cursor *cur;   /* the cursor with the smallest key, out of the heap */
-    struct hl_event *ev;  /* events made but not given to the writer yet ... */
-    unsigned nev, ev_cap; /* ... how many, and how many fit before the writer's chunk
-                             is full (a checkpoint is taken between chunks) */
+    uint32_t room;        /* events that fit before the writer's chunk is full (a
+                             checkpoint is taken between chunks; 0: see submit) */
+    int bad_op;           /* the op of a record the writer would refuse (RUN_BADOP) */
     uint64_t next_slot;
     uint32_t nthreads;    /* dense thread indices handed out */
     size_t reserve;       /* the live map's reservation (remapped past half of it) */

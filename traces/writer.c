@@ -14,6 +14,7 @@
  */
 #include "trace.h"
 #include "codec.h"
+#include "encode.h"
 #include "format.h"
 #include "liveset.h"
 
@@ -41,22 +42,6 @@
 #define MODE_TRIAL_EVERY 8
 
 static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
-
-/* What encoding an event reads and changes: kept together so that the batch path
- * (hl_writer_events) can hold it in registers, apart from the column bytes it
- * writes (a store through a byte pointer may alias anything in memory). */
-struct enc {
-    uint8_t *colp[HL_NCOLS]; /* the columns' ends (mode 0) */
-    uint8_t *altp[HL_NCOLS]; /* the mode-1 alternatives' ends */
-    uint64_t nevents;        /* of the section */
-    uint64_t next_slot;
-    uint64_t prev_time;
-    uint64_t prev_ref;       /* REF mode 1's prediction */
-    int64_t prev_dt;         /* TIME mode 1's prediction */
-    uint32_t prev_thread;
-    uint32_t nthreads;
-    uint32_t chunk_n;        /* events in the chunk being filled */
-};
 
 struct hl_writer {
     char *path, *tmp;
@@ -668,93 +653,7 @@ static int check_event(struct hl_writer *w, const struct hl_event *e, uint64_t *
     return 0;
 }
 
-/* Op properties for the encoder: bit 0 takes a block, bit 1 allocates, bit 2 has aux. */
-static const uint8_t op_bits[16] = {
-    [HL_OP_MALLOC] = 2,
-    [HL_OP_CALLOC] = 2 | 4,
-    [HL_OP_REALLOC] = 1 | 2,
-    [HL_OP_FREE] = 1,
-    [HL_OP_POSIX_MEMALIGN] = 2 | 4,
-    [HL_OP_ALIGNED_ALLOC] = 2 | 4,
-    [HL_OP_MEMALIGN] = 2 | 4,
-    [HL_OP_VALLOC] = 2,
-    [HL_OP_PVALLOC] = 2,
-    [HL_OP_REALLOCARRAY] = 1 | 2 | 4,
-};
-
-/* The slot event e gives back (a trusted producer's: the fields are right). */
-static inline uint64_t ref_of(const struct hl_event *e)
-{
-    return e->op == HL_OP_FREE ? e->slot : (op_bits[e->op] & 1) ? e->old_slot : HL_NO_SLOT;
-}
-
-/* Encode e, giving back slot ref (format.h, CHNK payload), into the columns s points
- * to, REF and TIME as mode 0 and/or mode 1 (want0, want1: a trial chunk writes both).
- * e->op is known (1 .. HL_OP_COUNT_ - 1).  The caller counts it (nevents, chunk_n) and
- * its thread (nthreads: here only where the thread changes, see encode_run). */
-static inline __attribute__((always_inline)) void encode(struct enc *s, const struct hl_event *e,
-                                                         uint64_t ref, unsigned want0,
-                                                         unsigned want1)
-{
-    int op = e->op;
-    int takes = op_bits[op] & 1, allocates = op_bits[op] & 2;
-    uint8_t opf = (uint8_t)(op | e->flags << 4);
-    if (takes && ref == HL_NO_SLOT && !(e->flags & HL_EV_UNKNOWN))
-        opf |= HL_OPF_NOREF;
-    if (e->thread != s->prev_thread) {
-        opf |= HL_OPF_THREAD;
-        s->colp[HL_COL_THREAD] = hl_put_varint(s->colp[HL_COL_THREAD], e->thread);
-        s->prev_thread = e->thread;
-        if (e->thread + 1 > s->nthreads)
-            s->nthreads = e->thread + 1;
-    }
-    *s->colp[HL_COL_OPF]++ = opf;
-    if (op != HL_OP_FREE) {
-        *s->colp[HL_COL_SIZE_LO]++ = (uint8_t)e->size;
-        s->colp[HL_COL_SIZE_HI] = hl_put_varint(s->colp[HL_COL_SIZE_HI], e->size >> 8);
-    }
-    if (op_bits[op] & 4)
-        s->colp[HL_COL_AUX] = hl_put_varint(s->colp[HL_COL_AUX], e->aux);
-    if (ref != HL_NO_SLOT) {
-        if (want0 & HL_MODE_REF_PREV)
-            s->colp[HL_COL_REF] = hl_put_varint(s->colp[HL_COL_REF], s->next_slot - 1 - ref);
-        if (want1 & HL_MODE_REF_PREV)
-            s->altp[HL_COL_REF] =
-                hl_put_varint(s->altp[HL_COL_REF], hl_zigzag((int64_t)ref - (int64_t)s->prev_ref));
-        s->prev_ref = ref;
-    }
-    /* TIME mode 0 stores the step, mode 1 the change of step (wrapping arithmetic, so
-     * any sequence of times round-trips). */
-    int64_t dt = (int64_t)(e->time_ns - s->prev_time);
-    int64_t ddt = (int64_t)((uint64_t)dt - (uint64_t)s->prev_dt);
-    s->prev_dt = dt;
-    if (want0 & HL_MODE_TIME_DD) {
-        *s->colp[HL_COL_TIME_LO]++ = (uint8_t)dt;
-        s->colp[HL_COL_TIME_HI] = hl_put_varint(s->colp[HL_COL_TIME_HI], hl_zigzag(dt >> 8));
-    }
-    if (want1 & HL_MODE_TIME_DD) {
-        uint64_t zdt = hl_zigzag(ddt); /* changes go either way: zigzag before the split */
-        *s->altp[HL_COL_TIME_LO]++ = (uint8_t)zdt;
-        s->altp[HL_COL_TIME_HI] = hl_put_varint(s->altp[HL_COL_TIME_HI], zdt >> 8);
-    }
-    s->prev_time = e->time_ns;
-    /* A realloc that failed keeps its old block and takes no slot. */
-    if (allocates && !(e->flags & HL_EV_FAILED))
-        s->next_slot++;
-}
-
-/* Count n events just encoded: every thread among them was either the chunk's
- * previous thread when it came, counted where it changed (encode), or the thread
- * before the chunk's first event (0). */
-static void count(struct enc *s, size_t n)
-{
-    if (n && s->prev_thread + 1 > s->nthreads)
-        s->nthreads = s->prev_thread + 1;
-    s->nevents += n;
-    s->chunk_n += (uint32_t)n;
-}
-
-/* The modes a chunk's events are encoded in (encode's want0, want1). */
+/* The modes a chunk's events are encoded in (hl_enc_event's want0, want1). */
 static unsigned want0_of(const struct hl_writer *w)
 {
     return w->trial ? 3 : ~w->modes;
@@ -779,21 +678,21 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
     if (w->trusted) {
         if (e->op <= 0 || e->op >= HL_OP_COUNT_)
             return unknown_op(w, e, err);
-        ref = ref_of(e);
+        ref = hl_enc_ref(e);
     } else {
         if (check_event(w, e, &ref, err) < 0)
             return -1;
         /* The section's live slots: realloc gives the old block back unless it failed. */
         if (ref != HL_NO_SLOT && !(e->flags & HL_EV_FAILED))
             hl_liveset_take(&w->live, ref, 0);
-        if ((op_bits[e->op] & 2) && !(e->flags & HL_EV_FAILED) &&
+        if ((hl_enc_op_bits[e->op] & 2) && !(e->flags & HL_EV_FAILED) &&
             hl_liveset_add(&w->live, w->e.next_slot) < 0) {
             w->failed = 1;
             return fail(w, err, "out of memory");
         }
     }
-    encode(&w->e, e, ref, want0_of(w), want1_of(w));
-    count(&w->e, 1);
+    hl_enc_event(&w->e, e, ref, want0_of(w), want1_of(w));
+    hl_enc_count(&w->e, 1);
     if (w->e.chunk_n >= w->chunk_max)
         return flush_chunk(w, err);
     return 0;
@@ -802,6 +701,18 @@ int hl_writer_event(struct hl_writer *w, const struct hl_event *e, struct hl_err
 uint32_t hl_writer_room(const struct hl_writer *w)
 {
     return w->chunk_max - w->e.chunk_n;
+}
+
+struct enc *hl_writer_enc(struct hl_writer *w, unsigned *want0, unsigned *want1)
+{
+    *want0 = want0_of(w);
+    *want1 = want1_of(w);
+    return &w->e;
+}
+
+int hl_writer_enc_done(struct hl_writer *w, struct hl_err *err)
+{
+    return w->e.chunk_n >= w->chunk_max ? flush_chunk(w, err) : 0;
 }
 
 /* Encode e[0..n) of a trusted producer, all in the same modes, holding the encoder's
@@ -816,9 +727,9 @@ static inline __attribute__((always_inline)) size_t encode_run(struct hl_writer 
     for (; i < n; i++) {
         if (__builtin_expect(e[i].op <= 0 || e[i].op >= HL_OP_COUNT_, 0))
             break;
-        encode(&s, &e[i], ref_of(&e[i]), want0, want1);
+        hl_enc_event(&s, &e[i], hl_enc_ref(&e[i]), want0, want1);
     }
-    count(&s, i);
+    hl_enc_count(&s, i);
     w->e = s;
     return i;
 }
