@@ -118,6 +118,16 @@ static inline void hl_enc_count(struct enc *s, size_t n)
     s->chunk_n += (uint32_t)n;
 }
 
+/* CALL(W0, W1) with the modes want0, want1 (want0_of/want1_of in writer.c, or
+ * hl_writer_enc's) as constants: one specialised copy of an encoding loop per mode
+ * combination, free of their tests. */
+#define HL_ENC_BY_MODES(want0, want1, CALL)                                               \
+    ((want0) == 3 && (want1) == 3         ? CALL(3, 3)                                      \
+     : !(want1)                           ? CALL(3, 0)                                      \
+     : (want1) == HL_MODE_REF_PREV        ? CALL(HL_MODE_TIME_DD, HL_MODE_REF_PREV)         \
+     : (want1) == HL_MODE_TIME_DD         ? CALL(HL_MODE_REF_PREV, HL_MODE_TIME_DD)         \
+                                          : CALL(0, 3))
+
 /* Direct encoding (the finaliser's): the writer's encoder state, and the modes of the
  * chunk being filled (hl_enc_event's want0 and want1), for a trusted writer inside a
  * section.  The caller encodes at most hl_writer_room events, counts them (hl_enc_count),

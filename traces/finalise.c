@@ -14,11 +14,11 @@
  * array (decode_batch), and the cursor with the smallest key runs (run) until another
  * thread's key comes first: threads allocate in bursts, so the heap is only touched
  * when the order actually switches threads, and a single-threaded process never
- * touches it.  The events go to the writer a batch at a time too, each batch ending
- * where the writer's chunk does, so that checkpoints still fall between chunks.
- * While the program
- * runs, the merge stops at the file's horizon: the largest sequence number a chunk's
- * mark guarantees to have everything below it in the file already (raw.h).
+ * touches it.  Each event is encoded into the writer's columns as it is made
+ * (traces/encode.h), and a run ends where the writer's chunk does, so that checkpoints
+ * still fall between chunks.  While the program runs, the merge stops at the file's
+ * horizon: the largest sequence number a chunk's mark guarantees to have everything
+ * below it in the file already (raw.h).
  *
  * realloc has two sequence numbers (raw.h): at the first its old block leaves the
  * address map (so another thread may get that address in between), at the second the
@@ -811,16 +811,9 @@ static int run(struct section *s, struct cursor *c, uint64_t end)
         c->dense = s->nthreads++;
     unsigned want0, want1;
     struct enc *we = hl_writer_enc(s->w, &want0, &want1);
-    /* One loop per mode combination, as hl_writer_events has (writer.c). */
-    if (want0 == 3 && want1 == 3)
-        return run_in(s, c, end, we, 3, 3);
-    if (want1 == 0)
-        return run_in(s, c, end, we, 3, 0);
-    if (want1 == HL_MODE_REF_PREV)
-        return run_in(s, c, end, we, HL_MODE_TIME_DD, HL_MODE_REF_PREV);
-    if (want1 == HL_MODE_TIME_DD)
-        return run_in(s, c, end, we, HL_MODE_REF_PREV, HL_MODE_TIME_DD);
-    return run_in(s, c, end, we, 0, 3);
+#define RUN_IN(w0, w1) run_in(s, c, end, we, w0, w1)
+    return HL_ENC_BY_MODES(want0, want1, RUN_IN);
+#undef RUN_IN
 }
 
 /* Put the threads that have records to go (again) into the merge. */

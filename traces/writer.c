@@ -746,17 +746,9 @@ int hl_writer_events(struct hl_writer *w, const struct hl_event *e, size_t n, st
         size_t k = w->chunk_max - w->e.chunk_n, done;
         if (k > n)
             k = n;
-        /* One loop per mode combination (want0 is ~modes), free of their tests. */
-        if (w->trial)
-            done = encode_run(w, e, k, 3, 3);
-        else if (w->modes == 0)
-            done = encode_run(w, e, k, 3, 0);
-        else if (w->modes == HL_MODE_REF_PREV)
-            done = encode_run(w, e, k, HL_MODE_TIME_DD, HL_MODE_REF_PREV);
-        else if (w->modes == HL_MODE_TIME_DD)
-            done = encode_run(w, e, k, HL_MODE_REF_PREV, HL_MODE_TIME_DD);
-        else
-            done = encode_run(w, e, k, 0, 3);
+#define ENCODE_RUN(want0, want1) encode_run(w, e, k, want0, want1)
+        done = HL_ENC_BY_MODES(want0_of(w), want1_of(w), ENCODE_RUN);
+#undef ENCODE_RUN
         if (w->e.chunk_n >= w->chunk_max && flush_chunk(w, err) < 0)
             return -1;
         if (done < k)
