@@ -5,9 +5,9 @@
  * time as it makes the event (hl_writer_enc), with no array of events between.
  *
  * The encoder's state (struct enc) is a copy a caller may hold in registers through a
- * loop and store back; the column bytes it writes are the writer's buffers.  hl_enc_event()
- * is inline with the modes as arguments, so that a loop specialised for each mode
- * combination has no tests of them.
+ * loop and store back; the column bytes it writes are the writer's buffers.
+ * hl_enc_event() is inline with the modes as arguments, so that a loop specialised for
+ * each mode combination (HL_ENC_BY_MODES) has no tests of them.
  */
 #ifndef HEAPLAB_ENCODE_H
 #define HEAPLAB_ENCODE_H
@@ -16,9 +16,10 @@
 #include "trace.h"
 #include <stdint.h>
 
-/* What encoding an event reads and changes: kept together so that the batch path
- * (hl_writer_events) can hold it in registers, apart from the column bytes it
- * writes (a store through a byte pointer may alias anything in memory). */
+/* What encoding an event reads and changes: kept together so that an encoding loop
+ * (the writer's hl_writer_events, the finaliser's run) can hold it in registers, apart
+ * from the column bytes it writes (a store through a byte pointer may alias anything
+ * in memory). */
 struct enc {
     uint8_t *colp[HL_NCOLS]; /* the columns' ends (mode 0) */
     uint8_t *altp[HL_NCOLS]; /* the mode-1 alternatives' ends */
@@ -55,10 +56,9 @@ static inline uint64_t hl_enc_ref(const struct hl_event *e)
 /* Encode e, giving back slot ref (format.h, CHNK payload), into the columns s points
  * to, REF and TIME as mode 0 and/or mode 1 (want0, want1: a trial chunk writes both).
  * e->op is known (1 .. HL_OP_COUNT_ - 1).  The caller counts it (nevents, chunk_n) and
- * its thread (nthreads: here only where the thread changes, see encode_run in writer.c). */
-static inline __attribute__((always_inline)) void hl_enc_event(struct enc *s, const struct hl_event *e,
-                                                         uint64_t ref, unsigned want0,
-                                                         unsigned want1)
+ * its thread (nthreads: here only where the thread changes, see hl_enc_count). */
+static inline __attribute__((always_inline)) void
+hl_enc_event(struct enc *s, const struct hl_event *e, uint64_t ref, unsigned want0, unsigned want1)
 {
     int op = e->op;
     int takes = hl_enc_op_bits[op] & 1, allocates = hl_enc_op_bits[op] & 2;

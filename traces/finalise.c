@@ -336,12 +336,18 @@ static uint64_t run_rest(const struct cursor *c, const uint64_t *q, uint64_t *t1
     return n;
 }
 
-/* The time of record k of the current run, once the run's end is known: the run's
- * span in nanoseconds is split evenly over its records in whole nanoseconds, the
- * first seg_rem steps one longer than the rest. */
+/* The time of record k of a run that starts at ns and steps q nanoseconds, the first
+ * rem steps one longer (the run's span split evenly over its records in whole
+ * nanoseconds: close_run). */
+static inline uint64_t step_time(uint64_t ns, uint64_t q, uint64_t rem, uint64_t k)
+{
+    return ns + k * q + (k < rem ? k : rem);
+}
+
+/* The time of record k of the cursor's current run, once the run's end is known. */
 static inline uint64_t run_time(const struct cursor *c, uint64_t k)
 {
-    return c->seg_ns + k * c->seg_q + (k < c->seg_rem ? k : c->seg_rem);
+    return step_time(c->seg_ns, c->seg_q, c->seg_rem, k);
 }
 
 /* The clock run begun at the last reading has n records in all and ends at TSC t1:
@@ -459,7 +465,7 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
                 last_ptr = r->ptr;
                 r->hash = hl_slotmap_hash_(last_ptr);
                 hl_slotmap_prefetch_h_(m, r->hash);
-                r->time = open ? k : ns + k * q + (k < rem ? k : rem);
+                r->time = open ? k : step_time(ns, q, rem, k);
                 k++;
                 r->chunk = chunk;
             }
@@ -778,8 +784,7 @@ static inline __attribute__((always_inline)) int run_in(struct section *s, struc
             continue;
         if (k == STEP_EVENT) {
             if (__builtin_expect(ev.op <= 0 || ev.op >= HL_OP_COUNT_, 0)) {
-                s->bad_op = ev.op; /* a short record of no op: the writer refuses it */
-                why = RUN_BADOP;
+                why = RUN_BADOP; /* a short record of no op: the writer refuses it */
                 break;
             }
             hl_enc_event(&e, &ev, hl_enc_ref(&ev), want0, want1);
@@ -873,9 +878,9 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
         int r = run(s, cur, end);
         if (r == RUN_NOMEM || r == RUN_BADOP) {
             s->cur = cur;
-            if (r == RUN_BADOP)
+            if (r == RUN_BADOP) /* the cursor is still at that record */
                 return fail(err, "event %llu of pid %u: unknown op %d",
-                            (unsigned long long)s->events, s->f->h.pid, s->bad_op);
+                            (unsigned long long)s->events, s->f->h.pid, cur_rec(cur)->op);
             return fail(err, "out of memory");
         }
         if (r == RUN_OUT) {

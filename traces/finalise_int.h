@@ -165,7 +165,6 @@ struct section {
     struct cursor *cur;   /* the cursor with the smallest key, out of the heap */
     uint32_t room;        /* events that fit before the writer's chunk is full (a
                              checkpoint is taken between chunks; 0: see submit) */
-    int bad_op;           /* the op of a record the writer would refuse (RUN_BADOP) */
     uint64_t next_slot;
     uint32_t nthreads;    /* dense thread indices handed out */
     size_t reserve;       /* the live map's reservation (remapped past half of it) */
