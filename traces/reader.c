@@ -72,6 +72,7 @@ struct hl_reader {
     uint64_t last_time;
     struct hl_liveset live; /* to refuse double frees */
     int trust_slots;        /* hl_reader_trust_slots: the caller checks them instead */
+    int no_times;           /* hl_reader_skip_times: the time columns are left packed */
     int live_ok;
 
     /* the chunk being decoded, a batch at a time */
@@ -637,6 +638,11 @@ static const uint8_t op_props[16] = {
 
 static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
 
+static inline int is_time_col(int c)
+{
+    return c == HL_COL_TIME_LO || c == HL_COL_TIME_HI;
+}
+
 /* Unpack a chunk's columns into r->raw: cp[c], ce[c] bound column c.  Returns NULL on
  * success or a reason. */
 static const char *unpack_columns(struct hl_reader *r, const struct block *b,
@@ -659,6 +665,14 @@ static const char *unpack_columns(struct hl_reader *r, const struct block *b,
             return "bad column header";
         if (raw > col_max[c] * b->nevents || total + raw > b->raw)
             return "column length out of range";
+        if (r->no_times && is_time_col(c)) {
+            if ((uint64_t)(end - p) < (stored ? stored : raw))
+                return "column runs past the chunk";
+            cp[c] = ce[c] = NULL; /* not unpacked (hl_reader_skip_times) */
+            p += stored ? stored : raw;
+            total += raw;
+            continue;
+        }
         if (stored == 0) {
             if ((uint64_t)(end - p) < raw)
                 return "column runs past the chunk";
@@ -707,7 +721,7 @@ static const char *start_chunk(struct hl_reader *r, const struct block *b)
         return why;
     if (first_slot != r->next_slot)
         return "chunk does not follow the previous one (slot numbering)";
-    if (base_time != r->last_time)
+    if (base_time != r->last_time && !r->no_times)
         return "chunk does not follow the previous one (time base)";
     uint32_t n = b->nevents;
     /* At most n allocations: check the slot limit once, outside the decode loop. */
@@ -725,9 +739,10 @@ static const char *start_chunk(struct hl_reader *r, const struct block *b)
 
 /* Decode the next n events of the current chunk into r->ev, checking with the live set
  * that every slot given back is live (check_live) or leaving that to the caller
- * (hl_reader_trust_slots).  Returns NULL on success or a reason. */
+ * (hl_reader_trust_slots), with their times (times) or with 0 for them
+ * (hl_reader_skip_times).  Returns NULL on success or a reason. */
 static inline __attribute__((always_inline)) const char *
-decode_batch_(struct hl_reader *r, uint32_t n, const int check_live)
+decode_batch_(struct hl_reader *r, uint32_t n, const int check_live, const int times)
 {
     /* Local copies: with -fno-strict-aliasing, pointers kept in *r would be reloaded
      * after every store to an event. */
@@ -807,6 +822,9 @@ decode_batch_(struct hl_reader *r, uint32_t n, const int check_live)
                 e->slot = next++;
             }
         }
+        e->time_ns = 0;
+        if (!times)
+            continue;
         /* TIME: the step, or its change (format.h). */
         if (cp[HL_COL_TIME_LO] >= ce[HL_COL_TIME_LO] ||
             hl_get_varint(&cp[HL_COL_TIME_HI], ce[HL_COL_TIME_HI], &v) || v >> 57)
@@ -831,7 +849,7 @@ decode_batch_(struct hl_reader *r, uint32_t n, const int check_live)
     r->left -= n;
     if (r->left == 0)
         for (int c = 0; c < HL_NCOLS; c++)
-            if (cp[c] != ce[c])
+            if (cp[c] != ce[c] && (times || !is_time_col(c)))
                 return "column lengths do not match the events";
     return NULL;
 }
@@ -839,12 +857,19 @@ decode_batch_(struct hl_reader *r, uint32_t n, const int check_live)
 /* The two loops, each free of the other's tests. */
 static const char *decode_batch(struct hl_reader *r, uint32_t n)
 {
-    return r->trust_slots ? decode_batch_(r, n, 0) : decode_batch_(r, n, 1);
+    if (r->no_times)
+        return r->trust_slots ? decode_batch_(r, n, 0, 0) : decode_batch_(r, n, 1, 0);
+    return r->trust_slots ? decode_batch_(r, n, 0, 1) : decode_batch_(r, n, 1, 1);
 }
 
 void hl_reader_trust_slots(struct hl_reader *r)
 {
     r->trust_slots = 1;
+}
+
+void hl_reader_skip_times(struct hl_reader *r)
+{
+    r->no_times = 1;
 }
 
 ssize_t hl_reader_events(struct hl_reader *r, const struct hl_event **events,

@@ -993,6 +993,7 @@ int hl_plan_trace(const char *path, const struct hl_plan_opts *o, long pid,
     if (!r)
         return -1;
     hl_reader_trust_slots(r); /* plan_section's builders refuse dead slots (strict) */
+    hl_reader_skip_times(r);  /* a plan holds no times (--gaps reads them apart) */
     hl_reader_hash_begin(r);
     int first = *nrows, rc = -1;
     uint32_t section = 0;
