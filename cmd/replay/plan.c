@@ -76,7 +76,10 @@ struct hl_plan_builder {
     uint64_t npend, pendcap;
     uint64_t win, win_ev;         /* window number, events in it */
     uint64_t off, nwin, max_win;
-    uint64_t synced;              /* written back up to here (a plan kept in the cache) */
+    uint64_t synced;              /* written back up to here (a plan kept in the cache,
+                                     or streamed) */
+    uint64_t dropped;             /* streamed: pages given back up to here */
+    int streamed;                 /* hl_plan_streamed, from the section's event count */
     uint64_t events, ops, unknown, failed, live, peak, cross;
     struct tlmark *tl;
     uint64_t ntl, tlcap;
@@ -177,6 +180,8 @@ struct hl_plan_builder *hl_plan_begin(int fd, const struct hl_plan_opts *o,
     b->page_size = p->page_size ? p->page_size : 4096;
     b->hi = 1;
     b->off = b->synced = HL_PLAN_HDR_BYTES;
+    /* At least 4 bytes per event (narrow words), so the plan is at least this large. */
+    b->streamed = hl_plan_streamed(p->nevents * sizeof(uint32_t));
     return b;
 }
 
@@ -241,17 +246,39 @@ static int writev_at(int fd, struct iovec *iov, int n, uint64_t off)
     return 0;
 }
 
+int hl_plan_streamed(uint64_t bytes)
+{
+    static uint64_t min;
+    if (!min) {
+        const char *e = getenv("HEAPLAB_PLAN_STREAM_MIN");
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        uint64_t m = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize / 4 : UINT64_MAX;
+        if (e && *e)
+            m = strtoull(e, NULL, 10);
+        min = m ? m : 1;
+    }
+    return bytes >= min;
+}
+
 /* A plan kept beside the trace is made durable (fsync) before it is renamed into
  * place: start writing it back as it grows, so that the disk works while the plan is
- * built and the final fsync has little left to wait for. */
-#define WRITEBACK_EVERY (64ull << 20)
-
+ * built and the final fsync has little left to wait for.  A streamed plan
+ * (hl_plan_streamed) is written back the same way, and its pages are given back once
+ * written, a step behind. */
 static void written(struct hl_plan_builder *b)
 {
-    if (b->opts.cache && b->off - b->synced >= WRITEBACK_EVERY) {
-        sync_file_range(b->fd, (off64_t)b->synced, (off64_t)(b->off - b->synced),
-                        SYNC_FILE_RANGE_WRITE);
-        b->synced = b->off;
+    if (!(b->opts.cache || b->streamed) || b->off - b->synced < HL_PLAN_STREAM_STEP)
+        return;
+    sync_file_range(b->fd, (off64_t)b->synced, (off64_t)(b->off - b->synced),
+                    SYNC_FILE_RANGE_WRITE);
+    b->synced = b->off;
+    if (b->streamed && b->synced - b->dropped >= 4 * HL_PLAN_STREAM_STEP) {
+        const uint64_t to = b->synced - HL_PLAN_STREAM_STEP;
+        sync_file_range(b->fd, (off64_t)b->dropped, (off64_t)(to - b->dropped),
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                            SYNC_FILE_RANGE_WAIT_AFTER);
+        posix_fadvise(b->fd, (off_t)b->dropped, (off_t)(to - b->dropped), POSIX_FADV_DONTNEED);
+        b->dropped = to;
     }
 }
 

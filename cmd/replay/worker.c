@@ -834,6 +834,8 @@ __attribute__((noinline, used)) void hl_replay_loop(struct wthr *t)
 
 static char *win_buf;              /* the window being replayed: max_win_bytes */
 static uint64_t win_next, win_left; /* file offset of the next window; windows unread */
+static int win_streamed;            /* hl_plan_streamed: pages given back behind */
+static uint64_t win_dropped;        /* up to here */
 static struct hl_rp_ev *ev_buf;    /* a compact window decoded (loops other than plain) */
 static uint64_t *wide_buf;         /* a narrow compact window widened (replay.h) */
 static struct hl_rp_tlpoint *tl_points; /* the plan's, grouped per thread */
@@ -1014,6 +1016,11 @@ static int load_window(void)
         load_events(w, hb);
     win_next += w->bytes;
     win_left--;
+    if (win_streamed && win_next - win_dropped >= HL_PLAN_STREAM_STEP) {
+        posix_fadvise(cfg.plan_fd, (off_t)win_dropped, (off_t)(win_next - win_dropped),
+                      POSIX_FADV_DONTNEED);
+        win_dropped = win_next;
+    }
     return 0;
 }
 
@@ -1394,6 +1401,8 @@ static void open_plan(void)
     if (cfg.gap_fd >= 0)
         open_gaps();
     win_next = h->win_off;
+    win_streamed = hl_plan_streamed(h->total_bytes);
+    win_dropped = 0;
     win_left = h->nwin;
     load_window(); /* none when every event was skipped: nothing to replay */
 }

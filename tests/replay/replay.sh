@@ -365,6 +365,25 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' \
 check "10M events replayed with heaplab and its worker under 64 MiB (VmHWM; got $maxrss KiB)" \
     "[ '$maxrss' -lt 65536 ]"
 
+# ---- a plan too large for the page cache is streamed (its pages given back behind) ----
+cp "$T/long.hlt" "$T/stream.hlt"
+cnt() { json "$1" '[(r["ops"], r["skipped_unknown"], r["peak_live_bytes"], r["replay_live_bytes"]) for r in j["results"]]'; }
+"$H" replay "$T/long.hlt" -n 1 -a glibc --check=full -q --format json -o "$T/unstreamed.json"
+HEAPLAB_PLAN_STREAM_MIN=1 "$H" replay "$T/stream.hlt" -n 2 -a glibc --check=full -q \
+    --format json -o "$T/streamed.json"
+eq "a streamed plan replays the same events, checked in full, as one left in the page cache" \
+    "$(cnt "$T/streamed.json")" "$(cnt "$T/unstreamed.json")"
+eq "both runs measured (the second reads the plan back after the first gave its pages back)" \
+    "$(json "$T/streamed.json" '[(r["runs"], r["status"]) for r in j["results"]]')" "[(2, 'ok')]"
+HEAPLAB_PLAN_STREAM_MIN=1 "$H" replay "$T/stream.hlt" -n 1 -a glibc --check=full -q \
+    --format json -o "$T/streamed2.json"
+eq "the streamed plan kept beside the trace replays the same events again" \
+    "$(cnt "$T/streamed2.json")" "$(cnt "$T/unstreamed.json")"
+plan_kib=$(( $(stat -c %s "$T/stream.hlt.0.plan") / 1024 ))
+res_kib=$(( $(fincore -b -n -o RES "$T/stream.hlt.0.plan" | tr -d ' ') / 1024 ))
+check "and leaves little of it in the page cache ($res_kib of $plan_kib KiB)" \
+    "[ $plan_kib -gt 16384 ] && [ $res_kib -lt $((plan_kib / 2)) ]"
+
 # ---- output forms, runs, timeline ----
 "$H" replay "$T/small.hlt" -n 3 -a glibc,mimalloc --format json -o "$T/n3.json"
 eq "-n 3 makes 3 runs per allocator" "$(json "$T/n3.json" '[r["runs"] for r in j["results"]]')" "[3, 3]"
