@@ -854,7 +854,7 @@ decode_batch_(struct hl_reader *r, uint32_t n, const int check_live, const int t
     return NULL;
 }
 
-/* The two loops, each free of the other's tests. */
+/* The four loops, each free of the tests it does not need. */
 static const char *decode_batch(struct hl_reader *r, uint32_t n)
 {
     if (r->no_times)

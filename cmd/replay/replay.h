@@ -182,7 +182,7 @@ struct hl_plan_info {
 /* A plan too large to stay in the page cache between runs, more than a quarter of the
  * machine's memory (or HEAPLAB_PLAN_STREAM_MIN bytes, for tests), is streamed: its
  * writer and its reader give its pages back behind them (POSIX_FADV_DONTNEED, every
- * HL_PLAN_STREAM_STEP bytes), so that it cycles through a few hundred MiB of page cache
+ * HL_PLAN_STREAM_STEP bytes), so that it cycles through a few tens of MiB of page cache
  * instead of filling it with pages the kernel must take fresh (on a VM whose host takes
  * a guest's free pages back, each one costs more than the disk's read; HISTORY.md).
  * The worker's reads then come from the disk, ahead of it by the kernel's readahead. */
