@@ -822,9 +822,10 @@ decode_batch_(struct hl_reader *r, uint32_t n, const int check_live, const int t
                 e->slot = next++;
             }
         }
-        e->time_ns = 0;
-        if (!times)
+        if (!times) {
+            e->time_ns = 0;
             continue;
+        }
         /* TIME: the step, or its change (format.h). */
         if (cp[HL_COL_TIME_LO] >= ce[HL_COL_TIME_LO] ||
             hl_get_varint(&cp[HL_COL_TIME_HI], ce[HL_COL_TIME_HI], &v) || v >> 57)

@@ -168,7 +168,7 @@ void hl_reader_trust_slots(struct hl_reader *r);
 
 /* Events come with time_ns 0: their time columns are neither unpacked nor decoded nor
  * checked (the chunk's own checksum still is), for a caller that needs no times (the
- * replay's planner: a quarter of its preparation on a realloc-heavy trace).  Call before the first hl_reader_events. */
+ * replay's planner).  Call before the first hl_reader_events. */
 void hl_reader_skip_times(struct hl_reader *r);
 
 /* A large block's resident pages (format.h, PAGE): the recorder counts, for blocks of
