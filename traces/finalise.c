@@ -28,10 +28,12 @@
  * While the program runs, up to MAX_LIVE sections are written side by side, each
  * through its own writer into a part file next to its raw file; a section is ended
  * once its process image is over (it exec'd, or the process is gone).  At the finish
- * the trace is written in start order: each section's part as it is
- * (hl_writer_append), or, for an image never begun, straight from its raw file.
- * Finalising a finished capture in one go takes the second way for every section,
- * and gives the same bytes.
+ * the sections never begun are written into parts of their own too, and the trace is
+ * every part as it is, in start order (hl_writer_append), then a section for each
+ * unrecorded process.  Finalising a finished capture in one go writes every part at
+ * the finish, and gives the same bytes.  A trace of one part and nothing unrecorded
+ * (one process) is that part itself, put in place with a hard link (hl_trace_place):
+ * not copied, so the disk holds it once (a capture on another file system is copied).
  */
 #include "finalise.h"
 #include "finalise_int.h"
@@ -1528,6 +1530,24 @@ static int finish_section(struct hl_finaliser *fz, struct rawfile *f, struct hl_
     return hl_writer_close(w, err);
 }
 
+/* The trace: the parts order[0..n-1] one after the other, then a section for each
+ * unrecorded process.  0 or -1. */
+static int write_parts(struct hl_finaliser *fz, struct rawfile *const *order, size_t n,
+                       struct hl_err *err)
+{
+    struct hl_writer *w = hl_writer_open(fz->out, err);
+    int rc = w ? 0 : -1;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = hl_writer_append(w, order[i]->part, err);
+    if (rc == 0)
+        rc = unrec_write(&fz->unrec, w, &fz->st, err);
+    if (rc != 0) {
+        hl_writer_abort(w);
+        return -1;
+    }
+    return hl_writer_close(w, err);
+}
+
 /* Every process has stopped writing: end the begun sections, write the others into
  * parts of their own, then the trace: every part in start order. */
 static int finish(struct hl_finaliser *fz, struct hl_err *err)
@@ -1561,18 +1581,15 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
     for (size_t i = 0; i < n && rc == 0; i++)
         if (!order[i]->part)
             rc = finish_section(fz, order[i], err);
-    struct hl_writer *w = rc == 0 ? hl_writer_open(fz->out, err) : NULL;
-    rc = w ? 0 : -1;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        rc = hl_writer_append(w, order[i]->part, err);
     if (rc == 0)
-        rc = unrec_write(fz->fs, fz->n, &fz->unrec, w, &fz->st, err);
+        rc = unrec_gather(fz->fs, fz->n, &fz->unrec, err);
+    /* One part and nothing unrecorded (one process): that part is the trace. */
+    if (rc == 0 && n == 1 && fz->unrec.n == 0)
+        rc = hl_trace_place(order[0]->part, fz->out, err);
+    if (rc == 0)
+        rc = write_parts(fz, order, n, err);
     free(order);
-    if (rc != 0) {
-        hl_writer_abort(w);
-        return -1;
-    }
-    if (hl_writer_close(w, err) != 0)
+    if (rc < 0)
         return -1;
     struct stat sb;
     if (stat(fz->out, &sb) == 0)

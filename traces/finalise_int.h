@@ -238,10 +238,13 @@ void unrec_free(struct rawfile *f);
 /* A process heaplab saw end that may have left no raw file. */
 int unrec_add(struct unrec_list *u, uint32_t pid, uint32_t ppid, uint64_t realtime_ns,
               unsigned why, const char *exe, const char *cmdline);
-/* Write a section for every unrecorded process (those of u without a raw file, and
- * those the files fs[0..n-1] announce) into w, counting them in st.  0 or -1. */
-int unrec_write(struct rawfile *const *fs, size_t n, struct unrec_list *u, struct hl_writer *w,
-                struct hl_finalise_stats *st, struct hl_err *err);
+/* Make u the list of every unrecorded process, in the order they started: those u
+ * holds that left no raw file, and those the files fs[0..n-1] announce.  Once, after
+ * every file's header is read.  0 or -1. */
+int unrec_gather(struct rawfile *const *fs, size_t n, struct unrec_list *u, struct hl_err *err);
+/* A section for each process of u (unrec_gather) into w, counting them in st.  0 or -1. */
+int unrec_write(const struct unrec_list *u, struct hl_writer *w, struct hl_finalise_stats *st,
+                struct hl_err *err);
 /* Read f's header again for what its process lost (dropped, missed, cut_errno into
  * f->h).  Returns 1 if its capture was cut (the disk was full). */
 int unrec_losses(struct rawfile *f);

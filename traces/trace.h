@@ -286,6 +286,13 @@ struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_stat
  * separate files and put them in order at the end. */
 int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err);
 
+/* When the trace is one such file alone: put the trace file FROM (written by
+ * hl_writer, closed) in place as PATH without copying its bytes (a hard link under
+ * PATH's temporary name, renamed over PATH, as a writer's close does).  FROM stays as
+ * it was.  Returns 1 if placed; 0 if the file system cannot link FROM there (another
+ * file system, no hard links), for the caller to copy instead; -1 with err set. */
+int hl_trace_place(const char *from, const char *path, struct hl_err *err);
+
 /* Bytes written so far (for "trace bytes" summaries). */
 uint64_t hl_writer_bytes(const struct hl_writer *w);
 

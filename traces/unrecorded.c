@@ -220,8 +220,7 @@ static int cmp_mono(const void *a, const void *b)
     return x->mono_ns < y->mono_ns ? -1 : x->mono_ns > y->mono_ns;
 }
 
-int unrec_write(struct rawfile *const *fs, size_t n, struct unrec_list *u, struct hl_writer *w,
-                struct hl_finalise_stats *st, struct hl_err *err)
+int unrec_gather(struct rawfile *const *fs, size_t n, struct unrec_list *u, struct hl_err *err)
 {
     /* The ones heaplab reaped (u already) that did leave a file were recorded. */
     size_t k = 0;
@@ -234,6 +233,12 @@ int unrec_write(struct rawfile *const *fs, size_t n, struct unrec_list *u, struc
             return fz_fail(err, "out of memory");
     if (u->n > 1)
         qsort(u->v, u->n, sizeof *u->v, cmp_mono);
+    return 0;
+}
+
+int unrec_write(const struct unrec_list *u, struct hl_writer *w, struct hl_finalise_stats *st,
+                struct hl_err *err)
+{
     for (size_t i = 0; i < u->n; i++) {
         const struct hl_process *p = &u->v[i].p;
         if (hl_writer_begin_process(w, p, err) != 0 || hl_writer_end_process(w, err) != 0)

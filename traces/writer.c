@@ -19,6 +19,7 @@
 #include "liveset.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -207,6 +208,9 @@ static struct hl_writer *hl_writer_open_file(const char *path, const char *mode,
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, HL_ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_minMatch, HL_ZSTD_MIN_MATCH);
     sprintf(w->tmp, "%s.tmp", path);
+    /* A new file, not one a killed hl_trace_place left linked to another trace. */
+    if (mode[0] == 'w')
+        unlink(w->tmp);
     w->f = fopen(w->tmp, mode);
     if (!w->f) {
         snprintf(err->msg, sizeof err->msg, "%s: cannot %s: %s", w->tmp,
@@ -268,6 +272,43 @@ int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
     if (bad)
         return fail(w, err, "%s: read failed", path);
     return 0;
+}
+
+int hl_trace_place(const char *from, const char *path, struct hl_err *err)
+{
+    uint8_t h[HL_FILE_HEADER_BYTES];
+    int fd = open(from, O_RDONLY | O_CLOEXEC);
+    ssize_t k = fd >= 0 ? read(fd, h, sizeof h) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (k != (ssize_t)sizeof h || memcmp(h, HL_FORMAT_MAGIC, 8) != 0 ||
+        hl_get_le32(h + 8) != HL_FORMAT_VERSION) {
+        snprintf(err->msg, sizeof err->msg, "%s: not a trace of this version", from);
+        return -1;
+    }
+    char *tmp;
+    if (asprintf(&tmp, "%s.tmp", path) < 0) {
+        snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
+        return -1;
+    }
+    unlink(tmp); /* a temporary left by a writer that was killed */
+    int rc = 1;
+    if (link(from, tmp) != 0) {
+        if (errno == EXDEV || errno == EPERM || errno == EMLINK || errno == ENOTSUP ||
+            errno == ENOSYS)
+            rc = 0;
+        else {
+            snprintf(err->msg, sizeof err->msg, "cannot create %s: %s", tmp, strerror(errno));
+            rc = -1;
+        }
+    } else if (rename(tmp, path) != 0) {
+        snprintf(err->msg, sizeof err->msg, "cannot rename %s into place: %s", tmp,
+                 strerror(errno));
+        unlink(tmp);
+        rc = -1;
+    }
+    free(tmp);
+    return rc;
 }
 
 /* The pages pairs given so far, as one PAGE block (nothing if there are none). */

@@ -37,9 +37,27 @@ check "the raw capture read is given back to the disk: $allocated of $apparent b
     "[ $allocated -lt $((apparent / 4)) ]"
 check "a checkpoint and the finished part stay with the punched capture" \
     "[ -s '$raw.ckpt' ] && [ -s '$raw.part' ]"
+same_file=$(stat -c %d:%i "$T/big.hlt" "$raw.part" | uniq | wc -l)
+check "a one-process trace is its finished part, not a copy: the disk holds it once" \
+    "[ $same_file -eq 1 ]"
 "$H" record -q --from-capture "$T/big" -o "$T/again.hlt"
 ok "a punched capture is finalised again from its part, the same trace" cmp "$T/big.hlt" "$T/again.hlt"
 rm -rf "$T/big" "$T/again.hlt"
+
+# ---- the trace put in place: on another file system it is copied; a stale temporary
+#      linked to another file (a heaplab killed while placing) is not written through ----
+if [ -d /dev/shm ] && [ "$(stat -c %d /dev/shm)" != "$(stat -c %d "$T")" ]; then
+    shm=$(mktemp -d /dev/shm/heaplab-test.XXXXXX)
+    "$H" record -q --capture-dir "$shm/cap" -o "$T/xdev.hlt" -- "$B/rec-churn" 100000 >/dev/null
+    eq "a capture on another file system: the trace is copied whole" \
+        "$("$H" stat --json "$T/xdev.hlt" >"$T/xdev.json" && json "$T/xdev.json" 'j["events"]')" 200003
+    rm -rf "$shm"
+fi
+printf 'keep me\n' >"$T/other"
+ln "$T/other" "$T/stale.hlt.tmp"
+"$H" record -q -o "$T/stale.hlt" -- "$B/rec-churn" 1000 >/dev/null
+eq "a stale temporary linked to another file: that file is left as it was" "$(cat "$T/other")" "keep me"
+ok "... and the trace is whole" "$H" stat "$T/stale.hlt"
 
 # ---- sequence numbers past 2^40 ----
 "$H" record -q -o "$T/ref.hlt" -- "$B/rec-churn" 300000 >/dev/null
