@@ -179,6 +179,14 @@ static int write_block(struct hl_writer *w, uint32_t tag, const uint8_t *payload
 
 /* A writer on PATH.tmp opened with fopen mode `mode` ("wb": a new trace, whose file
  * header is written; "r+b": an existing one, to go on from a checkpoint). */
+/* The name a trace is written under until it is complete (malloc'd; NULL if out of
+ * memory): renamed over PATH at the end, so that no half trace has PATH's name. */
+static char *tmp_name(const char *path)
+{
+    char *t;
+    return asprintf(&t, "%s.tmp", path) < 0 ? NULL : t;
+}
+
 static struct hl_writer *hl_writer_open_file(const char *path, const char *mode,
                                              struct hl_err *err)
 {
@@ -189,7 +197,7 @@ static struct hl_writer *hl_writer_open_file(const char *path, const char *mode,
     }
     w->chunk_max = HL_CHUNK_MAX_EVENTS;
     w->path = strdup(path);
-    w->tmp = malloc(strlen(path) + 5);
+    w->tmp = tmp_name(path);
     int spare = take_spare(w);
     if (!spare)
         w->cctx = ZSTD_createCCtx();
@@ -207,7 +215,6 @@ static struct hl_writer *hl_writer_open_file(const char *path, const char *mode,
     }
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, HL_ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_minMatch, HL_ZSTD_MIN_MATCH);
-    sprintf(w->tmp, "%s.tmp", path);
     /* A new file, not one a killed hl_trace_place left linked to another trace. */
     if (mode[0] == 'w')
         unlink(w->tmp);
@@ -307,8 +314,8 @@ int hl_trace_place(const char *from, const char *path, struct hl_err *err)
         snprintf(err->msg, sizeof err->msg, "%s: not a trace of this version", from);
         return -1;
     }
-    char *tmp;
-    if (asprintf(&tmp, "%s.tmp", path) < 0) {
+    char *tmp = tmp_name(path);
+    if (!tmp) {
         snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
         return -1;
     }
