@@ -19,6 +19,13 @@
  * Then the file system gets the raw bytes below low back (a hole punched in the file),
  * so that disk use is the trace plus a bounded window of capture.
  *
+ * A section finished while the program runs (its image is over, its part whole)
+ * gets a last checkpoint (checkpoint_done): H is CKPT_DONE, low the end of what was
+ * read, no section state, only the process events; then everything below low goes
+ * back to the disk.  Going on later takes the part as it is and reads the events from
+ * the checkpoint.  So a recording of many short processes holds the capture of those
+ * still running, not of every one since the start.
+ *
  * FILE <raw>.ckpt (written as .tmp and renamed, so it is whole or absent), native
  * 64-bit words: magic, version, H, low, horizon, prev_time, next_slot, events,
  * unknown, nthreads, the writer state (8 words), the counts of dense pairs, clock
@@ -41,6 +48,8 @@
 
 #define CKPT_MAGIC 0x31544b43504c4c48ull /* "HLLPCKT1" */
 #define CKPT_VERSION 2u
+/* H of a finished section's checkpoint (checkpoint_done): its part is whole. */
+#define CKPT_DONE UINT64_MAX
 /* Word numbers in the FILE layout above. */
 enum { CKPT_W_LOW = 3, CKPT_W_COUNTS = 18, CKPT_W_ARRAYS_V1 = 22 };
 
@@ -99,6 +108,9 @@ static void punch(struct rawfile *f, size_t upto)
     close(fd);
 }
 
+static int put_pevs(struct words *b, const struct rawfile *f, size_t low);
+static int write_ckpt(const struct rawfile *f, struct words *bw, int bad, struct hl_err *err);
+
 static int save(struct section *s, size_t low, struct hl_err *err)
 {
     struct rawfile *f = s->f;
@@ -139,19 +151,35 @@ static int save(struct section *s, size_t low, struct hl_err *err)
     struct live_ctx lc = {&b, 0};
     hl_slotmap_each(s->map, put_live, &lc);
     bad |= lc.bad;
+    bad |= put_pevs(&b, f, low);
+    return write_ckpt(f, &b, bad, err);
+}
+
+/* The process events f holds from below low (the count is put before them). */
+static int put_pevs(struct words *b, const struct rawfile *f, size_t low)
+{
+    int bad = 0;
     for (size_t k = 0; k < f->npev; k++) {
         const struct pev *e = &f->pev[k];
         if (e->off >= low)
             continue;
         size_t len = strlen(e->path);
-        bad |= put(&b, e->kind) | put(&b, e->pid) | put(&b, e->mono_ns) | put(&b, e->off) |
-               put(&b, len);
+        bad |= put(b, e->kind) | put(b, e->pid) | put(b, e->mono_ns) | put(b, e->off) |
+               put(b, len);
         for (size_t o = 0; o < len; o += 8) {
             uint64_t word = 0;
             memcpy(&word, e->path + o, len - o < 8 ? len - o : 8);
-            bad |= put(&b, word);
+            bad |= put(b, word);
         }
     }
+    return bad;
+}
+
+/* The words of b, then their checksum, as f's checkpoint file (whole or absent).
+ * bad: building b ran out of memory.  Frees b's words.  0 or -1. */
+static int write_ckpt(const struct rawfile *f, struct words *bw, int bad, struct hl_err *err)
+{
+    struct words b = *bw;
     bad |= put(&b, b.n ? hl_raw_checksum(HL_RAW_CHECKSUM_INIT, b.w, b.n) : 0);
     if (bad) {
         free(b.w);
@@ -203,6 +231,26 @@ int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err)
     long pg = sysconf(_SC_PAGESIZE);
     if (save(s, low, err) != 0)
         return -1;
+    punch(f, low & ~(size_t)(pg - 1));
+    return 0;
+}
+
+int checkpoint_done(struct rawfile *f, struct hl_err *err)
+{
+    size_t low = f->off;
+    struct words b = {0};
+    int bad = put(&b, CKPT_MAGIC) | put(&b, CKPT_VERSION) | put(&b, CKPT_DONE) |
+              put(&b, low) | put(&b, f->horizon);
+    for (int k = 0; k < CKPT_W_COUNTS - 5; k++) /* section and writer state: none */
+        bad |= put(&b, 0);
+    uint64_t npev = 0;
+    for (size_t k = 0; k < f->npev; k++)
+        npev += f->pev[k].off < low;
+    bad |= put(&b, 0) | put(&b, 0) | put(&b, 0) | put(&b, 0) | put(&b, npev);
+    bad |= put_pevs(&b, f, low);
+    if (write_ckpt(f, &b, bad, err) != 0)
+        return -1;
+    long pg = sysconf(_SC_PAGESIZE);
     punch(f, low & ~(size_t)(pg - 1));
     return 0;
 }
@@ -291,6 +339,11 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
     int r = load_words(f, path, &w, &n, err);
     if (r <= 0)
         return r;
+    if (n > 2 && w[2] == CKPT_DONE) {
+        free(w);
+        return fz_fail(err, "%s: its section was finished into %s.part, which is missing",
+                       path, f->path);
+    }
     struct section *s = *sp;
     size_t i = 2;
 #define NEXT() (i < n ? w[i++] : (bad = 1, 0))

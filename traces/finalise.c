@@ -1377,7 +1377,8 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
     for (unsigned i = 0; i < fz->nlive;) {
         struct section *s = fz->live[i];
         struct hl_writer *w = s->w;
-        int over = image_over(fz, s->f);
+        struct rawfile *f = s->f;
+        int over = image_over(fz, f);
         if (section_step(fz, s, over, err) != 0)
             return -1;
         if (!over) {
@@ -1385,7 +1386,8 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
             continue;
         }
         fz->live[i] = fz->live[--fz->nlive];
-        if (hl_writer_close(w, err) != 0)
+        /* Its part whole, its capture is no longer needed on the disk. */
+        if (hl_writer_close(w, err) != 0 || checkpoint_done(f, err) != 0)
             return -1;
     }
     return 0;

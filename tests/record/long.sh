@@ -1,7 +1,8 @@
 #!/bin/bash
 # long.sh: recordings as long as users make them, at a scale a test can afford.
 #   - heaplab record's memory stays bounded on tens of millions of events, and the
-#     capture it has read goes back to the file system (checkpoints punch holes);
+#     capture it has read goes back to the file system (checkpoints punch holes), and
+#     so does the whole capture of a process that ended while the program runs;
 #   - sequence numbers past 2^40 (the interposer starts numbering there for a test);
 #   - nothing lost: a finalise that fails keeps the capture and says how to go on;
 #     heaplab killed with SIGKILL mid-run, then --from-capture, gives every event;
@@ -68,6 +69,25 @@ HEAPLAB_RECORD_SEQ_START=$(( (1 << 40) - 2000 )) "$H" record -q -o "$T/t40.hlt" 
     "$B/rec-threads" >/dev/null
 eq "threads numbered across 2^40: every worker block freed, none unknown" \
     "$("$H" stat --json "$T/t40.hlt" >"$T/t40.json" && json "$T/t40.json" '(j["threads"], j["unknown_frees"])')" "(5, 0)"
+
+# ---- a process that ended while the program runs gives its capture back ----
+# Two children run one after the other, then the shell waits: by then finalising has
+# ended their sections (their parts are whole), and their raw files go back to the
+# disk at once rather than when the recording ends.
+"$H" record -q --capture-dir "$T/kids" -o "$T/kids.hlt" -- sh -c \
+    "'$B/rec-churn' 1000000 1000; '$B/rec-churn' 1000000 1000; sleep 2" >/dev/null
+held=0 apparent=0
+for raw in "$T/kids"/*.hlraw; do
+    size=$(stat -c %s "$raw")
+    [ "$size" -gt 1048576 ] || continue # the shell's own
+    apparent=$((apparent + size))
+    held=$((held + $(stat -c %b "$raw") * $(stat -c %B "$raw")))
+done
+check "the ended children's capture went back to the disk ($held of $apparent bytes held)" \
+    "[ $apparent -gt 0 ] && [ $held -lt $((apparent / 16)) ]"
+"$H" record -q --from-capture "$T/kids" -o "$T/kids2.hlt"
+ok "finalised again from that capture: the same trace" cmp "$T/kids.hlt" "$T/kids2.hlt"
+rm -rf "$T"/kids*
 
 # ---- a finalise that fails keeps the capture and says how to go on ----
 HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 HEAPLAB_TEST_FINALISE_FAIL_AFTER=20000000 \

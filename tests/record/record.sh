@@ -239,8 +239,10 @@ ok "fork + exec: the trace finalised while it ran is the one finalised afterward
 "$H" record -q --from-capture "$T/live4" -o "$T/live4b.hlt"
 ok "a shell, its pipeline and the python3 it runs, finalised side by side: the same trace" \
     cmp "$T/live4.hlt" "$T/live4b.hlt"
-eq "the kept capture folder holds only the raw files afterwards" \
-    "$(ls "$T/live4" | grep -vc '[.]hlraw$')" 0
+eq "the kept capture folder holds raw files, and parts and checkpoints beside them, nothing else" \
+    "$(ls "$T/live4" | grep -v '[.]hlraw$' | grep -vc '[.]hlraw[.]\(part\|ckpt\)$')" 0
+eq "... and each part or checkpoint belongs to a raw file there" \
+    "$(for f in "$T/live4"/*.part "$T/live4"/*.ckpt; do [ -e "$f" ] && [ ! -e "${f%.*}" ] && echo "$f"; done | wc -l)" 0
 
 # ---- nothing silent: a process the interposer cannot enter is named ----
 # unrec TRACE: the unrecorded sections as "reason:exe-basename ..." (stat --json)
