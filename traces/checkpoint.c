@@ -108,6 +108,15 @@ static void punch(struct rawfile *f, size_t upto)
     close(fd);
 }
 
+/* The process events f holds from below low: those a checkpoint at low keeps. */
+static uint64_t count_pevs(const struct rawfile *f, size_t low)
+{
+    uint64_t n = 0;
+    for (size_t k = 0; k < f->npev; k++)
+        n += f->pev[k].off < low;
+    return n;
+}
+
 static int put_pevs(struct words *b, const struct rawfile *f, size_t low);
 static int write_ckpt(const struct rawfile *f, struct words *bw, int bad, struct hl_err *err);
 
@@ -130,9 +139,7 @@ static int save(struct section *s, size_t low, struct hl_err *err)
         ndense += t && t->c.dense != NO_THREAD;
         npend += t && t->state == 1 && t->c.phase == 1;
     }
-    uint64_t npev = 0;
-    for (size_t k = 0; k < f->npev; k++)
-        npev += f->pev[k].off < low;
+    uint64_t npev = count_pevs(f, low);
     bad |= put(&b, ndense) | put(&b, 0) /* clock pairs: none since chunks carry their own */ |
            put(&b, npend) |
            put(&b, hl_slotmap_count(s->map)) | put(&b, npev);
@@ -243,10 +250,7 @@ int checkpoint_done(struct rawfile *f, struct hl_err *err)
               put(&b, low) | put(&b, f->horizon);
     for (int k = 0; k < CKPT_W_COUNTS - 5; k++) /* section and writer state: none */
         bad |= put(&b, 0);
-    uint64_t npev = 0;
-    for (size_t k = 0; k < f->npev; k++)
-        npev += f->pev[k].off < low;
-    bad |= put(&b, 0) | put(&b, 0) | put(&b, 0) | put(&b, 0) | put(&b, npev);
+    bad |= put(&b, 0) | put(&b, 0) | put(&b, 0) | put(&b, 0) | put(&b, count_pevs(f, low));
     bad |= put_pevs(&b, f, low);
     if (write_ckpt(f, &b, bad, err) != 0)
         return -1;

@@ -1386,9 +1386,12 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
             continue;
         }
         fz->live[i] = fz->live[--fz->nlive];
-        /* Its part whole, its capture is no longer needed on the disk. */
-        if (hl_writer_close(w, err) != 0 || checkpoint_done(f, err) != 0)
+        if (hl_writer_close(w, err) != 0)
             return -1;
+        /* Its part whole, its capture is no longer needed on the disk.  Should the
+         * checkpoint that allows that fail (a full disk), the capture just stays. */
+        struct hl_err ignored;
+        checkpoint_done(f, &ignored);
     }
     return 0;
 }

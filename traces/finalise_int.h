@@ -217,7 +217,8 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
 int checkpoint_pevs(struct rawfile *f, size_t *low, struct hl_err *err);
 /* f's section is finished and its part closed, while the program runs: a checkpoint
  * that keeps only f's process events, then the capture read is given back to the
- * disk (checkpoint.c).  0 or -1. */
+ * disk (checkpoint.c).  0, or -1 (nothing given back) if the checkpoint could not be
+ * written. */
 int checkpoint_done(struct rawfile *f, struct hl_err *err);
 /* Remove f's checkpoint file, once its section is written whole. */
 void checkpoint_remove(const struct rawfile *f);
