@@ -1589,12 +1589,13 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
     if (rc == 0)
         rc = unrec_gather(fz->fs, fz->n, &fz->unrec, err);
     /* One part and nothing unrecorded (one process): that part is the trace. */
+    int placed = 0;
     if (rc == 0 && n == 1 && fz->unrec.n == 0)
-        rc = hl_trace_place(order[0]->part, fz->out, err);
-    if (rc == 0)
+        placed = hl_trace_place(order[0]->part, fz->out, err);
+    if (rc == 0 && placed == 0)
         rc = write_parts(fz, order, n, err);
     free(order);
-    if (rc < 0)
+    if (rc != 0 || placed < 0)
         return -1;
     struct stat sb;
     if (stat(fz->out, &sb) == 0)

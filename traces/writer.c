@@ -252,6 +252,41 @@ void hl_writer_set_chunk_events(struct hl_writer *w, uint32_t n)
     w->chunk_max = n;
 }
 
+/* Does h (n bytes read from a file's start) begin a trace of this format version? */
+static int is_trace_header(const uint8_t *h, size_t n)
+{
+    return n >= HL_FILE_HEADER_BYTES && memcmp(h, HL_FORMAT_MAGIC, 8) == 0 &&
+           hl_get_le32(h + 8) == HL_FORMAT_VERSION;
+}
+
+/* The rest of trace file f (read up to its header) onto w: copied by the kernel where
+ * it can (no copy through this process), else read and written here. */
+static int copy_sections(struct hl_writer *w, FILE *f, const char *path, struct hl_err *err)
+{
+    if (fflush(w->f) != 0) {
+        w->failed = 1;
+        return fail(w, err, "write failed: %s", strerror(errno));
+    }
+    off_t from = HL_FILE_HEADER_BYTES;
+    ssize_t k;
+    while ((k = copy_file_range(fileno(f), &from, fileno(w->f), NULL, (size_t)1 << 30, 0)) > 0)
+        w->bytes += (uint64_t)k;
+    if (k < 0 && from != HL_FILE_HEADER_BYTES) { /* failed midway: a full disk */
+        w->failed = 1;
+        return fail(w, err, "write failed: %s", strerror(errno));
+    }
+    if (fseeko(f, from, SEEK_SET) != 0 || fseeko(w->f, 0, SEEK_END) != 0) {
+        w->failed = 1;
+        return fail(w, err, "%s: %s", path, strerror(errno));
+    }
+    uint8_t buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (write_bytes(w, buf, n, err) < 0)
+            return -1;
+    return ferror(f) ? fail(w, err, "%s: read failed", path) : 0;
+}
+
 int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
 {
     if (w->in_section)
@@ -260,46 +295,13 @@ int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
     if (!f)
         return fail(w, err, "%s: %s", path, strerror(errno));
     uint8_t h[HL_FILE_HEADER_BYTES];
-    if (fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, HL_FORMAT_MAGIC, 8) != 0 ||
-        hl_get_le32(h + 8) != HL_FORMAT_VERSION) {
-        fclose(f);
-        return fail(w, err, "%s: not a trace of this version", path);
-    }
+    size_t got = fread(h, 1, sizeof h, f);
     /* The sections are self-contained (slots, threads and times start over in each),
-     * so their bytes follow as they are: copied by the kernel where it can (no copy
-     * through this process), else read and written here. */
-    if (fflush(w->f) != 0) {
-        fclose(f);
-        w->failed = 1;
-        return fail(w, err, "write failed: %s", strerror(errno));
-    }
-    int in = fileno(f), out = fileno(w->f);
-    off_t from = HL_FILE_HEADER_BYTES;
-    ssize_t k;
-    while ((k = copy_file_range(in, &from, out, NULL, (size_t)1 << 30, 0)) > 0)
-        w->bytes += (uint64_t)k;
-    if (k < 0 && from != HL_FILE_HEADER_BYTES) { /* failed midway: a full disk */
-        fclose(f);
-        w->failed = 1;
-        return fail(w, err, "write failed: %s", strerror(errno));
-    }
-    if (fseeko(f, from, SEEK_SET) != 0 || fseeko(w->f, 0, SEEK_END) != 0) {
-        fclose(f);
-        w->failed = 1;
-        return fail(w, err, "%s: %s", path, strerror(errno));
-    }
-    uint8_t buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        if (write_bytes(w, buf, n, err) < 0) {
-            fclose(f);
-            return -1;
-        }
-    int bad = ferror(f);
+     * so their bytes follow as they are. */
+    int rc = is_trace_header(h, got) ? copy_sections(w, f, path, err)
+                                     : fail(w, err, "%s: not a trace of this version", path);
     fclose(f);
-    if (bad)
-        return fail(w, err, "%s: read failed", path);
-    return 0;
+    return rc;
 }
 
 int hl_trace_place(const char *from, const char *path, struct hl_err *err)
@@ -309,8 +311,7 @@ int hl_trace_place(const char *from, const char *path, struct hl_err *err)
     ssize_t k = fd >= 0 ? read(fd, h, sizeof h) : -1;
     if (fd >= 0)
         close(fd);
-    if (k != (ssize_t)sizeof h || memcmp(h, HL_FORMAT_MAGIC, 8) != 0 ||
-        hl_get_le32(h + 8) != HL_FORMAT_VERSION) {
+    if (k < 0 || !is_trace_header(h, (size_t)k)) {
         snprintf(err->msg, sizeof err->msg, "%s: not a trace of this version", from);
         return -1;
     }
