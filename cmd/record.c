@@ -248,7 +248,7 @@ static uint64_t capture_bytes(const char *dir)
 }
 
 int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
-                    double exited)
+                    double exited, int keep)
 {
     struct hl_finalise_stats st;
     struct hl_err err;
@@ -260,6 +260,8 @@ int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out
         return -1;
     }
     hl_finaliser_set_progress(fz, show_progress, &pg);
+    if (keep)
+        hl_finaliser_keep_capture(fz);
     /* From here a signal to heaplab stops finalising; the capture stays. */
     signal(SIGINT, on_stop);
     signal(SIGTERM, on_stop);
@@ -345,7 +347,7 @@ int cmd_record(int argc, char **argv)
             hl_usage_die("record: --from-capture takes no program");
         if (!output)
             hl_usage_die("record: --from-capture needs -o FILE");
-        return hl_record_finalise(NULL, from, output, quiet, 0) == 0 ? 0 : 1;
+        return hl_record_finalise(NULL, from, output, quiet, 0, 1) == 0 ? 0 : 1;
     }
     if (attach_pid != LONG_MIN) {
         if (i < argc || from || buffer || no_wait)
@@ -523,7 +525,7 @@ int cmd_record(int argc, char **argv)
         if (!fz)
             fz = hl_finaliser_new(dir, out, &ferr);
         hl_unseen_hand_over(unseen, fz, pid, prog_path);
-        r = hl_record_finalise(fz, dir, out, quiet, exited);
+        r = hl_record_finalise(fz, dir, out, quiet, exited, capture != NULL);
         if (r == 0 && !capture)
             hl_remove_capture(dir);
     }

@@ -19,10 +19,11 @@ void hl_remove_capture(const char *dir);
 
 /* Finalise the capture in dir into out (what fz has not done yet, if given) and print
  * the summary line unless quiet; exited: when the program exited (then the line says
- * how long finalising took after that), 0 if not run.  On failure the capture is kept
- * and the message says where and how to go on.  Returns 0 / -1. */
+ * how long finalising took after that), 0 if not run; keep: the capture stays after
+ * success (hl_finaliser_keep_capture).  On failure the capture is kept and the message
+ * says where and how to go on.  Returns 0 / -1. */
 int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out, int quiet,
-                       double exited);
+                       double exited, int keep);
 
 /* `heaplab record -p PID`: attach, record until stopped, detach, finalise (see
  * record_attach.c).  Returns the exit status. */

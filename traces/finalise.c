@@ -29,11 +29,13 @@
  * through its own writer into a part file next to its raw file; a section is ended
  * once its process image is over (it exec'd, or the process is gone).  At the finish
  * the sections never begun are written into parts of their own too, and the trace is
- * every part as it is, in start order (hl_writer_append), then a section for each
- * unrecorded process.  Finalising a finished capture in one go writes every part at
- * the finish, and gives the same bytes.  A trace of one part and nothing unrecorded
- * (one process) is that part itself, put in place with a hard link (hl_trace_place):
- * not copied, so the disk holds it once (a capture on another file system is copied).
+ * every part as it is, in start order, then a section for each unrecorded process,
+ * assembled in the capture folder a window at a time with each window given back to
+ * the disk as it is copied (assemble.c).  Finalising a finished capture in one go
+ * writes every part at the finish, and gives the same bytes.  A trace of one part and
+ * nothing unrecorded (one process) is that part itself, put in place with a hard link
+ * (hl_trace_place): not copied, so the disk holds it once (a capture on another file
+ * system is copied).
  */
 #include "finalise.h"
 #include "finalise_int.h"
@@ -938,6 +940,7 @@ struct hl_finaliser {
     uint64_t raw_done;      /* raw bytes read so far */
     uint64_t fail_after;    /* tests: fail once this many bytes are read (0: never) */
     struct unrec_list unrec; /* processes heaplab reaped (hl_finaliser_add_unrecorded) */
+    int keep;               /* the capture is kept after the finish (keep_capture) */
 };
 
 int hl_finaliser_add_unrecorded(struct hl_finaliser *fz, uint32_t pid, uint32_t ppid,
@@ -996,6 +999,11 @@ void hl_finaliser_set_progress(struct hl_finaliser *fz, hl_finalise_progress_fn 
 {
     fz->progress = fn;
     fz->progress_ctx = ctx;
+}
+
+void hl_finaliser_keep_capture(struct hl_finaliser *fz)
+{
+    fz->keep = 1;
 }
 
 /* Pick up raw files that appeared since the last look. */
@@ -1481,13 +1489,19 @@ static int rescan_pevs(struct hl_finaliser *fz, struct rawfile *f, struct hl_err
 
 /* Write f's section whole into its part file PATH.part (f->part), after the program
  * has stopped writing f: from the start of f, or going on from its checkpoint where
- * heaplab stopped before (checkpoint.c), or taking a part finished before as it is. */
-static int finish_section(struct hl_finaliser *fz, struct rawfile *f, struct hl_err *err)
+ * heaplab stopped before (checkpoint.c), or taking a part finished before as it is.
+ * With an assembly to go on from (assemble.c), a part that is there, or is in the
+ * assembly already (taken), is neither read nor counted: the assembly's state counts
+ * the parts. */
+static int finish_section(struct hl_finaliser *fz, struct rawfile *f,
+                          const struct asm_state *as, int taken, struct hl_err *err)
 {
     char *part;
     if (asprintf(&part, "%s.part", f->path) < 0)
         return fail(err, "out of memory");
     f->part = part;
+    if (taken || (as->have && access(part, F_OK) == 0))
+        return rescan_pevs(fz, f, err);
     if (access(part, F_OK) == 0) { /* finished before heaplab stopped: count it */
         struct hl_reader *r = hl_reader_open(part, err);
         struct hl_process p;
@@ -1535,22 +1549,25 @@ static int finish_section(struct hl_finaliser *fz, struct rawfile *f, struct hl_
     return hl_writer_close(w, err);
 }
 
-/* The trace: the parts order[0..n-1] one after the other, then a section for each
- * unrecorded process.  0 or -1. */
-static int write_parts(struct hl_finaliser *fz, struct rawfile *const *order, size_t n,
-                       struct hl_err *err)
+/* The trace of parts order[0..n-1] and the unrecorded processes (assemble.c).  A part
+ * with a checkpoint beside it is the only copy of its section (its raw capture may be
+ * given back): a kept capture keeps it whole. */
+static int assemble(struct hl_finaliser *fz, struct rawfile *const *order, size_t n,
+                    struct asm_state *as, struct hl_err *err)
 {
-    struct hl_writer *w = hl_writer_open(fz->out, err);
-    int rc = w ? 0 : -1;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        rc = hl_writer_append(w, order[i]->part, err);
-    if (rc == 0)
-        rc = unrec_write(&fz->unrec, w, &fz->st, err);
-    if (rc != 0) {
-        hl_writer_abort(w);
-        return -1;
+    struct asm_part *parts = calloc(n, sizeof *parts);
+    if (!parts)
+        return fail(err, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char ck[4200];
+        snprintf(ck, sizeof ck, "%s.ckpt", order[i]->path);
+        parts[i].path = order[i]->part;
+        parts[i].only = access(ck, F_OK) == 0;
+        parts[i].keep = fz->keep && parts[i].only;
     }
-    return hl_writer_close(w, err);
+    int rc = asm_trace(fz->dir, fz->out, parts, n, &fz->unrec, &fz->st, as, fz->keep, err);
+    free(parts);
+    return rc;
 }
 
 /* Every process has stopped writing: end the begun sections, write the others into
@@ -1582,18 +1599,24 @@ static int finish(struct hl_finaliser *fz, struct hl_err *err)
                     fz->dir);
     }
     qsort(order, n, sizeof *order, cmp_start);
-    int rc = 0;
+    struct asm_state as;
+    int rc = asm_load(fz->dir, &as, err) < 0 ? -1 : 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         if (!order[i]->part)
-            rc = finish_section(fz, order[i], err);
+            rc = finish_section(fz, order[i], &as, as.have && i < as.k, err);
+    if (as.have) {
+        fz->st.processes = (uint32_t)as.processes;
+        fz->st.threads = as.threads;
+        fz->st.events = as.events;
+    }
     if (rc == 0)
         rc = unrec_gather(fz->fs, fz->n, &fz->unrec, err);
     /* One part and nothing unrecorded (one process): that part is the trace. */
     int placed = 0;
-    if (rc == 0 && n == 1 && fz->unrec.n == 0)
+    if (rc == 0 && n == 1 && fz->unrec.n == 0 && !as.have)
         placed = hl_trace_place(order[0]->part, fz->out, err);
     if (rc == 0 && placed == 0)
-        rc = write_parts(fz, order, n, err);
+        rc = assemble(fz, order, n, &as, err);
     free(order);
     if (rc != 0 || placed < 0)
         return -1;

@@ -77,6 +77,11 @@ int hl_finaliser_finish(struct hl_finaliser *fz, struct hl_finalise_stats *st,
  * finalising with the error "interrupted" (the capture stays as it is). */
 typedef int hl_finalise_progress_fn(void *ctx, uint64_t raw_done);
 void hl_finaliser_set_progress(struct hl_finaliser *fz, hl_finalise_progress_fn *fn, void *ctx);
+/* The capture is kept after a finish that succeeds (to be finalised again): the finish
+ * then gives back to the disk only parts it can write again from the raw capture.
+ * Otherwise (the capture is removed once the trace is whole) every part is given back
+ * as it is copied into the trace (assemble.c). */
+void hl_finaliser_keep_capture(struct hl_finaliser *fz);
 /* A process of the run that heaplab saw end (it reaped it, at realtime_ns): if no raw
  * file of pid
  * turns up, the trace gets a section naming it (HL_PROC_UNRECORDED, reason why,

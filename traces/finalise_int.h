@@ -250,6 +250,36 @@ int unrec_gather(struct rawfile *const *fs, size_t n, struct unrec_list *u, stru
 /* A section for each process of u (unrec_gather) into w, counting them in st.  0 or -1. */
 int unrec_write(const struct unrec_list *u, struct hl_writer *w, struct hl_finalise_stats *st,
                 struct hl_err *err);
+/* Count the processes of u in st, as unrec_write does (their sections written before). */
+void unrec_count(const struct unrec_list *u, struct hl_finalise_stats *st);
+/* ---- assemble.c: the trace of several parts, assembled in the capture folder ---- */
+
+struct asm_state {
+    int have;                /* a state was loaded or the assembly has begun */
+    int done;                /* the assembly is the whole trace */
+    int given;               /* a part that was the only copy of its section was given
+                                back: the assembly alone holds those bytes */
+    uint64_t n, k, from;     /* parts; parts below k and bytes below from of part k ... */
+    uint64_t bytes;          /* ... are the assembly's first bytes */
+    uint64_t processes, threads, events; /* what the parts hold */
+};
+/* The state a stopped assembly left in dir: 1 (*s filled), 0 if there is none, or -1
+ * with err set if it is damaged. */
+int asm_load(const char *dir, struct asm_state *s, struct hl_err *err);
+struct asm_part {
+    const char *path;
+    int only;                /* the only copy of its section (a checkpoint beside it) */
+    int keep;                /* not given back to the disk as it is copied */
+};
+/* The trace out: parts[0..n-1] in order, then a section for each process of u
+ * (counted in st), assembled in dir (going on from *s where it has one) and put in
+ * place.  st's processes, threads and events must count the parts.  keep: the capture
+ * stays after the finish, so the assembly and its state are removed once the trace is
+ * placed, unless an only copy was given back (s->given).  0 or -1. */
+int asm_trace(const char *dir, const char *out, const struct asm_part *parts, size_t n,
+              const struct unrec_list *u, struct hl_finalise_stats *st, struct asm_state *s,
+              int keep, struct hl_err *err);
+
 /* Read f's header again for what its process lost (dropped, missed, cut_errno into
  * f->h).  Returns 1 if its capture was cut (the disk was full). */
 int unrec_losses(struct rawfile *f);

@@ -280,11 +280,19 @@ int hl_writer_at_boundary(const struct hl_writer *w);
 int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct hl_err *err);
 struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_state *st,
                                    struct hl_err *err);
+/* Reopen PATH.tmp left by hl_writer_stop between sections, cut back to its first
+ * BYTES bytes, to append more (hl_writer_append_window, whole sections). */
+struct hl_writer *hl_writer_reopen(const char *path, uint64_t bytes, struct hl_err *err);
 
 /* Append the process sections of the trace file PATH (written by hl_writer, closed)
  * as they are, between sections.  Lets a producer write sections side by side into
  * separate files and put them in order at the end. */
 int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err);
+/* The same a window at a time: up to max bytes of PATH's sections from byte *from
+ * (0: from the first section), moving *from on.  Returns the bytes appended, 0 once
+ * *from is at PATH's end, or -1 with err set. */
+int64_t hl_writer_append_window(struct hl_writer *w, const char *path, uint64_t *from,
+                                uint64_t max, struct hl_err *err);
 
 /* When the trace is one such file alone: put the trace file FROM (written by
  * hl_writer, closed) in place as PATH without copying its bytes (a hard link under

@@ -243,6 +243,15 @@ int unrec_write(const struct unrec_list *u, struct hl_writer *w, struct hl_final
         const struct hl_process *p = &u->v[i].p;
         if (hl_writer_begin_process(w, p, err) != 0 || hl_writer_end_process(w, err) != 0)
             return -1;
+    }
+    unrec_count(u, st);
+    return 0;
+}
+
+void unrec_count(const struct unrec_list *u, struct hl_finalise_stats *st)
+{
+    for (size_t i = 0; i < u->n; i++) {
+        const struct hl_process *p = &u->v[i].p;
         if (st->unrecorded < HL_FINALISE_NAMED) {
             struct hl_unrecorded_proc *q = &st->unrec[st->unrecorded];
             q->pid = p->pid;
@@ -252,7 +261,6 @@ int unrec_write(const struct unrec_list *u, struct hl_writer *w, struct hl_final
         }
         st->unrecorded++;
     }
-    return 0;
 }
 
 int unrec_losses(struct rawfile *f)

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -259,49 +260,91 @@ static int is_trace_header(const uint8_t *h, size_t n)
            hl_get_le32(h + 8) == HL_FORMAT_VERSION;
 }
 
-/* The rest of trace file f (read up to its header) onto w: copied by the kernel where
- * it can (no copy through this process), else read and written here. */
-static int copy_sections(struct hl_writer *w, FILE *f, const char *path, struct hl_err *err)
+/* Up to max bytes of the file fd (path) from *from onto w: copied by the kernel where
+ * it can (no copy through this process), else read and written here.  *from moves on
+ * past what was copied.  The bytes copied (0 at the file's end), or -1. */
+static int64_t copy_range(struct hl_writer *w, int fd, const char *path, off_t *from,
+                          uint64_t max, struct hl_err *err)
 {
     if (fflush(w->f) != 0) {
         w->failed = 1;
         return fail(w, err, "write failed: %s", strerror(errno));
     }
-    off_t from = HL_FILE_HEADER_BYTES;
-    ssize_t k;
-    while ((k = copy_file_range(fileno(f), &from, fileno(w->f), NULL, (size_t)1 << 30, 0)) > 0)
-        w->bytes += (uint64_t)k;
-    if (k < 0 && from != HL_FILE_HEADER_BYTES) { /* failed midway: a full disk */
+    uint64_t done = 0;
+    off_t start = *from;
+    ssize_t k = 0;
+    while (done < max &&
+           (k = copy_file_range(fd, from, fileno(w->f), NULL,
+                                (size_t)(max - done < ((uint64_t)1 << 30) ? max - done
+                                                                         : (uint64_t)1 << 30),
+                                0)) > 0)
+        done += (uint64_t)k;
+    w->bytes += done;
+    if (k < 0 && *from != start) { /* failed midway: a full disk */
         w->failed = 1;
         return fail(w, err, "write failed: %s", strerror(errno));
     }
-    if (fseeko(f, from, SEEK_SET) != 0 || fseeko(w->f, 0, SEEK_END) != 0) {
+    if (fseeko(w->f, 0, SEEK_END) != 0) {
         w->failed = 1;
         return fail(w, err, "%s: %s", path, strerror(errno));
     }
+    if (k >= 0) /* done, or the file's end */
+        return (int64_t)done;
     uint8_t buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        if (write_bytes(w, buf, n, err) < 0)
+    while (done < max) { /* the kernel cannot copy between these files */
+        size_t want = max - done < sizeof buf ? (size_t)(max - done) : sizeof buf;
+        ssize_t n = pread(fd, buf, want, *from);
+        if (n < 0)
+            return fail(w, err, "%s: read failed: %s", path, strerror(errno));
+        if (n == 0)
+            break;
+        if (write_bytes(w, buf, (size_t)n, err) < 0)
             return -1;
-    return ferror(f) ? fail(w, err, "%s: read failed", path) : 0;
+        *from += n;
+        done += (uint64_t)n;
+    }
+    return (int64_t)done;
+}
+
+/* Opens the trace file path for hl_writer_append*, checking its header when check is
+ * set (a caller that has copied the first window may have given the header back to
+ * the disk since).  fd or -1. */
+static int open_trace(struct hl_writer *w, const char *path, int check, struct hl_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(w, err, "%s: %s", path, strerror(errno));
+    uint8_t h[HL_FILE_HEADER_BYTES];
+    ssize_t got = check ? read(fd, h, sizeof h) : 0;
+    if (check && (got < 0 || !is_trace_header(h, (size_t)got))) {
+        close(fd);
+        return fail(w, err, "%s: not a trace of this version", path);
+    }
+    return fd;
 }
 
 int hl_writer_append(struct hl_writer *w, const char *path, struct hl_err *err)
 {
+    uint64_t from = 0;
+    int64_t k = hl_writer_append_window(w, path, &from, UINT64_MAX, err);
+    return k < 0 ? -1 : 0;
+}
+
+int64_t hl_writer_append_window(struct hl_writer *w, const char *path, uint64_t *from,
+                                uint64_t max, struct hl_err *err)
+{
     if (w->in_section)
         return fail(w, err, "cannot append %s inside a process section", path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fail(w, err, "%s: %s", path, strerror(errno));
-    uint8_t h[HL_FILE_HEADER_BYTES];
-    size_t got = fread(h, 1, sizeof h, f);
+    int fd = open_trace(w, path, *from == 0, err);
+    if (fd < 0)
+        return -1;
     /* The sections are self-contained (slots, threads and times start over in each),
      * so their bytes follow as they are. */
-    int rc = is_trace_header(h, got) ? copy_sections(w, f, path, err)
-                                     : fail(w, err, "%s: not a trace of this version", path);
-    fclose(f);
-    return rc;
+    off_t at = *from < HL_FILE_HEADER_BYTES ? HL_FILE_HEADER_BYTES : (off_t)*from;
+    int64_t k = copy_range(w, fd, path, &at, max, err);
+    close(fd);
+    *from = (uint64_t)at;
+    return k;
 }
 
 int hl_trace_place(const char *from, const char *path, struct hl_err *err)
@@ -399,19 +442,34 @@ int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct
     return 0;
 }
 
-struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_state *st,
-                                   struct hl_err *err)
+struct hl_writer *hl_writer_reopen(const char *path, uint64_t bytes, struct hl_err *err)
 {
     struct hl_writer *w = hl_writer_open_file(path, "r+b", err);
     if (!w)
         return NULL;
-    if (fseeko(w->f, (off_t)st->bytes, SEEK_SET) != 0 || ftruncate(fileno(w->f), (off_t)st->bytes) != 0) {
-        fail(w, err, "cannot go back to byte %llu of %s: %s", (unsigned long long)st->bytes,
+    struct stat sb;
+    if (fstat(fileno(w->f), &sb) != 0 || (uint64_t)sb.st_size < bytes) {
+        fail(w, err, "%s: shorter than the %llu bytes written before", w->tmp,
+             (unsigned long long)bytes);
+        hl_writer_stop(w);
+        return NULL;
+    }
+    if (fseeko(w->f, (off_t)bytes, SEEK_SET) != 0 || ftruncate(fileno(w->f), (off_t)bytes) != 0) {
+        fail(w, err, "cannot go back to byte %llu of %s: %s", (unsigned long long)bytes,
              w->tmp, strerror(errno));
         hl_writer_stop(w);
         return NULL;
     }
-    w->bytes = st->bytes;
+    w->bytes = bytes;
+    return w;
+}
+
+struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_state *st,
+                                   struct hl_err *err)
+{
+    struct hl_writer *w = hl_writer_reopen(path, st->bytes, err);
+    if (!w)
+        return NULL;
     w->trusted = 1;
     w->in_section = 1;
     w->pid = st->pid;

@@ -4,6 +4,8 @@
 #     capture it has read goes back to the file system (checkpoints punch holes), and
 #     so does the whole capture of a process that ended while the program runs;
 #   - sequence numbers past 2^40 (the interposer starts numbering there for a test);
+#   - a trace of several parts is assembled in the capture folder, the parts given
+#     back as they are copied, and an assembly stopped midway goes on from there;
 #   - nothing lost: a finalise that fails keeps the capture and says how to go on;
 #     heaplab killed with SIGKILL mid-run, then --from-capture, gives every event;
 #     an unrecorded child announced in capture a checkpoint gave back to the disk is
@@ -87,7 +89,63 @@ check "the ended children's capture went back to the disk ($held of $apparent by
     "[ $apparent -gt 0 ] && [ $held -lt $((apparent / 16)) ]"
 "$H" record -q --from-capture "$T/kids" -o "$T/kids2.hlt"
 ok "finalised again from that capture: the same trace" cmp "$T/kids.hlt" "$T/kids2.hlt"
-rm -rf "$T"/kids*
+
+# ---- a trace of several parts: assembled in the capture folder, parts given back ----
+# The same program recorded without keeping its capture, stopped after three 1 MiB
+# windows of the trace's assembly (as a full disk would stop it): what was copied has
+# gone back to the disk from the children's parts (the only copies of their sections,
+# whose raw capture went back before), and --from-capture goes on to the same events.
+HEAPLAB_TEST_ASSEMBLY_WINDOW=1048576 HEAPLAB_TEST_ASSEMBLY_FAIL_AFTER=3 \
+    "$H" record -q -o "$T/asmk.hlt" -- sh -c \
+    "'$B/rec-churn' 1000000 1000; '$B/rec-churn' 1000000 1000; sleep 2" >/dev/null 2>&1
+rc=$?
+check "a finish stopped in the assembly exits non-zero and keeps the capture (got $rc)" \
+    "[ $rc -ne 0 ] && [ -s '$T/asmk.hlt.capture/assembly.state' ] && [ ! -e '$T/asmk.hlt' ]"
+held=0 apparent=0
+for part in "$T"/asmk.hlt.capture/*.part; do
+    [ -e "$part" ] || continue
+    apparent=$((apparent + $(stat -c %s "$part")))
+    held=$((held + $(stat -c %b "$part") * $(stat -c %B "$part")))
+done
+check "the children's parts gave what was copied back ($held of $apparent bytes held)" \
+    "[ $apparent -gt 2097152 ] && [ $held -le $((apparent - 2097152 + 8192)) ]"
+ok "--from-capture finishes the assembly" \
+    "$H" record -q --from-capture "$T/asmk.hlt.capture" -o "$T/asmk.hlt"
+# churn_events FILE: the events of the rec-churn sections (the shell's own vary with
+# its environment)
+churn_events() {
+    "$H" export "$1" | awk '/^process /{on = /exe="[^"]*rec-churn"/; next} on && !/^#/' |
+        cut -d' ' -f2-
+}
+ok "with every event of the children" diff <(churn_events "$T/kids.hlt") <(churn_events "$T/asmk.hlt")
+eq "two churns of 1M rounds: 2 x (2 x 1M + 3) events" "$(churn_events "$T/asmk.hlt" | wc -l)" 4000006
+"$H" record -q --from-capture "$T/asmk.hlt.capture" -o "$T/asmk2.hlt"
+ok "finalising that capture again gives the same trace (its assembly)" \
+    cmp "$T/asmk.hlt" "$T/asmk2.hlt"
+check "a kept capture finalised whole leaves no assembly behind" \
+    "[ ! -e '$T/kids/assembly.hlt' ] && [ ! -e '$T/kids/assembly.state' ]"
+rm -rf "$T"/kids* "$T"/asmk*
+
+# ---- an assembly stopped midway goes on from where it stopped ----
+# A raw capture of a shell and two children (LD_PRELOAD, no heaplab), finalised once
+# whole, and once stopped after three 1 MiB windows of the assembly, then again.
+mkdir "$T/asm"
+HEAPLAB_CAPTURE_DIR="$T/asm" LD_PRELOAD="$HEAPLAB_BUILD/traces/preload/libheaplab-record.so" \
+    sh -c "'$B/rec-churn' 1000000 >/dev/null; '$B/rec-churn' 500000 >/dev/null"
+cp -r "$T/asm" "$T/asm2"
+"$H" record -q --from-capture "$T/asm" -o "$T/asm.hlt"
+HEAPLAB_TEST_ASSEMBLY_WINDOW=1048576 HEAPLAB_TEST_ASSEMBLY_FAIL_AFTER=3 \
+    "$H" record -q --from-capture "$T/asm2" -o "$T/asm2.hlt" 2>"$T/asm2.err"
+rc=$?
+check "an assembly stopped midway exits non-zero and leaves no trace (got $rc)" \
+    "[ $rc -ne 0 ] && [ ! -e '$T/asm2.hlt' ]"
+check "it says how to go on" "grep -q -- '--from-capture' '$T/asm2.err'"
+check "its state says at least 2 MiB are in the assembly" \
+    "[ \"\$(cut -d' ' -f6 '$T/asm2/assembly.state')\" -ge 2097152 ]"
+ok "--from-capture goes on from the stopped assembly" \
+    "$H" record -q --from-capture "$T/asm2" -o "$T/asm2.hlt"
+ok "to the same trace as finalising in one go" cmp "$T/asm.hlt" "$T/asm2.hlt"
+rm -rf "$T"/asm*
 
 # ---- a finalise that fails keeps the capture and says how to go on ----
 HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 HEAPLAB_TEST_FINALISE_FAIL_AFTER=20000000 \
