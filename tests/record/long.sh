@@ -142,6 +142,12 @@ check "an assembly stopped midway exits non-zero and leaves no trace (got $rc)" 
 check "it says how to go on" "grep -q -- '--from-capture' '$T/asm2.err'"
 check "its state says at least 2 MiB are in the assembly" \
     "[ \"\$(cut -d' ' -f6 '$T/asm2/assembly.state')\" -ge 2097152 ]"
+cp "$T/asm2/assembly.state" "$T/asm2.state"
+echo "heaplab-assembly 1 3 9 x" >"$T/asm2/assembly.state"
+fails_with_one_line "a damaged assembly state: one line, the capture left as it is" \
+    "$H" record -q --from-capture "$T/asm2" -o "$T/asm2.hlt"
+check "... naming the state file" "grep -q 'assembly.state: damaged' '$T/.stderr'"
+cp "$T/asm2.state" "$T/asm2/assembly.state"
 ok "--from-capture goes on from the stopped assembly" \
     "$H" record -q --from-capture "$T/asm2" -o "$T/asm2.hlt"
 ok "to the same trace as finalising in one go" cmp "$T/asm.hlt" "$T/asm2.hlt"
