@@ -77,8 +77,9 @@ int asm_load(const char *dir, struct asm_state *s, struct hl_err *err)
     fclose(f);
     free(path);
     if (!ok)
-        return fz_fail(err, "%s/%s: damaged (the trace's assembly cannot go on from it)", dir,
-                       ASM_STATE);
+        return fz_fail(err, "%s/%s: damaged; remove it to assemble the trace again from the "
+                       "parts (which fails, saying so, if a part was given back already)",
+                       dir, ASM_STATE);
     s->given = given;
     s->done = done;
     s->have = 1;

@@ -147,6 +147,11 @@ echo "heaplab-assembly 1 3 9 x" >"$T/asm2/assembly.state"
 fails_with_one_line "a damaged assembly state: one line, the capture left as it is" \
     "$H" record -q --from-capture "$T/asm2" -o "$T/asm2.hlt"
 check "... naming the state file" "grep -q 'assembly.state: damaged' '$T/.stderr'"
+cp -r "$T/asm2" "$T/asm3"
+rm "$T/asm3/assembly.state"
+ok "... and without it the capture is assembled again from its parts" \
+    "$H" record -q --from-capture "$T/asm3" -o "$T/asm3.hlt"
+ok "to the same trace" cmp "$T/asm.hlt" "$T/asm3.hlt"
 cp "$T/asm2.state" "$T/asm2/assembly.state"
 ok "--from-capture goes on from the stopped assembly" \
     "$H" record -q --from-capture "$T/asm2" -o "$T/asm2.hlt"
