@@ -113,9 +113,7 @@ static void punch_below(const char *part, uint64_t to)
     int fd = open(part, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return;
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)to) != 0) {
-        /* nothing: the part keeps its bytes */
-    }
+    (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)to);
     close(fd);
 }
 
@@ -142,11 +140,6 @@ static struct hl_writer *asm_writer(const char *dir, struct asm_state *s, struct
     return w;
 }
 
-/* Test hooks: a smaller window, and a failure after this many windows (as a full
- * disk or a kill would stop the assembly). */
-#define ENV_ASM_WINDOW "HEAPLAB_TEST_ASSEMBLY_WINDOW"
-#define ENV_ASM_FAIL_AFTER "HEAPLAB_TEST_ASSEMBLY_FAIL_AFTER"
-
 static uint64_t env_u64(const char *name, uint64_t dflt)
 {
     const char *v = getenv(name);
@@ -158,8 +151,8 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 static int copy_parts(const char *dir, const struct asm_part *parts, struct hl_writer *w,
                       struct asm_state *s, struct hl_err *err)
 {
-    uint64_t window = env_u64(ENV_ASM_WINDOW, ASM_WINDOW), fail_after = env_u64(ENV_ASM_FAIL_AFTER, 0);
-    uint64_t windows = 0;
+    uint64_t window = env_u64(ENV_ASM_WINDOW, ASM_WINDOW);
+    uint64_t fail_after = env_u64(ENV_ASM_FAIL_AFTER, 0), windows = 0;
     if (window < 4096)
         window = 4096;
     for (; s->k < s->n; s->k++, s->from = 0) {

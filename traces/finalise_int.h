@@ -187,6 +187,10 @@ struct section {
 #define ENV_CKPT_EVERY "HEAPLAB_TEST_CHECKPOINT_EVERY"
 /* For tests only: fail, as a full disk would, once this many bytes are read. */
 #define ENV_FAIL_AFTER "HEAPLAB_TEST_FINALISE_FAIL_AFTER"
+/* For tests only: the trace's assembly (assemble.c) copies windows of this many
+ * bytes, and fails after this many windows, as a full disk or a kill would stop it. */
+#define ENV_ASM_WINDOW "HEAPLAB_TEST_ASSEMBLY_WINDOW"
+#define ENV_ASM_FAIL_AFTER "HEAPLAB_TEST_ASSEMBLY_FAIL_AFTER"
 
 int fz_fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The file offset of a pointer into f's map. */
