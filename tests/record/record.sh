@@ -160,8 +160,15 @@ check "SIGKILL mid-run: the flushed chunks are in the trace ($n of 20000 events)
     "[ '$n' -ge 19000 ] && [ '$n' -le 20000 ]"
 
 # ---- a damaged raw capture is read up to the damage, and reported ----
-PYTHONMALLOC=malloc "$H" record -q --buffer 4k --capture-dir "$T/cap" -o "$T/cap.hlt" -- \
+# The capture is made by the interposer alone: under `record`, a process seen to end
+# while record still polls has its section finished and its raw capture given back
+# (a done checkpoint), and damage to the raw file would then never be read.
+mkdir "$T/cap"
+PYTHONMALLOC=malloc HEAPLAB_CAPTURE_DIR="$T/cap" HEAPLAB_RECORD_BUFFER=4k \
+    LD_PRELOAD="$HEAPLAB_BUILD/traces/preload/libheaplab-record.so" \
     python3 -c 'x = [str(i) for i in range(20000)]' 2>/dev/null
+cp -r "$T/cap" "$T/cap0"
+"$H" record -q --from-capture "$T/cap0" -o "$T/cap.hlt"
 full=$(sj "$T/cap.hlt" 'j["events"]')
 raw=$(ls -S "$T/cap"/*.hlraw | head -1)
 python3 - "$raw" <<'PY'
