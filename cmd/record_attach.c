@@ -517,8 +517,7 @@ int hl_record_attach(long pid, const char *out, long duration, const char *captu
         }
         if (pidfd >= 0)
             close(pidfd);
-        code = hl_record_finalise(fz, dir, out, quiet, 0, capture != NULL);
-        code = code == 0 ? 0 : 1;
+        code = hl_record_finalise(fz, dir, out, quiet, 0, capture != NULL) == 0 ? 0 : 1;
     }
     if (!capture && code == 0)
         hl_remove_capture(dir);

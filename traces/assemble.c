@@ -147,9 +147,9 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 }
 
 /* Parts K.. of s onto w, a window at a time, each punched out of its part once the
- * state says it is in the assembly. */
-static int copy_parts(const char *dir, const struct asm_part *parts, struct hl_writer *w,
-                      struct asm_state *s, struct hl_err *err)
+ * state says it is in the assembly (unless keep and the part is an only copy). */
+static int copy_parts(const char *dir, const struct asm_part *parts, int keep,
+                      struct hl_writer *w, struct asm_state *s, struct hl_err *err)
 {
     uint64_t window = env_u64(ENV_ASM_WINDOW, ASM_WINDOW);
     uint64_t fail_after = env_u64(ENV_ASM_FAIL_AFTER, 0), windows = 0;
@@ -158,12 +158,13 @@ static int copy_parts(const char *dir, const struct asm_part *parts, struct hl_w
     for (; s->k < s->n; s->k++, s->from = 0) {
         int64_t got;
         const struct asm_part *p = &parts[s->k];
+        int give = !(keep && p->only);
         while ((got = hl_writer_append_window(w, p->path, &s->from, window, err)) > 0) {
             s->bytes = hl_writer_bytes(w);
-            s->given |= !p->keep && p->only;
+            s->given |= give && p->only;
             if (asm_save(dir, s, err) != 0)
                 return -1;
-            if (!p->keep)
+            if (give)
                 punch_below(p->path, s->from);
             if (++windows == fail_after)
                 return fz_fail(err, "stopped after %" PRIu64 " windows of the assembly (%s)",
@@ -210,7 +211,7 @@ int asm_trace(const char *dir, const char *out, const struct asm_part *parts, si
             s->events = st->events;
         }
         struct hl_writer *w = asm_writer(dir, s, err);
-        rc = w ? copy_parts(dir, parts, w, s, err) : -1;
+        rc = w ? copy_parts(dir, parts, keep, w, s, err) : -1;
         if (rc == 0)
             rc = unrec_write(u, w, st, err);
         if (w) {

@@ -410,6 +410,13 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
     return 1;
 }
 
+int checkpoint_exists(const struct rawfile *f)
+{
+    char path[4200];
+    ckpt_path(path, sizeof path, f, "");
+    return access(path, F_OK) == 0;
+}
+
 void checkpoint_remove(const struct rawfile *f)
 {
     char path[4200];

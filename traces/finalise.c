@@ -1425,9 +1425,8 @@ static void free_files(struct hl_finaliser *fz)
         struct rawfile *f = fz->fs[i];
         file_release(f);
         /* A part stays with a checkpoint: the raw file may have holes below it. */
-        char ck[4200];
-        snprintf(ck, sizeof ck, "%s.ckpt", f->path);
-        if (f->part && access(ck, F_OK) != 0) {
+        if (f->part && !checkpoint_exists(f)) {
+            char ck[4200];
             snprintf(ck, sizeof ck, "%s.tmp", f->part);
             unlink(f->part);
             unlink(ck);
@@ -1559,11 +1558,8 @@ static int assemble(struct hl_finaliser *fz, struct rawfile *const *order, size_
     if (!parts)
         return fail(err, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        char ck[4200];
-        snprintf(ck, sizeof ck, "%s.ckpt", order[i]->path);
         parts[i].path = order[i]->part;
-        parts[i].only = access(ck, F_OK) == 0;
-        parts[i].keep = fz->keep && parts[i].only;
+        parts[i].only = checkpoint_exists(order[i]);
     }
     int rc = asm_trace(fz->dir, fz->out, parts, n, &fz->unrec, &fz->st, as, fz->keep, err);
     free(parts);

@@ -224,6 +224,9 @@ int checkpoint_pevs(struct rawfile *f, size_t *low, struct hl_err *err);
  * disk (checkpoint.c).  0, or -1 (nothing given back) if the checkpoint could not be
  * written. */
 int checkpoint_done(struct rawfile *f, struct hl_err *err);
+/* Has f a checkpoint file?  Then its part, if it has one, may be the only copy of its
+ * section (the raw capture below the checkpoint given back). */
+int checkpoint_exists(const struct rawfile *f);
 /* Remove f's checkpoint file, once its section is written whole. */
 void checkpoint_remove(const struct rawfile *f);
 
@@ -256,6 +259,7 @@ int unrec_write(const struct unrec_list *u, struct hl_writer *w, struct hl_final
                 struct hl_err *err);
 /* Count the processes of u in st, as unrec_write does (their sections written before). */
 void unrec_count(const struct unrec_list *u, struct hl_finalise_stats *st);
+
 /* ---- assemble.c: the trace of several parts, assembled in the capture folder ---- */
 
 struct asm_state {
@@ -273,13 +277,13 @@ int asm_load(const char *dir, struct asm_state *s, struct hl_err *err);
 struct asm_part {
     const char *path;
     int only;                /* the only copy of its section (a checkpoint beside it) */
-    int keep;                /* not given back to the disk as it is copied */
 };
 /* The trace out: parts[0..n-1] in order, then a section for each process of u
  * (counted in st), assembled in dir (going on from *s where it has one) and put in
  * place.  st's processes, threads and events must count the parts.  keep: the capture
- * stays after the finish, so the assembly and its state are removed once the trace is
- * placed, unless an only copy was given back (s->given).  0 or -1. */
+ * stays after the finish, so its only copies are not given back as they are copied,
+ * and the assembly and its state are removed once the trace is placed, unless an only
+ * copy was given back before (s->given).  0 or -1. */
 int asm_trace(const char *dir, const char *out, const struct asm_part *parts, size_t n,
               const struct unrec_list *u, struct hl_finalise_stats *st, struct asm_state *s,
               int keep, struct hl_err *err);
