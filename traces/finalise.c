@@ -760,6 +760,48 @@ static inline __attribute__((always_inline)) int step(struct section *s, struct 
     return STEP_EVENT;
 }
 
+/* The two records most of a trace is made of, a malloc or a free that did not fail,
+ * encoded with their op known, so that the encoder's tests of it fold away (step and
+ * hl_enc_event give the same bytes for them; the rest goes through step).  Returns 1
+ * if r, a record of the thread with dense index `thread` whose key is below the run's
+ * end, was one of them and is written.  (Neither has a second phase: a record resumed
+ * from a checkpoint is a realloc, see decode_batch.) */
+static inline __attribute__((always_inline)) int fast_event(struct section *s, const struct rec *r,
+                                                            uint32_t thread, struct enc *e,
+                                                            const unsigned want0,
+                                                            const unsigned want1)
+{
+    if (r->flags)
+        return 0;
+    struct hl_event ev;
+    uint64_t ref;
+    if (r->op == HL_RAW_MALLOC) {
+        ev.op = HL_OP_MALLOC;
+        ev.flags = 0;
+        ev.size = r->size;
+        ev.aux = 0;
+        ev.slot = new_slot(s, r);
+        ref = HL_NO_SLOT;
+    } else if (r->op == HL_RAW_FREE) {
+        ref = hl_slotmap_take_h_(s->map, r->ptr, r->hash);
+        if (__builtin_expect(ref == HL_NO_SLOT, 0))
+            return 0; /* step makes it an unknown free (the map is unchanged) */
+        ev.op = HL_OP_FREE;
+        ev.flags = 0;
+        ev.size = 0;
+        ev.aux = 0;
+        ev.slot = ref;
+    } else {
+        return 0;
+    }
+    ev.thread = thread;
+    ev.old_slot = HL_NO_SLOT;
+    uint64_t t = r->time > s->prev_time ? r->time : s->prev_time;
+    ev.time_ns = s->prev_time = t;
+    hl_enc_event(e, &ev, ref, want0, want1);
+    return 1;
+}
+
 /* How a run of one cursor ended. */
 enum { RUN_OUT, RUN_PAST, RUN_FULL, RUN_NOMEM, RUN_BADOP };
 
@@ -781,6 +823,29 @@ static inline __attribute__((always_inline)) int run_in(struct section *s, struc
         if (!room) {
             why = RUN_FULL;
             break;
+        }
+        /* The batch's records from the current one on, as many as the chunk has room
+         * for: when the last one's key is below end, so are all their keys (a
+         * thread's keys ascend), and a stretch of them is taken with no test of key
+         * or room. */
+        unsigned lim = c->bn;
+        if (lim - c->bi > room)
+            lim = c->bi + room;
+        if (c->b[lim - 1].seq0 < end) {
+            unsigned i = c->bi;
+            while (i < lim && fast_event(s, &c->b[i], c->dense, &e, want0, want1))
+                i++;
+            if (i > c->bi) {
+                room -= i - c->bi;
+                n += i - c->bi;
+                c->bi = i;
+                int more = cursor_next(c, s->map);
+                if (more <= 0) {
+                    why = more < 0 ? RUN_NOMEM : RUN_OUT;
+                    break;
+                }
+                continue;
+            }
         }
         struct hl_event ev;
         int k = step(s, c, &ev);
