@@ -320,15 +320,23 @@ static inline uint64_t chunk_ns(const struct chunkref *k, uint64_t tsc)
 
 /* ---- cursors ---- */
 
-/* The TSC a clock run ends at, and the events in it after q (up to the next clock
- * reading, or the end of the chunk, or a record that does not fit). */
-static uint64_t run_rest(const struct cursor *c, const uint64_t *q, uint64_t *t1)
+/* The TSC a clock run ends at, and the events in it from q on (up to the next clock
+ * reading, or the end of the chunk (end), or a record that does not fit). */
+static uint64_t run_rest(const struct cursor *c, const uint64_t *q, const uint64_t *end,
+                         uint64_t *t1)
 {
     uint64_t n = 0;
     *t1 = c->t->chunks[c->ci - 1].flush_tsc;
-    while (q < c->end) {
+    while (q < end) {
+        /* Short records, nearly all of a run, are one word each and all events. */
+        const uint64_t *q0 = q;
+        while (q < end && hl_raw_is_short(*q))
+            q++;
+        n += (uint64_t)(q - q0);
+        if (q == end)
+            break;
         unsigned nw = hl_raw_record_words(q[0]);
-        if (!nw || (size_t)(c->end - q) < nw)
+        if (!nw || (size_t)(end - q) < nw)
             break;
         if (!hl_raw_is_short(q[0]) && hl_raw_op_of(q[0]) == HL_RAW_TIME) {
             *t1 = q[1];
@@ -354,13 +362,12 @@ static inline uint64_t run_time(const struct cursor *c, uint64_t k)
     return step_time(c->seg_ns, c->seg_q, c->seg_rem, k);
 }
 
-/* The clock run begun at the last reading has n records in all and ends at TSC t1:
- * its records get evenly spaced times between the two, the batch's records of it
- * from `first` to `upto` (which hold their number in the run) included.  Its ends
+/* The clock run begun at the last reading (seg_t0) has n records in all and ends at
+ * TSC t1: its records get evenly spaced times between the two (run_time).  Its ends
  * are made nanoseconds here, once, so that the per-record work is in integers, and
  * the steps are whole nanoseconds, so that the trace's time column (differences of
  * differences) is nearly all zeros. */
-static void close_run(struct cursor *c, uint64_t n, uint64_t t1, unsigned first, unsigned upto)
+static void set_run(struct cursor *c, uint64_t n, uint64_t t1)
 {
     const struct chunkref *k = &c->t->chunks[c->ci - 1];
     uint64_t ns0 = chunk_ns(k, c->seg_t0), ns1 = chunk_ns(k, t1);
@@ -368,8 +375,6 @@ static void close_run(struct cursor *c, uint64_t n, uint64_t t1, unsigned first,
     c->seg_ns = ns0;
     c->seg_q = n ? span / n : 0;
     c->seg_rem = n ? span % n : 0;
-    for (unsigned i = first; i < upto; i++)
-        c->b[i].time = run_time(c, c->b[i].time);
 }
 
 /* Decode a short record w into r, given the stream's last seq and ptr. */
@@ -422,9 +427,9 @@ static void decode_long(const uint64_t *w, unsigned nw, uint64_t last_seq, struc
  * sequence number the thread has passed already is a repeat and is skipped.
  *
  * Times: the records between two clock readings (or a reading and the chunk's flush)
- * get evenly spaced times between the two.  While the end of the current run is not
- * known yet, its records hold their number in the run and get their times once it
- * is (close_run); it is known before this returns. */
+ * get evenly spaced times between the two.  A run's end is in its chunk, so it is
+ * read ahead at the reading that begins the run (set_run), and each record gets its
+ * time as it is decoded. */
 static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
 {
     struct rec *b = c->b;
@@ -437,14 +442,9 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
     uint64_t k = c->seg_k;
     int seen = c->seen;
     uint64_t prev = c->prev;
-    int open = 0;       /* the current run's end is not known yet ... */
-    unsigned first = 0; /* ... and its records in the batch start here */
     unsigned n = 0;
     while (n < BATCH && !c->bad) {
         if (p == end) {
-            if (open)
-                close_run(c, k, t->chunks[c->ci - 1].flush_tsc, first, n);
-            open = 0;
             if (c->ci >= t->n)
                 break;
             p = t->chunks[c->ci].words;
@@ -469,7 +469,7 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
                 last_ptr = r->ptr;
                 r->hash = hl_slotmap_hash_(last_ptr);
                 hl_slotmap_prefetch_h_(m, r->hash);
-                r->time = open ? k : step_time(ns, q, rem, k);
+                r->time = step_time(ns, q, rem, k);
                 k++;
                 r->chunk = chunk;
             }
@@ -492,12 +492,10 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
             }
             unsigned op = hl_raw_op_of(w0);
             if (op == HL_RAW_TIME) {
-                if (open)
-                    close_run(c, k, p[1], first, n);
                 c->seg_t0 = p[1];
                 k = 0;
-                open = 1;
-                first = n;
+                uint64_t t1, count = run_rest(c, p + 2, end, &t1);
+                set_run(c, count, t1);
                 p += 2;
                 continue;
             }
@@ -514,7 +512,7 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
         last_ptr = r->ptr;
         r->hash = hl_slotmap_hash_(r->ptr);
         hl_slotmap_prefetch_h_(m, r->hash);
-        r->time = open ? k : run_time(c, k);
+        r->time = run_time(c, k);
         k++;
         r->chunk = chunk;
         if (__builtin_expect(r->seq0 > r->seq, 0)) {
@@ -544,10 +542,6 @@ static void decode_batch(struct cursor *c, const struct hl_slotmap *m)
     c->seg_k = k;
     c->seen = seen;
     c->prev = prev;
-    if (open) { /* the batch is full, or the stream ended inside the run */
-        uint64_t t1, rest = run_rest(c, p, &t1);
-        close_run(c, c->seg_k + rest, t1, first, n);
-    }
     c->bi = 0;
     c->bn = n;
 }

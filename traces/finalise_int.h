@@ -51,8 +51,7 @@ struct rec {
     uint64_t ptr, old;   /* the block returned or freed; realloc's old block */
     size_t hash;         /* ptr's in the address map (hl_slotmap_hash_) */
     uint64_t size, aux;
-    uint64_t time;       /* nanoseconds since the image started (while its clock run
-                            is open: its number in the run, see decode_batch) */
+    uint64_t time;       /* nanoseconds since the image started */
     uint64_t chunk;      /* the thread's chunk it came from (absolute number) */
     uint8_t op, flags;
     uint8_t resumed;     /* a realloc whose old block was taken before a checkpoint */
@@ -72,7 +71,7 @@ struct cursor {
     const uint64_t *p, *end; /* next record, end of the chunk */
     uint64_t last_seq, last_ptr; /* the chunk's running values (raw.h) */
     uint64_t seg_t0;         /* the current run between clock readings: its start TSC, */
-    uint64_t seg_k;          /* its records so far, and once its end is known, its */
+    uint64_t seg_k;          /* its records so far, and (set_run, at its start) its */
     uint64_t seg_ns, seg_q, seg_rem; /* times (run_time): start, ns per record, rest */
     int seen;                /* a record was decoded (prev holds its sequence number) */
     uint64_t prev;
