@@ -28,7 +28,9 @@
  *
  * FILE <raw>.ckpt (written as .tmp and renamed, so it is whole or absent), native
  * 64-bit words: magic, version, H, low, horizon, prev_time, next_slot, events,
- * unknown, nthreads, the writer state (8 words), the counts of dense pairs, clock
+ * unknown, nthreads, the writer state (8 words: struct hl_writer_state in order, its
+ * last word the modes and, in the high 32 bits, the plain columns; 0 there in an older
+ * heaplab's checkpoint, which tries every column again), the counts of dense pairs, clock
  * pairs, pending reallocs, live pairs and process events, then those arrays (2, 2, 3
  * and 2 words each; a process event is its kind, pid, mono_ns, offset, path length and
  * the path's bytes padded to words), then a checksum (hl_raw_checksum) of all the
@@ -132,7 +134,7 @@ static int save(struct section *s, size_t low, struct hl_err *err)
               put(&b, s->events) | put(&b, s->unknown) | put(&b, s->nthreads) |
               put(&b, ws.bytes) | put(&b, ws.nevents) | put(&b, ws.next_slot) |
               put(&b, ws.prev_time) | put(&b, ws.pid) | put(&b, ws.nthreads) |
-              put(&b, ws.chunk_seq) | put(&b, ws.modes);
+              put(&b, ws.chunk_seq) | put(&b, ws.modes | (uint64_t)ws.plain << 32);
     uint64_t ndense = 0, npend = 0;
     for (uint32_t j = 0; j < f->nused; j++) {
         const struct rthread *t = f->thr[j];
@@ -367,7 +369,9 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
     ws->pid = (uint32_t)NEXT();
     ws->nthreads = (uint32_t)NEXT();
     ws->chunk_seq = (uint32_t)NEXT();
-    ws->modes = (uint32_t)NEXT();
+    uint64_t modes = NEXT();
+    ws->modes = (uint32_t)modes;
+    ws->plain = (uint32_t)(modes >> 32);
     uint64_t ndense = NEXT(), nknots = NEXT(), npend = NEXT(), nlive = NEXT();
     uint64_t npev = w[1] >= 2 ? NEXT() : 0;
     uint64_t fixed = i + 2 * ndense + 2 * nknots + 3 * npend + 2 * nlive;

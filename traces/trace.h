@@ -275,6 +275,7 @@ struct hl_writer_state {
     uint32_t nthreads;
     uint32_t chunk_seq;  /* chunks of the section (the next may try both modes) */
     uint32_t modes;      /* the modes the last trial chose */
+    uint32_t plain;      /* the columns stored without trying to compress them */
 };
 int hl_writer_at_boundary(const struct hl_writer *w);
 int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct hl_err *err);

@@ -42,6 +42,13 @@
  * a section, then one in MODE_TRIAL_EVERY. */
 #define MODE_TRIAL_ALL 64
 #define MODE_TRIAL_EVERY 8
+/* A column whose compression saved less than 1/2^PLAIN_GAIN_SHIFT of its bytes is
+ * stored as it is, without trying zstd, on the chunks after it that are not trial
+ * chunks (flush_chunk): a column of noise (the low byte of random sizes, the slot
+ * distances of random frees) costs zstd as much time as one it shrinks tenfold, and
+ * that time is the record finaliser's, which must keep up with the program.  The
+ * trade: such a column is up to 1/8 larger until the next trial chunk tries again. */
+#define PLAIN_GAIN_SHIFT 3
 
 static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
 
@@ -69,6 +76,8 @@ struct hl_writer {
     uint8_t *alt[HL_NCOLS];  /* REF and TIME_LO/HI as in mode 1 (format.h, modes) */
     int trial;               /* this chunk encodes REF and TIME both ways */
     unsigned modes;          /* otherwise, the modes the last trial chose */
+    unsigned plain;          /* bit c: column c is stored as it is on chunks that are
+                                not trials (PLAIN_GAIN_SHIFT) */
     uint32_t chunk_seq;      /* chunks begun in this section */
     uint8_t *z[HL_NCOLS];    /* compressed columns */
     uint8_t *zalt[HL_NCOLS]; /* compressed alternatives */
@@ -439,6 +448,7 @@ int hl_writer_checkpoint(struct hl_writer *w, struct hl_writer_state *st, struct
     st->nthreads = w->e.nthreads;
     st->chunk_seq = w->chunk_seq;
     st->modes = w->modes;
+    st->plain = w->plain;
     return 0;
 }
 
@@ -477,8 +487,11 @@ struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_stat
     w->e.next_slot = st->next_slot;
     w->e.nthreads = st->nthreads;
     w->e.prev_time = st->prev_time;
-    w->chunk_seq = st->chunk_seq;
+    /* The checkpoint's chunk_seq counts the chunk begun after the last one written;
+     * chunk_reset begins it again here, counting it once more. */
+    w->chunk_seq = st->chunk_seq ? st->chunk_seq - 1 : 0;
     w->modes = st->modes;
+    w->plain = st->plain;
     chunk_reset(w);
     return w;
 }
@@ -529,14 +542,27 @@ static size_t packed_bytes(const struct packed *p)
     return p->zn ? p->zn : p->n;
 }
 
+/* data[0..n) as it is. */
+static void stored(const uint8_t *data, size_t n, struct packed *out)
+{
+    out->data = data;
+    out->n = n;
+    out->zdata = NULL;
+    out->zn = 0;
+}
+
+/* Did compressing p save less than PLAIN_GAIN_SHIFT asks for? */
+static int little_gain(const struct packed *p)
+{
+    return p->n && (!p->zn || p->zn > p->n - (p->n >> PLAIN_GAIN_SHIFT));
+}
+
 /* Compress data[0..n) into zbuf (sized by ZSTD_compressBound for the column). */
 static int pack(struct hl_writer *w, const uint8_t *data, size_t n, uint8_t *zbuf, size_t zcap,
                 struct packed *out, struct hl_err *err)
 {
-    out->data = data;
-    out->n = n;
+    stored(data, n, out);
     out->zdata = zbuf;
-    out->zn = 0;
     if (n == 0)
         return 0;
     size_t zn = ZSTD_compress2(w->cctx, zbuf, zcap, data, n);
@@ -561,14 +587,24 @@ static int flush_chunk(struct hl_writer *w, struct hl_err *err)
     if (w->e.chunk_n == 0)
         return 0;
     struct packed col[HL_NCOLS], alt[HL_NCOLS];
+    unsigned tried = w->trial ? ~0u : ~w->plain;
     for (int c = 0; c < HL_NCOLS; c++) {
         size_t cap = ZSTD_compressBound(col_max[c] * HL_CHUNK_MAX_EVENTS);
         if (!w->trial && uses_alt(w->modes, c)) {
-            if (pack(w, w->alt[c], (size_t)(w->e.altp[c] - w->alt[c]), w->z[c], cap, &col[c], err) < 0)
+            const uint8_t *a = w->alt[c];
+            size_t n = (size_t)(w->e.altp[c] - a);
+            if (!(tried >> c & 1))
+                stored(a, n, &col[c]);
+            else if (pack(w, a, n, w->z[c], cap, &col[c], err) < 0)
                 return -1;
             continue;
         }
-        if (pack(w, w->col[c], (size_t)(w->e.colp[c] - w->col[c]), w->z[c], cap, &col[c], err) < 0)
+        size_t n = (size_t)(w->e.colp[c] - w->col[c]);
+        if (!(tried >> c & 1)) {
+            stored(w->col[c], n, &col[c]);
+            continue;
+        }
+        if (pack(w, w->col[c], n, w->z[c], cap, &col[c], err) < 0)
             return -1;
         if (w->trial && has_alt(c) &&
             pack(w, w->alt[c], (size_t)(w->e.altp[c] - w->alt[c]), w->zalt[c], cap, &alt[c], err) < 0)
@@ -590,6 +626,9 @@ static int flush_chunk(struct hl_writer *w, struct hl_err *err)
         }
         w->modes = modes;
     }
+    for (int c = 0; c < HL_NCOLS; c++)
+        if (tried >> c & 1)
+            w->plain = (w->plain & ~(1u << c)) | (unsigned)little_gain(&col[c]) << c;
 
     /* The payload is written in pieces: its header varints, then per column two varints
      * and the bytes; the checksum runs over the pieces. */
@@ -670,6 +709,7 @@ int hl_writer_begin_process(struct hl_writer *w, const struct hl_process *p,
     hl_liveset_clear(&w->live);
     w->chunk_seq = 0;
     w->modes = 0;
+    w->plain = 0;
     chunk_reset(w);
     return 0;
 }

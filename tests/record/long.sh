@@ -6,7 +6,8 @@
 #   - sequence numbers past 2^40 (the interposer starts numbering there for a test);
 #   - a trace of several parts is assembled in the capture folder, the parts given
 #     back as they are copied, and an assembly stopped midway goes on from there;
-#   - nothing lost: a finalise that fails keeps the capture and says how to go on;
+#   - nothing lost: a finalise that fails keeps the capture and says how to go on,
+#     and going on from its checkpoint writes the same bytes as finalising in one go;
 #     heaplab killed with SIGKILL mid-run, then --from-capture, gives every event;
 #     an unrecorded child announced in capture a checkpoint gave back to the disk is
 #     still named after --from-capture.
@@ -224,6 +225,24 @@ if [ -x "$B/rec-spawn-static" ]; then
 else
     skip "announcements in punched capture" "no static test program in this build"
 fi
+
+# ---- a finalise stopped past the section's trial chunks goes on to the same bytes ----
+# 6M events are 92 chunks: past the first 64, which try every form of every column,
+# the writer's choices (modes, columns stored as they are) come from the chunks before
+# and are part of each checkpoint (writer.c, trace.h: struct hl_writer_state).
+mkdir "$T/res"
+HEAPLAB_CAPTURE_DIR="$T/res" LD_PRELOAD="$HEAPLAB_BUILD/traces/preload/libheaplab-record.so" \
+    "$B/rec-churn" 3000000 >/dev/null
+cp -r "$T/res" "$T/res2"
+"$H" record -q --from-capture "$T/res" -o "$T/res.hlt"
+HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 HEAPLAB_TEST_FINALISE_FAIL_AFTER=40000000 \
+    "$H" record -q --from-capture "$T/res2" -o "$T/res2.hlt" 2>/dev/null
+rc=$?
+check "a finalise stopped after 40 MB of capture exits non-zero, with a checkpoint (got $rc)" \
+    "[ $rc -ne 0 ] && ls '$T/res2'/*.ckpt >/dev/null"
+ok "--from-capture goes on from the checkpoint" "$H" record -q --from-capture "$T/res2" -o "$T/res2.hlt"
+ok "to the same bytes as finalising in one go" cmp "$T/res.hlt" "$T/res2.hlt"
+rm -rf "$T"/res*
 
 # ---- heaplab killed with SIGKILL while the program runs ----
 HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 "$H" record -q -o "$T/kill.hlt" -- \
