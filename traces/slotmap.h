@@ -131,9 +131,13 @@ static inline uint64_t hl_slotmap_take_(struct hl_slotmap *m, uint64_t addr)
     return hl_slotmap_take_h_(m, addr, hl_slotmap_hash_(addr));
 }
 
+/* The cache line of h's home cell and the one after it (a cell is a quarter of a
+ * line): a probe that runs past its line, and the deletion's scan of the cells after
+ * the one taken, go on there. */
 static inline void hl_slotmap_prefetch_h_(const struct hl_slotmap *m, size_t h)
 {
     __builtin_prefetch(&m->cells[h & m->mask]);
+    __builtin_prefetch(&m->cells[(h + 4) & m->mask]);
 }
 
 static inline void hl_slotmap_prefetch_(const struct hl_slotmap *m, uint64_t addr)
