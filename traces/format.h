@@ -89,7 +89,10 @@
  *       varint raw_len     the column's decoded length in bytes
  *       varint stored_len  0: the raw_len bytes follow as they are; else a zstd frame of
  *                          stored_len bytes follows, which decompresses to exactly
- *                          raw_len bytes
+ *                          raw_len bytes.  The writer stores a column as it is when
+ *                          zstd does not make it smaller, and also, between its trial
+ *                          chunks, when zstd made it too little smaller at the last
+ *                          try (writer.c, PLAIN_GAIN_SHIFT)
  *   The block header's `raw` is the sum of the columns' raw_len; the payload must end
  *   exactly after the last column, and every column must be consumed exactly.  Each
  *   column is compressed on its own so that zstd's entropy tables fit one kind of data.
