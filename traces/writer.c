@@ -47,7 +47,8 @@
  * chunks (flush_chunk): a column of noise (the low byte of random sizes, the slot
  * distances of random frees) costs zstd as much time as one it shrinks tenfold, and
  * that time is the record finaliser's, which must keep up with the program.  The
- * trade: such a column is up to 1/8 larger until the next trial chunk tries again. */
+ * trade: such a column is up to 1/2^PLAIN_GAIN_SHIFT larger until the next trial chunk
+ * tries again. */
 #define PLAIN_GAIN_SHIFT 3
 
 static const size_t col_max[HL_NCOLS] = HL_COL_MAX_BYTES;
