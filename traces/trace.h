@@ -273,7 +273,9 @@ struct hl_writer_state {
     uint64_t prev_time;
     uint32_t pid;
     uint32_t nthreads;
-    uint32_t chunk_seq;  /* chunks of the section (the next may try both modes) */
+    uint32_t chunk_seq;  /* chunks of the section written (the next may try both
+                            modes; a checkpoint of heaplab before 2026-12-07 counted
+                            one more, and going on from it moves the trials by one) */
     uint32_t modes;      /* the modes the last trial chose */
     uint32_t plain;      /* the columns stored without trying to compress them */
 };

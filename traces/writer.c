@@ -79,7 +79,8 @@ struct hl_writer {
     unsigned modes;          /* otherwise, the modes the last trial chose */
     unsigned plain;          /* bit c: column c is stored as it is on chunks that are
                                 not trials (PLAIN_GAIN_SHIFT) */
-    uint32_t chunk_seq;      /* chunks begun in this section */
+    uint32_t chunk_seq;      /* chunks of this section written (flush_chunk): the number
+                                of the one being filled */
     uint8_t *z[HL_NCOLS];    /* compressed columns */
     uint8_t *zalt[HL_NCOLS]; /* compressed alternatives */
     ZSTD_CCtx *cctx;
@@ -488,9 +489,7 @@ struct hl_writer *hl_writer_resume(const char *path, const struct hl_writer_stat
     w->e.next_slot = st->next_slot;
     w->e.nthreads = st->nthreads;
     w->e.prev_time = st->prev_time;
-    /* The checkpoint's chunk_seq counts the chunk begun after the last one written;
-     * chunk_reset begins it again here, counting it once more. */
-    w->chunk_seq = st->chunk_seq ? st->chunk_seq - 1 : 0;
+    w->chunk_seq = st->chunk_seq;
     w->modes = st->modes;
     w->plain = st->plain;
     chunk_reset(w);
@@ -529,7 +528,6 @@ static void chunk_reset(struct hl_writer *w)
      * and keep the winner for the chunks after it (a long run's patterns change
      * slowly; short traces keep the best of both on every chunk). */
     w->trial = w->chunk_seq < MODE_TRIAL_ALL || w->chunk_seq % MODE_TRIAL_EVERY == 0;
-    w->chunk_seq++;
 }
 
 /* A column ready to be written: stored as it is (zn == 0) or compressed. */
@@ -669,6 +667,7 @@ static int flush_chunk(struct hl_writer *w, struct hl_err *err)
     for (int i = 0; i < np; i++)
         if (write_bytes(w, piece[i], plen[i], err) < 0)
             return -1;
+    w->chunk_seq++;
     chunk_reset(w);
     return flush_pages(w, err);
 }
