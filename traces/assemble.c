@@ -140,19 +140,13 @@ static struct hl_writer *asm_writer(const char *dir, struct asm_state *s, struct
     return w;
 }
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? strtoull(v, NULL, 10) : dflt;
-}
-
 /* Parts K.. of s onto w, a window at a time, each punched out of its part once the
  * state says it is in the assembly (unless keep and the part is an only copy). */
 static int copy_parts(const char *dir, const struct asm_part *parts, int keep,
                       struct hl_writer *w, struct asm_state *s, struct hl_err *err)
 {
-    uint64_t window = env_u64(ENV_ASM_WINDOW, ASM_WINDOW);
-    uint64_t fail_after = env_u64(ENV_ASM_FAIL_AFTER, 0), windows = 0;
+    uint64_t window = fz_env_u64(ENV_ASM_WINDOW, ASM_WINDOW);
+    uint64_t fail_after = fz_env_u64(ENV_ASM_FAIL_AFTER, 0), windows = 0;
     if (window < 4096)
         window = 4096;
     for (; s->k < s->n; s->k++, s->from = 0) {

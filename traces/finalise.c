@@ -66,6 +66,12 @@ int fz_fail(struct hl_err *err, const char *fmt, ...)
     return -1;
 }
 
+uint64_t fz_env_u64(const char *name, uint64_t dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtoull(v, NULL, 10) : dflt;
+}
+
 static void note_damage(struct hl_finalise_stats *st, struct rawfile *f, size_t off,
                         const char *why)
 {
@@ -673,6 +679,14 @@ static __attribute__((noinline)) void pages_of(struct section *s, const struct r
     s->pg[s->npg++] = (struct hl_pages){slot, r->size};
 }
 
+/* The time of r's event.  Threads read the TSC a little apart from taking their
+ * sequence number: keep time non-decreasing in event order. */
+static inline uint64_t event_time(struct section *s, const struct rec *r)
+{
+    uint64_t t = r->time > s->prev_time ? r->time : s->prev_time;
+    return s->prev_time = t;
+}
+
 /* What step made of a record. */
 enum { STEP_PHASE, STEP_EVENT, STEP_NONE };
 
@@ -747,10 +761,7 @@ static inline __attribute__((always_inline)) int step(struct section *s, struct 
             e->slot = new_slot(s, r);
         break;
     }
-    /* Threads read the TSC a little apart from taking their sequence number: keep
-     * time non-decreasing in event order. */
-    uint64_t t = r->time > s->prev_time ? r->time : s->prev_time;
-    e->time_ns = s->prev_time = t;
+    e->time_ns = event_time(s, r);
     return STEP_EVENT;
 }
 
@@ -790,8 +801,7 @@ static inline __attribute__((always_inline)) int fast_event(struct section *s, c
     }
     ev.thread = thread;
     ev.old_slot = HL_NO_SLOT;
-    uint64_t t = r->time > s->prev_time ? r->time : s->prev_time;
-    ev.time_ns = s->prev_time = t;
+    ev.time_ns = event_time(s, r);
     hl_enc_event(e, &ev, ref, want0, want1);
     return 1;
 }
@@ -1036,21 +1046,11 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
         fail(err, "out of memory");
         return NULL;
     }
-    fz->reserve = TAIL_RESERVE;
-    fz->ckpt_every = CKPT_EVERY;
-    const char *fa = getenv(ENV_FAIL_AFTER);
-    if (fa && *fa)
-        fz->fail_after = strtoull(fa, NULL, 10);
-    const char *ce = getenv(ENV_CKPT_EVERY);
-    if (ce && *ce)
-        fz->ckpt_every = (size_t)strtoull(ce, NULL, 10);
-    const char *r = getenv(ENV_TAIL_RESERVE);
-    if (r && *r) {
-        long pg = sysconf(_SC_PAGESIZE);
-        size_t v = (size_t)strtoull(r, NULL, 10) & ~(size_t)(pg - 1);
-        if (v >= (size_t)16 << 20)
-            fz->reserve = v;
-    }
+    fz->fail_after = fz_env_u64(ENV_FAIL_AFTER, 0);
+    fz->ckpt_every = (size_t)fz_env_u64(ENV_CKPT_EVERY, CKPT_EVERY);
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t v = (size_t)fz_env_u64(ENV_TAIL_RESERVE, 0) & ~(size_t)(pg - 1);
+    fz->reserve = v >= (size_t)16 << 20 ? v : TAIL_RESERVE;
     return fz;
 }
 

@@ -192,6 +192,8 @@ struct section {
 #define ENV_ASM_FAIL_AFTER "HEAPLAB_TEST_ASSEMBLY_FAIL_AFTER"
 
 int fz_fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The number in environment variable name (a test hook, ENV_* above), or dflt if unset. */
+uint64_t fz_env_u64(const char *name, uint64_t dflt);
 /* The file offset of a pointer into f's map. */
 static inline size_t file_off(const struct rawfile *f, const void *p)
 {
