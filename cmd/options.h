@@ -47,6 +47,9 @@ struct hl_option {
     const char *help;
 };
 
+#define HL_STR_(x) #x
+#define HL_STR(x) HL_STR_(x) /* a constant in a help text */
+
 #define HL_OPT_FLAG(s, l, v, h)         { HL_OPTT_FLAG, (s), (l), (v), NULL, (h) }
 #define HL_OPT_STRING(s, l, v, a, h)    { HL_OPTT_STRING, (s), (l), (v), (a), (h) }
 #define HL_OPT_INT(s, l, v, a, h)       { HL_OPTT_INT, (s), (l), (v), (a), (h) }

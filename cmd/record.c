@@ -295,6 +295,11 @@ int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out
                 "more than %u were live at once; the replay writes every page of them",
                 (unsigned long long)st.big_untracked, (unsigned)(HL_PAGES_MIN_BYTES >> 10),
                 HL_RAW_PAGES_TRACKED);
+    if (st.held && !quiet)
+        fprintf(stderr, "heaplab: finalising fell behind the program, which waited %.1f s "
+                        "in all (%llu times) so that its unread capture stayed under the "
+                        "limit (--max-backlog)\n",
+                (double)st.held_ns / 1e9, (unsigned long long)st.held);
     if (!quiet) {
         char b[32], after[64] = "";
         if (exited > 0)
@@ -322,7 +327,7 @@ static int status_code(int status)
 int cmd_record(int argc, char **argv)
 {
     const char *output = NULL, *capture = NULL, *from = NULL;
-    uint64_t buffer = 0;
+    uint64_t buffer = 0, backlog = UINT64_MAX;
     int quiet = 0, no_wait = 0;
     long attach_pid = LONG_MIN, duration = 0;
     struct hl_option opts[] = {
@@ -331,6 +336,10 @@ int cmd_record(int argc, char **argv)
                       "write the raw capture into DIR (created) and keep it"),
         HL_OPT_SIZE(0, "buffer", &buffer, "SIZE",
                     "per-thread record buffer (default 1M; smaller flushes more often)"),
+        HL_OPT_SIZE(0, "max-backlog", &backlog, "SIZE",
+                    "hold the program back while more than SIZE of a process's capture "
+                    "is not finalised yet (default " HL_STR(HL_RAW_BACKLOG_DEFAULT_MIB)
+                    "M; 0: never, the disk then holds whatever finalising is behind)"),
         HL_OPT_STRING(0, "from-capture", &from, "DIR",
                       "finalise the raw capture in DIR instead of running a program"),
         HL_OPT_FLAG(0, "no-wait", &no_wait,
@@ -350,8 +359,9 @@ int cmd_record(int argc, char **argv)
         return hl_record_finalise(NULL, from, output, quiet, 0, 1) == 0 ? 0 : 1;
     }
     if (attach_pid != LONG_MIN) {
-        if (i < argc || from || buffer || no_wait)
-            hl_usage_die("record: -p PID takes no program, --from-capture, --buffer or --no-wait");
+        if (i < argc || from || buffer || no_wait || backlog != UINT64_MAX)
+            hl_usage_die("record: -p PID takes no program, --from-capture, --buffer, "
+                         "--max-backlog or --no-wait");
         if (!output)
             hl_usage_die("record: -p PID needs -o FILE");
         return hl_record_attach(attach_pid, output, duration, capture, quiet);
@@ -433,6 +443,13 @@ int cmd_record(int argc, char **argv)
             snprintf(b, sizeof b, "%llu", (unsigned long long)buffer);
             setenv(HL_RAW_ENV_BUFFER, b, 1);
         }
+        char v[32];
+        if (backlog != UINT64_MAX) {
+            snprintf(v, sizeof v, "%llu", (unsigned long long)backlog);
+            setenv(HL_RAW_ENV_BACKLOG, v, 1);
+        }
+        snprintf(v, sizeof v, "%ld", (long)getppid());
+        setenv(HL_RAW_ENV_WATCHER, v, 1);
         execv(prog_path, prog_argv);
         int e = errno;
         if (write(errpipe[1], &e, sizeof e) < 0)

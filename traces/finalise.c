@@ -205,6 +205,8 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
         f->h.dropped = f->h.missed = f->h.cut_errno = 0;
     if (f->h.version < 5)
         f->h.big_untracked = 0;
+    if (f->h.version < 6) /* the end of a longer cmdline there */
+        f->h.held = f->h.reserved = 0, f->h.held_ns = 0;
     return 1;
 }
 
@@ -1004,6 +1006,7 @@ struct hl_finaliser {
     struct hl_err err;      /* the error, once failed */
     size_t reserve;         /* address space for tailing one raw file */
     size_t ckpt_every;      /* capture bytes between two checkpoints of a section */
+    uint64_t slow_us;       /* ENV_FINALISE_SLOW */
     hl_finalise_progress_fn *progress;
     void *progress_ctx;
     uint64_t raw_done;      /* raw bytes read so far */
@@ -1047,6 +1050,7 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
         return NULL;
     }
     fz->fail_after = fz_env_u64(ENV_FAIL_AFTER, 0);
+    fz->slow_us = fz_env_u64(ENV_FINALISE_SLOW, 0);
     fz->ckpt_every = (size_t)fz_env_u64(ENV_CKPT_EVERY, CKPT_EVERY);
     long pg = sysconf(_SC_PAGESIZE);
     size_t v = (size_t)fz_env_u64(ENV_TAIL_RESERVE, 0) & ~(size_t)(pg - 1);
@@ -1351,7 +1355,8 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
     int more;
     do {
         size_t before = f->off;
-        more = scan_more(f, over, SCAN_BUDGET, &fz->st, err);
+        more = scan_more(f, over, fz->slow_us && !over ? (size_t)1 << 20 : SCAN_BUDGET,
+                         &fz->st, err);
         if (more < 0 || feed(s, &fz->st, err) != 0)
             return -1;
         fz->moved += f->off - before;
@@ -1360,6 +1365,8 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
         release(s);
         if (progress(fz, f->off - before, err) != 0)
             return -1;
+        if (fz->slow_us && !over && f->off != before)
+            usleep((useconds_t)fz->slow_us);
     } while (more);
     if (!over)
         return 0;
@@ -1370,6 +1377,8 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
     fz->st.dropped += f->h.dropped;
     fz->st.missed += f->h.missed;
     fz->st.big_untracked += f->h.big_untracked;
+    fz->st.held += f->h.held;
+    fz->st.held_ns += f->h.held_ns;
     hl_writer_set_losses(s->w, f->h.dropped, f->h.missed, f->h.cut_errno);
     if (hl_writer_end_process(s->w, err) != 0)
         return -1;

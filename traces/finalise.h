@@ -48,6 +48,9 @@ struct hl_finalise_stats {
     uint64_t missed;          /* calls made while a wrapper ran, not recorded */
     uint64_t big_untracked;   /* large blocks with no page count (raw.h: HL_RAW_PAGES):
                                  replayed as if every page were written */
+    uint64_t held;            /* times a thread waited for finalising to catch up
+                                 (raw.h: BACKLOG) ... */
+    uint64_t held_ns;         /* ... and the time they waited */
 };
 
 /* Why the program at path (a name without '/' is looked up in PATH) cannot be

@@ -184,6 +184,9 @@ struct section {
 #define CKPT_EVERY ((size_t)64 << 20)
 /* For tests only: checkpoint every this many bytes instead. */
 #define ENV_CKPT_EVERY "HEAPLAB_TEST_CHECKPOINT_EVERY"
+/* For tests only: while the program runs, read 1 MiB of a capture at a time and sleep
+ * this many microseconds after each: a finaliser slower than the program. */
+#define ENV_FINALISE_SLOW "HEAPLAB_TEST_FINALISE_SLOW"
 /* For tests only: fail, as a full disk would, once this many bytes are read. */
 #define ENV_FAIL_AFTER "HEAPLAB_TEST_FINALISE_FAIL_AFTER"
 /* For tests only: the trace's assembly (assemble.c) copies windows of this many

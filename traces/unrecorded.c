@@ -281,6 +281,8 @@ int unrec_losses(struct rawfile *f)
     f->h.dropped = h.dropped;
     f->h.missed = h.missed;
     f->h.big_untracked = h.version >= 5 ? h.big_untracked : 0;
+    f->h.held = h.version >= 6 ? h.held : 0;
+    f->h.held_ns = h.version >= 6 ? h.held_ns : 0;
     f->h.cut_errno = h.flags & HL_RAW_HDR_CUT ? (h.cut_errno ? h.cut_errno : ENOSPC) : 0;
     return !!(h.flags & HL_RAW_HDR_CUT);
 }

@@ -21,8 +21,6 @@
 #define HL_RP_TIMEOUT_FACTOR 20
 #define HL_RP_TIMEOUT_MIN_S 10
 #define HL_RP_TIMEOUT_CAP_S 600
-#define HL_STR_(x) #x
-#define HL_STR(x) HL_STR_(x) /* a constant in a help text */
 
 struct hl_rp_runner {
     const struct hl_alloc *allocs;

@@ -10,7 +10,10 @@
 #     and going on from its checkpoint writes the same bytes as finalising in one go;
 #     heaplab killed with SIGKILL mid-run, then --from-capture, gives every event;
 #     an unrecorded child announced in capture a checkpoint gave back to the disk is
-#     still named after --from-capture.
+#     still named after --from-capture;
+#   - a program faster than finalising is held back: its unread capture stays under
+#     --max-backlog (and does not without it), every event is there, heaplab says so,
+#     and a program whose heaplab is killed meanwhile goes on to its end.
 # Figures (speed, bytes) belong to scripts/bench-scale; this asserts counts and bytes.
 . "$HEAPLAB_SRC/tests/lib/lib.sh"
 B=$HEAPLAB_BUILD/tests/record
@@ -262,5 +265,51 @@ eq "--from-capture after SIGKILL: every event" \
 "$H" record -q -o "$T/ref3.hlt" -- "$B/rec-churn" 6000000 >/dev/null
 ok "--from-capture after SIGKILL: the same events as a recording left alone" \
     cmp <(events "$T/ref3.hlt") <(events "$T/kill.hlt")
+
+# ---- a program faster than finalising (slowed here by a test hook) is held back ----
+# raw_peak DIR CMD...: run CMD, print the peak disk use (KiB) of DIR's raw files,
+# sampled every 20 ms
+raw_peak() {
+    local dir=$1 peak=0 k
+    shift
+    "$@" >/dev/null 2>"$T/peak.err" &
+    local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        k=$(du -ck "$dir"/*.hlraw 2>/dev/null | tail -1 | cut -f1)
+        [ -n "$k" ] && [ "$k" -gt "$peak" ] && peak=$k
+        sleep 0.02
+    done
+    wait "$pid"
+    echo "$peak"
+}
+slow() { HEAPLAB_TEST_FINALISE_SLOW=20000 HEAPLAB_TEST_CHECKPOINT_EVERY=1048576 "$@"; }
+kib=$(slow raw_peak "$T/bl" "$H" record --capture-dir "$T/bl" --max-backlog 8M \
+    -o "$T/bl.hlt" -- "$B/rec-churn" 10000000 4096)
+check "held back: the unread capture stays under 8 MiB and a buffer (peak $kib KiB)" \
+    "[ $kib -gt 0 ] && [ $kib -lt 12288 ]"
+check "heaplab says the program waited for finalising" \
+    "grep -q 'waited .* so that its unread capture stayed under the limit' '$T/peak.err'"
+kib0=$(slow raw_peak "$T/bl0" "$H" record -q --capture-dir "$T/bl0" --max-backlog 0 \
+    -o "$T/bl0.hlt" -- "$B/rec-churn" 10000000 4096)
+check "--max-backlog 0: the same program leaves a longer unread capture (peak $kib0 KiB)" \
+    "[ $kib0 -gt 32768 ]"
+ok "held back or not, the same events" cmp <(events "$T/bl.hlt") <(events "$T/bl0.hlt")
+rm -rf "$T"/bl*
+slow "$H" record -q --max-backlog 4M -o "$T/blk.hlt" -- "$B/rec-churn" 8000000 4096 \
+    >/dev/null 2>&1 &
+hp=$!
+for _ in $(seq 200); do # until the program is held back
+    ls "$T/blk.hlt.capture/"*.ckpt >/dev/null 2>&1 && break
+    sleep 0.05
+done
+sleep 0.5
+kill -9 "$hp"
+wait "$hp" 2>/dev/null
+for _ in $(seq 600); do pgrep -f "rec-churn 8000000" >/dev/null || break; sleep 0.1; done
+check "heaplab killed while the program is held back: the program goes on to its end" \
+    "! pgrep -f 'rec-churn 8000000' >/dev/null"
+"$H" record -q --from-capture "$T/blk.hlt.capture" -o "$T/blk.hlt" 2>"$T/blk.err"
+eq "... and --from-capture gives every event" \
+    "$("$H" stat --json "$T/blk.hlt" >"$T/blk.json" && json "$T/blk.json" 'j["events"]')" 16000003
 
 done_testing

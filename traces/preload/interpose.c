@@ -39,6 +39,7 @@
  * recording: the environment passed to the new image always carries LD_PRELOAD and
  * HEAPLAB_CAPTURE_DIR, even when the program passes an envp of its own.
  */
+#include "backlog.h"
 #include "bigblocks.h"
 #include "raw.h"
 
@@ -148,7 +149,8 @@ static inline void guard_off(struct tstate *t)
 /* ---- process state ---- */
 
 static int g_attached; /* loaded into a running process by hook.c, not preloaded */
-static pid_t g_watcher; /* attached: the heaplab recording us (see orphaned) */
+static pid_t g_watcher; /* the heaplab recording us: attached (see orphaned), or
+                           preloaded by heaplab record (HL_RAW_ENV_WATCHER) */
 
 static uint64_t g_seq;              /* the global sequence counter */
 static int g_multi;                 /* the process has (had) more than one thread */
@@ -417,6 +419,8 @@ static void rewrite_header(void)
     h.dropped = __atomic_load_n(&g_dropped, __ATOMIC_RELAXED);
     h.missed = __atomic_load_n(&g_missed, __ATOMIC_RELAXED);
     h.big_untracked = hl_big_untracked();
+    h.held = hl_backlog_held();
+    h.held_ns = hl_backlog_held_ns();
     h.checksum = 0;
     h.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8);
     int fd = open(g_path, O_WRONLY | O_CLOEXEC);
@@ -428,12 +432,13 @@ static void rewrite_header(void)
 }
 
 /* At the end of the image (exit, exec, detach): put the counts into the header if
- * anything went unrecorded. */
+ * anything went unrecorded, or a thread waited for finalising (raw.h: BACKLOG). */
 static void finish_header(void)
 {
     if (g_on && (__atomic_load_n(&g_cut, __ATOMIC_RELAXED) ||
                  __atomic_load_n(&g_dropped, __ATOMIC_RELAXED) ||
-                 __atomic_load_n(&g_missed, __ATOMIC_RELAXED) || hl_big_untracked()))
+                 __atomic_load_n(&g_missed, __ATOMIC_RELAXED) || hl_big_untracked() ||
+                 hl_backlog_held()))
         rewrite_header();
 }
 
@@ -738,8 +743,11 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
     if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == 0)
         setup_process();
     if (t->buf) {
-        if ((size_t)(t->hard - t->pos) < 2 + MAX_RECORD_WORDS)
+        if ((size_t)(t->hard - t->pos) < 2 + MAX_RECORD_WORDS) {
             flush(t);
+            if (g_on)
+                hl_backlog_hold(g_fd, g_path, g_watcher);
+        }
     } else if (g_on && !t->dead) {
         void *m = mmap(NULL, g_bufbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                        -1, 0);
@@ -869,6 +877,7 @@ static void atfork_child(void)
     g_cut = 0;
     g_dropped = 0;
     g_missed = 0;
+    hl_backlog_after_fork();
     memset(&g_hdr, 0, sizeof g_hdr);
     if (!g_on)
         return;
@@ -891,6 +900,29 @@ static void atfork_child(void)
         g_on = 0;
 }
 
+/* A size from the environment: digits, then K, M or G for KiB, MiB or GiB.  Returns 1
+ * and sets *v if name is set to one. */
+static int env_size(const char *name, uint64_t *v)
+{
+    const char *s = getenv(name);
+    char *e;
+    if (!s || *s < '0' || *s > '9')
+        return 0;
+    unsigned long long x = strtoull(s, &e, 10);
+    unsigned shift = 0;
+    if (*e == 'k' || *e == 'K')
+        shift = 10;
+    else if (*e == 'm' || *e == 'M')
+        shift = 20;
+    else if (*e == 'g' || *e == 'G')
+        shift = 30;
+    e += shift != 0;
+    if (*e || x > (UINT64_MAX >> shift))
+        return 0;
+    *v = (uint64_t)x << shift;
+    return 1;
+}
+
 static void setup_process(void)
 {
     int expect = 0;
@@ -901,20 +933,16 @@ static void setup_process(void)
     if (!real.malloc)
         resolve();
     const char *dir = getenv(HL_RAW_ENV_DIR);
-    const char *bs = getenv(HL_RAW_ENV_BUFFER);
     const char *ss = getenv(HL_RAW_ENV_SEQ_START);
     if (ss && *ss)
         g_seq = strtoull(ss, NULL, 10);
-    if (bs && *bs) {
-        char *e;
-        unsigned long long v = strtoull(bs, &e, 10);
-        if (*e == 'k' || *e == 'K')
-            v <<= 10;
-        else if (*e == 'm' || *e == 'M')
-            v <<= 20;
-        if (v >= 4096 && v <= (1ull << 30))
-            g_bufbytes = (size_t)v & ~(size_t)4095;
-    }
+    uint64_t v;
+    if (env_size(HL_RAW_ENV_BUFFER, &v) && v >= 4096 && v <= (1ull << 30))
+        g_bufbytes = (size_t)v & ~(size_t)4095;
+    if (env_size(HL_RAW_ENV_BACKLOG, &v))
+        hl_backlog_setup(v);
+    if (env_size(HL_RAW_ENV_WATCHER, &v) && v > 0 && v <= INT_MAX)
+        g_watcher = (pid_t)v;
     Dl_info di;
     if (dladdr((void *)&setup_process, &di) && di.dli_fname &&
         strlen(di.dli_fname) < sizeof g_libpath)

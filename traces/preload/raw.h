@@ -125,6 +125,23 @@
  * have written after; the header is rewritten in place (no growth) at the cut and
  * again at exit.  The file may end with part of the chunk that failed.
  *
+ * BACKLOG (version 6): a program that allocates faster than finalising reads would
+ * leave an ever longer unread capture on disk.  So a thread whose full buffer was just
+ * written checks how far finalising is behind in this file: the file's size less the
+ * `low` word of the section's checkpoint (<raw file>.ckpt, HL_RAW_CKPT_*: the first
+ * byte finalising still needs; the bytes below it are given back to the disk).  When
+ * that is above the limit (HL_RAW_ENV_BACKLOG, default HL_RAW_BACKLOG_DEFAULT; 0 =
+ * never), the thread sleeps until it is at most half the limit, so the file holds at
+ * most the limit and a buffer per thread.  It does not wait:
+ *   - before the first checkpoint (finalising may not be reading this file yet: it
+ *     reads a bounded number of processes' files at a time);
+ *   - once the heaplab recording it is gone (HL_RAW_ENV_WATCHER, or the attach's);
+ *   - when the checkpoint stays the same for HL_RAW_HOLD_STALL_NS: it stops, and skips
+ *     the checks for that long again, doubling each time up to 64 times, so that a
+ *     stopped finaliser costs the program little.
+ * The header's `held` and `held_ns` (rewritten at exit) count the waits and their
+ * time, which heaplab record reports.
+ *
  * CLOCK: the header holds a (TSC, CLOCK_MONOTONIC) pair taken when the image started,
  * every chunk header another taken when it was flushed; the finaliser converts TSC
  * readings to nanoseconds since the start linearly between the pairs (in file order,
@@ -139,9 +156,9 @@
 #include "../trace.h"
 
 #define HL_RAW_MAGIC "HLRAW01\n"
-#define HL_RAW_VERSION 5u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags;
+#define HL_RAW_VERSION 6u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags;
                                  4 process chunks, dropped, missed and cut_errno;
-                                 5 HL_RAW_PAGES */
+                                 5 HL_RAW_PAGES; 6 held and held_ns (BACKLOG) */
 #define HL_RAW_MIN_VERSION 1u /* the oldest a finaliser reads */
 #define HL_RAW_CHUNK_MAGIC 0x4b43524cu /* "LRCK" */
 
@@ -286,15 +303,19 @@ struct hl_raw_header {
     uint64_t start_tsc;         /* TSC at the same moment */
     uint64_t checksum;          /* hl_raw_checksum of the header with this field 0 */
     char exe[512];              /* readlink(/proc/self/exe), NUL-terminated */
-    char cmdline[1000];         /* argv joined with spaces, NUL-terminated, truncated
-                                   (before version 4: 1024 bytes, the fields below
-                                   not there) */
+    char cmdline[984];          /* argv joined with spaces, NUL-terminated, truncated
+                                   (before version 4: 1024 bytes, before version 6:
+                                   1000, the fields below not there) */
     uint64_t dropped;           /* events not written: the file could not grow */
     uint64_t missed;            /* calls not recorded (see "Not recorded") */
     uint32_t cut_errno;         /* HL_RAW_HDR_CUT: the errno of the failed write */
     uint32_t big_untracked;     /* large blocks allocated while HL_RAW_PAGES_TRACKED were
                                    live: no HL_RAW_PAGES record (version 5 on; rewritten
                                    at exit as dropped and missed are) */
+    uint64_t held_ns;           /* BACKLOG: time the image's threads waited for
+                                   finalising (version 6 on; rewritten at exit) */
+    uint32_t held;              /* ... and how many times */
+    uint32_t reserved;          /* 0 */
 };
 
 /* Header flags. */
@@ -360,6 +381,23 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
 /* Environment variables the interposer reads. */
 #define HL_RAW_ENV_DIR "HEAPLAB_CAPTURE_DIR"  /* where to write; unset = record nothing */
 #define HL_RAW_ENV_BUFFER "HEAPLAB_RECORD_BUFFER" /* per-thread buffer bytes (default 1 MiB) */
+/* BACKLOG: the most capture bytes a raw file holds that finalising has not read, while
+ * it reads that file; 0 never waits.  Bytes, or with a K, M or G suffix. */
+#define HL_RAW_ENV_BACKLOG "HEAPLAB_RECORD_BACKLOG"
+#define HL_RAW_BACKLOG_DEFAULT_MIB 256
+#define HL_RAW_BACKLOG_DEFAULT ((uint64_t)HL_RAW_BACKLOG_DEFAULT_MIB << 20)
+/* BACKLOG: the pid of the heaplab that reads the capture: no wait once it is gone. */
+#define HL_RAW_ENV_WATCHER "HEAPLAB_RECORD_WATCHER"
+/* BACKLOG: a checkpoint unchanged this long while a thread waits: finalising has
+ * stopped (or reads other files first). */
+#define HL_RAW_HOLD_STALL_NS 2000000000ull
+/* What the interposer reads of a section's checkpoint (traces/checkpoint.c, whose
+ * layout this is the start of): the file is <raw file> HL_RAW_CKPT_SUFFIX, written
+ * whole and renamed into place; word 0 is HL_RAW_CKPT_MAGIC, word HL_RAW_CKPT_W_LOW
+ * the first byte of the raw file finalising still needs. */
+#define HL_RAW_CKPT_SUFFIX ".ckpt"
+#define HL_RAW_CKPT_MAGIC 0x31544b43504c4c48ull /* "HLLPCKT1" */
+#define HL_RAW_CKPT_W_LOW 3
 /* For tests only: the first sequence number (default 0), so that a short run reaches
  * the 2^40 boundary of a long record's seq40 field. */
 #define HL_RAW_ENV_SEQ_START "HEAPLAB_RECORD_SEQ_START"
