@@ -11,6 +11,7 @@
 #     heaplab killed with SIGKILL mid-run, then --from-capture, gives every event;
 #     an unrecorded child announced in capture a checkpoint gave back to the disk is
 #     still named after --from-capture;
+#   - a thread that allocates seldom beside a fast one does not stop finalising;
 #   - a program faster than finalising is held back: its unread capture stays under
 #     --max-backlog (and does not without it), every event is there, heaplab says so,
 #     and a program whose heaplab is killed meanwhile goes on to its end.
@@ -105,14 +106,16 @@ HEAPLAB_TEST_ASSEMBLY_WINDOW=1048576 HEAPLAB_TEST_ASSEMBLY_FAIL_AFTER=3 \
 rc=$?
 check "a finish stopped in the assembly exits non-zero and keeps the capture (got $rc)" \
     "[ $rc -ne 0 ] && [ -s '$T/asmk.hlt.capture/assembly.state' ] && [ ! -e '$T/asmk.hlt' ]"
-held=0 apparent=0
+held=0 apparent=0 nparts=0
 for part in "$T"/asmk.hlt.capture/*.part; do
     [ -e "$part" ] || continue
     apparent=$((apparent + $(stat -c %s "$part")))
     held=$((held + $(stat -c %b "$part") * $(stat -c %B "$part")))
+    nparts=$((nparts + 1))
 done
+# A part's ends may each hold a partly used block.
 check "the children's parts gave what was copied back ($held of $apparent bytes held)" \
-    "[ $apparent -gt 2097152 ] && [ $held -le $((apparent - 2097152 + 8192)) ]"
+    "[ $apparent -gt 2097152 ] && [ $held -le $((apparent - 2097152 + 8192 * nparts)) ]"
 ok "--from-capture finishes the assembly" \
     "$H" record -q --from-capture "$T/asmk.hlt.capture" -o "$T/asmk.hlt"
 # churn_events FILE: the events of the rec-churn sections (the shell's own vary with
@@ -266,6 +269,15 @@ eq "--from-capture after SIGKILL: every event" \
 ok "--from-capture after SIGKILL: the same events as a recording left alone" \
     cmp <(events "$T/ref3.hlt") <(events "$T/kill.hlt")
 
+# ---- a thread that allocates once a millisecond beside a fast one does not hold
+#      finalising back until it fills its buffer: the capture merged while the program
+#      runs goes back to the disk ----
+out=$(HEAPLAB_TEST_CHECKPOINT_EVERY=1048576 "$H" record -q -o "$T/seldom.hlt" -- \
+    "$B/rec-seldom" 3000000)
+check "a seldom thread beside a fast one: capture given back while the program runs" \
+    "echo '$out' | grep -q 'given back while running: yes'"
+rm -rf "$T"/seldom*
+
 # ---- a program faster than finalising (slowed here by a test hook) is held back ----
 # raw_peak DIR CMD...: run CMD, print the peak disk use (KiB) of DIR's raw files,
 # sampled every 20 ms
@@ -285,14 +297,16 @@ raw_peak() {
 slow() { HEAPLAB_TEST_FINALISE_SLOW=20000 HEAPLAB_TEST_CHECKPOINT_EVERY=1048576 "$@"; }
 kib=$(slow raw_peak "$T/bl" "$H" record --capture-dir "$T/bl" --max-backlog 8M \
     -o "$T/bl.hlt" -- "$B/rec-churn" 10000000 4096)
-check "held back: the unread capture stays under 8 MiB and a buffer (peak $kib KiB)" \
-    "[ $kib -gt 0 ] && [ $kib -lt 12288 ]"
+# 8 MiB, a buffer, and what the program writes between a checkpoint and its punch
+# (a few MiB when the machine is busy)
+check "held back: the unread capture stays near 8 MiB (peak $kib KiB)" \
+    "[ $kib -gt 0 ] && [ $kib -lt 16384 ]"
 check "heaplab says the program waited for finalising" \
     "grep -q 'waited .* so that its unread capture stayed under the limit' '$T/peak.err'"
 kib0=$(slow raw_peak "$T/bl0" "$H" record -q --capture-dir "$T/bl0" --max-backlog 0 \
     -o "$T/bl0.hlt" -- "$B/rec-churn" 10000000 4096)
 check "--max-backlog 0: the same program leaves a longer unread capture (peak $kib0 KiB)" \
-    "[ $kib0 -gt 32768 ]"
+    "[ $kib0 -gt 49152 ]"
 ok "held back or not, the same events" cmp <(events "$T/bl.hlt") <(events "$T/bl0.hlt")
 rm -rf "$T"/bl*
 slow "$H" record -q --max-backlog 4M -o "$T/blk.hlt" -- "$B/rec-churn" 8000000 4096 \

@@ -734,9 +734,28 @@ static void thread_dtor(void *arg);
 
 static void setup_process(void);
 
-/* The fast path reached the soft end: flush if the buffer is full, set it up if there
- * is none, write a clock reading, and return where the next record goes (with room for
- * MAX_RECORD_WORDS). */
+/* A thread that records seldom beside a fast one would hold every horizon back until
+ * it fills its buffer (quiet_copy skips a thread that recorded since the last look),
+ * and finalising could not pass its first record meanwhile: minutes, for a thread
+ * that allocates once a millisecond.  So a buffer less than 1/OLD_SHARE full whose
+ * first record is more than OLD_BUFFERS buffers' worth of the process's numbers old
+ * is flushed at its thread's next clock reading (about every 30 records).  Threads
+ * that record at comparable rates fill their buffers first. */
+#define OLD_BUFFERS 4
+#define OLD_SHARE 16
+
+static inline int buffer_old(const struct tstate *t)
+{
+    size_t words = g_bufbytes / 8;
+    uint64_t lo = __atomic_load_n(&t->lo, __ATOMIC_RELAXED);
+    return lo != UINT64_MAX && (size_t)(t->pos - t->buf) < words / OLD_SHARE &&
+           __atomic_load_n(&g_multi, __ATOMIC_RELAXED) &&
+           __atomic_load_n(&g_seq, __ATOMIC_RELAXED) - lo > OLD_BUFFERS * words;
+}
+
+/* The fast path reached the soft end: flush if the buffer is full (or old), set it up
+ * if there is none, write a clock reading, and return where the next record goes (with
+ * room for MAX_RECORD_WORDS). */
 static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
 {
     int saved = errno;
@@ -747,6 +766,8 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
             flush(t);
             if (g_on)
                 hl_backlog_hold(g_fd, g_path, g_watcher);
+        } else if (buffer_old(t)) {
+            flush(t);
         }
     } else if (g_on && !t->dead) {
         void *m = mmap(NULL, g_bufbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,

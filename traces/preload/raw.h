@@ -132,7 +132,8 @@
  * byte finalising still needs; the bytes below it are given back to the disk).  When
  * that is above the limit (HL_RAW_ENV_BACKLOG, default HL_RAW_BACKLOG_DEFAULT; 0 =
  * never), the thread sleeps until it is at most half the limit, so the file holds at
- * most the limit and a buffer per thread.  It does not wait:
+ * most the limit and a buffer per thread, and for a moment what is written between a
+ * checkpoint and the punch of the bytes it passed.  It does not wait:
  *   - before the first checkpoint (finalising may not be reading this file yet: it
  *     reads a bounded number of processes' files at a time);
  *   - once the heaplab recording it is gone (HL_RAW_ENV_WATCHER, or the attach's);
