@@ -273,7 +273,7 @@ ok "--from-capture after SIGKILL: the same events as a recording left alone" \
 #      finalising back until it fills its buffer: the capture merged while the program
 #      runs goes back to the disk ----
 out=$(HEAPLAB_TEST_CHECKPOINT_EVERY=1048576 "$H" record -q -o "$T/seldom.hlt" -- \
-    "$B/rec-seldom" 3000000)
+    "$B/rec-seldom" 3000000 look)
 check "a seldom thread beside a fast one: capture given back while the program runs" \
     "echo '$out' | grep -q 'given back while running: yes'"
 rm -rf "$T"/seldom*

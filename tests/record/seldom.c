@@ -2,13 +2,15 @@
  * where the recorder's merge horizon could be held back by the seldom thread's
  * half-empty buffer.
  *
- *   seldom N
+ *   seldom N [look]
  *
  * The main thread makes N malloc/free pairs among 4096 live blocks while the other
- * thread makes one pair a millisecond.  Then, still running and with the other thread
- * still allocating, the main thread looks (for up to 20 s) for a finalising checkpoint
- * in the capture folder ($HEAPLAB_CAPTURE_DIR: a file ending in ".ckpt"), and prints
- * "checkpoint while running: yes" or "... no".  Prints N on the last line. */
+ * thread makes one pair a millisecond.  Then, with "look", still running and with the
+ * other thread still allocating, the main thread looks (for up to 20 s) whether
+ * finalising has given at least 4 MiB of its raw capture file back to the disk (in
+ * $HEAPLAB_CAPTURE_DIR, the file ending in ".hlraw": its allocated blocks 4 MiB below
+ * its size), which it does only below what it has merged, and prints "capture given
+ * back while running: yes" or "... no".  Prints N on the last line. */
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -50,7 +52,8 @@ static int given_back(const char *dir)
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
-    const char *dir = getenv("HEAPLAB_CAPTURE_DIR");
+    const char *dir = argc > 2 && strcmp(argv[2], "look") == 0 ? getenv("HEAPLAB_CAPTURE_DIR")
+                                                               : NULL;
     enum { LIVE = 4096 };
     static void *live[LIVE];
     pthread_t t;
@@ -71,7 +74,8 @@ int main(int argc, char **argv)
             nanosleep(&ts, NULL);
         }
     }
-    printf("capture given back while running: %s\n", seen ? "yes" : "no");
+    if (dir)
+        printf("capture given back while running: %s\n", seen ? "yes" : "no");
     stop = 1;
     pthread_join(t, NULL);
     for (int k = 0; k < LIVE; k++)
