@@ -48,13 +48,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The magic and the word of `low` are raw.h's (the interposer reads them: BACKLOG). */
-#define CKPT_MAGIC HL_RAW_CKPT_MAGIC
+#define CKPT_MAGIC 0x31544b43504c4c48ull /* "HLLPCKT1" */
 #define CKPT_VERSION 2u
 /* H of a finished section's checkpoint (checkpoint_done): its part is whole. */
 #define CKPT_DONE UINT64_MAX
 /* Word numbers in the FILE layout above. */
-enum { CKPT_W_LOW = HL_RAW_CKPT_W_LOW, CKPT_W_COUNTS = 18, CKPT_W_ARRAYS_V1 = 22 };
+enum { CKPT_W_LOW = 3, CKPT_W_COUNTS = 18, CKPT_W_ARRAYS_V1 = 22 };
 
 /* A growing array of words. */
 struct words {
@@ -78,7 +77,7 @@ static int put(struct words *b, uint64_t v)
 
 static void ckpt_path(char *buf, size_t n, const struct rawfile *f, const char *suffix)
 {
-    snprintf(buf, n, "%s" HL_RAW_CKPT_SUFFIX "%s", f->path, suffix);
+    snprintf(buf, n, "%s.ckpt%s", f->path, suffix);
 }
 
 struct live_ctx {

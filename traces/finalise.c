@@ -226,6 +226,7 @@ static int map_file(struct rawfile *f, int over, size_t reserve, struct hl_err *
         return -1;
     }
     f->size = (size_t)sb.st_size;
+    f->ino = (uint64_t)sb.st_ino;
     f->maplen = over ? f->size : reserve;
     void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
@@ -1007,6 +1008,8 @@ struct hl_finaliser {
     size_t reserve;         /* address space for tailing one raw file */
     size_t ckpt_every;      /* capture bytes between two checkpoints of a section */
     uint64_t slow_us;       /* ENV_FINALISE_SLOW */
+    int polling;            /* the program runs (hl_finaliser_poll): publish_backlog */
+    int backlog_fd;         /* the state file publish_backlog writes, -1 if none */
     hl_finalise_progress_fn *progress;
     void *progress_ctx;
     uint64_t raw_done;      /* raw bytes read so far */
@@ -1051,6 +1054,7 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
     }
     fz->fail_after = fz_env_u64(ENV_FAIL_AFTER, 0);
     fz->slow_us = fz_env_u64(ENV_FINALISE_SLOW, 0);
+    fz->backlog_fd = -1;
     fz->ckpt_every = (size_t)fz_env_u64(ENV_CKPT_EVERY, CKPT_EVERY);
     long pg = sysconf(_SC_PAGESIZE);
     size_t v = (size_t)fz_env_u64(ENV_TAIL_RESERVE, 0) & ~(size_t)(pg - 1);
@@ -1347,6 +1351,48 @@ static void release(struct section *s)
         remap(f, upto);
 }
 
+/* While the program runs, tell its threads how far finalising is behind in the files
+ * it reads (raw.h: BACKLOG), so that they wait when it is too far.  A failure to write
+ * the state only means nobody waits. */
+static void publish_backlog(struct hl_finaliser *fz)
+{
+    if (!fz->polling)
+        return;
+    struct hl_raw_backlog b;
+    memset(&b, 0, sizeof b);
+    b.magic = HL_RAW_BACKLOG_MAGIC;
+    b.progress = fz->raw_done;
+    for (unsigned i = 0; i < fz->nlive && b.nfiles < HL_RAW_BACKLOG_FILES; i++) {
+        const struct rawfile *f = fz->live[i]->f;
+        b.file[b.nfiles].ino = f->ino;
+        b.file[b.nfiles].need = first_needed_byte(f);
+        b.file[b.nfiles++].size = f->size;
+    }
+    b.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &b, sizeof b / 8 - 1);
+    if (fz->backlog_fd < 0) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", fz->dir, HL_RAW_BACKLOG_NAME);
+        fz->backlog_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    }
+    if (fz->backlog_fd >= 0) {
+        ssize_t k = pwrite(fz->backlog_fd, &b, sizeof b, 0);
+        (void)k;
+    }
+}
+
+/* The program is over: nobody is to wait any more. */
+static void end_backlog(struct hl_finaliser *fz)
+{
+    fz->polling = 0;
+    if (fz->backlog_fd < 0)
+        return;
+    close(fz->backlog_fd);
+    fz->backlog_fd = -1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", fz->dir, HL_RAW_BACKLOG_NAME);
+    unlink(path);
+}
+
 /* Read what f holds now and write what can be written, a bounded window at a time;
  * over: f is complete.  Ends the section (frees s) when over. */
 static int section_step(struct hl_finaliser *fz, struct section *s, int over, struct hl_err *err)
@@ -1365,9 +1411,11 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
         release(s);
         if (progress(fz, f->off - before, err) != 0)
             return -1;
+        publish_backlog(fz);
         if (fz->slow_us && !over && f->off != before)
             usleep((useconds_t)fz->slow_us);
-    } while (more);
+    } while (more && over); /* while the program runs, one window a call: the poll
+                               goes round the files, starting new ones, between two */
     if (!over)
         return 0;
     if (merge(s, UINT64_MAX, &fz->st, err) != 0)
@@ -1479,7 +1527,10 @@ int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err)
         return -1;
     }
     fz->moved = 0;
-    if (advance(fz, &fz->err) != 0) {
+    fz->polling = 1;
+    int r = advance(fz, &fz->err);
+    publish_backlog(fz);
+    if (r != 0) {
         fz->failed = 1;
         *err = fz->err;
         return -1;
@@ -1512,6 +1563,7 @@ void hl_finaliser_abort(struct hl_finaliser *fz)
 {
     if (!fz)
         return;
+    end_backlog(fz);
     /* Parts stay as they stand: a checkpoint may need them (free_files). */
     for (unsigned i = 0; i < fz->nlive; i++) {
         hl_writer_stop(fz->live[i]->w);
@@ -1694,6 +1746,7 @@ int hl_finaliser_finish(struct hl_finaliser *fz, struct hl_finalise_stats *st,
                         struct hl_err *err)
 {
     int rc = -1;
+    end_backlog(fz);
     if (fz->failed)
         *err = fz->err;
     else if (finish(fz, err) == 0)

@@ -126,6 +126,7 @@ struct rawfile {
     size_t maplen, size;
     size_t released;              /* file bytes below this are read and let go */
     size_t punched;               /* file bytes below this are given back to the disk */
+    uint64_t ino;                 /* its inode number, once mapped (raw.h: BACKLOG) */
     int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
     int done;                     /* its section is written (or it is skipped) */
     int stopped;                  /* the scan met damage: nothing after it is read */

@@ -15,27 +15,37 @@
 #include <time.h>
 #include <unistd.h>
 
-/* How long a waiting thread sleeps between two looks at the checkpoint. */
+/* How long a waiting thread sleeps between two looks at the state. */
 #define HOLD_STEP_NS 1000000L
 /* After a stall the checks are skipped for HL_RAW_HOLD_STALL_NS, twice that after the
  * next, ... up to this many doublings. */
 #define HOLD_BACKOFF_MAX 6u
 
 static uint64_t g_limit = HL_RAW_BACKLOG_DEFAULT;
-static uint64_t g_low;        /* the last checkpoint's low seen */
+static char g_state[PATH_MAX + sizeof "/" HL_RAW_BACKLOG_NAME];
 static uint64_t g_skip_until; /* CLOCK_MONOTONIC ns: no check before (a stall) */
 static unsigned g_stalls;     /* stalls in a row */
 static uint32_t g_held;
 static uint64_t g_held_ns;
 
-void hl_backlog_setup(uint64_t limit)
+void hl_backlog_set_limit(uint64_t limit)
 {
     g_limit = limit;
 }
 
+void hl_backlog_set_dir(const char *dir)
+{
+    size_t n = strlen(dir);
+    g_state[0] = 0;
+    if (n + sizeof "/" HL_RAW_BACKLOG_NAME > sizeof g_state)
+        return; /* no state file: never waits */
+    memcpy(g_state, dir, n);
+    memcpy(g_state + n, "/" HL_RAW_BACKLOG_NAME, sizeof "/" HL_RAW_BACKLOG_NAME);
+}
+
 void hl_backlog_after_fork(void)
 {
-    g_low = g_skip_until = g_held_ns = 0;
+    g_skip_until = g_held_ns = 0;
     g_stalls = 0;
     g_held = 0;
 }
@@ -57,53 +67,50 @@ static uint64_t mono_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* The checkpoint's low, or 0 if there is no checkpoint (finalising has not begun to
- * give this file back: it may not be reading it yet). */
-static uint64_t checkpoint_low(const char *ckpt)
+static uint64_t gap(uint64_t size, uint64_t need)
 {
-    int fd = open(ckpt, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    uint64_t w[HL_RAW_CKPT_W_LOW + 1];
-    ssize_t k = pread(fd, w, sizeof w, 0);
-    close(fd);
-    if (k != (ssize_t)sizeof w || w[0] != HL_RAW_CKPT_MAGIC)
-        return 0;
-    return w[HL_RAW_CKPT_W_LOW];
+    return size > need ? size - need : 0;
 }
 
-static uint64_t file_size(int fd)
+/* How far finalising is behind in the files it reads, this image's (fd, inode ino)
+ * at its size now; with its progress count in *progress.  0 if it does not read this
+ * file, or publishes nothing (or was caught writing: as if not listed). */
+static uint64_t behind(int fd, uint64_t ino, uint64_t *progress)
 {
+    struct hl_raw_backlog b;
     struct stat st;
-    return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    int sf = open(g_state, O_RDONLY | O_CLOEXEC);
+    if (sf < 0)
+        return 0;
+    ssize_t k = pread(sf, &b, sizeof b, 0);
+    close(sf);
+    if (k != (ssize_t)sizeof b || b.magic != HL_RAW_BACKLOG_MAGIC ||
+        b.checksum != hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &b, sizeof b / 8 - 1) ||
+        b.nfiles > HL_RAW_BACKLOG_FILES || fstat(fd, &st) != 0)
+        return 0;
+    uint64_t sum = 0;
+    int mine = 0;
+    for (uint64_t i = 0; i < b.nfiles; i++) {
+        uint64_t size = b.file[i].size;
+        if (b.file[i].ino == ino) {
+            mine = 1;
+            size = (uint64_t)st.st_size;
+        }
+        sum += gap(size, b.file[i].need);
+    }
+    *progress = b.progress;
+    return mine ? sum : 0;
 }
 
-static uint64_t lag(uint64_t size, uint64_t low)
+void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher)
 {
-    return size > low ? size - low : 0;
-}
-
-void hl_backlog_hold(int fd, const char *raw_path, pid_t watcher)
-{
-    uint64_t size = file_size(fd);
-    if (!g_limit || lag(size, __atomic_load_n(&g_low, __ATOMIC_RELAXED)) <= g_limit)
+    uint64_t progress = 0, p, back;
+    if (!g_limit || !g_state[0] || (back = behind(fd, ino, &progress)) <= g_limit)
         return;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = mono_ns(), t = t0, seen_t = t0;
     if (t0 < __atomic_load_n(&g_skip_until, __ATOMIC_RELAXED))
         return;
-    char ckpt[PATH_MAX + 80];
-    size_t n = strlen(raw_path);
-    if (n + sizeof HL_RAW_CKPT_SUFFIX > sizeof ckpt)
-        return;
-    memcpy(ckpt, raw_path, n);
-    memcpy(ckpt + n, HL_RAW_CKPT_SUFFIX, sizeof HL_RAW_CKPT_SUFFIX);
-    uint64_t low = checkpoint_low(ckpt), seen_t = t0, t = t0;
-    if (!low)
-        return;
-    __atomic_store_n(&g_low, low, __ATOMIC_RELAXED);
-    if (lag(size, low) <= g_limit)
-        return;
-    while (lag(size, low) > g_limit / 2) {
+    while (back > g_limit / 2) {
         if (watcher > 0 && kill(watcher, 0) != 0 && errno == ESRCH)
             break; /* nobody reads the capture any more */
         if (t - seen_t >= HL_RAW_HOLD_STALL_NS) {
@@ -114,16 +121,12 @@ void hl_backlog_hold(int fd, const char *raw_path, pid_t watcher)
         }
         struct timespec step = {0, HOLD_STEP_NS};
         nanosleep(&step, NULL);
-        size = file_size(fd);
-        uint64_t l = checkpoint_low(ckpt);
         t = mono_ns();
-        if (l > low) {
-            low = l;
+        back = behind(fd, ino, &p);
+        if (p != progress) {
+            progress = p;
             seen_t = t;
             g_stalls = 0;
-            __atomic_store_n(&g_low, low, __ATOMIC_RELAXED);
-        } else if (!l) {
-            break; /* the checkpoint is gone: the section is being finished */
         }
     }
     __atomic_fetch_add(&g_held, 1, __ATOMIC_RELAXED);

@@ -1,17 +1,16 @@
 /*
  * backlog.h: holding the program back while finalising catches up (raw.h: BACKLOG).
  *
- * A thread whose full buffer was just written asks how far finalising is behind in
- * this image's raw file (the file's size less the `low` word of the section's
- * checkpoint) and, when that is above the limit, sleeps until it is at most half of
- * it.  So an unread capture on disk is bounded however much faster than finalising
- * the program allocates, and the program runs at finalising's pace meanwhile.
+ * A thread whose full buffer was just written reads the state finalising publishes in
+ * the capture folder (struct hl_raw_backlog) and, when this image's raw file is one of
+ * those finalising reads and finalising is more than the limit behind in them, sleeps
+ * until that is at most half of it.  So the capture not finalised yet is bounded however much faster
+ * than finalising the program allocates, and the program runs at finalising's pace
+ * meanwhile.
  *
- * State is per image: the limit (from the environment at setup), the last `low` seen
- * (low only grows, so the size less it bounds the lag from above: the checkpoint is
- * read only when that bound is over the limit), the waits' count and time (for the
- * header), and the stall backoff.  Several threads may hold at once; the counters are
- * atomic, the rest a hint.
+ * State is per image: the limit and the state file's path (set up with the capture
+ * folder), the waits' count and time (for the header), and the stall backoff.
+ * Several threads may hold at once; the counters are atomic, the rest a hint.
  *
  * Called with the interposer's guard up (interpose.c): nothing here allocates.
  */
@@ -22,13 +21,16 @@
 #include <sys/types.h>
 
 /* The limit in bytes (raw.h: HL_RAW_ENV_BACKLOG), 0 never waits. */
-void hl_backlog_setup(uint64_t limit);
-/* A fork child's image: a new file, nothing held yet. */
+void hl_backlog_set_limit(uint64_t limit);
+/* The capture folder (the state file is in it). */
+void hl_backlog_set_dir(const char *dir);
+/* A fork child's image: nothing held yet. */
 void hl_backlog_after_fork(void);
-/* After a thread's full buffer was written to fd, the raw file at raw_path: wait while
- * finalising is more than the limit behind, unless watcher (the heaplab reading the
- * capture, 0 if not known) is gone or finalising stalls. */
-void hl_backlog_hold(int fd, const char *raw_path, pid_t watcher);
+/* After a thread's full buffer was written to this image's raw file (fd, inode ino):
+ * wait while finalising reads that file and is more than the limit behind, unless
+ * watcher (the heaplab reading the capture, 0 if not known) is gone or finalising
+ * stalls. */
+void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher);
 /* For the header: the waits so far and their time. */
 uint32_t hl_backlog_held(void);
 uint64_t hl_backlog_held_ns(void);

@@ -765,7 +765,7 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
         if ((size_t)(t->hard - t->pos) < 2 + MAX_RECORD_WORDS) {
             flush(t);
             if (g_on)
-                hl_backlog_hold(g_fd, g_path, g_watcher);
+                hl_backlog_hold(g_fd, (uint64_t)g_ino, g_watcher);
         } else if (buffer_old(t)) {
             flush(t);
         }
@@ -961,7 +961,7 @@ static void setup_process(void)
     if (env_size(HL_RAW_ENV_BUFFER, &v) && v >= 4096 && v <= (1ull << 30))
         g_bufbytes = (size_t)v & ~(size_t)4095;
     if (env_size(HL_RAW_ENV_BACKLOG, &v))
-        hl_backlog_setup(v);
+        hl_backlog_set_limit(v);
     if (env_size(HL_RAW_ENV_WATCHER, &v) && v > 0 && v <= INT_MAX)
         g_watcher = (pid_t)v;
     Dl_info di;
@@ -971,6 +971,7 @@ static void setup_process(void)
     if (dir && *dir && strlen(dir) < sizeof g_dir && g_libpath[0] &&
         pthread_key_create(&g_key, thread_dtor) == 0) {
         strcpy(g_dir, dir);
+        hl_backlog_set_dir(g_dir);
         char *p = put_str(g_env_dir, g_env_dir + sizeof g_env_dir - 1, HL_RAW_ENV_DIR "=");
         *put_str(p, g_env_dir + sizeof g_env_dir - 1, g_dir) = 0;
         if (open_raw() == 0) {
@@ -1673,6 +1674,7 @@ int hl_attach_begin(const char *dir, void *const *fns, pid_t watcher)
     if (real.malloc && real.free && real.calloc && real.realloc &&
         (key_made || (key_made = pthread_key_create(&g_key, thread_dtor) == 0))) {
         strcpy(g_dir, dir);
+        hl_backlog_set_dir(g_dir);
         char *p = put_str(g_env_dir, g_env_dir + sizeof g_env_dir - 1, HL_RAW_ENV_DIR "=");
         *put_str(p, g_env_dir + sizeof g_env_dir - 1, g_dir) = 0;
         /* Threads that recorded in an earlier attach start over, numbered afresh. */

@@ -126,20 +126,22 @@
  * again at exit.  The file may end with part of the chunk that failed.
  *
  * BACKLOG (version 6): a program that allocates faster than finalising reads would
- * leave an ever longer unread capture on disk.  So a thread whose full buffer was just
- * written checks how far finalising is behind in this file: the file's size less the
- * `low` word of the section's checkpoint (<raw file>.ckpt, HL_RAW_CKPT_*: the first
- * byte finalising still needs; the bytes below it are given back to the disk).  When
- * that is above the limit (HL_RAW_ENV_BACKLOG, default HL_RAW_BACKLOG_DEFAULT; 0 =
- * never), the thread sleeps until it is at most half the limit, so the file holds at
- * most the limit and a buffer per thread, and for a moment what is written between a
- * checkpoint and the punch of the bytes it passed.  It does not wait:
- *   - before the first checkpoint (finalising may not be reading this file yet: it
- *     reads a bounded number of processes' files at a time);
+ * leave an ever longer unread capture on disk.  So finalising keeps a small file in the
+ * capture folder up to date (HL_RAW_BACKLOG_NAME, struct hl_raw_backlog: written whole
+ * at offset 0, checksummed): which raw files it is reading, and in each the first byte
+ * it still needs.  A thread whose full buffer was just written reads it, and when its
+ * own file is listed and finalising is more than the limit behind in those files
+ * (HL_RAW_ENV_BACKLOG, default HL_RAW_BACKLOG_DEFAULT; 0 = never), it sleeps until
+ * that is at most half the limit.  Behind: each file's size less the byte finalising
+ * still needs, its own file's size taken now (the others' as finalising saw them).  So the capture not finalised yet stays near
+ * the limit, however many processes write it, as long as finalising reads their files
+ * (it reads HL_RAW_BACKLOG_FILES processes' files at a time).  A thread does not wait:
+ *   - when its file is not listed (finalising has not begun to read it: waiting there
+ *     could wait on a process that waits for this one);
  *   - once the heaplab recording it is gone (HL_RAW_ENV_WATCHER, or the attach's);
- *   - when the checkpoint stays the same for HL_RAW_HOLD_STALL_NS: it stops, and skips
- *     the checks for that long again, doubling each time up to 64 times, so that a
- *     stopped finaliser costs the program little.
+ *   - when finalising's progress count stays the same for HL_RAW_HOLD_STALL_NS: it
+ *     stops, and skips the checks for that long again, doubling each time up to 64
+ *     times, so that a stopped finaliser costs the program little.
  * The header's `held` and `held_ns` (rewritten at exit) count the waits and their
  * time, which heaplab record reports.
  *
@@ -319,6 +321,22 @@ struct hl_raw_header {
     uint32_t reserved;          /* 0 */
 };
 
+/* BACKLOG: the state finalising publishes in the capture folder. */
+#define HL_RAW_BACKLOG_NAME "backlog"
+#define HL_RAW_BACKLOG_MAGIC 0x474f4c4b43414248ull /* "HBACKLOG" */
+#define HL_RAW_BACKLOG_FILES 8
+struct hl_raw_backlog {
+    uint64_t magic;    /* HL_RAW_BACKLOG_MAGIC */
+    uint64_t progress; /* capture bytes finalising has read in all: only grows */
+    uint64_t nfiles;   /* the files it is reading, at most HL_RAW_BACKLOG_FILES: */
+    struct {
+        uint64_t ino;  /* the file's inode number (all are in one folder) */
+        uint64_t need; /* the first byte of it finalising still needs */
+        uint64_t size; /* its size as finalising last saw it */
+    } file[HL_RAW_BACKLOG_FILES];
+    uint64_t checksum; /* hl_raw_checksum of the words before */
+};
+
 /* Header flags. */
 #define HL_RAW_HDR_ATTACHED 0x1u /* recording began while the process ran (record -p) */
 #define HL_RAW_HDR_CUT 0x2u      /* the file could not grow: writing stopped (DISK FULL) */
@@ -389,16 +407,9 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
 #define HL_RAW_BACKLOG_DEFAULT ((uint64_t)HL_RAW_BACKLOG_DEFAULT_MIB << 20)
 /* BACKLOG: the pid of the heaplab that reads the capture: no wait once it is gone. */
 #define HL_RAW_ENV_WATCHER "HEAPLAB_RECORD_WATCHER"
-/* BACKLOG: a checkpoint unchanged this long while a thread waits: finalising has
- * stopped (or reads other files first). */
+/* BACKLOG: finalising's progress count unchanged this long while a thread waits: it
+ * has stopped (or cannot go on before other processes do). */
 #define HL_RAW_HOLD_STALL_NS 2000000000ull
-/* What the interposer reads of a section's checkpoint (traces/checkpoint.c, whose
- * layout this is the start of): the file is <raw file> HL_RAW_CKPT_SUFFIX, written
- * whole and renamed into place; word 0 is HL_RAW_CKPT_MAGIC, word HL_RAW_CKPT_W_LOW
- * the first byte of the raw file finalising still needs. */
-#define HL_RAW_CKPT_SUFFIX ".ckpt"
-#define HL_RAW_CKPT_MAGIC 0x31544b43504c4c48ull /* "HLLPCKT1" */
-#define HL_RAW_CKPT_W_LOW 3
 /* For tests only: the first sequence number (default 0), so that a short run reaches
  * the 2^40 boundary of a long record's seq40 field. */
 #define HL_RAW_ENV_SEQ_START "HEAPLAB_RECORD_SEQ_START"
