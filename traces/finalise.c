@@ -1368,6 +1368,12 @@ static void publish_backlog(struct hl_finaliser *fz)
         b.file[b.nfiles].need = first_needed_byte(f);
         b.file[b.nfiles++].size = f->size;
     }
+    for (size_t i = 0; i < fz->n; i++) {
+        struct rawfile *f = fz->fs[i];
+        struct stat sb;
+        if (f->hdr == 1 && !f->started && image_over(fz, f) && stat(f->path, &sb) == 0)
+            b.queued += (uint64_t)sb.st_size;
+    }
     b.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &b, sizeof b / 8 - 1);
     if (fz->backlog_fd < 0) {
         char path[4200];

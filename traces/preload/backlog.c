@@ -72,9 +72,9 @@ static uint64_t gap(uint64_t size, uint64_t need)
     return size > need ? size - need : 0;
 }
 
-/* How far finalising is behind in the files it reads, this image's (fd, inode ino)
- * at its size now; with its progress count in *progress.  0 if it does not read this
- * file, or publishes nothing (or was caught writing: as if not listed). */
+/* How far finalising is behind (raw.h: BACKLOG), this image's file (fd, inode ino) at
+ * its size now; with its progress count in *progress.  0 if it publishes nothing (or
+ * was caught writing it). */
 static uint64_t behind(int fd, uint64_t ino, uint64_t *progress)
 {
     struct hl_raw_backlog b;
@@ -88,18 +88,12 @@ static uint64_t behind(int fd, uint64_t ino, uint64_t *progress)
         b.checksum != hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &b, sizeof b / 8 - 1) ||
         b.nfiles > HL_RAW_BACKLOG_FILES || fstat(fd, &st) != 0)
         return 0;
-    uint64_t sum = 0;
-    int mine = 0;
-    for (uint64_t i = 0; i < b.nfiles; i++) {
-        uint64_t size = b.file[i].size;
-        if (b.file[i].ino == ino) {
-            mine = 1;
-            size = (uint64_t)st.st_size;
-        }
-        sum += gap(size, b.file[i].need);
-    }
+    uint64_t sum = b.queued;
+    for (uint64_t i = 0; i < b.nfiles; i++)
+        sum += gap(b.file[i].ino == ino ? (uint64_t)st.st_size : b.file[i].size,
+                   b.file[i].need);
     *progress = b.progress;
-    return mine ? sum : 0;
+    return sum;
 }
 
 void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher)

@@ -2,9 +2,8 @@
  * backlog.h: holding the program back while finalising catches up (raw.h: BACKLOG).
  *
  * A thread whose full buffer was just written reads the state finalising publishes in
- * the capture folder (struct hl_raw_backlog) and, when this image's raw file is one of
- * those finalising reads and finalising is more than the limit behind in them, sleeps
- * until that is at most half of it.  So the capture not finalised yet is bounded however much faster
+ * the capture folder (struct hl_raw_backlog) and, while finalising is more than the
+ * limit behind, sleeps until that is at most half of it.  So the capture not finalised yet is bounded however much faster
  * than finalising the program allocates, and the program runs at finalising's pace
  * meanwhile.
  *
@@ -27,9 +26,8 @@ void hl_backlog_set_dir(const char *dir);
 /* A fork child's image: nothing held yet. */
 void hl_backlog_after_fork(void);
 /* After a thread's full buffer was written to this image's raw file (fd, inode ino):
- * wait while finalising reads that file and is more than the limit behind, unless
- * watcher (the heaplab reading the capture, 0 if not known) is gone or finalising
- * stalls. */
+ * wait while finalising is more than the limit behind, unless watcher (the heaplab
+ * reading the capture, 0 if not known) is gone or finalising stalls. */
 void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher);
 /* For the header: the waits so far and their time. */
 uint32_t hl_backlog_held(void);

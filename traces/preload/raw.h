@@ -128,16 +128,18 @@
  * BACKLOG (version 6): a program that allocates faster than finalising reads would
  * leave an ever longer unread capture on disk.  So finalising keeps a small file in the
  * capture folder up to date (HL_RAW_BACKLOG_NAME, struct hl_raw_backlog: written whole
- * at offset 0, checksummed): which raw files it is reading, and in each the first byte
- * it still needs.  A thread whose full buffer was just written reads it, and when its
- * own file is listed and finalising is more than the limit behind in those files
- * (HL_RAW_ENV_BACKLOG, default HL_RAW_BACKLOG_DEFAULT; 0 = never), it sleeps until
- * that is at most half the limit.  Behind: each file's size less the byte finalising
- * still needs, its own file's size taken now (the others' as finalising saw them).  So the capture not finalised yet stays near
- * the limit, however many processes write it, as long as finalising reads their files
- * (it reads HL_RAW_BACKLOG_FILES processes' files at a time).  A thread does not wait:
- *   - when its file is not listed (finalising has not begun to read it: waiting there
- *     could wait on a process that waits for this one);
+ * at offset 0, checksummed): which raw files it is reading, in each the first byte it
+ * still needs, and the bytes of the files of ended images it has not begun (it reads
+ * HL_RAW_BACKLOG_FILES files at a time).  A thread whose full buffer was just written
+ * reads it, and while finalising is more than the limit behind (HL_RAW_ENV_BACKLOG,
+ * default HL_RAW_BACKLOG_DEFAULT; 0 = never) it sleeps, until that is at most half the
+ * limit.  Behind: over the files being read, each one's size less the byte finalising
+ * still needs (the thread's own file at its size now, the others' as finalising saw
+ * them), and the ended images' files waiting their turn.  Files of images still
+ * running that wait their turn do not count: finalising could not pass them while
+ * their processes wait for this one.  So the capture not finalised yet stays near the
+ * limit however many processes write it, as long as no more of them run at once than
+ * finalising reads.  A thread does not wait:
  *   - once the heaplab recording it is gone (HL_RAW_ENV_WATCHER, or the attach's);
  *   - when finalising's progress count stays the same for HL_RAW_HOLD_STALL_NS: it
  *     stops, and skips the checks for that long again, doubling each time up to 64
@@ -328,6 +330,7 @@ struct hl_raw_header {
 struct hl_raw_backlog {
     uint64_t magic;    /* HL_RAW_BACKLOG_MAGIC */
     uint64_t progress; /* capture bytes finalising has read in all: only grows */
+    uint64_t queued;   /* bytes of the files of ended images it has not begun yet */
     uint64_t nfiles;   /* the files it is reading, at most HL_RAW_BACKLOG_FILES: */
     struct {
         uint64_t ino;  /* the file's inode number (all are in one folder) */
