@@ -116,6 +116,7 @@ void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher)
         struct timespec step = {0, HOLD_STEP_NS};
         nanosleep(&step, NULL);
         t = mono_ns();
+        p = progress; /* kept when nothing is published any more (back is then 0) */
         back = behind(fd, ino, &p);
         if (p != progress) {
             progress = p;
