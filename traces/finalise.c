@@ -1534,13 +1534,13 @@ int hl_finaliser_poll(struct hl_finaliser *fz, struct hl_err *err)
     }
     fz->moved = 0;
     fz->polling = 1;
-    int r = advance(fz, &fz->err);
-    publish_backlog(fz);
-    if (r != 0) {
+    if (advance(fz, &fz->err) != 0) {
+        end_backlog(fz); /* finalising stops here: nobody is to wait for it */
         fz->failed = 1;
         *err = fz->err;
         return -1;
     }
+    publish_backlog(fz);
     return fz->moved > 0;
 }
 
