@@ -513,7 +513,49 @@ int main(void)
                          "without a reading");
     }
 
-    /* 6. nothing to finalise */
+    /* 6. the header's counts of waits for finalising (raw.h: BACKLOG), and a version 5
+     * header, whose longer command line ran over where they are now */
+    for (unsigned version = 5; version <= 6; version++) {
+        clear_dir();
+        fd = raw_create("6-1.hlraw", 600, 1, 0);
+        chunk_start(&c, 10);
+        add_rec(&c, HL_RAW_MALLOC, 1, 0x1000, 16);
+        add_rec(&c, HL_RAW_FREE, 2, 0x1000, 0);
+        chunk_write(fd, &c, 0, 20);
+        close(fd);
+        struct hl_raw_header h;
+        snprintf(path, sizeof path, "%s/6-1.hlraw", dir);
+        fd = open(path, O_RDWR);
+        if (fd < 0 || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+            abort();
+        h.version = version;
+        if (version == 5) {
+            /* version 5's cmdline was 1000 bytes: its end lies over held_ns and held */
+            memset(h.cmdline, 'x', sizeof h.cmdline);
+            memset((char *)&h.held_ns, 'x', 16);
+        } else {
+            h.held = 3;
+            h.held_ns = 1500000000;
+        }
+        h.checksum = 0;
+        h.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8);
+        if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+            abort();
+        close(fd);
+        ok = finalise_and_read(&st) == 0 && nprocs == 1 && nevents[0] == 2;
+        if (version == 6)
+            TAP_CHECK(ok && st.held == 3 && st.held_ns == 1500000000,
+                      "the header's waits for finalising reach the stats (%llu, %llu ns)",
+                      (unsigned long long)st.held, (unsigned long long)st.held_ns);
+        else
+            TAP_CHECK(ok && st.held == 0 && st.held_ns == 0 &&
+                          strlen(procs[0].cmdline) == sizeof h.cmdline - 1,
+                      "a version 5 header: no waits read from its command line's end, "
+                      "the command line cut to the field (%llu, %zu bytes)",
+                      (unsigned long long)st.held, ok ? strlen(procs[0].cmdline) : 0);
+    }
+
+    /* 7. nothing to finalise */
     clear_dir();
     snprintf(path, sizeof path, "%s/none.hlt", dir);
     TAP_CHECK(hl_finalise(dir, path, &st, &err) != 0 && strstr(err.msg, dir) &&
