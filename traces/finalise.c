@@ -205,8 +205,10 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
         f->h.dropped = f->h.missed = f->h.cut_errno = 0;
     if (f->h.version < 5)
         f->h.big_untracked = 0;
-    if (f->h.version < 6) /* the end of a longer cmdline there */
-        f->h.held = f->h.reserved = 0, f->h.held_ns = 0;
+    if (f->h.version < 6) { /* the end of a longer cmdline there */
+        f->h.held_ns = 0;
+        f->h.held = f->h.reserved = 0;
+    }
     return 1;
 }
 
@@ -994,6 +996,7 @@ static int merge(struct section *s, uint64_t limit, struct hl_finalise_stats *st
  * (put in order at the finish): enough for a shell and its pipeline, or make and the
  * compilers it runs at once, while bounding the address space reserved for tailing. */
 #define MAX_LIVE 8
+_Static_assert(MAX_LIVE <= HL_RAW_BACKLOG_FILES, "the backlog state lists every file read");
 
 struct hl_finaliser {
     char *dir, *out;
@@ -1351,6 +1354,13 @@ static void release(struct section *s)
         remap(f, upto);
 }
 
+/* The backlog state file (raw.h: BACKLOG) of fz's capture folder, in buf. */
+static const char *backlog_path(const struct hl_finaliser *fz, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s", fz->dir, HL_RAW_BACKLOG_NAME);
+    return buf;
+}
+
 /* While the program runs, tell its threads how far finalising is behind in the files
  * it reads (raw.h: BACKLOG), so that they wait when it is too far.  A failure to write
  * the state only means nobody waits. */
@@ -1362,7 +1372,7 @@ static void publish_backlog(struct hl_finaliser *fz)
     memset(&b, 0, sizeof b);
     b.magic = HL_RAW_BACKLOG_MAGIC;
     b.progress = fz->raw_done;
-    for (unsigned i = 0; i < fz->nlive && b.nfiles < HL_RAW_BACKLOG_FILES; i++) {
+    for (unsigned i = 0; i < fz->nlive; i++) {
         const struct rawfile *f = fz->live[i]->f;
         b.file[b.nfiles].ino = f->ino;
         b.file[b.nfiles].need = first_needed_byte(f);
@@ -1377,8 +1387,8 @@ static void publish_backlog(struct hl_finaliser *fz)
     b.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &b, sizeof b / 8 - 1);
     if (fz->backlog_fd < 0) {
         char path[4200];
-        snprintf(path, sizeof path, "%s/%s", fz->dir, HL_RAW_BACKLOG_NAME);
-        fz->backlog_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        fz->backlog_fd = open(backlog_path(fz, path, sizeof path),
+                              O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     }
     if (fz->backlog_fd >= 0) {
         ssize_t k = pwrite(fz->backlog_fd, &b, sizeof b, 0);
@@ -1395,8 +1405,7 @@ static void end_backlog(struct hl_finaliser *fz)
     close(fz->backlog_fd);
     fz->backlog_fd = -1;
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s", fz->dir, HL_RAW_BACKLOG_NAME);
-    unlink(path);
+    unlink(backlog_path(fz, path, sizeof path));
 }
 
 /* Read what f holds now and write what can be written, a bounded window at a time;
