@@ -4,10 +4,12 @@
  * than HEAPLAB_RETAIN bytes of pages (or a quarter of the segments) were freed since the
  * last pass, the free dirty pages are purged with madvise, but for the first
  * 1/HLM_PURGE_KEEP_DIV of the segments' pages (at least HLM_PURGE_MIN_PAGES) that the
- * next spans would take again.  malloc_trim purges all of them.
+ * next spans would take again, and beyond that twice the most purged pages the program
+ * ever took back between two passes (hlm_pg.keep_more).  malloc_trim purges all of them.
  *
- * Invariant: a purged page is free and not dirty; hlm_pg.freed_pages counts the pages
- * freed since the last pass.  Under hlm_pages_lock.
+ * Invariant: a purged page is free and not dirty; a segment's purged_pages marks the
+ * pages purged and not taken since; hlm_pg.freed_pages counts the pages freed since the
+ * last pass and hlm_pg.retaken the purged pages taken since.  Under hlm_pages_lock.
  */
 #include "small.h"
 
@@ -26,7 +28,7 @@ void hlm_pages_purge(size_t keep)
             keep--;
         }
         s->dirty_pages &= ~d;
-        s->aged_pages = s->dirty_pages;
+        s->purged_pages |= d;
         hlm_pg.dirty_pages -= (size_t)__builtin_popcountll(d);
         while (d) {
             unsigned i = (unsigned)__builtin_ctzll(d);
@@ -50,6 +52,14 @@ void hlm_pages_purge_maybe(void)
          * those (madvise under the pages lock made threadtest's threads queue on it). */
         size_t keep = hlm_pg.nsegments * (HLM_SEG_PAGES - 1) / HLM_PURGE_KEEP_DIV;
         keep = keep > HLM_PURGE_MIN_PAGES ? keep : HLM_PURGE_MIN_PAGES;
+        /* Purged pages that spans took again since the last pass were faulted in again:
+         * from then on a pass keeps twice as many more (as glibc's trim threshold rises
+         * to twice a trim the heap grew back into), so that a program freeing a structure
+         * and building another of its size does not fault the same pages in round after
+         * round.  It never falls: malloc_trim still purges every free page. */
+        hlm_pg.keep_more = 2 * hlm_pg.retaken > hlm_pg.keep_more ? 2 * hlm_pg.retaken : hlm_pg.keep_more;
+        hlm_pg.retaken = 0;
+        keep += hlm_pg.keep_more;
         if (hlm_pg.dirty_pages > keep)
             hlm_pages_purge(keep);
         else

@@ -114,7 +114,8 @@ struct hlm_span *hlm_pages_alloc(unsigned cls, unsigned shard)
     const unsigned dirty = (unsigned)__builtin_popcountll(s->dirty_pages & mask);
     hlm_pg.dirty_pages -= dirty;
     s->dirty_pages &= ~mask;
-    s->aged_pages &= ~mask;
+    hlm_pg.retaken += (size_t)__builtin_popcountll(s->purged_pages & mask);
+    s->purged_pages &= ~mask;
     struct hlm_span *sp = &s->spans[first];
     uint32_t size = hlm_class_size[cls];
     sp->free = NULL;

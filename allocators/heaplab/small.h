@@ -65,6 +65,8 @@ void hlm_central_give_locked(unsigned cls, void *chain);
 struct hlm_page_heap {
     struct hlm_segment *segments;
     size_t nsegments, empty_segments, dirty_pages, freed_pages;
+    size_t retaken;     /* purged pages spans took again since the last pass */
+    size_t keep_more;   /* pages a pass keeps beyond its base: twice the most retaken */
 };
 extern struct hlm_page_heap hlm_pg;
 
