@@ -57,7 +57,8 @@ void hlm_pages_purge_maybe(void)
          * to twice a trim the heap grew back into), so that a program freeing a structure
          * and building another of its size does not fault the same pages in round after
          * round.  It never falls: malloc_trim still purges every free page. */
-        hlm_pg.keep_more = 2 * hlm_pg.retaken > hlm_pg.keep_more ? 2 * hlm_pg.retaken : hlm_pg.keep_more;
+        if (2 * hlm_pg.retaken > hlm_pg.keep_more)
+            hlm_pg.keep_more = 2 * hlm_pg.retaken;
         hlm_pg.retaken = 0;
         keep += hlm_pg.keep_more;
         if (hlm_pg.dirty_pages > keep)

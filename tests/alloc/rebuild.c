@@ -40,11 +40,13 @@ int main(int argc, char **argv)
         if (r >= 3)
             later += hlm_test_minflt() - before;
     }
-    TAP_CHECK(ok, "%d rounds of %d blocks built and freed, contents kept (%s)", rounds, BLOCKS, lib);
+    TAP_CHECK(ok, "%d rounds of %d blocks built and freed, contents kept (%s)", rounds,
+              BLOCKS, lib);
     const long built = (long)(rounds - 3) * BLOCKS * 16 / sysconf(_SC_PAGESIZE);
-    tap_diag("minor faults in rounds 4..%d: %ld, pages their blocks filled: %ld", rounds, later, built);
+    tap_diag("minor faults in rounds 4..%d: %ld, pages their blocks filled: %ld", rounds,
+             later, built);
     TAP_CHECK(later * 4 < built,
-              "rounds 4..%d fault in less than a quarter of the pages they fill (%ld faults, %ld pages)",
-              rounds, later, built);
+              "rounds 4..%d fault in less than a quarter of the pages they fill "
+              "(%ld faults, %ld pages)", rounds, later, built);
     return tap_done();
 }
