@@ -162,6 +162,7 @@ struct hlm_stats {
     size_t segments, segments_peak;
     size_t purged_bytes, purge_calls, trims, trimmed_bytes;
     size_t refills, flushes;            /* thread cache <-> central batches */
+    size_t spans;                       /* spans made from the pages (segments.c) */
     size_t nmalloc, nfree;              /* calls, summed from exited thread caches */
     size_t threads;
 };
@@ -423,6 +424,8 @@ struct hlm_tcache {
     size_t stash_bytes;                    /* their pages, at most HLM_STASH_BYTES */
     uint8_t churn[HLM_NCLASSES];           /* 1: an empty span went back to the pages since
                                             * the last scavenge, 2: and one came again */
+    uint8_t active[HLM_NCLASSES];          /* objects other threads freed collected
+                                            * since the last scavenge (owned.c) */
     size_t nmalloc, nfree;
     uint32_t gc_tick;                 /* slow-path events since the last scavenge */
     unsigned shard;                   /* central lists this thread refills from */

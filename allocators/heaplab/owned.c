@@ -91,7 +91,12 @@ void hlm_own_free_slow(struct hlm_tcache *tc, struct hlm_span *sp)
  * in use does not make and unmake a span at every block, goes back to the pages once it
  * is still empty at a scavenge while another class is busy.  A program whose sizes move
  * on (the fragmenter's rounds) kept one empty span of 64 KiB per class it had passed
- * through: 37 of them, 2.3 MiB, at its peak. */
+ * through: 37 of them, 2.3 MiB, at its peak.  Not a class whose objects other threads
+ * gave back since the last scavenge (tc->active, set by own_collect): a producer's rare
+ * class is empty at most scavenges, its one block back from the consumer, and went back
+ * and was made and carved again each time (tests/alloc/rare.c).  Not for the thread's
+ * own refills: the empty spans of a single-threaded program, kept one interval longer,
+ * raised the minimiser's faults (HISTORY.md). */
 void hlm_own_release_idle(struct hlm_tcache *tc, unsigned busy)
 {
     for (unsigned cls = 1; cls < HLM_NCLASSES; cls++) {
@@ -100,7 +105,9 @@ void hlm_own_release_idle(struct hlm_tcache *tc, unsigned busy)
         if (cls != busy)
             tc->churn[cls] = 0;
         struct hlm_span *sp = tc->own[cls];
-        if (cls == busy || !sp || sp->used)
+        bool active = tc->active[cls];
+        tc->active[cls] = 0;
+        if (cls == busy || active || !sp || sp->used)
             continue;
         hlm_assert(!sp->xlisted && !sp->xfree && !sp->prev);
         own_unlink(&tc->own[cls], sp);
@@ -119,6 +126,8 @@ static bool own_collect(struct hlm_tcache *tc, unsigned cls)
     struct hlm_span *sp = tc->xready[cls];
     __atomic_store_n(&tc->xready[cls], NULL, __ATOMIC_RELAXED);
     struct hlm_span *got = sp;
+    if (sp)
+        tc->active[cls] = 1;
     while (sp) {
         struct hlm_span *next = sp->xnext;
         hlm_assert(sp->owner == tc && sp->xfree);

@@ -116,6 +116,7 @@ struct hlm_span *hlm_pages_alloc(unsigned cls, unsigned shard)
     s->dirty_pages &= ~mask;
     hlm_pg.retaken += (size_t)__builtin_popcountll(s->purged_pages & mask);
     s->purged_pages &= ~mask;
+    hlm_stat_add(spans, 1);
     struct hlm_span *sp = &s->spans[first];
     uint32_t size = hlm_class_size[cls];
     sp->free = NULL;

@@ -97,6 +97,7 @@ void hlm_stats_print(int fd)
     line_bytes(&o, "mmap threshold now", hlm_mmap_threshold);
     line_num(&o, "slab segments now", s->segments);
     line_num(&o, "slab segments, peak", s->segments_peak);
+    line_num(&o, "slab spans made", s->spans);
     line_num(&o, "thread cache refills", s->refills);
     line_num(&o, "thread cache flushes", s->flushes);
     line_num(&o, "threads that had a cache", s->threads);
