@@ -352,7 +352,8 @@ struct hlm_span {
  * page_first are written when a span is made and read without a lock by free(): a live
  * object's span cannot change under it.  Pages, lists and masks: hlm_pages_lock. */
 struct hlm_segment {
-    uint64_t free_pages, dirty_pages, purged_pages;   /* purged: given back by a pass, not taken since */
+    uint64_t free_pages, dirty_pages;
+    uint64_t purged_pages;   /* given back by a purge pass and not taken since */
     struct hlm_segment *prev, *next;
     uint8_t kind;   /* 1: multi-page spans, 0: one-page spans (segments.c) */
     uint8_t page_cls[HLM_SEG_PAGES];
