@@ -262,8 +262,10 @@ static struct hlm_tcache *tcache_create(void)
             tc_list->prev = tc;
         tc_list = tc;
         tc->shard = (unsigned)(hlm_stats.threads++ % HLM_SHARDS);
-        if (tc_list->next)
+        if (tc_list->next) {
             __atomic_store_n(&cold_ok, false, __ATOMIC_RELAXED);
+            hlm_classes_coarsen();   /* once: the second cache (classes.c) */
+        }
     }
     hlm_unlock(&tc_lock);
     if (!tc)
@@ -287,7 +289,7 @@ static inline void tbin_grow(unsigned cls, struct hlm_tbin *b)
 /* The size class a tag chunk can serve: the biggest one not above its usable size. */
 static unsigned cold_class(size_t usable)
 {
-    unsigned c = hlm_class_of(usable);
+    unsigned c = usable <= 2048 ? hlm_class16_fine[(usable + 15) >> 4] : hlm_class_of(usable);
     return hlm_class_size[c] > usable ? c - 1 : c;
 }
 

@@ -9,13 +9,35 @@
  * objects that wastes at most 1/8 of itself.  Invariants: hlm_class16[i] is the smallest
  * class of at least i * 16 bytes, hlm_classup[i] the smallest of at least i *
  * HLM_UPPER_GRAIN; written once, before the first small block, by hlm_small_init.
+ *
+ * Once the process has a second thread, malloc maps sizes from 128 bytes to
+ * HLM_FINE_FROM onto every other class only, HLM_COARSE_STEPS per doubling
+ * (hlm_classes_coarsen rewrites hlm_class16; hlm_class16_fine keeps the full map).  Each
+ * thread owns a span per class it uses, so the classes per doubling multiply by the
+ * threads: producers of blocks of every size from 16 bytes to 1 KiB (prodcons, 32
+ * producers) each carved and half used a span of all 24 classes there.  A thread with the
+ * process to itself keeps the finer classes, which waste less of each block.  A span of
+ * a class the coarse map skips stays valid: its blocks are freed and reused as before.
  */
 #include "small.h"
 
 uint32_t hlm_class_size[HLM_NCLASSES];
 uint8_t hlm_class_pages[HLM_NCLASSES];
 uint8_t hlm_class16[2048 / 16 + 1];
+uint8_t hlm_class16_fine[2048 / 16 + 1];
+static uint8_t class16_coarse[2048 / 16 + 1];
 uint8_t hlm_classup[HLM_SMALL_MAX / HLM_UPPER_GRAIN + 1];
+
+/* Whether a class of size s is one the coarse map uses. */
+static bool class_coarse(unsigned s)
+{
+    if (s <= 128 || s > HLM_FINE_FROM)
+        return true;
+    unsigned b = 128;
+    while (2 * b < s)
+        b *= 2;
+    return (s - b) % (b / HLM_COARSE_STEPS) == 0;
+}
 
 void hlm_small_init(void)
 {
@@ -48,7 +70,15 @@ void hlm_small_init(void)
     for (unsigned i = 0; i <= 2048 / 16; i++) {
         while (hlm_class_size[c] < i * 16)
             c++;
-        hlm_class16[i] = (uint8_t)c;
+        hlm_class16[i] = hlm_class16_fine[i] = (uint8_t)c;
+    }
+    /* The coarse map: from 128 bytes to HLM_FINE_FROM only sizes on a step of b /
+     * HLM_COARSE_STEPS in the doubling above b (each of them a class of the fine map). */
+    c = 1;
+    for (unsigned i = 0; i <= 2048 / 16; i++) {
+        while (hlm_class_size[c] < i * 16 || !class_coarse(hlm_class_size[c]))
+            c++;
+        class16_coarse[i] = (uint8_t)c;
     }
     c = 1;
     for (unsigned i = 0; i <= HLM_SMALL_MAX / HLM_UPPER_GRAIN; i++) {
@@ -56,4 +86,17 @@ void hlm_small_init(void)
             c++;
         hlm_classup[i] = (uint8_t)c;
     }
+}
+
+/* From now on malloc takes the coarse map (the process has a second thread).  Byte
+ * stores: a thread reading the map meanwhile gets a class of either map, both of which
+ * hold its size. */
+void hlm_classes_coarsen(void)
+{
+    static bool done;   /* under the caches' lock (alloc.c) */
+    if (done)
+        return;
+    done = true;
+    for (unsigned i = 0; i <= 2048 / 16; i++)
+        __atomic_store_n(&hlm_class16[i], class16_coarse[i], __ATOMIC_RELAXED);
 }

@@ -305,7 +305,9 @@ _Static_assert(HLM_SMALL_MAX >= 32768u && HLM_SMALL_MAX <= 65536u &&
  * 41.4 -> 40.1 MiB; 16 gained nothing more on either. */
 extern uint32_t hlm_class_size[HLM_NCLASSES];
 extern uint8_t hlm_class_pages[HLM_NCLASSES];   /* span length in pages */
-extern uint8_t hlm_class16[2048 / 16 + 1];
+extern uint8_t hlm_class16[2048 / 16 + 1];      /* what malloc maps by (classes.c) */
+extern uint8_t hlm_class16_fine[2048 / 16 + 1]; /* every class: the smallest that fits */
+void hlm_classes_coarsen(void);
 #define HLM_UPPER_GRAIN (2048 / HLM_UPPER_STEPS)   /* every class above 2048 is a multiple */
 #define HLM_UPPER_SHIFT (__builtin_ctz(HLM_UPPER_GRAIN))
 extern uint8_t hlm_classup[HLM_SMALL_MAX / HLM_UPPER_GRAIN + 1];
