@@ -298,8 +298,9 @@ _Static_assert(HLM_SMALL_MAX >= 32768u && HLM_SMALL_MAX <= 65536u &&
 #define HLM_SEGMAP_BYTES ((size_t)1 << (HLM_ADDR_BITS - HLM_SEG_SHIFT))
 
 /* Size classes: 16-byte steps to 256, 8 per doubling to HLM_FINE_FROM (1024), 16 per doubling
- * to 2048, HLM_UPPER_STEPS (8) per doubling to HLM_SMALL_MAX (48 KiB).
- * Sizes up to 2048 map through hlm_class16[(n + 15) >> 4], larger ones through
+ * to 2048, HLM_UPPER_STEPS (8) per doubling to HLM_SMALL_MAX (48 KiB).  Once the process
+ * has a second thread, malloc maps 128 bytes to HLM_FINE_FROM onto HLM_COARSE_STEPS of them
+ * per doubling only (tunables.h, classes.c).  Sizes up to 2048 map through hlm_class16[(n + 15) >> 4], larger ones through
  * hlm_classup[(n + grain - 1) / grain] (every class above 2048 is a multiple of the grain,
  * 256).  8 instead of 4 per doubling above 2 KiB: phases 54.6 -> 53.8 MiB, fragmenter
  * 41.4 -> 40.1 MiB; 16 gained nothing more on either. */

@@ -10,13 +10,10 @@
  * under a fixed bound.  Counts, not time.
  * Usage: rare LIBRARY.so [ROUNDS]
  */
-#include <fcntl.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "preload.h"
 #include "tap.h"
@@ -51,30 +48,6 @@ static void *consumer(void *arg)
     return NULL;
 }
 
-/* "slab spans made" from malloc_stats' report (written to fd 2), or -1. */
-static long spans_made(void)
-{
-    char path[] = "/tmp/heaplab-rare-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return -1;
-    unlink(path);
-    fflush(stderr);
-    int saved = dup(2);
-    dup2(fd, 2);
-    malloc_stats();
-    dup2(saved, 2);
-    close(saved);
-    char buf[4096];
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    const char *at = strstr(buf, "slab spans made: ");
-    return at ? atol(at + strlen("slab spans made: ")) : -1;
-}
-
 int main(int argc, char **argv)
 {
     const char *lib = hlm_test_preload(argc, argv);
@@ -105,7 +78,7 @@ int main(int argc, char **argv)
     }
     pthread_join(t, NULL);
     TAP_CHECK(ok && !bad, "%d rounds handed over and freed, contents kept (%s)", rounds, lib);
-    long spans = spans_made();
+    long spans = hlm_test_stat("slab spans made");
     tap_diag("slab spans made: %ld", spans);
     TAP_CHECK(spans >= 0, "malloc_stats reports the spans made");
     TAP_CHECK(spans >= 0 && spans <= SPANS_MAX,
