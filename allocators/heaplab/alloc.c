@@ -289,7 +289,7 @@ static inline void tbin_grow(unsigned cls, struct hlm_tbin *b)
 /* The size class a tag chunk can serve: the biggest one not above its usable size. */
 static unsigned cold_class(size_t usable)
 {
-    unsigned c = usable <= 2048 ? hlm_class16_fine[(usable + 15) >> 4] : hlm_class_of(usable);
+    unsigned c = hlm_class_fine_of(usable);
     return hlm_class_size[c] > usable ? c - 1 : c;
 }
 

@@ -6,18 +6,19 @@
  * page"): 16-byte steps to 256, 8 per doubling to HLM_FINE_FROM, 16 per doubling to
  * 2048, HLM_UPPER_STEPS per doubling to HLM_SMALL_MAX (the last doubling cut there).
  * hlm_class_pages[c] is the length of a span of class c: the shortest with room for 8
- * objects that wastes at most 1/8 of itself.  Invariants: hlm_class16[i] is the smallest
- * class of at least i * 16 bytes, hlm_classup[i] the smallest of at least i *
- * HLM_UPPER_GRAIN; written once, before the first small block, by hlm_small_init.
+ * objects that wastes at most 1/8 of itself.  Invariants: hlm_class16_fine[i] is the
+ * smallest class of at least i * 16 bytes, hlm_classup[i] the smallest of at least i *
+ * HLM_UPPER_GRAIN; both written once, before the first small block, by hlm_small_init.
+ * hlm_class16[i], the map malloc reads, is a class of at least i * 16 bytes: the fine map's
+ * until the process has a second thread, the coarse map's from then on.
  *
- * Once the process has a second thread, malloc maps sizes from 128 bytes to
- * HLM_FINE_FROM onto every other class only, HLM_COARSE_STEPS per doubling
- * (hlm_classes_coarsen rewrites hlm_class16; hlm_class16_fine keeps the full map).  Each
- * thread owns a span per class it uses, so the classes per doubling multiply by the
- * threads: producers of blocks of every size from 16 bytes to 1 KiB (prodcons, 32
- * producers) each carved and half used a span of all 24 classes there.  A thread with the
- * process to itself keeps the finer classes, which waste less of each block.  A span of
- * a class the coarse map skips stays valid: its blocks are freed and reused as before.
+ * The coarse map skips classes from 128 bytes to HLM_FINE_FROM, keeping HLM_COARSE_STEPS
+ * per doubling (hlm_classes_coarsen rewrites hlm_class16 once).  Each thread owns a span
+ * per class it uses, so the classes per doubling multiply by the threads: a thread that
+ * allocates every size up to 1 KiB holds a partly used span in each of them.  A thread
+ * with the process to itself keeps the finer classes, which waste less of each block.  A
+ * span of a class the coarse map skips stays valid: its blocks are freed and reused as
+ * before.
  */
 #include "small.h"
 

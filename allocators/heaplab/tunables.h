@@ -39,9 +39,9 @@
 
 /* Classes per doubling from 128 bytes to HLM_FINE_FROM that malloc uses once the process
  * has a second thread (8: all of them, as with one thread).  Each thread owns a span per
- * class it uses: 4 took prodcons at 64 threads from 1.12-1.2x mimalloc's time to 0.98x and
- * its peak RSS by a fifth; with one thread the finer classes waste less (minimise, churn-1t,
- * growth 3-6% more peak RSS at 4). */
+ * class it uses, so fewer classes mean fewer partly used spans per thread (prodcons at 64
+ * threads: less time and RSS); with one thread the finer classes waste less of each block,
+ * so single-threaded programs keep them (figures in HISTORY.md). */
 #ifndef HLM_COARSE_STEPS
 #define HLM_COARSE_STEPS 4
 #endif
@@ -106,10 +106,10 @@ _Static_assert(HLM_COARSE_STEPS == 2 || HLM_COARSE_STEPS == 4 || HLM_COARSE_STEP
 #define HLM_PURGE_MIN_PAGES 4
 #endif
 /* A purge keeps 1/HLM_PURGE_KEEP_DIV of the segments' pages dirty for reuse: RSS given
- * back against pages faulted in again.  A quarter: fragment's rounds, which free a
- * scattered part and fill the holes with other sizes, faulted 1.6 k pages back in with an
- * eighth (23.0 k faults, 1.13x mimalloc's time; a quarter: 21.4 k, 1.04x, peak RSS 82.9
- * -> 84.7 MiB, still under glibc's 87). */
+ * back against pages faulted in again.  A quarter: with an eighth, rounds that free a
+ * scattered part of the heap and fill the holes with other sizes (fragment) faulted back
+ * in pages each purge had just given back; a quarter kept their peak RSS under glibc's
+ * (figures in HISTORY.md). */
 #ifndef HLM_PURGE_KEEP_DIV
 #define HLM_PURGE_KEEP_DIV 4
 #endif
