@@ -1,6 +1,8 @@
 /* churn: a malloc-heavy single-threaded program for long-recording tests and
- * benchmarks.  churn N [LIVE [PROGRAM]]: first, with PROGRAM, spawn it and wait for it
- * (so that the capture announces a child early on); then N times, free a random one of LIVE slots and allocate a
+ * benchmarks.  churn N [LIVE [PROGRAM [WORK]]]: first, with PROGRAM (not "-"), spawn it
+ * and wait for it (so that the capture announces a child early on); then N times, do
+ * WORK steps of arithmetic (default 0: the program's own work between its calls, which
+ * sets its call rate without touching memory), free a random one of LIVE slots and allocate a
  * block of 16..527 bytes into it (a deterministic LCG, so two runs make the same calls
  * in the same order), touching its first word; then free them all.  Prints N.  That
  * is N mallocs and N + LIVE frees, of which the first LIVE are free(NULL), which the
@@ -9,19 +11,22 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 
 extern char **environ;
+static unsigned long sink;
 
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     long live = argc > 2 ? atol(argv[2]) : 4096;
-    if (n < 0 || live < 1) {
-        fprintf(stderr, "usage: churn N [LIVE [PROGRAM]]\n");
+    long work = argc > 4 ? atol(argv[4]) : 0;
+    if (n < 0 || live < 1 || work < 0) {
+        fprintf(stderr, "usage: churn N [LIVE [PROGRAM [WORK]]]\n");
         return 2;
     }
-    if (argc > 3) {
+    if (argc > 3 && strcmp(argv[3], "-") != 0) {
         pid_t pid;
         int st;
         char *args[] = {argv[3], NULL};
@@ -33,7 +38,10 @@ int main(int argc, char **argv)
     if (!slots)
         return 1;
     unsigned x = 12345;
+    unsigned long busy = 1;
     for (long i = 0; i < n; i++) {
+        for (long j = 0; j < work; j++)
+            busy = busy * 6364136223846793005ul + 1442695040888963407ul;
         x = x * 1103515245u + 12345u;
         unsigned k = (x >> 8) % (unsigned)live;
         free(slots[k]);
@@ -45,6 +53,7 @@ int main(int argc, char **argv)
     for (long k = 0; k < live; k++)
         free(slots[k]);
     free(slots);
+    *(volatile unsigned long *)&sink = busy;
     printf("%ld\n", n);
     return 0;
 }
