@@ -409,7 +409,7 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
         return fz_fail(err, "%s: a damaged checkpoint", path);
     long pg = sysconf(_SC_PAGESIZE);
     f->off = (size_t)low;
-    f->released = f->punched = (size_t)low & ~(size_t)(pg - 1);
+    f->punched = (size_t)low & ~(size_t)(pg - 1);
     s->ckpt_low = f->off;
     return 1;
 }

@@ -1,13 +1,14 @@
 /*
  * finalise.c: raw capture directory -> finalised trace (see finalise.h).
  *
- * Each raw file is mapped read-only and its chunks are checked (magic, bounds,
- * checksum) and listed per thread in file order; the scan stops at the first bad
- * chunk, which is what makes a killed process's capture readable up to its last
- * complete chunk.  While the program runs the scan is repeated as the file grows (a
- * chunk not yet complete is simply not read yet), and only the finish call takes a
- * bad or partial chunk as damage.  The map reserves address space far beyond the
- * file's size, so that chunk pointers stay valid as it grows.
+ * Each raw file is read into a window (struct rawfile, window_read) and its chunks are
+ * checked (magic, bounds, checksum) and listed per thread in file order; the scan
+ * stops at the first bad chunk, which is what makes a killed process's capture
+ * readable up to its last complete chunk.  While the program runs the scan is
+ * repeated as the file grows (a chunk not yet complete is simply not read yet), and
+ * only the finish call takes a bad or partial chunk as damage.  The window slides
+ * past what the merge no longer needs (moving the pointers into it), so that it holds
+ * a bounded part of the capture however long.
  *
  * The threads' record streams are merged by sequence number with a binary heap of
  * cursors.  Each cursor decodes its thread's records a batch at a time into a flat
@@ -212,37 +213,85 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
     return 1;
 }
 
-/* Map the file for its section: as it is once the image is over, else with address
- * space reserved far beyond its size, so that chunk pointers stay valid as it grows
- * (a map of a file's pages reflects what is appended later).  Returns 1, 0 if the
- * reservation was refused (a limit on address space: the section then waits until
- * the image is over), -1 on an error. */
-static int map_file(struct rawfile *f, int over, size_t reserve, struct hl_err *err)
+/* Open f's window for its section (empty: scan_more reads into it).  Returns 1, or -1
+ * on an error. */
+static int window_open(struct rawfile *f, struct hl_err *err)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        fail(err, "%s: %s", f->path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
+    if (stat(f->path, &sb) != 0)
+        return fail(err, "%s: %s", f->path, strerror(errno));
     f->size = (size_t)sb.st_size;
     f->ino = (uint64_t)sb.st_ino;
-    f->maplen = over ? f->size : reserve;
-    void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) {
-        if (!over)
-            return 0;
-        return fail(err, "%s: cannot map: %s", f->path, strerror(errno));
-    }
-    f->map = m;
-    f->map_off = 0;
-    f->released = 0;
-    madvise(m, f->maplen, MADV_SEQUENTIAL);
+    f->win = NULL;
+    f->win_off = f->win_len = f->win_cap = 0;
     f->off = sizeof f->h;
     return 1;
+}
+
+static void move_pointers(struct rawfile *f, ptrdiff_t delta);
+/* Bytes scan_more reads ahead at a time. */
+#define READ_AHEAD ((size_t)2 << 20)
+/* Chunks listed per round of a section's step (read ahead of the merge, and held in
+ * the window until it passes them). */
+#define SCAN_BUDGET ((size_t)8 << 20)
+
+/* Make f's window hold the file's bytes up to `end` (at most f->size), reading what
+ * it lacks.  When they would not fit, the window first lets go of the bytes below the
+ * first one still needed (moving the rest to its start), then doubles until they fit:
+ * it holds what the merge still needs and what the scan reads ahead, however long the
+ * file.  The buffer is read into again and again, so its pages stay mapped: mapping
+ * the file instead costs a page fault for every page the program writes (about 2 us a
+ * page on the VM this was measured on, 15% of finalising). */
+static int window_read(struct rawfile *f, size_t end, size_t min_cap, struct hl_err *err)
+{
+    size_t top = f->win_off + f->win_len;
+    if (end <= top)
+        return 0;
+    int over = end - f->win_off > f->win_cap;
+    if (over || f->off >= top) {
+        long pg = sysconf(_SC_PAGESIZE);
+        size_t base = first_needed_byte(f) & ~(size_t)(pg - 1);
+        /* Slide when out of room, or for nothing when no byte held is needed. */
+        if (base > f->win_off && (over || base >= top)) {
+            size_t keep = top > base ? top - base : 0;
+            if (keep)
+                memmove(f->win, f->win + (base - f->win_off), keep);
+            move_pointers(f, -(ptrdiff_t)(base - f->win_off));
+            f->win_off = base;
+            f->win_len = keep;
+            top = base + keep;
+        }
+    }
+    size_t cap = f->win_cap ? f->win_cap : min_cap;
+    if (end - f->win_off > cap) /* still: room for as much again, so that slides are rare */
+        while (end - f->win_off > cap / 2)
+            cap *= 2;
+    if (cap != f->win_cap) {
+        void *m = f->win ? mremap(f->win, f->win_cap, cap, MREMAP_MAYMOVE)
+                         : mmap(NULL, cap, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED)
+            return fail(err, "%s: no memory for a window of %zu MiB", f->path, cap >> 20);
+        if (f->win)
+            move_pointers(f, (const uint8_t *)m - f->win);
+        f->win = m;
+        f->win_cap = cap;
+    }
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, "%s: %s", f->path, strerror(errno));
+    while (top < end) {
+        ssize_t k = pread(fd, f->win + (top - f->win_off), end - top, (off_t)top);
+        if (k <= 0) {
+            int e = errno;
+            close(fd);
+            return fail(err, "%s: cannot read: %s", f->path, k < 0 ? strerror(e) : "file shrank");
+        }
+        top += (size_t)k;
+    }
+    close(fd);
+    f->win_len = top - f->win_off;
+    return 0;
 }
 
 /* List the chunks appended since the last scan, at most `budget` bytes of them (so
@@ -250,19 +299,16 @@ static int map_file(struct rawfile *f, int over, size_t reserve, struct hl_err *
  * right, ends the scan: while the program runs (final == 0) it is read again next
  * time; at the finish it is damage, and nothing after it is read.  Returns 1 if the
  * budget stopped it (call again), 0 if it read all there is, -1 on an error. */
-static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_finalise_stats *st,
-                     struct hl_err *err)
+static int scan_more(struct rawfile *f, int final, size_t budget, size_t min_cap,
+                     struct hl_finalise_stats *st, struct hl_err *err)
 {
     if (f->stopped)
         return 0;
     struct stat sb;
     if (stat(f->path, &sb) != 0)
         return fail(err, "%s: %s", f->path, strerror(errno));
-    size_t size = (size_t)sb.st_size;
-    if (size > f->map_off + f->maplen)
-        size = f->map_off + f->maplen; /* past the reservation: read after a remap */
-    if (size > f->size)
-        f->size = size;
+    if ((size_t)sb.st_size > f->size)
+        f->size = (size_t)sb.st_size;
     size_t off = f->off, start = off;
     const char *why = NULL;
     while (off < f->size) {
@@ -275,7 +321,15 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
             why = "chunk header cut short";
             break;
         }
-        memcpy(&c, f->map + (off - f->map_off), sizeof c);
+        /* Read ahead in one read (a chunk is a thread's buffer, 1 MiB by default). */
+        size_t ahead = budget - (off - start);
+        if (ahead > READ_AHEAD)
+            ahead = READ_AHEAD;
+        size_t end = f->size - off > ahead ? off + ahead : f->size;
+        f->off = off; /* the window keeps what is still needed: from here on */
+        if (window_read(f, end > off + sizeof c ? end : off + sizeof c, min_cap, err) != 0)
+            return -1;
+        memcpy(&c, f->win + (off - f->win_off), sizeof c);
         if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 ||
             (c.thread >= MAX_RAW_THREADS && c.thread != HL_RAW_PROC_THREAD)) {
             why = "damaged chunk header";
@@ -285,7 +339,9 @@ static int scan_more(struct rawfile *f, int final, size_t budget, struct hl_fina
             why = "chunk cut short";
             break;
         }
-        const uint64_t *words = (const uint64_t *)(f->map + (off - f->map_off) + sizeof c);
+        if (window_read(f, off + sizeof c + c.nbytes, min_cap, err) != 0)
+            return -1;
+        const uint64_t *words = (const uint64_t *)(f->win + (off - f->win_off) + sizeof c);
         size_t nw = c.nbytes / 8;
         uint64_t want = c.checksum;
         c.checksum = 0;
@@ -1008,7 +1064,8 @@ struct hl_finaliser {
     uint64_t moved;         /* raw bytes read by the current poll */
     int failed;
     struct hl_err err;      /* the error, once failed */
-    size_t reserve;         /* address space for tailing one raw file */
+    size_t window;          /* a raw file's first window (WINDOW_MIN; ENV_WINDOW) */
+    size_t budget;          /* chunks listed per round (SCAN_BUDGET; ENV_WINDOW) */
     size_t ckpt_every;      /* capture bytes between two checkpoints of a section */
     uint64_t slow_us;       /* ENV_FINALISE_SLOW */
     int polling;            /* the program runs (hl_finaliser_poll): publish_backlog */
@@ -1060,8 +1117,9 @@ struct hl_finaliser *hl_finaliser_new(const char *dir, const char *out, struct h
     fz->backlog_fd = -1;
     fz->ckpt_every = (size_t)fz_env_u64(ENV_CKPT_EVERY, CKPT_EVERY);
     long pg = sysconf(_SC_PAGESIZE);
-    size_t v = (size_t)fz_env_u64(ENV_TAIL_RESERVE, 0) & ~(size_t)(pg - 1);
-    fz->reserve = v >= (size_t)16 << 20 ? v : TAIL_RESERVE;
+    size_t v = (size_t)fz_env_u64(ENV_WINDOW, 0) & ~(size_t)(pg - 1);
+    fz->window = v >= (size_t)pg ? v : WINDOW_MIN;
+    fz->budget = v >= (size_t)pg ? v : SCAN_BUDGET;
     return fz;
 }
 
@@ -1184,9 +1242,10 @@ static int image_over_now(struct hl_finaliser *fz, const struct rawfile *f)
 /* Everything but the name and header, once the file's section is written. */
 static void file_release(struct rawfile *f)
 {
-    if (f->map)
-        munmap((void *)f->map, f->maplen);
-    f->map = NULL;
+    if (f->win)
+        munmap(f->win, f->win_cap);
+    f->win = NULL;
+    f->win_off = f->win_len = f->win_cap = 0;
     for (uint32_t j = 0; j < f->nused; j++)
         if (f->thr[j]) {
             free(f->thr[j]->c.b);
@@ -1221,7 +1280,6 @@ static struct section *section_new(struct hl_finaliser *fz, struct rawfile *f, s
         return NULL;
     }
     s->f = f;
-    s->reserve = fz->reserve;
     s->ckpt_every = fz->ckpt_every;
     return s;
 }
@@ -1254,10 +1312,6 @@ static struct section *section_begin(struct hl_finaliser *fz, struct rawfile *f,
 
 /* ---- letting go of what the merge has passed ---- */
 
-/* Pages of the map are given back this many bytes at a time. */
-#define RELEASE_STEP ((size_t)16 << 20)
-/* Chunks listed per round of a section's step (read ahead of the merge). */
-#define SCAN_BUDGET ((size_t)32 << 20)
 
 /* The first chunk a thread still needs: that of its current record, of the oldest
  * record decoded ahead, the one its cursor is decoding, or the next. */
@@ -1285,20 +1339,10 @@ size_t first_needed_byte(const struct rawfile *f)
     return low;
 }
 
-/* Map f again from `base` (page-aligned, at most the first byte still needed), with a
- * new reservation, and move every pointer into the old map across: the reservation
- * bounds address space, not the length of a recording. */
-static int remap(struct rawfile *f, size_t base)
+/* Move every pointer into f's window by delta bytes: the window's bytes moved
+ * (window_read). */
+static void move_pointers(struct rawfile *f, ptrdiff_t delta)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    void *m = mmap(NULL, f->maplen, PROT_READ, MAP_SHARED, fd, (off_t)base);
-    close(fd);
-    if (m == MAP_FAILED)
-        return -1;
-    madvise(m, f->maplen, MADV_SEQUENTIAL);
-    ptrdiff_t delta = ((const uint8_t *)m - (ptrdiff_t)base) - (f->map - (ptrdiff_t)f->map_off);
 #define MOVE(p) ((p) = (void *)((const uint8_t *)(p) + delta))
     for (uint32_t j = 0; j < f->nused; j++) {
         struct rthread *t = f->thr[j];
@@ -1314,17 +1358,10 @@ static int remap(struct rawfile *f, size_t base)
             MOVE(t->c.bad_at);
     }
 #undef MOVE
-    munmap((void *)f->map, f->maplen);
-    f->map = m;
-    f->map_off = base;
-    if (f->released < base)
-        f->released = base;
-    return 0;
 }
 
-/* After a merge: drop the chunk references no record needs any more,
- * and give the map's pages below the first byte still needed back, so that finalising
- * holds a bounded window of the capture, however long. */
+/* After a merge: drop the chunk references no record needs any more (the window lets
+ * go of their bytes when it next needs room: window_read). */
 static void release(struct section *s)
 {
     struct rawfile *f = s->f;
@@ -1340,18 +1377,6 @@ static void release(struct section *s)
             t->dropped += k;
         }
     }
-    long pg = sysconf(_SC_PAGESIZE);
-    size_t upto = first_needed_byte(f) & ~(size_t)(pg - 1);
-    if (upto >= f->released + RELEASE_STEP) {
-        /* Not POSIX_FADV_DONTNEED on the page cache: it writes dirty pages back first,
-         * and the capture's pages are freed without ever being written once the
-         * checkpoint punches the hole. */
-        madvise((void *)(f->map + (f->released - f->map_off)), upto - f->released, MADV_DONTNEED);
-        f->released = upto;
-    }
-    /* Past half the reservation: map again from the first byte still needed. */
-    if (f->maplen == s->reserve && f->off - f->map_off > f->maplen / 2)
-        remap(f, upto);
 }
 
 /* The backlog state file (raw.h: BACKLOG) of fz's capture folder, in buf. */
@@ -1416,7 +1441,7 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
     int more;
     do {
         size_t before = f->off;
-        more = scan_more(f, over, fz->slow_us && !over ? (size_t)1 << 20 : SCAN_BUDGET,
+        more = scan_more(f, over, fz->slow_us && !over ? (size_t)1 << 20 : fz->budget, fz->window,
                          &fz->st, err);
         if (more < 0 || feed(s, &fz->st, err) != 0)
             return -1;
@@ -1493,11 +1518,8 @@ static int advance(struct hl_finaliser *fz, struct hl_err *err)
         }
         if (!next)
             break;
-        int m = map_file(next, image_over(fz, next), fz->reserve, err);
-        if (m < 0)
+        if (window_open(next, err) < 0)
             return -1;
-        if (m == 0)
-            break; /* no address space to tail it: it waits for its image to end */
         char *part;
         if (asprintf(&part, "%s.part", next->path) < 0)
             return fail(err, "out of memory");
@@ -1596,6 +1618,17 @@ static int cmp_start(const void *a, const void *b)
     return starts_before(x, y) ? -1 : starts_before(y, x);
 }
 
+/* Drop f's chunk lists whole (a scan for process events only): the window may then
+ * let go of everything scanned. */
+static void forget_chunks(struct rawfile *f)
+{
+    for (uint32_t j = 0; j < f->nused; j++)
+        if (f->thr[j]) {
+            f->thr[j]->dropped += f->thr[j]->n;
+            f->thr[j]->n = 0;
+        }
+}
+
 /* f's process events, for unrec_write, when its section was finished before heaplab
  * stopped: those its checkpoint keeps (the capture below it may be given back to the
  * disk), then a scan of the rest of the file. */
@@ -1609,13 +1642,13 @@ static int rescan_pevs(struct hl_finaliser *fz, struct rawfile *f, struct hl_err
                      "%.400s; the processes its capture announced before it are not named",
                      err->msg);
     }
-    if (map_file(f, 1, fz->reserve, err) < 0)
+    if (window_open(f, err) < 0)
         return -1;
     if (low > f->off && low <= f->size)
         f->off = low;
     int k;
-    while ((k = scan_more(f, 1, SIZE_MAX, &fz->st, err)) == 1)
-        ;
+    while ((k = scan_more(f, 1, fz->budget, fz->window, &fz->st, err)) == 1)
+        forget_chunks(f); /* only its process events are wanted */
     fz->st.damaged += f->damaged;
     file_release(f);
     return k;
@@ -1648,7 +1681,7 @@ static int finish_section(struct hl_finaliser *fz, struct rawfile *f,
         hl_reader_close(r);
         return r && k == 0 ? rescan_pevs(fz, f, err) : -1;
     }
-    int m = map_file(f, 1, fz->reserve, err);
+    int m = window_open(f, err);
     struct section *s = m > 0 ? section_new(fz, f, err) : NULL;
     if (!s)
         return -1;
@@ -1675,7 +1708,7 @@ static int finish_section(struct hl_finaliser *fz, struct rawfile *f,
     s->w = w;
     f->started = 1;
     if (section_step(fz, s, 1, err) != 0) {
-        if (f->map) /* section_step frees s once it ends */
+        if (f->win) /* section_step frees s once it ends */
             section_free(s);
         hl_writer_stop(w);
         return -1;

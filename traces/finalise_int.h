@@ -4,11 +4,11 @@
  * checkpoint.c (saving a live section's state so that the capture behind it can be
  * given back, and going on from it after heaplab was stopped).
  *
- * A raw file (struct rawfile) is mapped and scanned into per-thread lists of chunks
- * (struct rthread); each thread has a cursor that decodes its records a batch ahead
- * (struct rec) and takes part in a merge by sequence number (struct heap); a
- * section (struct section) turns the merged records into events through the address
- * map and writes them.
+ * A raw file (struct rawfile) is read through a window and scanned into per-thread
+ * lists of chunks (struct rthread); each thread has a cursor that decodes its records
+ * a batch ahead (struct rec) and takes part in a merge by sequence number (struct
+ * heap); a section (struct section) turns the merged records into events through the
+ * address map and writes them.
  */
 #ifndef HEAPLAB_FINALISE_INT_H
 #define HEAPLAB_FINALISE_INT_H
@@ -25,12 +25,12 @@
 #define MAX_RAW_THREADS (1u << 20)
 /* A cursor's thread index before its first event. */
 #define NO_THREAD UINT32_MAX
-/* Address space reserved for a raw file that may still grow; it is mapped again
- * further on as the merge passes half of it (release). */
-#define TAIL_RESERVE ((size_t)1 << 40)
-/* For tests only: a smaller reservation (bytes), so that a short capture is mapped
- * again several times. */
-#define ENV_TAIL_RESERVE "HEAPLAB_TEST_TAIL_RESERVE"
+/* A raw file's window (struct rawfile) starts this large and doubles when the bytes
+ * still needed and the next chunk do not fit. */
+#define WINDOW_MIN ((size_t)4 << 20)
+/* For tests only: a smaller first window and scan budget (bytes, at least a page), so
+ * that a short capture makes the window slide and grow many times. */
+#define ENV_WINDOW "HEAPLAB_TEST_WINDOW"
 
 /* A thread's chunk.  Its clock: TSC -> nanoseconds since the image started, linear
  * through the image's start pair and the chunk's own flush pair (chunk_ns).  Taken
@@ -121,12 +121,17 @@ struct pev {
 
 struct rawfile {
     char *path;
-    const uint8_t *map;           /* while its section is being written: file bytes from */
-    size_t map_off;               /* offset map_off on (a multiple of the page size) */
-    size_t maplen, size;
-    size_t released;              /* file bytes below this are read and let go */
+    /* While its section is being written, the window: file bytes [win_off, win_off +
+     * win_len) read (pread) into a buffer of win_cap bytes, which chunk and cursor
+     * pointers point into.  Not a map of the file: mapping pages the program has just
+     * written costs a page fault each, a buffer read into again does not
+     * (window_read). */
+    uint8_t *win;
+    size_t win_off;               /* a multiple of the page size */
+    size_t win_len, win_cap;
+    size_t size;                  /* the file's size when last looked at */
     size_t punched;               /* file bytes below this are given back to the disk */
-    uint64_t ino;                 /* its inode number, once mapped (raw.h: BACKLOG) */
+    uint64_t ino;                 /* its inode number, once opened (raw.h: BACKLOG) */
     int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
     int done;                     /* its section is written (or it is skipped) */
     int stopped;                  /* the scan met damage: nothing after it is read */
@@ -167,7 +172,6 @@ struct section {
                              checkpoint is taken between chunks; 0: see submit) */
     uint64_t next_slot;
     uint32_t nthreads;    /* dense thread indices handed out */
-    size_t reserve;       /* the live map's reservation (remapped past half of it) */
     uint64_t prev_time;
     uint64_t events, unknown;
     uint64_t done_key;    /* every record numbered below this is written (merge) */
@@ -198,10 +202,10 @@ struct section {
 int fz_fail(struct hl_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The number in environment variable name (a test hook, ENV_* above), or dflt if unset. */
 uint64_t fz_env_u64(const char *name, uint64_t dflt);
-/* The file offset of a pointer into f's map. */
+/* The file offset of a pointer into f's window. */
 static inline size_t file_off(const struct rawfile *f, const void *p)
 {
-    return (size_t)((const uint8_t *)p - f->map) + f->map_off;
+    return (size_t)((const uint8_t *)p - f->win) + f->win_off;
 }
 /* The first chunk t still needs (an index into t->chunks). */
 size_t first_needed(const struct rthread *t);

@@ -251,6 +251,24 @@ ok "--from-capture goes on from the checkpoint" "$H" record -q --from-capture "$
 ok "to the same bytes as finalising in one go" cmp "$T/res.hlt" "$T/res2.hlt"
 rm -rf "$T"/res*
 
+# ---- the window a raw file is read through (finalise.c: window_read), one page at
+# first: grown, and slid past what the merge is done with, at nearly every chunk ----
+# (wl-prodcons: 4 threads handing blocks to each other, 600k events in 64 KiB chunks.)
+mkdir "$T/win"
+HEAPLAB_CAPTURE_DIR="$T/win" HEAPLAB_RECORD_BUFFER=64K \
+    LD_PRELOAD="$HEAPLAB_BUILD/traces/preload/libheaplab-record.so" \
+    "$HEAPLAB_BUILD/scripts/workloads/wl-prodcons" 4 300000 >/dev/null
+cp -r "$T/win" "$T/win2"
+"$H" record -q --from-capture "$T/win" -o "$T/win.hlt"
+HEAPLAB_TEST_WINDOW=4096 "$H" record -q --from-capture "$T/win2" -o "$T/win2.hlt"
+ok "threads' chunks read through a window and a scan of a page at first: the same bytes" \
+    cmp "$T/win.hlt" "$T/win2.hlt"
+"$H" record -q -o "$T/win3.hlt" -- "$B/rec-churn" 300000 >/dev/null
+HEAPLAB_TEST_WINDOW=4096 "$H" record -q -o "$T/win4.hlt" -- "$B/rec-churn" 300000 >/dev/null
+ok "... and while the program runs: the same events" \
+    diff <(events "$T/win3.hlt") <(events "$T/win4.hlt")
+rm -rf "$T"/win*
+
 # ---- heaplab killed with SIGKILL while the program runs ----
 HEAPLAB_TEST_CHECKPOINT_EVERY=4194304 "$H" record -q -o "$T/kill.hlt" -- \
     "$B/rec-churn" 6000000 >/dev/null &
