@@ -330,7 +330,7 @@ static int scan_more(struct rawfile *f, int final, size_t budget, size_t min_cap
         if (window_read(f, end > off + sizeof c ? end : off + sizeof c, min_cap, err) != 0)
             return -1;
         memcpy(&c, f->win + (off - f->win_off), sizeof c);
-        if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 ||
+        if (c.magic != HL_RAW_CHUNK_MAGIC || c.nbytes % 8 || c.nbytes > HL_RAW_BUFFER_MAX ||
             (c.thread >= MAX_RAW_THREADS && c.thread != HL_RAW_PROC_THREAD)) {
             why = "damaged chunk header";
             break;

@@ -958,7 +958,7 @@ static void setup_process(void)
     if (ss && *ss)
         g_seq = strtoull(ss, NULL, 10);
     uint64_t v;
-    if (env_size(HL_RAW_ENV_BUFFER, &v) && v >= 4096 && v <= (1ull << 30))
+    if (env_size(HL_RAW_ENV_BUFFER, &v) && v >= HL_RAW_BUFFER_MIN && v <= HL_RAW_BUFFER_MAX)
         g_bufbytes = (size_t)v & ~(size_t)4095;
     if (env_size(HL_RAW_ENV_BACKLOG, &v))
         hl_backlog_set_limit(v);

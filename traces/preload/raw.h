@@ -403,6 +403,10 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
 /* Environment variables the interposer reads. */
 #define HL_RAW_ENV_DIR "HEAPLAB_CAPTURE_DIR"  /* where to write; unset = record nothing */
 #define HL_RAW_ENV_BUFFER "HEAPLAB_RECORD_BUFFER" /* per-thread buffer bytes (default 1 MiB) */
+/* The per-thread buffer's bounds (bytes): a chunk is at most HL_RAW_BUFFER_MAX, so the
+ * finaliser takes a longer one as damage. */
+#define HL_RAW_BUFFER_MIN 4096ull
+#define HL_RAW_BUFFER_MAX (1ull << 30)
 /* BACKLOG: the most capture bytes a raw file holds that finalising has not read, while
  * it reads that file; 0 never waits.  Bytes, or with a K, M or G suffix. */
 #define HL_RAW_ENV_BACKLOG "HEAPLAB_RECORD_BACKLOG"
