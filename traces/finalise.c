@@ -230,10 +230,10 @@ static int window_open(struct rawfile *f, struct hl_err *err)
 
 static void move_pointers(struct rawfile *f, ptrdiff_t delta);
 /* Bytes scan_more reads ahead at a time. */
-#define READ_AHEAD ((size_t)2 << 20)
+#define READ_AHEAD ((size_t)1 << 20)
 /* Chunks listed per round of a section's step (read ahead of the merge, and held in
  * the window until it passes them). */
-#define SCAN_BUDGET ((size_t)8 << 20)
+#define SCAN_BUDGET ((size_t)1 << 20)
 
 /* Make f's window hold the file's bytes up to `end` (at most f->size), reading what
  * it lacks.  When they would not fit, the window first lets go of the bytes below the

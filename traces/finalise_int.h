@@ -27,7 +27,7 @@
 #define NO_THREAD UINT32_MAX
 /* A raw file's window (struct rawfile) starts this large and doubles when the bytes
  * still needed and the next chunk do not fit. */
-#define WINDOW_MIN ((size_t)4 << 20)
+#define WINDOW_MIN ((size_t)2 << 20)
 /* For tests only: a smaller first window and scan budget (bytes, at least a page), so
  * that a short capture makes the window slide and grow many times. */
 #define ENV_WINDOW "HEAPLAB_TEST_WINDOW"
