@@ -239,9 +239,9 @@ static void move_pointers(struct rawfile *f, ptrdiff_t delta);
  * it lacks.  When they would not fit, the window first lets go of the bytes below the
  * first one still needed (moving the rest to its start), then doubles until they fit:
  * it holds what the merge still needs and what the scan reads ahead, however long the
- * file.  The buffer is read into again and again, so its pages stay mapped: mapping
- * the file instead costs a page fault for every page the program writes (about 2 us a
- * page on the VM this was measured on, 15% of finalising). */
+ * file.  The buffer is read into again and again, so its pages stay mapped: a map of
+ * the file would take a page fault for every page the program writes, dearer than
+ * the copy (traces/HISTORY.md: "The capture read, not mapped"). */
 static int window_read(struct rawfile *f, size_t end, size_t min_cap, struct hl_err *err)
 {
     size_t top = f->win_off + f->win_len;
@@ -1311,7 +1311,6 @@ static struct section *section_begin(struct hl_finaliser *fz, struct rawfile *f,
 }
 
 /* ---- letting go of what the merge has passed ---- */
-
 
 /* The first chunk a thread still needs: that of its current record, of the oldest
  * record decoded ahead, the one its cursor is decoding, or the next. */
