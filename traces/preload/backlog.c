@@ -17,11 +17,12 @@
 
 /* How long a waiting thread sleeps between two looks at the state. */
 #define HOLD_STEP_NS 1000000L
-/* After a stall the checks are skipped for HL_RAW_HOLD_STALL_NS, twice that after the
- * next, ... up to this many doublings. */
+/* After a stall the checks are skipped for the stall time (HL_RAW_HOLD_STALL_NS),
+ * twice that after the next, ... up to this many doublings. */
 #define HOLD_BACKOFF_MAX 6u
 
 static uint64_t g_limit = HL_RAW_BACKLOG_DEFAULT;
+static uint64_t g_stall_ns = HL_RAW_HOLD_STALL_NS;
 static char g_state[PATH_MAX + sizeof "/" HL_RAW_BACKLOG_NAME];
 static uint64_t g_skip_until; /* CLOCK_MONOTONIC ns: no check before (a stall) */
 static unsigned g_stalls;     /* stalls in a row */
@@ -31,6 +32,11 @@ static uint64_t g_held_ns;
 void hl_backlog_set_limit(uint64_t limit)
 {
     g_limit = limit;
+}
+
+void hl_backlog_set_stall(uint64_t ns)
+{
+    g_stall_ns = ns;
 }
 
 void hl_backlog_set_dir(const char *dir)
@@ -107,9 +113,9 @@ void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher)
     while (back > g_limit / 2) {
         if (watcher > 0 && kill(watcher, 0) != 0 && errno == ESRCH)
             break; /* nobody reads the capture any more */
-        if (t - seen_t >= HL_RAW_HOLD_STALL_NS) {
+        if (t - seen_t >= g_stall_ns) {
             unsigned s = g_stalls < HOLD_BACKOFF_MAX ? g_stalls : HOLD_BACKOFF_MAX;
-            __atomic_store_n(&g_skip_until, t + (HL_RAW_HOLD_STALL_NS << s), __ATOMIC_RELAXED);
+            __atomic_store_n(&g_skip_until, t + (g_stall_ns << s), __ATOMIC_RELAXED);
             g_stalls++;
             break;
         }

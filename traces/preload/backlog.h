@@ -21,6 +21,8 @@
 
 /* The limit in bytes (raw.h: HL_RAW_ENV_BACKLOG), 0 never waits. */
 void hl_backlog_set_limit(uint64_t limit);
+/* The stall time (raw.h: HL_RAW_HOLD_STALL_NS; HL_RAW_ENV_HOLD_STALL_MS for tests). */
+void hl_backlog_set_stall(uint64_t ns);
 /* The capture folder (the state file is in it). */
 void hl_backlog_set_dir(const char *dir);
 /* A fork child's image: nothing held yet. */

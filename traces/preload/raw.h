@@ -417,6 +417,9 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
 /* BACKLOG: finalising's progress count unchanged this long while a thread waits: it
  * has stopped (or cannot go on before other processes do). */
 #define HL_RAW_HOLD_STALL_NS 2000000000ull
+/* For tests only: that time in milliseconds instead, so that a check of the wait is not
+ * cut short by a loaded machine holding finalising up for 2 s. */
+#define HL_RAW_ENV_HOLD_STALL_MS "HEAPLAB_TEST_HOLD_STALL_MS"
 /* For tests only: the first sequence number (default 0), so that a short run reaches
  * the 2^40 boundary of a long record's seq40 field. */
 #define HL_RAW_ENV_SEQ_START "HEAPLAB_RECORD_SEQ_START"
