@@ -2,8 +2,8 @@
  * benchmarks.  churn N [LIVE [PROGRAM [WORK]]]: first, with PROGRAM (not "-"), spawn it
  * and wait for it (so that the capture announces a child early on); then N times, do
  * WORK steps of arithmetic (default 0: the program's own work between its calls, which
- * sets its call rate without touching memory), free a random one of LIVE slots and allocate a
- * block of 16..527 bytes into it (a deterministic LCG, so two runs make the same calls
+ * sets its call rate without touching memory), free a random one of LIVE slots and
+ * allocate a block of 16..527 bytes into it (a deterministic LCG, so two runs make the same calls
  * in the same order), touching its first word; then free them all.  Prints N.  That
  * is N mallocs and N + LIVE frees, of which the first LIVE are free(NULL), which the
  * interposer does not record; with the table of slots and stdio's buffer, 2N + 3

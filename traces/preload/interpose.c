@@ -962,9 +962,8 @@ static void setup_process(void)
         g_bufbytes = (size_t)v & ~(size_t)4095;
     if (env_size(HL_RAW_ENV_BACKLOG, &v))
         hl_backlog_set_limit(v);
-    const char *stall = getenv(HL_RAW_ENV_HOLD_STALL_MS);
-    if (stall && *stall)
-        hl_backlog_set_stall(strtoull(stall, NULL, 10) * 1000000ull);
+    if (env_size(HL_RAW_ENV_HOLD_STALL_MS, &v) && v <= UINT64_MAX / 1000000u)
+        hl_backlog_set_stall(v * 1000000u);
     if (env_size(HL_RAW_ENV_WATCHER, &v) && v > 0 && v <= INT_MAX)
         g_watcher = (pid_t)v;
     Dl_info di;
