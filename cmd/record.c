@@ -335,7 +335,8 @@ int cmd_record(int argc, char **argv)
         HL_OPT_STRING(0, "capture-dir", &capture, "DIR",
                       "write the raw capture into DIR (created) and keep it"),
         HL_OPT_SIZE(0, "buffer", &buffer, "SIZE",
-                    "per-thread record buffer, 4K to 1G (default 1M; smaller flushes more often)"),
+                    "per-thread record buffer, " HL_RAW_BUFFER_BOUNDS
+                    " (default 1M; smaller flushes more often)"),
         HL_OPT_SIZE(0, "max-backlog", &backlog, "SIZE",
                     "hold the program back while more than SIZE of a process's capture "
                     "is not finalised yet (default " HL_STR(HL_RAW_BACKLOG_DEFAULT_MIB)
@@ -352,7 +353,7 @@ int cmd_record(int argc, char **argv)
         HL_OPT_END()};
     int i = hl_parse_options(argc, argv, opts, usage, HL_PARSE_STOP_AT_NON_OPTION);
     if (buffer && (buffer < HL_RAW_BUFFER_MIN || buffer > HL_RAW_BUFFER_MAX))
-        hl_usage_die("record: --buffer must be 4K to 1G");
+        hl_usage_die("record: --buffer must be " HL_RAW_BUFFER_BOUNDS);
     if (from) {
         if (i < argc)
             hl_usage_die("record: --from-capture takes no program");

@@ -13,10 +13,9 @@
  * 256 MiB, then under 1/2.  The hash keeps the blocks of a heap page together in one
  * group of cells, so the load a probe meets is that of its group (the heap pages
  * placed there and how densely each is used), not the table's: a sparser table keeps
- * the runs short.  Python capture: finalise CPU 0.77 s -> 0.60 s at 1/4 against 1/2;
- * rec-churn with 32768 blocks live (a 4 MiB table at 1/4): 0.90x at 1/8, probes per
- * free 0.13 -> 0.05 and cells moved by its deletion 0.45 -> 0.17.  Below 16 MiB this
- * costs at most 8 MiB more; large live sets keep the old loads. */
+ * the runs short, and with them the finaliser's probes and deletion shifts.  The
+ * sparsest load costs at most 8 MiB; past that, memory per live block wins.  Measured
+ * in traces/HISTORY.md ("The address map's load"). */
 static size_t grow_at(size_t cap)
 {
     if (cap < ((size_t)1 << 20))

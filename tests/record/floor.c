@@ -40,16 +40,20 @@ static __thread uint64_t *pos __attribute__((tls_model("initial-exec")));
 static __thread uint64_t *end __attribute__((tls_model("initial-exec")));
 static __thread uint64_t *buf __attribute__((tls_model("initial-exec")));
 
-#if FLOOR_LEVEL == 3
-static int out_fd = -1;
-
-static void open_out(void)
+#if FLOOR_LEVEL >= 3
+/* $HEAPLAB_CAPTURE_DIR/name, created afresh; -1 if it cannot be. */
+static int open_out(const char *name, int flags)
 {
     const char *dir = getenv("HEAPLAB_CAPTURE_DIR");
     char path[PATH_MAX];
-    if (dir && snprintf(path, sizeof path, "%s/floor.raw", dir) < (int)sizeof path)
-        out_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (!dir || snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return -1;
+    return open(path, flags | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 }
+#endif
+
+#if FLOOR_LEVEL == 3
+static int out_fd = -1;
 #elif FLOOR_LEVEL == 4
 #define RING_SLOTS 64
 static uint8_t *ring;
@@ -57,12 +61,8 @@ static unsigned ring_next;
 
 static void open_ring(void)
 {
-    const char *dir = getenv("HEAPLAB_CAPTURE_DIR");
-    char path[PATH_MAX];
     size_t len = RING_SLOTS * BUF_WORDS * 8;
-    int fd = -1;
-    if (dir && snprintf(path, sizeof path, "%s/floor.ring", dir) < (int)sizeof path)
-        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open_out("floor.ring", O_RDWR);
     if (fd < 0 || ftruncate(fd, (off_t)len) != 0)
         abort();
     void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -86,7 +86,7 @@ static __attribute__((noinline)) uint64_t *full(void)
 #if FLOOR_LEVEL == 3
     else {
         if (out_fd < 0)
-            open_out();
+            out_fd = open_out("floor.raw", O_WRONLY | O_APPEND);
         if (out_fd >= 0 && write(out_fd, buf, (size_t)(pos - buf) * 8) < 0)
             abort();
     }

@@ -407,6 +407,7 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
  * finaliser takes a longer one as damage. */
 #define HL_RAW_BUFFER_MIN 4096ull
 #define HL_RAW_BUFFER_MAX (1ull << 30)
+#define HL_RAW_BUFFER_BOUNDS "4K to 1G" /* the two above, as users write sizes */
 /* BACKLOG: the most capture bytes a raw file holds that finalising has not read, while
  * it reads that file; 0 never waits.  Bytes, or with a K, M or G suffix. */
 #define HL_RAW_ENV_BACKLOG "HEAPLAB_RECORD_BACKLOG"
