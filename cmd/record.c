@@ -300,6 +300,11 @@ int hl_record_finalise(struct hl_finaliser *fz, const char *dir, const char *out
                         "in all (%llu times) so that its unread capture stayed under the "
                         "limit (--max-backlog)\n",
                 (double)st.held_ns / 1e9, (unsigned long long)st.held);
+    if (st.spilled && !quiet)
+        fprintf(stderr, "heaplab: %u process%s filled the ring of capture finalising could "
+                        "not give back in time; the rest was appended after it (more disk "
+                        "and page cache; %s sets the ring's size)\n",
+                st.spilled, st.spilled == 1 ? "" : "es", HL_RAW_ENV_RING);
     if (!quiet) {
         char b[32], after[64] = "";
         if (exited > 0)

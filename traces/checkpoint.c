@@ -91,25 +91,6 @@ static void put_live(void *ctx, uint64_t addr, uint64_t slot)
     l->bad |= put(l->b, addr) | put(l->b, slot);
 }
 
-/* Give the file system the bytes of f below `upto` back (a hole; the size stays). */
-static void punch(struct rawfile *f, size_t upto)
-{
-    /* The header stays: the file is still listed and ordered by it. */
-    long pg = sysconf(_SC_PAGESIZE);
-    size_t keep = (sizeof f->h + (size_t)pg - 1) & ~(size_t)(pg - 1);
-    if (f->punched < keep)
-        f->punched = keep;
-    if (upto <= f->punched)
-        return;
-    int fd = open(f->path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)f->punched,
-                  (off_t)(upto - f->punched)) == 0)
-        f->punched = upto;
-    close(fd);
-}
-
 /* The process events f holds from below low: those a checkpoint at low keeps. */
 static uint64_t count_pevs(const struct rawfile *f, size_t low)
 {
@@ -240,7 +221,7 @@ int checkpoint_maybe(struct section *s, size_t every, struct hl_err *err)
     long pg = sysconf(_SC_PAGESIZE);
     if (save(s, low, err) != 0)
         return -1;
-    punch(f, low & ~(size_t)(pg - 1));
+    raw_stream_release(f, low & ~(size_t)(pg - 1));
     return 0;
 }
 
@@ -257,7 +238,7 @@ int checkpoint_done(struct rawfile *f, struct hl_err *err)
     if (write_ckpt(f, &b, bad, err) != 0)
         return -1;
     long pg = sysconf(_SC_PAGESIZE);
-    punch(f, low & ~(size_t)(pg - 1));
+    raw_stream_release(f, low & ~(size_t)(pg - 1));
     return 0;
 }
 
@@ -376,7 +357,7 @@ int checkpoint_load(struct rawfile *f, struct hl_writer_state *ws, struct sectio
     uint64_t npev = w[1] >= 2 ? NEXT() : 0;
     uint64_t fixed = i + 2 * ndense + 2 * nknots + 3 * npend + 2 * nlive;
     if (bad || ndense > n || nknots > n || npend > n || nlive > n || npev > n ||
-        (npev ? fixed + 5 * npev > n : fixed != n) || low < sizeof f->h || low > f->size) {
+        (npev ? fixed + 5 * npev > n : fixed != n) || low < raw_stream_first(f) || low > f->size) {
         free(w);
         return fz_fail(err, "%s: a damaged checkpoint (its counts do not fit)", path);
     }

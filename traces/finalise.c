@@ -186,10 +186,14 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
     }
     ssize_t k = pread(fd, &f->h, sizeof f->h, 0);
     int e = errno;
-    close(fd);
     if (k != (ssize_t)sizeof f->h) {
+        close(fd);
         fail(err, "%s: cannot read: %s", f->path, k < 0 ? strerror(e) : "file shrank");
         return -2;
+    }
+    if (!final && !f->h.magic[0]) {
+        close(fd);
+        return 0; /* a ring file is sized before its header is written (raw.h: RING) */
     }
     struct hl_raw_header h = f->h;
     h.checksum = 0;
@@ -197,9 +201,18 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
         h.version > HL_RAW_VERSION ||
         h.header_bytes != sizeof h ||
         hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &h, sizeof h / 8) != f->h.checksum) {
+        close(fd);
         note_damage(st, f, 0, "not a heaplab raw capture header");
         return -1;
     }
+    int ring = raw_stream_open(f, fd);
+    close(fd);
+    if (ring != 0) {
+        note_damage(st, f, HL_RAW_RING_AT, "damaged ring state");
+        return -1;
+    }
+    if (f->ring_bytes)
+        f->size = HL_RAW_RING_BASE + f->ring_written;
     f->h.exe[sizeof f->h.exe - 1] = 0;
     f->h.cmdline[sizeof f->h.cmdline - 1] = 0;
     if (f->h.version < 4) /* the end of a longer cmdline there */
@@ -218,13 +231,15 @@ static int read_header(struct rawfile *f, int final, struct hl_finalise_stats *s
 static int window_open(struct rawfile *f, struct hl_err *err)
 {
     struct stat sb;
+    int e;
     if (stat(f->path, &sb) != 0)
         return fail(err, "%s: %s", f->path, strerror(errno));
-    f->size = (size_t)sb.st_size;
+    if ((e = raw_stream_size(f, 0, &f->size)) != 0)
+        return fail(err, "%s: %s", f->path, strerror(e));
     f->ino = (uint64_t)sb.st_ino;
     f->win = NULL;
     f->win_off = f->win_len = f->win_cap = 0;
-    f->off = sizeof f->h;
+    f->off = raw_stream_first(f);
     return 1;
 }
 
@@ -281,7 +296,7 @@ static int window_read(struct rawfile *f, size_t end, size_t min_cap, struct hl_
     if (fd < 0)
         return fail(err, "%s: %s", f->path, strerror(errno));
     while (top < end) {
-        ssize_t k = pread(fd, f->win + (top - f->win_off), end - top, (off_t)top);
+        ssize_t k = raw_stream_pread(f, fd, f->win + (top - f->win_off), end - top, top);
         if (k <= 0) {
             int e = errno;
             close(fd);
@@ -304,11 +319,12 @@ static int scan_more(struct rawfile *f, int final, size_t budget, size_t min_cap
 {
     if (f->stopped)
         return 0;
-    struct stat sb;
-    if (stat(f->path, &sb) != 0)
-        return fail(err, "%s: %s", f->path, strerror(errno));
-    if ((size_t)sb.st_size > f->size)
-        f->size = (size_t)sb.st_size;
+    size_t size;
+    int e = raw_stream_size(f, final, &size);
+    if (e)
+        return fail(err, "%s: %s", f->path, strerror(e));
+    if (size > f->size)
+        f->size = size;
     size_t off = f->off, start = off;
     const char *why = NULL;
     while (off < f->size) {
@@ -343,7 +359,7 @@ static int scan_more(struct rawfile *f, int final, size_t budget, size_t min_cap
             return -1;
         const uint64_t *words = (const uint64_t *)(f->win + (off - f->win_off) + sizeof c);
         size_t nw = c.nbytes / 8;
-        uint64_t want = c.checksum;
+        uint64_t want = c.checksum ^ raw_stream_salt(f, off);
         c.checksum = 0;
         uint64_t got = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &c, sizeof c / 8);
         got = hl_raw_checksum(got, words, nw);
@@ -366,7 +382,8 @@ static int scan_more(struct rawfile *f, int final, size_t budget, size_t min_cap
     }
     f->off = off;
     if (why && final) {
-        if (!unrec_losses(f)) /* a capture cut by a full disk ends where it could */
+        /* A capture cut by a full disk ends where it could, a ring's at its end. */
+        if (!unrec_losses(f) && !raw_stream_past_end(f, off))
             note_damage(st, f, off, why);
         f->stopped = 1;
     }
@@ -1404,9 +1421,9 @@ static void publish_backlog(struct hl_finaliser *fz)
     }
     for (size_t i = 0; i < fz->n; i++) {
         struct rawfile *f = fz->fs[i];
-        struct stat sb;
-        if (f->hdr == 1 && !f->started && image_over(fz, f) && stat(f->path, &sb) == 0)
-            b.queued += (uint64_t)sb.st_size;
+        size_t size;
+        if (f->hdr == 1 && !f->started && image_over(fz, f) && raw_stream_size(f, 0, &size) == 0)
+            b.queued += (uint64_t)size;
     }
     b.checksum = hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &b, sizeof b / 8 - 1);
     if (fz->backlog_fd < 0) {
@@ -1466,6 +1483,7 @@ static int section_step(struct hl_finaliser *fz, struct section *s, int over, st
     fz->st.big_untracked += f->h.big_untracked;
     fz->st.held += f->h.held;
     fz->st.held_ns += f->h.held_ns;
+    fz->st.spilled += f->ring_spill != HL_RAW_RING_NONE;
     hl_writer_set_losses(s->w, f->h.dropped, f->h.missed, f->h.cut_errno);
     if (hl_writer_end_process(s->w, err) != 0)
         return -1;

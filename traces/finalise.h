@@ -51,6 +51,7 @@ struct hl_finalise_stats {
     uint64_t held;            /* times a thread waited for finalising to catch up
                                  (raw.h: BACKLOG) ... */
     uint64_t held_ns;         /* ... and the time they waited */
+    uint32_t spilled;         /* sections whose capture outgrew its ring (raw.h: RING) */
 };
 
 /* Why the program at path (a name without '/' is looked up in PATH) cannot be

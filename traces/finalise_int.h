@@ -130,7 +130,11 @@ struct rawfile {
     size_t win_off;               /* a multiple of the page size */
     size_t win_len, win_cap;
     size_t size;                  /* the file's size when last looked at */
-    size_t punched;               /* file bytes below this are given back to the disk */
+    size_t punched;               /* bytes below this are given back to the disk */
+    /* RING (raw.h; rawstream.c): the ring's bytes (0: the file is appended to), and
+     * its state as last read.  Offsets in the file (win_off, off, size, ...) are
+     * stream offsets: HL_RAW_RING_BASE + x for a ring file's stream offset x. */
+    uint64_t ring_bytes, ring_spill, ring_written;
     uint64_t ino;                 /* its inode number, once opened (raw.h: BACKLOG) */
     int hdr;                      /* 0 not read yet, 1 good, -1 skipped */
     int done;                     /* its section is written (or it is skipped) */
@@ -238,6 +242,26 @@ int checkpoint_done(struct rawfile *f, struct hl_err *err);
 int checkpoint_exists(const struct rawfile *f);
 /* Remove f's checkpoint file, once its section is written whole. */
 void checkpoint_remove(const struct rawfile *f);
+
+/* rawstream.c: where a raw file's chunk stream is (raw.h: RING). */
+
+/* After f's header is read (fd open on it): read its ring state, if it has a ring.
+ * 0, or -1 if the header says ring and the state is not one. */
+int raw_stream_open(struct rawfile *f, int fd);
+/* The offset of f's first chunk. */
+size_t raw_stream_first(const struct rawfile *f);
+/* Where f's stream ends now (*size): the file's size, or the ring's `written`; at the
+ * finish (final) as far as a chunk could be.  0, or an errno. */
+int raw_stream_size(struct rawfile *f, int final, size_t *size);
+/* Offset off is at or past the end a ring file's writer announced: a chunk that does
+ * not check there is the end, not damage. */
+int raw_stream_past_end(const struct rawfile *f, size_t off);
+/* pread of f's stream bytes from off: up to n of them, fewer at the ring's end. */
+ssize_t raw_stream_pread(const struct rawfile *f, int fd, void *buf, size_t n, size_t off);
+/* What the checksum of the chunk at off is XORed with (0 in an appended file). */
+uint64_t raw_stream_salt(const struct rawfile *f, size_t off);
+/* Give f's bytes below upto back: a hole, or the ring's room (`released`). */
+void raw_stream_release(struct rawfile *f, size_t upto);
 
 /* unrecorded.c: the processes a capture names but holds nothing of, and what the
  * recorded ones lost. */

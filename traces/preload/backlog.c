@@ -78,39 +78,42 @@ static uint64_t gap(uint64_t size, uint64_t need)
     return size > need ? size - need : 0;
 }
 
-/* How far finalising is behind (raw.h: BACKLOG), this image's file (fd, inode ino) at
- * its size now; with its progress count in *progress.  0 if it publishes nothing (or
- * was caught writing it). */
-static uint64_t behind(int fd, uint64_t ino, uint64_t *progress)
+/* The state finalising publishes, if there is a whole one. */
+static int read_state(struct hl_raw_backlog *b)
 {
-    struct hl_raw_backlog b;
-    struct stat st;
     int sf = open(g_state, O_RDONLY | O_CLOEXEC);
     if (sf < 0)
         return 0;
-    ssize_t k = pread(sf, &b, sizeof b, 0);
+    ssize_t k = pread(sf, b, sizeof *b, 0);
     close(sf);
-    if (k != (ssize_t)sizeof b || b.magic != HL_RAW_BACKLOG_MAGIC ||
-        b.checksum != hl_raw_checksum(HL_RAW_CHECKSUM_INIT, &b, sizeof b / 8 - 1) ||
-        b.nfiles > HL_RAW_BACKLOG_FILES || fstat(fd, &st) != 0)
+    return k == (ssize_t)sizeof *b && b->magic == HL_RAW_BACKLOG_MAGIC &&
+           b->checksum == hl_raw_checksum(HL_RAW_CHECKSUM_INIT, b, sizeof *b / 8 - 1) &&
+           b->nfiles <= HL_RAW_BACKLOG_FILES;
+}
+
+/* How far finalising is behind (raw.h: BACKLOG), this image's file (inode ino) at its
+ * size now (size); with its progress count in *progress.  0 if it publishes nothing
+ * (or was caught writing it). */
+static uint64_t behind(uint64_t size, uint64_t ino, uint64_t *progress)
+{
+    struct hl_raw_backlog b;
+    if (!read_state(&b))
         return 0;
     uint64_t sum = b.queued;
     for (uint64_t i = 0; i < b.nfiles; i++)
-        sum += gap(b.file[i].ino == ino ? (uint64_t)st.st_size : b.file[i].size,
-                   b.file[i].need);
+        sum += gap(b.file[i].ino == ino ? size : b.file[i].size, b.file[i].need);
     *progress = b.progress;
     return sum;
 }
 
-void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher)
+int hl_backlog_wait(int (*more)(void *ctx, uint64_t *progress), void *ctx, pid_t watcher)
 {
-    uint64_t progress = 0, p, back;
-    if (!g_limit || !g_state[0] || (back = behind(fd, ino, &progress)) <= g_limit)
-        return;
+    uint64_t progress = 0, p;
     uint64_t t0 = mono_ns(), t = t0, seen_t = t0;
-    if (t0 < __atomic_load_n(&g_skip_until, __ATOMIC_RELAXED))
-        return;
-    while (back > g_limit / 2) {
+    if (!g_limit || t0 < __atomic_load_n(&g_skip_until, __ATOMIC_RELAXED))
+        return 0;
+    int waiting = more(ctx, &progress), ended = 0;
+    while (waiting) {
         if (watcher > 0 && kill(watcher, 0) != 0 && errno == ESRCH)
             break; /* nobody reads the capture any more */
         if (t - seen_t >= g_stall_ns) {
@@ -122,14 +125,47 @@ void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher)
         struct timespec step = {0, HOLD_STEP_NS};
         nanosleep(&step, NULL);
         t = mono_ns();
-        p = progress; /* kept when nothing is published any more (back is then 0) */
-        back = behind(fd, ino, &p);
+        p = progress; /* kept when nothing is published any more */
+        waiting = more(ctx, &p);
         if (p != progress) {
             progress = p;
             seen_t = t;
             g_stalls = 0;
         }
     }
+    ended = !waiting;
     __atomic_fetch_add(&g_held, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&g_held_ns, t - t0, __ATOMIC_RELAXED);
+    return ended;
+}
+
+struct hold {
+    uint64_t size, ino;
+};
+
+/* Still more than half the limit behind. */
+static int hold_more(void *ctx, uint64_t *progress)
+{
+    const struct hold *h = ctx;
+    return behind(h->size, h->ino, progress) > g_limit / 2;
+}
+
+void hl_backlog_hold(uint64_t size, uint64_t ino, pid_t watcher)
+{
+    uint64_t progress;
+    struct hold h = {size, ino};
+    if (!g_limit || !g_state[0] || behind(size, ino, &progress) <= g_limit)
+        return;
+    (void)hl_backlog_wait(hold_more, &h, watcher);
+}
+
+uint64_t hl_backlog_need(uint64_t ino)
+{
+    struct hl_raw_backlog b;
+    if (!read_state(&b))
+        return 0;
+    for (uint64_t i = 0; i < b.nfiles; i++)
+        if (b.file[i].ino == ino)
+            return b.file[i].need;
+    return 0;
 }

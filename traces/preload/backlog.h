@@ -27,10 +27,21 @@ void hl_backlog_set_stall(uint64_t ns);
 void hl_backlog_set_dir(const char *dir);
 /* A fork child's image: nothing held yet. */
 void hl_backlog_after_fork(void);
-/* After a thread's full buffer was written to this image's raw file (fd, inode ino):
- * wait while finalising is more than the limit behind, unless watcher (the heaplab
- * reading the capture, 0 if not known) is gone or finalising stalls. */
-void hl_backlog_hold(int fd, uint64_t ino, pid_t watcher);
+/* After a thread's full buffer was written to this image's raw file (inode ino, its
+ * size now in the stream's bytes: size): wait while finalising is more than the limit
+ * behind, unless watcher (the heaplab reading the capture, 0 if not known) is gone or
+ * finalising stalls. */
+void hl_backlog_hold(uint64_t size, uint64_t ino, pid_t watcher);
+/* Wait (sleeping in steps of a millisecond) while more(ctx, &progress) returns
+ * non-zero, by the same rules: not with a limit of 0, not once watcher is gone, nor
+ * once the progress it
+ * sets stays the same for the stall time (after which the next waits give up at once
+ * for a while, doubling).  Counted in held and held_ns.  Returns 1 if more() said to
+ * stop, 0 if the wait gave up. */
+int hl_backlog_wait(int (*more)(void *ctx, uint64_t *progress), void *ctx, pid_t watcher);
+/* The first byte of file ino finalising says it still needs, 0 if it is not reading
+ * it (or publishes nothing). */
+uint64_t hl_backlog_need(uint64_t ino);
 /* For the header: the waits so far and their time. */
 uint32_t hl_backlog_held(void);
 uint64_t hl_backlog_held_ns(void);

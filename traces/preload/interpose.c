@@ -42,6 +42,7 @@
 #include "backlog.h"
 #include "bigblocks.h"
 #include "raw.h"
+#include "ring.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -158,6 +159,7 @@ static uint32_t g_nthreads;         /* thread numbers handed out in this image *
 static int g_state;                 /* 0 not set up, 1 setting up, 2 done */
 static int g_on;                    /* recording into g_fd */
 static int g_fd = -1;
+static int g_oflags;                /* g_fd's open flags (raw_fd_ok reopens with them) */
 static dev_t g_dev;                 /* identity of g_fd's file, to notice a program */
 static ino_t g_ino;                 /* that closed it and reused the number */
 static size_t g_bufbytes = 1 << 20; /* per-thread buffer, chunk header included */
@@ -325,6 +327,8 @@ static void write_header(void)
     h.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
     if (g_attached)
         h.flags |= HL_RAW_HDR_ATTACHED;
+    if (hl_ring_on())
+        h.flags |= HL_RAW_HDR_RING;
     h.start_realtime_ns = clock_ns(CLOCK_REALTIME);
     h.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
     h.start_tsc = read_tsc();
@@ -362,9 +366,17 @@ static int open_raw(void)
     p = put_u64(p, end, clock_ns(CLOCK_MONOTONIC));
     p = put_str(p, end, ".hlraw");
     *p = 0;
-    int fd = open(g_path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    /* A ring's chunks are written in place (pwrite, under the ring's lock; its state
+     * is read back), an appended file's by all threads at once (O_APPEND). */
+    int ring = hl_ring_wanted(g_watcher, g_bufbytes);
+    g_oflags = O_CLOEXEC | (ring ? O_RDWR : O_WRONLY | O_APPEND);
+    int fd = open(g_path, g_oflags | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
         return -1;
+    if (ring && hl_ring_start(fd) != 0) {
+        g_oflags |= O_APPEND;
+        (void)fcntl(fd, F_SETFL, O_APPEND);
+    }
     /* Keep clear of the low descriptor numbers programs like to dup2 onto. */
     int hi = fcntl(fd, F_DUPFD_CLOEXEC, 500);
     if (hi >= 0) {
@@ -388,7 +400,7 @@ static int raw_fd_ok(void)
     struct stat st;
     if (g_fd >= 0 && fstat(g_fd, &st) == 0 && st.st_dev == g_dev && st.st_ino == g_ino)
         return 1;
-    int fd = open(g_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    int fd = open(g_path, g_oflags);
     if (fd < 0)
         return 0;
     int hi = fcntl(fd, F_DUPFD_CLOEXEC, 500);
@@ -404,6 +416,16 @@ static int raw_fd_ok(void)
     g_dev = st.st_dev;
     g_ino = st.st_ino;
     return 1;
+}
+
+/* The raw file's size as finalising counts it (raw.h: BACKLOG): with a ring, where the
+ * stream's end stands. */
+static uint64_t raw_size(void)
+{
+    struct stat st;
+    if (hl_ring_on())
+        return HL_RAW_RING_BASE + hl_ring_written();
+    return g_fd >= 0 && fstat(g_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 #define CHUNK_WORDS (sizeof(struct hl_raw_chunk) / 8)
@@ -464,7 +486,8 @@ static uint64_t chunk_events(const uint64_t *w, size_t nwords)
 static int put_chunk(struct hl_raw_chunk *c, int own)
 {
     if (!__atomic_load_n(&g_cut, __ATOMIC_RELAXED) && raw_fd_ok()) {
-        int e = write_all(g_fd, c, sizeof *c + c->nbytes);
+        int e = hl_ring_on() ? hl_ring_put(g_fd, (uint64_t)g_ino, c, g_watcher)
+                             : write_all(g_fd, c, sizeof *c + c->nbytes);
         if (e == 0)
             return 1;
         if (!__atomic_exchange_n(&g_cut, 1, __ATOMIC_RELAXED)) {
@@ -765,7 +788,7 @@ static __attribute__((noinline)) uint64_t *reserve_slow(struct tstate *t)
         if ((size_t)(t->hard - t->pos) < 2 + MAX_RECORD_WORDS) {
             flush(t);
             if (g_on)
-                hl_backlog_hold(g_fd, (uint64_t)g_ino, g_watcher);
+                hl_backlog_hold(raw_size(), (uint64_t)g_ino, g_watcher);
         } else if (buffer_old(t)) {
             flush(t);
         }
@@ -899,6 +922,7 @@ static void atfork_child(void)
     g_dropped = 0;
     g_missed = 0;
     hl_backlog_after_fork();
+    hl_ring_after_fork();
     memset(&g_hdr, 0, sizeof g_hdr);
     if (!g_on)
         return;
@@ -962,6 +986,8 @@ static void setup_process(void)
         g_bufbytes = (size_t)v & ~(size_t)4095;
     if (env_size(HL_RAW_ENV_BACKLOG, &v))
         hl_backlog_set_limit(v);
+    if (env_size(HL_RAW_ENV_RING, &v))
+        hl_ring_set_bytes(v);
     if (env_size(HL_RAW_ENV_HOLD_STALL_MS, &v) && v <= UINT64_MAX / 1000000u)
         hl_backlog_set_stall(v * 1000000u);
     if (env_size(HL_RAW_ENV_WATCHER, &v) && v > 0 && v <= INT_MAX)

@@ -147,6 +147,41 @@
  * The header's `held` and `held_ns` (rewritten at exit) count the waits and their
  * time, which heaplab record reports.
  *
+ * RING (version 7): appending every chunk to the file makes the kernel find new
+ * page-cache pages for all of them, and on a virtual machine new pages are dear (the
+ * program under record ran about 2x plain over a minute, about 1.2-1.4x with the
+ * ring: traces/HISTORY.md, "The ring").  So while a heaplab reads the capture as it
+ * is written (HL_RAW_ENV_WATCHER set), the image's chunks go into a ring of
+ * HL_RAW_ENV_RING bytes inside the file, whose pages are written again and again, and
+ * only when the ring stays full go after it:
+ *     [0, HL_RAW_RING_AT)                   struct hl_raw_header
+ *     [HL_RAW_RING_AT, +sizeof)             struct hl_raw_ring (its words written one
+ *                                           at a time, with pwrite)
+ *     [HL_RAW_RING_BASE, +bytes)            the ring
+ *     [HL_RAW_RING_BASE + bytes, ...)       the spill: chunks written after the ring
+ * The chunks form one stream, each at a stream offset x (0 = the first byte after
+ * the ring state's page); its place in the file is hl_raw_ring_where(): in the ring
+ * at x mod bytes while x is below `spill`, after the ring from `spill` on.  A chunk may
+ * wrap round the ring's end (two writes).  The finaliser reads offsets in the
+ * stream as it would read offsets in an appended file, with HL_RAW_RING_BASE + x
+ * standing for x.
+ *   - The writer (one thread at a time, under the image's ring lock) puts a chunk at
+ *     x = written only while x + its size <= released + bytes, then sets `written`.
+ *   - Finalising sets `released` to the stream offset below which it will never need
+ *     the bytes again, even going on after a kill (its checkpoint's low: so the ring
+ *     takes the place of the hole punched in an appended file).
+ *   - A ring with no room: the writer waits as for BACKLOG (not when the limit is 0,
+ *     not once heaplab is gone or finalising stalls), then sets `spill` = x and from
+ *     then on writes every chunk of the image after the ring.  One way: nothing
+ *     goes back into the ring, so the stream's order is the file's.
+ *   - A chunk's checksum in a ring file is XORed with hl_raw_chunk_salt(x), so that
+ *     a chunk from the ring's last lap, whole and checksummed at another offset,
+ *     does not pass for the one at x.  The end of the stream is therefore the first
+ *     chunk that does not check; `written` says where it is meant to be (a process
+ *     killed between the chunk and `written` leaves the chunk readable after it).
+ * Without a heaplab reading it (the capture finalised afterwards) the file is
+ * appended to as before, with no ring.
+ *
  * CLOCK: the header holds a (TSC, CLOCK_MONOTONIC) pair taken when the image started,
  * every chunk header another taken when it was flushed; the finaliser converts TSC
  * readings to nanoseconds since the start linearly between the pairs (in file order,
@@ -161,9 +196,10 @@
 #include "../trace.h"
 
 #define HL_RAW_MAGIC "HLRAW01\n"
-#define HL_RAW_VERSION 6u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags;
+#define HL_RAW_VERSION 7u     /* 2 added HL_RAW_MARK; 3 HL_RAWF_SEQ64 and header flags;
                                  4 process chunks, dropped, missed and cut_errno;
-                                 5 HL_RAW_PAGES; 6 held and held_ns (BACKLOG) */
+                                 5 HL_RAW_PAGES; 6 held and held_ns (BACKLOG);
+                                 7 RING */
 #define HL_RAW_MIN_VERSION 1u /* the oldest a finaliser reads */
 #define HL_RAW_CHUNK_MAGIC 0x4b43524cu /* "LRCK" */
 
@@ -343,6 +379,43 @@ struct hl_raw_backlog {
 /* Header flags. */
 #define HL_RAW_HDR_ATTACHED 0x1u /* recording began while the process ran (record -p) */
 #define HL_RAW_HDR_CUT 0x2u      /* the file could not grow: writing stopped (DISK FULL) */
+#define HL_RAW_HDR_RING 0x4u     /* the chunks are in a ring (RING) */
+
+/* RING: the ring's state, at HL_RAW_RING_AT. */
+#define HL_RAW_RING_AT 2048u
+#define HL_RAW_RING_BASE 4096u /* stream offset 0 */
+#define HL_RAW_RING_MAGIC 0x474e5257414c4848ull /* "HHLAWRNG" */
+#define HL_RAW_RING_NONE UINT64_MAX            /* spill: not spilled */
+struct hl_raw_ring {
+    uint64_t magic;    /* HL_RAW_RING_MAGIC */
+    uint64_t bytes;    /* the ring's size: a multiple of 4096 */
+    uint64_t written;  /* stream bytes written (the writer, after each chunk) */
+    uint64_t spill;    /* the stream offset from which chunks go after the ring, or
+                          HL_RAW_RING_NONE */
+    uint64_t released; /* stream bytes finalising will not need again (finalising) */
+};
+/* Each word's place in the file, for writing it alone. */
+#define HL_RAW_RING_WORD(field) ((uint64_t)HL_RAW_RING_AT + offsetof(struct hl_raw_ring, field))
+
+/* Where stream offset x is in the file, and how many bytes from there are contiguous
+ * in the stream (to the ring's end, or unbounded after it). */
+static inline uint64_t hl_raw_ring_where(uint64_t bytes, uint64_t spill, uint64_t x,
+                                         uint64_t *contiguous)
+{
+    if (x >= spill) {
+        *contiguous = UINT64_MAX;
+        return HL_RAW_RING_BASE + bytes + (x - spill);
+    }
+    uint64_t at = x % bytes, end = bytes - at;
+    *contiguous = spill - x < end ? spill - x : end;
+    return HL_RAW_RING_BASE + at;
+}
+
+/* XORed into the checksum of the chunk at stream offset x of a ring file (RING). */
+static inline uint64_t hl_raw_chunk_salt(uint64_t x)
+{
+    return (x + 1) * 0x9e3779b97f4a7c15ull;
+}
 
 /* Process chunks (PROCESS CHUNKS above). */
 #define HL_RAW_PROC_THREAD 0xffffffffu
@@ -413,6 +486,10 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
 #define HL_RAW_ENV_BACKLOG "HEAPLAB_RECORD_BACKLOG"
 #define HL_RAW_BACKLOG_DEFAULT_MIB 256
 #define HL_RAW_BACKLOG_DEFAULT ((uint64_t)HL_RAW_BACKLOG_DEFAULT_MIB << 20)
+/* RING: the ring's bytes (rounded down to 4096; K, M or G suffix); 0 = no ring.  A
+ * ring under 4 buffers is not used (a chunk is up to one buffer). */
+#define HL_RAW_ENV_RING "HEAPLAB_RECORD_RING"
+#define HL_RAW_RING_DEFAULT ((uint64_t)256 << 20)
 /* BACKLOG: the pid of the heaplab that reads the capture: no wait once it is gone. */
 #define HL_RAW_ENV_WATCHER "HEAPLAB_RECORD_WATCHER"
 /* BACKLOG: finalising's progress count unchanged this long while a thread waits: it
