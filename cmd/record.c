@@ -332,7 +332,7 @@ static int status_code(int status)
 int cmd_record(int argc, char **argv)
 {
     const char *output = NULL, *capture = NULL, *from = NULL;
-    uint64_t buffer = 0, backlog = UINT64_MAX;
+    uint64_t buffer = 0, backlog = UINT64_MAX, ring = UINT64_MAX;
     int quiet = 0, no_wait = 0;
     long attach_pid = LONG_MIN, duration = 0;
     struct hl_option opts[] = {
@@ -341,11 +341,16 @@ int cmd_record(int argc, char **argv)
                       "write the raw capture into DIR (created) and keep it"),
         HL_OPT_SIZE(0, "buffer", &buffer, "SIZE",
                     "per-thread record buffer, " HL_RAW_BUFFER_BOUNDS
-                    " (default 1M; smaller flushes more often)"),
+                    " (default " HL_STR(HL_RAW_BUFFER_DEFAULT_MIB) "M; smaller flushes more often)"),
         HL_OPT_SIZE(0, "max-backlog", &backlog, "SIZE",
                     "hold the program back while more than SIZE of a process's capture "
                     "is not finalised yet (default " HL_STR(HL_RAW_BACKLOG_DEFAULT_MIB)
                     "M; 0: never, the disk then holds whatever finalising is behind)"),
+        HL_OPT_SIZE(0, "ring", &ring, "SIZE",
+                    "each process's capture goes round a ring of SIZE in its raw file, "
+                    "given back as finalising reads it (default " HL_STR(HL_RAW_RING_DEFAULT_MIB)
+                    "M; at least 4 buffers; 0: appended); a ring that stays full for 2 s "
+                    "spills after itself"),
         HL_OPT_STRING(0, "from-capture", &from, "DIR",
                       "finalise the raw capture in DIR instead of running a program"),
         HL_OPT_FLAG(0, "no-wait", &no_wait,
@@ -359,6 +364,10 @@ int cmd_record(int argc, char **argv)
     int i = hl_parse_options(argc, argv, opts, usage, HL_PARSE_STOP_AT_NON_OPTION);
     if (buffer && (buffer < HL_RAW_BUFFER_MIN || buffer > HL_RAW_BUFFER_MAX))
         hl_usage_die("record: --buffer must be " HL_RAW_BUFFER_BOUNDS);
+    uint64_t bufbytes = buffer ? buffer : HL_RAW_BUFFER_DEFAULT;
+    if (ring != UINT64_MAX && ring && (ring < 4 * bufbytes || ring > HL_RAW_RING_MAX))
+        hl_usage_die("record: --ring must be 0, or 4 buffers (%lluK) to 1024G",
+                     (unsigned long long)(4 * bufbytes) >> 10);
     if (from) {
         if (i < argc)
             hl_usage_die("record: --from-capture takes no program");
@@ -367,9 +376,9 @@ int cmd_record(int argc, char **argv)
         return hl_record_finalise(NULL, from, output, quiet, 0, 1) == 0 ? 0 : 1;
     }
     if (attach_pid != LONG_MIN) {
-        if (i < argc || from || buffer || no_wait || backlog != UINT64_MAX)
+        if (i < argc || from || buffer || no_wait || backlog != UINT64_MAX || ring != UINT64_MAX)
             hl_usage_die("record: -p PID takes no program, --from-capture, --buffer, "
-                         "--max-backlog or --no-wait");
+                         "--max-backlog, --ring or --no-wait");
         if (!output)
             hl_usage_die("record: -p PID needs -o FILE");
         return hl_record_attach(attach_pid, output, duration, capture, quiet);
@@ -455,6 +464,10 @@ int cmd_record(int argc, char **argv)
         if (backlog != UINT64_MAX) {
             snprintf(v, sizeof v, "%llu", (unsigned long long)backlog);
             setenv(HL_RAW_ENV_BACKLOG, v, 1);
+        }
+        if (ring != UINT64_MAX) {
+            snprintf(v, sizeof v, "%llu", (unsigned long long)ring);
+            setenv(HL_RAW_ENV_RING, v, 1);
         }
         snprintf(v, sizeof v, "%ld", (long)getppid());
         setenv(HL_RAW_ENV_WATCHER, v, 1);

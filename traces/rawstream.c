@@ -22,7 +22,7 @@ static int ring_state(struct rawfile *f, int fd, struct hl_raw_ring *r)
 {
     if (pread(fd, r, sizeof *r, HL_RAW_RING_AT) != (ssize_t)sizeof *r ||
         r->magic != HL_RAW_RING_MAGIC || !r->bytes || r->bytes % 4096 ||
-        r->bytes > ((uint64_t)1 << 40))
+        r->bytes > HL_RAW_RING_MAX)
         return -1;
     f->ring_bytes = r->bytes;
     if (r->spill != HL_RAW_RING_NONE && r->spill < f->ring_spill)

@@ -63,8 +63,8 @@ rm -rf "$T/big" "$T/again.hlt"
 #      several times (it is given back a trace chunk, 65536 events, at a time) with
 #      every event kept; a ring finalising does not give back (a stopped finaliser) is
 #      left for the space after it, with every event kept ----
-tiny() { HEAPLAB_RECORD_BUFFER=4096 HEAPLAB_RECORD_RING=8M HEAPLAB_TEST_CHECKPOINT_EVERY=65536 "$@"; }
-printf 'req 500000\nquit\n' | tiny "$H" record -q --capture-dir "$T/ring" -o "$T/ring.hlt" -- \
+tiny() { HEAPLAB_TEST_CHECKPOINT_EVERY=65536 "$H" record --buffer 4K --ring 8M "$@"; }
+printf 'req 500000\nquit\n' | tiny -q --capture-dir "$T/ring" -o "$T/ring.hlt" -- \
     "$B/rec-server" >/dev/null
 raw=$(ls "$T/ring"/*.hlraw)
 check "threads through an 8 MiB ring: it went round ($(ring_word "$raw" 2) bytes), none after it" \
@@ -72,7 +72,7 @@ check "threads through an 8 MiB ring: it went round ($(ring_word "$raw" 2) bytes
 eq "... every event of the five threads, every free of a known block" \
     "$("$H" stat --json "$T/ring.hlt" >"$T/ring.json" && json "$T/ring.json" '(j["threads"], j["events"] >= 2000000, j["unknown_frees"])')" \
     "(5, True, 0)"
-out=$(HEAPLAB_TEST_FINALISE_SLOW=2000000 HEAPLAB_TEST_HOLD_STALL_MS=200 tiny "$H" record \
+out=$(HEAPLAB_TEST_FINALISE_SLOW=2000000 HEAPLAB_TEST_HOLD_STALL_MS=200 tiny \
     --capture-dir "$T/spill" -o "$T/spill.hlt" -- "$B/rec-churn" 1000000 2>&1)
 raw=$(ls "$T/spill"/*.hlraw)
 spill=$(ring_word "$raw" 3)
@@ -83,7 +83,11 @@ eq "... and every event is there" \
     "$("$H" stat --json "$T/spill.hlt" >"$T/spill.json" && json "$T/spill.json" 'j["events"]')" 2000003
 "$H" record -q --from-capture "$T/spill" -o "$T/spill2.hlt"
 ok "... finalised again from the capture: the same trace" cmp "$T/spill.hlt" "$T/spill2.hlt"
-rm -rf "$T"/ring* "$T"/spill*
+"$H" record -q --ring 0 --capture-dir "$T/app" -o "$T/app.hlt" -- "$B/rec-churn" 1000 >/dev/null
+raw=$(ls "$T/app"/*.hlraw)
+check "--ring 0: the capture is appended (a file of $(stat -c %s "$raw") bytes, no ring state)" \
+    "[ $(stat -c %s "$raw") -lt $((4096 + 65536)) ] && [ '$(ring_word "$raw" 0)' != 5138134759587465288 ]"
+rm -rf "$T"/ring* "$T"/spill* "$T"/app*
 
 # ---- the trace put in place: on another file system it is copied; a stale temporary
 #      linked to another file (a heaplab killed while placing) is not written through ----

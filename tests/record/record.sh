@@ -121,6 +121,8 @@ eq "a program that is not executable: exit status 126" "$?" 126
 fails_with_one_line "no program at all: usage error on one line" "$H" record -o "$T/n.hlt"
 fails_with_one_line "--buffer past 1G (the interposer would ignore it): one line" \
     "$H" record --buffer 2G -o "$T/n.hlt" -- true
+fails_with_one_line "--ring under 4 buffers (the interposer would append): one line" \
+    "$H" record --buffer 1M --ring 2M -o "$T/n.hlt" -- true
 if file -L /sbin/ldconfig 2>/dev/null | grep -q static; then
     fails_with_one_line "a static program (cannot be preloaded): one line, no trace" \
         "$H" record -o "$T/static.hlt" -- /sbin/ldconfig -p

@@ -3,9 +3,10 @@
  *
  * It wraps the C allocation API, forwards every call to the next definition
  * (dlsym(RTLD_NEXT)) and appends one fixed-layout record per call to a per-thread
- * buffer; full buffers go to one raw file per process image with a single write(2)
- * each.  The raw format is documented in raw.h; traces/finalise.c turns a capture
- * directory into a trace.
+ * buffer; full buffers go to one raw file per process image, each as one chunk: into
+ * a ring inside the file while a heaplab reads it (ring.c), appended with a single
+ * write(2) otherwise.  The raw format is documented in raw.h; traces/finalise.c
+ * turns a capture directory into a trace.
  *
  * Rules that keep it safe inside any program:
  *   - It never allocates with malloc: buffers come from mmap, file names and the
@@ -162,7 +163,7 @@ static int g_fd = -1;
 static int g_oflags;                /* g_fd's open flags (raw_fd_ok reopens with them) */
 static dev_t g_dev;                 /* identity of g_fd's file, to notice a program */
 static ino_t g_ino;                 /* that closed it and reused the number */
-static size_t g_bufbytes = 1 << 20; /* per-thread buffer, chunk header included */
+static size_t g_bufbytes = HL_RAW_BUFFER_DEFAULT; /* per-thread buffer, chunk header included */
 static pthread_key_t g_key;
 static char g_dir[PATH_MAX];
 static char g_path[PATH_MAX + 64];  /* this image's raw file */

@@ -148,10 +148,10 @@
  * time, which heaplab record reports.
  *
  * RING (version 7): appending every chunk to the file makes the kernel find new
- * page-cache pages for all of them, and on a virtual machine new pages are dear (the
- * program under record ran about 2x plain over a minute, about 1.2-1.4x with the
- * ring: traces/HISTORY.md, "The ring").  So while a heaplab reads the capture as it
- * is written (HL_RAW_ENV_WATCHER set), the image's chunks go into a ring of
+ * page-cache pages for all of them (and free them again as finalising gives the
+ * capture back), which over minutes cost a fast program more than its records do
+ * (traces/HISTORY.md, "The ring").  So while a heaplab reads the capture as it is
+ * written (HL_RAW_ENV_WATCHER set), the image's chunks go into a ring of
  * HL_RAW_ENV_RING bytes inside the file, whose pages are written again and again, and
  * only when the ring stays full go after it:
  *     [0, HL_RAW_RING_AT)                   struct hl_raw_header
@@ -179,8 +179,12 @@
  *     does not pass for the one at x.  The end of the stream is therefore the first
  *     chunk that does not check; `written` says where it is meant to be (a process
  *     killed between the chunk and `written` leaves the chunk readable after it).
- * Without a heaplab reading it (the capture finalised afterwards) the file is
- * appended to as before, with no ring.
+ * The ring's state is written, and the file sized past the ring, before the header:
+ * a header of zeros is therefore one not written yet.  The ring (default 256 MiB)
+ * must hold well over what finalising reads between two checkpoints (64 MiB), since
+ * `released` moves only at them.  Without a heaplab reading it (the capture finalised
+ * afterwards), under a file size limit below the ring's end, or with a ring under 4
+ * buffers, the file is appended to as before, with no ring.
  *
  * CLOCK: the header holds a (TSC, CLOCK_MONOTONIC) pair taken when the image started,
  * every chunk header another taken when it was flushed; the finaliser converts TSC
@@ -475,9 +479,11 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
 
 /* Environment variables the interposer reads. */
 #define HL_RAW_ENV_DIR "HEAPLAB_CAPTURE_DIR"  /* where to write; unset = record nothing */
-#define HL_RAW_ENV_BUFFER "HEAPLAB_RECORD_BUFFER" /* per-thread buffer bytes (default 1 MiB) */
+#define HL_RAW_ENV_BUFFER "HEAPLAB_RECORD_BUFFER" /* per-thread buffer bytes */
 /* The per-thread buffer's bounds (bytes): a chunk is at most HL_RAW_BUFFER_MAX, so the
  * finaliser takes a longer one as damage. */
+#define HL_RAW_BUFFER_DEFAULT_MIB 1
+#define HL_RAW_BUFFER_DEFAULT ((uint64_t)HL_RAW_BUFFER_DEFAULT_MIB << 20)
 #define HL_RAW_BUFFER_MIN 4096ull
 #define HL_RAW_BUFFER_MAX (1ull << 30)
 #define HL_RAW_BUFFER_BOUNDS "4K to 1G" /* the two above, as users write sizes */
@@ -489,7 +495,9 @@ static __attribute__((noinline, unused)) HL_RAW_NOCLONE uint64_t hl_raw_checksum
 /* RING: the ring's bytes (rounded down to 4096; K, M or G suffix); 0 = no ring.  A
  * ring under 4 buffers is not used (a chunk is up to one buffer). */
 #define HL_RAW_ENV_RING "HEAPLAB_RECORD_RING"
-#define HL_RAW_RING_DEFAULT ((uint64_t)256 << 20)
+#define HL_RAW_RING_DEFAULT_MIB 256
+#define HL_RAW_RING_DEFAULT ((uint64_t)HL_RAW_RING_DEFAULT_MIB << 20)
+#define HL_RAW_RING_MAX ((uint64_t)1 << 40) /* the finaliser takes a larger one as damage */
 /* BACKLOG: the pid of the heaplab that reads the capture: no wait once it is gone. */
 #define HL_RAW_ENV_WATCHER "HEAPLAB_RECORD_WATCHER"
 /* BACKLOG: finalising's progress count unchanged this long while a thread waits: it
