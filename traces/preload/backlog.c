@@ -112,7 +112,7 @@ int hl_backlog_wait(int (*more)(void *ctx, uint64_t *progress), void *ctx, pid_t
     uint64_t t0 = mono_ns(), t = t0, seen_t = t0;
     if (!g_limit || t0 < __atomic_load_n(&g_skip_until, __ATOMIC_RELAXED))
         return 0;
-    int waiting = more(ctx, &progress), ended = 0;
+    int waiting = more(ctx, &progress);
     while (waiting) {
         if (watcher > 0 && kill(watcher, 0) != 0 && errno == ESRCH)
             break; /* nobody reads the capture any more */
@@ -133,10 +133,9 @@ int hl_backlog_wait(int (*more)(void *ctx, uint64_t *progress), void *ctx, pid_t
             g_stalls = 0;
         }
     }
-    ended = !waiting;
     __atomic_fetch_add(&g_held, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&g_held_ns, t - t0, __ATOMIC_RELAXED);
-    return ended;
+    return !waiting;
 }
 
 struct hold {

@@ -7,6 +7,9 @@
  * than finalising the program allocates, and the program runs at finalising's pace
  * meanwhile.
  *
+ * The wait itself (hl_backlog_wait) is also the one a ring with no room makes
+ * (ring.c): the same rules for when to stop waiting, the same counts.
+ *
  * State is per image: the limit and the state file's path (set up with the capture
  * folder), the waits' count and time (for the header), and the stall backoff.
  * Several threads may hold at once; the counters are atomic, the rest a hint.
