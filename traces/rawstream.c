@@ -50,18 +50,19 @@ size_t raw_stream_first(const struct rawfile *f)
 
 int raw_stream_size(struct rawfile *f, int final, size_t *size)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
+    if (!f->ring_bytes) {
+        if (stat(f->path, &sb) != 0)
+            return errno;
+        *size = (size_t)sb.st_size;
+        return 0;
+    }
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &sb) != 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);
         return e ? e : EIO;
-    }
-    if (!f->ring_bytes) {
-        close(fd);
-        *size = (size_t)sb.st_size;
-        return 0;
     }
     struct hl_raw_ring r;
     int bad = ring_state(f, fd, &r);
@@ -93,13 +94,11 @@ ssize_t raw_stream_pread(const struct rawfile *f, int fd, void *buf, size_t n, s
 {
     if (!f->ring_bytes || off + n <= HL_RAW_RING_BASE)
         return pread(fd, buf, n, (off_t)off);
-    if (off < HL_RAW_RING_BASE)
-        n = HL_RAW_RING_BASE - off; /* the header's page: read it alone */
-    uint64_t len, at = off < HL_RAW_RING_BASE
-                           ? off
-                           : hl_raw_ring_where(f->ring_bytes, f->ring_spill,
-                                               off - HL_RAW_RING_BASE, &len);
-    if (off >= HL_RAW_RING_BASE && len < n)
+    if (off < HL_RAW_RING_BASE) /* the header's page: read it alone */
+        return pread(fd, buf, HL_RAW_RING_BASE - off, (off_t)off);
+    uint64_t len, at = hl_raw_ring_where(f->ring_bytes, f->ring_spill, off - HL_RAW_RING_BASE,
+                                         &len);
+    if (len < n)
         n = (size_t)len; /* to the ring's end: the caller reads the rest next */
     return pread(fd, buf, n, (off_t)at);
 }

@@ -137,9 +137,11 @@ int hl_ring_put(int fd, uint64_t ino, struct hl_raw_chunk *c, pid_t watcher)
     size_t n = sizeof *c + c->nbytes;
     lock();
     uint64_t x = g_written;
+    if (g_spill == HL_RAW_RING_NONE && x + n > g_released + g_bytes)
+        reread(fd); /* finalising may have given room back since the last look */
     if (g_spill == HL_RAW_RING_NONE && x + n > g_released + g_bytes) {
         struct room r = {fd, ino, x + n};
-        if (no_room(&r, &(uint64_t){0}) && !hl_backlog_wait(no_room, &r, watcher)) {
+        if (!hl_backlog_wait(no_room, &r, watcher)) {
             g_spill = x; /* from here on after the ring, for good */
             int e = put_word(fd, HL_RAW_RING_WORD(spill), x);
             if (e) {
