@@ -180,9 +180,9 @@
  *     chunk that does not check; `written` says where it is meant to be (a process
  *     killed between the chunk and `written` leaves the chunk readable after it).
  * The ring's state is written, and the file sized past the ring, before the header:
- * a header of zeros is therefore one not written yet.  The ring (default 256 MiB)
- * must hold well over what finalising reads between two checkpoints (64 MiB), since
- * `released` moves only at them.  Without a heaplab reading it (the capture finalised
+ * a header of zeros is therefore one not written yet.  The ring (HL_RAW_RING_DEFAULT)
+ * must hold well over what finalising reads between two checkpoints (CKPT_EVERY in
+ * traces/finalise_int.h), since `released` moves only at them.  Without a heaplab reading it (the capture finalised
  * afterwards), under a file size limit below the ring's end, or with a ring under 4
  * buffers, the file is appended to as before, with no ring.
  *
